@@ -1,2 +1,20 @@
+//! minicap: a bare-metal crash-dump capture kernel for Linux x86_64.
+//!
+//! Loaded before a crash with `kexec -p minicap.elf --args-linux`, it runs
+//! after the panic in place of a second Linux kernel: it takes the CPU over,
+//! parses the ELF core headers the old kernel prepared, and writes an ELF
+//! vmcore to a prepared dump device with polled drivers. See `capture` for
+//! the state machine; `hw` holds every hardware access (and all `unsafe`).
 #![no_std]
 #![no_main]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+mod acpi;
+mod capture;
+mod console;
+mod fault;
+mod finish;
+mod hw;
+mod memory;

@@ -1,1 +1,535 @@
+//! The on-device layout of a minicap dump device.
+//!
+//! A disk or partition is prepared on Linux by `minicap format`, which writes a header into its
+//! first sector. The capture kernel writes only to a device whose first sector decodes as a
+//! valid header carrying the id given on its command line: that is how it never overwrites the
+//! wrong disk. After the crash `minicap save` reads the dump back.
+//!
+//! Layout (all little-endian):
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 0..512 | [`DumpHeader`] (encoded by [`DumpHeader::encode`]) |
+//! | 512..1 MiB | reserved, zero |
+//! | [`DUMP_OFFSET`] (1 MiB).. | the vmcore, contiguous, `dump_length` bytes |
+//!
+//! so `dd if=DEV bs=1M skip=1` truncated to `dump_length` is the vmcore.
+//!
+//! The crate is `no_std` without `alloc`: the capture kernel uses it before it has a heap.
+
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use core::fmt;
+
+/// Size of the encoded header: one 512-byte sector.
+pub const HEADER_LEN: usize = 512;
+
+/// First bytes of every header.
+pub const MAGIC: [u8; 8] = *b"MINICAP\0";
+
+/// The layout described here. A reader refuses other versions rather than guess.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Where the vmcore starts: 1 MiB, aligned for 512-byte and 4 KiB sectors alike and leaving
+/// room for later header extensions.
+pub const DUMP_OFFSET: u64 = 1 << 20;
+
+/// Smallest device `minicap format` accepts: the 1 MiB header area plus at least 1 MiB of dump
+/// space.
+pub const MIN_CAPACITY: u64 = 2 << 20;
+
+/// Length of the device id.
+pub const DEVICE_ID_LEN: usize = 16;
+
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 8;
+const OFF_HEADER_LEN: usize = 12;
+const OFF_DEVICE_ID: usize = 16;
+const OFF_STATE: usize = 32;
+const OFF_FORMAT: usize = 36;
+const OFF_DUMP_OFFSET: usize = 40;
+const OFF_DUMP_LENGTH: usize = 48;
+const OFF_WRITTEN: usize = 56;
+const OFF_CAPACITY: usize = 64;
+const OFF_CRASH_TIME: usize = 72;
+const OFF_SHA256: usize = 80;
+const OFF_WRITER: usize = 112;
+const OFF_OSRELEASE: usize = 144;
+const OFF_MESSAGE: usize = 208;
+const OFF_CRC: usize = 508;
+
+/// Where a dump stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpState {
+    /// 0: prepared by `minicap format`, holds no dump.
+    Empty,
+    /// 1: a capture started; the dump is incomplete (the kernel died or is still writing).
+    Writing,
+    /// 2: the whole dump is on the device and `sha256` is valid.
+    Complete,
+    /// 3: the capture gave up; `message` says why, `written` how far it got.
+    Failed,
+}
+
+impl DumpState {
+    /// The value stored on the device.
+    pub const fn to_raw(self) -> u32 {
+        match self {
+            Self::Empty => 0,
+            Self::Writing => 1,
+            Self::Complete => 2,
+            Self::Failed => 3,
+        }
+    }
+
+    /// Decodes a stored value; `None` if unknown.
+    pub const fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            0 => Some(Self::Empty),
+            1 => Some(Self::Writing),
+            2 => Some(Self::Complete),
+            3 => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name for messages.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::Writing => "writing",
+            Self::Complete => "complete",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for DumpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Encoding of the dump data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpFormat {
+    /// 0: no dump data (an empty device).
+    None,
+    /// 1: an ELF vmcore laid out as /proc/vmcore presents it.
+    ElfVmcore,
+}
+
+impl DumpFormat {
+    /// The value stored on the device.
+    pub const fn to_raw(self) -> u32 {
+        match self {
+            Self::None => 0,
+            Self::ElfVmcore => 1,
+        }
+    }
+
+    /// Decodes a stored value; `None` if unknown.
+    pub const fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            0 => Some(Self::None),
+            1 => Some(Self::ElfVmcore),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name for messages.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::ElfVmcore => "elf-vmcore",
+        }
+    }
+}
+
+impl fmt::Display for DumpFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a sector does not hold a usable header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Fewer than [`HEADER_LEN`] bytes were given.
+    TooShort {
+        /// Bytes available.
+        len: usize,
+    },
+    /// The magic is missing: this device was not prepared by `minicap format`.
+    NotMinicap,
+    /// A layout version this code does not know.
+    UnsupportedVersion {
+        /// The stored version.
+        version: u32,
+    },
+    /// The stored header length is not [`HEADER_LEN`].
+    BadHeaderLen {
+        /// The stored length.
+        header_len: u32,
+    },
+    /// The CRC does not match: the sector is damaged or half written.
+    BadCrc {
+        /// CRC stored at byte 508.
+        stored: u32,
+        /// CRC computed over bytes 0..508.
+        computed: u32,
+    },
+    /// Unknown `state` value.
+    UnknownState {
+        /// The stored value.
+        raw: u32,
+    },
+    /// Unknown `format` value.
+    UnknownFormat {
+        /// The stored value.
+        raw: u32,
+    },
+    /// The numbers contradict each other; the text says how.
+    Inconsistent(&'static str),
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooShort { len } => {
+                write!(f, "header too short: {len} bytes, need {HEADER_LEN}")
+            }
+            Self::NotMinicap => f.write_str("not a minicap dump device (no MINICAP signature)"),
+            Self::UnsupportedVersion { version } => write!(
+                f,
+                "unsupported minicap layout version {version} (this build knows {LAYOUT_VERSION})"
+            ),
+            Self::BadHeaderLen { header_len } => {
+                write!(f, "bad header length {header_len} (expected {HEADER_LEN})")
+            }
+            Self::BadCrc { stored, computed } => write!(
+                f,
+                "header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ),
+            Self::UnknownState { raw } => write!(f, "unknown dump state {raw}"),
+            Self::UnknownFormat { raw } => write!(f, "unknown dump format {raw}"),
+            Self::Inconsistent(why) => write!(f, "inconsistent header: {why}"),
+        }
+    }
+}
+
+impl core::error::Error for HeaderError {}
+
+/// The decoded first sector of a dump device.
+///
+/// The constant fields (magic, layout version, header length, CRC) are not stored: `encode`
+/// writes them and `decode` checks them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpHeader {
+    /// Random id chosen by `minicap format`; the capture kernel writes only to the device whose
+    /// id matches `minicap.device=`.
+    pub device_id: [u8; DEVICE_ID_LEN],
+    /// Where the dump stands.
+    pub state: DumpState,
+    /// How the dump data is encoded.
+    pub format: DumpFormat,
+    /// Byte offset of the dump on the device ([`DUMP_OFFSET`] in layout 1).
+    pub dump_offset: u64,
+    /// Planned total size of the dump in bytes.
+    pub dump_length: u64,
+    /// Bytes of the dump known to be on the device; equals `dump_length` when complete.
+    pub written: u64,
+    /// Device size in bytes as seen by whoever wrote the header.
+    pub capacity: u64,
+    /// CRASHTIME from VMCOREINFO (seconds since the epoch), 0 if unknown.
+    pub crash_time: i64,
+    /// SHA-256 of the `dump_length` bytes at `dump_offset`; meaningful only when complete.
+    pub sha256: [u8; 32],
+    /// NUL-padded ASCII name and version of the writer, e.g. "minicap 0.1.0".
+    pub writer: [u8; 32],
+    /// NUL-padded OSRELEASE of the crashed kernel.
+    pub osrelease: [u8; 64],
+    /// NUL-padded ASCII failure reason, empty otherwise.
+    pub message: [u8; 256],
+}
+
+impl DumpHeader {
+    /// The header `minicap format` writes: no dump yet, the dump area at [`DUMP_OFFSET`].
+    pub fn new_empty(device_id: [u8; DEVICE_ID_LEN], capacity: u64, writer: &str) -> Self {
+        let mut h = Self {
+            device_id,
+            state: DumpState::Empty,
+            format: DumpFormat::None,
+            dump_offset: DUMP_OFFSET,
+            dump_length: 0,
+            written: 0,
+            capacity,
+            crash_time: 0,
+            sha256: [0; 32],
+            writer: [0; 32],
+            osrelease: [0; 64],
+            message: [0; 256],
+        };
+        set_text(&mut h.writer, writer);
+        h
+    }
+
+    /// Encodes the header into one sector, reserved bytes zero and the CRC filled in. It does not
+    /// validate: call [`DumpHeader::validate`] first if the values come from elsewhere.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        put(&mut b, OFF_MAGIC, &MAGIC);
+        put(&mut b, OFF_VERSION, &LAYOUT_VERSION.to_le_bytes());
+        // HEADER_LEN is 512: the literal avoids a cast.
+        put(&mut b, OFF_HEADER_LEN, &512u32.to_le_bytes());
+        put(&mut b, OFF_DEVICE_ID, &self.device_id);
+        put(&mut b, OFF_STATE, &self.state.to_raw().to_le_bytes());
+        put(&mut b, OFF_FORMAT, &self.format.to_raw().to_le_bytes());
+        put(&mut b, OFF_DUMP_OFFSET, &self.dump_offset.to_le_bytes());
+        put(&mut b, OFF_DUMP_LENGTH, &self.dump_length.to_le_bytes());
+        put(&mut b, OFF_WRITTEN, &self.written.to_le_bytes());
+        put(&mut b, OFF_CAPACITY, &self.capacity.to_le_bytes());
+        put(&mut b, OFF_CRASH_TIME, &self.crash_time.to_le_bytes());
+        put(&mut b, OFF_SHA256, &self.sha256);
+        put(&mut b, OFF_WRITER, &self.writer);
+        put(&mut b, OFF_OSRELEASE, &self.osrelease);
+        put(&mut b, OFF_MESSAGE, &self.message);
+        let crc = crc32(&b[..OFF_CRC]);
+        put(&mut b, OFF_CRC, &crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and validates the first [`HEADER_LEN`] bytes of `bytes`.
+    ///
+    /// Checks, in order: length, magic ([`HeaderError::NotMinicap`]), layout version and header
+    /// length (before the CRC, because another version may place the CRC elsewhere), CRC,
+    /// state and format values, then [`DumpHeader::validate`]. Reserved bytes are not checked.
+    pub fn decode(bytes: &[u8]) -> Result<Self, HeaderError> {
+        let b: &[u8; HEADER_LEN] = bytes
+            .get(..HEADER_LEN)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(HeaderError::TooShort { len: bytes.len() })?;
+        if get::<8>(b, OFF_MAGIC) != MAGIC {
+            return Err(HeaderError::NotMinicap);
+        }
+        let version = u32_at(b, OFF_VERSION);
+        if version != LAYOUT_VERSION {
+            return Err(HeaderError::UnsupportedVersion { version });
+        }
+        let header_len = u32_at(b, OFF_HEADER_LEN);
+        if header_len != 512 {
+            return Err(HeaderError::BadHeaderLen { header_len });
+        }
+        let stored = u32_at(b, OFF_CRC);
+        let computed = crc32(&b[..OFF_CRC]);
+        if stored != computed {
+            return Err(HeaderError::BadCrc { stored, computed });
+        }
+        let raw_state = u32_at(b, OFF_STATE);
+        let state =
+            DumpState::from_raw(raw_state).ok_or(HeaderError::UnknownState { raw: raw_state })?;
+        let raw_format = u32_at(b, OFF_FORMAT);
+        let format = DumpFormat::from_raw(raw_format)
+            .ok_or(HeaderError::UnknownFormat { raw: raw_format })?;
+        let h = Self {
+            device_id: get(b, OFF_DEVICE_ID),
+            state,
+            format,
+            dump_offset: u64_at(b, OFF_DUMP_OFFSET),
+            dump_length: u64_at(b, OFF_DUMP_LENGTH),
+            written: u64_at(b, OFF_WRITTEN),
+            capacity: u64_at(b, OFF_CAPACITY),
+            crash_time: i64::from_le_bytes(get(b, OFF_CRASH_TIME)),
+            sha256: get(b, OFF_SHA256),
+            writer: get(b, OFF_WRITER),
+            osrelease: get(b, OFF_OSRELEASE),
+            message: get(b, OFF_MESSAGE),
+        };
+        h.validate()?;
+        Ok(h)
+    }
+
+    /// Checks that the numbers agree with each other:
+    ///
+    /// * `dump_offset` is at least [`HEADER_LEN`] and a multiple of 512 (sector aligned);
+    /// * `written <= dump_length`;
+    /// * the written part, `dump_offset + written`, fits in 64 bits and in `capacity` (the
+    ///   planned `dump_length` may exceed it: a capture that found the device too small records
+    ///   the planned size and fails);
+    /// * a complete dump has `written == dump_length` and a format.
+    pub fn validate(&self) -> Result<(), HeaderError> {
+        // 512 is HEADER_LEN; a literal avoids a cast.
+        if self.dump_offset < 512 || self.dump_offset & 511 != 0 {
+            return Err(HeaderError::Inconsistent(
+                "dump offset below 512 or not sector aligned",
+            ));
+        }
+        if self.written > self.dump_length {
+            return Err(HeaderError::Inconsistent(
+                "more bytes written than the dump length",
+            ));
+        }
+        match self.dump_offset.checked_add(self.written) {
+            Some(end) if end <= self.capacity => {}
+            _ => {
+                return Err(HeaderError::Inconsistent(
+                    "written part of the dump extends past the device capacity",
+                ))
+            }
+        }
+        if self.state == DumpState::Complete {
+            if self.written != self.dump_length {
+                return Err(HeaderError::Inconsistent(
+                    "complete dump with written != dump length",
+                ));
+            }
+            if self.format == DumpFormat::None {
+                return Err(HeaderError::Inconsistent("complete dump without a format"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets [`DumpHeader::writer`]; see [`set_text`].
+    pub fn set_writer(&mut self, text: &str) {
+        set_text(&mut self.writer, text);
+    }
+
+    /// Sets [`DumpHeader::osrelease`]; see [`set_text`].
+    pub fn set_osrelease(&mut self, text: &str) {
+        set_text(&mut self.osrelease, text);
+    }
+
+    /// Sets [`DumpHeader::message`]; see [`set_text`].
+    pub fn set_message(&mut self, text: &str) {
+        set_text(&mut self.message, text);
+    }
+
+    /// [`DumpHeader::writer`] as text; see [`text`].
+    pub fn writer_str(&self) -> &str {
+        text(&self.writer)
+    }
+
+    /// [`DumpHeader::osrelease`] as text; see [`text`].
+    pub fn osrelease_str(&self) -> &str {
+        text(&self.osrelease)
+    }
+
+    /// [`DumpHeader::message`] as text; see [`text`].
+    pub fn message_str(&self) -> &str {
+        text(&self.message)
+    }
+}
+
+/// Stores `text` in a fixed NUL-padded field.
+///
+/// Text longer than the field is cut at the last char boundary that fits, so the field stays
+/// valid UTF-8; a message is better shortened than lost. A text exactly as long as the field
+/// fills it without a terminating NUL (readers stop at the field's end). Text after an embedded
+/// NUL would be invisible to readers.
+pub fn set_text<const N: usize>(field: &mut [u8; N], text: &str) {
+    let mut len = text.len().min(N);
+    while !text.is_char_boundary(len) {
+        len -= 1;
+    }
+    field.fill(0);
+    field[..len].copy_from_slice(&text.as_bytes()[..len]);
+}
+
+/// Reads a NUL-padded field: the bytes before the first NUL. If they are not valid UTF-8 (a
+/// foreign or damaged header), the longest valid prefix is returned rather than nothing.
+pub fn text(field: &[u8]) -> &str {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    match core::str::from_utf8(&field[..end]) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(&field[..e.valid_up_to()]).unwrap_or(""),
+    }
+}
+
+/// Device size needed for a dump of `dump_length` bytes: [`DUMP_OFFSET`] plus the length,
+/// rounded up to 4096 so that the last write can be a whole 4 KiB sector. Saturates at
+/// `u64::MAX` (no device is that large, so the comparison with its size still fails).
+pub fn required_capacity(dump_length: u64) -> u64 {
+    DUMP_OFFSET
+        .checked_add(dump_length)
+        .and_then(|n| n.checked_next_multiple_of(4096))
+        .unwrap_or(u64::MAX)
+}
+
+/// Formats a device id as the 32 lower-case hex digits `minicap.device=` expects.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceIdHex<'a>(pub &'a [u8; DEVICE_ID_LEN]);
+
+impl fmt::Display for DeviceIdHex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// Parses exactly 32 hex digits (either case) into a device id; `None` otherwise.
+pub fn parse_device_id(s: &str) -> Option<[u8; DEVICE_ID_LEN]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 2 * DEVICE_ID_LEN {
+        return None;
+    }
+    let mut id = [0u8; DEVICE_ID_LEN];
+    for (out, pair) in id.iter_mut().zip(bytes.chunks_exact(2)) {
+        let hi = char::from(pair[0]).to_digit(16)?;
+        let lo = char::from(pair[1]).to_digit(16)?;
+        *out = u8::try_from(hi << 4 | lo).ok()?;
+    }
+    Some(id)
+}
+
+/// CRC-32/IEEE lookup table (reflected polynomial 0xEDB88320), built at compile time.
+const CRC_TABLE: [u32; 256] = crc_table();
+
+const fn crc_table() -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut n = 0u32;
+    while n < 256 {
+        let mut c = n;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[n as usize] = c;
+        n += 1;
+    }
+    table
+}
+
+/// CRC-32/IEEE (as zlib, gzip and Ethernet compute it) of `data`.
+pub fn crc32(data: &[u8]) -> u32 {
+    !data.iter().fold(!0u32, |c, &b| {
+        CRC_TABLE[usize::from(c.to_le_bytes()[0] ^ b)] ^ (c >> 8)
+    })
+}
+
+fn put(buf: &mut [u8; HEADER_LEN], off: usize, bytes: &[u8]) {
+    buf[off..off + bytes.len()].copy_from_slice(bytes);
+}
+
+fn get<const N: usize>(buf: &[u8; HEADER_LEN], off: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&buf[off..off + N]);
+    out
+}
+
+fn u32_at(buf: &[u8; HEADER_LEN], off: usize) -> u32 {
+    u32::from_le_bytes(get(buf, off))
+}
+
+fn u64_at(buf: &[u8; HEADER_LEN], off: usize) -> u64 {
+    u64::from_le_bytes(get(buf, off))
+}
+
+#[cfg(test)]
+mod tests;

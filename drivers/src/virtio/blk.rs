@@ -1,0 +1,402 @@
+//! Polled virtio-blk (virtio 1.2 §5.2).
+
+use super::queue::{Buffer, QueueError, SplitQueue};
+use super::status;
+use super::transport::{Transport, TransportError};
+use crate::pci::{self, PciAddress};
+use crate::{poll_until, BlockDevice, Platform};
+use core::fmt;
+
+const FEATURE_SIZE_MAX: u64 = 1 << 1;
+const FEATURE_SEG_MAX: u64 = 1 << 2;
+const FEATURE_RO: u64 = 1 << 5;
+const FEATURE_FLUSH: u64 = 1 << 9;
+const FEATURE_VERSION_1: u64 = 1 << 32;
+
+const CONFIG_CAPACITY: u16 = 0;
+const CONFIG_SIZE_MAX: u16 = 8;
+const CONFIG_SEG_MAX: u16 = 12;
+
+const REQ_IN: u32 = 0;
+const REQ_OUT: u32 = 1;
+const REQ_FLUSH: u32 = 4;
+
+const STATUS_OK: u8 = 0;
+/// Written into the status byte before submitting: a device that completes
+/// without writing it is caught.
+const STATUS_UNSET: u8 = 0xff;
+
+/// virtio-blk addresses the disk in 512-byte sectors, whatever its block size.
+const SECTOR: u64 = 512;
+/// Upper bound for one request; large requests keep a polled driver fast.
+const MAX_REQUEST_BYTES: u64 = 4 << 20;
+/// Upper bound for one descriptor when the device sets no size_max.
+const DEFAULT_SEGMENT_BYTES: u64 = 1 << 20;
+const RESET_TIMEOUT_MS: u64 = 1_000;
+const REQUEST_TIMEOUT_MS: u64 = 30_000;
+const FLUSH_TIMEOUT_MS: u64 = 60_000;
+/// Data descriptors per request (plus header and status).
+const MAX_DATA_SEGMENTS: usize = 32;
+
+/// Everything that can go wrong with a virtio-blk device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VirtioBlkError {
+    /// Neither modern capabilities nor a legacy I/O BAR.
+    NoRegisters,
+    /// A register region could not be mapped.
+    Unmappable(u64),
+    /// The device did not come out of reset.
+    ResetTimeout,
+    /// The device refused the features we can live with.
+    FeaturesRejected,
+    /// The device is read-only.
+    ReadOnly,
+    /// Request queue 0 is missing.
+    NoQueue,
+    /// No DMA memory for the queue or request headers.
+    NoMemory,
+    /// The queue memory lies above what a legacy device can address.
+    QueueNotAddressable,
+    /// A request did not complete in time.
+    Timeout {
+        /// Which operation.
+        op: &'static str,
+        /// Byte offset on the device.
+        offset: u64,
+    },
+    /// The device reported an error status for a request.
+    Io {
+        /// Which operation.
+        op: &'static str,
+        /// Byte offset on the device.
+        offset: u64,
+        /// The virtio status byte.
+        status: u8,
+    },
+    /// The device flagged DEVICE_NEEDS_RESET or FAILED.
+    DeviceBroken(u8),
+    /// A request outside the device or not sector aligned.
+    BadRequest {
+        /// Byte offset on the device.
+        offset: u64,
+        /// Length in bytes.
+        len: u64,
+    },
+}
+
+impl fmt::Display for VirtioBlkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::NoRegisters => write!(f, "no virtio registers (no capabilities, no I/O BAR)"),
+            Self::Unmappable(a) => write!(f, "cannot map registers at {a:#x}"),
+            Self::ResetTimeout => write!(
+                f,
+                "device did not finish its reset within {RESET_TIMEOUT_MS} ms"
+            ),
+            Self::FeaturesRejected => write!(f, "device rejected the negotiated features"),
+            Self::ReadOnly => write!(f, "device is read-only"),
+            Self::NoQueue => write!(f, "device has no request queue"),
+            Self::NoMemory => write!(f, "out of DMA memory"),
+            Self::QueueNotAddressable => {
+                write!(f, "queue memory not addressable by a legacy device")
+            }
+            Self::Timeout { op, offset } => {
+                write!(f, "{op} at byte {offset:#x} timed out")
+            }
+            Self::Io { op, offset, status } => {
+                write!(
+                    f,
+                    "{op} at byte {offset:#x} failed with virtio status {status}"
+                )
+            }
+            Self::DeviceBroken(s) => write!(f, "device status {s:#x} says it needs a reset"),
+            Self::BadRequest { offset, len } => {
+                write!(
+                    f,
+                    "request of {len} bytes at {offset:#x} is outside the device or unaligned"
+                )
+            }
+        }
+    }
+}
+
+impl From<TransportError> for VirtioBlkError {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::NoRegisters => Self::NoRegisters,
+            TransportError::Unmappable(a) => Self::Unmappable(a),
+        }
+    }
+}
+
+impl From<QueueError> for VirtioBlkError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::NotAvailable => Self::NoQueue,
+            QueueError::NoMemory => Self::NoMemory,
+            QueueError::NotAddressable => Self::QueueNotAddressable,
+        }
+    }
+}
+
+/// A virtio-blk device taken over for polled use.
+pub struct VirtioBlk<'p, P: Platform + ?Sized> {
+    platform: &'p P,
+    function: PciAddress,
+    transport: Transport,
+    queue: SplitQueue,
+    capacity: u64,
+    segment_bytes: u64,
+    max_segments: usize,
+    flush: bool,
+    /// Physical address of a page holding the request header (16 bytes at
+    /// offset 0) and the status byte (offset 16).
+    request: u64,
+}
+
+impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
+    /// Reset and initialise the virtio-blk device at `function`.
+    pub fn new(platform: &'p P, function: PciAddress) -> Result<Self, VirtioBlkError> {
+        pci::take_over(platform, function);
+        let transport = Transport::discover(platform, function)?;
+        // Reset first: the crashed kernel's driver may have left requests in
+        // flight, and only a reset stops the device from finishing them.
+        if !transport.reset(platform, RESET_TIMEOUT_MS) {
+            pci::stop_bus_master(platform, function);
+            return Err(VirtioBlkError::ResetTimeout);
+        }
+        match Self::initialise(platform, function, transport) {
+            Ok(device) => Ok(device),
+            Err(e) => {
+                transport.set_status(platform, status::FAILED);
+                transport.reset(platform, RESET_TIMEOUT_MS);
+                pci::stop_bus_master(platform, function);
+                Err(e)
+            }
+        }
+    }
+
+    fn initialise(
+        p: &'p P,
+        function: PciAddress,
+        transport: Transport,
+    ) -> Result<Self, VirtioBlkError> {
+        transport.add_status(p, status::ACKNOWLEDGE | status::DRIVER);
+        let offered = transport.device_features(p);
+        if offered & FEATURE_RO != 0 {
+            return Err(VirtioBlkError::ReadOnly);
+        }
+        let mut wanted = FEATURE_SIZE_MAX | FEATURE_SEG_MAX | FEATURE_FLUSH;
+        if transport.is_modern() {
+            wanted |= FEATURE_VERSION_1;
+        }
+        let accepted = offered & wanted;
+        transport.set_driver_features(p, accepted);
+        if !transport.confirm_features(p) {
+            return Err(VirtioBlkError::FeaturesRejected);
+        }
+        let queue = SplitQueue::new(p, &transport, 0, 64)?;
+        let request = p.dma_alloc(4096, 4096).ok_or(VirtioBlkError::NoMemory)?;
+        transport.add_status(p, status::DRIVER_OK);
+
+        let capacity = transport
+            .config64(p, CONFIG_CAPACITY)
+            .saturating_mul(SECTOR);
+        let mut segment_bytes = DEFAULT_SEGMENT_BYTES;
+        if accepted & FEATURE_SIZE_MAX != 0 {
+            let size_max = u64::from(transport.config32(p, CONFIG_SIZE_MAX));
+            if size_max >= 4096 {
+                segment_bytes = segment_bytes.min(size_max & !4095);
+            }
+        }
+        let queue_limit = usize::from(queue.size()).saturating_sub(2).max(1);
+        let mut max_segments = MAX_DATA_SEGMENTS.min(queue_limit);
+        if accepted & FEATURE_SEG_MAX != 0 {
+            let seg_max = transport.config32(p, CONFIG_SEG_MAX);
+            if let Ok(seg_max) = usize::try_from(seg_max) {
+                if seg_max > 0 {
+                    max_segments = max_segments.min(seg_max);
+                }
+            }
+        }
+        Ok(Self {
+            platform: p,
+            function,
+            transport,
+            queue,
+            capacity,
+            segment_bytes,
+            max_segments,
+            flush: accepted & FEATURE_FLUSH != 0,
+            request,
+        })
+    }
+
+    /// Where the device is.
+    pub fn pci_address(&self) -> PciAddress {
+        self.function
+    }
+
+    /// Whether the modern interface is in use.
+    pub fn is_modern(&self) -> bool {
+        self.transport.is_modern()
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> Result<(), VirtioBlkError> {
+        let aligned = offset.is_multiple_of(SECTOR) && len.is_multiple_of(SECTOR) && len > 0;
+        let inside = offset
+            .checked_add(len)
+            .is_some_and(|end| end <= self.capacity);
+        if aligned && inside {
+            Ok(())
+        } else {
+            Err(VirtioBlkError::BadRequest { offset, len })
+        }
+    }
+
+    /// Run one request: header, data buffers, status; wait for completion.
+    fn run(
+        &mut self,
+        op: &'static str,
+        kind: u32,
+        offset: u64,
+        data: &[Buffer],
+        timeout_ms: u64,
+    ) -> Result<(), VirtioBlkError> {
+        let p = self.platform;
+        p.write32(self.request, kind);
+        p.write32(self.request + 4, 0);
+        p.write64(self.request + 8, offset / SECTOR);
+        p.write8(self.request + 16, STATUS_UNSET);
+
+        let mut chain = [Buffer {
+            addr: 0,
+            len: 0,
+            device_writes: false,
+        }; MAX_DATA_SEGMENTS + 2];
+        chain[0] = Buffer {
+            addr: self.request,
+            len: 16,
+            device_writes: false,
+        };
+        chain[1..=data.len()].copy_from_slice(data);
+        chain[data.len() + 1] = Buffer {
+            addr: self.request + 16,
+            len: 1,
+            device_writes: true,
+        };
+        self.queue.submit(p, &chain[..data.len() + 2]);
+        let queue = &mut self.queue;
+        if !poll_until(p, timeout_ms, || queue.poll_used(p)) {
+            // Stop the device so it cannot complete the request later, into
+            // memory we may reuse.
+            self.transport.reset(p, RESET_TIMEOUT_MS);
+            return Err(VirtioBlkError::Timeout { op, offset });
+        }
+        let device_status = self.transport.status(p);
+        if device_status & (status::NEEDS_RESET | status::FAILED) != 0 {
+            return Err(VirtioBlkError::DeviceBroken(device_status));
+        }
+        let result = p.read8(self.request + 16);
+        if result != STATUS_OK {
+            return Err(VirtioBlkError::Io {
+                op,
+                offset,
+                status: result,
+            });
+        }
+        Ok(())
+    }
+
+    /// Move `len` bytes between the disk at `offset` and memory at `phys`,
+    /// in requests of at most `max_transfer()` bytes.
+    fn transfer(
+        &mut self,
+        write: bool,
+        offset: u64,
+        phys: u64,
+        len: u64,
+    ) -> Result<(), VirtioBlkError> {
+        self.check_range(offset, len)?;
+        let request_bytes = self.max_transfer();
+        let mut done = 0;
+        while done < len {
+            let chunk = (len - done).min(request_bytes);
+            let mut segments = [Buffer {
+                addr: 0,
+                len: 0,
+                device_writes: false,
+            }; MAX_DATA_SEGMENTS];
+            let mut count = 0;
+            let mut filled = 0;
+            while filled < chunk {
+                let piece = (chunk - filled).min(self.segment_bytes);
+                segments[count] = Buffer {
+                    addr: phys + done + filled,
+                    // segment_bytes is at most 1 MiB, so this never truncates.
+                    len: u32::try_from(piece).unwrap_or(u32::MAX),
+                    device_writes: !write,
+                };
+                count += 1;
+                filled += piece;
+            }
+            let (op, kind) = if write {
+                ("write", REQ_OUT)
+            } else {
+                ("read", REQ_IN)
+            };
+            self.run(
+                op,
+                kind,
+                offset + done,
+                &segments[..count],
+                REQUEST_TIMEOUT_MS,
+            )?;
+            done += chunk;
+        }
+        Ok(())
+    }
+}
+
+impl<P: Platform + ?Sized> BlockDevice for VirtioBlk<'_, P> {
+    type Error = VirtioBlkError;
+
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    fn sector_size(&self) -> u32 {
+        512
+    }
+
+    fn max_transfer(&self) -> u64 {
+        let by_segments = self.segment_bytes * self.max_segments as u64;
+        by_segments.min(MAX_REQUEST_BYTES)
+    }
+
+    fn read(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), VirtioBlkError> {
+        self.transfer(false, offset, phys, len)
+    }
+
+    fn write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), VirtioBlkError> {
+        self.transfer(true, offset, phys, len)
+    }
+
+    fn flush(&mut self) -> Result<(), VirtioBlkError> {
+        if !self.flush {
+            // Without VIRTIO_BLK_F_FLUSH the device promises write-through.
+            return Ok(());
+        }
+        self.run("flush", REQ_FLUSH, 0, &[], FLUSH_TIMEOUT_MS)
+    }
+
+    fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        write!(
+            out,
+            "virtio-blk {} ({}), {} MiB",
+            self.function,
+            if self.is_modern() { "modern" } else { "legacy" },
+            self.capacity >> 20
+        )
+    }
+}

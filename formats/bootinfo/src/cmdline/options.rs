@@ -1,0 +1,380 @@
+//! `minicap.*` options: how the user steers the capture kernel from the command line.
+
+use core::fmt;
+
+use super::params;
+
+/// Prefix of every minicap option; other parameters belong to Linux and are ignored.
+pub const OPTION_PREFIX: &str = "minicap.";
+
+/// Where the dump goes (`minicap.target=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DumpTarget {
+    /// A virtio-blk disk prepared with `minicap format` (`virtio-blk`).
+    #[default]
+    VirtioBlk,
+}
+
+/// How the dump is encoded (`minicap.format=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DumpFormat {
+    /// An ELF vmcore as /proc/vmcore would present it (`elf`).
+    #[default]
+    Elf,
+}
+
+/// What to do once the dump is written or has failed (`minicap.after=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AfterDump {
+    /// Reset the machine so that it boots normally again (`reboot`).
+    #[default]
+    Reboot,
+    /// Stop the CPU and leave the machine on, e.g. to read the console (`halt`).
+    Halt,
+    /// Switch the machine off (`poweroff`).
+    Poweroff,
+}
+
+/// A value <-> variant table; the single source for parsing, naming and the error message.
+trait Named: Sized + Copy + PartialEq + 'static {
+    const NAMES: &'static [(&'static str, Self)];
+    const ACCEPTED: &'static str;
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::NAMES.iter().find(|(n, _)| *n == s).map(|&(_, v)| v)
+    }
+
+    fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+impl Named for DumpTarget {
+    const NAMES: &'static [(&'static str, Self)] = &[("virtio-blk", Self::VirtioBlk)];
+    const ACCEPTED: &'static str = "virtio-blk";
+}
+
+impl Named for DumpFormat {
+    const NAMES: &'static [(&'static str, Self)] = &[("elf", Self::Elf)];
+    const ACCEPTED: &'static str = "elf";
+}
+
+impl Named for AfterDump {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("reboot", Self::Reboot),
+        ("halt", Self::Halt),
+        ("poweroff", Self::Poweroff),
+    ];
+    const ACCEPTED: &'static str = "reboot, halt, poweroff";
+}
+
+macro_rules! impl_as_str_display {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// The spelling used on the command line.
+            pub fn as_str(self) -> &'static str {
+                self.name()
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+impl_as_str_display!(DumpTarget, DumpFormat, AfterDump);
+
+/// Something on the command line that was ignored but may be a typo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warning<'a> {
+    /// A `minicap.*` parameter this version does not know.
+    UnknownKey {
+        /// The full key, prefix included.
+        key: &'a str,
+        /// Its value, if any.
+        value: Option<&'a str>,
+    },
+}
+
+impl fmt::Display for Warning<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownKey { key, value: _ } => {
+                write!(f, "ignoring unknown option {key}")
+            }
+        }
+    }
+}
+
+/// A known `minicap.*` option with a value it does not accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionError<'a> {
+    /// The full key, prefix included.
+    pub key: &'a str,
+    /// The rejected value, `None` if the key had no `=value`.
+    pub value: Option<&'a str>,
+    /// Human-readable list of what is accepted.
+    pub accepted: &'static str,
+}
+
+impl fmt::Display for OptionError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.value {
+            Some(v) => write!(
+                f,
+                "invalid value {v:?} for {}: accepted values: {}",
+                self.key, self.accepted
+            ),
+            None => write!(
+                f,
+                "{} needs a value: accepted values: {}",
+                self.key, self.accepted
+            ),
+        }
+    }
+}
+
+impl core::error::Error for OptionError<'_> {}
+
+/// The capture kernel's settings from `minicap.*` parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MinicapOptions {
+    /// `minicap.target=`, default `virtio-blk`.
+    pub target: DumpTarget,
+    /// `minicap.format=`, default `elf`.
+    pub format: DumpFormat,
+    /// `minicap.after=`, default `reboot`.
+    pub after: AfterDump,
+    /// `minicap.device=<32 hex digits>`: the id `minicap format` wrote into the dump device's
+    /// header. The kernel writes only to a device whose header carries this id.
+    pub device: Option<[u8; 16]>,
+}
+
+const DEVICE_ACCEPTED: &str = "32 hex digits (the id printed by `minicap format`)";
+
+impl MinicapOptions {
+    /// Reads the `minicap.*` parameters of `cmdline` (those before `--`, split as Linux does).
+    ///
+    /// Other parameters are ignored. An unknown `minicap.*` key is reported through `warn` and
+    /// skipped, so an option added later does not stop an older kernel from dumping. A known key
+    /// with a bad or missing value is an error even if a later occurrence is valid: the user
+    /// asked for something specific and should not get a silent default. Otherwise the last
+    /// occurrence wins, as with Linux parameters.
+    pub fn parse<'a>(
+        cmdline: &'a str,
+        mut warn: impl FnMut(Warning<'a>),
+    ) -> Result<Self, OptionError<'a>> {
+        let mut opts = Self::default();
+        for p in params(cmdline) {
+            let Some(name) = p.key.strip_prefix(OPTION_PREFIX) else {
+                continue;
+            };
+            match name {
+                "target" => opts.target = named(p.key, p.value)?,
+                "format" => opts.format = named(p.key, p.value)?,
+                "after" => opts.after = named(p.key, p.value)?,
+                "device" => {
+                    let id = p.value.and_then(parse_hex16).ok_or(OptionError {
+                        key: p.key,
+                        value: p.value,
+                        accepted: DEVICE_ACCEPTED,
+                    })?;
+                    opts.device = Some(id);
+                }
+                _ => warn(Warning::UnknownKey {
+                    key: p.key,
+                    value: p.value,
+                }),
+            }
+        }
+        Ok(opts)
+    }
+}
+
+fn named<'a, T: Named>(key: &'a str, value: Option<&'a str>) -> Result<T, OptionError<'a>> {
+    value.and_then(T::parse).ok_or(OptionError {
+        key,
+        value,
+        accepted: T::ACCEPTED,
+    })
+}
+
+/// Exactly 32 hex digits (either case) to 16 bytes, most significant first.
+fn parse_hex16(s: &str) -> Option<[u8; 16]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let hi = char::from(pair[0]).to_digit(16)?;
+        let lo = char::from(pair[1]).to_digit(16)?;
+        *o = u8::try_from(hi << 4 | lo).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(cl: &str) -> (Result<MinicapOptions, OptionError<'_>>, Vec<Warning<'_>>) {
+        let mut warnings = Vec::new();
+        let r = MinicapOptions::parse(cl, |w| warnings.push(w));
+        (r, warnings)
+    }
+
+    const ID: &str = "00112233445566778899aabbccddeeff";
+    const ID_BYTES: [u8; 16] = [
+        0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee,
+        0xff,
+    ];
+
+    #[test]
+    fn defaults() {
+        let (r, w) = parse("root=/dev/sda irqpoll elfcorehdr=0x1000");
+        assert_eq!(r.unwrap(), MinicapOptions::default());
+        assert!(w.is_empty());
+        let d = MinicapOptions::default();
+        assert_eq!(d.target, DumpTarget::VirtioBlk);
+        assert_eq!(d.format, DumpFormat::Elf);
+        assert_eq!(d.after, AfterDump::Reboot);
+        assert_eq!(d.device, None);
+    }
+
+    #[test]
+    fn all_options() {
+        let cl = format!(
+            "irqpoll minicap.target=virtio-blk minicap.format=elf minicap.after=poweroff \
+             minicap.device={ID}"
+        );
+        let (r, w) = parse(&cl);
+        assert_eq!(
+            r.unwrap(),
+            MinicapOptions {
+                target: DumpTarget::VirtioBlk,
+                format: DumpFormat::Elf,
+                after: AfterDump::Poweroff,
+                device: Some(ID_BYTES),
+            }
+        );
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn after_values_and_last_wins() {
+        assert_eq!(
+            parse("minicap.after=halt").0.unwrap().after,
+            AfterDump::Halt
+        );
+        assert_eq!(
+            parse("minicap.after=halt minicap.after=reboot")
+                .0
+                .unwrap()
+                .after,
+            AfterDump::Reboot
+        );
+        assert_eq!(
+            parse("\"minicap.after=poweroff\"").0.unwrap().after,
+            AfterDump::Poweroff
+        );
+    }
+
+    #[test]
+    fn device_upper_case() {
+        let cl = format!("minicap.device={}", ID.to_uppercase());
+        assert_eq!(parse(&cl).0.unwrap().device, Some(ID_BYTES));
+    }
+
+    #[test]
+    fn bad_device() {
+        for v in [
+            "",
+            "0011",
+            "00112233445566778899aabbccddeef",
+            "00112233445566778899aabbccddeeff0",
+            "00112233445566778899aabbccddeegg",
+            "+0112233445566778899aabbccddeeff",
+            "0011223344556677-899aabbccddeeff",
+            "ü0112233445566778899aabbccddeef",
+        ] {
+            let cl = format!("minicap.device={v}");
+            let (r, _) = parse(&cl);
+            let e = r.unwrap_err();
+            assert_eq!(e.key, "minicap.device");
+            assert_eq!(e.value, Some(v));
+            assert!(e.to_string().contains("32 hex digits"));
+        }
+        let e = parse("minicap.device").0.unwrap_err();
+        assert_eq!(e.value, None);
+        assert!(e.to_string().contains("needs a value"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_key_value_and_accepted() {
+        let e = parse("minicap.after=explode").0.unwrap_err();
+        assert_eq!(
+            e,
+            OptionError {
+                key: "minicap.after",
+                value: Some("explode"),
+                accepted: "reboot, halt, poweroff"
+            }
+        );
+        let s = e.to_string();
+        assert!(
+            s.contains("minicap.after") && s.contains("explode") && s.contains("poweroff"),
+            "{s}"
+        );
+        let e = parse("minicap.target=nvme").0.unwrap_err();
+        assert!(e.to_string().contains("virtio-blk"));
+        let e = parse("minicap.format=kdump").0.unwrap_err();
+        assert!(e.to_string().contains("elf"));
+        // Case matters, like Linux parameter values generally.
+        assert!(parse("minicap.after=Reboot").0.is_err());
+        // An earlier bad value is not hidden by a later good one.
+        assert!(parse("minicap.after=x minicap.after=halt").0.is_err());
+        assert!(parse("minicap.format").0.is_err());
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let (r, w) = parse("minicap.colour=blue minicap. minicap.after=halt minicapx=1");
+        assert_eq!(r.unwrap().after, AfterDump::Halt);
+        assert_eq!(
+            w,
+            vec![
+                Warning::UnknownKey {
+                    key: "minicap.colour",
+                    value: Some("blue")
+                },
+                Warning::UnknownKey {
+                    key: "minicap.",
+                    value: None
+                },
+            ]
+        );
+        assert_eq!(w[0].to_string(), "ignoring unknown option minicap.colour");
+    }
+
+    #[test]
+    fn stops_at_double_dash() {
+        let (r, w) = parse("minicap.after=halt -- minicap.after=bogus minicap.zzz");
+        assert_eq!(r.unwrap().after, AfterDump::Halt);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(AfterDump::Poweroff.as_str(), "poweroff");
+        assert_eq!(AfterDump::Halt.to_string(), "halt");
+        assert_eq!(DumpTarget::VirtioBlk.to_string(), "virtio-blk");
+        assert_eq!(DumpFormat::Elf.to_string(), "elf");
+    }
+}

@@ -1,0 +1,338 @@
+use super::*;
+
+const ID: [u8; 16] = [
+    0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0xa, 0xb,
+];
+
+fn complete() -> DumpHeader {
+    let mut h = DumpHeader::new_empty(ID, 64 << 20, "minicap 0.1.0");
+    h.state = DumpState::Complete;
+    h.format = DumpFormat::ElfVmcore;
+    h.dump_length = 10 << 20;
+    h.written = 10 << 20;
+    h.crash_time = 1_700_000_000;
+    h.sha256 = [0x5a; 32];
+    h.set_osrelease("6.8.0-31-generic");
+    h
+}
+
+/// Re-seals a hand-edited sector with a correct CRC.
+fn reseal(b: &mut [u8; HEADER_LEN]) {
+    let crc = crc32(&b[..OFF_CRC]);
+    b[OFF_CRC..].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn crc_vectors() {
+    assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    assert_eq!(crc32(b""), 0);
+    assert_eq!(crc32(b"a"), 0xE8B7_BE43);
+    assert_eq!(
+        crc32(b"The quick brown fox jumps over the lazy dog"),
+        0x414F_A339
+    );
+}
+
+#[test]
+fn layout_of_encoded_header() {
+    let h = complete();
+    let b = h.encode();
+    assert_eq!(&b[0..8], b"MINICAP\0");
+    assert_eq!(b[8..12], 1u32.to_le_bytes());
+    assert_eq!(b[12..16], 512u32.to_le_bytes());
+    assert_eq!(b[16..32], ID);
+    assert_eq!(b[32..36], 2u32.to_le_bytes());
+    assert_eq!(b[36..40], 1u32.to_le_bytes());
+    assert_eq!(b[40..48], (1u64 << 20).to_le_bytes());
+    assert_eq!(b[48..56], (10u64 << 20).to_le_bytes());
+    assert_eq!(b[56..64], (10u64 << 20).to_le_bytes());
+    assert_eq!(b[64..72], (64u64 << 20).to_le_bytes());
+    assert_eq!(b[72..80], 1_700_000_000i64.to_le_bytes());
+    assert_eq!(b[80..112], [0x5a; 32]);
+    assert_eq!(&b[112..125], b"minicap 0.1.0");
+    assert!(b[125..144].iter().all(|&x| x == 0));
+    assert_eq!(&b[144..160], b"6.8.0-31-generic");
+    assert!(b[160..464].iter().all(|&x| x == 0));
+    assert!(b[464..508].iter().all(|&x| x == 0));
+    assert_eq!(b[508..512], crc32(&b[..508]).to_le_bytes());
+}
+
+#[test]
+fn round_trip() {
+    let mut h = complete();
+    h.set_message("all good");
+    let b = h.encode();
+    assert_eq!(DumpHeader::decode(&b), Ok(h.clone()));
+    // Extra bytes after the sector are ignored.
+    let mut long = b.to_vec();
+    long.extend_from_slice(&[0xff; 100]);
+    assert_eq!(DumpHeader::decode(&long), Ok(h));
+}
+
+#[test]
+fn round_trip_every_state() {
+    let empty = DumpHeader::new_empty(ID, MIN_CAPACITY, "minicap-format 0.1.0");
+    assert_eq!(DumpHeader::decode(&empty.encode()).as_ref(), Ok(&empty));
+    let mut writing = complete();
+    writing.state = DumpState::Writing;
+    writing.written = 4096;
+    assert_eq!(DumpHeader::decode(&writing.encode()).as_ref(), Ok(&writing));
+    let mut failed = writing.clone();
+    failed.state = DumpState::Failed;
+    failed.crash_time = -5;
+    failed.set_message("virtio-blk: device error");
+    assert_eq!(DumpHeader::decode(&failed.encode()).as_ref(), Ok(&failed));
+    assert_eq!(failed.message_str(), "virtio-blk: device error");
+}
+
+#[test]
+fn new_empty_fields() {
+    let h = DumpHeader::new_empty(ID, 3 << 20, "minicap-format 0.1.0");
+    assert_eq!(h.state, DumpState::Empty);
+    assert_eq!(h.format, DumpFormat::None);
+    assert_eq!(h.dump_offset, DUMP_OFFSET);
+    assert_eq!((h.dump_length, h.written, h.crash_time), (0, 0, 0));
+    assert_eq!(h.writer_str(), "minicap-format 0.1.0");
+    assert_eq!(h.osrelease_str(), "");
+    assert_eq!(h.message_str(), "");
+    assert_eq!(h.validate(), Ok(()));
+}
+
+#[test]
+fn too_short() {
+    let b = complete().encode();
+    assert_eq!(
+        DumpHeader::decode(&b[..511]),
+        Err(HeaderError::TooShort { len: 511 })
+    );
+    assert_eq!(
+        DumpHeader::decode(&[]),
+        Err(HeaderError::TooShort { len: 0 })
+    );
+}
+
+#[test]
+fn not_minicap() {
+    assert_eq!(
+        DumpHeader::decode(&[0u8; 512]),
+        Err(HeaderError::NotMinicap)
+    );
+    let mut b = complete().encode();
+    b[7] = b'!';
+    assert_eq!(DumpHeader::decode(&b), Err(HeaderError::NotMinicap));
+}
+
+#[test]
+fn unsupported_version() {
+    let mut b = complete().encode();
+    b[8..12].copy_from_slice(&2u32.to_le_bytes());
+    // No reseal: the version is checked before the CRC.
+    assert_eq!(
+        DumpHeader::decode(&b),
+        Err(HeaderError::UnsupportedVersion { version: 2 })
+    );
+}
+
+#[test]
+fn bad_header_len() {
+    let mut b = complete().encode();
+    b[12..16].copy_from_slice(&4096u32.to_le_bytes());
+    assert_eq!(
+        DumpHeader::decode(&b),
+        Err(HeaderError::BadHeaderLen { header_len: 4096 })
+    );
+}
+
+#[test]
+fn bad_crc() {
+    let good = complete().encode();
+    for pos in [16, 100, 300, 463, 470, 507, 508, 511] {
+        let mut b = good;
+        b[pos] ^= 0x01;
+        assert!(
+            matches!(DumpHeader::decode(&b), Err(HeaderError::BadCrc { .. })),
+            "flip at {pos}"
+        );
+    }
+    let mut b = good;
+    b[200] = 1;
+    let computed = crc32(&b[..508]);
+    let stored = crc32(&good[..508]);
+    assert_eq!(
+        DumpHeader::decode(&b),
+        Err(HeaderError::BadCrc { stored, computed })
+    );
+}
+
+#[test]
+fn reserved_bytes_are_not_checked() {
+    let h = complete();
+    let mut b = h.encode();
+    b[464] = 0x77;
+    reseal(&mut b);
+    assert_eq!(DumpHeader::decode(&b), Ok(h));
+}
+
+#[test]
+fn unknown_state_and_format() {
+    let mut b = complete().encode();
+    b[32..36].copy_from_slice(&4u32.to_le_bytes());
+    reseal(&mut b);
+    assert_eq!(
+        DumpHeader::decode(&b),
+        Err(HeaderError::UnknownState { raw: 4 })
+    );
+    let mut b = complete().encode();
+    b[36..40].copy_from_slice(&7u32.to_le_bytes());
+    reseal(&mut b);
+    assert_eq!(
+        DumpHeader::decode(&b),
+        Err(HeaderError::UnknownFormat { raw: 7 })
+    );
+}
+
+fn inconsistent(h: &DumpHeader) {
+    assert!(
+        matches!(h.validate(), Err(HeaderError::Inconsistent(_))),
+        "{h:?}"
+    );
+    assert!(matches!(
+        DumpHeader::decode(&h.encode()),
+        Err(HeaderError::Inconsistent(_))
+    ));
+}
+
+#[test]
+fn inconsistent_offsets() {
+    let mut h = complete();
+    h.dump_offset = 0;
+    inconsistent(&h);
+    h.dump_offset = 256;
+    inconsistent(&h);
+    h.dump_offset = 512 + 1;
+    inconsistent(&h);
+    h.dump_offset = 512;
+    assert_eq!(h.validate(), Ok(()));
+
+    let mut h = complete();
+    h.state = DumpState::Writing;
+    h.written = h.dump_length + 1;
+    inconsistent(&h);
+
+    let mut h = complete();
+    h.capacity = DUMP_OFFSET + h.dump_length - 1;
+    inconsistent(&h);
+
+    let mut h = complete();
+    h.dump_offset = !511u64;
+    inconsistent(&h);
+}
+
+#[test]
+fn failed_may_plan_more_than_capacity() {
+    let mut h = complete();
+    h.state = DumpState::Failed;
+    h.dump_length = 1 << 40;
+    h.written = 0;
+    h.set_message("device too small");
+    assert_eq!(h.validate(), Ok(()));
+    // But a Complete dump must fit.
+    h.state = DumpState::Complete;
+    inconsistent(&h);
+}
+
+#[test]
+fn complete_needs_all_data_and_format() {
+    let mut h = complete();
+    h.written -= 1;
+    inconsistent(&h);
+    let mut h = complete();
+    h.format = DumpFormat::None;
+    inconsistent(&h);
+}
+
+#[test]
+fn error_messages() {
+    assert!(HeaderError::NotMinicap
+        .to_string()
+        .contains("not a minicap"));
+    assert!(HeaderError::BadCrc {
+        stored: 1,
+        computed: 2
+    }
+    .to_string()
+    .contains("checksum"));
+    assert!(HeaderError::Inconsistent("x y").to_string().contains("x y"));
+}
+
+#[test]
+fn set_text_truncates_at_char_boundary() {
+    let mut f = [0xffu8; 8];
+    set_text(&mut f, "abc");
+    assert_eq!(&f, b"abc\0\0\0\0\0");
+    set_text(&mut f, "abcdefgh");
+    assert_eq!(&f, b"abcdefgh");
+    assert_eq!(text(&f), "abcdefgh");
+    set_text(&mut f, "abcdefghij");
+    assert_eq!(&f, b"abcdefgh");
+    // "ü" is two bytes: 7 ASCII + ü would need 9, so ü is dropped entirely.
+    set_text(&mut f, "abcdefgü");
+    assert_eq!(&f, b"abcdefg\0");
+    assert_eq!(text(&f), "abcdefg");
+    set_text(&mut f, "");
+    assert_eq!(f, [0; 8]);
+    let mut h = complete();
+    h.set_message(&"x".repeat(300));
+    assert_eq!(h.message_str().len(), 256);
+    h.set_writer("minicap 9.9.9");
+    assert_eq!(h.writer_str(), "minicap 9.9.9");
+}
+
+#[test]
+fn text_of_damaged_field() {
+    assert_eq!(text(b"ok\xffrest"), "ok");
+    assert_eq!(text(b"\xff"), "");
+    assert_eq!(text(b"abc\0def"), "abc");
+    assert_eq!(text(b""), "");
+}
+
+#[test]
+fn required_capacity_rounds() {
+    assert_eq!(required_capacity(0), DUMP_OFFSET);
+    assert_eq!(required_capacity(1), DUMP_OFFSET + 4096);
+    assert_eq!(required_capacity(4096), DUMP_OFFSET + 4096);
+    assert_eq!(required_capacity(4097), DUMP_OFFSET + 8192);
+    assert_eq!(required_capacity(u64::MAX), u64::MAX);
+    assert_eq!(required_capacity(u64::MAX - DUMP_OFFSET), u64::MAX);
+}
+
+#[test]
+fn device_id_hex() {
+    let s = DeviceIdHex(&ID).to_string();
+    assert_eq!(s, "deadbeef000102030405060708090a0b");
+    assert_eq!(parse_device_id(&s), Some(ID));
+    assert_eq!(parse_device_id(&s.to_uppercase()), Some(ID));
+    assert_eq!(parse_device_id(&s[..31]), None);
+    assert_eq!(parse_device_id(&format!("{s}0")), None);
+    assert_eq!(parse_device_id("zz".repeat(16).as_str()), None);
+    assert_eq!(parse_device_id("+f".repeat(16).as_str()), None);
+}
+
+#[test]
+fn state_and_format_raw() {
+    for s in [
+        DumpState::Empty,
+        DumpState::Writing,
+        DumpState::Complete,
+        DumpState::Failed,
+    ] {
+        assert_eq!(DumpState::from_raw(s.to_raw()), Some(s));
+    }
+    assert_eq!(DumpState::from_raw(4), None);
+    for f in [DumpFormat::None, DumpFormat::ElfVmcore] {
+        assert_eq!(DumpFormat::from_raw(f.to_raw()), Some(f));
+    }
+    assert_eq!(DumpFormat::from_raw(2), None);
+    assert_eq!(DumpState::Complete.to_string(), "complete");
+    assert_eq!(DumpFormat::ElfVmcore.to_string(), "elf-vmcore");
+}

@@ -1,0 +1,282 @@
+//! Reading and validating the ELF core headers, and merging their notes.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use minicap_physmem::PhysMem;
+
+use crate::notes::walk;
+use crate::{
+    page_round_up, to_u64, CoreHeaders, CoreWarning, ElfCoreError, LoadSegment, PrStatus,
+    EHDR_SIZE, ELFCLASS64, ELFDATA2LSB, ELF_MAGIC, EM_X86_64, ET_CORE, EV_CURRENT, MAX_HEADER_SIZE,
+    MAX_NOTE_SEGMENT_SIZE, MAX_TOTAL_NOTES_SIZE, NT_PRSTATUS, NT_VMCOREINFO, PHDR_SIZE, PN_XNUM,
+    PT_LOAD, PT_NOTE,
+};
+
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([b[off], b[off + 1]])
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[off..off + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[off..off + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// The fields of one `Elf64_Phdr` that matter here.
+struct Phdr {
+    p_type: u32,
+    p_flags: u32,
+    p_offset: u64,
+    p_vaddr: u64,
+    p_paddr: u64,
+    p_filesz: u64,
+    p_memsz: u64,
+}
+
+impl Phdr {
+    fn decode(b: &[u8]) -> Self {
+        Self {
+            p_type: u32_at(b, 0),
+            p_flags: u32_at(b, 4),
+            p_offset: u64_at(b, 8),
+            p_vaddr: u64_at(b, 16),
+            p_paddr: u64_at(b, 24),
+            p_filesz: u64_at(b, 32),
+            p_memsz: u64_at(b, 40),
+        }
+    }
+}
+
+/// Reads and validates the ELF core headers at physical address `addr` (the `elfcorehdr=`
+/// address), reads every PT_NOTE buffer and merges the notes like `/proc/vmcore`.
+///
+/// Fatal problems (unreadable or malformed ELF header or program headers, impossible segment
+/// addresses, no PT_LOAD) are errors. Note trouble is not fatal: an empty or all-zero note
+/// buffer, a note exceeding its buffer, an unreadable note buffer, a missing VMCOREINFO or
+/// NT_PRSTATUS are recorded in [`CoreHeaders::warnings`] and parsing goes on, so that the memory
+/// can still be dumped.
+///
+/// Program header types other than PT_LOAD and PT_NOTE are ignored, and so are PT_LOADs with
+/// `p_memsz == 0` (with a warning).
+pub fn parse_core_headers<M: PhysMem + ?Sized>(
+    mem: &M,
+    addr: u64,
+) -> Result<CoreHeaders, ElfCoreError> {
+    let mut ehdr = [0u8; 64];
+    mem.read(addr, &mut ehdr)?;
+
+    let magic = [ehdr[0], ehdr[1], ehdr[2], ehdr[3]];
+    if magic != ELF_MAGIC {
+        return Err(ElfCoreError::BadMagic(magic));
+    }
+    if ehdr[4] != ELFCLASS64 {
+        return Err(ElfCoreError::NotElf64(ehdr[4]));
+    }
+    if ehdr[5] != ELFDATA2LSB {
+        return Err(ElfCoreError::NotLittleEndian(ehdr[5]));
+    }
+    if ehdr[6] != EV_CURRENT {
+        return Err(ElfCoreError::BadIdentVersion(ehdr[6]));
+    }
+    let e_type = u16_at(&ehdr, 16);
+    if e_type != ET_CORE {
+        return Err(ElfCoreError::NotCore(e_type));
+    }
+    let e_machine = u16_at(&ehdr, 18);
+    if e_machine != EM_X86_64 {
+        return Err(ElfCoreError::BadMachine(e_machine));
+    }
+    let e_version = u32_at(&ehdr, 20);
+    if e_version != u32::from(EV_CURRENT) {
+        return Err(ElfCoreError::BadVersion(e_version));
+    }
+    let e_entry = u64_at(&ehdr, 24);
+    let e_phoff = u64_at(&ehdr, 32);
+    let e_flags = u32_at(&ehdr, 48);
+    let e_ehsize = u16_at(&ehdr, 52);
+    if u64::from(e_ehsize) != EHDR_SIZE {
+        return Err(ElfCoreError::BadEhsize(e_ehsize));
+    }
+    let e_phentsize = u16_at(&ehdr, 54);
+    if u64::from(e_phentsize) != PHDR_SIZE {
+        return Err(ElfCoreError::BadPhentsize(e_phentsize));
+    }
+    let e_phnum = u16_at(&ehdr, 56);
+    if e_phnum == 0 {
+        return Err(ElfCoreError::NoProgramHeaders);
+    }
+    if e_phnum == PN_XNUM {
+        return Err(ElfCoreError::ExtendedPhnum);
+    }
+
+    let table_len = u64::from(e_phnum) * PHDR_SIZE;
+    let too_large = ElfCoreError::HeadersTooLarge {
+        phoff: e_phoff,
+        phnum: e_phnum,
+    };
+    let header_size = e_phoff
+        .checked_add(table_len)
+        .ok_or(too_large)?
+        .max(EHDR_SIZE);
+    if header_size > MAX_HEADER_SIZE {
+        return Err(too_large);
+    }
+    let addr_overflow = ElfCoreError::HeaderAddressOverflow {
+        addr,
+        phoff: e_phoff,
+    };
+    let table_addr = addr.checked_add(e_phoff).ok_or(addr_overflow)?;
+    table_addr.checked_add(table_len).ok_or(addr_overflow)?;
+    // table_len <= MAX_HEADER_SIZE, so it fits in usize.
+    let mut table = vec![0u8; usize::try_from(table_len).map_err(|_| too_large)?];
+    mem.read(table_addr, &mut table)?;
+
+    let mut out = CoreHeaders {
+        header_size,
+        e_ident: ehdr[..16].try_into().unwrap_or([0; 16]),
+        e_entry,
+        e_flags,
+        loads: Vec::new(),
+        notes: Vec::new(),
+        cpus: Vec::new(),
+        vmcoreinfo: None,
+        warnings: Vec::new(),
+    };
+
+    for (i, raw) in table.chunks_exact(56).enumerate() {
+        let ph = Phdr::decode(raw);
+        match ph.p_type {
+            PT_LOAD => add_load(&mut out, i, &ph)?,
+            PT_NOTE => add_notes(&mut out, mem, i, &ph)?,
+            _ => {}
+        }
+    }
+
+    if out.loads.is_empty() {
+        return Err(ElfCoreError::NoLoadSegments);
+    }
+    if out.vmcoreinfo.is_none() {
+        out.warnings.push(CoreWarning::NoVmcoreinfo);
+    }
+    if out.cpus.is_empty() {
+        out.warnings.push(CoreWarning::NoPrStatus);
+    }
+    Ok(out)
+}
+
+fn add_load(out: &mut CoreHeaders, phdr: usize, ph: &Phdr) -> Result<(), ElfCoreError> {
+    if ph.p_memsz == 0 {
+        out.warnings.push(CoreWarning::EmptyLoadSegment { phdr });
+        return Ok(());
+    }
+    ph.p_paddr
+        .checked_add(ph.p_memsz)
+        .ok_or(ElfCoreError::LoadPaddrOverflow {
+            phdr,
+            paddr: ph.p_paddr,
+            memsz: ph.p_memsz,
+        })?;
+    ph.p_offset
+        .checked_add(ph.p_memsz)
+        .and_then(page_round_up)
+        .ok_or(ElfCoreError::LoadSourceOverflow {
+            phdr,
+            source: ph.p_offset,
+            memsz: ph.p_memsz,
+        })?;
+    if ph.p_filesz != ph.p_memsz {
+        out.warnings.push(CoreWarning::LoadFileSizeMismatch {
+            phdr,
+            filesz: ph.p_filesz,
+            memsz: ph.p_memsz,
+        });
+    }
+    out.loads.push(LoadSegment {
+        paddr: ph.p_paddr,
+        vaddr: ph.p_vaddr,
+        memsz: ph.p_memsz,
+        source: ph.p_offset,
+        flags: ph.p_flags,
+    });
+    Ok(())
+}
+
+fn add_notes<M: PhysMem + ?Sized>(
+    out: &mut CoreHeaders,
+    mem: &M,
+    phdr: usize,
+    ph: &Phdr,
+) -> Result<(), ElfCoreError> {
+    let (addr, memsz) = (ph.p_offset, ph.p_memsz);
+    if memsz > MAX_NOTE_SEGMENT_SIZE {
+        return Err(ElfCoreError::NoteSegmentTooLarge { phdr, memsz });
+    }
+    if addr.checked_add(memsz).is_none() {
+        return Err(ElfCoreError::NoteAddressOverflow { phdr, addr, memsz });
+    }
+    let empty = CoreWarning::EmptyNoteSegment { phdr, addr, memsz };
+    if memsz == 0 {
+        out.warnings.push(empty);
+        return Ok(());
+    }
+    // memsz <= MAX_NOTE_SEGMENT_SIZE, so it fits in usize.
+    let Ok(len) = usize::try_from(memsz) else {
+        return Err(ElfCoreError::NoteSegmentTooLarge { phdr, memsz });
+    };
+    let mut buf = vec![0u8; len];
+    if let Err(error) = mem.read(addr, &mut buf) {
+        out.warnings
+            .push(CoreWarning::NoteSegmentUnreadable { phdr, error });
+        return Ok(());
+    }
+
+    let w = walk(&buf);
+    if let Some(o) = w.overflow {
+        out.warnings.push(CoreWarning::NoteExceedsSegment {
+            phdr,
+            offset: o.offset,
+            namesz: o.namesz,
+            descsz: o.descsz,
+        });
+    }
+    if w.real_len == 0 {
+        if w.overflow.is_none() {
+            out.warnings.push(empty);
+        }
+        return Ok(());
+    }
+    let total = to_u64(out.notes.len()) + to_u64(w.real_len);
+    if total > MAX_TOTAL_NOTES_SIZE {
+        return Err(ElfCoreError::NotesTooLarge { phdr, total });
+    }
+
+    let base = out.notes.len();
+    out.notes.extend_from_slice(&buf[..w.real_len]);
+    for note in &w.notes {
+        let name = note.name(&buf);
+        if name == b"CORE" && note.ntype == NT_PRSTATUS {
+            let desc = &buf[note.desc.clone()];
+            match PrStatus::decode(desc) {
+                Some(p) => out.cpus.push(p),
+                None => out.warnings.push(CoreWarning::ShortPrStatus {
+                    phdr,
+                    descsz: u32::try_from(desc.len()).unwrap_or(u32::MAX),
+                }),
+            }
+        } else if name == b"VMCOREINFO" && note.ntype == NT_VMCOREINFO {
+            if out.vmcoreinfo.is_some() {
+                out.warnings.push(CoreWarning::DuplicateVmcoreinfo { phdr });
+            } else {
+                out.vmcoreinfo = Some(base + note.desc.start..base + note.desc.end);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! The hardware-access layer: the only part of minicap that contains
+//! `unsafe`. Everything above it (parsing, planning, the capture state
+//! machine, the drivers) goes through the safe functions here.
+#![allow(unsafe_code)]
+
+pub mod apic;
+pub mod cpu;
+mod entry;
+pub mod heap;
+pub mod intrinsics;
+pub mod mmio;
+pub mod paging;
+pub mod pci_config;
+pub mod phys;
+pub mod pic;
+pub mod platform;
+pub mod port;
+pub mod power;
+pub mod serial;
+pub mod tsc;
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// Physical extent of the loaded image, .bss and stacks included.
+pub fn image_range() -> (u64, u64) {
+    // Only the addresses of the linker symbols are taken (no read).
+    (
+        core::ptr::addr_of!(__image_start) as u64,
+        core::ptr::addr_of!(__image_end) as u64,
+    )
+}

@@ -1,0 +1,121 @@
+//! Access to a dump device: a block device or an image file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+use minicap_dumpheader::{DumpHeader, HeaderError, HEADER_LEN};
+
+use crate::Failure;
+
+/// `O_EXCL` on x86_64 Linux (asm-generic/fcntl.h), spelled out to avoid a libc dependency
+/// for one constant.
+const O_EXCL: i32 = 0o200;
+
+/// An open dump device and its size.
+pub struct Device {
+    pub file: File,
+    pub size: u64,
+}
+
+impl Device {
+    /// Opens `path` for reading, or for reading and writing. Never creates it: `format` on a
+    /// mistyped path must not leave a stray file behind.
+    ///
+    /// A block device opened for writing is opened with `O_EXCL`, which Linux refuses with
+    /// EBUSY while the device is mounted or otherwise claimed: formatting a disk in use would
+    /// destroy its file system.
+    pub fn open(path: &Path, write: bool) -> Result<Self, Failure> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(write);
+        let is_block = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+        if write && is_block {
+            options.custom_flags(O_EXCL);
+        }
+        let file = options.open(path).map_err(|e| {
+            let hint = match e.kind() {
+                io::ErrorKind::NotFound if write => {
+                    " (to use an image file, create it first, e.g. `truncate -s 4G FILE`)"
+                }
+                io::ErrorKind::ResourceBusy => " (the device is mounted or in use)",
+                _ => "",
+            };
+            Failure::fail(format!("cannot open {}: {e}{hint}", path.display()))
+        })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Failure::fail(format!("cannot stat {}: {e}", path.display())))?;
+        if meta.is_dir() {
+            return Err(Failure::fail(format!("{} is a directory", path.display())));
+        }
+        let mut dev = Self { file, size: 0 };
+        dev.size = if meta.is_file() {
+            meta.len()
+        } else {
+            // A block device reports size 0 in its metadata; its end offset is its size.
+            dev.size_by_seek()
+                .map_err(|e| Failure::fail(format!("cannot size {}: {e}", path.display())))?
+        };
+        Ok(dev)
+    }
+
+    fn size_by_seek(&mut self) -> io::Result<u64> {
+        let end = self.file.seek(SeekFrom::End(0))?;
+        self.file.seek(SeekFrom::Start(0))?;
+        Ok(end)
+    }
+
+    /// Reads the first sector; `None` if the device is shorter than one.
+    pub fn read_sector0(&mut self) -> io::Result<Option<[u8; HEADER_LEN]>> {
+        let mut buf = [0u8; HEADER_LEN];
+        self.file.seek(SeekFrom::Start(0))?;
+        match self.file.read_exact(&mut buf) {
+            Ok(()) => Ok(Some(buf)),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads and decodes the header.
+    pub fn header(&mut self, path: &Path) -> Result<DumpHeader, Failure> {
+        let sector = self
+            .read_sector0()
+            .map_err(|e| Failure::fail(format!("cannot read {}: {e}", path.display())))?;
+        let Some(sector) = sector else {
+            return Err(Failure::fail(format!(
+                "{}: {}",
+                path.display(),
+                HeaderError::NotMinicap
+            )));
+        };
+        DumpHeader::decode(&sector).map_err(|e| Failure::fail(format!("{}: {e}", path.display())))
+    }
+
+    /// Copies `len` bytes starting at `offset` to `out`, feeding every byte to `on_data` too.
+    pub fn copy_range(
+        &mut self,
+        offset: u64,
+        len: u64,
+        out: &mut impl Write,
+        mut on_data: impl FnMut(&[u8]),
+    ) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(offset))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = len;
+        while left > 0 {
+            let chunk = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+            let n = self.file.read(&mut buf[..chunk])?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("device ended {left} bytes before the end of the dump"),
+                ));
+            }
+            on_data(&buf[..n]);
+            out.write_all(&buf[..n])?;
+            left -= u64::try_from(n).map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+}

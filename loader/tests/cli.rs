@@ -1,0 +1,457 @@
+//! End-to-end tests of the `minicap` binary on image files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use minicap_dumpheader::{
+    DeviceIdHex, DumpFormat, DumpHeader, DumpState, DUMP_OFFSET, HEADER_LEN, MIN_CAPACITY,
+};
+use sha2::{Digest, Sha256};
+
+const MIB: u64 = 1 << 20;
+const ID: [u8; 16] = *b"0123456789abcdef";
+
+/// A fresh directory per test, under cargo's scratch space for integration tests.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn minicap(args: &[&Path]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_minicap"))
+        .args(args)
+        .output()
+        .expect("run minicap")
+}
+
+fn minicap_str(args: &[&str]) -> Output {
+    let paths: Vec<&Path> = args.iter().map(Path::new).collect();
+    minicap(&paths)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// An image file of `len` bytes filled with 0xAA, so that zeroing is observable.
+fn image(path: &Path, len: u64) {
+    fs::write(path, vec![0xaa; usize::try_from(len).unwrap()]).unwrap();
+}
+
+fn header_of(path: &Path) -> DumpHeader {
+    let bytes = fs::read(path).unwrap();
+    DumpHeader::decode(&bytes[..HEADER_LEN]).unwrap()
+}
+
+/// Deterministic, non-repeating-looking dump data.
+fn dump_data(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            x.to_le_bytes()[3]
+        })
+        .collect()
+}
+
+/// Writes an image holding `data` as a dump in `state`, `written` bytes of it present, with
+/// the given recorded SHA-256.
+fn crafted(
+    path: &Path,
+    capacity: u64,
+    data: &[u8],
+    state: DumpState,
+    written: u64,
+    sha: [u8; 32],
+) -> DumpHeader {
+    let mut h = DumpHeader::new_empty(ID, capacity, "minicap 0.1.0");
+    h.state = state;
+    h.format = DumpFormat::ElfVmcore;
+    h.dump_length = u64::try_from(data.len()).unwrap();
+    h.written = written;
+    h.crash_time = 1_700_000_000;
+    h.sha256 = sha;
+    h.set_osrelease("6.8.0-minicap-test");
+    if state == DumpState::Failed {
+        h.set_message("virtio-blk: I/O error at sector 4242");
+    }
+    let mut img = vec![0u8; usize::try_from(capacity).unwrap()];
+    img[..HEADER_LEN].copy_from_slice(&h.encode());
+    let off = usize::try_from(DUMP_OFFSET).unwrap();
+    let w = usize::try_from(written).unwrap();
+    img[off..off + w].copy_from_slice(&data[..w]);
+    fs::write(path, img).unwrap();
+    h
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+#[test]
+fn format_then_info() {
+    let dir = scratch("format-info");
+    let dev = dir.join("dev.img");
+    image(&dev, 4 * MIB);
+    let id_hex = DeviceIdHex(&ID).to_string();
+    let o = minicap(&[
+        Path::new("format"),
+        &dev,
+        Path::new("--id"),
+        Path::new(&id_hex),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("minicap.device={id_hex}")),
+        "{}",
+        stdout(&o)
+    );
+
+    let bytes = fs::read(&dev).unwrap();
+    assert_eq!(bytes.len(), 4 * 1024 * 1024, "format must not resize");
+    let h = DumpHeader::decode(&bytes[..HEADER_LEN]).unwrap();
+    assert_eq!(h.device_id, ID);
+    assert_eq!(h.state, DumpState::Empty);
+    assert_eq!(h.format, DumpFormat::None);
+    assert_eq!(h.capacity, 4 * MIB);
+    assert_eq!(h.dump_offset, DUMP_OFFSET);
+    assert_eq!(
+        h.writer_str(),
+        format!("minicap-format {}", env!("CARGO_PKG_VERSION"))
+    );
+    let one_mib = usize::try_from(MIB).unwrap();
+    assert!(bytes[HEADER_LEN..one_mib].iter().all(|&b| b == 0));
+    assert!(
+        bytes[one_mib..].iter().all(|&b| b == 0xaa),
+        "data area untouched"
+    );
+
+    let o = minicap(&[Path::new("info"), &dev]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&id_hex), "{out}");
+    assert!(out.contains("empty"), "{out}");
+    assert!(out.contains("minicap-format"), "{out}");
+}
+
+#[test]
+fn format_random_ids_differ() {
+    let dir = scratch("random-id");
+    let a = dir.join("a.img");
+    let b = dir.join("b.img");
+    image(&a, 2 * MIB);
+    image(&b, 2 * MIB);
+    assert!(minicap(&[Path::new("format"), &a]).status.success());
+    let o = minicap(&[Path::new("format"), &b]);
+    assert!(o.status.success());
+    let (ha, hb) = (header_of(&a), header_of(&b));
+    assert_ne!(ha.device_id, hb.device_id);
+    assert_ne!(ha.device_id, [0; 16]);
+    let line = format!("minicap.device={}", DeviceIdHex(&hb.device_id));
+    assert!(stdout(&o).contains(&line));
+    // Reformatting an empty device needs no --force and picks a new id.
+    assert!(minicap(&[Path::new("format"), &a]).status.success());
+    assert_ne!(header_of(&a).device_id, ha.device_id);
+}
+
+#[test]
+fn format_too_small() {
+    let dir = scratch("small");
+    let dev = dir.join("small.img");
+    image(&dev, MIN_CAPACITY - 512);
+    let o = minicap(&[Path::new("format"), &dev]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("too small"), "{}", stderr(&o));
+    assert!(
+        fs::read(&dev).unwrap().iter().all(|&b| b == 0xaa),
+        "refused format must not write"
+    );
+    image(&dev, MIN_CAPACITY);
+    assert!(minicap(&[Path::new("format"), &dev]).status.success());
+}
+
+#[test]
+fn format_missing_device() {
+    let dir = scratch("missing");
+    let dev = dir.join("nope.img");
+    let o = minicap(&[Path::new("format"), &dev]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot open"), "{}", stderr(&o));
+    assert!(!dev.exists(), "format must not create files");
+}
+
+#[test]
+fn save_complete_dump() {
+    let dir = scratch("save-ok");
+    let dev = dir.join("dev.img");
+    let out = dir.join("vmcore");
+    let data = dump_data(300_000);
+    crafted(
+        &dev,
+        4 * MIB,
+        &data,
+        DumpState::Complete,
+        300_000,
+        sha256(&data),
+    );
+    let before = fs::read(&dev).unwrap();
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(&out).unwrap(), data);
+    let s = stdout(&o);
+    assert!(s.contains("checksum OK"), "{s}");
+    assert!(s.contains("6.8.0-minicap-test"), "{s}");
+    assert!(s.contains("300000 bytes"), "{s}");
+    assert!(s.contains("2023-11-14 22:13:20 UTC"), "{s}");
+    assert_eq!(
+        fs::read(&dev).unwrap(),
+        before,
+        "save must not modify the device"
+    );
+
+    // Saving again overwrites OUT with the same bytes.
+    fs::write(&out, b"old junk that is longer than nothing").unwrap();
+    assert!(minicap(&[Path::new("save"), &dev, &out]).status.success());
+    assert_eq!(fs::read(&out).unwrap(), data);
+}
+
+#[test]
+fn save_wrong_checksum() {
+    let dir = scratch("save-bad-sha");
+    let dev = dir.join("dev.img");
+    let out = dir.join("vmcore");
+    let data = dump_data(8192);
+    let mut sha = sha256(&data);
+    sha[0] ^= 1;
+    crafted(&dev, 2 * MIB, &data, DumpState::Complete, 8192, sha);
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("MISMATCH") && e.contains("corrupt"), "{e}");
+    assert_eq!(fs::read(&out).unwrap(), data, "OUT is kept");
+}
+
+#[test]
+fn save_partial() {
+    let dir = scratch("save-partial");
+    let dev = dir.join("dev.img");
+    let out = dir.join("vmcore");
+    let data = dump_data(100_000);
+    crafted(&dev, 2 * MIB, &data, DumpState::Writing, 40_000, [0; 32]);
+
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--partial"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("writing"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("40000 of 100000"), "{}", stdout(&o));
+    assert!(!out.exists());
+
+    let o = minicap(&[Path::new("save"), &dev, &out, Path::new("--partial")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("partial dump"), "{}", stderr(&o));
+    assert_eq!(fs::read(&out).unwrap(), &data[..40_000]);
+}
+
+#[test]
+fn save_failed_shows_message() {
+    let dir = scratch("save-failed");
+    let dev = dir.join("dev.img");
+    let out = dir.join("vmcore");
+    let data = dump_data(50_000);
+    crafted(&dev, 2 * MIB, &data, DumpState::Failed, 4096, [0; 32]);
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert_eq!(o.status.code(), Some(1));
+    let s = stdout(&o);
+    assert!(s.contains("failed"), "{s}");
+    assert!(s.contains("I/O error at sector 4242"), "{s}");
+    let o = minicap(&[Path::new("save"), &dev, &out, Path::new("--partial")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(&out).unwrap(), &data[..4096]);
+
+    // Nothing written: nothing to save, even with --partial.
+    crafted(&dev, 2 * MIB, &data, DumpState::Failed, 0, [0; 32]);
+    let o = minicap(&[Path::new("save"), &dev, &out, Path::new("--partial")]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn save_empty_device() {
+    let dir = scratch("save-empty");
+    let dev = dir.join("dev.img");
+    let out = dir.join("vmcore");
+    image(&dev, 2 * MIB);
+    assert!(minicap(&[Path::new("format"), &dev]).status.success());
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no dump on this device"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn save_truncated_image() {
+    let dir = scratch("save-truncated");
+    let dev = dir.join("dev.img");
+    let out = dir.join("vmcore");
+    let data = dump_data(4096);
+    crafted(
+        &dev,
+        2 * MIB,
+        &data,
+        DumpState::Complete,
+        4096,
+        sha256(&data),
+    );
+    // Cut the image inside the dump area.
+    let f = fs::OpenOptions::new().write(true).open(&dev).unwrap();
+    f.set_len(MIB + 100).unwrap();
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("truncated"), "{}", stderr(&o));
+}
+
+#[test]
+fn save_onto_device_itself_is_refused() {
+    let dir = scratch("save-self");
+    let dev = dir.join("dev.img");
+    let data = dump_data(4096);
+    crafted(
+        &dev,
+        2 * MIB,
+        &data,
+        DumpState::Complete,
+        4096,
+        sha256(&data),
+    );
+    let before = fs::read(&dev).unwrap();
+    let o = minicap(&[Path::new("save"), &dev, &dev]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(fs::read(&dev).unwrap(), before);
+}
+
+#[test]
+fn format_refuses_unsaved_dump() {
+    let dir = scratch("refuse");
+    let dev = dir.join("dev.img");
+    let data = dump_data(10_000);
+    for (state, written) in [
+        (DumpState::Complete, 10_000),
+        (DumpState::Writing, 5_000),
+        (DumpState::Failed, 5_000),
+    ] {
+        let h = crafted(&dev, 2 * MIB, &data, state, written, sha256(&data));
+        let before = fs::read(&dev).unwrap();
+        let o = minicap(&[Path::new("format"), &dev]);
+        assert_eq!(o.status.code(), Some(1), "{state:?}");
+        let e = stderr(&o);
+        assert!(e.contains("--force") && e.contains("minicap save"), "{e}");
+        assert_eq!(
+            fs::read(&dev).unwrap(),
+            before,
+            "{state:?}: device unchanged"
+        );
+        assert_eq!(header_of(&dev), h);
+
+        let o = minicap(&[Path::new("format"), &dev, Path::new("--force")]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(header_of(&dev).state, DumpState::Empty);
+    }
+}
+
+#[test]
+fn format_refuses_damaged_minicap_header() {
+    let dir = scratch("damaged");
+    let dev = dir.join("dev.img");
+    let data = dump_data(100);
+    crafted(
+        &dev,
+        2 * MIB,
+        &data,
+        DumpState::Complete,
+        100,
+        sha256(&data),
+    );
+    let mut img = fs::read(&dev).unwrap();
+    img[300] ^= 0xff; // breaks the CRC, keeps the magic
+    fs::write(&dev, &img).unwrap();
+    let o = minicap(&[Path::new("format"), &dev]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("damaged"), "{}", stderr(&o));
+    assert!(minicap(&[Path::new("format"), &dev, Path::new("--force")])
+        .status
+        .success());
+}
+
+#[test]
+fn info_on_foreign_device() {
+    let dir = scratch("foreign");
+    let dev = dir.join("dev.img");
+    image(&dev, 2 * MIB);
+    let o = minicap(&[Path::new("info"), &dev]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a minicap"), "{}", stderr(&o));
+    let o = minicap(&[Path::new("save"), &dev, &dir.join("out")]);
+    assert_eq!(o.status.code(), Some(1));
+    // Shorter than one sector.
+    image(&dev, 100);
+    let o = minicap(&[Path::new("info"), &dev]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a minicap"), "{}", stderr(&o));
+}
+
+#[test]
+fn info_complete_dump() {
+    let dir = scratch("info-complete");
+    let dev = dir.join("dev.img");
+    let data = dump_data(1000);
+    crafted(
+        &dev,
+        2 * MIB,
+        &data,
+        DumpState::Complete,
+        1000,
+        sha256(&data),
+    );
+    let o = minicap(&[Path::new("info"), &dev]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    for needle in [
+        "complete",
+        "elf-vmcore",
+        "6.8.0-minicap-test",
+        "2023-11-14",
+        "1000 bytes",
+        &DeviceIdHex(&ID).to_string(),
+    ] {
+        assert!(s.contains(needle), "{needle} missing in {s}");
+    }
+}
+
+#[test]
+fn usage() {
+    let o = minicap_str(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("Usage:"));
+    let o = minicap_str(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown command"));
+    let o = minicap_str(&["format", "x", "--id", "123"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("32 hex digits"));
+    let o = minicap_str(&["--help"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("minicap format DEVICE"));
+    let o = minicap_str(&["--version"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains(env!("CARGO_PKG_VERSION")));
+}
