@@ -598,11 +598,15 @@ fn write_vmcore<D: BlockDevice>(
             let len = (chunk.len - done).min(step);
             let source = chunk.source + done;
             let offset = DUMP_OFFSET + chunk.file_offset + done;
+            let t0 = tsc::now_us();
             device
                 .write(offset, source, len)
                 .map_err(|e| failure!("writing memory {source:#x} to byte {offset:#x}: {e}"))?;
+            let t1 = tsc::now_us();
             phys::with_slice(source, len, |bytes| hasher.update(bytes))
                 .ok_or_else(|| failure!("old memory at {source:#x} is not mapped"))?;
+            progress.io_us += t1 - t0;
+            progress.hash_us += tsc::now_us() - t1;
             done += len;
             if let Some(percent) = progress.advance(len) {
                 device
@@ -616,6 +620,11 @@ fn write_vmcore<D: BlockDevice>(
     }
 
     device.flush().map_err(|e| failure!("final flush: {e}"))?;
+    say!(
+        "time spent: device writes {} ms, SHA-256 {} ms",
+        progress.io_us / 1000,
+        progress.hash_us / 1000
+    );
     let digest: [u8; 32] = hasher.finalize().into();
     header.state = DumpState::Complete;
     header.written = total;
@@ -635,6 +644,10 @@ struct Progress {
     done: u64,
     next_percent: u64,
     started_us: u64,
+    /// Time spent waiting for the device.
+    io_us: u64,
+    /// Time spent hashing.
+    hash_us: u64,
 }
 
 impl Progress {
@@ -644,6 +657,8 @@ impl Progress {
             done: 0,
             next_percent: CHECKPOINT_PERCENT,
             started_us: tsc::now_us(),
+            io_us: 0,
+            hash_us: 0,
         }
     }
 

@@ -186,6 +186,7 @@ fn lint() -> Result<(), String> {
 fn test(extra: &[String]) -> Result<(), String> {
     lint()?;
     run(cargo().args(["test", "--workspace"]))?;
+    run(Command::new("python3").arg("qemu/test_e2e.py"))?;
     let image = build()?;
     let mut cmd = Command::new("bash");
     cmd.arg("qemu/run-all.sh")

@@ -1,0 +1,103 @@
+#!/bin/sh
+# Runs the end-to-end scenarios of the test suite in sequence:
+#   capture-modern   full capture, virtio-blk modern only (disable-legacy=on)
+#   capture-legacy   full capture, virtio-blk legacy only (disable-modern=on)
+#   no-disk          no dump disk: minicap must report failure and reboot
+#   small-disk       4 MiB disk: minicap must refuse ("too small")
+#   capture-qemu64-4M  full capture with 4-level paging, 2 MiB pages, crashkernel=4M
+#
+# Usage: qemu/run-all.sh [--minicap ELF] [--tool BIN] [--pattern BIN] [other e2e.py options...]
+# The paths default to $MINICAP, $TOOL, $PATTERN, else target/minicap.elf,
+# target/release/minicap, target/release/minicap-pattern.  Other options
+# (e.g. --with-crash, --verbose, --cpu qemu64) are passed to every run.
+# Results: $OUT (default qemu/out)/<name>/, <name>.json and summary.json.
+# Exit status: 0 only if every scenario passed.
+set -u
+cd "$(dirname "$0")/.."
+
+MINICAP=${MINICAP:-target/minicap.elf}
+TOOL=${TOOL:-target/release/minicap}
+PATTERN=${PATTERN:-target/release/minicap-pattern}
+OUT=${OUT:-qemu/out}
+PYTHON=${PYTHON:-python3}
+
+PASS_ARGS=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --minicap) MINICAP=$2; shift 2 ;;
+        --minicap=*) MINICAP=${1#*=}; shift ;;
+        --tool) TOOL=$2; shift 2 ;;
+        --tool=*) TOOL=${1#*=}; shift ;;
+        --pattern) PATTERN=$2; shift 2 ;;
+        --pattern=*) PATTERN=${1#*=}; shift ;;
+        --out) OUT=$2; shift 2 ;;
+        --out=*) OUT=${1#*=}; shift ;;
+        *) PASS_ARGS="$PASS_ARGS $(printf "'%s'" "$(printf %s "$1" | sed "s/'/'\\\\''/g")")"; shift ;;
+    esac
+done
+
+for f in "$MINICAP" "$TOOL" "$PATTERN"; do
+    if [ ! -f "$f" ]; then
+        echo "run-all: $f does not exist; build first:" >&2
+        echo "  cargo xtask build && cargo build --release -p minicap -p minicap-pattern" >&2
+        exit 2
+    fi
+done
+
+mkdir -p "$OUT"
+FAILED=""
+RESULTS=""
+
+run() {
+    name=$1
+    shift
+    echo "===== $name ====="
+    eval "\"$PYTHON\" qemu/e2e.py --minicap \"$MINICAP\" --tool \"$TOOL\" --pattern \"$PATTERN\" \
+        --out \"$OUT/$name\" --json \"$OUT/$name.json\" \"\$@\" $PASS_ARGS"
+    rc=$?
+    if [ $rc -eq 0 ]; then
+        RESULTS="$RESULTS
+  PASS  $name"
+    else
+        RESULTS="$RESULTS
+  FAIL  $name (exit $rc)"
+        FAILED="$FAILED $name"
+    fi
+}
+
+run capture-modern --scenario capture --virtio modern
+run capture-legacy --scenario capture --virtio legacy
+run no-disk --scenario no-disk
+run small-disk --scenario small-disk
+# 4-level paging and 2 MiB pages (qemu64 has neither LA57 nor 1 GiB pages),
+# in a small crash region.
+run capture-qemu64-4M --scenario capture --cpu qemu64 --crashkernel 4M
+
+"$PYTHON" - "$OUT" capture-modern capture-legacy no-disk small-disk capture-qemu64-4M <<'EOF'
+import json, sys, pathlib
+out = pathlib.Path(sys.argv[1])
+runs = {}
+for name in sys.argv[2:]:
+    p = out / f"{name}.json"
+    runs[name] = json.loads(p.read_text()) if p.exists() else {"ok": False, "error": "no result file"}
+(out / "summary.json").write_text(json.dumps(runs, indent=2) + "\n")
+print("\n===== timings =====")
+for name, r in runs.items():
+    t = r.get("times", {})
+    def f(k):
+        return f"{t[k]:7.3f} s" if k in t else "      -  "
+    print(f"  {name:<15} boot->crash {f('boot_to_crash_s')}  crash->RESULT {f('crash_to_result_s')}"
+          f"  crash->exit {f('crash_to_qemu_exit_s')}")
+EOF
+
+echo
+echo "===== summary ====="
+echo "$RESULTS" | sed '/^$/d'
+passed=$(echo "$RESULTS" | grep -c '^  PASS')
+failed=$(echo "$RESULTS" | grep -c '^  FAIL')
+echo "e2e: $passed passed, $failed failed"
+if [ -n "$FAILED" ]; then
+    echo "run-all: FAILED:$FAILED"
+    exit 1
+fi
+echo "run-all: all scenarios passed"
