@@ -8,13 +8,20 @@
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
+// `Failure` carries its message inline (some failures happen before there is
+// a heap); it is returned once per run, so its size does not matter.
+#![allow(clippy::result_large_err)]
 
 extern crate alloc;
 
 mod acpi;
 mod capture;
 mod console;
+mod failure;
 mod fault;
 mod finish;
+mod handoff;
 mod hw;
 mod memory;
+mod target;
+mod writer;

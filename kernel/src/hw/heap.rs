@@ -19,11 +19,6 @@ pub unsafe fn init(start: u64, size: u64) {
     unsafe { HEAP.lock().init(start as *mut u8, size) };
 }
 
-/// Bytes still free in the heap.
-pub fn free_bytes() -> usize {
-    HEAP.lock().free()
-}
-
 /// Zeroed, aligned memory that lives for the rest of the run; its address is
 /// its physical address (identity map).
 pub fn alloc_forever(size: usize, align: usize) -> Option<u64> {

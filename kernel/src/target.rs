@@ -1,0 +1,124 @@
+//! Finding the dump device: the virtio-blk device whose first sector holds a
+//! minicap header (written by `minicap format`) with the requested id. Every
+//! candidate is reset before use (the crashed kernel may have left requests
+//! in flight); none but the chosen one is ever written.
+
+use crate::console::FixedString;
+use crate::failure::Failure;
+use crate::hw::phys::IdentityMem;
+use crate::hw::platform::Machine;
+use crate::{failure, say};
+use minicap_drivers::pci::{self, PciAddress};
+use minicap_drivers::virtio::{is_virtio_blk, VirtioBlk};
+use minicap_drivers::{BlockDevice, Platform};
+use minicap_dumpheader::{DeviceIdHex, DumpHeader, HeaderError, HEADER_LEN};
+use minicap_physmem::PhysMem;
+
+const MAX_VIRTIO_DEVICES: usize = 16;
+const PAGE_BYTES: usize = 4096;
+
+/// The chosen device and the header found on it.
+pub struct Target<'m> {
+    /// The device, initialised.
+    pub device: VirtioBlk<'m, Machine>,
+    /// Its minicap header as found.
+    pub header: DumpHeader,
+    /// "virtio-blk 00:04.0 (modern), 2048 MiB".
+    pub name: FixedString<96>,
+}
+
+/// Scan the PCI bus and pick the dump device.
+pub fn find(machine: &Machine, wanted: Option<[u8; 16]>) -> Result<Target<'_>, Failure> {
+    let mut found = [PciAddress {
+        bus: 0,
+        device: 0,
+        function: 0,
+    }; MAX_VIRTIO_DEVICES];
+    let mut count = 0;
+    pci::enumerate(machine, |f| {
+        if is_virtio_blk(f.vendor, f.device) && count < MAX_VIRTIO_DEVICES {
+            found[count] = f.address;
+            count += 1;
+        }
+    });
+    if count == 0 {
+        return Err(failure!(
+            "no virtio-blk device on the PCI bus (minicap.target=virtio-blk); nothing was written"
+        ));
+    }
+    let buffer = machine
+        .dma_alloc(PAGE_BYTES, PAGE_BYTES)
+        .ok_or_else(|| failure!("out of memory for a read buffer"))?;
+    let mut chosen: Option<Target<'_>> = None;
+    let mut prepared = 0;
+    for &address in &found[..count] {
+        let device = match VirtioBlk::new(machine, address) {
+            Ok(d) => d,
+            Err(e) => {
+                say!("virtio-blk {address}: unusable: {e}");
+                continue;
+            }
+        };
+        let Some(candidate) = identify(device, buffer) else {
+            continue;
+        };
+        prepared += 1;
+        if let Some(id) = wanted {
+            if candidate.header.device_id != id {
+                say!(
+                    "{}: minicap device id {} is not the requested {}; left alone",
+                    candidate.name.as_str(),
+                    DeviceIdHex(&candidate.header.device_id),
+                    DeviceIdHex(&id)
+                );
+                continue;
+            }
+        }
+        if chosen.is_some() {
+            return Err(failure!(
+                "more than one prepared minicap device and no minicap.device=<id> to choose; nothing was written"
+            ));
+        }
+        chosen = Some(candidate);
+    }
+    chosen.ok_or_else(|| match (prepared, wanted) {
+        (0, _) => failure!(
+            "none of the {count} virtio-blk device(s) is a prepared minicap dump device (run `minicap format DEVICE` first); nothing was written"
+        ),
+        (_, Some(id)) => failure!(
+            "no virtio-blk device has minicap device id {}; nothing was written",
+            DeviceIdHex(&id)
+        ),
+        _ => failure!("no usable dump device; nothing was written"),
+    })
+}
+
+/// Read the device's first sector and decode the minicap header in it.
+fn identify(mut device: VirtioBlk<'_, Machine>, buffer: u64) -> Option<Target<'_>> {
+    let mut name = FixedString::<96>::new();
+    let _ = device.describe(&mut name);
+    if let Err(e) = device.read(0, buffer, HEADER_LEN as u64) {
+        say!("{}: cannot read its first sector: {e}", name.as_str());
+        return None;
+    }
+    let mut sector = [0u8; HEADER_LEN];
+    IdentityMem.read(buffer, &mut sector).ok()?;
+    match DumpHeader::decode(&sector) {
+        Ok(header) => Some(Target {
+            device,
+            header,
+            name,
+        }),
+        Err(e @ HeaderError::NotMinicap) => {
+            say!("{}: {e}; left alone", name.as_str());
+            None
+        }
+        Err(e) => {
+            say!(
+                "{}: not a minicap dump device (damaged header: {e}); left alone",
+                name.as_str()
+            );
+            None
+        }
+    }
+}
