@@ -14,6 +14,17 @@ Scenarios:
   linux-kdump  reference run without minicap: the guest's own kernel is the
                capture kernel and copies /proc/vmcore to the disk.  Runs the
                same vmcore checks (validates the harness; baseline timing).
+
+Bad input (each: the expected RESULT failure, QEMU exits, and every disk
+image's SHA-256 is the same after the run as before it):
+  unformatted-disk  one disk of random data, never formatted.
+  wrong-id          a formatted disk, minicap.device= names another id.
+  bad-elfcorehdr    a formatted disk, elfcorehdr=12junk in the capture
+                    command line (kexec appends the real one after it).
+  ambiguous         two formatted disks and no minicap.device=.
+
+The capture scenario also attaches a 64 MiB decoy disk of random data first
+on the PCI bus and checks it is untouched (--no-decoy to leave it out).
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import argparse
 import contextlib
 import fcntl
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -49,6 +61,11 @@ NT_PRSTATUS = 1
 MIB = 1 << 20
 
 CRASH_MARKERS = ("sysrq: Trigger a crash", "Kernel panic")
+DECOY_BYTES = 64 * MIB
+# Negative scenarios: nothing may be written to any attached disk.
+BAD_INPUT_SCENARIOS = ("unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous")
+SCENARIOS = ("capture", "no-disk", "small-disk", "linux-kdump") + BAD_INPUT_SCENARIOS
+BAD_ELFCOREHDR = "elfcorehdr=12junk"
 RESULT_RE = re.compile(r"minicap: RESULT: (success|failure)(.*)")
 KDUMP_RESULT_RE = re.compile(r"KDUMP-RESULT: (success|failure)(.*)")
 
@@ -529,6 +546,88 @@ def vmcore_end(f) -> int:
     return end
 
 
+def fingerprint(path: Path, block: int = MIB) -> tuple[str, list[bytes]]:
+    """SHA-256 of a file's whole content (holes of a sparse file read as
+    zeros) and a digest of each `block` bytes, to tell where it changed."""
+    whole = hashlib.sha256()
+    blocks = []
+    with open(path, "rb") as f:
+        while b := f.read(block):
+            whole.update(b)
+            blocks.append(hashlib.blake2b(b, digest_size=16).digest())
+    return whole.hexdigest(), blocks
+
+
+def compare_fingerprints(before: tuple[str, list[bytes]], after: tuple[str, list[bytes]],
+                         block: int = MIB) -> tuple[bool, str]:
+    """(unchanged, description) for two `fingerprint`s of one file."""
+    if before[0] == after[0]:
+        return True, f"sha256 {before[0][:16]}... before and after ({len(before[1])} x {block // 1024} KiB)"
+    nb, na = len(before[1]), len(after[1])
+    changed = [i for i in range(min(nb, na)) if before[1][i] != after[1][i]]
+    detail = f"sha256 changed: {before[0][:16]}... -> {after[0][:16]}..."
+    if changed:
+        detail += (f"; {len(changed)} of {nb} {block // 1024} KiB blocks differ, first at "
+                   f"offset {changed[0] * block:#x}, last at {changed[-1] * block:#x}")  # fmt: skip
+    if nb != na:
+        detail += f"; length changed from {nb} to {na} blocks"
+    return False, detail
+
+
+def other_device_id(device_id: str, rng=random) -> str:
+    """A random minicap device id (32 lower-case hex digits) that differs from
+    `device_id`."""
+    while True:
+        cand = f"{rng.getrandbits(128):032x}"
+        if cand != device_id.lower():
+            return cand
+
+
+def check_failure_reason(scenario: str, reason: str, wanted_id: str | None = None) -> tuple[bool, str]:
+    """Whether the text after `RESULT: failure` gives the reason the scenario
+    provokes; returns (ok, what was expected)."""
+    low = reason.lower()
+    if scenario == "no-disk":
+        ok = bool(re.search(r"no\b.*(device|disk)|(device|disk).*(not found|missing|absent)", reason, re.I))
+        return ok, "reason mentions a missing device"
+    want = {
+        "small-disk": "too small",
+        "unformatted-disk": "is a prepared minicap dump device",
+        "wrong-id": f"no virtio-blk device has minicap device id {(wanted_id or '').lower()}",
+        "bad-elfcorehdr": "elfcorehdr",
+        "ambiguous": "more than one prepared",
+    }.get(scenario)
+    if want is None:
+        return False, f"scenario {scenario} expects no failure"
+    return want in low, f"reason contains {want!r}"
+
+
+def check_device_reports(scenario: str, lines: list[str], ndisks: int = 1,
+                         disk_id: str | None = None, wanted_id: str | None = None) -> tuple[bool, str]:
+    """The per-device lines minicap prints before its RESULT when it skips a
+    disk (`...; left alone`): one "not a minicap dump device" per unformatted
+    disk (unformatted-disk, capture with the decoy), or "minicap device id
+    <disk_id> is not the requested <wanted_id>" (wrong-id)."""
+    mc = []
+    for l in lines:
+        if RESULT_RE.search(l):
+            break
+        if l.startswith("minicap: ") and "left alone" in l:
+            mc.append(l.strip())
+    if scenario in ("unformatted-disk", "capture"):
+        hits = [l for l in mc if "not a minicap dump device" in l]
+        ok = len(hits) == ndisks
+        detail = f"{len(hits)} 'not a minicap dump device ... left alone' line(s), want {ndisks}"
+    elif scenario == "wrong-id":
+        want = f"minicap device id {(disk_id or '').lower()} is not the requested {(wanted_id or '').lower()}; left alone"
+        hits = [l for l in mc if want in l.lower()]
+        ok = len(hits) == 1
+        detail = f"{len(hits)} line(s) with {want!r}, want 1"
+    else:
+        return True, "no per-device lines expected"
+    return ok, detail + (f": {hits[0]}" if hits else (f"; lines seen: {mc}" if mc else "; no 'left alone' lines"))
+
+
 # ---------------------------------------------------------------------------
 # QEMU run with a timestamped serial console
 # ---------------------------------------------------------------------------
@@ -617,7 +716,9 @@ def run_qemu(cmd: list[str], serial_log: Path, timeout: float, echo: bool, resul
     return r
 
 
-def qemu_command(args, k: GuestKernel, initrd: Path, disk: Path | None) -> list[str]:
+def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path]) -> list[str]:
+    """The QEMU command line; `disks` become virtio-blk devices in PCI slots
+    1, 2, ... in that order (so minicap's PCI scan meets them in that order)."""
     append = (
         f"console=ttyS0 crashkernel={args.crashkernel} panic=0 oops=panic loglevel=7 "
         f"printk.time=1 {args.guest_append}"
@@ -636,15 +737,15 @@ def qemu_command(args, k: GuestKernel, initrd: Path, disk: Path | None) -> list[
         "-initrd", str(initrd),
         "-append", append,
     ]  # fmt: skip
-    if disk is not None:
-        virtio = {
-            "modern": "disable-legacy=on,disable-modern=off",
-            "legacy": "disable-legacy=off,disable-modern=on",
-            "transitional": "disable-legacy=off,disable-modern=off",
-        }[args.virtio]
+    virtio = {
+        "modern": "disable-legacy=on,disable-modern=off",
+        "legacy": "disable-legacy=off,disable-modern=on",
+        "transitional": "disable-legacy=off,disable-modern=off",
+    }[args.virtio]
+    for i, disk in enumerate(disks):
         cmd += [
-            "-drive", f"file={disk},format=raw,if=none,id=dump",
-            "-device", f"virtio-blk-pci,drive=dump,{virtio}",
+            "-drive", f"file={disk},format=raw,if=none,id=disk{i}",
+            "-device", f"virtio-blk-pci,drive=disk{i},addr={i + 1:#x},{virtio}",
         ]  # fmt: skip
     if args.qemu_debug:
         cmd += ["-d", "guest_errors,cpu_reset,unimp", "-D", str(Path(args.out_dir) / "qemu-debug.log")]
@@ -834,16 +935,17 @@ def parse_args(argv=None):
     ap.add_argument("--minicap", default=str(REPO / "target/minicap.elf"), help="capture kernel ELF")
     ap.add_argument("--tool", default=str(REPO / "target/release/minicap"), help="host tool `minicap`")
     ap.add_argument("--pattern", default=str(REPO / "target/release/minicap-pattern"), help="minicap-pattern binary")
-    ap.add_argument(
-        "--scenario", choices=["capture", "no-disk", "small-disk", "linux-kdump"], default="capture"
-    )
+    ap.add_argument("--scenario", choices=SCENARIOS, default="capture")
     ap.add_argument("--virtio", choices=["modern", "legacy", "transitional"], default="modern")
     ap.add_argument("--cpu", default="max", help="QEMU -cpu (max sets LA57; qemu64 does not)")
     ap.add_argument("--crashkernel", default=None, help="crashkernel= size (default 32M; 256M for linux-kdump)")
     ap.add_argument("--memory", type=int, default=1024, help="guest RAM in MiB")
     ap.add_argument("--smp", type=int, default=2)
     ap.add_argument("--disk-size", default=None,
-                    help="dump disk size (default: 2G, or RAM + 64M rounded up to a GiB if larger; small-disk: 4M)")
+                    help="dump disk size (default: 2G, or RAM + 64M rounded up to a GiB if larger; small-disk: 4M; "
+                         "unformatted-disk: 16M; wrong-id, bad-elfcorehdr, ambiguous: 64M)")
+    ap.add_argument("--no-decoy", action="store_true",
+                    help="capture: do not attach the 64 MiB unformatted decoy disk ahead of the dump disk")
     ap.add_argument("--pattern-mib", type=int, default=64)
     ap.add_argument("--kernel-version", default=None, help="e.g. 6.1.0-56-cloud-amd64 (default: resolve via apt)")
     ap.add_argument("--with-crash", action="store_true", help="also download the -dbg vmlinux and run crash")
@@ -870,6 +972,10 @@ def parse_args(argv=None):
     if a.disk_size is None:
         if a.scenario == "small-disk":
             a.disk_size = "4M"
+        elif a.scenario == "unformatted-disk":
+            a.disk_size = "16M"
+        elif a.scenario in BAD_INPUT_SCENARIOS:
+            a.disk_size = "64M"
         else:
             gib = max(2, -(-(a.memory + 64) // 1024))
             a.disk_size = f"{gib}G"
@@ -883,6 +989,17 @@ def parse_size(s: str) -> int:
     if not m:
         raise HarnessError(f"bad size {s!r}")
     return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2).upper()]
+
+
+def make_random_disk(path: Path, size: int) -> None:
+    """A disk image of random bytes (not a minicap device)."""
+    path.unlink(missing_ok=True)
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            n = min(left, 4 * MIB)
+            f.write(os.urandom(n))
+            left -= n
 
 
 def make_disk(args, path: Path) -> tuple[str, str]:
@@ -914,8 +1031,8 @@ def scenario(args) -> tuple[Results, dict]:
     if not args.recheck:
         for name in ("serial.log", "vmcore", "dmesg.txt", "crash.txt", "pattern-verify.log", "qemu.stderr"):
             (out / name).unlink(missing_ok=True)
-    needs = {"capture": ["minicap", "tool", "pattern"], "no-disk": ["minicap", "tool"],
-             "small-disk": ["minicap", "tool"], "linux-kdump": ["pattern"]}[args.scenario]  # fmt: skip
+    needs = {"capture": ["minicap", "tool", "pattern"], "no-disk": ["minicap"], "unformatted-disk": ["minicap"],
+             "linux-kdump": ["pattern"]}.get(args.scenario, ["minicap", "tool"])  # fmt: skip
     if args.recheck:
         needs = ["pattern"]
     for n in needs:
@@ -938,16 +1055,61 @@ def scenario(args) -> tuple[Results, dict]:
         check_vmcore_tools(res, args, out, vmcore, k, k.version)
         return res, info
 
+    # Disk images, attached in this order (PCI slots 1, 2, ...); `guarded` are
+    # the ones minicap must not write to: their SHA-256 is compared after the run.
     disk = out / "dump.img"
-    device, fmt_out = make_disk(args, disk)
-    if fmt_out:
-        (out / "format.log").write_text(fmt_out)
+    attached: list[Path] = []
+    guarded: dict[str, Path] = {}
+    device = ""
+    disk_ids: dict[str, str] = {}
+    for stale in ("dump.img", "dump-a.img", "dump-b.img", "random.img", "decoy.img", "format.log"):
+        (out / stale).unlink(missing_ok=True)
+    if args.scenario == "unformatted-disk":
+        disk = out / "random.img"
+        make_random_disk(disk, parse_size(args.disk_size))
+        attached = [disk]
+        guarded["random disk"] = disk
+    elif args.scenario == "ambiguous":
+        logs = []
+        for tag in ("a", "b"):
+            img = out / f"dump-{tag}.img"
+            disk_ids[img.name], fmt = make_disk(args, img)
+            logs.append(fmt)
+            attached.append(img)
+            guarded[f"dump disk {tag.upper()}"] = img
+        (out / "format.log").write_text("\n".join(logs))
+    elif args.scenario != "no-disk":
+        device, fmt_out = make_disk(args, disk)
+        disk_ids[disk.name] = device
+        if fmt_out:
+            (out / "format.log").write_text(fmt_out)
+        attached = [disk]
+        if args.scenario in BAD_INPUT_SCENARIOS:
+            guarded["dump disk"] = disk
+    decoy = args.scenario == "capture" and not args.no_decoy
+    if decoy:
+        img = out / "decoy.img"
+        make_random_disk(img, DECOY_BYTES)
+        attached.insert(0, img)
+        guarded["decoy disk"] = img
+    before = {name: fingerprint(img) for name, img in guarded.items()}
+    info["disks"] = [{"image": img.name, "bytes": img.stat().st_size, "minicap_device": disk_ids.get(img.name)}
+                     for img in attached]  # fmt: skip
     header_before = disk.read_bytes()[: MIB] if args.scenario == "small-disk" else b""
+    wanted_id = None
     if args.scenario == "linux-kdump":
         append = "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=0 loglevel=7 printk.time=1"
         result_re = KDUMP_RESULT_RE
     else:
-        append = f"minicap.device={device} minicap.after=reboot {args.append_extra}".strip()
+        opts = ["minicap.after=reboot"]
+        if args.scenario == "wrong-id":
+            wanted_id = other_device_id(device)
+            opts.insert(0, f"minicap.device={wanted_id}")
+        elif device:
+            opts.insert(0, f"minicap.device={device}")
+        if args.scenario == "bad-elfcorehdr":
+            opts.append(BAD_ELFCOREHDR)
+        append = " ".join(opts + [args.append_extra]).strip()
         result_re = RESULT_RE
     info["capture_append"] = append
     seed = int(args.seed, 16) if args.seed else random.getrandbits(64)
@@ -956,8 +1118,7 @@ def scenario(args) -> tuple[Results, dict]:
     initrd.write_bytes(build_initramfs(args, k, append, seed, with_pattern))
     log(f"initramfs {initrd} ({initrd.stat().st_size // 1024} KiB), seed {seed:016x}")
 
-    attach = None if args.scenario == "no-disk" else disk
-    cmd = qemu_command(args, k, initrd, attach)
+    cmd = qemu_command(args, k, initrd, attached)
     info["qemu"] = cmd
     r = run_qemu(cmd, out / "serial.log", args.timeout, args.verbose, result_re, args.exit_grace)
     texts = r.texts()
@@ -989,19 +1150,16 @@ def scenario(args) -> tuple[Results, dict]:
     if with_pattern:
         res.add("pattern ready in guest", ready is not None, ready.text.strip() if ready else "no PATTERN-READY")
 
-    want = {"capture": "success", "linux-kdump": "success", "no-disk": "failure", "small-disk": "failure"}[args.scenario]
+    want = "success" if args.scenario in ("capture", "linux-kdump") else "failure"
     if result:
         m = result_re.search(result.text)
         verdict, rest = m.group(1), m.group(2).strip()
         info["result"] = result.text.strip()
         ok = verdict == want
         detail = result.text.strip()
-        if ok and args.scenario == "no-disk":
-            ok = bool(re.search(r"no\b.*(device|disk)|(device|disk).*(not found|missing|absent)", rest, re.I))
-            detail += "" if ok else "  (reason does not mention a missing device)"
-        if ok and args.scenario == "small-disk":
-            ok = "too small" in rest.lower()
-            detail += "" if ok else "  (reason does not say 'too small')"
+        if ok and want == "failure":
+            ok, expected = check_failure_reason(args.scenario, rest, wanted_id)
+            detail += "" if ok else f"  (expected: {expected})"
         res.add(f"RESULT {want}", ok, detail)
     else:
         res.add(f"RESULT {want}", False, "no RESULT line; last 50 lines:\n" + "\n".join(texts[-50:]))
@@ -1012,6 +1170,17 @@ def scenario(args) -> tuple[Results, dict]:
         f"exit status {r.returncode}" if exited else ("killed: no exit after RESULT" if r.killed_after_result else "killed")
         + (("\nqemu stderr: " + tail(r.stderr, 5)) if r.stderr.strip() else ""),
     )
+
+    if args.scenario in ("unformatted-disk", "wrong-id") or decoy:
+        ok, detail = check_device_reports(args.scenario, texts, 1, device, wanted_id)
+        res.add("decoy disk seen and left alone" if decoy else "per-device report", ok, detail)
+    for name, img in guarded.items():
+        after = fingerprint(img)
+        ok, detail = compare_fingerprints(before[name], after)
+        for d in info["disks"]:
+            if d["image"] == img.name:
+                d["sha256_before"], d["sha256_after"] = before[name][0], after[0]
+        res.add(f"{name} untouched", ok, f"{img.name}: {detail}")
 
     vmcore = out / "vmcore"
     if args.scenario == "capture" and result:
@@ -1046,8 +1215,8 @@ def scenario(args) -> tuple[Results, dict]:
         )
 
     if res.ok and not args.keep:
-        for name in ("dump.img", "vmcore"):
-            (out / name).unlink(missing_ok=True)
+        for img in attached + [disk, out / "vmcore"]:
+            img.unlink(missing_ok=True)
     return res, info
 
 

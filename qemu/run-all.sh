@@ -5,6 +5,12 @@
 #   no-disk          no dump disk: minicap must report failure and reboot
 #   small-disk       4 MiB disk: minicap must refuse ("too small")
 #   capture-qemu64-4M  full capture with 4-level paging, 2 MiB pages, crashkernel=4M
+#   unformatted-disk random-data disk, never formatted: failure, disk unchanged
+#   wrong-id         minicap.device= names another id: failure, disk unchanged
+#   bad-elfcorehdr   elfcorehdr=12junk on the command line: failure, disk unchanged
+#   ambiguous        two formatted disks, no minicap.device=: failure, both unchanged
+# The capture runs also attach an unformatted decoy disk first on the PCI bus
+# and check it is untouched.
 #
 # Usage: qemu/run-all.sh [--minicap ELF] [--tool BIN] [--pattern BIN] [other e2e.py options...]
 # The paths default to $MINICAP, $TOOL, $PATTERN, else target/minicap.elf,
@@ -72,8 +78,14 @@ run small-disk --scenario small-disk
 # 4-level paging and 2 MiB pages (qemu64 has neither LA57 nor 1 GiB pages),
 # in a small crash region.
 run capture-qemu64-4M --scenario capture --cpu qemu64 --crashkernel 4M
+# Bad input: a clear failure, and nothing written to any disk.
+run unformatted-disk --scenario unformatted-disk
+run wrong-id --scenario wrong-id
+run bad-elfcorehdr --scenario bad-elfcorehdr
+run ambiguous --scenario ambiguous
 
-"$PYTHON" - "$OUT" capture-modern capture-legacy no-disk small-disk capture-qemu64-4M <<'EOF'
+"$PYTHON" - "$OUT" capture-modern capture-legacy no-disk small-disk capture-qemu64-4M \
+    unformatted-disk wrong-id bad-elfcorehdr ambiguous <<'EOF'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 runs = {}
@@ -86,7 +98,7 @@ for name, r in runs.items():
     t = r.get("times", {})
     def f(k):
         return f"{t[k]:7.3f} s" if k in t else "      -  "
-    print(f"  {name:<15} boot->crash {f('boot_to_crash_s')}  crash->RESULT {f('crash_to_result_s')}"
+    print(f"  {name:<17} boot->crash {f('boot_to_crash_s')}  crash->RESULT {f('crash_to_result_s')}"
           f"  crash->exit {f('crash_to_qemu_exit_s')}")
 EOF
 

@@ -141,5 +141,114 @@ class HarnessTests(unittest.TestCase):
         self.assertEqual(e2e.parse_size("512"), 512)
 
 
+ID = "aac20ce4ac1e07f2efc4988ab6e828d3"
+OTHER = "0123456789abcdef0123456789abcdef"
+# Failure reasons as the kernel prints them (kernel/src/capture.rs, bootinfo's elfcorehdr parser).
+REASONS = {
+    "no-disk": "no virtio-blk device on the PCI bus (minicap.target=virtio-blk); nothing was written",
+    "small-disk": "dump device virtio-blk 00:01.0 (modern), 4 MiB is too small: the dump needs 1082843136 bytes "
+                  "(1.0 GiB), the device has 4194304 bytes (4.0 MiB); nothing was written",
+    "unformatted-disk": "none of the 1 virtio-blk device(s) is a prepared minicap dump device "
+                        "(run `minicap format DEVICE` first); nothing was written",
+    "wrong-id": f"no virtio-blk device has minicap device id {OTHER}; nothing was written",
+    "bad-elfcorehdr": 'invalid elfcorehdr="12junk": unexpected "junk" (expected ADDR or SIZE@ADDR)',
+    "ambiguous": "more than one prepared minicap device and no minicap.device=<id> to choose; nothing was written",
+}
+
+
+class BadInputTests(unittest.TestCase):
+    def test_failure_reasons(self):
+        for scenario, reason in REASONS.items():
+            with self.subTest(scenario=scenario):
+                ok, _ = e2e.check_failure_reason(scenario, ": " + reason, OTHER)
+                self.assertTrue(ok)
+                # Every other scenario's reason is rejected.
+                for other, text in REASONS.items():
+                    if other != scenario and not (scenario == "no-disk" and "no " in text):
+                        self.assertFalse(e2e.check_failure_reason(scenario, text, OTHER)[0], other)
+        # The id in the reason must be the requested one (upper case is fine).
+        self.assertTrue(e2e.check_failure_reason("wrong-id", REASONS["wrong-id"].upper(), OTHER)[0])
+        self.assertFalse(e2e.check_failure_reason("wrong-id", REASONS["wrong-id"], ID)[0])
+        self.assertFalse(e2e.check_failure_reason("capture", "anything")[0])
+
+    def test_device_reports(self):
+        log = [
+            "minicap: options: target=virtio-blk format=elf after=reboot device=any",
+            "minicap: virtio-blk 00:01.0 (modern), 64 MiB: not a minicap dump device (bad magic); left alone",
+            "minicap: RESULT: failure: none of the 1 virtio-blk device(s) is a prepared minicap dump device",
+            "minicap: virtio-blk 00:02.0 (modern), 64 MiB: not a minicap dump device (bad magic); left alone",
+        ]
+        self.assertTrue(e2e.check_device_reports("unformatted-disk", log, 1)[0])
+        self.assertFalse(e2e.check_device_reports("unformatted-disk", log, 2)[0])  # lines after RESULT ignored
+        self.assertTrue(e2e.check_device_reports("capture", log[:2] + ["minicap: RESULT: success: wrote"], 1)[0])
+        self.assertFalse(e2e.check_device_reports("capture", log[:1], 1)[0])
+        wrong = [f"minicap: virtio-blk 00:01.0 (legacy), 64 MiB: minicap device id {ID} is not the requested "
+                 f"{OTHER}; left alone", "minicap: RESULT: failure: no virtio-blk device has ..."]  # fmt: skip
+        self.assertTrue(e2e.check_device_reports("wrong-id", wrong, 1, ID, OTHER)[0])
+        self.assertFalse(e2e.check_device_reports("wrong-id", wrong, 1, OTHER, ID)[0])
+        self.assertTrue(e2e.check_device_reports("ambiguous", [], 2)[0])
+
+    def test_other_device_id(self):
+        class Stuck:  # returns the excluded id first, then another
+            def __init__(self):
+                self.vals = [int(ID, 16), int(OTHER, 16)]
+
+            def getrandbits(self, n):
+                return self.vals.pop(0)
+
+        self.assertEqual(e2e.other_device_id(ID.upper(), Stuck()), OTHER)
+        for _ in range(20):
+            v = e2e.other_device_id(ID)
+            self.assertRegex(v, r"^[0-9a-f]{32}$")
+            self.assertNotEqual(v, ID)
+
+    def test_fingerprints(self):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            f = Path(d) / "img"
+            data = bytearray(b"x" * 10000)
+            f.write_bytes(data)
+            a = e2e.fingerprint(f, block=4096)
+            self.assertEqual(a[0], __import__("hashlib").sha256(data).hexdigest())
+            self.assertEqual(len(a[1]), 3)
+            ok, detail = e2e.compare_fingerprints(a, e2e.fingerprint(f, block=4096), block=4096)
+            self.assertTrue(ok, detail)
+            data[5000] = 0
+            f.write_bytes(data)
+            ok, detail = e2e.compare_fingerprints(a, e2e.fingerprint(f, block=4096), block=4096)
+            self.assertFalse(ok)
+            self.assertIn("1 of 3 4 KiB blocks differ, first at offset 0x1000", detail)
+            f.write_bytes(data + b"y")
+            ok, detail = e2e.compare_fingerprints(a, e2e.fingerprint(f, block=4096), block=4096)
+            self.assertFalse(ok)
+            self.assertIn("offset 0x1000", detail)
+            # Sparse file: holes hash as zeros.
+            with open(f, "wb") as fh:
+                fh.truncate(3 * 4096)
+            self.assertEqual(e2e.fingerprint(f, block=4096)[0],
+                             __import__("hashlib").sha256(bytes(3 * 4096)).hexdigest())  # fmt: skip
+
+    def test_qemu_disk_order(self):
+        args = e2e.parse_args(["--scenario", "ambiguous", "--virtio", "legacy"])
+        k = e2e.GuestKernel("v", Path("/k"))
+        cmd = e2e.qemu_command(args, k, Path("/i"), [Path("/a.img"), Path("/b.img")])
+        devs = [cmd[i + 1] for i, c in enumerate(cmd) if c == "-device"]
+        self.assertEqual(devs, ["virtio-blk-pci,drive=disk0,addr=0x1,disable-legacy=off,disable-modern=on",
+                                "virtio-blk-pci,drive=disk1,addr=0x2,disable-legacy=off,disable-modern=on"])  # fmt: skip
+        self.assertIn("file=/a.img,format=raw,if=none,id=disk0", cmd)
+        self.assertNotIn("-drive", e2e.qemu_command(args, k, Path("/i"), []))
+
+    def test_disk_size_defaults(self):
+        size = lambda *a: e2e.parse_args(list(a)).disk_size  # noqa: E731
+        self.assertEqual(size("--scenario", "unformatted-disk"), "16M")
+        self.assertEqual(size("--scenario", "wrong-id"), "64M")
+        self.assertEqual(size("--scenario", "ambiguous"), "64M")
+        self.assertEqual(size("--scenario", "small-disk"), "4M")
+        self.assertEqual(size(), "2G")
+        self.assertFalse(e2e.parse_args([]).no_decoy)
+        self.assertTrue(e2e.parse_args(["--no-decoy"]).no_decoy)
+
+
 if __name__ == "__main__":
     unittest.main()
