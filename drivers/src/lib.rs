@@ -122,7 +122,19 @@ pub trait BlockDevice {
     fn read(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), Self::Error>;
     /// Write `len` bytes from physical memory at `phys` to byte `offset`.
     fn write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), Self::Error>;
-    /// Make every completed write durable.
+    /// Start writing `len` bytes (at most `max_transfer()`) from `phys` to
+    /// `offset` and return while the device works, so the caller can use the
+    /// CPU meanwhile (minicap hashes the same bytes). At most one write is
+    /// outstanding: the next request, `wait` or `flush` finishes it first.
+    /// The memory must stay unchanged until then.
+    fn start_write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), Self::Error> {
+        self.write(offset, phys, len)
+    }
+    /// Wait for the write `start_write` began, and report its outcome.
+    fn wait(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    /// Make every completed write durable (finishing any outstanding one).
     fn flush(&mut self) -> Result<(), Self::Error>;
     /// A short human-readable description ("virtio-blk 00:04.0 modern").
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result;

@@ -168,12 +168,16 @@ pub fn bar<P: Platform + ?Sized>(p: &P, f: PciAddress, index: u8) -> Bar {
     }
 }
 
-/// Take the function over for polled use: memory/I/O decoding and bus
-/// mastering on, INTx off, MSI and MSI-X off (the crashed kernel left them
-/// pointing at its own vectors; a polled driver wants no interrupts at all).
+/// Take the function over for polled use, before its reset: memory and I/O
+/// decoding on (to reach its registers), bus mastering OFF (the crashed
+/// kernel may have left requests in flight; until the device is reset it
+/// must not finish them into memory), INTx off, MSI and MSI-X off (they
+/// point at the crashed kernel's vectors; a polled driver wants none).
+/// Call [`enable_bus_master`] once the device is reset.
 pub fn take_over<P: Platform + ?Sized>(p: &P, f: PciAddress) {
     let mut cmd = read16(p, f, 0x04);
-    cmd |= command::IO_SPACE | command::MEMORY_SPACE | command::BUS_MASTER | command::INTX_DISABLE;
+    cmd |= command::IO_SPACE | command::MEMORY_SPACE | command::INTX_DISABLE;
+    cmd &= !command::BUS_MASTER;
     write16(p, f, 0x04, cmd);
     for_each_capability(p, f, |id, offset| match id {
         CAP_ID_MSI => {
@@ -186,6 +190,12 @@ pub fn take_over<P: Platform + ?Sized>(p: &P, f: PciAddress) {
         }
         _ => {}
     });
+}
+
+/// Let the (reset) function master the bus again.
+pub fn enable_bus_master<P: Platform + ?Sized>(p: &P, f: PciAddress) {
+    let cmd = read16(p, f, 0x04);
+    write16(p, f, 0x04, cmd | command::BUS_MASTER);
 }
 
 /// Stop the function from mastering the bus (used when a driver gives up on a

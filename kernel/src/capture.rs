@@ -197,9 +197,9 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
     match write_vmcore(device, header_page, &mut header, &core, &layout) {
         Ok(written) => {
             say!(
-                "time spent: device writes {} ms, SHA-256 {} ms",
-                written.io_us / 1000,
-                written.hash_us / 1000
+                "time spent: SHA-256 {} ms (the device writing meanwhile), then waiting for the device {} ms",
+                written.hash_us / 1000,
+                written.io_us / 1000
             );
             Ok(Summary {
                 bytes: layout.total_len,

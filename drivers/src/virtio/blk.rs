@@ -75,6 +75,9 @@ pub enum VirtioBlkError {
     },
     /// The device flagged DEVICE_NEEDS_RESET or FAILED.
     DeviceBroken(u8),
+    /// The device was reset after a timeout (or would not reset) and can
+    /// take no more requests.
+    Unusable,
     /// A request outside the device or not sector aligned.
     BadRequest {
         /// Byte offset on the device.
@@ -110,6 +113,7 @@ impl fmt::Display for VirtioBlkError {
                 )
             }
             Self::DeviceBroken(s) => write!(f, "device status {s:#x} says it needs a reset"),
+            Self::Unusable => write!(f, "device was reset after an earlier timeout"),
             Self::BadRequest { offset, len } => {
                 write!(
                     f,
@@ -152,23 +156,45 @@ pub struct VirtioBlk<'p, P: Platform + ?Sized> {
     /// Physical address of a page holding the request header (16 bytes at
     /// offset 0) and the status byte (offset 16).
     request: u64,
+    /// The request the device is working on, if any.
+    pending: Option<Pending>,
+    /// Set once the device was reset after a timeout (or would not reset):
+    /// its queue is gone, so every further request fails at once.
+    broken: bool,
+}
+
+/// What is needed to finish a submitted request.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    op: &'static str,
+    offset: u64,
+    timeout_ms: u64,
 }
 
 impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
     /// Reset and initialise the virtio-blk device at `function`.
     pub fn new(platform: &'p P, function: PciAddress) -> Result<Self, VirtioBlkError> {
         pci::take_over(platform, function);
-        let transport = Transport::discover(platform, function)?;
+        let transport = match Transport::discover(platform, function) {
+            Ok(transport) => transport,
+            Err(e) => {
+                // We cannot reset it; take_over left bus mastering off.
+                return Err(e.into());
+            }
+        };
         // Reset first: the crashed kernel's driver may have left requests in
         // flight, and only a reset stops the device from finishing them.
         if !transport.reset(platform, RESET_TIMEOUT_MS) {
-            pci::stop_bus_master(platform, function);
+            // Bus mastering stays off (take_over): it cannot DMA any more.
             return Err(VirtioBlkError::ResetTimeout);
         }
+        pci::enable_bus_master(platform, function);
         match Self::initialise(platform, function, transport) {
             Ok(device) => Ok(device),
             Err(e) => {
-                transport.set_status(platform, status::FAILED);
+                // The driver must not clear status bits (virtio 1.2 §2.1.2):
+                // add FAILED to what is there.
+                transport.add_status(platform, status::FAILED);
                 transport.reset(platform, RESET_TIMEOUT_MS);
                 pci::stop_bus_master(platform, function);
                 Err(e)
@@ -196,6 +222,11 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
             return Err(VirtioBlkError::FeaturesRejected);
         }
         let queue = SplitQueue::new(p, &transport, 0, 64)?;
+        // A request needs a header, at least one data and a status
+        // descriptor: smaller queues cannot carry one.
+        if queue.size() < 3 {
+            return Err(VirtioBlkError::NoQueue);
+        }
         let request = p.dma_alloc(4096, 4096).ok_or(VirtioBlkError::NoMemory)?;
         transport.add_status(p, status::DRIVER_OK);
 
@@ -207,6 +238,8 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
             let size_max = u64::from(transport.config32(p, CONFIG_SIZE_MAX));
             if size_max >= 4096 {
                 segment_bytes = segment_bytes.min(size_max & !4095);
+            } else if size_max >= SECTOR {
+                segment_bytes = size_max & !(SECTOR - 1);
             }
         }
         let queue_limit = usize::from(queue.size()).saturating_sub(2).max(1);
@@ -229,6 +262,8 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
             max_segments,
             flush: accepted & FEATURE_FLUSH != 0,
             request,
+            pending: None,
+            broken: false,
         })
     }
 
@@ -254,8 +289,8 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         }
     }
 
-    /// Run one request: header, data buffers, status; wait for completion.
-    fn run(
+    /// Post one request (header, data buffers, status) without waiting.
+    fn submit(
         &mut self,
         op: &'static str,
         kind: u32,
@@ -263,6 +298,11 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         data: &[Buffer],
         timeout_ms: u64,
     ) -> Result<(), VirtioBlkError> {
+        if self.broken {
+            return Err(VirtioBlkError::Unusable);
+        }
+        // One request at a time: finish the previous one first.
+        self.complete()?;
         let p = self.platform;
         p.write32(self.request, kind);
         p.write32(self.request + 4, 0);
@@ -286,11 +326,33 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
             device_writes: true,
         };
         self.queue.submit(p, &chain[..data.len() + 2]);
+        self.pending = Some(Pending {
+            op,
+            offset,
+            timeout_ms,
+        });
+        Ok(())
+    }
+
+    /// Wait for the posted request, if any, and check its status.
+    fn complete(&mut self) -> Result<(), VirtioBlkError> {
+        let Some(Pending {
+            op,
+            offset,
+            timeout_ms,
+        }) = self.pending.take()
+        else {
+            return Ok(());
+        };
+        let p = self.platform;
         let queue = &mut self.queue;
         if !poll_until(p, timeout_ms, || queue.poll_used(p)) {
             // Stop the device so it cannot complete the request later, into
-            // memory we may reuse.
-            self.transport.reset(p, RESET_TIMEOUT_MS);
+            // memory we may reuse; if it will not reset, cut off its DMA.
+            self.broken = true;
+            if !self.transport.reset(p, RESET_TIMEOUT_MS) {
+                pci::stop_bus_master(p, self.function);
+            }
             return Err(VirtioBlkError::Timeout { op, offset });
         }
         let device_status = self.transport.status(p);
@@ -308,6 +370,47 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         Ok(())
     }
 
+    /// Run one request and wait for it.
+    fn run(
+        &mut self,
+        op: &'static str,
+        kind: u32,
+        offset: u64,
+        data: &[Buffer],
+        timeout_ms: u64,
+    ) -> Result<(), VirtioBlkError> {
+        self.submit(op, kind, offset, data, timeout_ms)?;
+        self.complete()
+    }
+
+    /// Split [phys, phys+len) into descriptors of at most `segment_bytes`.
+    fn segments(
+        &self,
+        phys: u64,
+        len: u64,
+        device_writes: bool,
+    ) -> ([Buffer; MAX_DATA_SEGMENTS], usize) {
+        let mut segments = [Buffer {
+            addr: 0,
+            len: 0,
+            device_writes: false,
+        }; MAX_DATA_SEGMENTS];
+        let mut count = 0;
+        let mut filled = 0;
+        while filled < len && count < MAX_DATA_SEGMENTS {
+            let piece = (len - filled).min(self.segment_bytes);
+            segments[count] = Buffer {
+                addr: phys + filled,
+                // segment_bytes is at most 1 MiB, so this never truncates.
+                len: u32::try_from(piece).unwrap_or(u32::MAX),
+                device_writes,
+            };
+            count += 1;
+            filled += piece;
+        }
+        (segments, count)
+    }
+
     /// Move `len` bytes between the disk at `offset` and memory at `phys`,
     /// in requests of at most `max_transfer()` bytes.
     fn transfer(
@@ -322,24 +425,7 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         let mut done = 0;
         while done < len {
             let chunk = (len - done).min(request_bytes);
-            let mut segments = [Buffer {
-                addr: 0,
-                len: 0,
-                device_writes: false,
-            }; MAX_DATA_SEGMENTS];
-            let mut count = 0;
-            let mut filled = 0;
-            while filled < chunk {
-                let piece = (chunk - filled).min(self.segment_bytes);
-                segments[count] = Buffer {
-                    addr: phys + done + filled,
-                    // segment_bytes is at most 1 MiB, so this never truncates.
-                    len: u32::try_from(piece).unwrap_or(u32::MAX),
-                    device_writes: !write,
-                };
-                count += 1;
-                filled += piece;
-            }
+            let (segments, count) = self.segments(phys + done, chunk, !write);
             let (op, kind) = if write {
                 ("write", REQ_OUT)
             } else {
@@ -382,10 +468,30 @@ impl<P: Platform + ?Sized> BlockDevice for VirtioBlk<'_, P> {
         self.transfer(true, offset, phys, len)
     }
 
+    fn start_write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), VirtioBlkError> {
+        self.check_range(offset, len)?;
+        if len > self.max_transfer() {
+            return Err(VirtioBlkError::BadRequest { offset, len });
+        }
+        let (segments, count) = self.segments(phys, len, false);
+        self.submit(
+            "write",
+            REQ_OUT,
+            offset,
+            &segments[..count],
+            REQUEST_TIMEOUT_MS,
+        )
+    }
+
+    fn wait(&mut self) -> Result<(), VirtioBlkError> {
+        self.complete()
+    }
+
     fn flush(&mut self) -> Result<(), VirtioBlkError> {
         if !self.flush {
-            // Without VIRTIO_BLK_F_FLUSH the device promises write-through.
-            return Ok(());
+            // Without VIRTIO_BLK_F_FLUSH the device promises write-through:
+            // a completed write is durable.
+            return self.complete();
         }
         self.run("flush", REQ_FLUSH, 0, &[], FLUSH_TIMEOUT_MS)
     }
@@ -398,5 +504,15 @@ impl<P: Platform + ?Sized> BlockDevice for VirtioBlk<'_, P> {
             if self.is_modern() { "modern" } else { "legacy" },
             self.capacity >> 20
         )
+    }
+}
+
+impl<P: Platform + ?Sized> Drop for VirtioBlk<'_, P> {
+    /// A device minicap stops using is reset and stops mastering the bus, so
+    /// nothing it was asked to do can reach memory later.
+    fn drop(&mut self) {
+        let _ = self.complete();
+        self.transport.reset(self.platform, RESET_TIMEOUT_MS);
+        pci::stop_bus_master(self.platform, self.function);
     }
 }

@@ -1,0 +1,1004 @@
+//! The virtio-blk driver, unchanged, against a fake PCI virtio-blk device.
+
+mod fake_machine;
+
+use fake_machine::*;
+use minicap_drivers::virtio::{VirtioBlk, VirtioBlkError};
+use minicap_drivers::BlockDevice;
+
+/// Test data buffers live here (the DMA allocator hands out memory at 16 MiB).
+const BUF: u64 = 0x4000_0000;
+/// A second buffer area, for reading back.
+const BUF2: u64 = 0x6000_0000;
+const MIB: u64 = 1 << 20;
+
+/// The two interfaces; the transitional device is covered where it matters.
+const MODES: [Mode; 2] = [Mode::Modern, Mode::Legacy];
+
+type Blk<'m> = VirtioBlk<'m, FakeMachine>;
+
+fn open(m: &FakeMachine) -> Blk<'_> {
+    match VirtioBlk::new(m, VIRTIO_FN) {
+        Ok(dev) => dev,
+        Err(e) => panic!("init failed: {e} ({e:?}); violations: {:?}", m.violations()),
+    }
+}
+
+fn open_err(m: &FakeMachine) -> VirtioBlkError {
+    match VirtioBlk::new(m, VIRTIO_FN) {
+        Ok(_) => panic!("init unexpectedly succeeded"),
+        Err(e) => e,
+    }
+}
+
+fn machine(mode: Mode) -> FakeMachine {
+    FakeMachine::new(FakeConfig::for_mode(mode))
+}
+
+/// Deterministic, position-dependent bytes.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[3]
+        })
+        .collect()
+}
+
+/// Compare without printing megabytes on failure.
+#[track_caller]
+fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!(
+            "{what}: first difference at byte {i:#x}: got {:#04x}, want {:#04x}",
+            got[i], want[i]
+        );
+    }
+}
+
+#[track_caller]
+fn assert_filled(got: &[u8], value: u8, what: &str) {
+    if let Some(i) = got.iter().position(|&b| b != value) {
+        panic!("{what}: byte {i:#x} is {:#04x}, want {value:#04x}", got[i]);
+    }
+}
+
+fn len_usize(len: u64) -> usize {
+    usize::try_from(len).expect("test length fits")
+}
+
+/// Write `len` bytes from `src` at `offset`, check they land there and only
+/// there, read them back into `dst` and compare.
+fn roundtrip(m: &FakeMachine, dev: &mut Blk<'_>, offset: u64, len: u64, src: u64, dst: u64) {
+    let n = len_usize(len);
+    let data = pattern(offset ^ len ^ src, n);
+    m.mem_write(src, &data);
+    let guard = 4096u64;
+    let before = offset.min(guard);
+    let after = (dev.capacity() - offset - len).min(guard);
+    m.disk_fill(offset - before, before + len + after, 0x5a);
+    dev.write(offset, src, len)
+        .unwrap_or_else(|e| panic!("write {len} at {offset:#x}: {e}"));
+    assert_same(&m.disk_read(offset, n), &data, "disk contents");
+    assert_filled(
+        &m.disk_read(offset - before, len_usize(before)),
+        0x5a,
+        "disk before the write",
+    );
+    assert_filled(
+        &m.disk_read(offset + len, len_usize(after)),
+        0x5a,
+        "disk after the write",
+    );
+
+    m.mem_fill(dst.saturating_sub(64), len + 128, 0xee);
+    dev.read(offset, dst, len)
+        .unwrap_or_else(|e| panic!("read {len} at {offset:#x}: {e}"));
+    assert_same(&m.mem_read(dst, n), &data, "read back");
+    if dst >= 64 {
+        assert_filled(&m.mem_read(dst - 64, 64), 0xee, "memory before the read");
+    }
+    assert_filled(&m.mem_read(dst + len, 64), 0xee, "memory after the read");
+}
+
+/// Every request the device saw covers consecutive sectors from `offset`,
+/// with consecutive memory from `phys`, and within the driver's limits.
+fn check_requests(
+    requests: &[Completed],
+    kind: u32,
+    offset: u64,
+    phys: u64,
+    len: u64,
+    max_transfer: u64,
+) {
+    let mut pos = 0;
+    for r in requests {
+        assert_eq!(r.kind, kind);
+        assert_eq!(r.status, BLK_OK);
+        assert_eq!(r.sector * 512, offset + pos, "request sector");
+        assert!(
+            r.bytes() <= max_transfer,
+            "request larger than max_transfer"
+        );
+        let mut addr = phys + pos;
+        for &(a, l) in &r.segments {
+            assert_eq!(a, addr, "segment address");
+            addr += u64::from(l);
+        }
+        pos += r.bytes();
+    }
+    assert_eq!(pos, len, "bytes moved");
+}
+
+// ----- initialisation -----
+
+#[test]
+fn init_reads_capacity_and_negotiates() {
+    for mode in [Mode::Modern, Mode::Transitional, Mode::Legacy] {
+        let m = machine(mode);
+        let dev = open(&m);
+        assert_eq!(dev.capacity(), 64 * MIB, "{mode:?}");
+        assert_eq!(dev.sector_size(), 512);
+        assert_eq!(dev.is_modern(), mode != Mode::Legacy, "{mode:?}");
+        assert_eq!(dev.pci_address(), VIRTIO_FN);
+        // Only what the driver implements; never INDIRECT_DESC or EVENT_IDX.
+        let mut expected = F_SIZE_MAX | F_SEG_MAX | F_FLUSH;
+        if mode != Mode::Legacy {
+            expected |= F_VERSION_1;
+        }
+        assert_eq!(m.driver_features(), expected, "{mode:?}");
+        let mut status = S_ACKNOWLEDGE | S_DRIVER | S_DRIVER_OK;
+        if mode != Mode::Legacy {
+            status |= S_FEATURES_OK;
+        }
+        assert_eq!(m.status(), status, "{mode:?}");
+        assert!(m.queue_enabled());
+        assert!(m.resets() >= 1, "the device is reset first");
+        // The first thing done is a command write that turns bus mastering
+        // off; it comes back on only after the reset.
+        let events = m.events();
+        assert!(
+            matches!(events.first(), Some(Event::Command(c)) if c & CMD_BUS_MASTER == 0),
+            "{mode:?}: {:?}",
+            events.first()
+        );
+        let first_status = events.iter().find_map(|e| match e {
+            Event::Status(s) => Some(*s),
+            _ => None,
+        });
+        assert_eq!(first_status, Some(0), "first status write is a reset");
+        let reset_at = events.iter().position(|e| *e == Event::Status(0));
+        let master_at = events
+            .iter()
+            .position(|e| matches!(e, Event::Command(c) if c & CMD_BUS_MASTER != 0));
+        assert!(
+            reset_at.is_some() && master_at > reset_at,
+            "{mode:?}: bus mastering enabled before the reset"
+        );
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn init_takes_the_function_over() {
+    for mode in [Mode::Modern, Mode::Transitional, Mode::Legacy] {
+        let m = machine(mode);
+        assert!(m.msix_enabled() && m.msi_enabled());
+        let _dev = open(&m);
+        let cmd = m.command();
+        assert_ne!(cmd & CMD_BUS_MASTER, 0, "bus mastering on");
+        assert_ne!(cmd & CMD_INTX_DISABLE, 0, "INTx off");
+        assert_ne!(cmd & CMD_MEMORY, 0, "memory decoding on");
+        if mode == Mode::Legacy {
+            assert_ne!(cmd & CMD_IO, 0, "I/O decoding on");
+        }
+        assert!(!m.msix_enabled(), "MSI-X off");
+        assert_eq!(m.msix_control(), 1, "MSI-X table size kept");
+        assert!(!m.msi_enabled(), "MSI off");
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn modern_init_maps_registers_and_uses_no_ports() {
+    let m = machine(Mode::Transitional);
+    let _dev = open(&m);
+    assert_eq!(
+        m.port_accesses(),
+        0,
+        "a transitional device is driven via MMIO"
+    );
+    let mapped = m.mapped();
+    for region in [COMMON_OFF, NOTIFY_OFF, DEVICE_OFF] {
+        assert!(
+            mapped.iter().any(|&(a, _)| a == MMIO_BASE + region),
+            "{region:#x} mapped: {mapped:x?}"
+        );
+    }
+    m.assert_clean();
+}
+
+#[test]
+fn legacy_init_uses_no_mmio() {
+    let m = machine(Mode::Legacy);
+    let mut dev = open(&m);
+    roundtrip(&m, &mut dev, 0, 4096, BUF, BUF2);
+    assert_eq!(m.mmio_accesses(), 0);
+    assert!(m.port_accesses() > 0);
+    m.assert_clean();
+}
+
+#[test]
+fn init_resets_a_device_left_running() {
+    for mode in MODES {
+        let cfg = FakeConfig {
+            initial_status: S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK,
+            initial_command: CMD_MEMORY | CMD_IO | CMD_BUS_MASTER,
+            ..FakeConfig::for_mode(mode)
+        };
+        let m = FakeMachine::new(cfg);
+        assert_eq!(m.queue_rings().0, STALE_RINGS);
+        let mut dev = open(&m);
+        let events = m.events();
+        let reset = events.iter().position(|e| *e == Event::Reset);
+        let first_notify = events.iter().position(|e| *e == Event::Notify);
+        assert!(reset.is_some(), "{mode:?}: device reset");
+        assert_eq!(first_notify, None, "{mode:?}: no request before init");
+        let (desc, _, _) = m.queue_rings();
+        assert_ne!(desc, STALE_RINGS, "{mode:?}: fresh rings");
+        roundtrip(&m, &mut dev, 512, 512, BUF, BUF2);
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn capacity_above_32_bits_of_sectors() {
+    for mode in MODES {
+        let sectors = 0x2_0000_0001;
+        let m = FakeMachine::new(FakeConfig {
+            capacity_sectors: sectors,
+            ..FakeConfig::for_mode(mode)
+        });
+        let mut dev = open(&m);
+        assert_eq!(dev.capacity(), sectors * 512, "{mode:?}");
+        roundtrip(&m, &mut dev, (sectors - 8) * 512, 8 * 512, BUF + 0x40, BUF2);
+        roundtrip(&m, &mut dev, 0x1_0000_0000 * 512, 4096, BUF, BUF2);
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn capacity_read_retries_across_config_changes() {
+    let m = machine(Mode::Modern);
+    // Capacity flips between 64 MiB and 0x1_0000_0800 sectors three times
+    // while the driver reads it: a torn read would mix the halves.
+    m.knobs.config_flaps.set(3);
+    m.knobs.flap_capacity.set(0x1_0000_0800);
+    let dev = open(&m);
+    assert_eq!(dev.capacity(), 0x1_0000_0800 * 512);
+    m.assert_clean();
+}
+
+#[test]
+fn describe_names_the_device() {
+    for (mode, kind) in [(Mode::Modern, "modern"), (Mode::Legacy, "legacy")] {
+        let m = machine(mode);
+        let dev = open(&m);
+        let mut s = String::new();
+        dev.describe(&mut s).unwrap();
+        assert_eq!(s, format!("virtio-blk 00:03.0 ({kind}), 64 MiB"));
+    }
+}
+
+// ----- data path -----
+
+#[test]
+fn write_then_read_back() {
+    for mode in [Mode::Modern, Mode::Transitional, Mode::Legacy] {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        let cap = dev.capacity();
+        let cases = [
+            (0, 512, BUF, BUF2),
+            (7 * 512, 4096, BUF + 0x200, BUF2 + 0x200),
+            (MIB + 512, 3 * 4096 + 512, BUF + 0xe00, BUF2 + 0x10),
+            (5 * MIB, 128 << 10, BUF + 0x801, BUF2 + 0xfff),
+            (9 * MIB - 512, 300 * 512, BUF + 0x3_0000, BUF2 + 0x123),
+            (cap - 1024, 1024, BUF + 0x40, BUF2 + 0x40),
+        ];
+        for (offset, len, src, dst) in cases {
+            roundtrip(&m, &mut dev, offset, len, src, dst);
+        }
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn large_transfers_split_into_device_sized_requests() {
+    for mode in MODES {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        // size_max 128 KiB × 32 segments, capped at 4 MiB per request.
+        assert_eq!(dev.max_transfer(), 4 * MIB, "{mode:?}");
+        let len = 9 * MIB;
+        let offset = 3 * 512;
+        let src = BUF + 0x300;
+        let data = pattern(9, len_usize(len));
+        m.mem_write(src, &data);
+        dev.write(offset, src, len).unwrap();
+        let writes = m.requests();
+        assert_eq!(writes.len(), 3, "{mode:?}: 4 + 4 + 1 MiB");
+        check_requests(&writes, T_OUT, offset, src, len, dev.max_transfer());
+        assert_eq!(writes[0].segments.len(), 32, "multi-segment request");
+        assert!(writes[0].segments.iter().all(|&(_, l)| l == 128 << 10));
+        assert_same(&m.disk_read(offset, len_usize(len)), &data, "disk");
+
+        let dst = BUF2 + 0x10;
+        dev.read(offset, dst, len).unwrap();
+        let reads = &m.requests()[3..];
+        check_requests(reads, T_IN, offset, dst, len, dev.max_transfer());
+        assert_same(&m.mem_read(dst, len_usize(len)), &data, "read back");
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn device_segment_limits_are_honoured() {
+    // size_max not a multiple of the page size, few segments.
+    for mode in MODES {
+        let m = FakeMachine::new(FakeConfig {
+            size_max: 100_000,
+            seg_max: 4,
+            ..FakeConfig::for_mode(mode)
+        });
+        let mut dev = open(&m);
+        assert_eq!(dev.max_transfer(), 4 * 98_304, "{mode:?}");
+        let len = MIB + 512;
+        roundtrip(&m, &mut dev, 4096, len, BUF + 0x200, BUF2);
+        let writes: Vec<_> = m
+            .requests()
+            .into_iter()
+            .filter(|r| r.kind == T_OUT)
+            .collect();
+        assert_eq!(writes.len(), 3, "{mode:?}");
+        check_requests(&writes, T_OUT, 4096, BUF + 0x200, len, dev.max_transfer());
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn small_size_max_is_honoured() {
+    // A size_max below one page must still bound every segment.
+    for mode in MODES {
+        let m = FakeMachine::new(FakeConfig {
+            size_max: 2048,
+            ..FakeConfig::for_mode(mode)
+        });
+        let mut dev = open(&m);
+        roundtrip(&m, &mut dev, 0, 64 << 10, BUF, BUF2);
+        assert!(m
+            .requests()
+            .iter()
+            .all(|r| r.segments.iter().all(|&(_, l)| l <= 2048)));
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn without_size_and_segment_limits() {
+    for mode in MODES {
+        let mut cfg = FakeConfig::for_mode(mode);
+        cfg.features &= !(F_SIZE_MAX | F_SEG_MAX);
+        let m = FakeMachine::new(cfg);
+        let mut dev = open(&m);
+        // 1 MiB segments; the request cap still applies.
+        assert_eq!(dev.max_transfer(), 4 * MIB);
+        roundtrip(&m, &mut dev, 0, 6 * MIB, BUF + 0x600, BUF2);
+        let first = &m.requests()[0];
+        assert_eq!(first.segments.len(), 4);
+        assert!(first.segments.iter().all(|&(_, l)| u64::from(l) == MIB));
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn queue_size_follows_the_device() {
+    // Modern: the driver may pick a smaller size (at most 64).
+    let m = machine(Mode::Modern);
+    let _dev = open(&m);
+    assert_eq!(m.queue_size(), 64);
+    m.assert_clean();
+
+    // Small queues limit the segments per request (queue size - 2).
+    for mode in MODES {
+        let m = FakeMachine::new(FakeConfig {
+            queue_max: 4,
+            ..FakeConfig::for_mode(mode)
+        });
+        let mut dev = open(&m);
+        assert_eq!(m.queue_size(), 4);
+        assert_eq!(dev.max_transfer(), 2 * (128 << 10), "{mode:?}");
+        roundtrip(&m, &mut dev, 512, 600 << 10, BUF + 0x200, BUF2);
+        assert!(m.requests().iter().all(|r| r.segments.len() <= 2));
+        m.assert_clean();
+    }
+
+    // Legacy: the size is fixed by the device, and so is the ring layout.
+    let m = FakeMachine::new(FakeConfig {
+        queue_max: 1024,
+        ..FakeConfig::legacy()
+    });
+    let mut dev = open(&m);
+    let (desc, avail, used) = m.queue_rings();
+    assert_eq!(avail, desc + 16 * 1024);
+    assert_eq!(used, desc + 5 * 4096);
+    roundtrip(&m, &mut dev, 0, 8192, BUF, BUF2);
+    m.assert_clean();
+}
+
+#[test]
+fn tiny_queues_are_refused() {
+    for mode in MODES {
+        for size in [1, 2] {
+            let m = FakeMachine::new(FakeConfig {
+                queue_max: size,
+                ..FakeConfig::for_mode(mode)
+            });
+            assert_eq!(open_err(&m), VirtioBlkError::NoQueue, "{mode:?} {size}");
+            assert_eq!(m.status(), 0);
+            m.assert_clean();
+        }
+    }
+}
+
+#[test]
+fn ring_indices_wrap() {
+    let m = FakeMachine::new(FakeConfig {
+        queue_max: 16,
+        ..FakeConfig::modern()
+    });
+    let mut dev = open(&m);
+    let n: u64 = 65_536 + 100;
+    for i in 0..n {
+        let offset = (i % 1024) * 512;
+        m.mem_write(BUF, &i.to_le_bytes());
+        dev.write(offset, BUF, 512).unwrap();
+    }
+    assert_eq!(m.request_count(), usize::try_from(n).unwrap());
+    let last = n - 1;
+    assert_eq!(m.disk_read((last % 1024) * 512, 8), last.to_le_bytes());
+    roundtrip(&m, &mut dev, 0, 4096, BUF, BUF2);
+    m.assert_clean();
+}
+
+// ----- flush -----
+
+#[test]
+fn flush_sends_flush_when_offered() {
+    for mode in MODES {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        dev.flush().unwrap();
+        let requests = m.requests();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].kind, T_FLUSH);
+        assert_eq!(requests[0].sector, 0);
+        assert!(requests[0].segments.is_empty());
+        assert_eq!(m.flushes(), 1);
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn flush_is_a_no_op_without_the_feature() {
+    for mode in MODES {
+        let mut cfg = FakeConfig::for_mode(mode);
+        cfg.features &= !F_FLUSH;
+        let m = FakeMachine::new(cfg);
+        let mut dev = open(&m);
+        let notifies = m.notifies();
+        dev.flush().unwrap();
+        assert_eq!(m.notifies(), notifies);
+        assert_eq!(m.request_count(), 0);
+        m.assert_clean();
+    }
+}
+
+// ----- bad requests -----
+
+#[test]
+fn bad_requests_do_not_touch_the_device() {
+    for mode in MODES {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        let cap = dev.capacity();
+        let notifies = m.notifies();
+        let bad = [
+            (1, 512),
+            (0, 511),
+            (512, 513),
+            (0, 0),
+            (cap, 512),
+            (cap - 512, 1024),
+            (0, cap + 512),
+            (u64::MAX - 511, 512),
+            (512, u64::MAX - 511),
+        ];
+        for (offset, len) in bad {
+            let want = VirtioBlkError::BadRequest { offset, len };
+            assert_eq!(dev.write(offset, BUF, len), Err(want), "{mode:?}");
+            assert_eq!(dev.read(offset, BUF, len), Err(want), "{mode:?}");
+        }
+        assert_eq!(m.notifies(), notifies);
+        assert_eq!(m.request_count(), 0);
+        // And the device is still fine.
+        roundtrip(&m, &mut dev, cap - 512, 512, BUF, BUF2);
+        m.assert_clean();
+    }
+}
+
+// ----- failures -----
+
+#[test]
+fn timeout_resets_the_device() {
+    for mode in MODES {
+        for write in [true, false] {
+            let m = machine(mode);
+            let mut dev = open(&m);
+            m.disk_fill(0, MIB, 0x11);
+            m.mem_write(BUF, &pattern(1, 4096));
+            m.knobs.never_complete.set(true);
+            let t0 = m.now();
+            let resets = m.resets();
+            let result = if write {
+                dev.write(8192, BUF, 4096)
+            } else {
+                dev.read(8192, BUF, 4096)
+            };
+            let op = if write { "write" } else { "read" };
+            assert_eq!(
+                result,
+                Err(VirtioBlkError::Timeout { op, offset: 8192 }),
+                "{mode:?}"
+            );
+            assert!(m.now() - t0 >= 30_000_000, "waited the request timeout");
+            assert_eq!(m.status(), 0, "{mode:?}: device reset after the timeout");
+            assert_eq!(m.resets(), resets + 1);
+            assert!(!m.queue_enabled());
+            assert_filled(&m.disk_read(0, 1 << 20), 0x11, "disk untouched");
+            m.assert_clean();
+        }
+    }
+}
+
+#[test]
+fn timeout_reports_the_failing_chunk() {
+    let m = machine(Mode::Modern);
+    let mut dev = open(&m);
+    m.knobs.stall_after.set(Some(1));
+    assert_eq!(
+        dev.write(512, BUF, 9 * MIB),
+        Err(VirtioBlkError::Timeout {
+            op: "write",
+            offset: 512 + 4 * MIB
+        })
+    );
+    assert_eq!(m.request_count(), 1);
+    assert_eq!(m.status(), 0);
+    m.assert_clean();
+}
+
+#[test]
+fn flush_timeout() {
+    let m = machine(Mode::Legacy);
+    let mut dev = open(&m);
+    m.knobs.never_complete.set(true);
+    let t0 = m.now();
+    assert_eq!(
+        dev.flush(),
+        Err(VirtioBlkError::Timeout {
+            op: "flush",
+            offset: 0
+        })
+    );
+    assert!(m.now() - t0 >= 60_000_000);
+    assert_eq!(m.status(), 0);
+    m.assert_clean();
+}
+
+#[test]
+fn timeout_with_a_stuck_reset_stops_bus_mastering() {
+    for mode in MODES {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        m.knobs.never_complete.set(true);
+        m.knobs.reset_stuck.set(true);
+        assert!(matches!(
+            dev.read(0, BUF, 512),
+            Err(VirtioBlkError::Timeout { .. })
+        ));
+        assert_ne!(m.status(), 0, "the fake device ignored the reset");
+        assert_eq!(
+            m.command() & CMD_BUS_MASTER,
+            0,
+            "{mode:?}: a device that may still complete the request must not master the bus"
+        );
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn io_errors_carry_the_status() {
+    for mode in MODES {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        m.disk_fill(0, MIB, 0x22);
+        m.knobs.fail_status.set(Some(BLK_IOERR));
+        assert_eq!(
+            dev.write(4096, BUF, 4096),
+            Err(VirtioBlkError::Io {
+                op: "write",
+                offset: 4096,
+                status: BLK_IOERR
+            }),
+            "{mode:?}"
+        );
+        assert_filled(&m.disk_read(0, 1 << 20), 0x22, "disk untouched");
+        m.knobs.fail_status.set(Some(BLK_UNSUPP));
+        assert_eq!(
+            dev.read(512, BUF, 512),
+            Err(VirtioBlkError::Io {
+                op: "read",
+                offset: 512,
+                status: BLK_UNSUPP
+            })
+        );
+        assert_eq!(
+            dev.flush(),
+            Err(VirtioBlkError::Io {
+                op: "flush",
+                offset: 0,
+                status: BLK_UNSUPP
+            })
+        );
+        // An error status does not break the device.
+        m.knobs.fail_status.set(None);
+        roundtrip(&m, &mut dev, 4096, 4096, BUF, BUF2);
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn io_error_in_a_later_chunk() {
+    for mode in MODES {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        m.knobs.fail_status.set(Some(BLK_IOERR));
+        m.knobs.fail_after.set(2);
+        assert_eq!(
+            dev.read(0, BUF, 9 * MIB),
+            Err(VirtioBlkError::Io {
+                op: "read",
+                offset: 8 * MIB,
+                status: BLK_IOERR
+            })
+        );
+        assert_eq!(m.request_count(), 3);
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn missing_status_byte_is_an_error() {
+    for mode in MODES {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        m.knobs.skip_status_write.set(true);
+        assert_eq!(
+            dev.write(0, BUF, 512),
+            Err(VirtioBlkError::Io {
+                op: "write",
+                offset: 0,
+                status: 0xff
+            })
+        );
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn needs_reset_is_reported() {
+    for mode in MODES {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        m.knobs.needs_reset_on_complete.set(true);
+        let Err(VirtioBlkError::DeviceBroken(status)) = dev.write(0, BUF, 512) else {
+            panic!("{mode:?}: expected DeviceBroken");
+        };
+        assert_ne!(status & S_NEEDS_RESET, 0);
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn reset_timeout_stops_bus_mastering() {
+    for mode in MODES {
+        let m = FakeMachine::new(FakeConfig {
+            initial_status: S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK,
+            initial_command: CMD_MEMORY | CMD_IO | CMD_BUS_MASTER,
+            ..FakeConfig::for_mode(mode)
+        });
+        m.knobs.reset_stuck.set(true);
+        let t0 = m.now();
+        assert_eq!(open_err(&m), VirtioBlkError::ResetTimeout, "{mode:?}");
+        assert!(m.now() - t0 >= 1_000_000, "waited the reset timeout");
+        assert_eq!(m.command() & CMD_BUS_MASTER, 0, "bus mastering off");
+        assert_eq!(m.notifies(), 0);
+        m.assert_clean();
+    }
+}
+
+/// After a failed init the device is reset and may not master the bus.
+#[track_caller]
+fn assert_given_up(m: &FakeMachine) {
+    assert_eq!(m.status(), 0, "device left reset");
+    assert_eq!(m.command() & CMD_BUS_MASTER, 0, "bus mastering off");
+    assert_eq!(m.notifies(), 0);
+}
+
+#[test]
+fn read_only_devices_are_refused() {
+    for mode in MODES {
+        let mut cfg = FakeConfig::for_mode(mode);
+        cfg.features |= F_RO;
+        let m = FakeMachine::new(cfg);
+        assert_eq!(open_err(&m), VirtioBlkError::ReadOnly, "{mode:?}");
+        assert!(m
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Status(s) if s & S_FAILED != 0)));
+        assert_given_up(&m);
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn feature_negotiation_failures() {
+    for mode in [Mode::Modern, Mode::Transitional] {
+        // The device insists on VIRTIO_F_ACCESS_PLATFORM (an IOMMU).
+        let mut cfg = FakeConfig::for_mode(mode);
+        cfg.features |= F_ACCESS_PLATFORM;
+        cfg.required_features = F_ACCESS_PLATFORM;
+        let m = FakeMachine::new(cfg);
+        assert_eq!(open_err(&m), VirtioBlkError::FeaturesRejected, "{mode:?}");
+        assert_eq!(m.features_rejected(), 1);
+        assert_eq!(m.driver_features() & F_ACCESS_PLATFORM, 0);
+        assert_given_up(&m);
+        m.assert_clean();
+
+        // A modern interface without VIRTIO_F_VERSION_1.
+        let mut cfg = FakeConfig::for_mode(mode);
+        cfg.features &= !F_VERSION_1;
+        let m = FakeMachine::new(cfg);
+        assert_eq!(open_err(&m), VirtioBlkError::FeaturesRejected, "{mode:?}");
+        assert_given_up(&m);
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn missing_queue() {
+    for mode in MODES {
+        let m = FakeMachine::new(FakeConfig {
+            queue_max: 0,
+            ..FakeConfig::for_mode(mode)
+        });
+        assert_eq!(open_err(&m), VirtioBlkError::NoQueue, "{mode:?}");
+        assert_given_up(&m);
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn out_of_dma_memory() {
+    for mode in MODES {
+        for limit in [0, 8192] {
+            let m = FakeMachine::new(FakeConfig {
+                dma_limit: limit,
+                ..FakeConfig::for_mode(mode)
+            });
+            assert_eq!(open_err(&m), VirtioBlkError::NoMemory, "{mode:?} {limit}");
+            assert_given_up(&m);
+            m.assert_clean();
+        }
+    }
+}
+
+#[test]
+fn legacy_queue_must_be_below_16_tib() {
+    let m = FakeMachine::new(FakeConfig {
+        dma_base: 1 << 44,
+        ..FakeConfig::legacy()
+    });
+    assert_eq!(open_err(&m), VirtioBlkError::QueueNotAddressable);
+    assert_given_up(&m);
+    m.assert_clean();
+
+    // The modern interface takes 64-bit ring addresses.
+    let m = FakeMachine::new(FakeConfig {
+        dma_base: 1 << 44,
+        ..FakeConfig::modern()
+    });
+    let mut dev = open(&m);
+    assert_eq!(m.queue_rings().0, 1 << 44);
+    roundtrip(&m, &mut dev, 0, 4096, BUF, BUF2);
+    m.assert_clean();
+}
+
+#[test]
+fn unmappable_registers() {
+    let m = FakeMachine::new(FakeConfig {
+        map_mmio_ok: false,
+        ..FakeConfig::modern()
+    });
+    assert_eq!(
+        open_err(&m),
+        VirtioBlkError::Unmappable(MMIO_BASE + COMMON_OFF)
+    );
+    assert_eq!(m.command() & CMD_BUS_MASTER, 0, "bus mastering off");
+    assert_eq!(m.mmio_accesses(), 0);
+    m.assert_clean();
+}
+
+#[test]
+fn no_registers() {
+    let m = FakeMachine::new(FakeConfig {
+        io_bar: false,
+        ..FakeConfig::legacy()
+    });
+    assert_eq!(open_err(&m), VirtioBlkError::NoRegisters);
+    assert_eq!(m.command() & CMD_BUS_MASTER, 0, "bus mastering off");
+    m.assert_clean();
+}
+
+#[test]
+fn errors_display() {
+    let errors = [
+        VirtioBlkError::NoRegisters,
+        VirtioBlkError::Unmappable(0x1000),
+        VirtioBlkError::ResetTimeout,
+        VirtioBlkError::FeaturesRejected,
+        VirtioBlkError::ReadOnly,
+        VirtioBlkError::NoQueue,
+        VirtioBlkError::NoMemory,
+        VirtioBlkError::QueueNotAddressable,
+        VirtioBlkError::Timeout {
+            op: "write",
+            offset: 0x200,
+        },
+        VirtioBlkError::Io {
+            op: "read",
+            offset: 0x400,
+            status: 1,
+        },
+        VirtioBlkError::DeviceBroken(0x40),
+        VirtioBlkError::BadRequest {
+            offset: 1,
+            len: 512,
+        },
+    ];
+    for e in errors {
+        assert!(!e.to_string().is_empty());
+    }
+    assert_eq!(
+        VirtioBlkError::Io {
+            op: "read",
+            offset: 0x400,
+            status: 1
+        }
+        .to_string(),
+        "read at byte 0x400 failed with virtio status 1"
+    );
+}
+
+#[test]
+fn start_write_then_wait() {
+    for mode in MODES {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        let data = pattern(7, 3 * 4096);
+        m.mem_write(BUF + 0x100, &data);
+        dev.start_write(MIB, BUF + 0x100, 3 * 4096).unwrap();
+        dev.wait().unwrap();
+        assert_same(&m.disk_read(MIB, data.len()), &data, "started write landed");
+        // Waiting with nothing outstanding is fine.
+        dev.wait().unwrap();
+        // A second start finishes the first one itself.
+        dev.start_write(0, BUF + 0x100, 4096).unwrap();
+        dev.start_write(4096, BUF + 0x100, 4096).unwrap();
+        dev.flush().unwrap();
+        assert_same(
+            &m.disk_read(4096, 4096),
+            &data[..4096],
+            "second write landed",
+        );
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn start_write_reports_errors_at_wait() {
+    for mode in MODES {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        m.knobs.fail_status.set(Some(BLK_IOERR));
+        dev.start_write(4096, BUF, 4096).unwrap();
+        assert_eq!(
+            dev.wait(),
+            Err(VirtioBlkError::Io {
+                op: "write",
+                offset: 4096,
+                status: BLK_IOERR
+            }),
+            "{mode:?}"
+        );
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn start_write_refuses_what_one_request_cannot_carry() {
+    let m = machine(Mode::Modern);
+    let mut dev = open(&m);
+    let too_big = dev.max_transfer() + 4096;
+    assert_eq!(
+        dev.start_write(0, BUF, too_big),
+        Err(VirtioBlkError::BadRequest {
+            offset: 0,
+            len: too_big
+        })
+    );
+    assert_eq!(m.request_count(), 0);
+}
+
+#[test]
+fn after_a_timeout_the_device_is_unusable() {
+    for mode in MODES {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        m.knobs.never_complete.set(true);
+        dev.start_write(0, BUF, 4096).unwrap();
+        assert!(matches!(dev.wait(), Err(VirtioBlkError::Timeout { .. })));
+        m.knobs.never_complete.set(false);
+        let notifies = m.notifies();
+        // No request reaches the (reset) device any more.
+        assert_eq!(dev.write(0, BUF, 512), Err(VirtioBlkError::Unusable));
+        assert_eq!(dev.read(0, BUF, 512), Err(VirtioBlkError::Unusable));
+        assert_eq!(m.notifies(), notifies, "{mode:?}: no notification");
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn dropping_the_driver_resets_the_device_and_stops_dma() {
+    for mode in MODES {
+        let m = machine(mode);
+        let resets = {
+            let mut dev = open(&m);
+            dev.write(0, BUF, 4096).unwrap();
+            m.resets()
+        };
+        assert_eq!(m.resets(), resets + 1, "{mode:?}: reset on drop");
+        assert_eq!(m.status(), 0);
+        assert_eq!(
+            m.command() & CMD_BUS_MASTER,
+            0,
+            "{mode:?}: bus mastering off"
+        );
+        m.assert_clean();
+    }
+}
