@@ -18,19 +18,18 @@ use crate::handoff::Handoff;
 use crate::hw::phys::IdentityMem;
 use crate::hw::platform::Machine;
 use crate::hw::{apic, cpu, paging, pic, serial, tsc};
-use crate::writer::{mib_per_s_x10, write_header, write_vmcore};
+use crate::writer::{mib_per_s_x10, write_vmcore, Records};
 use crate::{failure, fault, finish, memory, say, target};
 use core::ops::Range;
 use minicap_bootinfo::cmdline::{DumpFormat, DumpTarget, MinicapOptions};
 use minicap_bootinfo::{E820Kind, RangeSet};
-use minicap_drivers::{BlockDevice, Platform};
+use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{self as dumpheader, DeviceIdHex, DumpHeader, DumpState, DUMP_OFFSET};
 use minicap_elfcore::{parse_core_headers, plan_vmcore, CoreHeaders};
 use minicap_physmem::PhysMem;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const PAGE: u64 = 4096;
-const PAGE_BYTES: usize = 4096;
 
 /// What a successful capture did.
 struct Summary {
@@ -186,33 +185,32 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
     if let Some(release) = core.vmcoreinfo_value("OSRELEASE") {
         header.set_osrelease(release.trim());
     }
-    let header_page = machine
-        .dma_alloc(PAGE_BYTES, PAGE_BYTES)
-        .ok_or_else(|| failure!("out of memory for the header buffer"))?;
-    write_header(device, header_page, &header).map_err(|e| {
+    let mut records = Records::new()?;
+    records.write(device, &mut header).map_err(|e| {
         failure!("cannot write the minicap header to {name}: {e}; nothing was written")
     })?;
 
     let started = tsc::now_us();
-    match write_vmcore(device, header_page, &mut header, &core, &layout) {
-        Ok(written) => {
-            say!(
-                "time spent: SHA-256 {} ms (the device writing meanwhile), then waiting for the device {} ms",
-                written.hash_us / 1000,
-                written.io_us / 1000
-            );
-            Ok(Summary {
-                bytes: layout.total_len,
-                elapsed_us: tsc::now_us().saturating_sub(started),
-                device: target.name,
-                sha256: written.sha256,
-            })
-        }
+    match write_vmcore(device, &mut records, &mut header, &core, &layout) {
+        Ok(sha256) => Ok(Summary {
+            bytes: layout.total_len,
+            elapsed_us: tsc::now_us().saturating_sub(started),
+            device: target.name,
+            sha256,
+        }),
         Err(failure) => {
             // Record the failure; `written` still says how much is good.
             header.state = DumpState::Failed;
             header.set_message(failure.as_str());
-            let _ = write_header(device, header_page, &header).and_then(|()| device.flush());
+            say!(
+                "capture failed after {} of {} bytes were confirmed on the device: {}",
+                header.written,
+                header.dump_length,
+                failure.as_str()
+            );
+            let _ = records
+                .write(device, &mut header)
+                .and_then(|()| device.flush());
             Err(failure)
         }
     }

@@ -2,50 +2,78 @@
 //! memory by DMA (the CPU hashes the same bytes), with checkpoints that keep
 //! the header's `written` field true, then the final header.
 
+use crate::console;
 use crate::failure::Failure;
+use crate::hw::dma::DmaBuffer;
 use crate::hw::{phys, tsc};
 use crate::{failure, say};
 use alloc::vec::Vec;
 use minicap_drivers::BlockDevice;
-use minicap_dumpheader::{DumpHeader, DumpState, DUMP_OFFSET, HEADER_LEN};
+use minicap_dumpheader::{DumpHeader, DumpState, DUMP_OFFSET, HEADER_LEN, LOG_OFFSET};
 use minicap_elfcore::{CoreHeaders, VmcoreLayout};
 use sha2::{Digest, Sha256};
 
 const PAGE: u64 = 4096;
+const PAGE_BYTES: usize = 4096;
+const LOG_BYTES: usize = 64 << 10;
+const _: () = assert!(LOG_BYTES as u64 == minicap_dumpheader::LOG_CAPACITY);
 /// How often the header's `written` field is brought up to date (percent).
 const CHECKPOINT_PERCENT: u64 = 10;
 
-/// Write the 512-byte minicap header at the start of the device, through the
-/// DMA page `page`.
-pub fn write_header<D: BlockDevice>(
-    device: &mut D,
-    page: u64,
-    header: &DumpHeader,
-) -> Result<(), D::Error> {
-    phys::copy_into_dma(page, &header.encode());
-    device.write(0, page, HEADER_LEN as u64)
+/// Writes the device's records: the console log into its area, then the
+/// 512-byte minicap header that describes it (so the header never claims a
+/// log that is not there yet). Owns the DMA buffers this needs.
+pub struct Records {
+    header: DmaBuffer,
+    log: DmaBuffer,
 }
 
-/// What writing the vmcore took.
-pub struct Written {
-    /// SHA-256 of the vmcore as stored.
-    pub sha256: [u8; 32],
-    /// Time spent waiting for the device after hashing a piece.
-    pub io_us: u64,
-    /// Time hashing (the device writes meanwhile).
-    pub hash_us: u64,
+impl Records {
+    /// Allocate the DMA buffers.
+    pub fn new() -> Result<Self, Failure> {
+        let header = DmaBuffer::new(HEADER_LEN, PAGE_BYTES)
+            .ok_or_else(|| failure!("out of memory for the header buffer"))?;
+        let log = DmaBuffer::new(LOG_BYTES, PAGE_BYTES)
+            .ok_or_else(|| failure!("out of memory for the log buffer"))?;
+        Ok(Self { header, log })
+    }
+
+    /// Store the console log so far, then `header` (with `log_length` set).
+    pub fn write<D: BlockDevice>(
+        &mut self,
+        device: &mut D,
+        header: &mut DumpHeader,
+    ) -> Result<(), D::Error> {
+        let length = self.log.with_bytes_mut(|bytes| {
+            let n = console::copy_log(bytes);
+            // The tail of the last sector: zeros, not stale text.
+            let end = (n.div_ceil(512) * 512).min(bytes.len());
+            bytes[n..end].fill(0);
+            n
+        });
+        if length > 0 {
+            let sectors = (length as u64).div_ceil(512) * 512;
+            device.write(LOG_OFFSET, self.log.addr(), sectors)?;
+        }
+        header.log_length = u32::try_from(length).unwrap_or(0);
+        let encoded = header.encode();
+        self.header
+            .with_bytes_mut(|bytes| bytes.copy_from_slice(&encoded));
+        device.write(0, self.header.addr(), HEADER_LEN as u64)
+    }
 }
 
 /// Write the vmcore after the header area: ELF headers, notes, then every
-/// PT_LOAD from old memory. `header` is "writing" on entry and "complete" on
-/// success; on failure the caller records the failure in it.
+/// PT_LOAD from old memory; returns the vmcore's SHA-256. `header` is
+/// "writing" on entry and "complete" on success; on failure the caller
+/// records the failure in it.
 pub fn write_vmcore<D: BlockDevice>(
     device: &mut D,
-    header_page: u64,
+    records: &mut Records,
     header: &mut DumpHeader,
     core: &CoreHeaders,
     layout: &VmcoreLayout,
-) -> Result<Written, Failure> {
+) -> Result<[u8; 32], Failure> {
     let total = layout.total_len;
     let mut hasher = Sha256::new();
     let mut progress = Progress::new(total);
@@ -101,7 +129,8 @@ pub fn write_vmcore<D: BlockDevice>(
                     .flush()
                     .map_err(|e| failure!("flush after {percent}%: {e}"))?;
                 header.written = progress.done;
-                write_header(device, header_page, header)
+                records
+                    .write(device, header)
                     .map_err(|e| failure!("updating the header after {percent}%: {e}"))?;
             }
         }
@@ -109,19 +138,22 @@ pub fn write_vmcore<D: BlockDevice>(
 
     device.flush().map_err(|e| failure!("final flush: {e}"))?;
     let sha256: [u8; 32] = hasher.finalize().into();
+    // Said before the final header write, so that it is in the stored log.
+    say!(
+        "all {total} bytes written and flushed; time spent: SHA-256 {} ms (the device writing meanwhile), then waiting for the device {} ms",
+        progress.hash_us / 1000,
+        progress.io_us / 1000
+    );
     header.state = DumpState::Complete;
     header.written = total;
     header.sha256 = sha256;
-    write_header(device, header_page, header)
+    records
+        .write(device, header)
         .map_err(|e| failure!("writing the final header: {e}"))?;
     device
         .flush()
         .map_err(|e| failure!("flushing the final header: {e}"))?;
-    Ok(Written {
-        sha256,
-        io_us: progress.io_us,
-        hash_us: progress.hash_us,
-    })
+    Ok(sha256)
 }
 
 /// MiB/s × 10 (one decimal without floating point).

@@ -235,6 +235,15 @@ pub fn info(path: &Path) -> Result<(), Failure> {
     println!("writer:      {}", or_dash(h.writer_str()));
     println!("osrelease:   {}", or_dash(h.osrelease_str()));
     println!("message:     {}", or_dash(h.message_str()));
+    if h.log_length > 0 {
+        println!(
+            "console log: {} bytes (minicap log {})",
+            h.log_length,
+            path.display()
+        );
+    } else {
+        println!("console log: -");
+    }
     if h.capacity != dev.size {
         eprintln!(
             "minicap: warning: the header was written for a device of {} bytes, this one has {}",
@@ -242,4 +251,30 @@ pub fn info(path: &Path) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// `minicap log DEVICE`.
+pub fn log(path: &Path) -> Result<(), Failure> {
+    let mut dev = Device::open(path, false)?;
+    let h = dev.header(path)?;
+    if h.log_length == 0 {
+        return Err(Failure::fail(format!(
+            "{}: no console log stored (state: {})",
+            path.display(),
+            describe_state(h.state)
+        )));
+    }
+    let mut text = Vec::new();
+    dev.copy_range(
+        minicap_dumpheader::LOG_OFFSET,
+        u64::from(h.log_length),
+        &mut text,
+        |_| {},
+    )
+    .map_err(|e| Failure::fail(format!("cannot read the log on {}: {e}", path.display())))?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(&text)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::fail(format!("cannot write the log: {e}")))
 }

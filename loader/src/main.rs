@@ -2,7 +2,8 @@
 //!
 //! `minicap format` prepares a dump device (the capture kernel writes only to a device carrying
 //! its header), `minicap save` copies a dump off it after the reboot, `minicap info` shows the
-//! header. The layout is defined by the `minicap-dumpheader` crate.
+//! header, `minicap log` prints the console log the capture kernel stored. The layout is
+//! defined by the `minicap-dumpheader` crate.
 
 mod commands;
 mod device;
@@ -31,6 +32,10 @@ Usage:
   minicap info DEVICE
       Show the header of DEVICE.
 
+  minicap log DEVICE
+      Print the capture kernel's console log stored on DEVICE (what it printed
+      on the serial console during the last capture, as far as it got).
+
   minicap help | --help | -h      show this text
   minicap --version               show the version
 
@@ -42,6 +47,7 @@ const SYNOPSIS: &str = "\
 Usage: minicap format DEVICE [--id HEX32] [--force]
        minicap save DEVICE OUT [--partial]
        minicap info DEVICE
+       minicap log DEVICE
 Run `minicap --help` for details.
 ";
 
@@ -90,6 +96,9 @@ enum Command {
     Info {
         device: PathBuf,
     },
+    Log {
+        device: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -110,6 +119,7 @@ fn main() -> ExitCode {
             partial,
         } => commands::save(&device, &out, partial),
         Command::Info { device } => commands::info(&device),
+        Command::Log { device } => commands::log(&device),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -193,6 +203,12 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, Failure> {
         "info" => {
             want(1, "DEVICE")?;
             Command::Info {
+                device: pos.next().unwrap_or_default(),
+            }
+        }
+        "log" => {
+            want(1, "DEVICE")?;
+            Command::Log {
                 device: pos.next().unwrap_or_default(),
             }
         }

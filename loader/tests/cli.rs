@@ -455,3 +455,37 @@ fn usage() {
     assert!(o.status.success());
     assert!(stdout(&o).contains(env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn log_prints_the_stored_console_log() {
+    let dir = scratch("log");
+    let dev = dir.join("dev.img");
+    let data = dump_data(50_000);
+    crafted(&dev, 2 * MIB, &data, DumpState::Failed, 4096, [0; 32]);
+
+    // No log stored yet: say so, exit 1.
+    let o = minicap(&[Path::new("log"), &dev]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no console log"), "{}", stderr(&o));
+    assert!(stdout(&minicap(&[Path::new("info"), &dev])).contains("console log: -"));
+
+    // Store one the way the capture kernel does: text at LOG_OFFSET, its
+    // length in the header.
+    let text = b"minicap: starting\nminicap: RESULT: failure: disk on fire\n";
+    let mut img = fs::read(&dev).unwrap();
+    let mut h = DumpHeader::decode(&img[..HEADER_LEN]).unwrap();
+    h.log_length = u32::try_from(text.len()).unwrap();
+    img[..HEADER_LEN].copy_from_slice(&h.encode());
+    let at = usize::try_from(minicap_dumpheader::LOG_OFFSET).unwrap();
+    img[at..at + text.len()].copy_from_slice(text);
+    fs::write(&dev, img).unwrap();
+
+    let o = minicap(&[Path::new("log"), &dev]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.stdout, text);
+    let info = stdout(&minicap(&[Path::new("info"), &dev]));
+    assert!(
+        info.contains(&format!("console log: {} bytes", text.len())),
+        "{info}"
+    );
+}

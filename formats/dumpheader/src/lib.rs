@@ -10,7 +10,9 @@
 //! | bytes | content |
 //! |---|---|
 //! | 0..512 | [`DumpHeader`] (encoded by [`DumpHeader::encode`]) |
-//! | 512..1 MiB | reserved, zero |
+//! | 512..[`LOG_OFFSET`] | reserved, zero |
+//! | [`LOG_OFFSET`] (64 KiB)..+[`LOG_CAPACITY`] | the capture kernel's console log, `log_length` bytes of text |
+//! | ..1 MiB | reserved, zero |
 //! | [`DUMP_OFFSET`] (1 MiB).. | the vmcore, contiguous, `dump_length` bytes |
 //!
 //! so `dd if=DEV bs=1M skip=1` truncated to `dump_length` is the vmcore.
@@ -40,6 +42,13 @@ pub const DUMP_OFFSET: u64 = 1 << 20;
 /// space.
 pub const MIN_CAPACITY: u64 = 2 << 20;
 
+/// Where the capture kernel stores its console log: a device without a serial
+/// console still tells what happened (`minicap log DEVICE`).
+pub const LOG_OFFSET: u64 = 64 << 10;
+
+/// Room for the console log.
+pub const LOG_CAPACITY: u64 = 64 << 10;
+
 /// Length of the device id.
 pub const DEVICE_ID_LEN: usize = 16;
 
@@ -58,6 +67,7 @@ const OFF_SHA256: usize = 80;
 const OFF_WRITER: usize = 112;
 const OFF_OSRELEASE: usize = 144;
 const OFF_MESSAGE: usize = 208;
+const OFF_LOG_LENGTH: usize = 464;
 const OFF_CRC: usize = 508;
 
 /// Where a dump stands.
@@ -253,6 +263,9 @@ pub struct DumpHeader {
     pub osrelease: [u8; 64],
     /// NUL-padded ASCII failure reason, empty otherwise.
     pub message: [u8; 256],
+    /// Bytes of console log text at [`LOG_OFFSET`] (0: none). Stored in bytes
+    /// that layout 1 first left reserved (zero), so older headers read as "no log".
+    pub log_length: u32,
 }
 
 impl DumpHeader {
@@ -271,6 +284,7 @@ impl DumpHeader {
             writer: [0; 32],
             osrelease: [0; 64],
             message: [0; 256],
+            log_length: 0,
         };
         set_text(&mut h.writer, writer);
         h
@@ -296,6 +310,7 @@ impl DumpHeader {
         put(&mut b, OFF_WRITER, &self.writer);
         put(&mut b, OFF_OSRELEASE, &self.osrelease);
         put(&mut b, OFF_MESSAGE, &self.message);
+        put(&mut b, OFF_LOG_LENGTH, &self.log_length.to_le_bytes());
         let crc = crc32(&b[..OFF_CRC]);
         put(&mut b, OFF_CRC, &crc.to_le_bytes());
         b
@@ -346,6 +361,7 @@ impl DumpHeader {
             writer: get(b, OFF_WRITER),
             osrelease: get(b, OFF_OSRELEASE),
             message: get(b, OFF_MESSAGE),
+            log_length: u32_at(b, OFF_LOG_LENGTH),
         };
         h.validate()?;
         Ok(h)
@@ -378,6 +394,11 @@ impl DumpHeader {
                     "written part of the dump extends past the device capacity",
                 ))
             }
+        }
+        if u64::from(self.log_length) > LOG_CAPACITY {
+            return Err(HeaderError::Inconsistent(
+                "console log longer than its area",
+            ));
         }
         if self.state == DumpState::Complete {
             if self.written != self.dump_length {

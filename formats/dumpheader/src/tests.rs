@@ -53,7 +53,8 @@ fn layout_of_encoded_header() {
     assert!(b[125..144].iter().all(|&x| x == 0));
     assert_eq!(&b[144..160], b"6.8.0-31-generic");
     assert!(b[160..464].iter().all(|&x| x == 0));
-    assert!(b[464..508].iter().all(|&x| x == 0));
+    assert_eq!(b[464..468], 0u32.to_le_bytes(), "no console log");
+    assert!(b[468..508].iter().all(|&x| x == 0));
     assert_eq!(b[508..512], crc32(&b[..508]).to_le_bytes());
 }
 
@@ -168,10 +169,34 @@ fn bad_crc() {
 fn reserved_bytes_are_not_checked() {
     let h = complete();
     let mut b = h.encode();
-    b[464] = 0x77;
+    b[468] = 0x77;
+    b[507] = 0x01;
     reseal(&mut b);
     assert_eq!(DumpHeader::decode(&b), Ok(h));
 }
+
+#[test]
+fn log_length_round_trips_and_is_bounded() {
+    let mut h = complete();
+    h.log_length = 1234;
+    let b = h.encode();
+    assert_eq!(b[464..468], 1234u32.to_le_bytes());
+    assert_eq!(DumpHeader::decode(&b), Ok(h.clone()));
+    h.log_length = u32::try_from(LOG_CAPACITY).unwrap();
+    assert!(DumpHeader::decode(&h.encode()).is_ok());
+    h.log_length += 1;
+    assert_eq!(
+        DumpHeader::decode(&h.encode()),
+        Err(HeaderError::Inconsistent(
+            "console log longer than its area"
+        ))
+    );
+}
+
+// The log area sits inside the reserved first MiB, page aligned.
+const _: () = assert!(LOG_OFFSET >= HEADER_LEN as u64);
+const _: () = assert!(LOG_OFFSET + LOG_CAPACITY <= DUMP_OFFSET);
+const _: () = assert!(LOG_OFFSET.is_multiple_of(4096));
 
 #[test]
 fn unknown_state_and_format() {

@@ -5,6 +5,7 @@
 
 pub mod apic;
 pub mod cpu;
+pub mod dma;
 mod entry;
 pub mod heap;
 pub mod intrinsics;

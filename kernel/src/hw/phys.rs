@@ -59,13 +59,3 @@ pub fn with_slice<R>(addr: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> Option<
 pub fn address_of(bytes: &[u8]) -> u64 {
     bytes.as_ptr() as u64
 }
-
-/// Copy `bytes` into DMA memory at `dma` (memory from `dma_alloc`).
-pub fn copy_into_dma(dma: u64, bytes: &[u8]) {
-    // SAFETY: `dma` comes from `Platform::dma_alloc` (heap memory, identity
-    // mapped, owned by no Rust object) and is at least a page long; callers
-    // copy at most 512 bytes.
-    unsafe {
-        core::ptr::copy_nonoverlapping(bytes.as_ptr(), dma as *mut u8, bytes.len().min(4096))
-    };
-}
