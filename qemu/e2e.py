@@ -15,6 +15,15 @@ Scenarios:
                capture kernel and copies /proc/vmcore to the disk.  Runs the
                same vmcore checks (validates the harness; baseline timing).
 
+Device failure:
+  device-error  the dump disk goes through QEMU's blkdebug driver, which
+               fails one write part-way through the dump area (EIO, once):
+               minicap must report the write error, record "failed", the
+               message and the last checkpoint in the header, and reboot;
+               `minicap save --partial` must then give back exactly the
+               bytes the header vouches for (ELF headers, notes and the
+               memory pattern in them intact); plain `save` must refuse.
+
 Bad input (each: the expected RESULT failure, QEMU exits, and every disk
 image's SHA-256 is the same after the run as before it):
   unformatted-disk  one disk of random data, never formatted.
@@ -46,6 +55,7 @@ import struct
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,9 +74,19 @@ CRASH_MARKERS = ("sysrq: Trigger a crash", "Kernel panic")
 DECOY_BYTES = 64 * MIB
 # Negative scenarios: nothing may be written to any attached disk.
 BAD_INPUT_SCENARIOS = ("unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous")
-SCENARIOS = ("capture", "no-disk", "small-disk", "linux-kdump") + BAD_INPUT_SCENARIOS
+SCENARIOS = ("capture", "no-disk", "small-disk", "linux-kdump", "device-error") + BAD_INPUT_SCENARIOS
 BAD_ELFCOREHDR = "elfcorehdr=12junk"
 RESULT_RE = re.compile(r"minicap: RESULT: (success|failure)(.*)")
+# The writer's failure for a vmcore data write the device rejected
+# (kernel/src/writer.rs around drivers/src/virtio/blk.rs's VirtioBlkError::Io).
+WRITE_FAILURE_RE = re.compile(
+    r"writing memory (0x[0-9a-f]+) to byte (0x[0-9a-f]+): write at byte (0x[0-9a-f]+) failed with virtio status (\d+)"
+)
+DUMP_OFFSET = MIB  # where the vmcore starts on a minicap device
+DUMP_STATES = {0: "empty", 1: "writing", 2: "complete", 3: "failed"}
+MAX_REQUEST_BYTES = 4 * MIB  # minicap's largest virtio-blk request (drivers/src/virtio/blk.rs)
+CHECKPOINT_PERCENT = 10  # the header's `written` is brought up to date every 10 % (kernel/src/writer.rs)
+PAGE_SIZE = 4096
 KDUMP_RESULT_RE = re.compile(r"KDUMP-RESULT: (success|failure)(.*)")
 
 
@@ -596,6 +616,7 @@ def check_failure_reason(scenario: str, reason: str, wanted_id: str | None = Non
         "wrong-id": f"no virtio-blk device has minicap device id {(wanted_id or '').lower()}",
         "bad-elfcorehdr": "elfcorehdr",
         "ambiguous": "more than one prepared",
+        "device-error": "failed with virtio status",
     }.get(scenario)
     if want is None:
         return False, f"scenario {scenario} expects no failure"
@@ -606,7 +627,7 @@ def check_device_reports(scenario: str, lines: list[str], ndisks: int = 1,
                          disk_id: str | None = None, wanted_id: str | None = None) -> tuple[bool, str]:
     """The per-device lines minicap prints before its RESULT when it skips a
     disk (`...; left alone`): one "not a minicap dump device" per unformatted
-    disk (unformatted-disk, capture with the decoy), or "minicap device id
+    disk (unformatted-disk; capture and device-error with the decoy), or "minicap device id
     <disk_id> is not the requested <wanted_id>" (wrong-id)."""
     mc = []
     for l in lines:
@@ -614,7 +635,7 @@ def check_device_reports(scenario: str, lines: list[str], ndisks: int = 1,
             break
         if l.startswith("minicap: ") and "left alone" in l:
             mc.append(l.strip())
-    if scenario in ("unformatted-disk", "capture"):
+    if scenario in ("unformatted-disk", "capture", "device-error"):
         hits = [l for l in mc if "not a minicap dump device" in l]
         ok = len(hits) == ndisks
         detail = f"{len(hits)} 'not a minicap dump device ... left alone' line(s), want {ndisks}"
@@ -626,6 +647,203 @@ def check_device_reports(scenario: str, lines: list[str], ndisks: int = 1,
     else:
         return True, "no per-device lines expected"
     return ok, detail + (f": {hits[0]}" if hits else (f"; lines seen: {mc}" if mc else "; no 'left alone' lines"))
+
+
+# ---------------------------------------------------------------------------
+# device-error: an injected write error, the header it leaves, the partial dump
+# ---------------------------------------------------------------------------
+
+
+def inject_offset(memory_mib: int, percent: float) -> int:
+    """Byte offset on the dump disk where the write error is injected:
+    `percent` of the guest's RAM past the start of the vmcore (which is about
+    as long as the RAM), rounded down to a 4 KiB boundary."""
+    if not 0 < percent < 100:
+        raise HarnessError(f"--fail-at-percent {percent} must be between 0 and 100")
+    return DUMP_OFFSET + (int(memory_mib * MIB * percent / 100) & ~(PAGE_SIZE - 1))
+
+
+def blkdebug_config(sector: int, errno: int = 5) -> str:
+    """A QEMU blkdebug rule file failing the first write that covers 512-byte
+    `sector` with `errno` (5 = EIO), once: the `pwritev` event fires on every
+    write to the blkdebug node, arms the rule, and the write is failed if its
+    range contains the sector."""
+    return (
+        "[inject-error]\n"
+        'event = "pwritev"\n'
+        f'errno = "{errno}"\n'
+        f'sector = "{sector}"\n'
+        'once = "on"\n'
+    )
+
+
+@dataclass
+class DiskHeader:
+    state: str
+    format: int
+    dump_offset: int
+    dump_length: int
+    written: int
+    capacity: int
+    crash_time: int
+    writer: str
+    osrelease: str
+    message: str
+
+
+def parse_dump_header(b: bytes) -> DiskHeader:
+    """The minicap header in the first sector of a dump device (README.md,
+    "On-device layout"); ValueError if it is not one or its CRC is wrong."""
+    if len(b) < 512:
+        raise ValueError(f"{len(b)} bytes, a header has 512")
+    if b[:8] != b"MINICAP\0":
+        raise ValueError(f"bad magic {b[:8]!r}")
+    version, hlen = struct.unpack_from("<II", b, 8)
+    if (version, hlen) != (1, 512):
+        raise ValueError(f"layout version {version}, header length {hlen}")
+    stored = struct.unpack_from("<I", b, 508)[0]
+    computed = zlib.crc32(b[:508])
+    if stored != computed:
+        raise ValueError(f"CRC {stored:#010x} stored, {computed:#010x} computed")
+    state, fmt, off, length, written, cap, ctime = struct.unpack_from("<IIQQQQq", b, 32)
+    text = lambda o, n: b[o : o + n].split(b"\0", 1)[0].decode(errors="replace")  # noqa: E731
+    return DiskHeader(DUMP_STATES.get(state, f"unknown ({state})"), fmt, off, length, written, cap, ctime,
+                      text(112, 32), text(144, 64), text(208, 256))  # fmt: skip
+
+
+@dataclass
+class WriteFailure:
+    source: int  # physical address of the memory being written
+    offset: int  # device byte offset of the writer's write (a run of requests)
+    request: int  # device byte offset of the request the device failed
+    status: int  # virtio status byte (1 = VIRTIO_BLK_S_IOERR)
+
+
+def parse_write_failure(reason: str) -> WriteFailure | None:
+    m = WRITE_FAILURE_RE.search(reason)
+    if not m:
+        return None
+    return WriteFailure(int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16), int(m.group(4)))
+
+
+def check_write_failure(reason: str, injected: int) -> tuple[bool, str]:
+    """The RESULT failure names a device write error (virtio status 1,
+    VIRTIO_BLK_S_IOERR) of a request that contains the injected byte."""
+    wf = parse_write_failure(reason)
+    if wf is None:
+        return False, f"no 'writing memory ... write at byte ... failed with virtio status N' in {reason!r}"
+    ok = wf.status == 1 and wf.offset <= wf.request <= injected < wf.request + MAX_REQUEST_BYTES
+    return ok, (f"request at byte {wf.request:#x} (write of {wf.source:#x} to {wf.offset:#x}) failed with "
+                f"virtio status {wf.status}; injected error at byte {injected:#x}"
+                + ("" if ok else f" (want status 1 and a request of at most {MAX_REQUEST_BYTES} bytes "
+                                 "containing the injected byte)"))  # fmt: skip
+
+
+def check_checkpoint(written: int, dump_length: int, failed_at: int) -> tuple[bool, str]:
+    """`written` (header) against the last 10 % checkpoint before the failed
+    write, which started `failed_at` bytes into the vmcore: the writer
+    updates `written` after the first write that reaches each multiple of
+    10 %, so `written` must be at that multiple (plus less than one request)
+    and no later than the failure."""
+    if dump_length <= 0:
+        return False, f"dump_length {dump_length}"
+    pct = written * 100 // dump_length
+    want = failed_at * 100 // dump_length // CHECKPOINT_PERCENT * CHECKPOINT_PERCENT
+    boundary = -(-want * dump_length // 100)  # first byte count at `want` percent
+    ok = (
+        0 < written < dump_length
+        and written <= failed_at
+        and pct == want
+        and written - boundary < MAX_REQUEST_BYTES
+    )
+    detail = (f"written {written} of {dump_length} ({pct} %), write failed at {failed_at} "
+              f"({failed_at * 100 // dump_length} %): last checkpoint before it is {want} %")  # fmt: skip
+    if not ok:
+        detail += f" (want 0 < written <= {failed_at}, in [{boundary}, {boundary + MAX_REQUEST_BYTES}))"
+    return ok, detail
+
+
+def same_bytes(a: Path, a_off: int, b: Path, b_off: int, length: int) -> tuple[bool, str]:
+    """Whether `length` bytes of `a` at `a_off` equal those of `b` at `b_off`."""
+    done = 0
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        fa.seek(a_off)
+        fb.seek(b_off)
+        while done < length:
+            n = min(4 * MIB, length - done)
+            x, y = fa.read(n), fb.read(n)
+            if x != y:
+                i = next((k for k in range(min(len(x), len(y))) if x[k] != y[k]), min(len(x), len(y)))
+                return False, f"first difference at byte {done + i:#x} of {length:#x}"
+            done += n
+    return True, f"{length} bytes identical"
+
+
+M64 = (1 << 64) - 1
+
+
+def splitmix64(x: int) -> int:
+    """As qemu/pattern/src/lib.rs."""
+    z = (x + 0x9E3779B97F4A7C15) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def pattern_page(seed: int, page: int) -> bytes:
+    """The bytes `minicap-pattern fill` writes into page `page`."""
+    base = (seed ^ (page << 9)) & M64
+    return struct.pack("<512Q", *[splitmix64(base ^ w) for w in range(512)])
+
+
+@dataclass
+class PatternLog:
+    seed: int
+    runs: list[tuple[int, int, int]]  # (first pfn, first page, count)
+    pages: int
+
+
+def parse_pattern_log(lines) -> PatternLog:
+    """The PATTERN-SEED/-RUN/-READY lines of the serial log (the format
+    `minicap-pattern verify` reads); ValueError if incomplete."""
+    seed, runs, ready = None, [], None
+    for line in lines:
+        if m := re.search(r"PATTERN-SEED ([0-9a-fA-F]+)", line):
+            seed = int(m.group(1), 16)
+        elif m := re.search(r"PATTERN-RUN ([0-9a-fA-F]+) (\d+) (\d+)", line):
+            runs.append((int(m.group(1), 16), int(m.group(2)), int(m.group(3))))
+        elif m := re.search(r"PATTERN-READY (\d+)", line):
+            ready = int(m.group(1))
+    if seed is None or ready is None:
+        raise ValueError("no PATTERN-SEED or PATTERN-READY line")
+    if sum(r[2] for r in runs) != ready:
+        raise ValueError(f"PATTERN-RUN lines cover {sum(r[2] for r in runs)} pages, PATTERN-READY says {ready}")
+    return PatternLog(seed, runs, ready)
+
+
+def check_partial_pattern(f, saved: int, phdrs: list[Phdr], log: PatternLog) -> tuple[int, int, list[str]]:
+    """Checks every pattern page that lies within the first `saved` bytes of
+    the vmcore `f`; returns (intact pages, pages beyond `saved`, problems)."""
+    loads = [p for p in phdrs if p.type == PT_LOAD]
+    intact = beyond = 0
+    problems: list[str] = []
+    for pfn0, page0, count in log.runs:
+        for k in range(count):
+            pa = (pfn0 + k) * PAGE_SIZE
+            off = next((p.offset + pa - p.paddr for p in loads
+                        if p.paddr <= pa and pa + PAGE_SIZE <= p.paddr + p.filesz), None)  # fmt: skip
+            if off is None:
+                problems.append(f"page {page0 + k} (pfn {pfn0 + k:#x}) is in no PT_LOAD")
+                continue
+            if off + PAGE_SIZE > saved:
+                beyond += 1
+                continue
+            f.seek(off)
+            if f.read(PAGE_SIZE) == pattern_page(log.seed, page0 + k):
+                intact += 1
+            else:
+                problems.append(f"page {page0 + k} (pfn {pfn0 + k:#x}, file offset {off:#x}) differs")
+    return intact, beyond, problems
 
 
 # ---------------------------------------------------------------------------
@@ -716,9 +934,13 @@ def run_qemu(cmd: list[str], serial_log: Path, timeout: float, echo: bool, resul
     return r
 
 
-def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path]) -> list[str]:
+def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
+                 blkdebug: dict[Path, Path] | None = None) -> list[str]:
     """The QEMU command line; `disks` become virtio-blk devices in PCI slots
-    1, 2, ... in that order (so minicap's PCI scan meets them in that order)."""
+    1, 2, ... in that order (so minicap's PCI scan meets them in that order).
+    A disk with an entry in `blkdebug` (image -> rule file) is attached
+    through QEMU's blkdebug driver with those rules, and I/O errors are
+    reported to the guest (werror=report, rerror=report)."""
     append = (
         f"console=ttyS0 crashkernel={args.crashkernel} panic=0 oops=panic loglevel=7 "
         f"printk.time=1 {args.guest_append}"
@@ -743,8 +965,12 @@ def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path]) -> list[
         "transitional": "disable-legacy=off,disable-modern=off",
     }[args.virtio]
     for i, disk in enumerate(disks):
+        rules = (blkdebug or {}).get(disk)
+        drive = (f"driver=blkdebug,config={rules},image.driver=file,image.filename={disk},"
+                 f"if=none,id=disk{i},werror=report,rerror=report" if rules
+                 else f"file={disk},format=raw,if=none,id=disk{i}")  # fmt: skip
         cmd += [
-            "-drive", f"file={disk},format=raw,if=none,id=disk{i}",
+            "-drive", drive,
             "-device", f"virtio-blk-pci,drive=disk{i},addr={i + 1:#x},{virtio}",
         ]  # fmt: skip
     if args.qemu_debug:
@@ -910,6 +1136,112 @@ def check_vmcore_tools(res: Results, args, out: Path, vmcore: Path, k: GuestKern
         )
 
 
+def check_device_error(res: Results, args, out: Path, disk: Path, reason: str | None, injected: int,
+                       serial: list[str], version: str, info: dict) -> None:
+    """After a capture whose dump disk failed one write: the RESULT, the
+    header, `minicap info`, `minicap save` with and without --partial, and
+    the partial vmcore (its ELF headers, notes and pattern pages)."""
+    reason = (reason or "").lstrip(": ").strip()
+    ok, detail = check_write_failure(reason, injected)
+    res.add("RESULT names the failed write", ok, detail)
+    wf = parse_write_failure(reason)
+
+    with open(disk, "rb") as f:
+        raw = f.read(512)
+    try:
+        h = parse_dump_header(raw)
+    except ValueError as e:
+        res.add("header after the failure", False, f"no valid minicap header: {e}")
+        return
+    info["header"] = dict(h.__dict__)
+    planned = next((int(m.group(1)) for l in serial
+                    if (m := re.search(r"minicap: dump: ELF vmcore of (\d+) bytes", l))), None)  # fmt: skip
+    bad = []
+    if h.state != "failed":
+        bad.append(f"state {h.state}, want failed")
+    if h.message != reason:
+        bad.append(f"message {h.message!r} is not the RESULT reason {reason!r}")
+    if h.format != 1 or h.dump_offset != DUMP_OFFSET:
+        bad.append(f"format {h.format}, dump offset {h.dump_offset:#x} (want 1, {DUMP_OFFSET:#x})")
+    if planned is None or h.dump_length != planned:
+        bad.append(f"dump_length {h.dump_length}, the console planned {planned}")
+    if h.osrelease != version:
+        bad.append(f"osrelease {h.osrelease!r}, want {version!r}")
+    res.add("header: failed, with the message", not bad,
+            f"state {h.state}, written {h.written} of {h.dump_length}, message {h.message!r}"
+            + ("".join(f"\n{b}" for b in bad)))  # fmt: skip
+    if wf is not None:
+        ok, detail = check_checkpoint(h.written, h.dump_length, wf.offset - h.dump_offset)
+    else:
+        ok, detail = False, f"written {h.written} of {h.dump_length}; no failed write offset to compare with"
+    res.add("header: written = last 10 % checkpoint", ok, detail)
+
+    p = run([args.tool, "info", disk])
+    (out / "info.log").write_text(p.stdout)
+    want = ["state:       failed", f"written:     {h.written} bytes", f"message:     {h.message}"]
+    missing = [w for w in want if w not in p.stdout]
+    res.add("minicap info", p.returncode == 0 and not missing,
+            f"exit {p.returncode}" + (f", missing {missing}\n{p.stdout.rstrip()}" if missing else
+                                      ", shows state failed, written and the message"))  # fmt: skip
+
+    partial = out / "partial.vmcore"
+    partial.unlink(missing_ok=True)
+    p = run([args.tool, "save", disk, partial])
+    (out / "save.log").write_text(p.stdout)
+    ok = p.returncode != 0 and not partial.exists() and "--partial" in p.stdout
+    res.add("minicap save refuses it", ok, f"exit {p.returncode}, {partial.name} "
+            f"{'created' if partial.exists() else 'not created'}: {tail(p.stdout, 1)}")  # fmt: skip
+    partial.unlink(missing_ok=True)
+    p = run([args.tool, "save", "--partial", disk, partial])
+    (out / "save-partial.log").write_text(p.stdout)
+    size = partial.stat().st_size if partial.exists() else None
+    res.add("minicap save --partial", p.returncode == 0 and size == h.written,
+            f"exit {p.returncode}, {size} bytes (header: written {h.written})"
+            + ("" if p.returncode == 0 else "\n" + tail(p.stdout, 3)))  # fmt: skip
+    if size is None:
+        return
+    info["vmcore_bytes"] = size
+    ok, detail = (same_bytes(partial, 0, disk, h.dump_offset, h.written) if size == h.written
+                  else (False, f"{partial.name} has {size} bytes, the header says {h.written}"))  # fmt: skip
+    res.add("partial dump = the image's first `written` bytes", ok, detail)
+
+    with open(partial, "rb") as f:
+        try:
+            ph = read_phdrs(f)
+            f.seek(0)
+            eh = f.read(64)
+            phoff = struct.unpack_from("<Q", eh, 0x20)[0]
+            phentsize, phnum = struct.unpack_from("<HH", eh, 0x36)
+            full = vmcore_end(f)
+        except (ValueError, struct.error) as e:
+            res.add("partial ELF headers", False, str(e))
+            return
+    notes = [q for q in ph if q.type == PT_NOTE]
+    loads = [q for q in ph if q.type == PT_LOAD]
+    table_end = phoff + phentsize * phnum
+    notes_end = max((q.offset + q.filesz for q in notes), default=0)
+    ok = table_end <= min(PAGE_SIZE, size) and notes and notes_end <= size and loads and full == h.dump_length
+    res.add("partial ELF headers", ok,
+            f"{len(ph)} program headers end at {table_end:#x}, {len(notes)} PT_NOTE ending at {notes_end:#x}, "
+            f"{len(loads)} PT_LOADs; the ELF describes {full} bytes (dump_length {h.dump_length}), "
+            f"{size} saved")  # fmt: skip
+    check_notes(res, partial, args.smp, version)
+
+    try:
+        log_ = parse_pattern_log(serial)
+    except ValueError as e:
+        res.add("pattern pages in the partial dump", False, str(e))
+        return
+    with open(partial, "rb") as f:
+        intact, beyond, problems = check_partial_pattern(f, size, ph, log_)
+    info["pattern_pages_in_partial"] = intact
+    res.add("pattern pages in the partial dump", intact > 0 and not problems,
+            f"{intact} pages intact, {beyond} lie beyond the saved part, {len(problems)} bad of {log_.pages}"
+            + ("".join(f"\n{x}" for x in problems[:10]))
+            + ("" if intact or problems
+               else "\nno pattern page within the saved part (raise --fail-at-percent)"))  # fmt: skip
+
+
 def sparse_copy(src: Path, dst: Path, length: int) -> None:
     with open(src, "rb") as fi, open(dst, "wb") as fo:
         left = length
@@ -947,6 +1279,9 @@ def parse_args(argv=None):
     ap.add_argument("--no-decoy", action="store_true",
                     help="capture: do not attach the 64 MiB unformatted decoy disk ahead of the dump disk")
     ap.add_argument("--pattern-mib", type=int, default=64)
+    ap.add_argument("--fail-at-percent", type=float, default=45.0,
+                    help="device-error: inject the write error this far into the dump area, in percent of the "
+                         "guest RAM (about the vmcore's size); default 45, between the 40 %% and 50 %% checkpoints")
     ap.add_argument("--kernel-version", default=None, help="e.g. 6.1.0-56-cloud-amd64 (default: resolve via apt)")
     ap.add_argument("--with-crash", action="store_true", help="also download the -dbg vmlinux and run crash")
     ap.add_argument("--keep", action="store_true", help="keep dump.img and vmcore even when everything passed")
@@ -1029,9 +1364,11 @@ def scenario(args) -> tuple[Results, dict]:
     info["out"] = str(out)
     args.out_dir = str(out)
     if not args.recheck:
-        for name in ("serial.log", "vmcore", "dmesg.txt", "crash.txt", "pattern-verify.log", "qemu.stderr"):
+        for name in ("serial.log", "vmcore", "dmesg.txt", "crash.txt", "pattern-verify.log", "qemu.stderr",
+                     "partial.vmcore", "blkdebug.cfg", "info.log", "save.log", "save-partial.log"):
             (out / name).unlink(missing_ok=True)
-    needs = {"capture": ["minicap", "tool", "pattern"], "no-disk": ["minicap"], "unformatted-disk": ["minicap"],
+    needs = {"capture": ["minicap", "tool", "pattern"], "device-error": ["minicap", "tool", "pattern"],
+             "no-disk": ["minicap"], "unformatted-disk": ["minicap"],
              "linux-kdump": ["pattern"]}.get(args.scenario, ["minicap", "tool"])  # fmt: skip
     if args.recheck:
         needs = ["pattern"]
@@ -1086,7 +1423,7 @@ def scenario(args) -> tuple[Results, dict]:
         attached = [disk]
         if args.scenario in BAD_INPUT_SCENARIOS:
             guarded["dump disk"] = disk
-    decoy = args.scenario == "capture" and not args.no_decoy
+    decoy = args.scenario in ("capture", "device-error") and not args.no_decoy
     if decoy:
         img = out / "decoy.img"
         make_random_disk(img, DECOY_BYTES)
@@ -1096,6 +1433,17 @@ def scenario(args) -> tuple[Results, dict]:
     info["disks"] = [{"image": img.name, "bytes": img.stat().st_size, "minicap_device": disk_ids.get(img.name)}
                      for img in attached]  # fmt: skip
     header_before = disk.read_bytes()[: MIB] if args.scenario == "small-disk" else b""
+    # device-error: the dump disk fails one write part-way through the dump area.
+    blkdebug: dict[Path, Path] = {}
+    injected = 0
+    if args.scenario == "device-error":
+        injected = inject_offset(args.memory, args.fail_at_percent)
+        cfg = out / "blkdebug.cfg"
+        cfg.write_text(blkdebug_config(injected // 512))
+        blkdebug[disk] = cfg
+        info["inject_error_at_byte"] = injected
+        log(f"blkdebug: EIO on the first write covering sector {injected // 512} (byte {injected:#x}, "
+            f"{args.fail_at_percent:g} % of {args.memory} MiB into the dump area)")
     wanted_id = None
     if args.scenario == "linux-kdump":
         append = "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=0 loglevel=7 printk.time=1"
@@ -1113,12 +1461,12 @@ def scenario(args) -> tuple[Results, dict]:
         result_re = RESULT_RE
     info["capture_append"] = append
     seed = int(args.seed, 16) if args.seed else random.getrandbits(64)
-    with_pattern = args.scenario in ("capture", "linux-kdump")
+    with_pattern = args.scenario in ("capture", "linux-kdump", "device-error")
     initrd = out / "initramfs.cpio.gz"
     initrd.write_bytes(build_initramfs(args, k, append, seed, with_pattern))
     log(f"initramfs {initrd} ({initrd.stat().st_size // 1024} KiB), seed {seed:016x}")
 
-    cmd = qemu_command(args, k, initrd, attached)
+    cmd = qemu_command(args, k, initrd, attached, blkdebug)
     info["qemu"] = cmd
     r = run_qemu(cmd, out / "serial.log", args.timeout, args.verbose, result_re, args.exit_grace)
     texts = r.texts()
@@ -1157,11 +1505,13 @@ def scenario(args) -> tuple[Results, dict]:
         info["result"] = result.text.strip()
         ok = verdict == want
         detail = result.text.strip()
+        reason = rest
         if ok and want == "failure":
             ok, expected = check_failure_reason(args.scenario, rest, wanted_id)
             detail += "" if ok else f"  (expected: {expected})"
         res.add(f"RESULT {want}", ok, detail)
     else:
+        reason = None
         res.add(f"RESULT {want}", False, "no RESULT line; last 50 lines:\n" + "\n".join(texts[-50:]))
     exited = r.t_exit is not None and not r.timed_out and not r.killed_after_result and r.returncode == 0
     res.add(
@@ -1181,6 +1531,9 @@ def scenario(args) -> tuple[Results, dict]:
             if d["image"] == img.name:
                 d["sha256_before"], d["sha256_after"] = before[name][0], after[0]
         res.add(f"{name} untouched", ok, f"{img.name}: {detail}")
+
+    if args.scenario == "device-error" and result:
+        check_device_error(res, args, out, disk, reason, injected, texts, k.version, info)
 
     vmcore = out / "vmcore"
     if args.scenario == "capture" and result:
@@ -1215,7 +1568,7 @@ def scenario(args) -> tuple[Results, dict]:
         )
 
     if res.ok and not args.keep:
-        for img in attached + [disk, out / "vmcore"]:
+        for img in attached + [disk, out / "vmcore", out / "partial.vmcore"]:
             img.unlink(missing_ok=True)
     return res, info
 

@@ -9,8 +9,10 @@
 #   wrong-id         minicap.device= names another id: failure, disk unchanged
 #   bad-elfcorehdr   elfcorehdr=12junk on the command line: failure, disk unchanged
 #   ambiguous        two formatted disks, no minicap.device=: failure, both unchanged
-# The capture runs also attach an unformatted decoy disk first on the PCI bus
-# and check it is untouched.
+#   device-error     the dump disk fails one write (QEMU blkdebug, EIO) at ~45 %:
+#                    failure, header "failed" at the 40 % checkpoint, save --partial
+# The capture and device-error runs also attach an unformatted decoy disk
+# first on the PCI bus and check it is untouched.
 #
 # Usage: qemu/run-all.sh [--minicap ELF] [--tool BIN] [--pattern BIN] [other e2e.py options...]
 # The paths default to $MINICAP, $TOOL, $PATTERN, else target/minicap.elf,
@@ -83,9 +85,11 @@ run unformatted-disk --scenario unformatted-disk
 run wrong-id --scenario wrong-id
 run bad-elfcorehdr --scenario bad-elfcorehdr
 run ambiguous --scenario ambiguous
+# The device fails in the middle of the dump: reported, nothing written is lost.
+run device-error --scenario device-error
 
 "$PYTHON" - "$OUT" capture-modern capture-legacy no-disk small-disk capture-qemu64-4M \
-    unformatted-disk wrong-id bad-elfcorehdr ambiguous <<'EOF'
+    unformatted-disk wrong-id bad-elfcorehdr ambiguous device-error <<'EOF'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 runs = {}

@@ -250,5 +250,136 @@ class BadInputTests(unittest.TestCase):
         self.assertTrue(e2e.parse_args(["--no-decoy"]).no_decoy)
 
 
+def header_bytes(state=3, written=432869376, length=1081782272, message=b"boom", crc_ok=True) -> bytes:
+    b = bytearray(512)
+    b[:8] = b"MINICAP\0"
+    struct.pack_into("<II16sIIQQQQq", b, 8, 1, 512, bytes(range(16)), state, 1, 1 << 20, length, written,
+                     2 << 30, 1795417046)  # fmt: skip
+    b[112:112 + 13] = b"minicap 0.1.0"
+    b[144:144 + 20] = b"6.1.0-56-cloud-amd64"
+    b[208:208 + len(message)] = message
+    crc = __import__("zlib").crc32(bytes(b[:508]))
+    struct.pack_into("<I", b, 508, crc if crc_ok else crc ^ 1)
+    return bytes(b)
+
+
+# As the kernel printed it in a real device-error run.
+WRITE_FAILURE = ("writing memory 0x1a100000 to byte 0x1c9d1000: write at byte 0x1c9d1000 "
+                 "failed with virtio status 1")  # fmt: skip
+
+
+class DeviceErrorTests(unittest.TestCase):
+    def test_inject_offset_and_config(self):
+        off = e2e.inject_offset(1024, 45)
+        self.assertEqual(off, (1 << 20) + (int(1024 * (1 << 20) * 0.45) & ~4095))
+        self.assertEqual(off % 4096, 0)
+        self.assertEqual(e2e.inject_offset(1024, 50), (1 << 20) + (512 << 20))
+        for bad in (0, 100, -1):
+            with self.assertRaises(e2e.HarnessError):
+                e2e.inject_offset(1024, bad)
+        cfg = e2e.blkdebug_config(945760)
+        self.assertEqual(cfg, '[inject-error]\nevent = "pwritev"\nerrno = "5"\nsector = "945760"\nonce = "on"\n')
+
+    def test_qemu_blkdebug_drive(self):
+        args = e2e.parse_args(["--scenario", "device-error"])
+        self.assertEqual(args.fail_at_percent, 45.0)
+        self.assertEqual(args.disk_size, "2G")
+        k = e2e.GuestKernel("v", Path("/k"))
+        cmd = e2e.qemu_command(args, k, Path("/i"), [Path("/decoy.img"), Path("/dump.img")],
+                               {Path("/dump.img"): Path("/bd.cfg")})  # fmt: skip
+        drives = [cmd[i + 1] for i, c in enumerate(cmd) if c == "-drive"]
+        self.assertEqual(drives, [
+            "file=/decoy.img,format=raw,if=none,id=disk0",
+            "driver=blkdebug,config=/bd.cfg,image.driver=file,image.filename=/dump.img,if=none,id=disk1,"
+            "werror=report,rerror=report",
+        ])  # fmt: skip
+
+    def test_parse_dump_header(self):
+        h = e2e.parse_dump_header(header_bytes(message=WRITE_FAILURE.encode()))
+        self.assertEqual((h.state, h.format, h.dump_offset, h.written, h.dump_length),
+                         ("failed", 1, 1 << 20, 432869376, 1081782272))  # fmt: skip
+        self.assertEqual((h.writer, h.osrelease, h.message), ("minicap 0.1.0", "6.1.0-56-cloud-amd64", WRITE_FAILURE))
+        self.assertEqual(h.crash_time, 1795417046)
+        self.assertEqual(e2e.parse_dump_header(header_bytes(state=9)).state, "unknown (9)")
+        for bad in (header_bytes(crc_ok=False), b"\0" * 512, header_bytes()[:100]):
+            with self.assertRaises(ValueError):
+                e2e.parse_dump_header(bad)
+
+    def test_write_failure(self):
+        wf = e2e.parse_write_failure(": " + WRITE_FAILURE)
+        self.assertEqual((wf.source, wf.offset, wf.request, wf.status), (0x1A100000, 0x1C9D1000, 0x1C9D1000, 1))
+        self.assertIsNone(e2e.parse_write_failure("flush after 40%: flush at byte 0x0 failed with virtio status 1"))
+        self.assertTrue(e2e.check_failure_reason("device-error", WRITE_FAILURE)[0])
+        self.assertFalse(e2e.check_failure_reason("device-error", REASONS["small-disk"])[0])
+        self.assertTrue(e2e.check_write_failure(WRITE_FAILURE, 0x1CDCC000)[0])  # inside the 4 MiB request
+        self.assertTrue(e2e.check_write_failure(WRITE_FAILURE, 0x1C9D1000)[0])
+        self.assertFalse(e2e.check_write_failure(WRITE_FAILURE, 0x1C9D1000 + (4 << 20))[0])  # past it
+        self.assertFalse(e2e.check_write_failure(WRITE_FAILURE, 0x1C9D0000)[0])  # before it
+        self.assertFalse(e2e.check_write_failure(WRITE_FAILURE.replace("status 1", "status 2"), 0x1CDCC000)[0])
+        self.assertFalse(e2e.check_write_failure("timed out", 0x1CDCC000)[0])
+
+    def test_checkpoint(self):
+        total = 1081782272
+        failed = 0x1C9D1000 - (1 << 20)  # 44 %
+        self.assertTrue(e2e.check_checkpoint(432869376, total, failed)[0])  # the real run
+        self.assertTrue(e2e.check_checkpoint(-(-40 * total // 100), total, failed)[0])  # exactly 40 %
+        self.assertFalse(e2e.check_checkpoint(0, total, failed)[0])  # nothing recorded
+        self.assertFalse(e2e.check_checkpoint(324000000, total, failed)[0])  # an older checkpoint (30 %)
+        self.assertFalse(e2e.check_checkpoint(432869376 + (4 << 20), total, failed)[0])  # > one request past 40 %
+        self.assertFalse(e2e.check_checkpoint(failed + 4096, total, failed)[0])  # past the failure
+        self.assertFalse(e2e.check_checkpoint(total, total, total - 1)[0])  # complete is not partial
+        self.assertFalse(e2e.check_checkpoint(5, 0, 5)[0])
+
+    def test_decoy_report(self):
+        log = ["minicap: virtio-blk 00:01.0 (modern), 64 MiB: not a minicap dump device (no MINICAP signature); "
+               "left alone", "minicap: RESULT: failure: " + WRITE_FAILURE]  # fmt: skip
+        self.assertTrue(e2e.check_device_reports("device-error", log, 1)[0])
+        self.assertFalse(e2e.check_device_reports("device-error", log[1:], 1)[0])
+
+    def test_same_bytes(self):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            a, b = Path(d) / "a", Path(d) / "b"
+            a.write_bytes(b"abcdef")
+            b.write_bytes(b"XXabcdeZ")
+            self.assertTrue(e2e.same_bytes(a, 0, b, 2, 5)[0])
+            ok, detail = e2e.same_bytes(a, 0, b, 2, 6)
+            self.assertFalse(ok)
+            self.assertIn("0x5", detail)
+            self.assertFalse(e2e.same_bytes(a, 0, b, 2, 7)[0])  # b too short
+
+    def test_pattern(self):
+        # splitmix64 as qemu/pattern/src/lib.rs's reference values.
+        self.assertEqual(e2e.splitmix64(0), 0xE220A8397B1DCDAF)
+        self.assertEqual(e2e.splitmix64(0x9E3779B97F4A7C15), 0x6E789E6AA1B965F4)
+        page = e2e.pattern_page(1, 3)
+        self.assertEqual(len(page), 4096)
+        self.assertEqual(struct.unpack_from("<Q", page, 7 * 8)[0], e2e.splitmix64(1 ^ (3 << 9) ^ 7))
+        serial = ["PATTERN-START 2.4", "x PATTERN-SEED 00000000000000ab", "PATTERN-RUN 10 0 2",
+                  "PATTERN-RUN 20 2 1", "PATTERN-READY 3"]  # fmt: skip
+        log = e2e.parse_pattern_log(serial)
+        self.assertEqual((log.seed, log.runs, log.pages), (0xAB, [(0x10, 0, 2), (0x20, 2, 1)], 3))
+        with self.assertRaises(ValueError):
+            e2e.parse_pattern_log(serial[:-1])
+        with self.assertRaises(ValueError):
+            e2e.parse_pattern_log(serial[:3] + serial[4:])  # runs cover 2 of 3 pages
+        # pfns 0x10, 0x11 in the first PT_LOAD, 0x20 in the second; save cut after the first.
+        p0 = e2e.pattern_page(0xAB, 0) + e2e.pattern_page(0xAB, 1)
+        img = elf([(e2e.PT_LOAD, 0xFFFF888000010000, 0x10000, p0, None),
+                   (e2e.PT_LOAD, 0xFFFF888000020000, 0x20000, e2e.pattern_page(0xAB, 2), None)])  # fmt: skip
+        ph = e2e.read_phdrs(io.BytesIO(img))
+        saved = ph[1].offset
+        self.assertEqual(e2e.check_partial_pattern(io.BytesIO(img[:saved]), saved, ph, log), (2, 1, []))
+        self.assertEqual(e2e.check_partial_pattern(io.BytesIO(img), len(img), ph, log), (3, 0, []))
+        broken = bytearray(img)
+        broken[ph[0].offset + 4096 + 100] ^= 1
+        intact, beyond, problems = e2e.check_partial_pattern(io.BytesIO(bytes(broken)), len(img), ph, log)
+        self.assertEqual((intact, beyond, len(problems)), (2, 0, 1))
+        self.assertIn("page 1", problems[0])
+        missing = e2e.PatternLog(0xAB, [(0x99, 0, 1)], 1)
+        self.assertIn("no PT_LOAD", e2e.check_partial_pattern(io.BytesIO(img), len(img), ph, missing)[2][0])
+
+
 if __name__ == "__main__":
     unittest.main()
