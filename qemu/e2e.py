@@ -98,6 +98,26 @@ def log(msg: str) -> None:
     print(f"e2e: {msg}", flush=True)
 
 
+def check_stored_log(res, args, out, disk, serial_lines, want):
+    """`minicap log DISK`: the console log minicap stored on the device must
+    contain `want` and be a faithful copy of its serial output."""
+    p = run([args.tool, "log", disk])
+    (out / "stored.log").write_text(p.stdout)
+    stored = [l.rstrip("\r") for l in p.stdout.splitlines() if l.strip()]
+    serial = {l.rstrip("\r") for l in serial_lines if l.startswith("minicap: ")}
+    missing = [w for w in want if not any(w in l for l in stored)]
+    foreign = [l for l in stored if l not in serial]
+    ok = p.returncode == 0 and stored and not missing and not foreign
+    detail = f"exit {p.returncode}, {len(stored)} line(s)"
+    if missing:
+        detail += f", missing {missing}"
+    if foreign:
+        detail += f", not on the serial console: {foreign[:3]}"
+    if ok:
+        detail += ", all of them on the serial console too"
+    res.add("minicap log (console log stored on the device)", ok, detail)
+
+
 def run(cmd, **kw) -> subprocess.CompletedProcess:
     """Runs a command, capturing text output."""
     kw.setdefault("stdout", subprocess.PIPE)
@@ -1534,6 +1554,11 @@ def scenario(args) -> tuple[Results, dict]:
 
     if args.scenario == "device-error" and result:
         check_device_error(res, args, out, disk, reason, injected, texts, k.version, info)
+        check_stored_log(res, args, out, disk, (out / "serial.log").read_text(errors="replace").splitlines(),
+                         ["capture kernel starting", "capture failed after"])
+    if args.scenario == "capture" and result:
+        check_stored_log(res, args, out, disk, (out / "serial.log").read_text(errors="replace").splitlines(),
+                         ["capture kernel starting", "target: ", "bytes written and flushed"])
 
     vmcore = out / "vmcore"
     if args.scenario == "capture" and result:
