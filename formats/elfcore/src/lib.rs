@@ -25,6 +25,7 @@ extern crate alloc;
 mod error;
 mod notes;
 mod parse;
+mod phdr;
 mod plan;
 mod prstatus;
 

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use minicap_physmem::PhysMem;
 
 use crate::notes::walk;
+use crate::phdr::Phdr;
 use crate::{
     page_round_up, to_u64, CoreHeaders, CoreWarning, ElfCoreError, LoadSegment, PrStatus,
     EHDR_SIZE, ELFCLASS64, ELFDATA2LSB, ELF_MAGIC, EM_X86_64, ET_CORE, EV_CURRENT, MAX_HEADER_SIZE,
@@ -27,31 +28,6 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[off..off + 8]);
     u64::from_le_bytes(a)
-}
-
-/// The fields of one `Elf64_Phdr` that matter here.
-struct Phdr {
-    p_type: u32,
-    p_flags: u32,
-    p_offset: u64,
-    p_vaddr: u64,
-    p_paddr: u64,
-    p_filesz: u64,
-    p_memsz: u64,
-}
-
-impl Phdr {
-    fn decode(b: &[u8]) -> Self {
-        Self {
-            p_type: u32_at(b, 0),
-            p_flags: u32_at(b, 4),
-            p_offset: u64_at(b, 8),
-            p_vaddr: u64_at(b, 16),
-            p_paddr: u64_at(b, 24),
-            p_filesz: u64_at(b, 32),
-            p_memsz: u64_at(b, 40),
-        }
-    }
 }
 
 /// Reads and validates the ELF core headers at physical address `addr` (the `elfcorehdr=`

@@ -2,6 +2,8 @@
 
 use alloc::vec::Vec;
 
+use crate::phdr::Phdr;
+
 use crate::{
     page_round_down, page_round_up, to_u64, CoreHeaders, ElfCoreError, EHDR_SIZE, ELFCLASS64,
     ELFDATA2LSB, ELF_MAGIC, EM_X86_64, ET_CORE, EV_CURRENT, PHDR_SIZE, PN_XNUM, PT_LOAD, PT_NOTE,
@@ -49,29 +51,6 @@ fn put32(v: &mut Vec<u8>, x: u32) {
 }
 fn put64(v: &mut Vec<u8>, x: u64) {
     v.extend_from_slice(&x.to_le_bytes());
-}
-
-/// `Elf64_Phdr` fields, in file order after `p_type` / `p_flags`.
-struct OutPhdr {
-    p_type: u32,
-    p_flags: u32,
-    p_offset: u64,
-    p_vaddr: u64,
-    p_paddr: u64,
-    p_filesz: u64,
-    p_memsz: u64,
-    p_align: u64,
-}
-
-fn put_phdr(v: &mut Vec<u8>, p: &OutPhdr) {
-    put32(v, p.p_type);
-    put32(v, p.p_flags);
-    put64(v, p.p_offset);
-    put64(v, p.p_vaddr);
-    put64(v, p.p_paddr);
-    put64(v, p.p_filesz);
-    put64(v, p.p_memsz);
-    put64(v, p.p_align);
 }
 
 /// Plans the ELF dump file the way Linux `fs/proc/vmcore.c` builds `/proc/vmcore`:
@@ -128,7 +107,7 @@ pub fn plan_vmcore(h: &CoreHeaders) -> Result<VmcoreLayout, ElfCoreError> {
             source: start,
             len,
         });
-        phdrs.push(OutPhdr {
+        phdrs.push(Phdr {
             p_type: PT_LOAD,
             p_flags: l.flags,
             p_offset: off + (l.source - start),
@@ -159,21 +138,19 @@ pub fn plan_vmcore(h: &CoreHeaders) -> Result<VmcoreLayout, ElfCoreError> {
     put16(&mut header, 0); // e_shentsize
     put16(&mut header, 0); // e_shnum
     put16(&mut header, 0); // e_shstrndx
-    put_phdr(
-        &mut header,
-        &OutPhdr {
-            p_type: PT_NOTE,
-            p_flags: 0,
-            p_offset: header_padded,
-            p_vaddr: 0,
-            p_paddr: 0,
-            p_filesz: notes_len,
-            p_memsz: notes_len,
-            p_align: 4,
-        },
-    );
+    Phdr {
+        p_type: PT_NOTE,
+        p_flags: 0,
+        p_offset: header_padded,
+        p_vaddr: 0,
+        p_paddr: 0,
+        p_filesz: notes_len,
+        p_memsz: notes_len,
+        p_align: 4,
+    }
+    .encode(&mut header);
     for p in &phdrs {
-        put_phdr(&mut header, p);
+        p.encode(&mut header);
     }
     header.resize(cap, 0);
 
