@@ -80,6 +80,12 @@ run small-disk --scenario small-disk
 # 4-level paging and 2 MiB pages (qemu64 has neither LA57 nor 1 GiB pages),
 # in a small crash region.
 run capture-qemu64-4M --scenario capture --cpu qemu64 --crashkernel 4M
+# The guest leaves Intel VT-d translating (as servers with intel_iommu=on
+# do): minicap must install its own tables, pass-through or identity.
+run capture-iommu --scenario capture --iommu intel-iommu,intremap=off \
+    --guest-append "intel_iommu=on iommu=nopt"
+run capture-iommu-identity --scenario capture --iommu intel-iommu,intremap=off,pt=off \
+    --guest-append "intel_iommu=on iommu=nopt"
 # Bad input: a clear failure, and nothing written to any disk.
 run unformatted-disk --scenario unformatted-disk
 run wrong-id --scenario wrong-id
@@ -88,7 +94,7 @@ run ambiguous --scenario ambiguous
 # The device fails in the middle of the dump: reported, nothing written is lost.
 run device-error --scenario device-error
 
-"$PYTHON" - "$OUT" capture-modern capture-legacy no-disk small-disk capture-qemu64-4M \
+"$PYTHON" - "$OUT" capture-modern capture-legacy no-disk small-disk capture-qemu64-4M capture-iommu capture-iommu-identity \
     unformatted-disk wrong-id bad-elfcorehdr ambiguous device-error <<'EOF'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])

@@ -1,7 +1,8 @@
 //! Just enough ACPI for a capture kernel: where the IO-APICs are (MADT), how
-//! to power off (FADT PM1 control blocks + the DSDT's \_S5 package) and the
-//! FADT reset register. Tables are read through `PhysMem`, never trusted:
-//! every table's checksum and length is checked.
+//! to power off (FADT PM1 control blocks + the DSDT's \_S5 package), the
+//! FADT reset register, and the IOMMUs (DMAR remapping units, IVRS units).
+//! Tables are read through `PhysMem`, never trusted: every table's checksum
+//! and length is checked.
 
 use minicap_physmem::PhysMem;
 
@@ -18,6 +19,48 @@ pub struct AcpiInfo {
     pub pm1b_control: Option<u16>,
     /// SLP_TYPa/SLP_TYPb for S5 (soft off), from \_S5.
     pub s5_sleep_types: Option<(u16, u16)>,
+    /// Whether a valid DMAR table (Intel VT-d) was found.
+    pub dmar_present: bool,
+    /// VT-d remapping hardware units (DMAR DRHD structures).
+    pub drhd: [Drhd; MAX_DRHD],
+    /// How many entries of `drhd` are valid.
+    pub drhd_count: usize,
+    /// DRHD structures beyond `MAX_DRHD` (not recorded).
+    pub drhd_dropped: usize,
+    /// AMD-Vi IOMMU register bases (IVRS IVHD blocks, deduplicated).
+    pub amd_iommus: [u64; MAX_AMD_IOMMUS],
+    /// How many entries of `amd_iommus` are valid.
+    pub amd_iommu_count: usize,
+}
+
+/// Most DRHD units recorded (large servers have one per root complex).
+pub const MAX_DRHD: usize = 16;
+/// Most AMD-Vi units recorded.
+pub const MAX_AMD_IOMMUS: usize = 16;
+
+/// One VT-d DMA-remapping hardware unit (DMAR structure type 0).
+#[derive(Default, Debug, Clone, Copy)]
+pub struct Drhd {
+    /// Physical address of its register set.
+    pub base: u64,
+    /// PCI segment it serves.
+    pub segment: u16,
+    /// Bit 0 INCLUDE_PCI_ALL: every device of the segment not listed under
+    /// another unit.
+    pub flags: u8,
+    /// Size of the register set: 2^size 4 KiB pages (0 on pre-3.0 tables).
+    pub size_log2_pages: u8,
+}
+
+impl Drhd {
+    /// DRHD flag: the unit covers all PCI devices of its segment not
+    /// claimed by another unit.
+    pub const INCLUDE_PCI_ALL: u8 = 1 << 0;
+
+    /// Bytes of its register set.
+    pub fn register_bytes(&self) -> u64 {
+        0x1000u64 << self.size_log2_pages.min(8)
+    }
 }
 
 const MAX_TABLE: u32 = 4 << 20;
@@ -31,6 +74,12 @@ fn read_bytes<M: PhysMem + ?Sized, const N: usize>(mem: &M, addr: u64) -> Option
 fn u32_at(bytes: &[u8], offset: usize) -> Option<u32> {
     Some(u32::from_le_bytes(
         bytes.get(offset..offset + 4)?.try_into().ok()?,
+    ))
+}
+
+fn u16_at(bytes: &[u8], offset: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(
+        bytes.get(offset..offset + 2)?.try_into().ok()?,
     ))
 }
 
@@ -110,6 +159,8 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_hint: u64) -> Option<AcpiInfo
         match &signature {
             b"APIC" => read_madt(mem, addr, len, &mut info),
             b"FACP" => read_fadt(mem, addr, len, &mut info),
+            b"DMAR" => read_dmar(mem, addr, len, &mut info),
+            b"IVRS" => read_ivrs(mem, addr, len, &mut info),
             _ => {}
         }
     }
@@ -134,6 +185,73 @@ fn read_madt<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiI
                         info.io_apics[info.io_apic_count] = u64::from(base);
                         info.io_apic_count += 1;
                     }
+                }
+            }
+        }
+        at += entry_len;
+    }
+}
+
+/// DMAR: a 48-byte header (the ACPI header, host address width, flags,
+/// reserved), then remapping structures (type u16, length u16). Type 0 is a
+/// DRHD: flags u8 at +4, size u8 at +5, segment u16 at +6, register base
+/// u64 at +8, device scopes from +16 (not needed: see `iommu`).
+fn read_dmar<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiInfo) {
+    info.dmar_present = true;
+    let end = addr + u64::from(len);
+    let mut at = addr + 48;
+    while at + 4 <= end {
+        let Some(head) = read_bytes::<M, 4>(mem, at) else {
+            return;
+        };
+        let kind = u16::from_le_bytes([head[0], head[1]]);
+        let entry_len = u64::from(u16::from_le_bytes([head[2], head[3]]));
+        if entry_len < 4 || at + entry_len > end {
+            return;
+        }
+        if kind == 0 && entry_len >= 16 {
+            if let Some(entry) = read_bytes::<M, 16>(mem, at) {
+                let unit = Drhd {
+                    flags: entry[4],
+                    size_log2_pages: entry[5] & 0x0f,
+                    segment: u16_at(&entry, 6).unwrap_or(0),
+                    base: u64_at(&entry, 8).unwrap_or(0),
+                };
+                if unit.base == 0 || unit.base & 0xfff != 0 {
+                    // Not a usable register base; ignored.
+                } else if info.drhd_count < MAX_DRHD {
+                    info.drhd[info.drhd_count] = unit;
+                    info.drhd_count += 1;
+                } else {
+                    info.drhd_dropped += 1;
+                }
+            }
+        }
+        at += entry_len;
+    }
+}
+
+/// IVRS: a 48-byte header (the ACPI header, IVinfo, reserved), then IVHD
+/// (types 0x10, 0x11, 0x40: IOMMU base u64 at +8) and IVMD blocks (type u8,
+/// flags u8, length u16).
+fn read_ivrs<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiInfo) {
+    let end = addr + u64::from(len);
+    let mut at = addr + 48;
+    while at + 4 <= end {
+        let Some(head) = read_bytes::<M, 4>(mem, at) else {
+            return;
+        };
+        let kind = head[0];
+        let entry_len = u64::from(u16::from_le_bytes([head[2], head[3]]));
+        if entry_len < 4 || at + entry_len > end {
+            return;
+        }
+        if matches!(kind, 0x10 | 0x11 | 0x40) && entry_len >= 24 {
+            if let Some(base) = read_bytes::<M, 24>(mem, at).and_then(|e| u64_at(&e, 8)) {
+                let known = &info.amd_iommus[..info.amd_iommu_count];
+                if base != 0 && !known.contains(&base) && info.amd_iommu_count < MAX_AMD_IOMMUS {
+                    info.amd_iommus[info.amd_iommu_count] = base;
+                    info.amd_iommu_count += 1;
                 }
             }
         }

@@ -129,9 +129,10 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
     }
     report_crash(&core);
 
-    // ---- plan: own page tables, silent interrupt controllers ----
+    // ---- plan: own page tables, silent interrupt controllers, IOMMU ----
     own_page_tables(&handoff, &core, &reserved, &heap)?;
     silence_interrupts(handoff.acpi_rsdp);
+    crate::iommu::take_over(handoff.acpi_rsdp, &core, &heap)?;
     drop(handoff);
 
     // ---- plan: the vmcore and the device ----

@@ -22,6 +22,7 @@ mod fault;
 mod finish;
 mod handoff;
 mod hw;
+mod iommu;
 mod memory;
 mod target;
 mod writer;

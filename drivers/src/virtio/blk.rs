@@ -12,6 +12,11 @@ const FEATURE_SEG_MAX: u64 = 1 << 2;
 const FEATURE_RO: u64 = 1 << 5;
 const FEATURE_FLUSH: u64 = 1 << 9;
 const FEATURE_VERSION_1: u64 = 1 << 32;
+/// VIRTIO_F_ACCESS_PLATFORM: the device's DMA goes through the platform's
+/// IOMMU. minicap makes that an identity (pass-through) path, so accepting
+/// it changes nothing for us; a device that offers it may refuse a driver
+/// that does not accept it (QEMU `iommu_platform=on` does).
+const FEATURE_ACCESS_PLATFORM: u64 = 1 << 33;
 
 const CONFIG_CAPACITY: u16 = 0;
 const CONFIG_SIZE_MAX: u16 = 8;
@@ -214,7 +219,7 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         }
         let mut wanted = FEATURE_SIZE_MAX | FEATURE_SEG_MAX | FEATURE_FLUSH;
         if transport.is_modern() {
-            wanted |= FEATURE_VERSION_1;
+            wanted |= FEATURE_VERSION_1 | FEATURE_ACCESS_PLATFORM;
         }
         let accepted = offered & wanted;
         transport.set_driver_features(p, accepted);

@@ -312,6 +312,29 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
     };
 }
 
+/// Write back (and invalidate) every cache line of [start, start+len) to
+/// memory, then fence: for tables a device reads without snooping the CPU
+/// caches (a VT-d unit with ECAP.C = 0).
+pub fn flush_cache_range(start: u64, len: u64) {
+    // CPUID.1:EBX[15:8]: the CLFLUSH line size in 8-byte units (64 bytes on
+    // every x86_64 CPU so far).
+    let line_size = match u64::from((cpuid(1, 0).1 >> 8) & 0xff) * 8 {
+        0 => 64,
+        size => size,
+    };
+    let end = start.saturating_add(len);
+    let mut line = start - start % line_size;
+    while line < end {
+        // SAFETY: CLFLUSH only writes a cache line back; callers pass memory
+        // the identity map covers (heap pages), so it cannot fault.
+        unsafe { asm!("clflush [{}]", in(reg) line, options(nostack, preserves_flags)) };
+        line += line_size;
+    }
+    // SAFETY: MFENCE orders the flushes before later stores (the register
+    // write that makes the device read the tables); no other effect.
+    unsafe { asm!("mfence", options(nostack, preserves_flags)) };
+}
+
 /// Read the time-stamp counter.
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC is unprivileged and side-effect free.

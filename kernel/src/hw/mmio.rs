@@ -28,6 +28,9 @@ pub fn read16(addr: u64) -> u16 {
 pub fn read32(addr: u64) -> u32 {
     read(addr)
 }
+pub fn read64(addr: u64) -> u64 {
+    read(addr)
+}
 pub fn write8(addr: u64, value: u8) {
     write(addr, value)
 }

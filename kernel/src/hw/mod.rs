@@ -9,6 +9,7 @@ pub mod dma;
 mod entry;
 pub mod heap;
 pub mod intrinsics;
+pub mod iommu;
 pub mod mmio;
 pub mod paging;
 pub mod pci_config;
