@@ -4,7 +4,7 @@
 #   capture-legacy   full capture, virtio-blk legacy only (disable-modern=on)
 #   no-disk          no dump disk: minicap must report failure and reboot
 #   small-disk       4 MiB disk: minicap must refuse ("too small")
-#   capture-qemu64-4M  full capture with 4-level paging, 2 MiB pages, crashkernel=4M
+#   capture-qemu64-4M-3G  full capture with 4-level paging, 2 MiB pages, crashkernel=4M, RAM above 4 GiB
 #   unformatted-disk random-data disk, never formatted: failure, disk unchanged
 #   wrong-id         minicap.device= names another id: failure, disk unchanged
 #   bad-elfcorehdr   elfcorehdr=12junk on the command line: failure, disk unchanged
@@ -78,8 +78,9 @@ run capture-legacy --scenario capture --virtio legacy
 run no-disk --scenario no-disk
 run small-disk --scenario small-disk
 # 4-level paging and 2 MiB pages (qemu64 has neither LA57 nor 1 GiB pages),
-# in a small crash region.
-run capture-qemu64-4M --scenario capture --cpu qemu64 --crashkernel 4M
+# in a small crash region, with 1 GiB of the RAM above 4 GiB (q35 keeps 2 GiB
+# low when the guest has more than 2.75 GiB).
+run capture-qemu64-4M-3G --scenario capture --cpu qemu64 --crashkernel 4M --memory 3072
 # The guest leaves Intel VT-d translating (as servers with intel_iommu=on
 # do): minicap must install its own tables, pass-through or identity.
 run capture-iommu --scenario capture --iommu intel-iommu,intremap=off \
@@ -94,7 +95,7 @@ run ambiguous --scenario ambiguous
 # The device fails in the middle of the dump: reported, nothing written is lost.
 run device-error --scenario device-error
 
-"$PYTHON" - "$OUT" capture-modern capture-legacy no-disk small-disk capture-qemu64-4M capture-iommu capture-iommu-identity \
+"$PYTHON" - "$OUT" capture-modern capture-legacy no-disk small-disk capture-qemu64-4M-3G capture-iommu capture-iommu-identity \
     unformatted-disk wrong-id bad-elfcorehdr ambiguous device-error <<'EOF'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
