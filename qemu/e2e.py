@@ -120,7 +120,8 @@ def check_stored_log(res, args, out, disk, serial_lines, want):
 
 IOMMU_TAKEOVER = re.compile(
     r"minicap: IOMMU: VT-d unit \S+ .*translation was on.*own root table, "
-    r"(pass-through|identity map of \S+) for (?!no device)[^;]+; all other DMA blocked; translation on")
+    r"(pass-through|identity map of \[[^)]*\)) for (?!no device)[^;]+; all other DMA blocked; "
+    r"translation on")
 
 
 def check_iommu_takeover(res, serial_lines):

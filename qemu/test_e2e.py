@@ -381,5 +381,31 @@ class DeviceErrorTests(unittest.TestCase):
         self.assertIn("no PT_LOAD", e2e.check_partial_pattern(io.BytesIO(img), len(img), ph, missing)[2][0])
 
 
+
+class IommuTests(unittest.TestCase):
+    UNIT = "minicap: IOMMU: VT-d unit 0xfed90000 (segment 0, listed devices, version 1.0): "
+
+    def test_takeover_lines(self):
+        ok = [
+            self.UNIT + "translation was on; queued invalidation disabled; own root table, "
+            "pass-through for 00:01.0 00:02.0; all other DMA blocked; translation on",
+            self.UNIT + "translation was on; queued invalidation disabled; own root table, "
+            "identity map of [0, 0x40000000) for 00:01.0 00:02.0; all other DMA blocked; translation on",
+            self.UNIT + "translation was on; queued invalidation disabled; scalable mode switched to "
+            "legacy with translation off for 7870 us; own root table, pass-through for 00:01.0 "
+            "00:02.0; all other DMA blocked; translation on",
+        ]
+        bad = [
+            self.UNIT + "translation off; left alone",
+            self.UNIT + "translation was on; queued invalidation disabled; own root table, "
+            "pass-through for no device; all other DMA blocked; translation on",
+            "minicap: IOMMU: none (no DMAR or IVRS table)",
+        ]
+        for line in ok:
+            self.assertTrue(e2e.IOMMU_TAKEOVER.search(line), line)
+        for line in bad:
+            self.assertFalse(e2e.IOMMU_TAKEOVER.search(line), line)
+
+
 if __name__ == "__main__":
     unittest.main()
