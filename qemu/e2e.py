@@ -1173,6 +1173,48 @@ def check_vmcore_tools(res: Results, args, out: Path, vmcore: Path, k: GuestKern
             f"exit {p.returncode}, PANIC: {panic.group(1) if panic else 'missing'}, "
             f"{len(frames)} frames, with {bt or 'none of sysrq_handle_crash/crash_kexec'}",
         )
+        check_gdb(res, out, vmlinux, vmcore)
+
+
+def kernel_offset(vmcore: Path) -> int | None:
+    """KERNELOFFSET (the KASLR shift of the kernel text) from the vmcore's
+    VMCOREINFO note."""
+    with open(vmcore, "rb") as f:
+        data = b""
+        for p in read_phdrs(f):
+            if p.type == PT_NOTE:
+                f.seek(p.offset)
+                data += f.read(p.filesz)
+    for n in parse_notes(data)[0]:
+        if n.name == "VMCOREINFO":
+            m = re.search(rb"^KERNELOFFSET=([0-9a-f]+)$", n.desc, re.M)
+            if m:
+                return int(m.group(1), 16)
+    return None
+
+
+def check_gdb(res: Results, out: Path, vmlinux: Path, vmcore: Path) -> None:
+    """gdb opens the vmcore as an ELF core: kernel memory through the
+    PT_LOADs (linux_banner), one thread per NT_PRSTATUS, the crashing CPU
+    stopped in __crash_kexec."""
+    offset = kernel_offset(vmcore)
+    if offset is None:
+        res.add("gdb", False, "no KERNELOFFSET in VMCOREINFO")
+        return
+    cmds = ["-batch", "-nx", "-ex", f"symbol-file -o {offset:#x} {vmlinux}", "-ex", f"core-file {vmcore}",
+            "-ex", "p (char*)linux_banner", "-ex", "info threads", "-ex", "thread apply all bt 3"]  # fmt: skip
+    try:
+        p = run(["gdb", *cmds], timeout=600)
+    except (subprocess.TimeoutExpired, FileNotFoundError) as e:
+        res.add("gdb banner/threads/bt", False, str(e))
+        return
+    (out / "gdb.txt").write_text(p.stdout)
+    banner = re.search(r'<linux_banner> "(Linux version [^"]{0,40})', p.stdout)
+    threads = re.findall(r"^\*?\s+\d+\s+(?:process|LWP) ", p.stdout, re.M)
+    crashing = "__crash_kexec" in p.stdout
+    res.add("gdb banner/threads/bt", p.returncode == 0 and bool(banner) and len(threads) >= 1 and crashing,
+            f"exit {p.returncode}, banner {banner.group(1) + '...' if banner else 'missing'}, "
+            f"{len(threads)} thread(s), {'a thread in __crash_kexec' if crashing else 'no __crash_kexec frame'}")  # fmt: skip
 
 
 def check_device_error(res: Results, args, out: Path, disk: Path, reason: str | None, injected: int,
