@@ -999,6 +999,8 @@ def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
         "legacy": "disable-legacy=off,disable-modern=on",
         "transitional": "disable-legacy=off,disable-modern=off",
     }[args.virtio]
+    if args.blk_props:
+        virtio += "," + args.blk_props
     if args.iommu:
         # The IOMMU comes before the disks; their DMA goes through it.
         cmd += ["-device", args.iommu]
@@ -1374,6 +1376,8 @@ def parse_args(argv=None):
     ap.add_argument("--demo", action="store_true", help="like --verbose")
     ap.add_argument("--qemu", default="qemu-system-x86_64")
     ap.add_argument("--kexec-args", default="--args-linux", help="load mode passed to kexec -p for minicap")
+    ap.add_argument("--blk-props", default="",
+                    help="more virtio-blk-pci properties, e.g. logical_block_size=4096,physical_block_size=4096")
     ap.add_argument("--iommu", default="",
                     help="an IOMMU device, e.g. intel-iommu,intremap=off: added before the disks, "
                          "which get iommu_platform=on; give the guest intel_iommu=on iommu=nopt "

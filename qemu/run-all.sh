@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs the end-to-end scenarios of the test suite in sequence:
 #   capture-modern   full capture, virtio-blk modern only (disable-legacy=on)
-#   capture-legacy   full capture, virtio-blk legacy only (disable-modern=on)
+#   capture-legacy-4kn  full capture, virtio-blk legacy only (disable-modern=on), 4 KiB logical blocks
 #   no-disk          no dump disk: minicap must report failure and reboot
 #   small-disk       4 MiB disk: minicap must refuse ("too small")
 #   capture-qemu64-4M-3G  full capture with 4-level paging, 2 MiB pages, crashkernel=4M, RAM above 4 GiB
@@ -74,7 +74,9 @@ run() {
 }
 
 run capture-modern --scenario capture --virtio modern
-run capture-legacy --scenario capture --virtio legacy
+# The legacy interface, on a disk with 4 KiB logical blocks (4Kn).
+run capture-legacy-4kn --scenario capture --virtio legacy \
+    --blk-props logical_block_size=4096,physical_block_size=4096
 run no-disk --scenario no-disk
 run small-disk --scenario small-disk
 # 4-level paging and 2 MiB pages (qemu64 has neither LA57 nor 1 GiB pages),
@@ -95,7 +97,7 @@ run ambiguous --scenario ambiguous
 # The device fails in the middle of the dump: reported, nothing written is lost.
 run device-error --scenario device-error
 
-"$PYTHON" - "$OUT" capture-modern capture-legacy no-disk small-disk capture-qemu64-4M-3G capture-iommu capture-iommu-identity \
+"$PYTHON" - "$OUT" capture-modern capture-legacy-4kn no-disk small-disk capture-qemu64-4M-3G capture-iommu capture-iommu-identity \
     unformatted-disk wrong-id bad-elfcorehdr ambiguous device-error <<'EOF'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])

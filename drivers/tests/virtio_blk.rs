@@ -146,7 +146,7 @@ fn init_reads_capacity_and_negotiates() {
         assert_eq!(dev.is_modern(), mode != Mode::Legacy, "{mode:?}");
         assert_eq!(dev.pci_address(), VIRTIO_FN);
         // Only what the driver implements; never INDIRECT_DESC or EVENT_IDX.
-        let mut expected = F_SIZE_MAX | F_SEG_MAX | F_FLUSH;
+        let mut expected = F_SIZE_MAX | F_SEG_MAX | F_FLUSH | F_BLK_SIZE;
         if mode != Mode::Legacy {
             expected |= F_VERSION_1;
         }
@@ -1018,5 +1018,40 @@ fn access_platform_is_accepted_on_modern_devices() {
         assert_ne!(m.driver_features() & F_ACCESS_PLATFORM, 0, "{mode:?}");
         roundtrip(&m, &mut dev, 0, 4096, BUF, BUF2);
         m.assert_clean();
+    }
+}
+
+#[test]
+fn four_kib_logical_blocks() {
+    for mode in MODES {
+        let mut cfg = FakeConfig::for_mode(mode);
+        cfg.blk_size = 4096;
+        let m = FakeMachine::new(cfg);
+        let mut dev = open(&m);
+        assert_eq!(dev.sector_size(), 4096, "{mode:?}");
+        // Whole blocks work...
+        roundtrip(&m, &mut dev, 8192, 3 * 4096, BUF, BUF2);
+        // ...anything smaller is refused before it reaches the device.
+        let requests = m.request_count();
+        for (offset, len) in [(0, 512), (512, 4096), (4096, 4096 + 512)] {
+            assert_eq!(
+                dev.write(offset, BUF, len),
+                Err(VirtioBlkError::BadRequest { offset, len }),
+                "{mode:?}"
+            );
+        }
+        assert_eq!(m.request_count(), requests);
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn odd_logical_block_sizes_are_refused() {
+    for blk_size in [256, 1000, 8192] {
+        let mut cfg = FakeConfig::for_mode(Mode::Modern);
+        cfg.blk_size = blk_size;
+        let m = FakeMachine::new(cfg);
+        assert_eq!(open_err(&m), VirtioBlkError::UnsupportedBlockSize(blk_size));
+        assert_given_up(&m);
     }
 }

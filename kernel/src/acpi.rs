@@ -1,6 +1,6 @@
 //! Just enough ACPI for a capture kernel: where the IO-APICs are (MADT), how
-//! to power off (FADT PM1 control blocks + the DSDT's \_S5 package), the
-//! FADT reset register, and the IOMMUs (DMAR remapping units, IVRS units).
+//! to power off (FADT PM1 control blocks + the DSDT's \_S5 package), and
+//! the IOMMUs (DMAR remapping units, IVRS units).
 //! Tables are read through `PhysMem`, never trusted: every table's checksum
 //! and length is checked.
 
@@ -9,8 +9,11 @@ use minicap_physmem::PhysMem;
 /// What minicap learned from the ACPI tables.
 #[derive(Default, Debug)]
 pub struct AcpiInfo {
-    /// IO-APIC register bases from the MADT.
-    pub io_apics: [u64; 8],
+    /// IO-APIC register bases from the MADT (a two-socket server has a
+    /// dozen or more).
+    pub io_apics: [u64; 32],
+    /// IO-APICs listed beyond the capacity of `io_apics` (left unmasked).
+    pub io_apics_dropped: usize,
     /// How many entries of `io_apics` are valid.
     pub io_apic_count: usize,
     /// PM1a control block I/O port.
@@ -184,6 +187,8 @@ fn read_madt<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiI
                     if info.io_apic_count < info.io_apics.len() {
                         info.io_apics[info.io_apic_count] = u64::from(base);
                         info.io_apic_count += 1;
+                    } else {
+                        info.io_apics_dropped += 1;
                     }
                 }
             }

@@ -25,8 +25,7 @@ use minicap_bootinfo::cmdline::{DumpFormat, DumpTarget, MinicapOptions};
 use minicap_bootinfo::{E820Kind, RangeSet};
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{self as dumpheader, DeviceIdHex, DumpHeader, DumpState, DUMP_OFFSET};
-use minicap_elfcore::{parse_core_headers, plan_vmcore, CoreHeaders};
-use minicap_physmem::PhysMem;
+use minicap_elfcore::{for_each_load_range, parse_core_headers, plan_vmcore, CoreHeaders};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const PAGE: u64 = 4096;
@@ -41,9 +40,12 @@ struct Summary {
 
 /// The whole run; never returns.
 pub fn run(boot_params: u64, load_base: u64) -> ! {
+    // The serial port needs only port I/O; the CPU tables come before the
+    // first line, so that an NMI (a BMC or watchdog) or a fault while
+    // printing is caught instead of resetting the machine.
     serial::init();
-    say!("minicap {VERSION}: crash-dump capture kernel starting (image at {load_base:#x})");
     cpu::take_over();
+    say!("minicap {VERSION}: crash-dump capture kernel starting (image at {load_base:#x})");
     let clock = tsc::calibrate();
     say!(
         "CPU tables loaded; TSC {}.{:03} MHz ({})",
@@ -99,18 +101,38 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
     report_options(&options);
     let core_arg = handoff.elfcorehdr()?;
     let core_addr = core_arg.addr;
-    let core_len = core_headers_len(core_addr, core_arg.size)?;
 
     // ---- plan: memory ----
+    // Usable RAM, minus every range the dump reads or describes (found
+    // before there is a heap, so the heap can never land on dumped memory,
+    // whatever the loader's map says), minus the hand-over data and the page
+    // tables still in use.
+    let mut free = memory::usable_ram(handoff.e820()).map_err(|e| failure!("{e}"))?;
+    let mut excluded = Ok(());
+    let core_len = for_each_load_range(&IdentityMem, core_addr, |r| {
+        if excluded.is_ok() {
+            excluded = memory::exclude(&mut free, r);
+        }
+    })
+    .map_err(|e| {
+        failure!(
+            "ELF core headers at elfcorehdr={core_addr:#x} are unusable: {e}; nothing was written"
+        )
+    })?
+    .max(core_arg.size.unwrap_or(0));
+    excluded.map_err(|e| failure!("{e}"))?;
     let (image_start, image_end) = crate::hw::image_range();
     let (cmdline_addr, cmdline_len) = handoff.cmdline_range;
     let reserved: [Range<u64>; 4] = [
         image_start..image_end,
         boot_params..boot_params + PAGE,
         cmdline_addr..cmdline_addr + cmdline_len,
-        core_addr..core_addr + core_len,
+        core_addr..core_addr.saturating_add(core_len),
     ];
-    let free = memory::free_ranges(handoff.e820(), &reserved).map_err(|e| failure!("{e}"))?;
+    for r in &reserved {
+        memory::exclude(&mut free, r.clone()).map_err(|e| failure!("{e}"))?;
+    }
+    memory::exclude_live_page_tables(&mut free).map_err(|e| failure!("{e}"))?;
     let heap = memory::init_heap(&free).map_err(|e| failure!("{e}"))?;
     say!(
         "memory: {} usable in the crash region; heap {:#x}-{:#x} ({})",
@@ -187,8 +209,11 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
         header.set_osrelease(release.trim());
     }
     let mut records = Records::new()?;
+    // Written and flushed before the first byte of the dump: a power loss
+    // from here on leaves a header that says "writing", never the previous
+    // dump's "complete" over half-new data.
     records.write(device, &mut header).map_err(|e| {
-        failure!("cannot write the minicap header to {name}: {e}; nothing was written")
+        failure!("cannot write the minicap header to {name}: {e}; the dump area was not touched")
     })?;
 
     let started = tsc::now_us();
@@ -209,9 +234,7 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
                 header.dump_length,
                 failure.as_str()
             );
-            let _ = records
-                .write(device, &mut header)
-                .and_then(|()| device.flush());
+            let _ = records.write(device, &mut header);
             Err(failure)
         }
     }
@@ -234,19 +257,6 @@ fn report_options(options: &MinicapOptions) {
         options.after,
         device.as_str()
     );
-}
-
-/// How many bytes the ELF core headers occupy (to keep them out of the
-/// heap): read from their ELF header, or the `size@` the loader gave.
-fn core_headers_len(addr: u64, size: Option<u64>) -> Result<u64, Failure> {
-    let mut ehdr = [0u8; 64];
-    IdentityMem.read(addr, &mut ehdr).map_err(|e| {
-        failure!("elfcorehdr={addr:#x} lies outside memory ({e}); nothing was written")
-    })?;
-    let phnum = u64::from(u16::from_le_bytes([ehdr[56], ehdr[57]]));
-    Ok((64 + phnum * 56)
-        .max(size.unwrap_or(0))
-        .min(minicap_elfcore::MAX_HEADER_SIZE))
 }
 
 /// Print what the headers say about the crash: CPUs, registers, kernel, RAM.
@@ -340,6 +350,9 @@ fn silence_interrupts(acpi_rsdp: u64) {
         if paging::map_mmio(base, 0x20) {
             entries += apic::mask_io_apic(base);
         }
+    }
+    if let Some(dropped) = acpi.as_ref().map(|a| a.io_apics_dropped).filter(|&n| n > 0) {
+        say!("warning: {dropped} more IO-APIC(s) listed in the MADT were not masked (table full)");
     }
     let (pic1, pic2) = pic::masks();
     say!(

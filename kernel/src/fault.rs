@@ -85,7 +85,7 @@ pub fn exception(frame: &ExceptionFrame) {
     }
     if FATAL_DEPTH.fetch_add(1, Ordering::SeqCst) > 0 {
         // A fault while reporting a fault: do nothing more that could fault.
-        cpu::halt_forever();
+        give_up();
     }
     serial::force_unlock();
     let name = usize::try_from(frame.vector)
@@ -144,10 +144,19 @@ pub fn exception(frame: &ExceptionFrame) {
     crate::finish::leave(after())
 }
 
+/// Leave without running any more code that could fault: an unattended
+/// machine asked to reboot must not hang, so a triple fault resets it.
+fn give_up() -> ! {
+    match after() {
+        AfterDump::Reboot => cpu::triple_fault(),
+        AfterDump::Halt | AfterDump::Poweroff => cpu::halt_forever(),
+    }
+}
+
 /// The Rust panic path.
 pub fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     if FATAL_DEPTH.fetch_add(1, Ordering::SeqCst) > 0 {
-        cpu::halt_forever();
+        give_up();
     }
     serial::force_unlock();
     say!("RESULT: failure: internal error: {info}");

@@ -81,6 +81,11 @@ impl Handoff {
             .min(MAX_CMDLINE);
         handoff.cmdline_range = (addr, size as u64);
         handoff.cmdline_len = read_until_unmapped(addr, &mut handoff.cmdline[..size]);
+        if handoff.acpi_rsdp == 0 {
+            // Loaders that leave boot_params.acpi_rsdp_addr empty (older
+            // kexec-tools on UEFI) pass it on the command line instead.
+            handoff.acpi_rsdp = handoff.rsdp_from_cmdline().unwrap_or(0);
+        }
         Ok(handoff)
     }
 
@@ -102,6 +107,16 @@ impl Handoff {
             Ok(s) => s,
             Err(e) => core::str::from_utf8(&self.cmdline[..e.valid_up_to()]).unwrap_or(""),
         }
+    }
+
+    /// `acpi_rsdp=ADDR` from the command line (the last one wins).
+    fn rsdp_from_cmdline(&self) -> Option<u64> {
+        cmdline::params(self.cmdline())
+            .filter(|p| p.key == "acpi_rsdp")
+            .filter_map(|p| cmdline::memparse(p.value?).ok())
+            .filter(|(_, rest)| rest.is_empty())
+            .map(|(addr, _)| addr)
+            .last()
     }
 
     /// The `minicap.*` options; unknown ones are reported and ignored.

@@ -52,12 +52,9 @@ fn page_round(range: Range<u64>) -> Range<u64> {
     (range.start & !(PAGE - 1))..range.end.div_ceil(PAGE) * PAGE
 }
 
-/// The free memory: usable RAM minus `reserved` and minus the live
-/// page-table pages.
-pub fn free_ranges(
-    e820: impl Iterator<Item = E820Entry>,
-    reserved: &[Range<u64>],
-) -> Result<RangeSet<512>, MemoryError> {
+/// Usable RAM from the loader's e820 map: RAM entries, page-aligned
+/// inwards, above 1 MiB (low memory may still hold firmware data).
+pub fn usable_ram(e820: impl Iterator<Item = E820Entry>) -> Result<RangeSet<512>, MemoryError> {
     let mut free = RangeSet::<512>::new();
     for entry in e820 {
         if entry.kind != E820Kind::Ram {
@@ -72,17 +69,24 @@ pub fn free_ranges(
             free.insert(start..end)?;
         }
     }
-    for r in reserved {
-        free.remove(page_round(r.clone()))?;
-    }
+    Ok(free)
+}
+
+/// Take `range` (rounded out to pages) out of `free`.
+pub fn exclude(free: &mut RangeSet<512>, range: Range<u64>) -> Result<(), MemoryError> {
+    Ok(free.remove(page_round(range))?)
+}
+
+/// Take the page tables kexec left active out of `free`: minicap runs on them
+/// until its own are built.
+pub fn exclude_live_page_tables(free: &mut RangeSet<512>) -> Result<(), MemoryError> {
     let mut result = Ok(());
     paging::for_each_table_page(|page| {
         if result.is_ok() {
             result = free.remove(page..page + PAGE);
         }
     });
-    result?;
-    Ok(free)
+    Ok(result?)
 }
 
 /// Give the largest free range to the heap; returns it.

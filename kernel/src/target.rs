@@ -97,7 +97,8 @@ pub fn find(machine: &Machine, wanted: Option<[u8; 16]>) -> Result<Target<'_>, F
 fn identify(mut device: VirtioBlk<'_, Machine>, buffer: u64) -> Option<Target<'_>> {
     let mut name = FixedString::<96>::new();
     let _ = device.describe(&mut name);
-    if let Err(e) = device.read(0, buffer, HEADER_LEN as u64) {
+    // One 4 KiB block: a whole logical block on 512-byte and 4Kn disks.
+    if let Err(e) = device.read(0, buffer, PAGE_BYTES as u64) {
         say!("{}: cannot read its first sector: {e}", name.as_str());
         return None;
     }

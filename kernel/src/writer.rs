@@ -15,14 +15,20 @@ use sha2::{Digest, Sha256};
 
 const PAGE: u64 = 4096;
 const PAGE_BYTES: usize = 4096;
+/// The header is written as one block this big (a multiple of every
+/// logical block size minicap supports).
+const HEADER_BLOCK: usize = 4096;
 const LOG_BYTES: usize = 64 << 10;
 const _: () = assert!(LOG_BYTES as u64 == minicap_dumpheader::LOG_CAPACITY);
 /// How often the header's `written` field is brought up to date (percent).
 const CHECKPOINT_PERCENT: u64 = 10;
 
-/// Writes the device's records: the console log into its area, then the
-/// 512-byte minicap header that describes it (so the header never claims a
-/// log that is not there yet). Owns the DMA buffers this needs.
+/// Writes the device's records: the console log into its area, a flush,
+/// then the minicap header that describes it (so the header never claims a
+/// log that is not on the device), then a flush. Owns the DMA buffers this
+/// needs. The header goes out as a whole 4 KiB block (the header, then the
+/// zeros `minicap format` left): that works on 512-byte and 4 KiB-sector
+/// disks alike without a read-modify-write.
 pub struct Records {
     header: DmaBuffer,
     log: DmaBuffer,
@@ -31,7 +37,7 @@ pub struct Records {
 impl Records {
     /// Allocate the DMA buffers.
     pub fn new() -> Result<Self, Failure> {
-        let header = DmaBuffer::new(HEADER_LEN, PAGE_BYTES)
+        let header = DmaBuffer::new(HEADER_BLOCK, PAGE_BYTES)
             .ok_or_else(|| failure!("out of memory for the header buffer"))?;
         let log = DmaBuffer::new(LOG_BYTES, PAGE_BYTES)
             .ok_or_else(|| failure!("out of memory for the log buffer"))?;
@@ -46,20 +52,24 @@ impl Records {
     ) -> Result<(), D::Error> {
         let length = self.log.with_bytes_mut(|bytes| {
             let n = console::copy_log(bytes);
-            // The tail of the last sector: zeros, not stale text.
-            let end = (n.div_ceil(512) * 512).min(bytes.len());
+            // The tail of the last block: zeros, not stale text.
+            let end = (n.div_ceil(PAGE_BYTES) * PAGE_BYTES).min(bytes.len());
             bytes[n..end].fill(0);
             n
         });
         if length > 0 {
-            let sectors = (length as u64).div_ceil(512) * 512;
-            device.write(LOG_OFFSET, self.log.addr(), sectors)?;
+            let blocks = (length as u64).div_ceil(PAGE) * PAGE;
+            device.write(LOG_OFFSET, self.log.addr(), blocks)?;
+            device.flush()?;
         }
         header.log_length = u32::try_from(length).unwrap_or(0);
         let encoded = header.encode();
-        self.header
-            .with_bytes_mut(|bytes| bytes.copy_from_slice(&encoded));
-        device.write(0, self.header.addr(), HEADER_LEN as u64)
+        self.header.with_bytes_mut(|bytes| {
+            bytes.fill(0);
+            bytes[..HEADER_LEN].copy_from_slice(&encoded);
+        });
+        device.write(0, self.header.addr(), HEADER_BLOCK as u64)?;
+        device.flush()
     }
 }
 
@@ -150,9 +160,6 @@ pub fn write_vmcore<D: BlockDevice>(
     records
         .write(device, header)
         .map_err(|e| failure!("writing the final header: {e}"))?;
-    device
-        .flush()
-        .map_err(|e| failure!("flushing the final header: {e}"))?;
     Ok(sha256)
 }
 

@@ -19,6 +19,12 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// `minicap format DEVICE [--id HEX32] [--force]`.
 pub fn format(path: &Path, id: Option<[u8; 16]>, force: bool) -> Result<(), Failure> {
     let shown = path.display();
+    if is_partition(path) {
+        return Err(Failure::fail(format!(
+            "{shown} is a partition: the capture kernel looks for its header at the start of \
+             whole disks only, so it would never find this one. Use a whole disk for dumps."
+        )));
+    }
     let mut dev = Device::open(path, true)?;
     if dev.size < MIN_CAPACITY {
         return Err(Failure::fail(format!(
@@ -168,7 +174,9 @@ pub fn save(path: &Path, out_path: &Path, partial: bool) -> Result<(), Failure> 
     if computed.as_slice() != h.sha256 {
         return Err(Failure::fail(format!(
             "checksum MISMATCH: the header records sha256 {} but the data has {}.\n\
-             {out_shown} was kept, but the dump is corrupt.",
+             {out_shown} was kept. Either the device changed the data, or the crashed machine's \
+             memory changed while it was captured (a device still writing into it), so the \
+             device got other bytes than the ones hashed: inspect it before trusting it.",
             hex(&h.sha256),
             hex(&computed)
         )));
@@ -277,4 +285,22 @@ pub fn log(path: &Path) -> Result<(), Failure> {
         .write_all(&text)
         .and_then(|()| stdout.flush())
         .map_err(|e| Failure::fail(format!("cannot write the log: {e}")))
+}
+
+/// Whether `path` is a block device that is a partition
+/// (`/sys/class/block/NAME/partition` exists).
+fn is_partition(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let is_block = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let Some(name) = real.file_name() else {
+        return false;
+    };
+    is_block
+        && Path::new("/sys/class/block")
+            .join(name)
+            .join("partition")
+            .exists()
 }

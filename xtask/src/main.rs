@@ -127,6 +127,12 @@ fn check_image(elf: &[u8]) -> Result<(), String> {
         match u64_at(entry, 0) {
             7 => rela = Some(u64_at(entry, 8)),
             8 => relasz = u64_at(entry, 8),
+            // DT_REL, DT_RELR: relocation tables entry.S does not apply.
+            17 | 36 => {
+                return Err(
+                    "has DT_REL or DT_RELR relocations: entry.S applies only DT_RELA".into(),
+                )
+            }
             _ => {}
         }
     }

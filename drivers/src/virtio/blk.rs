@@ -10,6 +10,7 @@ use core::fmt;
 const FEATURE_SIZE_MAX: u64 = 1 << 1;
 const FEATURE_SEG_MAX: u64 = 1 << 2;
 const FEATURE_RO: u64 = 1 << 5;
+const FEATURE_BLK_SIZE: u64 = 1 << 6;
 const FEATURE_FLUSH: u64 = 1 << 9;
 const FEATURE_VERSION_1: u64 = 1 << 32;
 /// VIRTIO_F_ACCESS_PLATFORM: the device's DMA goes through the platform's
@@ -21,6 +22,9 @@ const FEATURE_ACCESS_PLATFORM: u64 = 1 << 33;
 const CONFIG_CAPACITY: u16 = 0;
 const CONFIG_SIZE_MAX: u16 = 8;
 const CONFIG_SEG_MAX: u16 = 12;
+const CONFIG_BLK_SIZE: u16 = 20;
+/// Largest logical block size supported: minicap writes in 4 KiB units.
+const MAX_BLOCK: u32 = 4096;
 
 const REQ_IN: u32 = 0;
 const REQ_OUT: u32 = 1;
@@ -80,6 +84,9 @@ pub enum VirtioBlkError {
     },
     /// The device flagged DEVICE_NEEDS_RESET or FAILED.
     DeviceBroken(u8),
+    /// The device's logical block size is not a power of two between 512
+    /// and 4096.
+    UnsupportedBlockSize(u32),
     /// The device was reset after a timeout (or would not reset) and can
     /// take no more requests.
     Unusable,
@@ -119,6 +126,12 @@ impl fmt::Display for VirtioBlkError {
             }
             Self::DeviceBroken(s) => write!(f, "device status {s:#x} says it needs a reset"),
             Self::Unusable => write!(f, "device was reset after an earlier timeout"),
+            Self::UnsupportedBlockSize(b) => {
+                write!(
+                    f,
+                    "logical block size {b} is not supported (512 to {MAX_BLOCK})"
+                )
+            }
             Self::BadRequest { offset, len } => {
                 write!(
                     f,
@@ -158,6 +171,8 @@ pub struct VirtioBlk<'p, P: Platform + ?Sized> {
     segment_bytes: u64,
     max_segments: usize,
     flush: bool,
+    /// Logical block size: offsets and lengths are multiples of it.
+    block_size: u32,
     /// Physical address of a page holding the request header (16 bytes at
     /// offset 0) and the status byte (offset 16).
     request: u64,
@@ -217,7 +232,7 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         if offered & FEATURE_RO != 0 {
             return Err(VirtioBlkError::ReadOnly);
         }
-        let mut wanted = FEATURE_SIZE_MAX | FEATURE_SEG_MAX | FEATURE_FLUSH;
+        let mut wanted = FEATURE_SIZE_MAX | FEATURE_SEG_MAX | FEATURE_FLUSH | FEATURE_BLK_SIZE;
         if transport.is_modern() {
             wanted |= FEATURE_VERSION_1 | FEATURE_ACCESS_PLATFORM;
         }
@@ -238,6 +253,16 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         let capacity = transport
             .config64(p, CONFIG_CAPACITY)
             .saturating_mul(SECTOR);
+        // Requests must be whole logical blocks (512 unless the device says
+        // otherwise, e.g. 4096 on a 4Kn disk).
+        let block_size = if accepted & FEATURE_BLK_SIZE != 0 {
+            transport.config32(p, CONFIG_BLK_SIZE)
+        } else {
+            512
+        };
+        if !block_size.is_power_of_two() || !(512..=MAX_BLOCK).contains(&block_size) {
+            return Err(VirtioBlkError::UnsupportedBlockSize(block_size));
+        }
         let mut segment_bytes = DEFAULT_SEGMENT_BYTES;
         if accepted & FEATURE_SIZE_MAX != 0 {
             let size_max = u64::from(transport.config32(p, CONFIG_SIZE_MAX));
@@ -266,6 +291,7 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
             segment_bytes,
             max_segments,
             flush: accepted & FEATURE_FLUSH != 0,
+            block_size,
             request,
             pending: None,
             broken: false,
@@ -283,7 +309,8 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
     }
 
     fn check_range(&self, offset: u64, len: u64) -> Result<(), VirtioBlkError> {
-        let aligned = offset.is_multiple_of(SECTOR) && len.is_multiple_of(SECTOR) && len > 0;
+        let block = u64::from(self.block_size);
+        let aligned = offset.is_multiple_of(block) && len.is_multiple_of(block) && len > 0;
         let inside = offset
             .checked_add(len)
             .is_some_and(|end| end <= self.capacity);
@@ -457,7 +484,7 @@ impl<P: Platform + ?Sized> BlockDevice for VirtioBlk<'_, P> {
     }
 
     fn sector_size(&self) -> u32 {
-        512
+        self.block_size
     }
 
     fn max_transfer(&self) -> u64 {

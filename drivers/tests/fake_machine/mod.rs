@@ -259,6 +259,10 @@ pub struct FakeConfig {
     pub required_features: u64,
     pub size_max: u32,
     pub seg_max: u32,
+    /// Logical block size (config blk_size); like QEMU, requests not aligned
+    /// to it fail with IOERR whether or not VIRTIO_BLK_F_BLK_SIZE was
+    /// negotiated.
+    pub blk_size: u32,
     /// Largest queue size (the legacy queue size, which the driver must use).
     pub queue_max: u16,
     /// Whether BAR 0 holds the legacy I/O block (Legacy/Transitional modes).
@@ -294,6 +298,7 @@ impl FakeConfig {
             required_features: 0,
             size_max: 128 << 10,
             seg_max: 126,
+            blk_size: 512,
             queue_max: 256,
             io_bar: false,
             initial_command: 0,
@@ -454,7 +459,7 @@ impl Device {
         b[8..12].copy_from_slice(&cfg.size_max.to_le_bytes());
         b[12..16].copy_from_slice(&cfg.seg_max.to_le_bytes());
         // geometry (16..20) stays 0; blk_size:
-        b[20..24].copy_from_slice(&512u32.to_le_bytes());
+        b[20..24].copy_from_slice(&cfg.blk_size.to_le_bytes());
         b
     }
 }
@@ -1366,7 +1371,9 @@ impl FakeMachine {
                     .checked_mul(512)
                     .and_then(|start| start.checked_add(total))
                     .is_some_and(|end| end <= capacity.saturating_mul(512));
-                if !total.is_multiple_of(512) || !fits {
+                let block = u64::from(self.cfg.blk_size.max(512));
+                let aligned = total.is_multiple_of(block) && (sector * 512).is_multiple_of(block);
+                if !aligned || !fits {
                     return BLK_IOERR;
                 }
                 if kind == T_OUT && self.cfg.features & F_RO != 0 {

@@ -34,7 +34,7 @@ use core::ops::Range;
 
 pub use error::{CoreWarning, ElfCoreError};
 pub use minicap_physmem::{PhysMem, PhysMemError};
-pub use parse::parse_core_headers;
+pub use parse::{for_each_load_range, parse_core_headers};
 pub use plan::{plan_vmcore, DataChunk, VmcoreLayout};
 pub use prstatus::{PrStatus, PRSTATUS_MIN_SIZE, PRSTATUS_REGS_OFFSET, REG_COUNT, REG_NAMES};
 

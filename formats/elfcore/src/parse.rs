@@ -3,6 +3,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use core::ops::Range;
+
 use minicap_physmem::PhysMem;
 
 use crate::notes::walk;
@@ -41,10 +43,19 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 ///
 /// Program header types other than PT_LOAD and PT_NOTE are ignored, and so are PT_LOADs with
 /// `p_memsz == 0` (with a warning).
-pub fn parse_core_headers<M: PhysMem + ?Sized>(
-    mem: &M,
-    addr: u64,
-) -> Result<CoreHeaders, ElfCoreError> {
+/// What the ELF header says about the program header table.
+struct TableInfo {
+    header_size: u64,
+    ident: [u8; 16],
+    e_entry: u64,
+    e_flags: u32,
+    table_addr: u64,
+    table_len: u64,
+    too_large: ElfCoreError,
+}
+
+/// Read and validate the ELF header at `addr`.
+fn read_ehdr<M: PhysMem + ?Sized>(mem: &M, addr: u64) -> Result<TableInfo, ElfCoreError> {
     let mut ehdr = [0u8; 64];
     mem.read(addr, &mut ehdr)?;
 
@@ -110,13 +121,75 @@ pub fn parse_core_headers<M: PhysMem + ?Sized>(
     };
     let table_addr = addr.checked_add(e_phoff).ok_or(addr_overflow)?;
     table_addr.checked_add(table_len).ok_or(addr_overflow)?;
+    Ok(TableInfo {
+        header_size,
+        ident: ehdr[..16].try_into().unwrap_or([0; 16]),
+        e_entry,
+        e_flags,
+        table_addr,
+        table_len,
+        too_large,
+    })
+}
+
+/// Before there is a heap: validate the ELF header at `addr` and call
+/// `visit` with every physical range a PT_LOAD describes or reads from
+/// (`[p_paddr, +p_memsz)` and `[p_offset, +p_memsz)`), so that the capture
+/// kernel can keep its own memory out of them. Returns the size of the
+/// headers (ELF header and program header table). Ranges whose end would
+/// overflow are reported as reaching the top of the address space.
+pub fn for_each_load_range<M: PhysMem + ?Sized>(
+    mem: &M,
+    addr: u64,
+    mut visit: impl FnMut(Range<u64>),
+) -> Result<u64, ElfCoreError> {
+    let info = read_ehdr(mem, addr)?;
+    let mut raw = [0u8; 56];
+    let mut at = info.table_addr;
+    let end = info.table_addr + info.table_len;
+    while at < end {
+        mem.read(at, &mut raw)?;
+        let ph = Phdr::decode(&raw);
+        if ph.p_type == PT_LOAD && ph.p_memsz > 0 {
+            visit(ph.p_paddr..ph.p_paddr.saturating_add(ph.p_memsz));
+            visit(ph.p_offset..ph.p_offset.saturating_add(ph.p_memsz));
+        }
+        at += PHDR_SIZE;
+    }
+    Ok(info.header_size)
+}
+
+/// Reads and validates the ELF core headers at physical address `addr` (the `elfcorehdr=`
+/// address), reads every PT_NOTE buffer and merges the notes like `/proc/vmcore`.
+///
+/// Fatal problems (unreadable or malformed ELF header or program headers, impossible segment
+/// addresses, no PT_LOAD) are errors. Note trouble is not fatal: an empty or all-zero note
+/// buffer, a note exceeding its buffer, an unreadable note buffer, a missing VMCOREINFO or
+/// NT_PRSTATUS are recorded in [`CoreHeaders::warnings`] and parsing goes on, so that the memory
+/// can still be dumped.
+///
+/// Program header types other than PT_LOAD and PT_NOTE are ignored, and so are PT_LOADs with
+/// `p_memsz == 0` (with a warning).
+pub fn parse_core_headers<M: PhysMem + ?Sized>(
+    mem: &M,
+    addr: u64,
+) -> Result<CoreHeaders, ElfCoreError> {
+    let TableInfo {
+        header_size,
+        ident,
+        e_entry,
+        e_flags,
+        table_addr,
+        table_len,
+        too_large,
+    } = read_ehdr(mem, addr)?;
     // table_len <= MAX_HEADER_SIZE, so it fits in usize.
     let mut table = vec![0u8; usize::try_from(table_len).map_err(|_| too_large)?];
     mem.read(table_addr, &mut table)?;
 
     let mut out = CoreHeaders {
         header_size,
-        e_ident: ehdr[..16].try_into().unwrap_or([0; 16]),
+        e_ident: ident,
         e_entry,
         e_flags,
         loads: Vec::new(),

@@ -424,3 +424,33 @@ fn many_cpus_spill_the_header_past_one_page() {
     check_header(&h, &l);
     reparse_and_compare(&m, &h, &l);
 }
+
+#[test]
+fn load_ranges_without_a_heap() {
+    let m = scenario_mem(&scenario_phdrs());
+    let mut ranges = Vec::new();
+    let size = minicap_elfcore::for_each_load_range(&m, HDR, |r| ranges.push(r)).unwrap();
+    assert_eq!(size, 64 + 9 * 56);
+    // p_paddr and p_offset ranges of every PT_LOAD, in header order: the
+    // backup region's copy is among them, so the capture kernel keeps its
+    // heap off it.
+    assert_eq!(
+        ranges,
+        vec![
+            0x0100_0000..0x0300_0000,
+            0x0100_0000..0x0300_0000,
+            0x1000..0xa0000,
+            BACKUP..BACKUP + 0x9f000,
+            0x0010_0000..0x3e00_0000 - 0x800,
+            0x0010_0000..0x3e00_0000 - 0x800,
+            0x4000_0c00..0x4001_2f45,
+            0x4000_0c00..0x4001_2f45,
+            0x1_0000_0000..0x1_4000_0000,
+            0x1_0000_0000..0x1_4000_0000,
+        ]
+    );
+    // The same validation as the full parse.
+    let mut bad = Fake::strict();
+    bad.put(HDR, vec![0u8; 64]);
+    assert!(minicap_elfcore::for_each_load_range(&bad, HDR, |_| {}).is_err());
+}

@@ -133,8 +133,15 @@ global_asm!(
         push %r14
         push %r15
         mov %rsp, %rdi
+        /* Save the x87/SSE state: an NMI returns into code that may be in
+           the middle of SHA-256 or a memcpy. 176 bytes are on the stack so
+           far, so %rsp is 16-byte aligned as FXSAVE requires. */
+        sub $512, %rsp
+        fxsave (%rsp)
         cld
         call minicap_exception
+        fxrstor (%rsp)
+        add $512, %rsp
         pop %r15
         pop %r14
         pop %r13
@@ -208,6 +215,35 @@ pub fn take_over() {
         load_tss(*tss_selector);
     }
     install_idt(code.0);
+    enable_machine_checks();
+}
+
+const CR4_MCE: u64 = 1 << 6;
+const IA32_MCG_STATUS: u32 = 0x17a;
+
+/// Let machine checks reach our handler (CR4.MCE is off at entry, so one
+/// would shut the CPU down without a word). A crash caused by a machine
+/// check may leave MCG_STATUS.MCIP set, which turns the next one into a
+/// shutdown: clear it first.
+fn enable_machine_checks() {
+    let (_, _, _, edx) = cpuid(1, 0);
+    let has_mce = edx & (1 << 7) != 0;
+    let has_mca = edx & (1 << 14) != 0;
+    if !has_mce {
+        return;
+    }
+    if has_mca {
+        // SAFETY: CPUID.1:EDX.MCA says IA32_MCG_STATUS exists; writing 0
+        // clears MCIP/RIPV/EIPV, which is what the architecture expects once
+        // a machine check has been dealt with.
+        unsafe { wrmsr(IA32_MCG_STATUS, 0) };
+    }
+    // SAFETY: setting CR4.MCE only enables delivery of #MC to the IDT, whose
+    // vector 18 has a handler on its own IST stack.
+    unsafe {
+        let cr4 = cr4() | CR4_MCE;
+        asm!("mov cr4, {}", in(reg) cr4, options(nostack, preserves_flags));
+    }
 }
 
 fn install_idt(code_selector: u16) {

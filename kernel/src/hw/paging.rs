@@ -38,6 +38,12 @@ pub fn has_gigabyte_pages() -> bool {
     max_ext >= 0x8000_0001 && cpu::cpuid(0x8000_0001, 0).3 & (1 << 26) != 0
 }
 
+/// End of the lower canonical half: 128 TiB with 4 levels, 64 PiB with 5.
+/// An identity map cannot reach physical addresses beyond it.
+fn address_limit(levels: u32) -> u64 {
+    1 << (12 + 9 * levels - 1)
+}
+
 fn shift_of(level: u32) -> u32 {
     12 + 9 * (level - 1)
 }
@@ -78,6 +84,9 @@ pub fn for_each_table_page(mut visit: impl FnMut(u64)) {
 pub fn is_mapped(addr: u64) -> bool {
     let mut table = cpu::cr3() & ADDRESS_MASK;
     let mut level = levels();
+    if addr >= address_limit(level) {
+        return false;
+    }
     loop {
         let index = (addr >> shift_of(level)) & 511;
         let entry = read_entry(table, index);
@@ -146,6 +155,10 @@ impl IdentityMap {
     pub fn map(&mut self, start: u64, end: u64, caching: Caching) -> Result<(), OutOfFrames> {
         let mut addr = start & !(KIB4 - 1);
         let end = end.div_ceil(KIB4) * KIB4;
+        if end > address_limit(self.levels) {
+            // Beyond what an identity map can reach with this paging depth.
+            return Err(OutOfFrames);
+        }
         while addr < end {
             let size = if self.gigabyte_pages && addr.is_multiple_of(GIB) && end - addr >= GIB {
                 GIB

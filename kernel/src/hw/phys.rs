@@ -49,8 +49,14 @@ pub fn with_slice<R>(addr: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> Option<
     }
     let len = usize::try_from(len).ok()?;
     // SAFETY: the range is mapped (checked above) and is the crashed kernel's
-    // memory, which nothing in minicap writes; a device may read it by DMA
-    // at the same time, which does not change it.
+    // memory, which nothing in minicap writes and minicap's own allocations
+    // never overlap (the heap excludes every PT_LOAD range). It can still
+    // change underneath: a device the crashed kernel left running may DMA
+    // into it (without an IOMMU blocking it), or a CPU that ignored the
+    // crash NMI may write it. The bytes are only read once, by the hash, so
+    // such a change can only make the recorded SHA-256 differ from what the
+    // dump device received; `minicap save` reports that, it cannot go
+    // unnoticed.
     let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
     Some(f(bytes))
 }

@@ -1,7 +1,7 @@
 //! Leaving the machine: reset, power off, halt.
 
 use super::cpu;
-use super::port::{inb, outb, outw};
+use super::port::{inb, inw, outb, outw};
 
 /// Reset the machine: the chipset reset register (0xcf9), then the keyboard
 /// controller, then a triple fault. Each step is tried only if the one before
@@ -30,9 +30,14 @@ pub fn acpi_poweroff(
     sleep_type_b: u16,
 ) {
     const SLP_EN: u16 = 1 << 13;
-    outw(pm1a_control, (sleep_type_a << 10) | SLP_EN);
+    const SLP_TYP: u16 = 7 << 10;
+    // Read-modify-write: keep the other bits (SCI_EN and friends).
+    let value = |port: u16, sleep_type: u16| {
+        (inw(port) & !(SLP_TYP | SLP_EN)) | ((sleep_type << 10) & SLP_TYP) | SLP_EN
+    };
+    outw(pm1a_control, value(pm1a_control, sleep_type_a));
     if let Some(port) = pm1b_control {
-        outw(port, (sleep_type_b << 10) | SLP_EN);
+        outw(port, value(port, sleep_type_b));
     }
     spin_a_while();
 }

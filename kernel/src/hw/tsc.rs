@@ -12,6 +12,8 @@ const CALIBRATION_MS: u64 = 20;
 /// Used when the PIT does not answer: a deliberately high guess, so that
 /// deadlines come out long rather than short.
 const FALLBACK_TSC_KHZ: u64 = 4_000_000;
+/// Give up on the PIT after this many TSC ticks.
+const MAX_CALIBRATION_TICKS: u64 = 200_000_000;
 
 static TSC_KHZ: AtomicU64 = AtomicU64::new(FALLBACK_TSC_KHZ);
 static START: AtomicU64 = AtomicU64::new(0);
@@ -37,18 +39,25 @@ pub fn calibrate() -> Calibration {
     outb(PIT_CHANNEL2, (count & 0xff) as u8);
     outb(PIT_CHANNEL2, ((count >> 8) & 0xff) as u8);
     let start = rdtsc();
-    // Bound the poll by iterations: there is no clock yet to bound it by.
+    // There is no calibrated clock yet: bound the poll both by TSC ticks
+    // (20 ms even at 10 GHz, 200 ms at 1 GHz) and by iterations (in case
+    // the TSC does not tick).
     let mut measured = false;
-    for _ in 0..200_000_000u64 {
+    for _ in 0..50_000_000u64 {
         if inb(PORT_B) & 0x20 != 0 {
             measured = true;
+            break;
+        }
+        if rdtsc().wrapping_sub(start) > MAX_CALIBRATION_TICKS {
             break;
         }
     }
     let ticks = rdtsc().wrapping_sub(start);
     outb(PORT_B, port_b);
     let khz = ticks / CALIBRATION_MS;
-    if measured && khz > 1_000 {
+    // A TSC below 100 MHz or above 10 GHz is a broken measurement; a wrong
+    // one would make every deadline too short or too long.
+    if measured && (100_000..=10_000_000).contains(&khz) {
         TSC_KHZ.store(khz, Ordering::Relaxed);
         Calibration {
             khz,
