@@ -1625,6 +1625,12 @@ def scenario(args) -> tuple[Results, dict]:
         check_device_error(res, args, out, disk, reason, injected, texts, k.version, info)
         check_stored_log(res, args, out, disk, (out / "serial.log").read_text(errors="replace").splitlines(),
                          ["capture kernel starting", "capture failed after"])
+    block = re.search(r"logical_block_size=(\d+)", args.blk_props or "")
+    if block and int(block.group(1)) != 512 and result:
+        lines = (out / "serial.log").read_text(errors="replace").splitlines()
+        want = f"{block.group(1)}-byte blocks"
+        hit = next((l.rstrip("\r") for l in lines if l.startswith("minicap: target:")), "")
+        res.add(f"dump device used with {want}", want in hit, hit or "no 'minicap: target:' line")
     if args.iommu and result:
         check_iommu_takeover(res, (out / "serial.log").read_text(errors="replace").splitlines())
     if args.scenario == "capture" and result:

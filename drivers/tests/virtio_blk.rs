@@ -1029,6 +1029,9 @@ fn four_kib_logical_blocks() {
         let m = FakeMachine::new(cfg);
         let mut dev = open(&m);
         assert_eq!(dev.sector_size(), 4096, "{mode:?}");
+        let mut name = String::new();
+        dev.describe(&mut name).unwrap();
+        assert!(name.contains("4096-byte blocks"), "{name}");
         // Whole blocks work...
         roundtrip(&m, &mut dev, 8192, 3 * 4096, BUF, BUF2);
         // ...anything smaller is refused before it reaches the device.

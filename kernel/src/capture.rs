@@ -12,12 +12,14 @@
 //! Any failure ends the run with one `minicap: RESULT: failure: ...` line and
 //! leaves anything already on the device intact and described by its header.
 
+use crate::acpi::AcpiInfo;
 use crate::console::{FixedString, Size};
 use crate::failure::Failure;
 use crate::handoff::Handoff;
 use crate::hw::phys::IdentityMem;
 use crate::hw::platform::Machine;
 use crate::hw::{apic, cpu, paging, pic, serial, tsc};
+use crate::target::Candidates;
 use crate::writer::{mib_per_s_x10, write_vmcore, Records};
 use crate::{failure, fault, finish, memory, say, target};
 use core::ops::Range;
@@ -153,8 +155,11 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
 
     // ---- plan: own page tables, silent interrupt controllers, IOMMU ----
     own_page_tables(&handoff, &core, &reserved, &heap)?;
-    silence_interrupts(handoff.acpi_rsdp);
-    crate::iommu::take_over(handoff.acpi_rsdp, &core, &heap)?;
+    let acpi = crate::acpi::discover(&IdentityMem, handoff.acpi_rsdp);
+    silence_interrupts(acpi.as_ref());
+    let machine = Machine;
+    let candidates = Candidates::scan(&machine);
+    crate::iommu::take_over(acpi.as_ref(), &candidates, &core, &heap)?;
     drop(handoff);
 
     // ---- plan: the vmcore and the device ----
@@ -166,8 +171,7 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
         layout.chunks.len(),
         core.notes.len()
     );
-    let machine = Machine;
-    let mut target = target::find(&machine, options.device)?;
+    let mut target = target::find(&machine, &candidates, options.device)?;
     let name = target.name.as_str();
     let device = &mut target.device;
     let required = dumpheader::required_capacity(layout.total_len);
@@ -338,20 +342,17 @@ fn own_page_tables(
 /// Put the interrupt controllers into a known, silent state: the 8259s
 /// remapped and masked, the local APIC's LVTs masked, every IO-APIC entry
 /// the ACPI MADT lists masked.
-fn silence_interrupts(acpi_rsdp: u64) {
+fn silence_interrupts(acpi: Option<&AcpiInfo>) {
     pic::remap_and_mask();
     let lapic = apic::mask_local_apic();
-    let acpi = crate::acpi::discover(&IdentityMem, acpi_rsdp);
-    let io_apics = acpi
-        .as_ref()
-        .map_or(&[][..], |a| &a.io_apics[..a.io_apic_count]);
+    let io_apics = acpi.map_or(&[][..], |a| &a.io_apics[..a.io_apic_count]);
     let mut entries = 0;
     for &base in io_apics {
         if paging::map_mmio(base, 0x20) {
             entries += apic::mask_io_apic(base);
         }
     }
-    if let Some(dropped) = acpi.as_ref().map(|a| a.io_apics_dropped).filter(|&n| n > 0) {
+    if let Some(dropped) = acpi.map(|a| a.io_apics_dropped).filter(|&n| n > 0) {
         say!("warning: {dropped} more IO-APIC(s) listed in the MADT were not masked (table full)");
     }
     let (pic1, pic2) = pic::masks();

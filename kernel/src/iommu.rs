@@ -20,22 +20,19 @@
 //! Units with translation off are left alone. AMD-Vi units (IVRS) are only
 //! reported.
 
-use crate::acpi::{self, Drhd};
+use crate::acpi::{self, AcpiInfo, Drhd};
 use crate::console::FixedString;
 use crate::failure::Failure;
 use crate::hw::iommu::{self as vtd, status, VtdError, VtdUnit};
-use crate::hw::phys::IdentityMem;
 use crate::hw::platform::Machine;
 use crate::hw::{heap, tsc};
+use crate::target::{Candidates, MAX_VIRTIO_DEVICES};
 use crate::{failure, say};
 use core::fmt::Write;
 use core::ops::Range;
 use minicap_drivers::pci::{self, PciAddress};
-use minicap_drivers::virtio::is_virtio_blk;
 use minicap_elfcore::CoreHeaders;
 
-/// The devices let through (as many as `target::find` may try, and more).
-const MAX_DEVICES: usize = 32;
 /// Domain id of minicap's one domain (0 is reserved when CAP.CM is set).
 const DOMAIN_ID: u64 = 1;
 /// Upper bound on identity second-level table pages per unit (4 KiB each).
@@ -51,36 +48,6 @@ const SL_READ: u64 = 1 << 0;
 const SL_WRITE: u64 = 1 << 1;
 const SL_PAGE_SIZE: u64 = 1 << 7;
 const PAGE_BYTES: usize = 4096;
-
-/// The virtio-blk functions on segment 0, in PCI scan order.
-struct Devices {
-    list: [PciAddress; MAX_DEVICES],
-    count: usize,
-}
-
-impl Devices {
-    fn scan() -> Self {
-        let mut devices = Devices {
-            list: [PciAddress {
-                bus: 0,
-                device: 0,
-                function: 0,
-            }; MAX_DEVICES],
-            count: 0,
-        };
-        pci::enumerate(&Machine, |f| {
-            if is_virtio_blk(f.vendor, f.device) && devices.count < MAX_DEVICES {
-                devices.list[devices.count] = f.address;
-                devices.count += 1;
-            }
-        });
-        devices
-    }
-
-    fn all(&self) -> &[PciAddress] {
-        &self.list[..self.count]
-    }
-}
 
 /// How a unit's allowed devices reach memory.
 #[derive(Clone, Copy)]
@@ -100,8 +67,13 @@ enum Mode {
 /// `core` and `heap` tell what the dump device must reach if a unit cannot
 /// do pass-through. Fails only when a unit does not carry out a command
 /// (then its state is unknown and nothing is written).
-pub fn take_over(rsdp: u64, core: &CoreHeaders, heap: &Range<u64>) -> Result<(), Failure> {
-    let Some(acpi) = acpi::discover(&IdentityMem, rsdp) else {
+pub fn take_over(
+    acpi: Option<&AcpiInfo>,
+    candidates: &Candidates,
+    core: &CoreHeaders,
+    heap: &Range<u64>,
+) -> Result<(), Failure> {
+    let Some(acpi) = acpi else {
         say!("IOMMU: no ACPI tables found; assuming there is no IOMMU");
         return Ok(());
     };
@@ -135,7 +107,7 @@ pub fn take_over(rsdp: u64, core: &CoreHeaders, heap: &Range<u64>) -> Result<(),
         );
     }
     let top = dma_top(core, heap);
-    let mut devices: Option<Devices> = None;
+    let mut stopped = false;
     for unit in units {
         let vtd = match VtdUnit::open(unit.base, unit.register_bytes()) {
             Ok(vtd) => vtd,
@@ -162,17 +134,16 @@ pub fn take_over(rsdp: u64, core: &CoreHeaders, heap: &Range<u64>) -> Result<(),
             );
             continue;
         }
-        let devices = devices.get_or_insert_with(|| {
-            let found = Devices::scan();
+        if !stopped {
             // No stale request of theirs may complete through the new path
             // before their driver has reset them (the driver switches bus
             // mastering back on after the reset).
-            for &f in found.all() {
+            for &f in candidates.all() {
                 pci::stop_bus_master(&Machine, f);
             }
-            found
-        });
-        take_over_unit(unit, &vtd, before, faults, devices, top).map_err(|e| {
+            stopped = true;
+        }
+        take_over_unit(unit, &vtd, before, faults, candidates, top).map_err(|e| {
             failure!(
                 "IOMMU: VT-d unit at {:#x}: {e}; nothing was written",
                 unit.base
@@ -205,7 +176,7 @@ fn take_over_unit(
     vtd: &VtdUnit,
     before: u32,
     faults: u32,
-    devices: &Devices,
+    devices: &Candidates,
     top: u64,
 ) -> Result<(), VtdError> {
     let mut done = FixedString::<320>::new();
@@ -406,7 +377,7 @@ fn build_tables(vtd: &VtdUnit, mode: Mode, allowed: &[PciAddress]) -> Result<u64
     let context_low = low_bits | PRESENT;
     let context_high = aw | (DOMAIN_ID << 8);
     // One context table per bus that has an allowed device.
-    let mut buses: [(u8, u64); MAX_DEVICES] = [(0, 0); MAX_DEVICES];
+    let mut buses: [(u8, u64); MAX_VIRTIO_DEVICES] = [(0, 0); MAX_VIRTIO_DEVICES];
     let mut bus_count = 0;
     for f in allowed {
         let table = match buses[..bus_count].iter().find(|(bus, _)| *bus == f.bus) {

@@ -14,7 +14,8 @@ use minicap_drivers::{BlockDevice, Platform};
 use minicap_dumpheader::{DeviceIdHex, DumpHeader, HeaderError, HEADER_LEN};
 use minicap_physmem::PhysMem;
 
-const MAX_VIRTIO_DEVICES: usize = 16;
+/// Virtio-blk functions considered (and let through a translating IOMMU).
+pub const MAX_VIRTIO_DEVICES: usize = 16;
 const PAGE_BYTES: usize = 4096;
 
 /// The chosen device and the header found on it.
@@ -27,20 +28,46 @@ pub struct Target<'m> {
     pub name: FixedString<96>,
 }
 
-/// Scan the PCI bus and pick the dump device.
-pub fn find(machine: &Machine, wanted: Option<[u8; 16]>) -> Result<Target<'_>, Failure> {
-    let mut found = [PciAddress {
-        bus: 0,
-        device: 0,
-        function: 0,
-    }; MAX_VIRTIO_DEVICES];
-    let mut count = 0;
-    pci::enumerate(machine, |f| {
-        if is_virtio_blk(f.vendor, f.device) && count < MAX_VIRTIO_DEVICES {
-            found[count] = f.address;
-            count += 1;
-        }
-    });
+/// The virtio-blk functions on the PCI bus, in scan order: the candidates
+/// for the dump device (and the only devices the IOMMU takeover lets through).
+pub struct Candidates {
+    list: [PciAddress; MAX_VIRTIO_DEVICES],
+    count: usize,
+}
+
+impl Candidates {
+    /// Scan every bus.
+    pub fn scan(machine: &Machine) -> Self {
+        let mut found = Self {
+            list: [PciAddress {
+                bus: 0,
+                device: 0,
+                function: 0,
+            }; MAX_VIRTIO_DEVICES],
+            count: 0,
+        };
+        pci::enumerate(machine, |f| {
+            if is_virtio_blk(f.vendor, f.device) && found.count < MAX_VIRTIO_DEVICES {
+                found.list[found.count] = f.address;
+                found.count += 1;
+            }
+        });
+        found
+    }
+
+    /// The functions found.
+    pub fn all(&self) -> &[PciAddress] {
+        &self.list[..self.count]
+    }
+}
+
+/// Pick the dump device among the `candidates`.
+pub fn find<'m>(
+    machine: &'m Machine,
+    candidates: &Candidates,
+    wanted: Option<[u8; 16]>,
+) -> Result<Target<'m>, Failure> {
+    let count = candidates.count;
     if count == 0 {
         return Err(failure!(
             "no virtio-blk device on the PCI bus (minicap.target=virtio-blk); nothing was written"
@@ -51,7 +78,7 @@ pub fn find(machine: &Machine, wanted: Option<[u8; 16]>) -> Result<Target<'_>, F
         .ok_or_else(|| failure!("out of memory for a read buffer"))?;
     let mut chosen: Option<Target<'_>> = None;
     let mut prepared = 0;
-    for &address in &found[..count] {
+    for &address in candidates.all() {
         let device = match VirtioBlk::new(machine, address) {
             Ok(d) => d,
             Err(e) => {

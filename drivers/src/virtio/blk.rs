@@ -531,11 +531,14 @@ impl<P: Platform + ?Sized> BlockDevice for VirtioBlk<'_, P> {
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         write!(
             out,
-            "virtio-blk {} ({}), {} MiB",
+            "virtio-blk {} ({}",
             self.function,
-            if self.is_modern() { "modern" } else { "legacy" },
-            self.capacity >> 20
-        )
+            if self.is_modern() { "modern" } else { "legacy" }
+        )?;
+        if self.block_size != 512 {
+            write!(out, ", {}-byte blocks", self.block_size)?;
+        }
+        write!(out, "), {} MiB", self.capacity >> 20)
     }
 }
 
