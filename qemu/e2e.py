@@ -1442,6 +1442,43 @@ def make_disk(args, path: Path) -> tuple[str, str]:
     return m.group(1), p.stdout
 
 
+# The harness relies on QEMU behaviour checked with 7.2 (Debian 12): the
+# q35 machine with `-nodefaults`, virtio-blk-pci's disable-legacy /
+# disable-modern and block-size properties, intel-iommu's intremap= and pt=,
+# and blkdebug rule files. Older QEMUs lack some of these; newer ones are
+# expected to keep them (they are long-standing), so they run with a note.
+QEMU_MIN = (7, 2)
+QEMU_TESTED = (7, 2)
+
+
+def parse_qemu_version(text: str) -> tuple[int, int, int] | None:
+    """`QEMU emulator version 7.2.22 (Debian ...)` -> (7, 2, 22)."""
+    m = re.search(r"QEMU emulator version (\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def check_qemu_version(qemu: str) -> tuple[int, int, int]:
+    """Refuse an unsupported QEMU with a message that says what to do."""
+    try:
+        p = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=30)
+    except OSError as e:
+        raise HarnessError(f"cannot run {qemu}: {e} (install it with qemu/install-deps.sh)") from e
+    ver = parse_qemu_version(p.stdout)
+    if ver is None:
+        raise HarnessError(f"cannot tell the version of {qemu}: `--version` printed {p.stdout.strip()!r}")
+    if ver[:2] < QEMU_MIN:
+        raise HarnessError(
+            f"{qemu} is QEMU {'.'.join(map(str, ver))}; the harness needs QEMU "
+            f"{'.'.join(map(str, QEMU_MIN))} or newer (intel-iommu and virtio-blk options, blkdebug rules); "
+            "install Debian 12's qemu-system-x86 or newer (qemu/install-deps.sh)")
+    if ver[:2] != QEMU_TESTED:
+        log(f"note: QEMU {'.'.join(map(str, ver))} is newer than the tested "
+            f"{'.'.join(map(str, QEMU_TESTED))}; a failure may come from QEMU, not minicap")
+    return ver
+
+
 def scenario(args) -> tuple[Results, dict]:
     res = Results()
     info: dict = {"scenario": args.scenario, "virtio": args.virtio, "cpu": args.cpu, "memory_mib": args.memory,
@@ -1468,6 +1505,8 @@ def scenario(args) -> tuple[Results, dict]:
     for t in ("kexec", "busybox", args.qemu) + (("makedumpfile",) if args.scenario in ("capture", "linux-kdump") else ()):
         if not shutil.which(t):
             raise HarnessError(f"{t} not found in PATH")
+
+    info["qemu_version"] = ".".join(map(str, check_qemu_version(args.qemu)))
 
     k = ensure_kernel(args.kernel_version)
     info["kernel"] = k.version

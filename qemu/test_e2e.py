@@ -407,5 +407,24 @@ class IommuTests(unittest.TestCase):
             self.assertFalse(e2e.IOMMU_TAKEOVER.search(line), line)
 
 
+class QemuVersionTests(unittest.TestCase):
+    def test_parse(self):
+        self.assertEqual(e2e.parse_qemu_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n"),
+                         (7, 2, 22))
+        self.assertEqual(e2e.parse_qemu_version("QEMU emulator version 10.0\n"), (10, 0, 0))
+        self.assertIsNone(e2e.parse_qemu_version("something else"))
+
+    def test_old_qemu_refused_with_a_clear_message(self):
+        import tempfile, os
+        with tempfile.TemporaryDirectory() as d:
+            fake = Path(d) / "qemu"
+            fake.write_text("#!/bin/sh\necho 'QEMU emulator version 6.2.0'\n")
+            os.chmod(fake, 0o755)
+            with self.assertRaisesRegex(e2e.HarnessError, "needs QEMU 7.2 or newer"):
+                e2e.check_qemu_version(str(fake))
+            fake.write_text("#!/bin/sh\necho 'QEMU emulator version 7.2.22'\n")
+            self.assertEqual(e2e.check_qemu_version(str(fake)), (7, 2, 22))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -68,6 +68,9 @@ const OFF_WRITER: usize = 112;
 const OFF_OSRELEASE: usize = 144;
 const OFF_MESSAGE: usize = 208;
 const OFF_LOG_LENGTH: usize = 464;
+const OFF_FAILURE_CODE: usize = 468;
+const OFF_SKIPPED_RANGES: usize = 472;
+const OFF_SKIPPED_BYTES: usize = 480;
 const OFF_CRC: usize = 508;
 
 /// Where a dump stands.
@@ -164,6 +167,148 @@ impl fmt::Display for DumpFormat {
     }
 }
 
+/// Why a capture stopped, as a stable code: the console's `RESULT: failure [code]` line and
+/// the header carry it next to the sentence, so tools and tests match codes, not prose.
+///
+/// Stored as a `u32` at byte 468, which layout 1 first left reserved (zero): older headers read
+/// as [`FailureCode::None`]. Numbers are never reused; new reasons get new numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureCode {
+    /// 0: no failure recorded.
+    None,
+    /// The boot_params page the loader passed is unreadable or invalid.
+    BadBootParams,
+    /// A `minicap.*` option has an invalid value.
+    BadOption,
+    /// No `elfcorehdr=` on the command line (not loaded as a crash kernel).
+    NoElfcorehdr,
+    /// The `elfcorehdr=` argument itself is malformed.
+    BadElfcorehdr,
+    /// The ELF core headers it points at are unusable (magic, counts, ranges, notes).
+    BadCoreHeaders,
+    /// The memory map (e820) is unusable: empty, absurd or too fragmented.
+    BadMemoryMap,
+    /// The crash region is too small for minicap's heap, page tables or buffers.
+    CrashMemoryTooSmall,
+    /// Memory the dump must read lies beyond what minicap can map.
+    MemoryNotMappable,
+    /// The vmcore cannot be laid out (sizes overflow).
+    BadLayout,
+    /// An IOMMU could not be taken over safely.
+    Iommu,
+    /// No device of the requested kind was found.
+    NoDevice,
+    /// Devices were found but none is prepared by `minicap format`.
+    NoPreparedDevice,
+    /// No prepared device carries the `minicap.device=` id.
+    DeviceIdMismatch,
+    /// Several prepared devices and no `minicap.device=` to choose.
+    AmbiguousDevice,
+    /// The chosen device is smaller than the dump.
+    DeviceTooSmall,
+    /// The device's logical block size is one minicap cannot write.
+    UnsupportedBlockSize,
+    /// The device failed or timed out during the capture (write, flush, header update).
+    DeviceError,
+    /// A CPU exception stopped the capture.
+    CpuException,
+    /// minicap itself panicked (a bug).
+    Internal,
+}
+
+impl FailureCode {
+    const ALL: [FailureCode; 20] = [
+        Self::None,
+        Self::BadBootParams,
+        Self::BadOption,
+        Self::NoElfcorehdr,
+        Self::BadElfcorehdr,
+        Self::BadCoreHeaders,
+        Self::BadMemoryMap,
+        Self::CrashMemoryTooSmall,
+        Self::MemoryNotMappable,
+        Self::BadLayout,
+        Self::Iommu,
+        Self::NoDevice,
+        Self::NoPreparedDevice,
+        Self::DeviceIdMismatch,
+        Self::AmbiguousDevice,
+        Self::DeviceTooSmall,
+        Self::UnsupportedBlockSize,
+        Self::DeviceError,
+        Self::CpuException,
+        Self::Internal,
+    ];
+
+    /// The value stored on the device.
+    pub const fn to_raw(self) -> u32 {
+        match self {
+            Self::None => 0,
+            Self::BadBootParams => 1,
+            Self::BadOption => 2,
+            Self::NoElfcorehdr => 3,
+            Self::BadElfcorehdr => 4,
+            Self::BadCoreHeaders => 5,
+            Self::BadMemoryMap => 6,
+            Self::CrashMemoryTooSmall => 7,
+            Self::MemoryNotMappable => 8,
+            Self::BadLayout => 9,
+            Self::Iommu => 10,
+            Self::NoDevice => 11,
+            Self::NoPreparedDevice => 12,
+            Self::DeviceIdMismatch => 13,
+            Self::AmbiguousDevice => 14,
+            Self::DeviceTooSmall => 15,
+            Self::UnsupportedBlockSize => 16,
+            Self::DeviceError => 17,
+            Self::CpuException => 18,
+            Self::Internal => 19,
+        }
+    }
+
+    /// Decodes a stored value; `None` if unknown (a newer writer).
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| c.to_raw() == raw)
+    }
+
+    /// The stable short name printed in `RESULT: failure [name]` and by `minicap info`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::BadBootParams => "bad-boot-params",
+            Self::BadOption => "bad-option",
+            Self::NoElfcorehdr => "no-elfcorehdr",
+            Self::BadElfcorehdr => "bad-elfcorehdr",
+            Self::BadCoreHeaders => "bad-core-headers",
+            Self::BadMemoryMap => "bad-memory-map",
+            Self::CrashMemoryTooSmall => "crash-memory-too-small",
+            Self::MemoryNotMappable => "memory-not-mappable",
+            Self::BadLayout => "bad-layout",
+            Self::Iommu => "iommu",
+            Self::NoDevice => "no-device",
+            Self::NoPreparedDevice => "no-prepared-device",
+            Self::DeviceIdMismatch => "device-id-mismatch",
+            Self::AmbiguousDevice => "ambiguous-device",
+            Self::DeviceTooSmall => "device-too-small",
+            Self::UnsupportedBlockSize => "unsupported-block-size",
+            Self::DeviceError => "device-error",
+            Self::CpuException => "cpu-exception",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Every code, for tools that list them.
+    pub const fn all() -> &'static [FailureCode] {
+        &Self::ALL
+    }
+}
+
+impl fmt::Display for FailureCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a sector does not hold a usable header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderError {
@@ -201,6 +346,11 @@ pub enum HeaderError {
         /// The stored value.
         raw: u32,
     },
+    /// Unknown `failure_code` value.
+    UnknownFailureCode {
+        /// The stored value.
+        raw: u32,
+    },
     /// The numbers contradict each other; the text says how.
     Inconsistent(&'static str),
 }
@@ -225,6 +375,7 @@ impl fmt::Display for HeaderError {
             ),
             Self::UnknownState { raw } => write!(f, "unknown dump state {raw}"),
             Self::UnknownFormat { raw } => write!(f, "unknown dump format {raw}"),
+            Self::UnknownFailureCode { raw } => write!(f, "unknown failure code {raw}"),
             Self::Inconsistent(why) => write!(f, "inconsistent header: {why}"),
         }
     }
@@ -266,6 +417,13 @@ pub struct DumpHeader {
     /// Bytes of console log text at [`LOG_OFFSET`] (0: none). Stored in bytes
     /// that layout 1 first left reserved (zero), so older headers read as "no log".
     pub log_length: u32,
+    /// Why the capture failed ([`FailureCode::None`] unless `state` is failed).
+    pub failure_code: FailureCode,
+    /// PT_LOAD ranges of the core headers that minicap did not dump because the memory map
+    /// does not call them RAM (their bytes read as zero in the dump).
+    pub skipped_ranges: u32,
+    /// Bytes in those skipped ranges.
+    pub skipped_bytes: u64,
 }
 
 impl DumpHeader {
@@ -285,6 +443,9 @@ impl DumpHeader {
             osrelease: [0; 64],
             message: [0; 256],
             log_length: 0,
+            failure_code: FailureCode::None,
+            skipped_ranges: 0,
+            skipped_bytes: 0,
         };
         set_text(&mut h.writer, writer);
         h
@@ -311,6 +472,9 @@ impl DumpHeader {
         put(&mut b, OFF_OSRELEASE, &self.osrelease);
         put(&mut b, OFF_MESSAGE, &self.message);
         put(&mut b, OFF_LOG_LENGTH, &self.log_length.to_le_bytes());
+        put(&mut b, OFF_FAILURE_CODE, &self.failure_code.to_raw().to_le_bytes());
+        put(&mut b, OFF_SKIPPED_RANGES, &self.skipped_ranges.to_le_bytes());
+        put(&mut b, OFF_SKIPPED_BYTES, &self.skipped_bytes.to_le_bytes());
         let crc = crc32(&b[..OFF_CRC]);
         put(&mut b, OFF_CRC, &crc.to_le_bytes());
         b
@@ -348,6 +512,9 @@ impl DumpHeader {
         let raw_format = u32_at(b, OFF_FORMAT);
         let format = DumpFormat::from_raw(raw_format)
             .ok_or(HeaderError::UnknownFormat { raw: raw_format })?;
+        let raw_code = u32_at(b, OFF_FAILURE_CODE);
+        let failure_code = FailureCode::from_raw(raw_code)
+            .ok_or(HeaderError::UnknownFailureCode { raw: raw_code })?;
         let h = Self {
             device_id: get(b, OFF_DEVICE_ID),
             state,
@@ -362,6 +529,9 @@ impl DumpHeader {
             osrelease: get(b, OFF_OSRELEASE),
             message: get(b, OFF_MESSAGE),
             log_length: u32_at(b, OFF_LOG_LENGTH),
+            failure_code,
+            skipped_ranges: u32_at(b, OFF_SKIPPED_RANGES),
+            skipped_bytes: u64_at(b, OFF_SKIPPED_BYTES),
         };
         h.validate()?;
         Ok(h)

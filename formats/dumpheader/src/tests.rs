@@ -169,7 +169,7 @@ fn bad_crc() {
 fn reserved_bytes_are_not_checked() {
     let h = complete();
     let mut b = h.encode();
-    b[468] = 0x77;
+    b[476] = 0x77;
     b[507] = 0x01;
     reseal(&mut b);
     assert_eq!(DumpHeader::decode(&b), Ok(h));
@@ -191,6 +191,48 @@ fn log_length_round_trips_and_is_bounded() {
             "console log longer than its area"
         ))
     );
+}
+
+#[test]
+fn failure_code_and_skips_round_trip() {
+    let mut h = complete();
+    h.state = DumpState::Failed;
+    h.failure_code = FailureCode::DeviceError;
+    h.skipped_ranges = 2;
+    h.skipped_bytes = 3 << 20;
+    let b = h.encode();
+    assert_eq!(b[468..472], 17u32.to_le_bytes());
+    assert_eq!(b[472..476], 2u32.to_le_bytes());
+    assert_eq!(b[480..488], (3u64 << 20).to_le_bytes());
+    assert_eq!(DumpHeader::decode(&b), Ok(h));
+}
+
+#[test]
+fn unknown_failure_code_is_refused() {
+    let mut b = complete().encode();
+    b[468] = 200;
+    reseal(&mut b);
+    assert_eq!(
+        DumpHeader::decode(&b),
+        Err(HeaderError::UnknownFailureCode { raw: 200 })
+    );
+}
+
+#[test]
+fn failure_codes_are_unique_and_stable() {
+    let all = FailureCode::all();
+    for (i, a) in all.iter().enumerate() {
+        assert_eq!(FailureCode::from_raw(a.to_raw()), Some(*a));
+        for b in &all[i + 1..] {
+            assert_ne!(a.to_raw(), b.to_raw());
+            assert_ne!(a.as_str(), b.as_str());
+        }
+    }
+    // Stored on devices: these numbers must never change.
+    assert_eq!(FailureCode::None.to_raw(), 0);
+    assert_eq!(FailureCode::DeviceTooSmall.to_raw(), 15);
+    assert_eq!(FailureCode::Internal.to_raw(), 19);
+    assert_eq!(FailureCode::from_raw(20), None);
 }
 
 // The log area sits inside the reserved first MiB, page aligned.
