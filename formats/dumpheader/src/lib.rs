@@ -472,8 +472,16 @@ impl DumpHeader {
         put(&mut b, OFF_OSRELEASE, &self.osrelease);
         put(&mut b, OFF_MESSAGE, &self.message);
         put(&mut b, OFF_LOG_LENGTH, &self.log_length.to_le_bytes());
-        put(&mut b, OFF_FAILURE_CODE, &self.failure_code.to_raw().to_le_bytes());
-        put(&mut b, OFF_SKIPPED_RANGES, &self.skipped_ranges.to_le_bytes());
+        put(
+            &mut b,
+            OFF_FAILURE_CODE,
+            &self.failure_code.to_raw().to_le_bytes(),
+        );
+        put(
+            &mut b,
+            OFF_SKIPPED_RANGES,
+            &self.skipped_ranges.to_le_bytes(),
+        );
         put(&mut b, OFF_SKIPPED_BYTES, &self.skipped_bytes.to_le_bytes());
         let crc = crc32(&b[..OFF_CRC]);
         put(&mut b, OFF_CRC, &crc.to_le_bytes());
