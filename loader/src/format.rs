@@ -48,25 +48,26 @@ pub fn format(path: &Path, id: Option<[u8; 16]>, force: bool) -> Result<()> {
         }
         eprintln!("minicap: warning: --force: overwriting {what}");
     }
-    // A device minicap prepared before is handled above; anything else may be someone's data.
+    // Someone may have put a file system or the like on the disk since (or instead of)
+    // `minicap format`. Beyond the first 1 MiB a prepared device holds dump data, which may
+    // contain anything: the signatures at the end of the disk count only without a header.
+    let found =
+        foreign_signatures(&dev, !is_minicap).with_context(|| format!("cannot read {shown}"))?;
     let mut wipe_tail = false;
-    if !is_minicap {
-        let found = foreign_signatures(&dev).with_context(|| format!("cannot read {shown}"))?;
-        if !found.is_empty() {
-            let what = list(&found);
-            if !force {
-                bail!(
-                    "{shown} carries {what}: formatting it would destroy {}.\n\
-                     Check that it is the disk you mean (lsblk -f, blkid), then pass --force to \
-                     overwrite it.",
-                    if found.len() == 1 { "it" } else { "them" }
-                );
-            }
-            eprintln!("minicap: warning: --force: overwriting {what}");
-            // Left in place, an md superblock at the end would still make the disk a RAID
-            // member to mdadm (which would then claim it).
-            wipe_tail = found.iter().any(Signature::lies_at_end);
+    if !found.is_empty() {
+        let what = list(&found);
+        if !force {
+            bail!(
+                "{shown} carries {what}: formatting it would destroy {}.\n\
+                 Check that it is the disk you mean (lsblk -f, blkid), then pass --force to \
+                 overwrite it.",
+                if found.len() == 1 { "it" } else { "them" }
+            );
         }
+        eprintln!("minicap: warning: --force: overwriting {what}");
+        // Left in place, an md superblock at the end would still make the disk a RAID member
+        // to mdadm (which would then claim it).
+        wipe_tail = found.iter().any(Signature::lies_at_end);
     }
     let id = match id {
         Some(id) => id,
@@ -98,10 +99,15 @@ pub fn format(path: &Path, id: Option<[u8; 16]>, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Partition tables, file systems, LVM, RAID and swap signatures on `dev`.
-fn foreign_signatures(dev: &Device) -> std::io::Result<Vec<Signature>> {
+/// Partition tables, file systems, LVM, RAID and swap signatures on `dev`; those at the end of
+/// the disk only if `with_tail`.
+fn foreign_signatures(dev: &Device, with_tail: bool) -> std::io::Result<Vec<Signature>> {
     let head = dev.read_at(0, HEAD_LEN)?;
-    let tail_len = dev.size.min(TAIL_LEN as u64);
+    let tail_len = if with_tail {
+        dev.size.min(TAIL_LEN as u64)
+    } else {
+        0
+    };
     let tail = dev.read_at(dev.size - tail_len, usize::try_from(tail_len).unwrap_or(0))?;
     Ok(signatures::detect(&head, &tail, dev.size))
 }

@@ -751,6 +751,28 @@ fn format_refuses_disks_carrying_data_unless_forced() {
 }
 
 #[test]
+fn format_sees_a_file_system_made_over_a_prepared_device() {
+    let dir = scratch("mkfs-over-minicap");
+    let dev = dir.join("dev.img");
+    disk_with(&dev, |_| {});
+    assert!(minicap(&[Path::new("format"), &dev]).status.success());
+    let mut img = fs::read(&dev).unwrap();
+    put(&mut img, 1080, &0xef53u16.to_le_bytes());
+    // Dump data beyond 1 MiB may hold anything, even an md superblock image at the end.
+    let end = img.len();
+    put(&mut img, end - 8192, &[0xfc, 0x4e, 0x2b, 0xa9, 1, 0, 0, 0]);
+    fs::write(&dev, &img).unwrap();
+    let o = minicap(&[Path::new("format"), &dev]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("carries an ext2/3/4 file system: "), "{e}");
+    assert!(!e.contains("RAID"), "{e}");
+    assert!(minicap(&[Path::new("format"), &dev, Path::new("--force")])
+        .status
+        .success());
+}
+
+#[test]
 fn format_accepts_zeros_and_random_data() {
     let dir = scratch("blank");
     let dev = dir.join("dev.img");
