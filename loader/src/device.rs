@@ -2,12 +2,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
+use anyhow::{anyhow, bail, Context, Result};
 use minicap_dumpheader::{DumpHeader, HeaderError, HEADER_LEN};
-
-use crate::Failure;
 
 /// `O_EXCL` on x86_64 Linux (asm-generic/fcntl.h), spelled out to avoid a libc dependency
 /// for one constant.
@@ -26,7 +25,8 @@ impl Device {
     /// A block device opened for writing is opened with `O_EXCL`, which Linux refuses with
     /// EBUSY while the device is mounted or otherwise claimed: formatting a disk in use would
     /// destroy its file system.
-    pub fn open(path: &Path, write: bool) -> Result<Self, Failure> {
+    pub fn open(path: &Path, write: bool) -> Result<Self> {
+        let shown = path.display();
         let mut options = OpenOptions::new();
         options.read(true).write(write);
         let is_block = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
@@ -41,13 +41,13 @@ impl Device {
                 io::ErrorKind::ResourceBusy => " (the device is mounted or in use)",
                 _ => "",
             };
-            Failure::fail(format!("cannot open {}: {e}{hint}", path.display()))
+            anyhow!("cannot open {shown}: {e}{hint}")
         })?;
         let meta = file
             .metadata()
-            .map_err(|e| Failure::fail(format!("cannot stat {}: {e}", path.display())))?;
+            .with_context(|| format!("cannot stat {shown}"))?;
         if meta.is_dir() {
-            return Err(Failure::fail(format!("{} is a directory", path.display())));
+            bail!("{shown} is a directory");
         }
         let mut dev = Self { file, size: 0 };
         dev.size = if meta.is_file() {
@@ -55,7 +55,7 @@ impl Device {
         } else {
             // A block device reports size 0 in its metadata; its end offset is its size.
             dev.size_by_seek()
-                .map_err(|e| Failure::fail(format!("cannot size {}: {e}", path.display())))?
+                .with_context(|| format!("cannot size {shown}"))?
         };
         Ok(dev)
     }
@@ -66,30 +66,36 @@ impl Device {
         Ok(end)
     }
 
-    /// Reads the first sector; `None` if the device is shorter than one.
-    pub fn read_sector0(&mut self) -> io::Result<Option<[u8; HEADER_LEN]>> {
-        let mut buf = [0u8; HEADER_LEN];
-        self.file.seek(SeekFrom::Start(0))?;
-        match self.file.read_exact(&mut buf) {
-            Ok(()) => Ok(Some(buf)),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(e),
+    /// Reads up to `len` bytes at `offset`; fewer only where the device ends.
+    pub fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            let at = offset + u64::try_from(got).map_err(io::Error::other)?;
+            match self.file.read_at(&mut buf[got..], at) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    /// Reads the first sector; `None` if the device is shorter than one.
+    pub fn read_sector0(&self) -> io::Result<Option<[u8; HEADER_LEN]>> {
+        Ok(self.read_at(0, HEADER_LEN)?.try_into().ok())
     }
 
     /// Reads and decodes the header.
-    pub fn header(&mut self, path: &Path) -> Result<DumpHeader, Failure> {
+    pub fn header(&self, path: &Path) -> Result<DumpHeader> {
+        let shown = path.display();
         let sector = self
             .read_sector0()
-            .map_err(|e| Failure::fail(format!("cannot read {}: {e}", path.display())))?;
-        let Some(sector) = sector else {
-            return Err(Failure::fail(format!(
-                "{}: {}",
-                path.display(),
-                HeaderError::NotMinicap
-            )));
-        };
-        DumpHeader::decode(&sector).map_err(|e| Failure::fail(format!("{}: {e}", path.display())))
+            .with_context(|| format!("cannot read {shown}"))?
+            .ok_or_else(|| anyhow!("{shown}: {}", HeaderError::NotMinicap))?;
+        DumpHeader::decode(&sector).map_err(|e| anyhow!("{shown}: {e}"))
     }
 
     /// Copies `len` bytes starting at `offset` to `out`, feeding every byte to `on_data` too.

@@ -1,5 +1,7 @@
 //! Small formatting helpers for human-readable output.
 
+use std::fmt;
+
 /// "N bytes (X.Y MiB)".
 pub fn size(bytes: u64) -> String {
     // Only for display: precision loss above 2^53 bytes is irrelevant.
@@ -7,9 +9,14 @@ pub fn size(bytes: u64) -> String {
     format!("{bytes} bytes ({mib:.1} MiB)")
 }
 
-/// Lower-case hex of a byte string.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Lower-case hex of a byte string (a SHA-256). Device ids use
+/// [`minicap_dumpheader::DeviceIdHex`], the text form `minicap.device=` parses.
+pub struct Hex<'a>(pub &'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
 }
 
 /// A CRASHTIME value as "YYYY-MM-DD HH:MM:SS UTC (secs)", or "unknown" for 0.
@@ -68,6 +75,6 @@ mod tests {
     #[test]
     fn sizes() {
         assert_eq!(size(3 << 20), "3145728 bytes (3.0 MiB)");
-        assert_eq!(hex(&[0, 0xab]), "00ab");
+        assert_eq!(Hex(&[0, 0xab]).to_string(), "00ab");
     }
 }

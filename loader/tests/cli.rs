@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use minicap_dumpheader::{
-    DeviceIdHex, DumpFormat, DumpHeader, DumpState, DUMP_OFFSET, HEADER_LEN, MIN_CAPACITY,
+    DeviceIdHex, DumpFormat, DumpHeader, DumpState, FailureCode, DUMP_OFFSET, HEADER_LEN,
+    MIN_CAPACITY,
 };
 use sha2::{Digest, Sha256};
 
@@ -447,7 +448,7 @@ fn usage() {
     assert!(stderr(&o).contains("Usage:"));
     let o = minicap_str(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("unknown command"));
+    assert!(stderr(&o).contains("unrecognized subcommand"));
     let o = minicap_str(&["format", "x", "--id", "123"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("32 hex digits"));
@@ -490,5 +491,394 @@ fn log_prints_the_stored_console_log() {
     assert!(
         info.contains(&format!("console log: {} bytes", text.len())),
         "{info}"
+    );
+}
+
+#[test]
+fn help_for_every_subcommand() {
+    for sub in ["format", "save", "info", "log"] {
+        for args in [vec!["help", sub], vec![sub, "--help"], vec![sub, "-h"]] {
+            let o = minicap_str(&args);
+            assert_eq!(o.status.code(), Some(0), "{args:?}");
+            let out = stdout(&o);
+            assert!(
+                out.contains(&format!("Usage: minicap {sub}")),
+                "{args:?}: {out}"
+            );
+            assert!(out.contains("DEVICE"), "{args:?}: {out}");
+        }
+    }
+    let o = minicap_str(&["help"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("Exit status: 0 success, 1 failure or refusal, 2 usage error"));
+    let o = minicap_str(&["info", "--help"]);
+    assert!(stdout(&o).contains("--json"), "{}", stdout(&o));
+}
+
+#[test]
+fn usage_errors_exit_2_and_touch_nothing() {
+    let dir = scratch("usage-errors");
+    let dev = dir.join("dev.img");
+    image(&dev, 2 * MIB);
+    let d = dev.to_str().unwrap();
+    for args in [
+        vec!["format"],
+        vec!["format", d, "extra"],
+        vec!["format", d, "--id"],
+        vec!["format", d, "--id", &"0".repeat(32)],
+        vec!["format", d, "--partial"],
+        vec!["save", d],
+        vec!["save", d, "out", "--force"],
+        vec!["info"],
+        vec!["info", d, "--what"],
+        vec!["log", d, "--json"],
+        vec!["help", "frobnicate"],
+    ] {
+        let o = minicap_str(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains("error:"), "{args:?}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+    assert!(fs::read(&dev).unwrap().iter().all(|&b| b == 0xaa));
+    assert!(!dir.join("out").exists());
+}
+
+#[test]
+fn info_json_has_the_documented_schema() {
+    let dir = scratch("info-json");
+    let dev = dir.join("dev.img");
+    let data = dump_data(4096);
+    crafted(&dev, 2 * MIB, &data, DumpState::Failed, 4096, [7; 32]);
+    let mut img = fs::read(&dev).unwrap();
+    let mut h = DumpHeader::decode(&img[..HEADER_LEN]).unwrap();
+    h.failure_code = FailureCode::DeviceTooSmall;
+    h.skipped_ranges = 3;
+    h.skipped_bytes = 12_288;
+    h.log_length = 10;
+    h.set_writer("minicap \"0.1\"\u{1b}[31m");
+    img[..HEADER_LEN].copy_from_slice(&h.encode());
+    fs::write(&dev, img).unwrap();
+
+    let o = minicap(&[Path::new("info"), Path::new("--json"), &dev]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "one object on one line: {out}");
+    assert!(!out.contains('\u{1b}'), "JSON escapes control characters");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let obj = v.as_object().unwrap();
+    let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    let mut want = vec![
+        "device",
+        "device_id",
+        "state",
+        "format",
+        "dump_offset",
+        "dump_length",
+        "written",
+        "capacity",
+        "crash_time",
+        "sha256",
+        "writer",
+        "osrelease",
+        "message",
+        "failure_code",
+        "skipped_ranges",
+        "skipped_bytes",
+        "log_length",
+    ];
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(sorted, want);
+    assert_eq!(v["device"], dev.to_str().unwrap());
+    assert_eq!(v["device_id"], DeviceIdHex(&ID).to_string());
+    assert_eq!(v["state"], "failed");
+    assert_eq!(v["format"], "elf-vmcore");
+    assert_eq!(v["dump_offset"], DUMP_OFFSET);
+    assert_eq!(v["dump_length"], 4096);
+    assert_eq!(v["written"], 4096);
+    assert_eq!(v["capacity"], 2 * MIB);
+    assert_eq!(v["crash_time"], 1_700_000_000);
+    assert_eq!(v["sha256"], "07".repeat(32));
+    assert_eq!(v["writer"], "minicap \"0.1\"\u{1b}[31m");
+    assert_eq!(v["osrelease"], "6.8.0-minicap-test");
+    assert_eq!(v["message"], "virtio-blk: I/O error at sector 4242");
+    assert_eq!(v["failure_code"], "device-too-small");
+    assert_eq!(v["skipped_ranges"], 3);
+    assert_eq!(v["skipped_bytes"], 12_288);
+    assert_eq!(v["log_length"], 10);
+
+    // The text form shows the failure code and the skipped ranges too.
+    let text = stdout(&minicap(&[Path::new("info"), &dev]));
+    assert!(text.contains("failure:     device-too-small"), "{text}");
+    assert!(
+        text.contains("skipped:     3 PT_LOAD range(s), 12288 bytes"),
+        "{text}"
+    );
+
+    // An empty device: failure code none, and the text form stays quiet about both.
+    image(&dev, 2 * MIB);
+    assert!(minicap(&[Path::new("format"), &dev]).status.success());
+    let v: serde_json::Value =
+        serde_json::from_slice(&minicap(&[Path::new("info"), Path::new("--json"), &dev]).stdout)
+            .unwrap();
+    assert_eq!(v["state"], "empty");
+    assert_eq!(v["failure_code"], "none");
+    assert_eq!(v["message"], "");
+    let text = stdout(&minicap(&[Path::new("info"), &dev]));
+    assert!(
+        !text.contains("failure:") && !text.contains("skipped:"),
+        "{text}"
+    );
+
+    // No header: exit 1, a message on stderr, nothing on stdout.
+    image(&dev, 2 * MIB);
+    let o = minicap(&[Path::new("info"), Path::new("--json"), &dev]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty());
+    assert!(stderr(&o).contains("not a minicap"), "{}", stderr(&o));
+}
+
+/// A 4 MiB image of zeros with `plant` applied.
+fn disk_with(path: &Path, plant: impl FnOnce(&mut [u8])) -> Vec<u8> {
+    let mut img = vec![0u8; usize::try_from(4 * MIB).unwrap()];
+    plant(&mut img);
+    fs::write(path, &img).unwrap();
+    img
+}
+
+fn put(img: &mut [u8], at: usize, bytes: &[u8]) {
+    img[at..at + bytes.len()].copy_from_slice(bytes);
+}
+
+#[test]
+fn format_refuses_disks_carrying_data_unless_forced() {
+    let dir = scratch("signatures");
+    let dev = dir.join("dev.img");
+    let end = usize::try_from(4 * MIB).unwrap();
+    let md_magic = [0xfc, 0x4e, 0x2b, 0xa9];
+    type Plant = Box<dyn Fn(&mut [u8])>;
+    let cases: Vec<(&str, Plant)> = vec![
+        (
+            "MBR partition table",
+            Box::new(|img| {
+                put(img, 446, &[0x80, 0, 0, 0, 0x83]);
+                put(img, 446 + 12, &2048u32.to_le_bytes());
+                put(img, 510, &[0x55, 0xaa]);
+            }),
+        ),
+        (
+            "GPT partition table (512-byte sectors)",
+            Box::new(|img| put(img, 512, b"EFI PART")),
+        ),
+        (
+            "GPT partition table (4096-byte sectors)",
+            Box::new(|img| put(img, 4096, b"EFI PART")),
+        ),
+        (
+            "ext2/3/4 file system",
+            Box::new(|img| put(img, 1080, &0xef53u16.to_le_bytes())),
+        ),
+        ("XFS file system", Box::new(|img| put(img, 0, b"XFSB"))),
+        (
+            "btrfs file system",
+            Box::new(|img| put(img, 65_600, b"_BHRfS_M")),
+        ),
+        (
+            "LVM2 physical volume",
+            Box::new(|img| {
+                put(img, 512, b"LABELONE");
+                put(img, 512 + 24, b"LVM2 001");
+            }),
+        ),
+        (
+            "Linux swap area",
+            Box::new(|img| put(img, 4096 - 10, b"SWAPSPACE2")),
+        ),
+        (
+            "md RAID 1.2 superblock",
+            Box::new(move |img| {
+                put(img, 4096, &md_magic);
+                put(img, 4100, &1u32.to_le_bytes());
+            }),
+        ),
+        (
+            "md RAID 0.90 superblock",
+            Box::new(move |img| put(img, end - 65_536, &md_magic)),
+        ),
+        (
+            "md RAID 1.0 superblock",
+            Box::new(move |img| {
+                put(img, end - 8192, &md_magic);
+                put(img, end - 8192 + 4, &1u32.to_le_bytes());
+            }),
+        ),
+    ];
+    for (name, plant) in cases {
+        let before = disk_with(&dev, plant);
+        let o = minicap(&[Path::new("format"), &dev]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        let e = stderr(&o);
+        assert!(e.contains(name) && e.contains("--force"), "{name}: {e}");
+        assert!(
+            fs::read(&dev).unwrap() == before,
+            "{name}: refused format wrote"
+        );
+
+        let o = minicap(&[Path::new("format"), &dev, Path::new("--force")]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert!(stderr(&o).contains(name), "{name}: the warning names it");
+        assert_eq!(header_of(&dev).state, DumpState::Empty, "{name}");
+        if name.contains("RAID 0.90") || name.contains("RAID 1.0") {
+            let img = fs::read(&dev).unwrap();
+            assert!(
+                img[end - 128 * 1024..].iter().all(|&b| b == 0),
+                "{name}: the superblock at the end is wiped too"
+            );
+        }
+    }
+
+    // Several at once are all named.
+    disk_with(&dev, |img| {
+        put(img, 512, b"EFI PART");
+        put(img, 4096 - 10, b"SWAP-SPACE");
+    });
+    let e = stderr(&minicap(&[Path::new("format"), &dev]));
+    assert!(
+        e.contains("GPT") && e.contains("and a Linux swap area"),
+        "{e}"
+    );
+}
+
+#[test]
+fn format_sees_a_file_system_made_over_a_prepared_device() {
+    let dir = scratch("mkfs-over-minicap");
+    let dev = dir.join("dev.img");
+    disk_with(&dev, |_| {});
+    assert!(minicap(&[Path::new("format"), &dev]).status.success());
+    let mut img = fs::read(&dev).unwrap();
+    put(&mut img, 1080, &0xef53u16.to_le_bytes());
+    // Dump data beyond 1 MiB may hold anything, even an md superblock image at the end.
+    let end = img.len();
+    put(&mut img, end - 8192, &[0xfc, 0x4e, 0x2b, 0xa9, 1, 0, 0, 0]);
+    fs::write(&dev, &img).unwrap();
+    let o = minicap(&[Path::new("format"), &dev]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("carries an ext2/3/4 file system: "), "{e}");
+    assert!(!e.contains("RAID"), "{e}");
+    assert!(minicap(&[Path::new("format"), &dev, Path::new("--force")])
+        .status
+        .success());
+}
+
+#[test]
+fn format_accepts_zeros_and_random_data() {
+    let dir = scratch("blank");
+    let dev = dir.join("dev.img");
+    disk_with(&dev, |_| {});
+    let o = minicap(&[Path::new("format"), &dev]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    let noise = dump_data(usize::try_from(4 * MIB).unwrap());
+    fs::write(&dev, &noise).unwrap();
+    let o = minicap(&[Path::new("format"), &dev]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(header_of(&dev).state, DumpState::Empty);
+}
+
+#[test]
+fn save_refuses_a_foreign_dump_offset() {
+    let dir = scratch("save-offset");
+    let dev = dir.join("dev.img");
+    let out = dir.join("vmcore");
+    let data = dump_data(4096);
+    crafted(
+        &dev,
+        4 * MIB,
+        &data,
+        DumpState::Complete,
+        4096,
+        sha256(&data),
+    );
+    let mut img = fs::read(&dev).unwrap();
+    let mut h = DumpHeader::decode(&img[..HEADER_LEN]).unwrap();
+    h.dump_offset = 2 * MIB;
+    img[..HEADER_LEN].copy_from_slice(&h.encode());
+    let off = usize::try_from(2 * MIB).unwrap();
+    img[off..off + data.len()].copy_from_slice(&data);
+    fs::write(&dev, img).unwrap();
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("dump at byte 2097152") && e.contains("always has it at byte 1048576"),
+        "{e}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn device_strings_are_escaped_on_the_terminal() {
+    let dir = scratch("escape");
+    let dev = dir.join("dev.img");
+    let out = dir.join("vmcore");
+    let data = dump_data(8192);
+    crafted(&dev, 2 * MIB, &data, DumpState::Failed, 4096, [0; 32]);
+    let evil = "\u{1b}]0;owned\u{7}\u{1b}[2J";
+    let mut img = fs::read(&dev).unwrap();
+    let mut h = DumpHeader::decode(&img[..HEADER_LEN]).unwrap();
+    h.set_osrelease(&format!("6.8{evil}"));
+    h.set_message(&format!("disk on fire{evil}\rfine"));
+    h.set_writer(&format!("w{evil}"));
+    let log = format!("line one\n\tindented{evil}\r\nline \u{9b}31m three\n");
+    h.log_length = u32::try_from(log.len()).unwrap();
+    img[..HEADER_LEN].copy_from_slice(&h.encode());
+    let at = usize::try_from(minicap_dumpheader::LOG_OFFSET).unwrap();
+    img[at..at + log.len()].copy_from_slice(log.as_bytes());
+    fs::write(&dev, img).unwrap();
+
+    let shown = "\\x1b]0;owned\\x07\\x1b[2J";
+    let clean = |o: &Output| {
+        for stream in [&o.stdout, &o.stderr] {
+            assert!(
+                !stream.iter().any(|&b| b == 0x1b || b == 0x07 || b == b'\r'),
+                "{}",
+                String::from_utf8_lossy(stream)
+            );
+        }
+    };
+    let o = minicap(&[Path::new("info"), &dev]);
+    assert!(o.status.success());
+    clean(&o);
+    let s = stdout(&o);
+    assert!(s.contains(&format!("osrelease:   6.8{shown}")), "{s}");
+    assert!(
+        s.contains(&format!("message:     disk on fire{shown}\\x0dfine")),
+        "{s}"
+    );
+    assert!(s.contains(&format!("writer:      w{shown}")), "{s}");
+
+    let o = minicap(&[Path::new("save"), &dev, &out, Path::new("--partial")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    clean(&o);
+    assert!(
+        stdout(&o).contains(&format!("osrelease:  6.8{shown}")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains(&format!("message:   disk on fire{shown}")));
+
+    let o = minicap(&[Path::new("format"), &dev]);
+    assert_eq!(o.status.code(), Some(1));
+    clean(&o);
+    assert!(stderr(&o).contains(shown), "{}", stderr(&o));
+
+    let o = minicap(&[Path::new("log"), &dev]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    clean(&o);
+    assert_eq!(
+        stdout(&o),
+        format!("line one\n\tindented{shown}\\x0d\nline \\xc2\\x9b31m three\n")
     );
 }

@@ -11,6 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+use minicap_elfcore::{
+    dynamic_entries, relas, FileHeader, Phdr, DT_REL, DT_RELA, DT_RELASZ, DT_RELR, EM_X86_64,
+    ET_DYN, PHDR_LEN, PT_DYNAMIC, PT_INTERP, PT_LOAD, R_X86_64_RELATIVE,
+};
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -80,37 +85,35 @@ fn build() -> Result<PathBuf, String> {
     Ok(out)
 }
 
-fn u16_at(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes([b[o], b[o + 1]])
-}
-fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
-}
-fn u64_at(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
-}
-
 /// The properties kexec-tools relies on for an ELF loaded with --args-linux.
 fn check_image(elf: &[u8]) -> Result<(), String> {
-    if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
-        return Err("not an ELF64 little-endian file".into());
-    }
-    if u16_at(elf, 16) != 3 {
+    let header = FileHeader::read(elf)
+        .filter(FileHeader::is_elf64_le)
+        .ok_or("not an ELF64 little-endian file")?;
+    if header.e_type != ET_DYN {
         return Err("not ET_DYN: the image must be a static PIE".into());
     }
-    if u16_at(elf, 18) != 62 {
+    if header.e_machine != EM_X86_64 {
         return Err("not x86_64".into());
     }
-    let phoff = usize::try_from(u64_at(elf, 32)).map_err(|e| e.to_string())?;
-    let phnum = usize::from(u16_at(elf, 56));
+    if usize::from(header.e_phentsize) < PHDR_LEN {
+        return Err(format!("e_phentsize {} too small", header.e_phentsize));
+    }
+    let index = |v: u64| usize::try_from(v).map_err(|e| e.to_string());
     let mut loads = 0;
     let mut dynamic = None;
-    for i in 0..phnum {
-        let ph = &elf[phoff + i * 56..phoff + (i + 1) * 56];
-        match u32_at(ph, 0) {
-            1 => loads += 1,
-            2 => dynamic = Some((u64_at(ph, 8), u64_at(ph, 32))),
-            3 => return Err("has PT_INTERP: must not need a dynamic loader".into()),
+    for i in 0..u64::from(header.e_phnum) {
+        let at = header
+            .program_header_offset(i)
+            .ok_or("program header table offset overflows")?;
+        let ph = elf
+            .get(index(at)?..)
+            .and_then(Phdr::read)
+            .ok_or("program header table outside the file")?;
+        match ph.p_type {
+            PT_LOAD => loads += 1,
+            PT_DYNAMIC => dynamic = Some((ph.p_offset, ph.p_filesz)),
+            PT_INTERP => return Err("has PT_INTERP: must not need a dynamic loader".into()),
             _ => {}
         }
     }
@@ -119,16 +122,16 @@ fn check_image(elf: &[u8]) -> Result<(), String> {
     }
     let (dyn_off, dyn_size) = dynamic.ok_or("no PT_DYNAMIC: cannot self-relocate")?;
     let (mut rela, mut relasz) = (None, 0u64);
-    let index = |v: u64| usize::try_from(v).map_err(|e| e.to_string());
-    let dynamic = elf
-        .get(index(dyn_off)?..index(dyn_off + dyn_size)?)
+    let dynamic = dyn_off
+        .checked_add(dyn_size)
+        .and_then(|end| elf.get(index(dyn_off).ok()?..index(end).ok()?))
         .ok_or("PT_DYNAMIC outside the file")?;
-    for entry in dynamic.chunks_exact(16) {
-        match u64_at(entry, 0) {
-            7 => rela = Some(u64_at(entry, 8)),
-            8 => relasz = u64_at(entry, 8),
-            // DT_REL, DT_RELR: relocation tables entry.S does not apply.
-            17 | 36 => {
+    for entry in dynamic_entries(dynamic) {
+        match entry.tag {
+            DT_RELA => rela = Some(entry.value),
+            DT_RELASZ => relasz = entry.value,
+            // Relocation tables entry.S does not apply.
+            DT_REL | DT_RELR => {
                 return Err(
                     "has DT_REL or DT_RELR relocations: entry.S applies only DT_RELA".into(),
                 )
@@ -139,15 +142,16 @@ fn check_image(elf: &[u8]) -> Result<(), String> {
     if let Some(rela) = rela {
         // The image is linked at 0 with a single segment at file offset 0x1000.
         let file_off = index(rela)? + 0x1000;
-        let table = elf
-            .get(file_off..file_off + index(relasz)?)
+        let table = file_off
+            .checked_add(index(relasz)?)
+            .and_then(|end| elf.get(file_off..end))
             .ok_or("relocation table outside the file")?;
-        for r in table.chunks_exact(24) {
-            let kind = u64_at(r, 8) & 0xffff_ffff;
-            if kind != 8 {
+        for r in relas(table) {
+            let kind = r.kind();
+            if kind != R_X86_64_RELATIVE {
                 return Err(format!(
                     "relocation type {kind} at {:#x}: only R_X86_64_RELATIVE is applied at entry",
-                    u64_at(r, 0)
+                    r.offset
                 ));
             }
         }
@@ -199,4 +203,96 @@ fn test(extra: &[String]) -> Result<(), String> {
         .args(e2e_args(&image))
         .args(extra);
     run(&mut cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal static-PIE-shaped image: ELF header, `types` program headers (the PT_DYNAMIC
+    /// one points at `dynamic`), the dynamic section, and a RELA table at file offset 0x1000
+    /// holding one relocation of each of `rela_kinds`.
+    fn image(e_type: u16, types: &[u32], dynamic: &[(u64, u64)], rela_kinds: &[u64]) -> Vec<u8> {
+        let mut elf = vec![0u8; 0x1000];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[4] = 2;
+        elf[5] = 1;
+        elf[6] = 1;
+        elf[16..18].copy_from_slice(&e_type.to_le_bytes());
+        elf[18..20].copy_from_slice(&62u16.to_le_bytes());
+        elf[32..40].copy_from_slice(&64u64.to_le_bytes());
+        elf[54..56].copy_from_slice(&56u16.to_le_bytes());
+        let phnum = u16::try_from(types.len()).unwrap();
+        elf[56..58].copy_from_slice(&phnum.to_le_bytes());
+        let dyn_off = 0x800u64;
+        let dyn_len = u64::try_from(dynamic.len() * 16).unwrap();
+        for (i, &t) in types.iter().enumerate() {
+            let p = 64 + 56 * i;
+            elf[p..p + 4].copy_from_slice(&t.to_le_bytes());
+            if t == PT_DYNAMIC {
+                elf[p + 8..p + 16].copy_from_slice(&dyn_off.to_le_bytes());
+                elf[p + 32..p + 40].copy_from_slice(&dyn_len.to_le_bytes());
+            }
+        }
+        for (i, (tag, value)) in dynamic.iter().enumerate() {
+            let d = 0x800 + 16 * i;
+            elf[d..d + 8].copy_from_slice(&tag.to_le_bytes());
+            elf[d + 8..d + 16].copy_from_slice(&value.to_le_bytes());
+        }
+        for (i, kind) in rela_kinds.iter().enumerate() {
+            let mut r = [0u8; 24];
+            r[..8].copy_from_slice(&(0x10 * u64::try_from(i).unwrap()).to_le_bytes());
+            r[8..16].copy_from_slice(&kind.to_le_bytes());
+            elf.extend_from_slice(&r);
+        }
+        elf
+    }
+
+    #[test]
+    fn accepts_a_static_pie_and_rejects_each_violation() {
+        let relasz = |n: u64| (DT_RELASZ, 24 * n);
+        let good = image(
+            ET_DYN,
+            &[PT_LOAD, PT_DYNAMIC],
+            &[(DT_RELA, 0), relasz(2)],
+            &[8, 8],
+        );
+        assert_eq!(check_image(&good), Ok(()));
+        let err = |elf: &[u8]| check_image(elf).unwrap_err();
+        assert!(err(&good[..63]).contains("not an ELF64"));
+        assert!(err(&image(2, &[PT_LOAD, PT_DYNAMIC], &[], &[])).contains("ET_DYN"));
+        assert!(
+            err(&image(ET_DYN, &[PT_LOAD, PT_LOAD, PT_DYNAMIC], &[], &[])).contains("2 PT_LOAD")
+        );
+        assert!(err(&image(ET_DYN, &[PT_LOAD], &[], &[])).contains("no PT_DYNAMIC"));
+        assert!(
+            err(&image(ET_DYN, &[PT_LOAD, PT_DYNAMIC, PT_INTERP], &[], &[])).contains("PT_INTERP")
+        );
+        assert!(
+            err(&image(ET_DYN, &[PT_LOAD, PT_DYNAMIC], &[(DT_RELR, 0)], &[])).contains("DT_RELR")
+        );
+        assert!(
+            err(&image(ET_DYN, &[PT_LOAD, PT_DYNAMIC], &[(DT_REL, 0)], &[])).contains("DT_REL")
+        );
+        let bad_kind = image(
+            ET_DYN,
+            &[PT_LOAD, PT_DYNAMIC],
+            &[(DT_RELA, 0), relasz(2)],
+            &[8, 1],
+        );
+        assert!(err(&bad_kind).contains("relocation type 1 at 0x10"));
+        let beyond = image(
+            ET_DYN,
+            &[PT_LOAD, PT_DYNAMIC],
+            &[(DT_RELA, 0), relasz(3)],
+            &[8, 8],
+        );
+        assert!(err(&beyond).contains("outside the file"));
+        let mut machine = good.clone();
+        machine[18] = 3;
+        assert!(err(&machine).contains("x86_64"));
+        let mut table_beyond = good;
+        table_beyond[32..40].copy_from_slice(&0x10_0000u64.to_le_bytes());
+        assert!(err(&table_beyond).contains("outside the file"));
+    }
 }

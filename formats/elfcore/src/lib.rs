@@ -14,6 +14,10 @@
 //!   PT_NOTE, every PT_LOAD page-aligned in the file (`merge_note_headers_elf64()`,
 //!   `process_ptload_program_headers_elf64()`).
 //!
+//! * [`FileHeader`], [`Phdr`], [`dynamic_entries`] and [`relas`] decode ELF64 structures from
+//!   bytes for the host tools that read ELF files (the image check of `cargo xtask build`, the
+//!   vmcore reader of the end-to-end test), so that every ELF field is read in one place.
+//!
 //! The crate is pure logic: no `unsafe`, no hardware access, host tested.
 
 #![cfg_attr(not(test), no_std)]
@@ -22,7 +26,9 @@
 
 extern crate alloc;
 
+mod elf64;
 mod error;
+pub mod le;
 mod notes;
 mod parse;
 mod phdr;
@@ -32,9 +38,15 @@ mod prstatus;
 use alloc::vec::Vec;
 use core::ops::Range;
 
+pub use elf64::{
+    dynamic_entries, relas, section_header_info, DynamicEntry, FileHeader, Rela, DT_REL, DT_RELA,
+    DT_RELASZ, DT_RELR, DYN_SIZE, EHDR_LEN, ET_DYN, PT_DYNAMIC, PT_INTERP, RELA_SIZE,
+    R_X86_64_RELATIVE, SHDR_SIZE,
+};
 pub use error::{CoreWarning, ElfCoreError};
 pub use minicap_physmem::{PhysMem, PhysMemError};
 pub use parse::{for_each_load_range, parse_core_headers};
+pub use phdr::{Phdr, PHDR_LEN};
 pub use plan::{plan_vmcore, DataChunk, VmcoreLayout};
 pub use prstatus::{PrStatus, PRSTATUS_MIN_SIZE, PRSTATUS_REGS_OFFSET, REG_COUNT, REG_NAMES};
 

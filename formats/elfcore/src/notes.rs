@@ -3,6 +3,7 @@
 use alloc::vec::Vec;
 use core::ops::Range;
 
+use crate::le::u32_at;
 use crate::{to_u64, NHDR_SIZE};
 
 /// One note found in a buffer. Ranges index the buffer that was walked.
@@ -50,11 +51,6 @@ fn align4(n: u32) -> u64 {
     (u64::from(n) + 3) & !3
 }
 
-fn le_u32(buf: &[u8], off: usize) -> Option<u32> {
-    let end = off.checked_add(4)?;
-    Some(u32::from_le_bytes(buf.get(off..end)?.try_into().ok()?))
-}
-
 /// Walks `buf` note by note while `n_namesz != 0`. Each note takes
 /// `12 + align4(n_namesz) + align4(n_descsz)` bytes. A note that would end past the buffer stops
 /// the walk (it is reported in [`Walk::overflow`]). Reads never go past `buf`: if fewer than 4
@@ -66,10 +62,10 @@ pub(crate) fn walk(buf: &[u8]) -> Walk {
     let mut off = 0usize;
     let mut overflow = None;
     // `off` never exceeds buf.len(), so the reads below are bounded by the buffer.
-    while let Some(namesz) = le_u32(buf, off).filter(|&n| n != 0) {
+    while let Some(namesz) = u32_at(buf, off).filter(|&n| n != 0) {
         // Unreadable (truncated) fields read as 0; such a note cannot fit anyway (size >= 12).
-        let descsz = le_u32(buf, off + 4).unwrap_or(0);
-        let ntype = le_u32(buf, off + 8).unwrap_or(0);
+        let descsz = u32_at(buf, off + 4).unwrap_or(0);
+        let ntype = u32_at(buf, off + 8).unwrap_or(0);
         // At most 12 + 2 * (2^32 + 3): cannot overflow u64.
         let size = NHDR_SIZE + align4(namesz) + align4(descsz);
         let start = to_u64(off);

@@ -7,6 +7,7 @@ use core::ops::Range;
 
 use minicap_physmem::PhysMem;
 
+use crate::elf64::{FileHeader, EHDR_LEN};
 use crate::notes::walk;
 use crate::phdr::Phdr;
 use crate::{
@@ -15,22 +16,6 @@ use crate::{
     MAX_NOTE_SEGMENT_SIZE, MAX_TOTAL_NOTES_SIZE, NT_PRSTATUS, NT_VMCOREINFO, PHDR_SIZE, PN_XNUM,
     PT_LOAD, PT_NOTE,
 };
-
-fn u16_at(b: &[u8], off: usize) -> u16 {
-    u16::from_le_bytes([b[off], b[off + 1]])
-}
-
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[off..off + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(a)
-}
 
 /// Reads and validates the ELF core headers at physical address `addr` (the `elfcorehdr=`
 /// address), reads every PT_NOTE buffer and merges the notes like `/proc/vmcore`.
@@ -56,46 +41,45 @@ struct TableInfo {
 
 /// Read and validate the ELF header at `addr`.
 fn read_ehdr<M: PhysMem + ?Sized>(mem: &M, addr: u64) -> Result<TableInfo, ElfCoreError> {
-    let mut ehdr = [0u8; 64];
-    mem.read(addr, &mut ehdr)?;
+    let mut raw = [0u8; EHDR_LEN];
+    mem.read(addr, &mut raw)?;
+    let ehdr = FileHeader::decode(&raw);
 
-    let magic = [ehdr[0], ehdr[1], ehdr[2], ehdr[3]];
-    if magic != ELF_MAGIC {
-        return Err(ElfCoreError::BadMagic(magic));
+    if ehdr.magic() != ELF_MAGIC {
+        return Err(ElfCoreError::BadMagic(ehdr.magic()));
     }
-    if ehdr[4] != ELFCLASS64 {
-        return Err(ElfCoreError::NotElf64(ehdr[4]));
+    if ehdr.class() != ELFCLASS64 {
+        return Err(ElfCoreError::NotElf64(ehdr.class()));
     }
-    if ehdr[5] != ELFDATA2LSB {
-        return Err(ElfCoreError::NotLittleEndian(ehdr[5]));
+    if ehdr.data_encoding() != ELFDATA2LSB {
+        return Err(ElfCoreError::NotLittleEndian(ehdr.data_encoding()));
     }
-    if ehdr[6] != EV_CURRENT {
-        return Err(ElfCoreError::BadIdentVersion(ehdr[6]));
+    if ehdr.ident_version() != EV_CURRENT {
+        return Err(ElfCoreError::BadIdentVersion(ehdr.ident_version()));
     }
-    let e_type = u16_at(&ehdr, 16);
-    if e_type != ET_CORE {
-        return Err(ElfCoreError::NotCore(e_type));
+    if ehdr.e_type != ET_CORE {
+        return Err(ElfCoreError::NotCore(ehdr.e_type));
     }
-    let e_machine = u16_at(&ehdr, 18);
-    if e_machine != EM_X86_64 {
-        return Err(ElfCoreError::BadMachine(e_machine));
+    if ehdr.e_machine != EM_X86_64 {
+        return Err(ElfCoreError::BadMachine(ehdr.e_machine));
     }
-    let e_version = u32_at(&ehdr, 20);
-    if e_version != u32::from(EV_CURRENT) {
-        return Err(ElfCoreError::BadVersion(e_version));
+    if ehdr.e_version != u32::from(EV_CURRENT) {
+        return Err(ElfCoreError::BadVersion(ehdr.e_version));
     }
-    let e_entry = u64_at(&ehdr, 24);
-    let e_phoff = u64_at(&ehdr, 32);
-    let e_flags = u32_at(&ehdr, 48);
-    let e_ehsize = u16_at(&ehdr, 52);
-    if u64::from(e_ehsize) != EHDR_SIZE {
-        return Err(ElfCoreError::BadEhsize(e_ehsize));
+    if u64::from(ehdr.e_ehsize) != EHDR_SIZE {
+        return Err(ElfCoreError::BadEhsize(ehdr.e_ehsize));
     }
-    let e_phentsize = u16_at(&ehdr, 54);
-    if u64::from(e_phentsize) != PHDR_SIZE {
-        return Err(ElfCoreError::BadPhentsize(e_phentsize));
+    if u64::from(ehdr.e_phentsize) != PHDR_SIZE {
+        return Err(ElfCoreError::BadPhentsize(ehdr.e_phentsize));
     }
-    let e_phnum = u16_at(&ehdr, 56);
+    let FileHeader {
+        e_ident,
+        e_entry,
+        e_phoff,
+        e_flags,
+        e_phnum,
+        ..
+    } = ehdr;
     if e_phnum == 0 {
         return Err(ElfCoreError::NoProgramHeaders);
     }
@@ -123,7 +107,7 @@ fn read_ehdr<M: PhysMem + ?Sized>(mem: &M, addr: u64) -> Result<TableInfo, ElfCo
     table_addr.checked_add(table_len).ok_or(addr_overflow)?;
     Ok(TableInfo {
         header_size,
-        ident: ehdr[..16].try_into().unwrap_or([0; 16]),
+        ident: e_ident,
         e_entry,
         e_flags,
         table_addr,
@@ -199,8 +183,8 @@ pub fn parse_core_headers<M: PhysMem + ?Sized>(
         warnings: Vec::new(),
     };
 
-    for (i, raw) in table.chunks_exact(56).enumerate() {
-        let ph = Phdr::decode(raw);
+    // Every chunk is 56 bytes long, so `read` decodes each and the indices stay right.
+    for (i, ph) in table.chunks_exact(56).filter_map(Phdr::read).enumerate() {
         match ph.p_type {
             PT_LOAD => add_load(&mut out, i, &ph)?,
             PT_NOTE => add_notes(&mut out, mem, i, &ph)?,

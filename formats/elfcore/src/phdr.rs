@@ -2,44 +2,50 @@
 
 use alloc::vec::Vec;
 
+use crate::le::{array_at, field};
+
+/// Size of `Elf64_Phdr`, as a length.
+pub const PHDR_LEN: usize = 56;
+
 /// The fields of an `Elf64_Phdr`, in file order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Phdr {
+pub struct Phdr {
+    /// `p_type` ([`crate::PT_LOAD`], [`crate::PT_NOTE`], ...).
     pub p_type: u32,
+    /// `p_flags` ([`crate::PF_R`], [`crate::PF_W`], [`crate::PF_X`]).
     pub p_flags: u32,
+    /// `p_offset`: file offset of the segment (a physical address in core headers).
     pub p_offset: u64,
+    /// `p_vaddr`.
     pub p_vaddr: u64,
+    /// `p_paddr`.
     pub p_paddr: u64,
+    /// `p_filesz`: bytes of the segment present in the file.
     pub p_filesz: u64,
+    /// `p_memsz`: bytes of the segment in memory.
     pub p_memsz: u64,
+    /// `p_align`.
     pub p_align: u64,
 }
 
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[off..off + 4]);
-    u32::from_le_bytes(w)
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(w)
-}
-
 impl Phdr {
-    /// Decode the 56 bytes of `b`.
-    pub fn decode(b: &[u8]) -> Self {
+    /// Decodes the 56 bytes of an `Elf64_Phdr`.
+    pub fn decode(b: &[u8; PHDR_LEN]) -> Self {
         Self {
-            p_type: u32_at(b, 0),
-            p_flags: u32_at(b, 4),
-            p_offset: u64_at(b, 8),
-            p_vaddr: u64_at(b, 16),
-            p_paddr: u64_at(b, 24),
-            p_filesz: u64_at(b, 32),
-            p_memsz: u64_at(b, 40),
-            p_align: u64_at(b, 48),
+            p_type: u32::from_le_bytes(field(b, 0)),
+            p_flags: u32::from_le_bytes(field(b, 4)),
+            p_offset: u64::from_le_bytes(field(b, 8)),
+            p_vaddr: u64::from_le_bytes(field(b, 16)),
+            p_paddr: u64::from_le_bytes(field(b, 24)),
+            p_filesz: u64::from_le_bytes(field(b, 32)),
+            p_memsz: u64::from_le_bytes(field(b, 40)),
+            p_align: u64::from_le_bytes(field(b, 48)),
         }
+    }
+
+    /// Decodes the program header at the start of `b`; `None` if `b` is shorter than 56 bytes.
+    pub fn read(b: &[u8]) -> Option<Self> {
+        Some(Self::decode(&array_at(b, 0)?))
     }
 
     /// Append the 56-byte little-endian encoding to `v`.
@@ -78,6 +84,7 @@ mod tests {
         let mut v = Vec::new();
         p.encode(&mut v);
         assert_eq!(v.len(), 56);
-        assert_eq!(Phdr::decode(&v), p);
+        assert_eq!(Phdr::read(&v), Some(p));
+        assert_eq!(Phdr::read(&v[..55]), None);
     }
 }

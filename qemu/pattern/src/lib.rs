@@ -12,6 +12,11 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
+pub use minicap_elfcore::Phdr;
+use minicap_elfcore::{
+    section_header_info, FileHeader, EHDR_LEN, ELF_MAGIC, PHDR_LEN, PN_XNUM, PT_LOAD,
+};
+
 /// Page size of the guest (x86_64), in bytes.
 pub const PAGE_BYTES: usize = 4096;
 /// The same as a `u64`, for address arithmetic.
@@ -197,16 +202,6 @@ pub fn parse_log(text: &str) -> Result<PatternLog, String> {
     Ok(PatternLog { seed, runs, pages })
 }
 
-/// One `PT_LOAD` program header of an ELF64 core file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Load {
-    pub offset: u64,
-    pub vaddr: u64,
-    pub paddr: u64,
-    pub filesz: u64,
-    pub memsz: u64,
-}
-
 /// Where a physical page can be found in the core file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
@@ -217,19 +212,6 @@ pub enum Lookup {
     Excluded,
     /// No `PT_LOAD` describes the page.
     Missing,
-}
-
-pub const PT_LOAD: u32 = 1;
-pub const PT_NOTE: u32 = 4;
-
-fn u16_at(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes([b[o], b[o + 1]])
-}
-fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"))
-}
-fn u64_at(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
 }
 
 /// Anything that can be read at an offset (a file, or a byte slice in tests).
@@ -267,46 +249,42 @@ fn invalid(msg: String) -> io::Error {
 
 /// Reads the `PT_LOAD` headers of a little-endian ELF64 file (`PN_XNUM`
 /// extended numbering included).
-pub fn read_loads<R: ReadAt + ?Sized>(f: &R) -> io::Result<Vec<Load>> {
-    let mut eh = [0u8; 64];
+pub fn read_loads<R: ReadAt + ?Sized>(f: &R) -> io::Result<Vec<Phdr>> {
+    let mut eh = [0u8; EHDR_LEN];
     f.read_at_exact(&mut eh, 0)?;
-    if &eh[0..4] != b"\x7fELF" {
+    let eh = FileHeader::decode(&eh);
+    if eh.magic() != ELF_MAGIC {
         return Err(invalid("not an ELF file".into()));
     }
-    if eh[4] != 2 || eh[5] != 1 {
+    if !eh.is_elf64_le() {
         return Err(invalid(format!(
             "not ELF64 little-endian (class {}, data {})",
-            eh[4], eh[5]
+            eh.class(),
+            eh.data_encoding()
         )));
     }
-    let phoff = u64_at(&eh, 0x20);
-    let shoff = u64_at(&eh, 0x28);
-    let phentsize_bytes = usize::from(u16_at(&eh, 0x36));
-    let phentsize = phentsize_bytes as u64;
-    let mut phnum = u64::from(u16_at(&eh, 0x38));
-    if phentsize < 56 {
+    let phentsize = usize::from(eh.e_phentsize);
+    if phentsize < PHDR_LEN {
         return Err(invalid(format!("e_phentsize {phentsize} too small")));
     }
-    if phnum == 0xffff {
-        // PN_XNUM: the real count is sh_info of section header 0.
+    let mut phnum = u64::from(eh.e_phnum);
+    if eh.e_phnum == PN_XNUM {
+        // The real count is sh_info of section header 0.
         let mut sh = [0u8; 64];
-        f.read_at_exact(&mut sh, shoff)?;
-        phnum = u64::from(u32_at(&sh, 0x2c));
+        f.read_at_exact(&mut sh, eh.e_shoff)?;
+        phnum = section_header_info(&sh).map_or(0, u64::from);
     }
     let mut loads = Vec::new();
-    let mut ph = vec![0u8; phentsize_bytes];
+    let mut raw = [0u8; PHDR_LEN];
     for i in 0..phnum {
-        f.read_at_exact(&mut ph, phoff + i * phentsize)?;
-        if u32_at(&ph, 0) != PT_LOAD {
-            continue;
+        let at = eh
+            .program_header_offset(i)
+            .ok_or_else(|| invalid(format!("program header {i} offset overflows")))?;
+        f.read_at_exact(&mut raw, at)?;
+        let ph = Phdr::decode(&raw);
+        if ph.p_type == PT_LOAD {
+            loads.push(ph);
         }
-        loads.push(Load {
-            offset: u64_at(&ph, 8),
-            vaddr: u64_at(&ph, 16),
-            paddr: u64_at(&ph, 24),
-            filesz: u64_at(&ph, 32),
-            memsz: u64_at(&ph, 40),
-        });
     }
     Ok(loads)
 }
@@ -315,13 +293,13 @@ pub fn read_loads<R: ReadAt + ?Sized>(f: &R) -> io::Result<Vec<Load>> {
 /// lie entirely inside one `PT_LOAD`'s file data.  Segments that describe the
 /// kernel text by virtual address carry the same bytes at the same physical
 /// address, so any segment that contains the page will do.
-pub fn lookup(loads: &[Load], pa: u64) -> Lookup {
+pub fn lookup(loads: &[Phdr], pa: u64) -> Lookup {
     let mut excluded = false;
     for l in loads {
-        if pa >= l.paddr && pa + PAGE_SIZE <= l.paddr.saturating_add(l.filesz) {
-            return Lookup::Offset(l.offset + (pa - l.paddr));
+        if pa >= l.p_paddr && pa + PAGE_SIZE <= l.p_paddr.saturating_add(l.p_filesz) {
+            return Lookup::Offset(l.p_offset + (pa - l.p_paddr));
         }
-        if pa >= l.paddr && pa < l.paddr.saturating_add(l.memsz) {
+        if pa >= l.p_paddr && pa < l.p_paddr.saturating_add(l.p_memsz) {
             excluded = true;
         }
     }
@@ -382,7 +360,7 @@ pub struct Report {
 /// Checks every page of `log` in the core file `f`.
 pub fn verify<R: ReadAt + ?Sized>(
     f: &R,
-    loads: &[Load],
+    loads: &[Phdr],
     log: &PatternLog,
     max_bad: usize,
 ) -> Report {
@@ -448,6 +426,7 @@ pub fn verify<R: ReadAt + ?Sized>(
 #[allow(clippy::cast_possible_truncation)] // test sizes are tiny
 mod tests {
     use super::*;
+    use minicap_elfcore::PT_NOTE;
 
     #[test]
     fn splitmix64_reference_values() {
@@ -639,24 +618,24 @@ mod tests {
         );
         let loads = read_loads(&core).unwrap();
         assert_eq!(loads.len(), 2);
-        assert_eq!(loads[0].paddr, 0x1000);
-        assert_eq!(loads[0].filesz, 0x2000);
-        assert_eq!(loads[1].memsz, 0x4000);
-        let base0 = loads[0].offset;
+        assert_eq!(loads[0].p_paddr, 0x1000);
+        assert_eq!(loads[0].p_filesz, 0x2000);
+        assert_eq!(loads[1].p_memsz, 0x4000);
+        let base0 = loads[0].p_offset;
         assert_eq!(lookup(&loads, 0x1000), Lookup::Offset(base0));
         assert_eq!(lookup(&loads, 0x2000), Lookup::Offset(base0 + 0x1000));
         assert_eq!(lookup(&loads, 0x3000), Lookup::Missing);
         assert_eq!(lookup(&loads, 0x0), Lookup::Missing);
-        assert_eq!(lookup(&loads, 0x10_0000), Lookup::Offset(loads[1].offset));
+        assert_eq!(lookup(&loads, 0x10_0000), Lookup::Offset(loads[1].p_offset));
         assert_eq!(lookup(&loads, 0x10_1000), Lookup::Excluded);
         assert_eq!(lookup(&loads, 0x10_4000), Lookup::Missing);
         // Extended program header numbering.
         let core = synthetic_core(&[(PT_LOAD, 0, 0x5000, vec![3; 0x1000], 0)], true);
         let loads = read_loads(&core).unwrap();
         assert_eq!(loads.len(), 1);
-        assert_eq!(loads[0].paddr, 0x5000);
+        assert_eq!(loads[0].p_paddr, 0x5000);
         let mut b = [0u8; 4];
-        core.read_at_exact(&mut b, loads[0].offset).unwrap();
+        core.read_at_exact(&mut b, loads[0].p_offset).unwrap();
         assert_eq!(b, [3; 4]);
         assert!(read_loads(
             &b"not an elf file at all, really, no: padding padding padding pad".to_vec()

@@ -1,0 +1,218 @@
+//! The command line: subcommands, their options and their help texts.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status of a command that ran but failed or refused (usage errors exit with 2, from
+/// clap).
+pub const EXIT_FAILURE: u8 = 1;
+
+const AFTER_HELP: &str = "\
+Typical use:
+  minicap format DEVICE      once, then add the printed minicap.device=<id> to the capture
+                             kernel command line (kexec -p ... --append)
+  minicap info DEVICE        after a crash: what the capture kernel did
+  minicap save DEVICE OUT    copy the dump off the device, checking its SHA-256
+  minicap log DEVICE         what the capture kernel printed
+
+Exit status: 0 success, 1 failure or refusal, 2 usage error.";
+
+/// minicap - companion of the minicap crash-dump capture kernel.
+///
+/// Prepares a dump device for the capture kernel and reads back what it wrote. A dump device is
+/// a whole disk (or an image file) carrying a minicap header in its first sector.
+#[derive(Debug, Parser)]
+#[command(name = "minicap", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Prepare DEVICE to receive dumps.
+    ///
+    /// Writes a fresh header and zeroes the first 1 MiB of DEVICE (a whole disk, or an existing
+    /// image file of at least 2 MiB), then prints the option to add to the capture kernel command
+    /// line, minicap.device=<id>. Refuses a mounted disk, a partition, a disk carrying a partition
+    /// table, file system, LVM, RAID or swap signature, and a dump that may not have been saved,
+    /// unless --force.
+    #[command(after_help = "Exit status: 0 formatted, 1 refused or failed, 2 usage error.")]
+    Format {
+        /// Block device or image file to prepare.
+        device: PathBuf,
+        /// Use this device id (32 hex digits) instead of a random one.
+        #[arg(long, value_name = "HEX32", value_parser = parse_id)]
+        id: Option<[u8; 16]>,
+        /// Overwrite what DEVICE carries: a dump not saved yet, a partition table, a file
+        /// system, an LVM, RAID or swap signature.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Copy the dump on DEVICE to the file OUT and verify its SHA-256.
+    ///
+    /// The device is not modified. An incomplete dump (writing or failed) is copied only with
+    /// --partial.
+    #[command(
+        after_help = "Exit status: 0 saved (and the checksum matched), 1 nothing to save, \
+                            refused, failed or checksum mismatch (OUT is kept), 2 usage error."
+    )]
+    Save {
+        /// Dump device (block device or image file).
+        device: PathBuf,
+        /// File to write the vmcore to (created or overwritten).
+        out: PathBuf,
+        /// Also copy an incomplete (writing or failed) dump, as far as it was written.
+        #[arg(long)]
+        partial: bool,
+    },
+    /// Show the header of DEVICE.
+    #[command(
+        after_help = "Exit status: 0 the header was shown, 1 no valid minicap header or \
+                            DEVICE unreadable, 2 usage error."
+    )]
+    Info {
+        /// Dump device (block device or image file).
+        device: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the capture kernel's console log stored on DEVICE.
+    ///
+    /// What the capture kernel printed on its console during the last capture, as far as it got.
+    /// Control characters other than newline and tab are shown escaped (\x1b).
+    #[command(
+        after_help = "Exit status: 0 the log was printed, 1 no log stored, no valid \
+                            minicap header or DEVICE unreadable, 2 usage error."
+    )]
+    Log {
+        /// Dump device (block device or image file).
+        device: PathBuf,
+    },
+}
+
+/// `--id`: exactly 32 hex digits, not all zero (reserved for "no id").
+fn parse_id(text: &str) -> Result<[u8; 16], String> {
+    let id = minicap_dumpheader::parse_device_id(text)
+        .ok_or_else(|| "expected 32 hex digits".to_owned())?;
+    if id == [0; 16] {
+        return Err("the all-zero id is not allowed".to_owned());
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("minicap").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(
+            parse(&["format", "/dev/vdb", "--force", "--id", &"ab".repeat(16)]).unwrap(),
+            Command::Format {
+                device: "/dev/vdb".into(),
+                id: Some([0xab; 16]),
+                force: true
+            }
+        );
+        assert_eq!(
+            parse(&["format", &format!("--id={}", "01".repeat(16)), "img"]).unwrap(),
+            Command::Format {
+                device: "img".into(),
+                id: Some([1; 16]),
+                force: false
+            }
+        );
+        assert_eq!(
+            parse(&["save", "--partial", "d", "o"]).unwrap(),
+            Command::Save {
+                device: "d".into(),
+                out: "o".into(),
+                partial: true
+            }
+        );
+        assert_eq!(
+            parse(&["info", "--", "--odd-name"]).unwrap(),
+            Command::Info {
+                device: "--odd-name".into(),
+                json: false
+            }
+        );
+        assert_eq!(
+            parse(&["info", "--json", "d"]).unwrap(),
+            Command::Info {
+                device: "d".into(),
+                json: true
+            }
+        );
+        assert_eq!(
+            parse(&["log", "d"]).unwrap(),
+            Command::Log { device: "d".into() }
+        );
+    }
+
+    #[test]
+    fn help_and_version_are_not_errors_of_use() {
+        for args in [
+            &["--help"][..],
+            &["-h"],
+            &["help"],
+            &["help", "format"],
+            &["format", "--help"],
+            &["save", "-h"],
+        ] {
+            assert_eq!(
+                parse(args).unwrap_err().kind(),
+                ErrorKind::DisplayHelp,
+                "{args:?}"
+            );
+        }
+        assert_eq!(
+            parse(&["--version"]).unwrap_err().kind(),
+            ErrorKind::DisplayVersion
+        );
+    }
+
+    #[test]
+    fn usage_errors() {
+        for args in [
+            &[][..],
+            &["bogus"],
+            &["format"],
+            &["format", "a", "b"],
+            &["format", "a", "--id"],
+            &["format", "a", "--id", "xyz"],
+            &["format", "a", "--id", &"0".repeat(32)],
+            &["format", "a", "--partial"],
+            &["save", "a"],
+            &["save", "a", "b", "--force"],
+            &["info"],
+            &["info", "a", "--what"],
+            &["log", "a", "--json"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(e.use_stderr(), "{args:?}");
+            assert!(
+                !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion),
+                "{args:?}"
+            );
+        }
+    }
+}
