@@ -605,5 +605,43 @@ class ScenarioTableTests(unittest.TestCase):
         self.assertIn("boot->crash       -  ", lines[1])
 
 
+class SuiteTests(unittest.TestCase):
+    def test_runs_every_row_and_ends_with_the_count(self):
+        import tempfile
+
+        ran = []
+
+        def fake_run_one(args, name):  # stands in for a QEMU run
+            ran.append((name, args.out, args.json))
+            if name != "no-disk":
+                Path(args.json).write_text(json.dumps({"ok": name != "wrong-id", "times": {"boot_to_crash_s": 1}}))
+            return {"wrong-id": 1, "no-disk": 2}.get(name, 0)
+
+        with tempfile.TemporaryDirectory() as d:
+            for n in ("m", "t", "p"):
+                (Path(d) / n).write_text("")
+            args = cli.parse_args(["--all", "--out", d, "--minicap", f"{d}/m", "--tool", f"{d}/t", "--pattern", f"{d}/p"])
+            real, cli.run_one = cli.run_one, fake_run_one
+            try:
+                out = io.StringIO()
+                with contextlib.redirect_stdout(out):
+                    rc = cli.run_suite(args)
+            finally:
+                cli.run_one = real
+            self.assertEqual(rc, 1)
+            self.assertEqual([r[0] for r in ran], SUITE)
+            self.assertEqual(ran[0][1:], (f"{d}/capture-modern", f"{d}/capture-modern.json"))
+            lines = out.getvalue().splitlines()
+            self.assertEqual(lines[-1], f"e2e: {len(SUITE) - 2} passed, 2 failed")
+            self.assertIn("  FAIL  no-disk (exit 2)", lines)
+            self.assertIn("  FAIL  wrong-id (exit 1)", lines)
+            summary = json.loads((Path(d) / "summary.json").read_text())
+            self.assertEqual(list(summary), SUITE)
+            self.assertEqual(summary["no-disk"], {"ok": False, "error": "no result file"})
+            os_missing = cli.parse_args(["--all", "--minicap", f"{d}/none"])
+            with contextlib.redirect_stderr(io.StringIO()):
+                self.assertEqual(cli.run_suite(os_missing), 2)
+
+
 if __name__ == "__main__":
     unittest.main()
