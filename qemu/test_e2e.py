@@ -1,17 +1,29 @@
 #!/usr/bin/env python3
-"""Unit tests of the parsing helpers of qemu/e2e.py (synthetic data, no QEMU).
+"""Unit tests of the harness package qemu/harness/ (synthetic data, no
+QEMU): its parsers and checks, and the scenario table.
 
 Run: python3 qemu/test_e2e.py
 """
 
+import contextlib
 import io
+import json
+import re
 import struct
 import sys
 import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import e2e  # noqa: E402
+from harness import (checks, cli, common, console, device_info, disks, elf, initramfs, iomem,  # noqa: E402
+                     kernel, pattern, qemu, runner, scenarios)  # fmt: skip
+
+
+def resolved(argv):
+    """The options a run of `--scenario ...` gets: the command line over the
+    scenario's row over the defaults."""
+    args = cli.parse_args(argv)
+    return cli.resolve(args, scenarios.lookup(args.scenario))
 
 IOMEM = """\
 00000000-00000fff : Reserved
@@ -35,7 +47,7 @@ def note(name: bytes, ntype: int, desc: bytes) -> bytes:
     return struct.pack("<III", len(n), len(desc), ntype) + pad(n) + pad(desc)
 
 
-def elf(segs, pn_xnum=False) -> bytes:
+def elf_image(segs, pn_xnum=False) -> bytes:
     """segs: (p_type, vaddr, paddr, data, memsz or None)."""
     n = len(segs)
     phoff = 64
@@ -60,25 +72,25 @@ def elf(segs, pn_xnum=False) -> bytes:
 
 class IomemTests(unittest.TestCase):
     def test_parse_and_expected(self):
-        entries = e2e.parse_iomem(IOMEM.splitlines())
+        entries = iomem.parse_iomem(IOMEM.splitlines())
         self.assertEqual(len(entries), 12)
         ck = [e for e in entries if e.name == "Crash kernel"][0]
         self.assertEqual((ck.start, ck.end, ck.depth), (0x20000000, 0x21FFFFFF, 1))
         self.assertEqual(
-            e2e.expected_dump_ranges(entries),
+            iomem.expected_dump_ranges(entries),
             [(0x1000, 0x9FC00), (0x100000, 0x20000000), (0x22000000, 0x3FFDD000), (0x100000000, 0x140000000)],
         )
 
     def test_section_with_console_noise(self):
         log = ["[ 1.0] boot", "IOMEM-BEGIN"] + [l + "\r" for l in IOMEM.splitlines()] + ["IOMEM-END", "x"]
-        self.assertEqual(len(e2e.parse_iomem(e2e.iomem_section(log))), 12)
-        self.assertEqual(e2e.iomem_section(["IOMEM-BEGIN", "0-1 : System RAM"]), [])  # unterminated
+        self.assertEqual(len(iomem.parse_iomem(iomem.iomem_section(log))), 12)
+        self.assertEqual(iomem.iomem_section(["IOMEM-BEGIN", "0-1 : System RAM"]), [])  # unterminated
 
     def test_range_math(self):
-        self.assertEqual(e2e.merge_ranges([(5, 10), (0, 5), (20, 30), (25, 26), (40, 40)]), [(0, 10), (20, 30)])
-        self.assertEqual(e2e.subtract_ranges([(0, 100)], [(10, 20), (15, 30), (90, 200)]), [(0, 10), (30, 90)])
-        self.assertEqual(e2e.subtract_ranges([(0, 10)], [(0, 10)]), [])
-        self.assertEqual(e2e.fmt_ranges([(0x1000, 0x2000)]), "0x1000-0x1fff")
+        self.assertEqual(iomem.merge_ranges([(5, 10), (0, 5), (20, 30), (25, 26), (40, 40)]), [(0, 10), (20, 30)])
+        self.assertEqual(iomem.subtract_ranges([(0, 100)], [(10, 20), (15, 30), (90, 200)]), [(0, 10), (30, 90)])
+        self.assertEqual(iomem.subtract_ranges([(0, 10)], [(0, 10)]), [])
+        self.assertEqual(iomem.fmt_ranges([(0x1000, 0x2000)]), "0x1000-0x1fff")
 
 
 class ElfTests(unittest.TestCase):
@@ -88,40 +100,40 @@ class ElfTests(unittest.TestCase):
             + note(b"CORE", 1, b"\2" * 336)
             + note(b"VMCOREINFO", 0, b"OSRELEASE=6.1.0-x\nPAGESIZE=4096\n")
         )
-        img = elf(
+        img = elf_image(
             [
-                (e2e.PT_NOTE, 0, 0, notes + b"\0" * 24, None),
-                (e2e.PT_LOAD, 0xFFFFFFFF81000000, 0x1000000, b"k" * 16, None),
-                (e2e.PT_LOAD, 0xFFFF888000001000, 0x1000, b"r" * 32, 64),
+                (elf.PT_NOTE, 0, 0, notes + b"\0" * 24, None),
+                (elf.PT_LOAD, 0xFFFFFFFF81000000, 0x1000000, b"k" * 16, None),
+                (elf.PT_LOAD, 0xFFFF888000001000, 0x1000, b"r" * 32, 64),
             ]
         )
         for blob in (img,):
             f = io.BytesIO(blob)
-            ph = e2e.read_phdrs(f)
+            ph = elf.read_phdrs(f)
             self.assertEqual([p.type for p in ph], [4, 1, 1])
             self.assertEqual(ph[2].paddr, 0x1000)
             self.assertEqual(ph[2].memsz, 64)
-            self.assertEqual(e2e.vmcore_end(f), len(blob))
+            self.assertEqual(elf.vmcore_end(f), len(blob))
             f.seek(ph[0].offset)
-            parsed, left = e2e.parse_notes(f.read(ph[0].filesz))
+            parsed, left = elf.parse_notes(f.read(ph[0].filesz))
             self.assertEqual([(n.name, n.type, len(n.desc)) for n in parsed],
                              [("CORE", 1, 336), ("CORE", 1, 336), ("VMCOREINFO", 0, 32)])  # fmt: skip
             self.assertEqual(left, 24)
 
     def test_pn_xnum(self):
-        img = elf([(e2e.PT_LOAD, 0, 0x5000, b"abcd", None)], pn_xnum=True)
-        ph = e2e.read_phdrs(io.BytesIO(img))
+        img = elf_image([(elf.PT_LOAD, 0, 0x5000, b"abcd", None)], pn_xnum=True)
+        ph = elf.read_phdrs(io.BytesIO(img))
         self.assertEqual(len(ph), 1)
         self.assertEqual(ph[0].paddr, 0x5000)
 
     def test_not_elf(self):
         with self.assertRaises(ValueError):
-            e2e.read_phdrs(io.BytesIO(b"\0" * 64))
+            elf.read_phdrs(io.BytesIO(b"\0" * 64))
 
 
 class HarnessTests(unittest.TestCase):
     def test_cpio_layout(self):
-        c = e2e.Cpio()
+        c = initramfs.Cpio()
         c.file("a/b/c", b"12345")
         c.symlink("bin/sh", "/bin/busybox")
         c.chardev("dev/console", 5, 1)
@@ -133,44 +145,62 @@ class HarnessTests(unittest.TestCase):
         # 'a' and 'a/b' directories were created before the file.
         self.assertLess(raw.index(b"a/b\0"), raw.index(b"a/b/c\0"))
 
-    def test_result_regex_and_sizes(self):
-        m = e2e.RESULT_RE.search("minicap: RESULT: failure: no dump device found")
-        self.assertEqual(m.group(1), "failure")
-        self.assertEqual(e2e.parse_size("2G"), 2 << 30)
-        self.assertEqual(e2e.parse_size("4M"), 4 << 20)
-        self.assertEqual(e2e.parse_size("512"), 512)
+    def test_sizes(self):
+        self.assertEqual(common.parse_size("2G"), 2 << 30)
+        self.assertEqual(common.parse_size("4M"), 4 << 20)
+        self.assertEqual(common.parse_size("512"), 512)
 
 
 ID = "aac20ce4ac1e07f2efc4988ab6e828d3"
 OTHER = "0123456789abcdef0123456789abcdef"
-# Failure reasons as the kernel prints them (kernel/src/capture.rs, bootinfo's elfcorehdr parser).
-REASONS = {
-    "no-disk": "no virtio-blk device on the PCI bus (minicap.target=virtio-blk); nothing was written",
-    "small-disk": "dump device virtio-blk 00:01.0 (modern), 4 MiB is too small: the dump needs 1082843136 bytes "
-                  "(1.0 GiB), the device has 4194304 bytes (4.0 MiB); nothing was written",
-    "unformatted-disk": "none of the 1 virtio-blk device(s) is a prepared minicap dump device "
-                        "(run `minicap format DEVICE` first); nothing was written",
-    "wrong-id": f"no virtio-blk device has minicap device id {OTHER}; nothing was written",
-    "bad-elfcorehdr": 'invalid elfcorehdr="12junk": unexpected "junk" (expected ADDR or SIZE@ADDR)',
-    "ambiguous": "more than one prepared minicap device and no minicap.device=<id> to choose; nothing was written",
-}
+
+
+class ResultLineTests(unittest.TestCase):
+    def test_success_and_failure_lines(self):
+        ok = console.parse_result_line(
+            "minicap: RESULT: success: wrote 1082843136 bytes (1.0 GiB) to virtio-blk 00:02.0 in 31.204 s "
+            "(33.0 MiB/s), sha256 " + "ab" * 32 + "\r")
+        self.assertEqual((ok.verdict, ok.code), ("success", None))
+        self.assertTrue(ok.message.startswith("wrote 1082843136 bytes"))
+        self.assertEqual(console.success_sha256(ok.message), "ab" * 32)
+        bad = console.parse_result_line(
+            "minicap: RESULT: failure [device-too-small]: dump device virtio-blk 00:01.0 (modern), 4 MiB is too "
+            "small: the dump needs 1082843136 bytes; nothing was written")
+        self.assertEqual((bad.verdict, bad.code), ("failure", "device-too-small"))
+        self.assertTrue(bad.message.startswith("dump device virtio-blk 00:01.0"))
+        # A message may itself contain brackets and colons.
+        wf = console.parse_result_line(f"[  5.1] minicap: RESULT: failure [device-error]: {WRITE_FAILURE}")
+        self.assertEqual((wf.code, wf.message), ("device-error", WRITE_FAILURE))
+
+    def test_other_lines_are_not_results(self):
+        for line in [
+            "minicap: RESULT: failure: no virtio-blk device on the PCI bus",  # the old format, without a code
+            "minicap: RESULT: failure []: empty code",
+            "minicap: RESULT: failure [Device-Error]: not kebab-case",
+            "minicap: RESULT: success wrote 5 bytes",
+            "minicap: RESULT: maybe: x",
+            "minicap:  40% 412 / 1031 MiB, 28.6 MiB/s",
+            "KDUMP-RESULT: success 5 bytes",
+        ]:
+            self.assertIsNone(console.parse_result_line(line), line)
+
+    def test_kernel_failure_codes(self):
+        # The names FailureCode::as_str gives in formats/dumpheader (besides none), in their order.
+        src = (Path(__file__).resolve().parent.parent / "formats/dumpheader/src/lib.rs").read_text()
+        block = src[src.index("impl FailureCode {"):]
+        block = block[: block.find("\nimpl ", 1) if "\nimpl " in block else len(block)]
+        names = re.findall(r'Self::\w+ => "([a-z0-9-]+)"', block)
+        self.assertEqual(names[0], "none")
+        self.assertEqual(list(console.FAILURE_CODES), names[1:])
+        for code in console.FAILURE_CODES:
+            self.assertTrue(console.parse_result_line(f"minicap: RESULT: failure [{code}]: m"), code)
+
+
+ID = "aac20ce4ac1e07f2efc4988ab6e828d3"
+OTHER = "0123456789abcdef0123456789abcdef"
 
 
 class BadInputTests(unittest.TestCase):
-    def test_failure_reasons(self):
-        for scenario, reason in REASONS.items():
-            with self.subTest(scenario=scenario):
-                ok, _ = e2e.check_failure_reason(scenario, ": " + reason, OTHER)
-                self.assertTrue(ok)
-                # Every other scenario's reason is rejected.
-                for other, text in REASONS.items():
-                    if other != scenario and not (scenario == "no-disk" and "no " in text):
-                        self.assertFalse(e2e.check_failure_reason(scenario, text, OTHER)[0], other)
-        # The id in the reason must be the requested one (upper case is fine).
-        self.assertTrue(e2e.check_failure_reason("wrong-id", REASONS["wrong-id"].upper(), OTHER)[0])
-        self.assertFalse(e2e.check_failure_reason("wrong-id", REASONS["wrong-id"], ID)[0])
-        self.assertFalse(e2e.check_failure_reason("capture", "anything")[0])
-
     def test_device_reports(self):
         log = [
             "minicap: options: target=virtio-blk format=elf after=reboot device=any",
@@ -178,15 +208,17 @@ class BadInputTests(unittest.TestCase):
             "minicap: RESULT: failure: none of the 1 virtio-blk device(s) is a prepared minicap dump device",
             "minicap: virtio-blk 00:02.0 (modern), 64 MiB: not a minicap dump device (bad magic); left alone",
         ]
-        self.assertTrue(e2e.check_device_reports("unformatted-disk", log, 1)[0])
-        self.assertFalse(e2e.check_device_reports("unformatted-disk", log, 2)[0])  # lines after RESULT ignored
-        self.assertTrue(e2e.check_device_reports("capture", log[:2] + ["minicap: RESULT: success: wrote"], 1)[0])
-        self.assertFalse(e2e.check_device_reports("capture", log[:1], 1)[0])
+        self.assertTrue(console.check_device_reports(log, unformatted=1)[0])
+        self.assertFalse(console.check_device_reports(log, unformatted=2)[0])  # lines after RESULT ignored
+        self.assertTrue(console.check_device_reports(log[:2] + ["minicap: RESULT: success: wrote"], 1)[0])
+        self.assertFalse(console.check_device_reports(log[:1], 1)[0])
         wrong = [f"minicap: virtio-blk 00:01.0 (legacy), 64 MiB: minicap device id {ID} is not the requested "
                  f"{OTHER}; left alone", "minicap: RESULT: failure: no virtio-blk device has ..."]  # fmt: skip
-        self.assertTrue(e2e.check_device_reports("wrong-id", wrong, 1, ID, OTHER)[0])
-        self.assertFalse(e2e.check_device_reports("wrong-id", wrong, 1, OTHER, ID)[0])
-        self.assertTrue(e2e.check_device_reports("ambiguous", [], 2)[0])
+        self.assertTrue(console.check_device_reports(wrong, mismatch=(ID, OTHER))[0])
+        self.assertTrue(console.check_device_reports(wrong, mismatch=(ID.upper(), OTHER))[0])
+        self.assertFalse(console.check_device_reports(wrong, mismatch=(OTHER, ID))[0])
+        self.assertFalse(console.check_device_reports(wrong[:1] * 2 + wrong[1:], mismatch=(ID, OTHER))[0])  # 2 lines
+        self.assertTrue(console.check_device_reports([], unformatted=0)[0])
 
     def test_other_device_id(self):
         class Stuck:  # returns the excluded id first, then another
@@ -196,9 +228,9 @@ class BadInputTests(unittest.TestCase):
             def getrandbits(self, n):
                 return self.vals.pop(0)
 
-        self.assertEqual(e2e.other_device_id(ID.upper(), Stuck()), OTHER)
+        self.assertEqual(disks.other_device_id(ID.upper(), Stuck()), OTHER)
         for _ in range(20):
-            v = e2e.other_device_id(ID)
+            v = disks.other_device_id(ID)
             self.assertRegex(v, r"^[0-9a-f]{32}$")
             self.assertNotEqual(v, ID)
 
@@ -209,58 +241,48 @@ class BadInputTests(unittest.TestCase):
             f = Path(d) / "img"
             data = bytearray(b"x" * 10000)
             f.write_bytes(data)
-            a = e2e.fingerprint(f, block=4096)
+            a = disks.fingerprint(f, block=4096)
             self.assertEqual(a[0], __import__("hashlib").sha256(data).hexdigest())
             self.assertEqual(len(a[1]), 3)
-            ok, detail = e2e.compare_fingerprints(a, e2e.fingerprint(f, block=4096), block=4096)
+            ok, detail = disks.compare_fingerprints(a, disks.fingerprint(f, block=4096), block=4096)
             self.assertTrue(ok, detail)
             data[5000] = 0
             f.write_bytes(data)
-            ok, detail = e2e.compare_fingerprints(a, e2e.fingerprint(f, block=4096), block=4096)
+            ok, detail = disks.compare_fingerprints(a, disks.fingerprint(f, block=4096), block=4096)
             self.assertFalse(ok)
             self.assertIn("1 of 3 4 KiB blocks differ, first at offset 0x1000", detail)
             f.write_bytes(data + b"y")
-            ok, detail = e2e.compare_fingerprints(a, e2e.fingerprint(f, block=4096), block=4096)
+            ok, detail = disks.compare_fingerprints(a, disks.fingerprint(f, block=4096), block=4096)
             self.assertFalse(ok)
             self.assertIn("offset 0x1000", detail)
             # Sparse file: holes hash as zeros.
             with open(f, "wb") as fh:
                 fh.truncate(3 * 4096)
-            self.assertEqual(e2e.fingerprint(f, block=4096)[0],
+            self.assertEqual(disks.fingerprint(f, block=4096)[0],
                              __import__("hashlib").sha256(bytes(3 * 4096)).hexdigest())  # fmt: skip
 
     def test_qemu_disk_order(self):
-        args = e2e.parse_args(["--scenario", "ambiguous", "--virtio", "legacy"])
-        k = e2e.GuestKernel("v", Path("/k"))
-        cmd = e2e.qemu_command(args, k, Path("/i"), [Path("/a.img"), Path("/b.img")])
+        args = resolved(["--scenario", "ambiguous", "--virtio", "legacy"])
+        k = kernel.GuestKernel("v", Path("/k"))
+        cmd = qemu.qemu_command(args, k, Path("/i"), [Path("/a.img"), Path("/b.img")])
         devs = [cmd[i + 1] for i, c in enumerate(cmd) if c == "-device"]
         self.assertEqual(devs, ["virtio-blk-pci,drive=disk0,addr=0x1,disable-legacy=off,disable-modern=on",
                                 "virtio-blk-pci,drive=disk1,addr=0x2,disable-legacy=off,disable-modern=on"])  # fmt: skip
         self.assertIn("file=/a.img,format=raw,if=none,id=disk0", cmd)
-        self.assertNotIn("-drive", e2e.qemu_command(args, k, Path("/i"), []))
+        self.assertNotIn("-drive", qemu.qemu_command(args, k, Path("/i"), []))
 
     def test_disk_size_defaults(self):
-        size = lambda *a: e2e.parse_args(list(a)).disk_size  # noqa: E731
+        size = lambda *a: resolved(list(a)).disk_size  # noqa: E731
         self.assertEqual(size("--scenario", "unformatted-disk"), "16M")
         self.assertEqual(size("--scenario", "wrong-id"), "64M")
         self.assertEqual(size("--scenario", "ambiguous"), "64M")
         self.assertEqual(size("--scenario", "small-disk"), "4M")
+        self.assertEqual(size("--scenario", "bad-elfcorehdr"), "64M")
         self.assertEqual(size(), "2G")
-        self.assertFalse(e2e.parse_args([]).no_decoy)
-        self.assertTrue(e2e.parse_args(["--no-decoy"]).no_decoy)
-
-
-def header_bytes(state=3, written=432869376, length=1081782272, message=b"boom", crc_ok=True) -> bytes:
-    b = bytearray(512)
-    b[:8] = b"MINICAP\0"
-    struct.pack_into("<II16sIIQQQQq", b, 8, 1, 512, bytes(range(16)), state, 1, 1 << 20, length, written,
-                     2 << 30, 1795417046)  # fmt: skip
-    b[112:112 + 13] = b"minicap 0.1.0"
-    b[144:144 + 20] = b"6.1.0-56-cloud-amd64"
-    b[208:208 + len(message)] = message
-    crc = __import__("zlib").crc32(bytes(b[:508]))
-    struct.pack_into("<I", b, 508, crc if crc_ok else crc ^ 1)
-    return bytes(b)
+        self.assertEqual(size("--scenario", "capture-qemu64-4M-3G"), "4G")  # 3072 MiB RAM + 64 MiB
+        self.assertEqual(size("--scenario", "small-disk", "--disk-size", "8M"), "8M")
+        self.assertFalse(cli.parse_args([]).no_decoy)
+        self.assertTrue(cli.parse_args(["--no-decoy"]).no_decoy)
 
 
 # As the kernel printed it in a real device-error run.
@@ -270,22 +292,22 @@ WRITE_FAILURE = ("writing memory 0x1a100000 to byte 0x1c9d1000: write at byte 0x
 
 class DeviceErrorTests(unittest.TestCase):
     def test_inject_offset_and_config(self):
-        off = e2e.inject_offset(1024, 45)
+        off = disks.inject_offset(1024, 45)
         self.assertEqual(off, (1 << 20) + (int(1024 * (1 << 20) * 0.45) & ~4095))
         self.assertEqual(off % 4096, 0)
-        self.assertEqual(e2e.inject_offset(1024, 50), (1 << 20) + (512 << 20))
+        self.assertEqual(disks.inject_offset(1024, 50), (1 << 20) + (512 << 20))
         for bad in (0, 100, -1):
-            with self.assertRaises(e2e.HarnessError):
-                e2e.inject_offset(1024, bad)
-        cfg = e2e.blkdebug_config(945760)
+            with self.assertRaises(common.HarnessError):
+                disks.inject_offset(1024, bad)
+        cfg = disks.blkdebug_config(945760)
         self.assertEqual(cfg, '[inject-error]\nevent = "pwritev"\nerrno = "5"\nsector = "945760"\nonce = "on"\n')
 
     def test_qemu_blkdebug_drive(self):
-        args = e2e.parse_args(["--scenario", "device-error"])
+        args = resolved(["--scenario", "device-error"])
         self.assertEqual(args.fail_at_percent, 45.0)
         self.assertEqual(args.disk_size, "2G")
-        k = e2e.GuestKernel("v", Path("/k"))
-        cmd = e2e.qemu_command(args, k, Path("/i"), [Path("/decoy.img"), Path("/dump.img")],
+        k = kernel.GuestKernel("v", Path("/k"))
+        cmd = qemu.qemu_command(args, k, Path("/i"), [Path("/decoy.img"), Path("/dump.img")],
                                {Path("/dump.img"): Path("/bd.cfg")})  # fmt: skip
         drives = [cmd[i + 1] for i, c in enumerate(cmd) if c == "-drive"]
         self.assertEqual(drives, [
@@ -294,47 +316,34 @@ class DeviceErrorTests(unittest.TestCase):
             "werror=report,rerror=report",
         ])  # fmt: skip
 
-    def test_parse_dump_header(self):
-        h = e2e.parse_dump_header(header_bytes(message=WRITE_FAILURE.encode()))
-        self.assertEqual((h.state, h.format, h.dump_offset, h.written, h.dump_length),
-                         ("failed", 1, 1 << 20, 432869376, 1081782272))  # fmt: skip
-        self.assertEqual((h.writer, h.osrelease, h.message), ("minicap 0.1.0", "6.1.0-56-cloud-amd64", WRITE_FAILURE))
-        self.assertEqual(h.crash_time, 1795417046)
-        self.assertEqual(e2e.parse_dump_header(header_bytes(state=9)).state, "unknown (9)")
-        for bad in (header_bytes(crc_ok=False), b"\0" * 512, header_bytes()[:100]):
-            with self.assertRaises(ValueError):
-                e2e.parse_dump_header(bad)
-
     def test_write_failure(self):
-        wf = e2e.parse_write_failure(": " + WRITE_FAILURE)
+        wf = console.parse_write_failure(": " + WRITE_FAILURE)
         self.assertEqual((wf.source, wf.offset, wf.request, wf.status), (0x1A100000, 0x1C9D1000, 0x1C9D1000, 1))
-        self.assertIsNone(e2e.parse_write_failure("flush after 40%: flush at byte 0x0 failed with virtio status 1"))
-        self.assertTrue(e2e.check_failure_reason("device-error", WRITE_FAILURE)[0])
-        self.assertFalse(e2e.check_failure_reason("device-error", REASONS["small-disk"])[0])
-        self.assertTrue(e2e.check_write_failure(WRITE_FAILURE, 0x1CDCC000)[0])  # inside the 4 MiB request
-        self.assertTrue(e2e.check_write_failure(WRITE_FAILURE, 0x1C9D1000)[0])
-        self.assertFalse(e2e.check_write_failure(WRITE_FAILURE, 0x1C9D1000 + (4 << 20))[0])  # past it
-        self.assertFalse(e2e.check_write_failure(WRITE_FAILURE, 0x1C9D0000)[0])  # before it
-        self.assertFalse(e2e.check_write_failure(WRITE_FAILURE.replace("status 1", "status 2"), 0x1CDCC000)[0])
-        self.assertFalse(e2e.check_write_failure("timed out", 0x1CDCC000)[0])
+        self.assertIsNone(console.parse_write_failure("flush after 40%: flush at byte 0x0 failed with virtio status 1"))
+        self.assertTrue(console.check_write_failure(WRITE_FAILURE, 0x1CDCC000)[0])  # inside the 4 MiB request
+        self.assertTrue(console.check_write_failure(WRITE_FAILURE, 0x1C9D1000)[0])
+        self.assertFalse(console.check_write_failure(WRITE_FAILURE, 0x1C9D1000 + (4 << 20))[0])  # past it
+        self.assertFalse(console.check_write_failure(WRITE_FAILURE, 0x1C9D0000)[0])  # before it
+        self.assertFalse(console.check_write_failure(WRITE_FAILURE.replace("status 1", "status 2"), 0x1CDCC000)[0])
+        self.assertFalse(console.check_write_failure("timed out", 0x1CDCC000)[0])
 
     def test_checkpoint(self):
         total = 1081782272
         failed = 0x1C9D1000 - (1 << 20)  # 44 %
-        self.assertTrue(e2e.check_checkpoint(432869376, total, failed)[0])  # the real run
-        self.assertTrue(e2e.check_checkpoint(-(-40 * total // 100), total, failed)[0])  # exactly 40 %
-        self.assertFalse(e2e.check_checkpoint(0, total, failed)[0])  # nothing recorded
-        self.assertFalse(e2e.check_checkpoint(324000000, total, failed)[0])  # an older checkpoint (30 %)
-        self.assertFalse(e2e.check_checkpoint(432869376 + (4 << 20), total, failed)[0])  # > one request past 40 %
-        self.assertFalse(e2e.check_checkpoint(failed + 4096, total, failed)[0])  # past the failure
-        self.assertFalse(e2e.check_checkpoint(total, total, total - 1)[0])  # complete is not partial
-        self.assertFalse(e2e.check_checkpoint(5, 0, 5)[0])
+        self.assertTrue(checks.check_checkpoint(432869376, total, failed)[0])  # the real run
+        self.assertTrue(checks.check_checkpoint(-(-40 * total // 100), total, failed)[0])  # exactly 40 %
+        self.assertFalse(checks.check_checkpoint(0, total, failed)[0])  # nothing recorded
+        self.assertFalse(checks.check_checkpoint(324000000, total, failed)[0])  # an older checkpoint (30 %)
+        self.assertFalse(checks.check_checkpoint(432869376 + (4 << 20), total, failed)[0])  # > one request past 40 %
+        self.assertFalse(checks.check_checkpoint(failed + 4096, total, failed)[0])  # past the failure
+        self.assertFalse(checks.check_checkpoint(total, total, total - 1)[0])  # complete is not partial
+        self.assertFalse(checks.check_checkpoint(5, 0, 5)[0])
 
     def test_decoy_report(self):
         log = ["minicap: virtio-blk 00:01.0 (modern), 64 MiB: not a minicap dump device (no MINICAP signature); "
                "left alone", "minicap: RESULT: failure: " + WRITE_FAILURE]  # fmt: skip
-        self.assertTrue(e2e.check_device_reports("device-error", log, 1)[0])
-        self.assertFalse(e2e.check_device_reports("device-error", log[1:], 1)[0])
+        self.assertTrue(console.check_device_reports(log, 1)[0])
+        self.assertFalse(console.check_device_reports(log[1:], 1)[0])
 
     def test_same_bytes(self):
         import tempfile
@@ -343,42 +352,42 @@ class DeviceErrorTests(unittest.TestCase):
             a, b = Path(d) / "a", Path(d) / "b"
             a.write_bytes(b"abcdef")
             b.write_bytes(b"XXabcdeZ")
-            self.assertTrue(e2e.same_bytes(a, 0, b, 2, 5)[0])
-            ok, detail = e2e.same_bytes(a, 0, b, 2, 6)
+            self.assertTrue(disks.same_bytes(a, 0, b, 2, 5)[0])
+            ok, detail = disks.same_bytes(a, 0, b, 2, 6)
             self.assertFalse(ok)
             self.assertIn("0x5", detail)
-            self.assertFalse(e2e.same_bytes(a, 0, b, 2, 7)[0])  # b too short
+            self.assertFalse(disks.same_bytes(a, 0, b, 2, 7)[0])  # b too short
 
     def test_pattern(self):
         # splitmix64 as qemu/pattern/src/lib.rs's reference values.
-        self.assertEqual(e2e.splitmix64(0), 0xE220A8397B1DCDAF)
-        self.assertEqual(e2e.splitmix64(0x9E3779B97F4A7C15), 0x6E789E6AA1B965F4)
-        page = e2e.pattern_page(1, 3)
+        self.assertEqual(pattern.splitmix64(0), 0xE220A8397B1DCDAF)
+        self.assertEqual(pattern.splitmix64(0x9E3779B97F4A7C15), 0x6E789E6AA1B965F4)
+        page = pattern.pattern_page(1, 3)
         self.assertEqual(len(page), 4096)
-        self.assertEqual(struct.unpack_from("<Q", page, 7 * 8)[0], e2e.splitmix64(1 ^ (3 << 9) ^ 7))
+        self.assertEqual(struct.unpack_from("<Q", page, 7 * 8)[0], pattern.splitmix64(1 ^ (3 << 9) ^ 7))
         serial = ["PATTERN-START 2.4", "x PATTERN-SEED 00000000000000ab", "PATTERN-RUN 10 0 2",
                   "PATTERN-RUN 20 2 1", "PATTERN-READY 3"]  # fmt: skip
-        log = e2e.parse_pattern_log(serial)
+        log = pattern.parse_pattern_log(serial)
         self.assertEqual((log.seed, log.runs, log.pages), (0xAB, [(0x10, 0, 2), (0x20, 2, 1)], 3))
         with self.assertRaises(ValueError):
-            e2e.parse_pattern_log(serial[:-1])
+            pattern.parse_pattern_log(serial[:-1])
         with self.assertRaises(ValueError):
-            e2e.parse_pattern_log(serial[:3] + serial[4:])  # runs cover 2 of 3 pages
+            pattern.parse_pattern_log(serial[:3] + serial[4:])  # runs cover 2 of 3 pages
         # pfns 0x10, 0x11 in the first PT_LOAD, 0x20 in the second; save cut after the first.
-        p0 = e2e.pattern_page(0xAB, 0) + e2e.pattern_page(0xAB, 1)
-        img = elf([(e2e.PT_LOAD, 0xFFFF888000010000, 0x10000, p0, None),
-                   (e2e.PT_LOAD, 0xFFFF888000020000, 0x20000, e2e.pattern_page(0xAB, 2), None)])  # fmt: skip
-        ph = e2e.read_phdrs(io.BytesIO(img))
+        p0 = pattern.pattern_page(0xAB, 0) + pattern.pattern_page(0xAB, 1)
+        img = elf_image([(elf.PT_LOAD, 0xFFFF888000010000, 0x10000, p0, None),
+                   (elf.PT_LOAD, 0xFFFF888000020000, 0x20000, pattern.pattern_page(0xAB, 2), None)])  # fmt: skip
+        ph = elf.read_phdrs(io.BytesIO(img))
         saved = ph[1].offset
-        self.assertEqual(e2e.check_partial_pattern(io.BytesIO(img[:saved]), saved, ph, log), (2, 1, []))
-        self.assertEqual(e2e.check_partial_pattern(io.BytesIO(img), len(img), ph, log), (3, 0, []))
+        self.assertEqual(pattern.check_partial_pattern(io.BytesIO(img[:saved]), saved, ph, log), (2, 1, []))
+        self.assertEqual(pattern.check_partial_pattern(io.BytesIO(img), len(img), ph, log), (3, 0, []))
         broken = bytearray(img)
         broken[ph[0].offset + 4096 + 100] ^= 1
-        intact, beyond, problems = e2e.check_partial_pattern(io.BytesIO(bytes(broken)), len(img), ph, log)
+        intact, beyond, problems = pattern.check_partial_pattern(io.BytesIO(bytes(broken)), len(img), ph, log)
         self.assertEqual((intact, beyond, len(problems)), (2, 0, 1))
         self.assertIn("page 1", problems[0])
-        missing = e2e.PatternLog(0xAB, [(0x99, 0, 1)], 1)
-        self.assertIn("no PT_LOAD", e2e.check_partial_pattern(io.BytesIO(img), len(img), ph, missing)[2][0])
+        missing = pattern.PatternLog(0xAB, [(0x99, 0, 1)], 1)
+        self.assertIn("no PT_LOAD", pattern.check_partial_pattern(io.BytesIO(img), len(img), ph, missing)[2][0])
 
 
 
@@ -402,17 +411,17 @@ class IommuTests(unittest.TestCase):
             "minicap: IOMMU: none (no DMAR or IVRS table)",
         ]
         for line in ok:
-            self.assertTrue(e2e.IOMMU_TAKEOVER.search(line), line)
+            self.assertTrue(console.IOMMU_TAKEOVER.search(line), line)
         for line in bad:
-            self.assertFalse(e2e.IOMMU_TAKEOVER.search(line), line)
+            self.assertFalse(console.IOMMU_TAKEOVER.search(line), line)
 
 
 class QemuVersionTests(unittest.TestCase):
     def test_parse(self):
-        self.assertEqual(e2e.parse_qemu_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n"),
+        self.assertEqual(qemu.parse_qemu_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n"),
                          (7, 2, 22))
-        self.assertEqual(e2e.parse_qemu_version("QEMU emulator version 10.0\n"), (10, 0, 0))
-        self.assertIsNone(e2e.parse_qemu_version("something else"))
+        self.assertEqual(qemu.parse_qemu_version("QEMU emulator version 10.0\n"), (10, 0, 0))
+        self.assertIsNone(qemu.parse_qemu_version("something else"))
 
     def test_old_qemu_refused_with_a_clear_message(self):
         import tempfile, os
@@ -420,10 +429,225 @@ class QemuVersionTests(unittest.TestCase):
             fake = Path(d) / "qemu"
             fake.write_text("#!/bin/sh\necho 'QEMU emulator version 6.2.0'\n")
             os.chmod(fake, 0o755)
-            with self.assertRaisesRegex(e2e.HarnessError, "needs QEMU 7.2 or newer"):
-                e2e.check_qemu_version(str(fake))
+            with self.assertRaisesRegex(common.HarnessError, "needs QEMU 7.2 or newer"):
+                qemu.check_qemu_version(str(fake))
             fake.write_text("#!/bin/sh\necho 'QEMU emulator version 7.2.22'\n")
-            self.assertEqual(e2e.check_qemu_version(str(fake)), (7, 2, 22))
+            self.assertEqual(qemu.check_qemu_version(str(fake)), (7, 2, 22))
+
+# `minicap info --json` of the dump disk after the device-error run (the schema of helper-common.md).
+INFO = {
+    "device": "qemu/out/device-error/dump.img", "device_id": ID, "state": "failed", "format": "elf-vmcore",
+    "dump_offset": 1 << 20, "dump_length": 1081782272, "written": 432869376, "capacity": 2 << 30,
+    "crash_time": 1795417046, "sha256": "00" * 32, "writer": "minicap 0.1.0", "osrelease": "6.1.0-56-cloud-amd64",
+    "message": WRITE_FAILURE, "failure_code": "device-error", "skipped_ranges": 0, "skipped_bytes": 0,
+    "log_length": 2345,
+}  # fmt: skip
+
+
+class DeviceInfoTests(unittest.TestCase):
+    def test_parse(self):
+        h = device_info.parse_device_info(json.dumps(INFO))
+        self.assertEqual((h.state, h.format, h.dump_offset, h.written, h.dump_length),
+                         ("failed", "elf-vmcore", 1 << 20, 432869376, 1081782272))  # fmt: skip
+        self.assertEqual((h.writer, h.osrelease, h.message, h.failure_code),
+                         ("minicap 0.1.0", "6.1.0-56-cloud-amd64", WRITE_FAILURE, "device-error"))  # fmt: skip
+        self.assertEqual((h.crash_time, h.skipped_ranges, h.log_length), (1795417046, 0, 2345))
+
+    def test_rejects_what_the_schema_does_not_allow(self):
+        def bad(**change):
+            obj = dict(INFO)
+            for k, v in change.items():
+                if v is None:
+                    del obj[k]
+                else:
+                    obj[k] = v
+            return json.dumps(obj)
+
+        for text in [bad(state="broken"), bad(format="kdump"), bad(written="12"), bad(written=True),
+                     bad(message=None), bad(extra=1), bad(device_id="xyz"), bad(sha256="ab"),
+                     "[1, 2]", "state: failed", ""]:  # fmt: skip
+            with self.assertRaises(ValueError, msg=text):
+                device_info.parse_device_info(text)
+
+    def test_read_runs_the_tool(self):
+        import os
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            tool = Path(d) / "minicap"
+            tool.write_text(f"#!/bin/sh\n[ \"$1 $2 $3\" = 'info --json {d}/img' ] || exit 9\n"
+                            f"cat <<'X'\n{json.dumps(INFO)}\nX\n")  # fmt: skip
+            os.chmod(tool, 0o755)
+            self.assertEqual(device_info.read_device_info(tool, Path(d) / "img").written, 432869376)
+            with self.assertRaisesRegex(ValueError, "exit 9"):
+                device_info.read_device_info(tool, Path(d) / "other")
+
+    def test_complete_header(self):
+        sha = "cd" * 32
+        result = f"wrote 1082843136 bytes (1.0 GiB) to virtio-blk 00:02.0 in 31.204 s (33.0 MiB/s), sha256 {sha}"
+        good = dict(INFO, state="complete", failure_code="none", message="", written=1082843136,
+                    dump_length=1082843136, sha256=sha)  # fmt: skip
+
+        def run(overrides, size=1082843136, text=result):
+            res = checks.Results()
+            h = device_info.parse_device_info(json.dumps(dict(good, **overrides)))
+            with contextlib.redirect_stdout(io.StringIO()):  # Results prints each check
+                checks.check_complete_header(res, h, text, size, "6.1.0-56-cloud-amd64")
+            return res.ok
+
+        self.assertTrue(run({}))
+        self.assertTrue(run({}, size=None))  # no vmcore saved: that is the save check's failure
+        self.assertFalse(run({"state": "failed"}))
+        self.assertFalse(run({"failure_code": "device-error"}))
+        self.assertFalse(run({"written": 5}))
+        self.assertFalse(run({}, size=5))
+        self.assertFalse(run({"osrelease": "6.2"}))
+        self.assertFalse(run({"sha256": "ee" * 32}))
+        self.assertFalse(run({}, text="wrote 1082843136 bytes"))  # no sha256 printed
+
+
+# The runs of run-all.sh before the table, in its order.
+SUITE = ["capture-modern", "capture-legacy-4kn", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
+         "capture-iommu-identity", "unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous", "device-error"]
+# The failure code each failure scenario must see.
+CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",
+         "wrong-id": "device-id-mismatch", "ambiguous": "ambiguous-device", "bad-elfcorehdr": "bad-elfcorehdr",
+         "device-error": "device-error"}  # fmt: skip
+
+
+class ScenarioTableTests(unittest.TestCase):
+    def test_every_row_is_valid(self):
+        for s in scenarios.SCENARIOS:
+            self.assertEqual(scenarios.problems(s), [], s.name)
+
+    def test_validation_finds_bad_rows(self):
+        base = scenarios.lookup("wrong-id")
+        from dataclasses import replace
+
+        for bad in [replace(base, name="Wrong Id"), replace(base, failure="too-small"),
+                    replace(base, checks=frozenset({"vmcore"})), replace(base, checks=frozenset({"typo"})),
+                    replace(base, disks=()), replace(base, disks=base.disks * 2),
+                    replace(base, device_option="maybe"), replace(base, options=scenarios.Options(virtio="v2")),
+                    replace(scenarios.lookup("capture-modern"), pattern=False),
+                    replace(scenarios.lookup("device-error"), checks=frozenset())]:  # fmt: skip
+            self.assertNotEqual(scenarios.problems(bad), [], bad)
+
+    def test_names_unique(self):
+        names = [s.name for s in scenarios.SCENARIOS]
+        self.assertEqual(len(names), len(set(names)))
+        self.assertFalse(set(scenarios.ALIASES) & set(names))
+
+    def test_suite_is_the_run_all_list(self):
+        self.assertEqual(list(scenarios.SUITE), SUITE)
+        self.assertEqual([s.name for s in scenarios.SCENARIOS if s.in_suite], SUITE)
+        self.assertEqual([s.name for s in scenarios.SCENARIOS if not s.in_suite], ["linux-kdump"])
+        # run-all.sh runs exactly the suite: it hands everything to `e2e.py --all`.
+        script = (Path(__file__).resolve().parent / "run-all.sh").read_text()
+        self.assertEqual(re.findall(r"^exec .*$", script, re.M), ['exec "${PYTHON:-python3}" qemu/e2e.py --all "$@"'])
+
+    def test_expected_outcomes(self):
+        for s in scenarios.SCENARIOS:
+            self.assertEqual(s.failure, CODES.get(s.name), s.name)
+
+    def test_what_each_scenario_checks(self):
+        get = scenarios.lookup
+        for name in ("capture-modern", "capture-legacy-4kn", "capture-qemu64-4M-3G", "capture-iommu",
+                     "capture-iommu-identity"):  # fmt: skip
+            s = get(name)
+            self.assertEqual(s.checks, {"left-alone", "stored-log", "vmcore", "header-complete"}, name)
+            self.assertEqual([(d.image, d.content, d.guarded, d.target) for d in s.disks],
+                             [("decoy.img", "random", True, False), ("dump.img", "formatted", False, True)])
+            self.assertTrue(s.pattern)
+        self.assertEqual(get("no-disk").disks, ())
+        self.assertEqual(get("small-disk").checks, {"data-area-zero"})
+        for name in ("unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous"):
+            s = get(name)
+            self.assertTrue(s.disks and all(d.guarded for d in s.disks), name)
+            self.assertFalse(s.pattern)
+        self.assertEqual(get("unformatted-disk").checks, {"left-alone"})
+        self.assertEqual((get("wrong-id").checks, get("wrong-id").device_option), ({"left-alone"}, "other"))
+        self.assertEqual(get("bad-elfcorehdr").capture_append, ("elfcorehdr=12junk",))
+        self.assertEqual((len(get("ambiguous").disks), get("ambiguous").device_option), (2, "none"))
+        de = get("device-error")
+        self.assertEqual(de.checks, {"left-alone", "device-error", "stored-log"})
+        self.assertEqual([d.fails_write for d in de.disks], [False, True])
+
+    def test_options_row_then_command_line(self):
+        a = resolved(["--scenario", "capture-qemu64-4M-3G"])
+        self.assertEqual((a.cpu, a.crashkernel, a.memory, a.virtio), ("qemu64", "4M", 3072, "modern"))
+        a = resolved(["--scenario", "capture-qemu64-4M-3G", "--cpu", "max", "--memory", "2048"])
+        self.assertEqual((a.cpu, a.crashkernel, a.memory), ("max", "4M", 2048))
+        a = resolved(["--scenario", "capture-legacy-4kn"])
+        self.assertEqual((a.virtio, a.blk_props), ("legacy", "logical_block_size=4096,physical_block_size=4096"))
+        a = resolved(["--scenario", "capture-iommu"])
+        self.assertEqual((a.iommu, a.guest_append), ("intel-iommu,intremap=off", "intel_iommu=on iommu=nopt"))
+        a = resolved([])
+        self.assertEqual((a.scenario, a.cpu, a.memory, a.crashkernel, a.iommu, a.guest_append, a.blk_props),
+                         ("capture-modern", "max", 1024, "32M", "", "", ""))  # fmt: skip
+        self.assertEqual(resolved(["--scenario", "capture", "--virtio", "legacy"]).scenario, "capture-modern")
+        self.assertEqual(resolved(["--scenario", "linux-kdump"]).crashkernel, "256M")
+        self.assertTrue(resolved(["--demo"]).verbose)
+        self.assertEqual(resolved(["--qemu-extra", "-s -S"]).qemu_extra, ["-s", "-S"])
+        with self.assertRaises(common.HarnessError):
+            resolved(["--disk-size", "lots"])
+
+    def test_binaries_each_run_needs(self):
+        def need(name, *more):
+            return runner.needed_files(resolved(["--scenario", name, *more]), scenarios.lookup(name))
+
+        self.assertEqual(need("capture-modern"), ["minicap", "tool", "pattern"])
+        self.assertEqual(need("device-error"), ["minicap", "tool", "pattern"])
+        self.assertEqual(need("no-disk"), ["minicap"])
+        self.assertEqual(need("unformatted-disk"), ["minicap"])
+        self.assertEqual(need("wrong-id"), ["minicap", "tool"])
+        self.assertEqual(need("linux-kdump"), ["pattern"])
+        self.assertEqual(need("capture-modern", "--recheck"), ["pattern"])
+
+    def test_timing_table(self):
+        lines = cli.timing_table({"no-disk": {"times": {"boot_to_crash_s": 3.61, "crash_to_result_s": 0.08}},
+                                  "x": {"ok": False}})  # fmt: skip
+        self.assertEqual(lines[0], "  no-disk           boot->crash   3.610 s  crash->RESULT   0.080 s"
+                                   "  crash->exit       -  ")  # fmt: skip
+        self.assertIn("boot->crash       -  ", lines[1])
+
+
+class SuiteTests(unittest.TestCase):
+    def test_runs_every_row_and_ends_with_the_count(self):
+        import tempfile
+
+        ran = []
+
+        def fake_run_one(args, name):  # stands in for a QEMU run
+            ran.append((name, args.out, args.json))
+            if name != "no-disk":
+                Path(args.json).write_text(json.dumps({"ok": name != "wrong-id", "times": {"boot_to_crash_s": 1}}))
+            return {"wrong-id": 1, "no-disk": 2}.get(name, 0)
+
+        with tempfile.TemporaryDirectory() as d:
+            for n in ("m", "t", "p"):
+                (Path(d) / n).write_text("")
+            args = cli.parse_args(["--all", "--out", d, "--minicap", f"{d}/m", "--tool", f"{d}/t",
+                                   "--pattern", f"{d}/p"])  # fmt: skip
+            real, cli.run_one = cli.run_one, fake_run_one
+            try:
+                out = io.StringIO()
+                with contextlib.redirect_stdout(out):
+                    rc = cli.run_suite(args)
+            finally:
+                cli.run_one = real
+            self.assertEqual(rc, 1)
+            self.assertEqual([r[0] for r in ran], SUITE)
+            self.assertEqual(ran[0][1:], (f"{d}/capture-modern", f"{d}/capture-modern.json"))
+            lines = out.getvalue().splitlines()
+            self.assertEqual(lines[-1], f"e2e: {len(SUITE) - 2} passed, 2 failed")
+            self.assertIn("  FAIL  no-disk (exit 2)", lines)
+            self.assertIn("  FAIL  wrong-id (exit 1)", lines)
+            summary = json.loads((Path(d) / "summary.json").read_text())
+            self.assertEqual(list(summary), SUITE)
+            self.assertEqual(summary["no-disk"], {"ok": False, "error": "no result file"})
+            os_missing = cli.parse_args(["--all", "--minicap", f"{d}/none"])
+            with contextlib.redirect_stderr(io.StringIO()):
+                self.assertEqual(cli.run_suite(os_missing), 2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,390 @@
+"""The checks of a run, each recorded as PASS/FAIL with detail: the vmcore
+(layout against /proc/iomem, notes, makedumpfile, the pattern, crash, gdb),
+the console log stored on the device, the IOMMU takeover, and what a device
+error leaves behind (header, `minicap save [--partial]`, the partial dump)."""
+
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .common import PAGE_SIZE, HarnessError, log, run, tail
+from .console import (IOMMU_TAKEOVER, MAX_REQUEST_BYTES, check_write_failure, parse_write_failure,
+                      planned_dump_length, success_sha256)
+from .device_info import DeviceInfo, read_device_info
+from .disks import DUMP_OFFSET, same_bytes
+from .elf import KERNEL_TEXT_START, NT_PRSTATUS, PT_LOAD, PT_NOTE, kernel_offset, parse_notes, read_phdrs, vmcore_end
+from .iomem import expected_dump_ranges, fmt_ranges, iomem_section, merge_ranges, parse_iomem, subtract_ranges
+from .kernel import GuestKernel, ensure_debug_vmlinux
+from .pattern import check_partial_pattern, parse_pattern_log
+
+CHECKPOINT_PERCENT = 10  # the header's `written` is brought up to date every 10 % (kernel/src/writer.rs)
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+class Results:
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+
+    def add(self, name: str, ok: bool, detail: str = "") -> bool:
+        self.checks.append(Check(name, bool(ok), detail))
+        tag = "PASS" if ok else "FAIL"
+        first, *rest = (detail or "").splitlines() or [""]
+        print(f"{tag}  {name}: {first}", flush=True)
+        for l in rest:
+            print(f"        {l}")
+        return bool(ok)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+
+def check_layout(res: Results, vmcore: Path, serial: list[str]) -> None:
+    iomem = parse_iomem(iomem_section(serial))
+    if not iomem:
+        res.add("PT_LOADs = System RAM - Crash kernel", False, "no IOMEM-BEGIN..IOMEM-END in the serial log")
+        return
+    expected = expected_dump_ranges(iomem)
+    crash = [e for e in iomem if e.name.startswith("Crash kernel")]
+    with open(vmcore, "rb") as f:
+        ph = read_phdrs(f)
+    loads = [p for p in ph if p.type == PT_LOAD]
+    text = [p for p in loads if p.vaddr >= KERNEL_TEXT_START]
+    ram = [p for p in loads if p.vaddr < KERNEL_TEXT_START]
+    raw = sorted((p.paddr, p.paddr + p.memsz) for p in ram)
+    actual = merge_ranges(raw)
+    short = [p for p in ram if p.filesz != p.memsz]
+    detail = (
+        f"{len(ram)} RAM PT_LOADs (+{len(text)} kernel text), "
+        f"crash kernel {fmt_ranges([(c.start, c.end + 1) for c in crash])}"
+    )
+    ok = actual == expected
+    if not ok:
+        detail += f"\nexpected: {fmt_ranges(expected)}\nactual:   {fmt_ranges(actual)}"
+        missing = subtract_ranges(expected, actual)
+        extra = subtract_ranges(actual, expected)
+        detail += f"\nmissing from dump: {fmt_ranges(missing)}\nextra in dump:     {fmt_ranges(extra)}"
+    elif len(raw) != len(actual):
+        detail += f" (merged from {len(raw)} adjacent segments)"
+    if short:
+        detail += f"\nnote: {len(short)} PT_LOADs have p_filesz < p_memsz (excluded pages)"
+    res.add("PT_LOADs = System RAM - Crash kernel", ok, detail)
+
+
+def check_notes(res: Results, vmcore: Path, smp: int, version: str) -> None:
+    with open(vmcore, "rb") as f:
+        ph = read_phdrs(f)
+        notes_ph = [p for p in ph if p.type == PT_NOTE]
+        if len(notes_ph) != 1:
+            res.add("notes", False, f"{len(notes_ph)} PT_NOTE segments, expected exactly 1")
+            if not notes_ph:
+                return
+        data = b""
+        for p in notes_ph:
+            f.seek(p.offset)
+            data += f.read(p.filesz)
+    notes, leftover = parse_notes(data)
+    prstatus = [n for n in notes if n.name == "CORE" and n.type == NT_PRSTATUS]
+    vmci = [n for n in notes if n.name == "VMCOREINFO"]
+    osrel = None
+    if vmci:
+        m = re.search(rb"^OSRELEASE=(.*)$", vmci[0].desc, re.M)
+        osrel = m.group(1).decode(errors="replace") if m else None
+    detail = (
+        f"{len(prstatus)} CORE/NT_PRSTATUS (want {smp}), {len(vmci)} VMCOREINFO"
+        f" (OSRELEASE={osrel}), {len(notes)} notes in all"
+    )
+    if leftover:
+        detail += f", {leftover} bytes after the last note"
+    pr_sizes = sorted({len(n.desc) for n in prstatus})
+    if pr_sizes and pr_sizes != [336]:
+        detail += f", PRSTATUS desc sizes {pr_sizes} (x86_64 expects 336)"
+    ok = (
+        len(notes_ph) == 1
+        and len(prstatus) == smp
+        and len(vmci) == 1
+        and osrel == version
+        and pr_sizes == [336]
+    )
+    res.add("notes: PRSTATUS per CPU + VMCOREINFO", ok, detail)
+
+
+def check_vmcore_tools(res: Results, args, out: Path, vmcore: Path, k: GuestKernel, version: str) -> None:
+    dmesg = out / "dmesg.txt"
+    dmesg.unlink(missing_ok=True)
+    p = run(["makedumpfile", "--dump-dmesg", vmcore, dmesg])
+    (out / "makedumpfile.log").write_text(p.stdout)
+    text = dmesg.read_text(errors="replace") if dmesg.exists() else ""
+    want = ["sysrq: Trigger a crash", "Kernel panic - not syncing"]
+    missing = [w for w in want if w not in text]
+    res.add(
+        "makedumpfile --dump-dmesg",
+        p.returncode == 0 and not missing,
+        f"exit {p.returncode}, {len(text.splitlines())} lines"
+        + (f", missing {missing}" if missing else ", has the sysrq and panic lines")
+        + ("" if p.returncode == 0 else "\n" + tail(p.stdout, 10)),
+    )
+    pv = run([args.pattern, "verify", vmcore, out / "serial.log"])
+    (out / "pattern-verify.log").write_text(pv.stdout)
+    summary = [l for l in pv.stdout.splitlines() if "pages intact" in l or "FAILED" in l]
+    res.add(
+        "pattern intact",
+        pv.returncode == 0,
+        (summary[-1] if summary else f"exit {pv.returncode}")
+        + ("" if pv.returncode == 0 else "\n" + tail(pv.stdout, 12)),
+    )
+    check_layout(res, vmcore, [l for l in (out / "serial.log").read_text(errors="replace").splitlines()])
+    check_notes(res, vmcore, args.smp, version)
+    if args.with_crash:
+        try:
+            vmlinux = ensure_debug_vmlinux(k)
+        except HarnessError as e:
+            res.add("crash", False, str(e))
+            return
+        cmds = "sys\nbt\nlog | tail -5\nquit\n"
+        try:
+            p = run(["crash", "-s", vmlinux, vmcore], input=cmds, timeout=600)
+        except subprocess.TimeoutExpired:
+            res.add("crash sys/bt/log", False, "crash did not finish within 600 s")
+            return
+        (out / "crash.txt").write_text(p.stdout)
+        print("----- crash output -----")
+        print(p.stdout.rstrip())
+        print("------------------------")
+        panic = re.search(r"^\s*PANIC: (.*)$", p.stdout, re.M)
+        frames = [l for l in p.stdout.splitlines() if re.match(r"^\s*#\d+ \[", l)]
+        bt = sorted({fn for fn in ("sysrq_handle_crash", "__crash_kexec", "crash_kexec")
+                     for l in frames if f" {fn} at " in l})  # fmt: skip
+        res.add(
+            "crash sys/bt/log",
+            p.returncode == 0 and panic is not None and bool(bt),
+            f"exit {p.returncode}, PANIC: {panic.group(1) if panic else 'missing'}, "
+            f"{len(frames)} frames, with {bt or 'none of sysrq_handle_crash/crash_kexec'}",
+        )
+        check_gdb(res, out, vmlinux, vmcore)
+
+
+def check_gdb(res: Results, out: Path, vmlinux: Path, vmcore: Path) -> None:
+    """gdb opens the vmcore as an ELF core: kernel memory through the
+    PT_LOADs (linux_banner), one thread per NT_PRSTATUS, the crashing CPU
+    stopped in __crash_kexec."""
+    offset = kernel_offset(vmcore)
+    if offset is None:
+        res.add("gdb", False, "no KERNELOFFSET in VMCOREINFO")
+        return
+    cmds = ["-batch", "-nx", "-ex", f"symbol-file -o {offset:#x} {vmlinux}", "-ex", f"core-file {vmcore}",
+            "-ex", "p (char*)linux_banner", "-ex", "info threads", "-ex", "thread apply all bt 3"]  # fmt: skip
+    try:
+        p = run(["gdb", *cmds], timeout=600)
+    except (subprocess.TimeoutExpired, FileNotFoundError) as e:
+        res.add("gdb banner/threads/bt", False, str(e))
+        return
+    (out / "gdb.txt").write_text(p.stdout)
+    banner = re.search(r'<linux_banner> "(Linux version [^"]{0,40})', p.stdout)
+    threads = re.findall(r"^\*?\s+\d+\s+(?:process|LWP) ", p.stdout, re.M)
+    crashing = "__crash_kexec" in p.stdout
+    res.add("gdb banner/threads/bt", p.returncode == 0 and bool(banner) and len(threads) >= 1 and crashing,
+            f"exit {p.returncode}, banner {banner.group(1) + '...' if banner else 'missing'}, "
+            f"{len(threads)} thread(s), {'a thread in __crash_kexec' if crashing else 'no __crash_kexec frame'}")  # fmt: skip
+
+
+def check_device_error(res: Results, args, out: Path, disk: Path, message: str, code: str | None,
+                       header: DeviceInfo | None, injected: int, serial: list[str], version: str,
+                       info: dict) -> None:
+    """After a capture whose dump disk failed one write: the RESULT message
+    and `code`, the `header` (`minicap info --json`, None if it could not be
+    read), `minicap info`, `minicap save` with and without --partial, and
+    the partial vmcore (its ELF headers, notes and pattern pages)."""
+    ok, detail = check_write_failure(message, injected)
+    res.add("RESULT names the failed write", ok, detail)
+    wf = parse_write_failure(message)
+    if header is None:
+        return
+    h = header
+    planned = planned_dump_length(serial)
+    bad = []
+    if h.state != "failed":
+        bad.append(f"state {h.state}, want failed")
+    if h.failure_code != code:
+        bad.append(f"failure_code {h.failure_code!r} is not the RESULT's {code!r}")
+    if h.message != message:
+        bad.append(f"message {h.message!r} is not the RESULT message {message!r}")
+    if h.format != "elf-vmcore" or h.dump_offset != DUMP_OFFSET:
+        bad.append(f"format {h.format}, dump offset {h.dump_offset:#x} (want elf-vmcore, {DUMP_OFFSET:#x})")
+    if planned is None or h.dump_length != planned:
+        bad.append(f"dump_length {h.dump_length}, the console planned {planned}")
+    if h.osrelease != version:
+        bad.append(f"osrelease {h.osrelease!r}, want {version!r}")
+    res.add("header: failed, with the code and message", not bad,
+            f"state {h.state}, failure_code {h.failure_code}, written {h.written} of {h.dump_length}, "
+            f"message {h.message!r}" + ("".join(f"\n{b}" for b in bad)))  # fmt: skip
+    if wf is not None:
+        ok, detail = check_checkpoint(h.written, h.dump_length, wf.offset - h.dump_offset)
+    else:
+        ok, detail = False, f"written {h.written} of {h.dump_length}; no failed write offset to compare with"
+    res.add("header: written = last 10 % checkpoint", ok, detail)
+
+    p = run([args.tool, "info", disk])
+    (out / "info.log").write_text(p.stdout)
+    want = ["state:       failed", f"written:     {h.written} bytes", f"message:     {h.message}"]
+    missing = [w for w in want if w not in p.stdout]
+    res.add("minicap info", p.returncode == 0 and not missing,
+            f"exit {p.returncode}" + (f", missing {missing}\n{p.stdout.rstrip()}" if missing else
+                                      ", shows state failed, written and the message"))  # fmt: skip
+
+    partial = out / "partial.vmcore"
+    partial.unlink(missing_ok=True)
+    p = run([args.tool, "save", disk, partial])
+    (out / "save.log").write_text(p.stdout)
+    ok = p.returncode != 0 and not partial.exists() and "--partial" in p.stdout
+    res.add("minicap save refuses it", ok, f"exit {p.returncode}, {partial.name} "
+            f"{'created' if partial.exists() else 'not created'}: {tail(p.stdout, 1)}")  # fmt: skip
+    partial.unlink(missing_ok=True)
+    p = run([args.tool, "save", "--partial", disk, partial])
+    (out / "save-partial.log").write_text(p.stdout)
+    size = partial.stat().st_size if partial.exists() else None
+    res.add("minicap save --partial", p.returncode == 0 and size == h.written,
+            f"exit {p.returncode}, {size} bytes (header: written {h.written})"
+            + ("" if p.returncode == 0 else "\n" + tail(p.stdout, 3)))  # fmt: skip
+    if size is None:
+        return
+    info["vmcore_bytes"] = size
+    ok, detail = (same_bytes(partial, 0, disk, h.dump_offset, h.written) if size == h.written
+                  else (False, f"{partial.name} has {size} bytes, the header says {h.written}"))  # fmt: skip
+    res.add("partial dump = the image's first `written` bytes", ok, detail)
+
+    with open(partial, "rb") as f:
+        try:
+            ph = read_phdrs(f)
+            f.seek(0)
+            eh = f.read(64)
+            phoff = struct.unpack_from("<Q", eh, 0x20)[0]
+            phentsize, phnum = struct.unpack_from("<HH", eh, 0x36)
+            full = vmcore_end(f)
+        except (ValueError, struct.error) as e:
+            res.add("partial ELF headers", False, str(e))
+            return
+    notes = [q for q in ph if q.type == PT_NOTE]
+    loads = [q for q in ph if q.type == PT_LOAD]
+    table_end = phoff + phentsize * phnum
+    notes_end = max((q.offset + q.filesz for q in notes), default=0)
+    ok = table_end <= min(PAGE_SIZE, size) and notes and notes_end <= size and loads and full == h.dump_length
+    res.add("partial ELF headers", ok,
+            f"{len(ph)} program headers end at {table_end:#x}, {len(notes)} PT_NOTE ending at {notes_end:#x}, "
+            f"{len(loads)} PT_LOADs; the ELF describes {full} bytes (dump_length {h.dump_length}), "
+            f"{size} saved")  # fmt: skip
+    check_notes(res, partial, args.smp, version)
+
+    try:
+        log_ = parse_pattern_log(serial)
+    except ValueError as e:
+        res.add("pattern pages in the partial dump", False, str(e))
+        return
+    with open(partial, "rb") as f:
+        intact, beyond, problems = check_partial_pattern(f, size, ph, log_)
+    info["pattern_pages_in_partial"] = intact
+    res.add("pattern pages in the partial dump", intact > 0 and not problems,
+            f"{intact} pages intact, {beyond} lie beyond the saved part, {len(problems)} bad of {log_.pages}"
+            + ("".join(f"\n{x}" for x in problems[:10]))
+            + ("" if intact or problems
+               else "\nno pattern page within the saved part (raise --fail-at-percent)"))  # fmt: skip
+
+
+def check_checkpoint(written: int, dump_length: int, failed_at: int) -> tuple[bool, str]:
+    """`written` (header) against the last 10 % checkpoint before the failed
+    write, which started `failed_at` bytes into the vmcore: the writer
+    updates `written` after the first write that reaches each multiple of
+    10 %, so `written` must be at that multiple (plus less than one request)
+    and no later than the failure."""
+    if dump_length <= 0:
+        return False, f"dump_length {dump_length}"
+    pct = written * 100 // dump_length
+    want = failed_at * 100 // dump_length // CHECKPOINT_PERCENT * CHECKPOINT_PERCENT
+    boundary = -(-want * dump_length // 100)  # first byte count at `want` percent
+    ok = (
+        0 < written < dump_length
+        and written <= failed_at
+        and pct == want
+        and written - boundary < MAX_REQUEST_BYTES
+    )
+    detail = (f"written {written} of {dump_length} ({pct} %), write failed at {failed_at} "
+              f"({failed_at * 100 // dump_length} %): last checkpoint before it is {want} %")  # fmt: skip
+    if not ok:
+        detail += f" (want 0 < written <= {failed_at}, in [{boundary}, {boundary + MAX_REQUEST_BYTES}))"
+    return ok, detail
+
+
+def check_stored_log(res, args, out, disk, serial_lines, want):
+    """`minicap log DISK`: the console log minicap stored on the device must
+    contain `want` and be a faithful copy of its serial output."""
+    p = run([args.tool, "log", disk])
+    (out / "stored.log").write_text(p.stdout)
+    stored = [l.rstrip("\r") for l in p.stdout.splitlines() if l.strip()]
+    serial = {l.rstrip("\r") for l in serial_lines if l.startswith("minicap: ")}
+    missing = [w for w in want if not any(w in l for l in stored)]
+    foreign = [l for l in stored if l not in serial]
+    ok = p.returncode == 0 and stored and not missing and not foreign
+    detail = f"exit {p.returncode}, {len(stored)} line(s)"
+    if missing:
+        detail += f", missing {missing}"
+    if foreign:
+        detail += f", not on the serial console: {foreign[:3]}"
+    if ok:
+        detail += ", all of them on the serial console too"
+    res.add("minicap log (console log stored on the device)", ok, detail)
+
+
+def check_iommu_takeover(res, serial_lines):
+    """With --iommu: the guest left VT-d translating and minicap installed its
+    own tables (only the virtio-blk devices let through)."""
+    hits = [l.rstrip("\r") for l in serial_lines if IOMMU_TAKEOVER.search(l)]
+    iommu = [l.rstrip("\r") for l in serial_lines if l.startswith("minicap: IOMMU")]
+    res.add("IOMMU taken over (translation stays on)", bool(hits),
+            (hits or iommu or ["no 'minicap: IOMMU' line"])[0])  # fmt: skip
+
+
+def read_header(res: Results, args, disk: Path, info: dict) -> DeviceInfo | None:
+    """The dump header through `minicap info --json`, kept in `info`; a
+    failed check and None if the tool cannot give it."""
+    if args.skip_info_json_checks:
+        log("SKIP  header checks: --skip-info-json-checks (the host tool has no `info --json`)")
+        return None
+    try:
+        h = read_device_info(args.tool, disk)
+    except (ValueError, OSError) as e:
+        res.add("header (minicap info --json)", False, str(e))
+        return None
+    info["header"] = dict(h.__dict__)
+    return h
+
+
+def check_complete_header(res: Results, h: DeviceInfo, result_text: str, vmcore_bytes: int | None,
+                          version: str) -> None:
+    """After a successful capture the header says complete, with no failure
+    code, everything written, the guest's release and the SHA-256 the
+    RESULT line printed; the saved vmcore is `dump_length` bytes long."""
+    bad = []
+    if h.state != "complete" or h.failure_code != "none":
+        bad.append(f"state {h.state}, failure_code {h.failure_code} (want complete, none)")
+    if h.format != "elf-vmcore" or h.dump_offset != DUMP_OFFSET:
+        bad.append(f"format {h.format}, dump offset {h.dump_offset:#x} (want elf-vmcore, {DUMP_OFFSET:#x})")
+    if h.written != h.dump_length or (vmcore_bytes is not None and vmcore_bytes != h.dump_length):
+        bad.append(f"written {h.written}, dump_length {h.dump_length}, saved vmcore {vmcore_bytes} bytes")
+    if h.osrelease != version:
+        bad.append(f"osrelease {h.osrelease!r}, want {version!r}")
+    printed = success_sha256(result_text)
+    if printed != h.sha256:
+        bad.append(f"sha256 {h.sha256}, the RESULT line printed {printed}")
+    res.add("header: complete", not bad,
+            f"state {h.state}, {h.written} of {h.dump_length} bytes written, sha256 {h.sha256[:16]}..."
+            + "".join(f"\n{b}" for b in bad))  # fmt: skip

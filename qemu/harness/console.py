@@ -1,0 +1,130 @@
+"""What the serial console says: minicap's RESULT line, the per-device
+"left alone" reports, the failed write a device error names, the IOMMU
+takeover line, and the guest's own markers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .common import MIB
+
+CRASH_MARKERS = ("sysrq: Trigger a crash", "Kernel panic")
+# Any line starting like this is minicap's final verdict (also in a format
+# parse_result_line rejects, so that a wrong format fails a check rather
+# than looking like no RESULT at all).
+RESULT_MARKER = "minicap: RESULT:"
+RESULT_RE = re.compile(
+    r"minicap: RESULT: (?:(?P<success>success): (?P<text>.*)"
+    r"|(?P<failure>failure) \[(?P<code>[a-z0-9]+(?:-[a-z0-9]+)*)\]: (?P<message>.*))$"
+)
+# The linux-kdump reference's capture initramfs prints this instead.
+KDUMP_RESULT_RE = re.compile(r"KDUMP-RESULT: (success|failure)(.*)")
+
+# formats/dumpheader's FailureCode names (FailureCode::as_str), as printed
+# in `RESULT: failure [<code>]` and stored in the dump header.
+FAILURE_CODES = (
+    "bad-boot-params", "bad-option", "no-elfcorehdr", "bad-elfcorehdr", "bad-core-headers", "bad-memory-map",
+    "crash-memory-too-small", "memory-not-mappable", "bad-layout", "iommu", "no-device", "no-prepared-device",
+    "device-id-mismatch", "ambiguous-device", "device-too-small", "unsupported-block-size", "device-error",
+    "cpu-exception", "internal",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ResultLine:
+    verdict: str  # "success" or "failure"
+    code: str | None  # the failure code; None on success
+    message: str  # the text after "success: " or "failure [<code>]: "
+
+
+def parse_result_line(line: str) -> ResultLine | None:
+    """`minicap: RESULT: success: <text>` or `minicap: RESULT: failure
+    [<code>]: <message>` (anywhere in the line, trailing CR ignored); None
+    if the line is neither."""
+    m = RESULT_RE.search(line.rstrip("\r\n"))
+    if not m:
+        return None
+    if m.group("success"):
+        return ResultLine("success", None, m.group("text"))
+    return ResultLine("failure", m.group("code"), m.group("message"))
+
+
+def check_device_reports(lines: list[str], unformatted: int = 0,
+                         mismatch: tuple[str, str] | None = None) -> tuple[bool, str]:
+    """The per-device lines minicap prints before its RESULT when it skips a
+    disk (`...; left alone`): with `mismatch` = (the disk's id, the requested
+    id), exactly one "minicap device id <disk's> is not the requested
+    <requested>"; otherwise exactly `unformatted` "not a minicap dump device"
+    lines (one per disk of random data)."""
+    mc = []
+    for l in lines:
+        if l.startswith(RESULT_MARKER):
+            break
+        if l.startswith("minicap: ") and "left alone" in l:
+            mc.append(l.strip())
+    if mismatch is not None:
+        disk_id, wanted_id = mismatch
+        want = f"minicap device id {disk_id.lower()} is not the requested {wanted_id.lower()}; left alone"
+        hits = [l for l in mc if want in l.lower()]
+        ok = len(hits) == 1
+        detail = f"{len(hits)} line(s) with {want!r}, want 1"
+    else:
+        hits = [l for l in mc if "not a minicap dump device" in l]
+        ok = len(hits) == unformatted
+        detail = f"{len(hits)} 'not a minicap dump device ... left alone' line(s), want {unformatted}"
+    return ok, detail + (f": {hits[0]}" if hits else (f"; lines seen: {mc}" if mc else "; no 'left alone' lines"))
+
+
+# The writer's failure for a vmcore data write the device rejected
+# (kernel/src/writer.rs around drivers/src/virtio/blk.rs's VirtioBlkError::Io).
+WRITE_FAILURE_RE = re.compile(
+    r"writing memory (0x[0-9a-f]+) to byte (0x[0-9a-f]+): write at byte (0x[0-9a-f]+) failed with virtio status (\d+)"
+)
+MAX_REQUEST_BYTES = 4 * MIB  # minicap's largest virtio-blk request (drivers/src/virtio/blk.rs)
+
+
+@dataclass
+class WriteFailure:
+    source: int  # physical address of the memory being written
+    offset: int  # device byte offset of the writer's write (a run of requests)
+    request: int  # device byte offset of the request the device failed
+    status: int  # virtio status byte (1 = VIRTIO_BLK_S_IOERR)
+
+
+def parse_write_failure(message: str) -> WriteFailure | None:
+    m = WRITE_FAILURE_RE.search(message)
+    if not m:
+        return None
+    return WriteFailure(int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16), int(m.group(4)))
+
+
+def check_write_failure(message: str, injected: int) -> tuple[bool, str]:
+    """The RESULT failure names a device write error (virtio status 1,
+    VIRTIO_BLK_S_IOERR) of a request that contains the injected byte."""
+    wf = parse_write_failure(message)
+    if wf is None:
+        return False, f"no 'writing memory ... write at byte ... failed with virtio status N' in {message!r}"
+    ok = wf.status == 1 and wf.offset <= wf.request <= injected < wf.request + MAX_REQUEST_BYTES
+    return ok, (f"request at byte {wf.request:#x} (write of {wf.source:#x} to {wf.offset:#x}) failed with "
+                f"virtio status {wf.status}; injected error at byte {injected:#x}"
+                + ("" if ok else f" (want status 1 and a request of at most {MAX_REQUEST_BYTES} bytes "
+                                 "containing the injected byte)"))  # fmt: skip
+
+
+IOMMU_TAKEOVER = re.compile(
+    r"minicap: IOMMU: VT-d unit \S+ .*translation was on.*own root table, "
+    r"(pass-through|identity map of \[[^)]*\)) for (?!no device)[^;]+; all other DMA blocked; "
+    r"translation on")
+
+
+def planned_dump_length(lines: list[str]) -> int | None:
+    """The vmcore size minicap announces before writing."""
+    return next((int(m.group(1)) for l in lines
+                 if (m := re.search(r"minicap: dump: ELF vmcore of (\d+) bytes", l))), None)  # fmt: skip
+
+
+def success_sha256(text: str) -> str | None:
+    """The `sha256 <hex>` the success line ends with."""
+    m = re.search(r"\bsha256 ([0-9a-f]{64})\b", text)
+    return m.group(1) if m else None

@@ -1,0 +1,213 @@
+"""The guest's initramfs (newc cpio + gzip, written directly): static
+busybox, kexec, the capture kernel, the pattern program and the /init script
+that loads the capture kernel, plants the pattern and crashes the guest."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+from .common import HarnessError, run
+from .kernel import GuestKernel
+
+
+class Cpio:
+    def __init__(self) -> None:
+        self.buf = io.BytesIO()
+        self.ino = 1
+        self.names: set[str] = set()
+
+    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
+        name = name.lstrip("/")
+        if name in self.names:
+            return
+        self.names.add(name)
+        nb = name.encode() + b"\0"
+        fields = [self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(nb), 0]
+        self.ino += 1
+        hdr = b"070701" + b"".join(b"%08X" % v for v in fields)
+        self.buf.write(hdr + nb)
+        self.buf.write(b"\0" * (-(len(hdr) + len(nb)) % 4))
+        self.buf.write(data)
+        self.buf.write(b"\0" * (-len(data) % 4))
+
+    def dir(self, name: str) -> None:
+        parts = name.strip("/").split("/")
+        for i in range(1, len(parts) + 1):
+            self._entry("/".join(parts[:i]), 0o040755)
+
+    def file(self, name: str, data: bytes, mode: int = 0o755) -> None:
+        self.dir(os.path.dirname(name.strip("/")) or ".")
+        self._entry(name, 0o100000 | mode, data)
+
+    def symlink(self, name: str, target: str) -> None:
+        self.dir(os.path.dirname(name.strip("/")) or ".")
+        self._entry(name, 0o120777, target.encode())
+
+    def chardev(self, name: str, major: int, minor: int) -> None:
+        self._entry(name, 0o020600, rdev=(major, minor))
+
+    def host_file(self, name: str, path: Path, mode: int = 0o755) -> None:
+        self.file(name, Path(path).read_bytes(), mode)
+
+    def executable_with_libs(self, name: str, path: Path) -> None:
+        """A dynamically linked program plus everything `ldd` lists."""
+        self.host_file(name, path)
+        p = run(["ldd", path])
+        if p.returncode != 0:
+            if "not a dynamic executable" in p.stdout:
+                return
+            raise HarnessError(f"ldd {path} failed: {p.stdout}")
+        for line in p.stdout.splitlines():
+            m = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
+            if not m:
+                if "not found" in line:
+                    raise HarnessError(f"ldd {path}: {line.strip()}")
+                continue
+            lib = m.group(1)
+            self.host_file(lib, Path(os.path.realpath(lib)))
+
+    def finish(self) -> bytes:
+        self._entry("TRAILER!!!", 0)
+        return gzip.compress(self.buf.getvalue(), compresslevel=6, mtime=0)
+
+
+def add_busybox(c: Cpio) -> None:
+    bb = shutil.which("busybox") or "/bin/busybox"
+    desc = run(["file", "-L", bb]).stdout if shutil.which("file") else "statically linked"
+    if "statically linked" not in desc and "static-pie" not in desc:
+        raise HarnessError(f"{bb} is not static (install busybox-static)")
+    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "etc", "mnt"):
+        c.dir(d)
+    c.chardev("dev/console", 5, 1)
+    c.chardev("dev/null", 1, 3)
+    c.host_file("bin/busybox", Path(bb))
+    applets = run([bb, "--list-full"]).stdout.split()
+    for a in applets:
+        if os.path.basename(a) in ("kexec", "busybox"):
+            continue
+        c.symlink(a, "/bin/busybox")
+
+
+def shell_quote(s: str) -> str:
+    return shlex.quote(s)
+
+
+INIT_HEAD = r"""#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+echo "E2E-INIT $(cat /proc/uptime)"
+echo IOMEM-BEGIN
+cat /proc/iomem
+echo IOMEM-END
+echo "CMDLINE: $(cat /proc/cmdline)"
+echo "UNAME: $(uname -r)"
+"""
+
+INIT_PATTERN = r"""
+echo "PATTERN-START $(cat /proc/uptime)"
+( /pattern fill --mib {mib} --seed {seed}; echo "PATTERN-EXIT $?" ) | tee /tmp/pattern.out &
+n=0
+while ! grep -q -e PATTERN-READY -e PATTERN-EXIT /tmp/pattern.out 2>/dev/null; do
+    n=$((n+1))
+    if [ $n -gt 1200 ]; then echo "PATTERN-TIMEOUT"; break; fi
+    sleep 0.1
+done
+grep -q PATTERN-READY /tmp/pattern.out || echo "PATTERN-FAILED"
+"""
+
+INIT_CRASH = r"""
+echo "E2E-CRASHING $(cat /proc/uptime)"
+echo c > /proc/sysrq-trigger
+echo "E2E-STILL-ALIVE"
+poweroff -f
+"""
+
+
+def kexec_block(kexec_cmd: str) -> str:
+    return f"""
+echo "KEXEC-CMD: {kexec_cmd}"
+{kexec_cmd}
+rc=$?
+if [ $rc -eq 0 ]; then echo "KEXEC-LOADED"; else echo "KEXEC-FAILED $rc"; fi
+echo "KEXEC-CRASH-LOADED $(cat /sys/kernel/kexec_crash_loaded)"
+echo "KEXEC-CRASH-SIZE $(cat /sys/kernel/kexec_crash_size)"
+if [ $rc -ne 0 ]; then echo "E2E-ABORT: kexec failed"; poweroff -f; fi
+"""
+
+
+KDUMP_INIT = r"""#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+echo "KDUMP: capture kernel up $(cat /proc/uptime)"
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do
+    insmod /modules/$m.ko || echo "KDUMP: insmod $m failed"
+done
+n=0
+while [ ! -b /dev/vda ] && [ $n -lt 100 ]; do n=$((n+1)); sleep 0.1; done
+if [ ! -b /dev/vda ]; then echo "KDUMP-RESULT: failure: no /dev/vda"; reboot -f; fi
+size=$(wc -c < /proc/vmcore)
+echo "KDUMP: copying /proc/vmcore ($size bytes) $(cat /proc/uptime)"
+if dd if=/proc/vmcore of=/dev/vda bs=1M conv=fsync 2>/tmp/dd.err; then
+    echo "KDUMP-RESULT: success $size bytes $(cat /proc/uptime)"
+else
+    echo "KDUMP-RESULT: failure: dd: $(cat /tmp/dd.err)"
+fi
+reboot -f
+"""
+
+KDUMP_MODULES = {
+    "virtio": "drivers/virtio/virtio.ko",
+    "virtio_ring": "drivers/virtio/virtio_ring.ko",
+    "virtio_pci_modern_dev": "drivers/virtio/virtio_pci_modern_dev.ko",
+    "virtio_pci_legacy_dev": "drivers/virtio/virtio_pci_legacy_dev.ko",
+    "virtio_pci": "drivers/virtio/virtio_pci.ko",
+    "virtio_blk": "drivers/block/virtio_blk.ko",
+}
+
+
+def build_kdump_initramfs(k: GuestKernel) -> bytes:
+    c = Cpio()
+    add_busybox(c)
+    for name, rel in KDUMP_MODULES.items():
+        c.host_file(f"modules/{name}.ko", k.modules / rel, 0o644)
+    c.file("init", KDUMP_INIT.encode())
+    return c.finish()
+
+
+def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None, kexec_args: str = "",
+                    pattern: Path | None = None, pattern_mib: int = 64, seed: int = 0) -> bytes:
+    """The crashing guest's initramfs. With `minicap` its init loads that
+    capture kernel with `kexec -p <minicap> <kexec_args>`; without, the
+    guest's own kernel with a kdump initramfs (the linux-kdump reference).
+    With `pattern` it plants the memory pattern before crashing."""
+    c = Cpio()
+    add_busybox(c)
+    c.executable_with_libs("sbin/kexec", Path(shutil.which("kexec") or "/sbin/kexec"))
+    init = INIT_HEAD
+    if minicap is None:
+        c.host_file("capture/vmlinuz", k.vmlinuz, 0o644)
+        c.file("capture/initrd.gz", build_kdump_initramfs(k), 0o644)
+        kcmd = (
+            "kexec -p /capture/vmlinuz --initrd=/capture/initrd.gz "
+            f"--append={shell_quote(capture_append)}"
+        )
+    else:
+        c.host_file("minicap.elf", minicap, 0o644)
+        kcmd = f"kexec -p /minicap.elf {kexec_args} --append={shell_quote(capture_append)}"
+    init += kexec_block(kcmd)
+    if pattern is not None:
+        c.executable_with_libs("pattern", pattern)
+        init += INIT_PATTERN.format(mib=pattern_mib, seed=f"{seed:016x}")
+    init += INIT_CRASH
+    c.file("init", init.encode())
+    return c.finish()

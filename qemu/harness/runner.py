@@ -1,0 +1,291 @@
+"""Runs one scenario record: disks, initramfs, QEMU, then the checks the
+record asks for. `args` are the command-line options with the record's
+defaults filled in (cli.resolve)."""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import struct
+import time
+from pathlib import Path
+
+from . import scenarios as sc
+from .checks import (Results, check_complete_header, check_device_error, check_iommu_takeover, check_stored_log,
+                     check_vmcore_tools, read_header)  # fmt: skip
+from .common import MIB, QEMU_DIR, HarnessError, log, parse_size, run, tail
+from .console import (CRASH_MARKERS, KDUMP_RESULT_RE, RESULT_MARKER, check_device_reports, parse_result_line)
+from .disks import (blkdebug_config, compare_fingerprints, fingerprint, inject_offset, make_blank_disk,
+                    make_formatted_disk, make_random_disk, other_device_id, sparse_copy)  # fmt: skip
+from .elf import vmcore_end
+from .initramfs import build_initramfs
+from .kernel import ensure_kernel
+from .qemu import check_qemu_version, qemu_command, run_qemu
+
+KDUMP_APPEND = "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=0 loglevel=7 printk.time=1"
+# The lines `minicap log` must hold after a capture, by outcome.
+STORED_LOG_WANT = {
+    "success": ["capture kernel starting", "target: ", "bytes written and flushed"],
+    "failure": ["capture kernel starting", "capture failed after"],
+}
+OUTPUT_FILES = ("serial.log", "vmcore", "dmesg.txt", "crash.txt", "pattern-verify.log", "qemu.stderr",
+                "partial.vmcore", "blkdebug.cfg", "info.log", "save.log", "save-partial.log", "stored.log",
+                "format.log", "gdb.txt", "makedumpfile.log")  # fmt: skip
+
+
+def out_dir(args, s: sc.Scenario) -> Path:
+    return Path(args.out) if args.out else QEMU_DIR / "out" / s.name
+
+
+def needed_files(args, s: sc.Scenario) -> list[str]:
+    """The --minicap/--tool/--pattern binaries this run uses."""
+    if args.recheck:
+        return ["pattern"]
+    needs = []
+    if s.capture_kernel == "minicap":
+        needs.append("minicap")
+        if any(d.content == sc.FORMATTED for d in s.disks) or s.checks & {sc.VMCORE, sc.STORED_LOG}:
+            needs.append("tool")
+    if s.pattern:
+        needs.append("pattern")
+    return needs
+
+
+def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
+    res = Results()
+    info: dict = {"scenario": s.name, "virtio": args.virtio, "cpu": args.cpu, "memory_mib": args.memory,
+                  "smp": args.smp, "crashkernel": args.crashkernel}  # fmt: skip
+    out = out_dir(args, s)
+    out.mkdir(parents=True, exist_ok=True)
+    info["out"] = str(out)
+    args.out_dir = str(out)
+    if not args.recheck:
+        for name in OUTPUT_FILES:
+            (out / name).unlink(missing_ok=True)
+    for n in needed_files(args, s):
+        p = Path(getattr(args, n))
+        if not p.is_file():
+            raise HarnessError(f"--{n} {p} does not exist (build it first)")
+    for t in ("kexec", "busybox", args.qemu) + (("makedumpfile",) if sc.VMCORE in s.checks else ()):
+        if not shutil.which(t):
+            raise HarnessError(f"{t} not found in PATH")
+
+    info["qemu_version"] = ".".join(map(str, check_qemu_version(args.qemu)))
+
+    k = ensure_kernel(args.kernel_version)
+    info["kernel"] = k.version
+    log(f"guest kernel {k.version}")
+
+    if args.recheck:
+        vmcore = out / "vmcore"
+        if sc.VMCORE not in s.checks:
+            raise HarnessError(f"--recheck redoes the vmcore checks; scenario {s.name} has none")
+        if not vmcore.is_file() or not (out / "serial.log").is_file():
+            raise HarnessError(f"--recheck needs {vmcore} and {out / 'serial.log'} from a run with --keep")
+        info["vmcore_bytes"] = vmcore.stat().st_size
+        check_vmcore_tools(res, args, out, vmcore, k, k.version)
+        return res, info
+
+    # Disk images, attached in table order (PCI slots 1, 2, ...); `guarded`
+    # ones are fingerprinted now and compared after the run.
+    attached: list[Path] = []
+    guarded: dict[str, Path] = {}
+    ids: dict[str, str] = {}
+    target: Path | None = None
+    random_disks = 0
+    decoy = False
+    format_logs = []
+    for d in s.disks:
+        (out / d.image).unlink(missing_ok=True)
+        if d.decoy and args.no_decoy:
+            continue
+        img = out / d.image
+        size = parse_size(d.size or args.disk_size)
+        if d.content == sc.FORMATTED:
+            ids[d.image], text = make_formatted_disk(args.tool, img, size)
+            format_logs.append(text)
+        elif d.content == sc.RANDOM:
+            make_random_disk(img, size)
+            random_disks += 1
+        else:
+            make_blank_disk(img, size)
+        attached.append(img)
+        decoy = decoy or d.decoy
+        if d.guarded:
+            guarded[d.label] = img
+        if d.target:
+            target = img
+    if format_logs:
+        (out / "format.log").write_text("\n".join(format_logs))
+    before = {name: fingerprint(img) for name, img in guarded.items()}
+    info["disks"] = [{"image": img.name, "bytes": img.stat().st_size, "minicap_device": ids.get(img.name)}
+                     for img in attached]  # fmt: skip
+    data_area_before = target.read_bytes()[:MIB] if target and sc.DATA_AREA_ZERO in s.checks else b""
+    # The target may fail one write part-way through the dump area.
+    blkdebug: dict[Path, Path] = {}
+    injected = 0
+    if target and any(d.fails_write for d in s.disks):
+        injected = inject_offset(args.memory, args.fail_at_percent)
+        cfg = out / "blkdebug.cfg"
+        cfg.write_text(blkdebug_config(injected // 512))
+        blkdebug[target] = cfg
+        info["inject_error_at_byte"] = injected
+        log(f"blkdebug: EIO on the first write covering sector {injected // 512} (byte {injected:#x}, "
+            f"{args.fail_at_percent:g} % of {args.memory} MiB into the dump area)")
+
+    linux = s.capture_kernel == "linux"
+    wanted_id = None
+    target_id = ids.get(target.name) if target else None
+    if linux:
+        append = KDUMP_APPEND
+        result_re = KDUMP_RESULT_RE
+    else:
+        opts = []
+        if s.device_option == sc.DEVICE_OTHER:
+            wanted_id = other_device_id(target_id)
+            opts.append(f"minicap.device={wanted_id}")
+        elif s.device_option == sc.DEVICE_TARGET:
+            opts.append(f"minicap.device={target_id}")
+        opts.append("minicap.after=reboot")
+        append = " ".join(opts + list(s.capture_append) + [args.append_extra]).strip()
+        result_re = re.compile(re.escape(RESULT_MARKER))
+    info["capture_append"] = append
+    seed = int(args.seed, 16) if args.seed else random.getrandbits(64)
+    initrd = out / "initramfs.cpio.gz"
+    initrd.write_bytes(build_initramfs(
+        k, append, minicap=None if linux else Path(args.minicap), kexec_args=args.kexec_args,
+        pattern=Path(args.pattern) if s.pattern else None, pattern_mib=args.pattern_mib, seed=seed))  # fmt: skip
+    log(f"initramfs {initrd} ({initrd.stat().st_size // 1024} KiB), seed {seed:016x}")
+
+    cmd = qemu_command(args, k, initrd, attached, blkdebug)
+    info["qemu"] = cmd
+    r = run_qemu(cmd, out / "serial.log", args.timeout, args.verbose, result_re, args.exit_grace)
+    texts = r.texts()
+
+    crash = r.first(lambda t: any(m in t for m in CRASH_MARKERS))
+    result = r.first(lambda t: bool(result_re.search(t)))
+    first_mc = r.first(lambda t: t.startswith("minicap: "))
+    ready = r.first(lambda t: "PATTERN-READY" in t)
+    times = {}
+    if crash:
+        times["boot_to_crash_s"] = crash.t - r.t_start
+        if first_mc and first_mc.t >= crash.t:
+            times["crash_to_first_minicap_line_s"] = first_mc.t - crash.t
+        if result:
+            times["crash_to_result_s"] = result.t - crash.t
+        if r.t_exit is not None:
+            times["crash_to_qemu_exit_s"] = r.t_exit - crash.t
+    if ready:
+        times["boot_to_pattern_ready_s"] = ready.t - r.t_start
+    times["qemu_total_s"] = (r.t_exit or time.monotonic()) - r.t_start
+    info["times"] = {k2: round(v, 3) for k2, v in times.items()}
+    info["qemu_returncode"] = r.returncode
+
+    if r.timed_out:
+        res.add("QEMU run", False, f"timed out after {args.timeout:.0f} s; last 50 lines:\n" + "\n".join(texts[-50:]))
+    kl = r.first(lambda t: t.startswith("KEXEC-LOADED") or t.startswith("KEXEC-FAILED"))
+    res.add("kexec -p load", bool(kl and kl.text.startswith("KEXEC-LOADED")), kl.text if kl else "no KEXEC-* line")
+    res.add("crash triggered", crash is not None, crash.text.strip() if crash else "no sysrq/panic line")
+    if s.pattern:
+        res.add("pattern ready in guest", ready is not None, ready.text.strip() if ready else "no PATTERN-READY")
+
+    want = "success" if s.failure is None else f"failure [{s.failure}]"
+    parsed = None
+    if result:
+        info["result"] = result.text.strip()
+        detail = result.text.strip()
+        if linux:
+            ok = KDUMP_RESULT_RE.search(result.text).group(1) == "success"
+        else:
+            parsed = parse_result_line(result.text)
+            if parsed is None:
+                ok = False
+                detail += "  (not `RESULT: success: ...` or `RESULT: failure [<code>]: ...`)"
+            else:
+                ok = parsed.verdict == ("success" if s.failure is None else "failure") and parsed.code == s.failure
+                info["failure_code"] = parsed.code
+        res.add(f"RESULT {want}", ok, detail)
+    else:
+        res.add(f"RESULT {want}", False, "no RESULT line; last 50 lines:\n" + "\n".join(texts[-50:]))
+    exited = r.t_exit is not None and not r.timed_out and not r.killed_after_result and r.returncode == 0
+    res.add(
+        "QEMU exited (reboot)",
+        exited,
+        f"exit status {r.returncode}" if exited else ("killed: no exit after RESULT" if r.killed_after_result else "killed")
+        + (("\nqemu stderr: " + tail(r.stderr, 5)) if r.stderr.strip() else ""),
+    )
+
+    if sc.LEFT_ALONE in s.checks:
+        if s.device_option == sc.DEVICE_OTHER:
+            ok, detail = check_device_reports(texts, mismatch=(target_id, wanted_id))
+            res.add("per-device report", ok, detail)
+        elif random_disks:
+            ok, detail = check_device_reports(texts, unformatted=random_disks)
+            res.add("decoy disk seen and left alone" if decoy else "per-device report", ok, detail)
+    for name, img in guarded.items():
+        after = fingerprint(img)
+        ok, detail = compare_fingerprints(before[name], after)
+        for d in info["disks"]:
+            if d["image"] == img.name:
+                d["sha256_before"], d["sha256_after"] = before[name][0], after[0]
+        res.add(f"{name} untouched", ok, f"{img.name}: {detail}")
+
+    serial = (out / "serial.log").read_text(errors="replace").splitlines()
+    if sc.DEVICE_ERROR in s.checks and result:
+        header = read_header(res, args, target, info)
+        check_device_error(res, args, out, target, parsed.message if parsed else "", parsed.code if parsed else None,
+                           header, injected, texts, k.version, info)  # fmt: skip
+    if sc.STORED_LOG in s.checks and result:
+        check_stored_log(res, args, out, target, serial, STORED_LOG_WANT["success" if s.failure is None else "failure"])
+    block = re.search(r"logical_block_size=(\d+)", args.blk_props or "")
+    if block and int(block.group(1)) != 512 and result:
+        want_blocks = f"{block.group(1)}-byte blocks"
+        hit = next((l.rstrip("\r") for l in serial if l.startswith("minicap: target:")), "")
+        res.add(f"dump device used with {want_blocks}", want_blocks in hit, hit or "no 'minicap: target:' line")
+    if args.iommu and result:
+        check_iommu_takeover(res, serial)
+
+    vmcore = out / "vmcore"
+    if sc.VMCORE in s.checks and result:
+        if linux:
+            with open(target, "rb") as f:
+                try:
+                    n = vmcore_end(f)
+                except (ValueError, struct.error) as e:
+                    n = 0
+                    res.add("vmcore on disk", False, str(e))
+            if n:
+                sparse_copy(target, vmcore, n)
+        else:
+            p = run([args.tool, "save", target, vmcore])
+            (out / "save.log").write_text(p.stdout)
+            res.add("minicap save", p.returncode == 0 and vmcore.is_file(),
+                    f"exit {p.returncode}: " + tail(p.stdout, 3 if p.returncode else 1))  # fmt: skip
+    if sc.HEADER_COMPLETE in s.checks and result:
+        header = read_header(res, args, target, info)
+        if header is not None:
+            check_complete_header(res, header, parsed.message if parsed else "",
+                                  vmcore.stat().st_size if vmcore.is_file() else None, k.version)  # fmt: skip
+    if sc.VMCORE in s.checks:
+        if vmcore.is_file():
+            info["vmcore_bytes"] = vmcore.stat().st_size
+            check_vmcore_tools(res, args, out, vmcore, k, k.version)
+        else:
+            res.add("vmcore checks", False, "no vmcore to check")
+
+    if sc.DATA_AREA_ZERO in s.checks:
+        data = target.read_bytes()
+        nonzero = [i for i in range(MIB, len(data), 4096) if any(data[i : i + 4096])]
+        res.add("small disk: data area untouched", not nonzero,
+                "all bytes after 1 MiB are zero" if not nonzero
+                else f"{len(nonzero)} non-zero 4K blocks after 1 MiB, first at {nonzero[0]:#x}")  # fmt: skip
+        diff = [i for i in range(min(len(data_area_before), MIB)) if data_area_before[i] != data[i]]
+        info["small_disk_header_changed_bytes"] = len(diff)
+        log("header (first MiB): "
+            + ("unchanged" if not diff else f"{len(diff)} bytes changed in {diff[0]:#x}..{diff[-1]:#x}"))  # fmt: skip
+
+    if res.ok and not args.keep:
+        for img in attached + [out / "vmcore", out / "partial.vmcore"]:
+            img.unlink(missing_ok=True)
+    return res, info

@@ -1,0 +1,232 @@
+"""The scenarios, as data: which disks the guest gets, the QEMU and guest
+options, what minicap must answer (success, or failure with a failure
+code), and which checks apply. qemu/harness/runner.py runs one record; the
+suite (`e2e.py --all`, `run-all.sh`) runs every record with `in_suite`, in
+table order. Adding a run is adding a row; see qemu/README.md."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+
+from .console import FAILURE_CODES
+
+# Disk contents.
+FORMATTED = "formatted"  # a sparse image prepared with `minicap format`
+RANDOM = "random"  # random bytes: not a minicap device
+BLANK = "blank"  # a sparse image of zeros (the linux-kdump reference dd's its vmcore onto it)
+CONTENTS = (FORMATTED, RANDOM, BLANK)
+
+
+@dataclass(frozen=True)
+class Disk:
+    """One virtio-blk disk. The guest gets them in table order, in PCI slots
+    1, 2, ..., which is the order minicap's PCI scan meets them."""
+
+    image: str  # file name in the output directory
+    label: str  # how the checks name it ("decoy disk", "dump disk A")
+    content: str  # FORMATTED, RANDOM or BLANK
+    size: str | None = None  # None: the scenario's dump-disk size (--disk-size, or Options.disk_size)
+    guarded: bool = False  # nothing may change it: SHA-256 (and a digest per MiB) before and after the run
+    target: bool = False  # the dump disk: minicap.device= names it; the dump is read back from it
+    decoy: bool = False  # left out with --no-decoy
+    fails_write: bool = False  # attached through QEMU's blkdebug, which fails one write (--fail-at-percent)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Defaults for the command-line options of the same names (a value given
+    on the command line wins). None: the harness's default (DEFAULTS)."""
+
+    virtio: str | None = None
+    cpu: str | None = None
+    memory: int | None = None
+    crashkernel: str | None = None
+    iommu: str | None = None
+    guest_append: str | None = None
+    blk_props: str | None = None
+    disk_size: str | None = None
+
+
+# The harness's defaults where neither the command line nor the scenario
+# sets an option (disk_size None: 2G, or the RAM + 64 MiB rounded up to a
+# GiB if larger).
+DEFAULTS = Options(virtio="modern", cpu="max", memory=1024, crashkernel="32M", iommu="", guest_append="",
+                   blk_props="", disk_size=None)  # fmt: skip
+VIRTIO_MODES = ("modern", "legacy", "transitional")
+
+# Checks a row can ask for. Besides these, every run checks the kexec load,
+# the crash, the RESULT (and the pattern if it plants one) and that QEMU
+# exits; every `guarded` disk is checked untouched; --iommu implies the
+# IOMMU takeover check and a logical_block_size= in --blk-props the
+# block-size check.
+LEFT_ALONE = "left-alone"  # one "not a minicap dump device ... left alone" line per RANDOM disk, or with
+#                            device_option "other" the "device id X is not the requested Y; left alone" line
+STORED_LOG = "stored-log"  # `minicap log`: the console log stored on the device, a copy of the serial lines
+VMCORE = "vmcore"  # save the vmcore; makedumpfile, pattern, PT_LOADs vs /proc/iomem, notes (crash, gdb)
+HEADER_COMPLETE = "header-complete"  # `minicap info --json`: complete, no failure code, the RESULT's sha256
+DEVICE_ERROR = "device-error"  # the failed write, the failed header, save refuses, save --partial, partial dump
+DATA_AREA_ZERO = "data-area-zero"  # every byte of the target after the first MiB still zero
+CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AREA_ZERO)
+
+# minicap.device= on the capture command line.
+DEVICE_TARGET = "target"  # the target disk's id
+DEVICE_OTHER = "other"  # a random id that no disk has
+DEVICE_NONE = "none"  # no minicap.device=
+DEVICE_OPTIONS = (DEVICE_TARGET, DEVICE_OTHER, DEVICE_NONE)
+
+BAD_ELFCOREHDR = "elfcorehdr=12junk"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    about: str  # one line, shown by --list
+    disks: tuple[Disk, ...] = ()
+    failure: str | None = None  # None: RESULT success; else the failure code RESULT must carry
+    checks: frozenset[str] = frozenset()
+    options: Options = field(default_factory=Options)
+    device_option: str = DEVICE_TARGET
+    capture_append: tuple[str, ...] = ()  # more options on minicap's command line
+    pattern: bool = False  # plant the memory pattern before the crash
+    capture_kernel: str = "minicap"  # "linux": the guest's own kernel copies /proc/vmcore (reference)
+    in_suite: bool = True
+
+
+def decoy() -> Disk:
+    return Disk("decoy.img", "decoy disk", RANDOM, size="64M", guarded=True, decoy=True)
+
+
+def dump_disk(guarded: bool = False, fails_write: bool = False) -> Disk:
+    return Disk("dump.img", "dump disk", FORMATTED, guarded=guarded, target=True, fails_write=fails_write)
+
+
+CAPTURE_CHECKS = frozenset({LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE})
+
+
+def capture(name: str, about: str, **options) -> Scenario:
+    """A full capture: the decoy, then the dump disk; success; every check
+    of a good dump."""
+    return Scenario(name, about, disks=(decoy(), dump_disk()), checks=CAPTURE_CHECKS,
+                    options=Options(**options), pattern=True)  # fmt: skip
+
+
+def bad_input(name: str, about: str, code: str, disks: tuple[Disk, ...], **kw) -> Scenario:
+    """minicap must refuse with `code` and write nothing to any disk."""
+    return Scenario(name, about, disks=disks, failure=code, options=Options(disk_size=kw.pop("disk_size", "64M")),
+                    **kw)  # fmt: skip
+
+
+IOMMU_GUEST = "intel_iommu=on iommu=nopt"  # the guest really translates, and the crash leaves it on
+
+SCENARIOS: tuple[Scenario, ...] = (
+    capture("capture-modern", "full capture, virtio-blk modern only (disable-legacy=on)", virtio="modern"),
+    capture("capture-legacy-4kn", "full capture, virtio-blk legacy only, 4 KiB logical blocks (4Kn)",
+            virtio="legacy", blk_props="logical_block_size=4096,physical_block_size=4096"),
+    Scenario("no-disk", "no dump disk: minicap must report failure and reboot", failure="no-device",
+             device_option=DEVICE_NONE),
+    Scenario("small-disk", "4 MiB formatted disk: too small; its data area stays zero",
+             disks=(dump_disk(),), failure="device-too-small", checks=frozenset({DATA_AREA_ZERO}),
+             options=Options(disk_size="4M")),
+    # 4-level paging and 2 MiB pages (qemu64 has neither LA57 nor 1 GiB
+    # pages), in a small crash region, with 1 GiB of the RAM above 4 GiB (q35
+    # keeps 2 GiB low when the guest has more than 2.75 GiB).
+    capture("capture-qemu64-4M-3G", "full capture, 4-level paging, crashkernel=4M, RAM above 4 GiB",
+            cpu="qemu64", crashkernel="4M", memory=3072),
+    # The guest leaves Intel VT-d translating (as servers with intel_iommu=on
+    # do): minicap must install its own tables, pass-through or identity.
+    capture("capture-iommu", "full capture, guest left VT-d translating: pass-through tables",
+            iommu="intel-iommu,intremap=off", guest_append=IOMMU_GUEST),
+    capture("capture-iommu-identity", "full capture, guest left VT-d translating: identity map",
+            iommu="intel-iommu,intremap=off,pt=off", guest_append=IOMMU_GUEST),
+    bad_input("unformatted-disk", "one disk of random data, never formatted: failure, disk unchanged",
+              "no-prepared-device", (Disk("random.img", "random disk", RANDOM, guarded=True),),
+              disk_size="16M", device_option=DEVICE_NONE, checks=frozenset({LEFT_ALONE})),
+    bad_input("wrong-id", "minicap.device= names another id: failure, disk unchanged", "device-id-mismatch",
+              (dump_disk(guarded=True),), device_option=DEVICE_OTHER, checks=frozenset({LEFT_ALONE})),
+    # kexec adds the real elfcorehdr= after it; minicap must reject the
+    # malformed one rather than use the last.
+    bad_input("bad-elfcorehdr", f"{BAD_ELFCOREHDR} on the capture command line: failure, disk unchanged",
+              "bad-elfcorehdr", (dump_disk(guarded=True),), capture_append=(BAD_ELFCOREHDR,)),
+    bad_input("ambiguous", "two formatted disks, no minicap.device=: failure, both unchanged", "ambiguous-device",
+              (Disk("dump-a.img", "dump disk A", FORMATTED, guarded=True),
+               Disk("dump-b.img", "dump disk B", FORMATTED, guarded=True)), device_option=DEVICE_NONE),
+    # The device fails in the middle of the dump: reported, nothing written is lost.
+    Scenario("device-error", "the dump disk fails one write at ~45 %: failure, header failed, save --partial",
+             disks=(decoy(), dump_disk(fails_write=True)), failure="device-error",
+             checks=frozenset({LEFT_ALONE, DEVICE_ERROR, STORED_LOG}), pattern=True),
+    Scenario("linux-kdump", "reference without minicap: the guest's own kernel dd's /proc/vmcore to the disk",
+             disks=(Disk("dump.img", "dump disk", BLANK, target=True),), checks=frozenset({VMCORE}),
+             options=Options(crashkernel="256M"), pattern=True, capture_kernel="linux", in_suite=False),
+)  # fmt: skip
+
+BY_NAME = {s.name: s for s in SCENARIOS}
+SUITE = tuple(s.name for s in SCENARIOS if s.in_suite)
+# Names the command line accepted before the table (`--scenario capture`).
+ALIASES = {"capture": "capture-modern"}
+
+
+def lookup(name: str) -> Scenario:
+    return BY_NAME[ALIASES.get(name, name)]
+
+
+def problems(s: Scenario) -> list[str]:
+    """What is wrong with a row (empty if it is valid)."""
+    out = []
+    if not re.fullmatch(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*", s.name):
+        out.append("name is not words joined by -")
+    if s.failure is not None and s.failure not in FAILURE_CODES:
+        out.append(f"unknown failure code {s.failure!r}")
+    if unknown := set(s.checks) - set(CHECKS):
+        out.append(f"unknown checks {sorted(unknown)}")
+    if s.device_option not in DEVICE_OPTIONS:
+        out.append(f"device_option {s.device_option!r}")
+    if s.capture_kernel not in ("minicap", "linux"):
+        out.append(f"capture_kernel {s.capture_kernel!r}")
+    if s.options.virtio is not None and s.options.virtio not in VIRTIO_MODES:
+        out.append(f"virtio {s.options.virtio!r}")
+    images = [d.image for d in s.disks]
+    if len(set(images)) != len(images):
+        out.append("two disks share an image name")
+    if len({d.label for d in s.disks}) != len(s.disks):
+        out.append("two disks share a label")
+    for d in s.disks:
+        if d.content not in CONTENTS:
+            out.append(f"{d.image}: content {d.content!r}")
+        if d.fails_write and not d.target:
+            out.append(f"{d.image}: only the target disk can fail a write")
+        if d.decoy and d.content != RANDOM:
+            out.append(f"{d.image}: a decoy is random data")
+    targets = [d for d in s.disks if d.target]
+    if len(targets) > 1:
+        out.append("more than one target disk")
+    target = targets[0] if targets else None
+    linux = s.capture_kernel == "linux"
+    if s.device_option in (DEVICE_TARGET, DEVICE_OTHER) and not linux and (target is None or
+                                                                           target.content != FORMATTED):  # fmt: skip
+        out.append(f"device_option {s.device_option} needs a formatted target disk")
+    if linux and (target is None or target.content != BLANK or s.failure is not None):
+        out.append("the linux reference needs a blank target disk and expects success")
+    if linux and set(s.checks) - {VMCORE}:
+        out.append("the linux reference has only the vmcore checks")
+    success_only = {VMCORE, HEADER_COMPLETE}
+    if s.failure is not None and set(s.checks) & success_only:
+        out.append(f"{sorted(set(s.checks) & success_only)} need a successful capture")
+    if set(s.checks) & {VMCORE, HEADER_COMPLETE, STORED_LOG, DEVICE_ERROR, DATA_AREA_ZERO} and target is None:
+        out.append("these checks read the target disk, and there is none")
+    if VMCORE in s.checks and not s.pattern:
+        out.append("the vmcore checks verify the pattern: set pattern=True")
+    if (DEVICE_ERROR in s.checks) != (s.failure == "device-error") or \
+            (DEVICE_ERROR in s.checks) != any(d.fails_write for d in s.disks):  # fmt: skip
+        out.append("device-error check, failure code and a disk that fails a write go together")
+    if DEVICE_ERROR in s.checks and not s.pattern:
+        out.append("the device-error checks look for the pattern in the partial dump: set pattern=True")
+    if LEFT_ALONE in s.checks and s.device_option != DEVICE_OTHER and not any(d.content == RANDOM for d in s.disks):
+        out.append("left-alone needs a random disk or device_option other")
+    if target is not None and target.guarded and (target.fails_write or set(s.checks) & success_only):
+        out.append("a guarded target cannot be written to")
+    return out
+
+
+def option_names() -> list[str]:
+    return [f.name for f in fields(Options)]
