@@ -82,10 +82,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seed", default=None, help="pattern seed, hex (default random)")
     ap.add_argument("--recheck", action="store_true",
                     help="no QEMU run: redo the vmcore checks on <out>/vmcore and <out>/serial.log (from --keep)")
-    # TEMPORARY, until the host tool has `minicap info --json`: leave out the
-    # checks that read the dump header through it.
-    ap.add_argument("--skip-info-json-checks", action="store_true",
-                    help="TEMPORARY, until the host tool has `info --json`: leave out the dump-header checks")
     a = ap.parse_args(argv)
     if a.all and a.recheck:
         ap.error("--recheck works on one scenario's kept output, not with --all")
