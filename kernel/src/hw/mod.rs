@@ -21,6 +21,8 @@ pub mod power;
 pub mod serial;
 pub mod tsc;
 
+pub use entry::set_exception_handler;
+
 extern "C" {
     static __image_start: u8;
     static __image_end: u8;
