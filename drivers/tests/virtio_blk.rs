@@ -861,6 +861,39 @@ fn unmappable_registers() {
 }
 
 #[test]
+fn a_doorbell_outside_the_notification_area_is_refused() {
+    // Queue 0's doorbell is at 5 × 4 = 20: an area of 20 bytes ends there.
+    let m = FakeMachine::new(FakeConfig {
+        notify_len: 20,
+        ..FakeConfig::modern()
+    });
+    assert_eq!(open_err(&m), VirtioBlkError::NoDoorbell);
+    assert!(!m.queue_enabled(), "the queue was not enabled");
+    assert_eq!(m.notifies(), 0);
+    assert_eq!(m.command() & CMD_BUS_MASTER, 0, "bus mastering off");
+    m.assert_clean();
+}
+
+#[test]
+fn register_windows_are_the_capabilities_and_nothing_else() {
+    let m = machine(Mode::Modern);
+    let mut dev = open(&m);
+    roundtrip(&m, &mut dev, 0, 4096, BUF, BUF2);
+    let mut mapped = m.mapped();
+    mapped.sort_unstable();
+    assert_eq!(
+        mapped,
+        vec![
+            (MMIO_BASE + COMMON_OFF, u64::from(COMMON_LEN)),
+            (MMIO_BASE + DEVICE_OFF, u64::from(DEVICE_LEN)),
+            (MMIO_BASE + NOTIFY_OFF, u64::from(NOTIFY_LEN)),
+        ],
+        "the ISR capability is not used"
+    );
+    m.assert_clean();
+}
+
+#[test]
 fn no_registers() {
     let m = FakeMachine::new(FakeConfig {
         io_bar: false,
@@ -882,6 +915,7 @@ fn errors_display() {
         VirtioBlkError::NoQueue,
         VirtioBlkError::NoMemory,
         VirtioBlkError::QueueNotAddressable,
+        VirtioBlkError::NoDoorbell,
         VirtioBlkError::Timeout {
             op: Operation::Write,
             offset: 0x200,

@@ -18,7 +18,8 @@
 //! request through the new (identity) path before its driver reset.
 //!
 //! Units with translation off are left alone. AMD-Vi units (IVRS) are only
-//! reported.
+//! reported. The tables are built by `minicap_drivers::vtd` (tested on the
+//! host); this module decides and reports, `hw::iommu` programs the unit.
 
 use crate::acpi::{self, AcpiInfo, Drhd};
 use crate::console::FixedString;

@@ -279,6 +279,8 @@ pub struct FakeConfig {
     /// The device is found running, as the crashed kernel left it: this
     /// status, and queue 0 enabled with rings at [`STALE_RINGS`].
     pub initial_status: u8,
+    /// Length of the notification area its capability announces.
+    pub notify_len: u32,
 }
 
 /// Where the "crashed kernel" left queue 0's rings.
@@ -309,6 +311,7 @@ impl FakeConfig {
             dma_limit: 16 << 20,
             map_mmio_ok: true,
             initial_status: 0,
+            notify_len: NOTIFY_LEN,
         }
     }
 
@@ -1468,7 +1471,7 @@ fn virtio_config_space(cfg: &FakeConfig) -> ConfigSpace {
         c.add_capability(
             CAP_NOTIFY,
             0x09,
-            &vendor_cap(2, NOTIFY_OFF, NOTIFY_LEN, Some(NOTIFY_MULTIPLIER)),
+            &vendor_cap(2, NOTIFY_OFF, cfg.notify_len, Some(NOTIFY_MULTIPLIER)),
         );
         c.add_capability(
             CAP_DEVICE,

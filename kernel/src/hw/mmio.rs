@@ -48,13 +48,16 @@ impl MmioRegion {
     }
 
     /// Whether [addr, addr + len) overlaps a live region.
+    /// (If the list is locked, by code an exception interrupted, the answer
+    /// is yes: the caller refuses the read rather than waiting forever.)
     pub(in crate::hw) fn any_overlaps(addr: u64, len: u64) -> bool {
         let end = addr.saturating_add(len);
-        CLAIMED
-            .lock()
-            .iter()
-            .flatten()
-            .any(|&(start, stop)| addr < stop && start < end)
+        CLAIMED.try_lock().is_none_or(|claimed| {
+            claimed
+                .iter()
+                .flatten()
+                .any(|&(start, stop)| addr < stop && start < end)
+        })
     }
 
     /// The address of an access, after the bounds check.
