@@ -4,64 +4,79 @@
 //! access, PCI configuration access, DMA allocation and clock read goes
 //! through [`Platform`], which the kernel's hardware-access layer implements
 //! (and host tests implement with fakes). That keeps this crate free of
-//! `unsafe` and lets the driver logic run under `cargo test`.
+//! `unsafe` and lets the driver logic run under `cargo test`; and because a
+//! driver only ever holds typed, bounded regions the platform handed out
+//! ([`access`]), it cannot reach memory that is not its device's.
 //!
 //! There are no interrupts in a capture kernel: every driver polls, and every
 //! poll has a deadline ([`Deadline`]).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod pci;
 pub mod virtio;
+pub mod vtd;
 
 use core::fmt;
 
 /// Everything a driver needs from the machine.
 ///
-/// Memory accessors take *physical* addresses. The capture kernel runs on an
-/// identity map, so DMA memory and MMIO registers are reached at their
-/// physical addresses; implementations must use volatile accesses.
+/// A driver reaches hardware only through regions the platform hands out
+/// (see [`access`] for the pattern): register windows inside a PCI
+/// function's BARs, I/O port ranges of an I/O BAR, and DMA allocations.
+/// The raw accessors below take such a region and an offset inside it;
+/// every implementation checks the offset with [`access::in_bounds`] (the
+/// kernel stops on a violation, the test machine records it). Drivers use
+/// the typed wrappers [`access::Registers`], [`access::Ports`] and
+/// [`access::Dma`] instead of calling them directly.
 pub trait Platform {
-    /// Volatile 8-bit read of MMIO or DMA memory.
-    fn read8(&self, addr: u64) -> u8;
-    /// Volatile 16-bit read.
-    fn read16(&self, addr: u64) -> u16;
-    /// Volatile 32-bit read.
-    fn read32(&self, addr: u64) -> u32;
-    /// Volatile 8-bit write.
-    fn write8(&self, addr: u64, value: u8);
-    /// Volatile 16-bit write.
-    fn write16(&self, addr: u64, value: u16);
-    /// Volatile 32-bit write.
-    fn write32(&self, addr: u64, value: u32);
-    /// Volatile 64-bit write (used for DMA memory only).
-    fn write64(&self, addr: u64, value: u64);
+    /// A mapped window of memory-space registers.
+    type Mmio: access::Region;
+    /// A range of I/O ports.
+    type Ports: access::Region;
+    /// Memory a device reaches by DMA.
+    type Dma: access::DmaRegion;
 
-    /// Port input, 8 bits.
-    fn inb(&self, port: u16) -> u8;
-    /// Port input, 16 bits.
-    fn inw(&self, port: u16) -> u16;
-    /// Port input, 32 bits.
-    fn inl(&self, port: u16) -> u32;
-    /// Port output, 8 bits.
-    fn outb(&self, port: u16, value: u8);
-    /// Port output, 16 bits.
-    fn outw(&self, port: u16, value: u16);
-    /// Port output, 32 bits.
-    fn outl(&self, port: u16, value: u32);
+    /// Map `len` bytes at `offset` inside memory BAR `bar` of `function`
+    /// uncached and hand them out (None: not a memory BAR, the range
+    /// overlaps RAM or a region already handed out, or cannot be mapped).
+    fn map_registers(
+        &self,
+        function: pci::PciAddress,
+        bar: u8,
+        offset: u64,
+        len: u64,
+    ) -> Option<Self::Mmio>;
+    /// Volatile read of `width` at `offset` in `region`.
+    fn mmio_read(&self, region: &Self::Mmio, offset: u64, width: access::Width) -> u64;
+    /// Volatile write of `width` at `offset` in `region`.
+    fn mmio_write(&self, region: &Self::Mmio, offset: u64, width: access::Width, value: u64);
+
+    /// Claim the first `len` ports of I/O BAR `bar` of `function`.
+    fn claim_ports(&self, function: pci::PciAddress, bar: u8, len: u16) -> Option<Self::Ports>;
+    /// Port input of `width` at `offset` in `ports`.
+    fn port_read(&self, ports: &Self::Ports, offset: u64, width: access::Width) -> u64;
+    /// Port output of `width` at `offset` in `ports`.
+    fn port_write(&self, ports: &Self::Ports, offset: u64, width: access::Width, value: u64);
 
     /// Read a 32-bit register of a PCI function's configuration space.
     fn pci_read32(&self, function: pci::PciAddress, offset: u16) -> u32;
     /// Write a 32-bit register of a PCI function's configuration space.
     fn pci_write32(&self, function: pci::PciAddress, offset: u16, value: u32);
 
-    /// Allocate zeroed memory that devices can reach by DMA at the returned
-    /// physical address (never freed: a capture kernel runs once).
-    fn dma_alloc(&self, size: usize, align: usize) -> Option<u64>;
-
-    /// Make sure a physical range (a device's registers) is mapped uncached
-    /// before the driver touches it.
-    fn map_mmio(&self, addr: u64, len: u64) -> bool;
+    /// Allocate zeroed memory that devices can reach by DMA (never freed:
+    /// a capture kernel runs once).
+    fn dma_alloc(&self, size: usize, align: usize) -> Option<Self::Dma>;
+    /// Volatile read of `width` at `offset` in `dma`.
+    fn dma_read(&self, dma: &Self::Dma, offset: u64, width: access::Width) -> u64;
+    /// Volatile write of `width` at `offset` in `dma`.
+    fn dma_write(&self, dma: &Self::Dma, offset: u64, width: access::Width, value: u64);
+    /// Copy `out.len()` bytes at `offset` of `dma` into `out`.
+    fn dma_read_bytes(&self, dma: &Self::Dma, offset: u64, out: &mut [u8]);
+    /// Push the CPU caches of `dma` out to memory (for devices that do not
+    /// snoop them).
+    fn dma_flush(&self, dma: &Self::Dma);
 
     /// A monotonic clock in microseconds (calibrated TSC, no interrupts).
     fn now_us(&self) -> u64;

@@ -246,3 +246,34 @@ fn absent_functions_read_all_ones() {
     assert_eq!(m.pci_read32(at(3, 4, 5), 0), u32::MAX);
     assert_eq!(pci::bar(&m, at(3, 4, 5), 0), Bar::None);
 }
+
+#[test]
+fn regions_bound_every_access() {
+    use minicap_drivers::access::{Region, Width};
+    let m = FakeMachine::new(FakeConfig::transitional());
+    let common = m
+        .map_registers(VIRTIO_FN, 4, COMMON_OFF, u64::from(COMMON_LEN))
+        .expect("memory BAR");
+    assert_eq!(common.len(), u64::from(COMMON_LEN));
+    assert_eq!(
+        m.mmio_read(&common, u64::from(COMMON_LEN), Width::U8),
+        0xff,
+        "past the end: nothing read"
+    );
+    let dma = m.dma_alloc(16, 16).expect("memory");
+    m.dma_write(&dma, 12, Width::U64, 1);
+    let ports = m.claim_ports(VIRTIO_FN, 0, 20).expect("I/O BAR");
+    m.port_write(&ports, 20, Width::U8, 0);
+    assert!(m.claim_ports(VIRTIO_FN, 4, 20).is_none());
+    assert_eq!(
+        m.mmio_accesses() + m.port_accesses(),
+        0,
+        "none reached the device"
+    );
+    let violations = m.violations();
+    assert_eq!(violations.len(), 4, "{violations:#?}");
+    assert!(violations[..3]
+        .iter()
+        .all(|v| v.contains("outside its region")));
+    assert!(violations[3].contains("not an I/O BAR"));
+}

@@ -3,7 +3,7 @@
 mod fake_machine;
 
 use fake_machine::*;
-use minicap_drivers::virtio::{VirtioBlk, VirtioBlkError};
+use minicap_drivers::virtio::{Operation, VirtioBlk, VirtioBlkError};
 use minicap_drivers::BlockDevice;
 
 /// Test data buffers live here (the DMA allocator hands out memory at 16 MiB).
@@ -559,7 +559,11 @@ fn timeout_resets_the_device() {
             } else {
                 dev.read(8192, BUF, 4096)
             };
-            let op = if write { "write" } else { "read" };
+            let op = if write {
+                Operation::Write
+            } else {
+                Operation::Read
+            };
             assert_eq!(
                 result,
                 Err(VirtioBlkError::Timeout { op, offset: 8192 }),
@@ -583,7 +587,7 @@ fn timeout_reports_the_failing_chunk() {
     assert_eq!(
         dev.write(512, BUF, 9 * MIB),
         Err(VirtioBlkError::Timeout {
-            op: "write",
+            op: Operation::Write,
             offset: 512 + 4 * MIB
         })
     );
@@ -601,7 +605,7 @@ fn flush_timeout() {
     assert_eq!(
         dev.flush(),
         Err(VirtioBlkError::Timeout {
-            op: "flush",
+            op: Operation::Flush,
             offset: 0
         })
     );
@@ -641,7 +645,7 @@ fn io_errors_carry_the_status() {
         assert_eq!(
             dev.write(4096, BUF, 4096),
             Err(VirtioBlkError::Io {
-                op: "write",
+                op: Operation::Write,
                 offset: 4096,
                 status: BLK_IOERR
             }),
@@ -652,7 +656,7 @@ fn io_errors_carry_the_status() {
         assert_eq!(
             dev.read(512, BUF, 512),
             Err(VirtioBlkError::Io {
-                op: "read",
+                op: Operation::Read,
                 offset: 512,
                 status: BLK_UNSUPP
             })
@@ -660,7 +664,7 @@ fn io_errors_carry_the_status() {
         assert_eq!(
             dev.flush(),
             Err(VirtioBlkError::Io {
-                op: "flush",
+                op: Operation::Flush,
                 offset: 0,
                 status: BLK_UNSUPP
             })
@@ -682,7 +686,7 @@ fn io_error_in_a_later_chunk() {
         assert_eq!(
             dev.read(0, BUF, 9 * MIB),
             Err(VirtioBlkError::Io {
-                op: "read",
+                op: Operation::Read,
                 offset: 8 * MIB,
                 status: BLK_IOERR
             })
@@ -701,7 +705,7 @@ fn missing_status_byte_is_an_error() {
         assert_eq!(
             dev.write(0, BUF, 512),
             Err(VirtioBlkError::Io {
-                op: "write",
+                op: Operation::Write,
                 offset: 0,
                 status: 0xff
             })
@@ -857,6 +861,39 @@ fn unmappable_registers() {
 }
 
 #[test]
+fn a_doorbell_outside_the_notification_area_is_refused() {
+    // Queue 0's doorbell is at 5 × 4 = 20: an area of 20 bytes ends there.
+    let m = FakeMachine::new(FakeConfig {
+        notify_len: 20,
+        ..FakeConfig::modern()
+    });
+    assert_eq!(open_err(&m), VirtioBlkError::NoDoorbell);
+    assert!(!m.queue_enabled(), "the queue was not enabled");
+    assert_eq!(m.notifies(), 0);
+    assert_eq!(m.command() & CMD_BUS_MASTER, 0, "bus mastering off");
+    m.assert_clean();
+}
+
+#[test]
+fn register_windows_are_the_capabilities_and_nothing_else() {
+    let m = machine(Mode::Modern);
+    let mut dev = open(&m);
+    roundtrip(&m, &mut dev, 0, 4096, BUF, BUF2);
+    let mut mapped = m.mapped();
+    mapped.sort_unstable();
+    assert_eq!(
+        mapped,
+        vec![
+            (MMIO_BASE + COMMON_OFF, u64::from(COMMON_LEN)),
+            (MMIO_BASE + DEVICE_OFF, u64::from(DEVICE_LEN)),
+            (MMIO_BASE + NOTIFY_OFF, u64::from(NOTIFY_LEN)),
+        ],
+        "the ISR capability is not used"
+    );
+    m.assert_clean();
+}
+
+#[test]
 fn no_registers() {
     let m = FakeMachine::new(FakeConfig {
         io_bar: false,
@@ -878,12 +915,13 @@ fn errors_display() {
         VirtioBlkError::NoQueue,
         VirtioBlkError::NoMemory,
         VirtioBlkError::QueueNotAddressable,
+        VirtioBlkError::NoDoorbell,
         VirtioBlkError::Timeout {
-            op: "write",
+            op: Operation::Write,
             offset: 0x200,
         },
         VirtioBlkError::Io {
-            op: "read",
+            op: Operation::Read,
             offset: 0x400,
             status: 1,
         },
@@ -898,7 +936,7 @@ fn errors_display() {
     }
     assert_eq!(
         VirtioBlkError::Io {
-            op: "read",
+            op: Operation::Read,
             offset: 0x400,
             status: 1
         }
@@ -942,7 +980,7 @@ fn start_write_reports_errors_at_wait() {
         assert_eq!(
             dev.wait(),
             Err(VirtioBlkError::Io {
-                op: "write",
+                op: Operation::Write,
                 offset: 4096,
                 status: BLK_IOERR
             }),

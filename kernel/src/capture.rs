@@ -159,7 +159,8 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
     silence_interrupts(acpi.as_ref());
     let machine = Machine;
     let candidates = Candidates::scan(&machine);
-    crate::iommu::take_over(acpi.as_ref(), &candidates, &core, &heap)?;
+    crate::iommu::take_over(acpi.as_ref(), &candidates, &core, &heap)
+        .map_err(|e| failure!("{e}"))?;
     drop(handoff);
 
     // ---- plan: the vmcore and the device ----

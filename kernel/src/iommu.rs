@@ -18,49 +18,40 @@
 //! request through the new (identity) path before its driver reset.
 //!
 //! Units with translation off are left alone. AMD-Vi units (IVRS) are only
-//! reported.
+//! reported. The tables are built by `minicap_drivers::vtd` (tested on the
+//! host); this module decides and reports, `hw::iommu` programs the unit.
 
 use crate::acpi::{self, AcpiInfo, Drhd};
 use crate::console::FixedString;
-use crate::failure::Failure;
 use crate::hw::iommu::{self as vtd, status, VtdError, VtdUnit};
 use crate::hw::platform::Machine;
-use crate::hw::{heap, tsc};
-use crate::target::{Candidates, MAX_VIRTIO_DEVICES};
-use crate::{failure, say};
-use core::fmt::Write;
+use crate::hw::tsc;
+use crate::say;
+use crate::target::Candidates;
+use core::fmt::{self, Write};
 use core::ops::Range;
-use minicap_drivers::pci::{self, PciAddress};
+use minicap_drivers::pci;
+use minicap_drivers::vtd::{build_tables, choose_mode, Mode};
 use minicap_elfcore::CoreHeaders;
 
-/// Domain id of minicap's one domain (0 is reserved when CAP.CM is set).
-const DOMAIN_ID: u64 = 1;
-/// Upper bound on identity second-level table pages per unit (4 KiB each).
-const MAX_IDENTITY_TABLE_PAGES: u64 = 2048;
+/// A unit did not carry out a command: its state is unknown, so nothing
+/// may be written.
+#[derive(Debug, Clone, Copy)]
+pub struct IommuError {
+    /// The unit's register base.
+    pub base: u64,
+    /// What it did not do.
+    pub error: VtdError,
+}
 
-const PRESENT: u64 = 1 << 0;
-/// Context entry translation type 10b: pass-through.
-const TT_PASS_THROUGH: u64 = 2 << 2;
-/// Context entry translation type 00b: second-level tables, untranslated
-/// requests only.
-const TT_SECOND_LEVEL: u64 = 0;
-const SL_READ: u64 = 1 << 0;
-const SL_WRITE: u64 = 1 << 1;
-const SL_PAGE_SIZE: u64 = 1 << 7;
-const PAGE_BYTES: usize = 4096;
-
-/// How a unit's allowed devices reach memory.
-#[derive(Clone, Copy)]
-enum Mode {
-    /// Context entries of type pass-through.
-    PassThrough { aw: u64 },
-    /// Second-level identity tables covering [0, top).
-    Identity {
-        aw: u64,
-        levels: u32,
-        leaf: u32,
-        top: u64,
-    },
+impl fmt::Display for IommuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "IOMMU: VT-d unit at {:#x}: {}; nothing was written",
+            self.base, self.error
+        )
+    }
 }
 
 /// Take over every VT-d unit that translates (see the module comment).
@@ -72,7 +63,7 @@ pub fn take_over(
     candidates: &Candidates,
     core: &CoreHeaders,
     heap: &Range<u64>,
-) -> Result<(), Failure> {
+) -> Result<(), IommuError> {
     let Some(acpi) = acpi else {
         say!("IOMMU: no ACPI tables found; assuming there is no IOMMU");
         return Ok(());
@@ -143,11 +134,11 @@ pub fn take_over(
             }
             stopped = true;
         }
-        take_over_unit(unit, &vtd, before, faults, candidates, top).map_err(|e| {
-            failure!(
-                "IOMMU: VT-d unit at {:#x}: {e}; nothing was written",
-                unit.base
-            )
+        take_over_unit(unit, &vtd, before, faults, candidates, top).map_err(|error| {
+            IommuError {
+                base: unit.base,
+                error,
+            }
         })?;
     }
     Ok(())
@@ -167,9 +158,6 @@ fn dma_top(core: &CoreHeaders, heap: &Range<u64>) -> u64 {
         })
         .fold(heap.end.max(image_end), u64::max)
 }
-
-/// Why a unit's translation was turned off instead (printed loudly).
-struct Fallback(&'static str);
 
 fn take_over_unit(
     unit: &Drhd,
@@ -200,9 +188,11 @@ fn take_over_unit(
         );
     }
     vtd.mask_fault_events();
-    match choose_mode(vtd, top).and_then(|mode| build_tables(vtd, mode, allowed).map(|r| (mode, r)))
-    {
-        Ok((mode, root)) => {
+    let caps = vtd.capabilities();
+    let tables = choose_mode(&caps, top)
+        .and_then(|mode| build_tables(&Machine, &caps, mode, allowed).map(|t| (mode, t)));
+    match tables {
+        Ok((mode, tables)) => {
             // The translation table mode (legacy/scalable) may change only
             // while translation is off (as Linux notes for kdump). minicap
             // writes legacy tables; a unit in scalable (or abort-DMA) mode
@@ -215,7 +205,7 @@ fn take_over_unit(
             });
             let switch_started = switch_started.transpose()?;
             vtd.flush_write_buffer()?;
-            vtd.set_root_table(root)?;
+            vtd.set_root_table(tables.root().region())?;
             vtd.invalidate_context_cache()?;
             vtd.invalidate_iotlb()?;
             if let Some(started) = switch_started {
@@ -245,7 +235,7 @@ fn take_over_unit(
             }
             let _ = write!(done, "; all other DMA blocked");
         }
-        Err(Fallback(why)) => {
+        Err(why) => {
             vtd.disable_translation()?;
             say!("WARNING: IOMMU: VT-d unit {:#x}: {why}", unit.base);
             say!(
@@ -299,135 +289,4 @@ impl core::fmt::Display for FaultNote {
             Ok(())
         }
     }
-}
-
-/// Pass-through if the unit has it, else identity second-level tables.
-fn choose_mode(vtd: &VtdUnit, top: u64) -> Result<Mode, Fallback> {
-    let sagaw = vtd.sagaw();
-    if sagaw == 0 {
-        return Err(Fallback("CAP.SAGAW lists no address width"));
-    }
-    if vtd.pass_through() {
-        // Pass-through context entries carry the largest supported AGAW.
-        let aw = u64::from(7 - sagaw.leading_zeros().min(7));
-        return Ok(Mode::PassThrough { aw });
-    }
-    // The smallest supported width n (30 + 9n bits, n + 2 levels) that
-    // covers everything the device must reach.
-    let aw = (0..5u32)
-        .filter(|n| sagaw & (1 << n) != 0)
-        .find(|n| 30 + 9 * n >= 64 || top <= 1u64 << (30 + 9 * n))
-        .ok_or(Fallback(
-            "no pass-through (ECAP.PT) and no address width covers the dump",
-        ))?;
-    if top > 1u64 << vtd.mgaw_bits().min(63) {
-        return Err(Fallback(
-            "no pass-through (ECAP.PT) and the dump lies above the unit's address width",
-        ));
-    }
-    let levels = aw + 2;
-    let large = vtd.large_pages();
-    let leaf = if large & 2 != 0 && levels >= 3 {
-        3 // 1 GiB
-    } else if large & 1 != 0 {
-        2 // 2 MiB
-    } else {
-        1 // 4 KiB
-    };
-    let leaf_tables = top.div_ceil(span(leaf) * 512);
-    if leaf_tables > MAX_IDENTITY_TABLE_PAGES {
-        return Err(Fallback(
-            "no pass-through (ECAP.PT) and an identity map of the dump needs too many table pages",
-        ));
-    }
-    Ok(Mode::Identity {
-        aw: u64::from(aw),
-        levels,
-        leaf,
-        top: top.div_ceil(span(leaf)) * span(leaf),
-    })
-}
-
-/// Bytes one entry of a level-`level` table maps (level 1: 4 KiB).
-fn span(level: u32) -> u64 {
-    1u64 << (12 + 9 * (level - 1))
-}
-
-fn table_page() -> Result<u64, Fallback> {
-    heap::alloc_forever(PAGE_BYTES, PAGE_BYTES).ok_or(Fallback("out of memory for IOMMU tables"))
-}
-
-/// Build the root table, context tables and (identity mode) second-level
-/// tables; returns the root table's address.
-fn build_tables(vtd: &VtdUnit, mode: Mode, allowed: &[PciAddress]) -> Result<u64, Fallback> {
-    let root = table_page()?;
-    let (low_bits, aw) = match mode {
-        Mode::PassThrough { aw } => (TT_PASS_THROUGH, aw),
-        Mode::Identity {
-            aw,
-            levels,
-            leaf,
-            top,
-        } => {
-            let tables = table_page()?;
-            identity_table(vtd, tables, levels, leaf, 0, top)?;
-            (tables | TT_SECOND_LEVEL, aw)
-        }
-    };
-    let context_low = low_bits | PRESENT;
-    let context_high = aw | (DOMAIN_ID << 8);
-    // One context table per bus that has an allowed device.
-    let mut buses: [(u8, u64); MAX_VIRTIO_DEVICES] = [(0, 0); MAX_VIRTIO_DEVICES];
-    let mut bus_count = 0;
-    for f in allowed {
-        let table = match buses[..bus_count].iter().find(|(bus, _)| *bus == f.bus) {
-            Some(&(_, table)) => table,
-            None => {
-                let table = table_page()?;
-                vtd::write_entry128(root, usize::from(f.bus), table | PRESENT, 0);
-                buses[bus_count] = (f.bus, table);
-                bus_count += 1;
-                table
-            }
-        };
-        let devfn = usize::from(f.device) << 3 | usize::from(f.function);
-        vtd::write_entry128(table, devfn, context_low, context_high);
-    }
-    if !vtd.coherent() {
-        for &(_, table) in &buses[..bus_count] {
-            vtd::flush_table(table);
-        }
-        vtd::flush_table(root);
-    }
-    Ok(root)
-}
-
-/// Fill the level-`level` table at `table`, which maps [base, base + 512 *
-/// span(level)), with an identity map of [base, top) in `leaf`-level pages.
-fn identity_table(
-    vtd: &VtdUnit,
-    table: u64,
-    level: u32,
-    leaf: u32,
-    base: u64,
-    top: u64,
-) -> Result<(), Fallback> {
-    for index in 0..512usize {
-        let addr = base + index as u64 * span(level);
-        if addr >= top {
-            break;
-        }
-        let entry = if level == leaf {
-            addr | SL_READ | SL_WRITE | if level > 1 { SL_PAGE_SIZE } else { 0 }
-        } else {
-            let next = table_page()?;
-            identity_table(vtd, next, level - 1, leaf, addr, top)?;
-            next | SL_READ | SL_WRITE
-        };
-        vtd::write_entry64(table, index, entry);
-    }
-    if !vtd.coherent() {
-        vtd::flush_table(table);
-    }
-    Ok(())
 }

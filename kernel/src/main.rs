@@ -26,3 +26,20 @@ mod iommu;
 mod memory;
 mod target;
 mod writer;
+
+/// Called by `_start` (boot/src/entry.S) once the stack, SSE, .bss and
+/// relocations are in place.
+// `#[no_mangle]` counts as unsafe code (two items could claim one symbol);
+// this is the one symbol the entry assembly calls, defined nowhere else.
+#[allow(unsafe_code)]
+#[no_mangle]
+extern "C" fn minicap_main(boot_params: u64, load_base: u64) -> ! {
+    minicap_boot::link_entry();
+    hw::set_exception_handler(fault::exception);
+    capture::run(boot_params, load_base)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    fault::panic(info)
+}

@@ -113,7 +113,7 @@ pub fn build_identity_map(
     top: u64,
 ) -> Result<(u64, u32, bool), paging::OutOfFrames> {
     let top = top.max(FOUR_GIB).div_ceil(PAGE) * PAGE;
-    let mut map = paging::IdentityMap::new(heap::page_table_frame)?;
+    let mut map = paging::IdentityMap::new()?;
     let mut at = 0;
     for range in cached.iter() {
         let range = page_round(range);

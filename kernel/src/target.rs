@@ -5,14 +5,13 @@
 
 use crate::console::FixedString;
 use crate::failure::Failure;
-use crate::hw::phys::IdentityMem;
+use crate::hw::dma::DmaBuffer;
 use crate::hw::platform::Machine;
 use crate::{failure, say};
 use minicap_drivers::pci::{self, PciAddress};
 use minicap_drivers::virtio::{is_virtio_blk, VirtioBlk};
 use minicap_drivers::{BlockDevice, Platform};
 use minicap_dumpheader::{DeviceIdHex, DumpHeader, HeaderError, HEADER_LEN};
-use minicap_physmem::PhysMem;
 
 /// Virtio-blk functions considered (and let through a translating IOMMU).
 pub const MAX_VIRTIO_DEVICES: usize = 16;
@@ -86,7 +85,7 @@ pub fn find<'m>(
                 continue;
             }
         };
-        let Some(candidate) = identify(device, buffer) else {
+        let Some(candidate) = identify(device, &buffer) else {
             continue;
         };
         prepared += 1;
@@ -121,16 +120,16 @@ pub fn find<'m>(
 }
 
 /// Read the device's first sector and decode the minicap header in it.
-fn identify(mut device: VirtioBlk<'_, Machine>, buffer: u64) -> Option<Target<'_>> {
+fn identify<'m>(mut device: VirtioBlk<'m, Machine>, buffer: &DmaBuffer) -> Option<Target<'m>> {
     let mut name = FixedString::<96>::new();
     let _ = device.describe(&mut name);
     // One 4 KiB block: a whole logical block on 512-byte and 4Kn disks.
-    if let Err(e) = device.read(0, buffer, PAGE_BYTES as u64) {
+    if let Err(e) = device.read(0, buffer.device_address(), PAGE_BYTES as u64) {
         say!("{}: cannot read its first sector: {e}", name.as_str());
         return None;
     }
     let mut sector = [0u8; HEADER_LEN];
-    IdentityMem.read(buffer, &mut sector).ok()?;
+    buffer.read_bytes(0, &mut sector);
     match DumpHeader::decode(&sector) {
         Ok(header) => Some(Target {
             device,

@@ -59,7 +59,7 @@ impl Records {
         });
         if length > 0 {
             let blocks = (length as u64).div_ceil(PAGE) * PAGE;
-            device.write(LOG_OFFSET, self.log.addr(), blocks)?;
+            device.write(LOG_OFFSET, self.log.device_address(), blocks)?;
             device.flush()?;
         }
         header.log_length = u32::try_from(length).unwrap_or(0);
@@ -68,7 +68,7 @@ impl Records {
             bytes.fill(0);
             bytes[..HEADER_LEN].copy_from_slice(&encoded);
         });
-        device.write(0, self.header.addr(), HEADER_BLOCK as u64)?;
+        device.write(0, self.header.device_address(), HEADER_BLOCK as u64)?;
         device.flush()
     }
 }

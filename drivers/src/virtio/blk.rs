@@ -2,9 +2,10 @@
 
 use super::queue::{Buffer, QueueError, SplitQueue};
 use super::status;
-use super::transport::{Transport, TransportError};
+use super::transport::{blk_config, Transport, TransportError};
+use crate::access::{Dma, Field};
 use crate::pci::{self, PciAddress};
-use crate::{poll_until, BlockDevice, Platform};
+use crate::{field, poll_until, BlockDevice, Platform};
 use core::fmt;
 
 const FEATURE_SIZE_MAX: u64 = 1 << 1;
@@ -19,16 +20,29 @@ const FEATURE_VERSION_1: u64 = 1 << 32;
 /// that does not accept it (QEMU `iommu_platform=on` does).
 const FEATURE_ACCESS_PLATFORM: u64 = 1 << 33;
 
-const CONFIG_CAPACITY: u16 = 0;
-const CONFIG_SIZE_MAX: u16 = 8;
-const CONFIG_SEG_MAX: u16 = 12;
-const CONFIG_BLK_SIZE: u16 = 20;
 /// Largest logical block size supported: minicap writes in 4 KiB units.
 const MAX_BLOCK: u32 = 4096;
 
 const REQ_IN: u32 = 0;
 const REQ_OUT: u32 = 1;
 const REQ_FLUSH: u32 = 4;
+
+/// A request's header and status byte (virtio 1.2 §5.2.6), in one DMA
+/// page: the header is the first descriptor, the status byte the last.
+#[repr(C)]
+struct Request {
+    kind: u32,     // 0
+    reserved: u32, // 4
+    sector: u64,   // 8
+    status: u8,    // 16
+}
+const REQUEST_KIND: Field<Request, u32> = field!(Request, kind);
+const REQUEST_RESERVED: Field<Request, u32> = field!(Request, reserved);
+const REQUEST_SECTOR: Field<Request, u64> = field!(Request, sector);
+const REQUEST_STATUS: Field<Request, u8> = field!(Request, status);
+/// The header is what precedes the status byte (16 bytes).
+#[allow(clippy::cast_possible_truncation)]
+const HEADER_BYTES: u32 = REQUEST_STATUS.offset() as u32;
 
 const STATUS_OK: u8 = 0;
 /// Written into the status byte before submitting: a device that completes
@@ -46,6 +60,27 @@ const REQUEST_TIMEOUT_MS: u64 = 30_000;
 const FLUSH_TIMEOUT_MS: u64 = 60_000;
 /// Data descriptors per request (plus header and status).
 const MAX_DATA_SEGMENTS: usize = 32;
+
+/// What a request was doing (for messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Reading from the disk.
+    Read,
+    /// Writing to the disk.
+    Write,
+    /// Making written data durable.
+    Flush,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Flush => "flush",
+        })
+    }
+}
 
 /// Everything that can go wrong with a virtio-blk device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,17 +101,20 @@ pub enum VirtioBlkError {
     NoMemory,
     /// The queue memory lies above what a legacy device can address.
     QueueNotAddressable,
+    /// The device's doorbell for the queue lies outside its notification
+    /// area.
+    NoDoorbell,
     /// A request did not complete in time.
     Timeout {
         /// Which operation.
-        op: &'static str,
+        op: Operation,
         /// Byte offset on the device.
         offset: u64,
     },
     /// The device reported an error status for a request.
     Io {
         /// Which operation.
-        op: &'static str,
+        op: Operation,
         /// Byte offset on the device.
         offset: u64,
         /// The virtio status byte.
@@ -115,6 +153,10 @@ impl fmt::Display for VirtioBlkError {
             Self::QueueNotAddressable => {
                 write!(f, "queue memory not addressable by a legacy device")
             }
+            Self::NoDoorbell => write!(
+                f,
+                "the queue's notification address lies outside the notification area"
+            ),
             Self::Timeout { op, offset } => {
                 write!(f, "{op} at byte {offset:#x} timed out")
             }
@@ -157,6 +199,7 @@ impl From<QueueError> for VirtioBlkError {
             QueueError::NotAvailable => Self::NoQueue,
             QueueError::NoMemory => Self::NoMemory,
             QueueError::NotAddressable => Self::QueueNotAddressable,
+            QueueError::NoDoorbell => Self::NoDoorbell,
         }
     }
 }
@@ -165,17 +208,16 @@ impl From<QueueError> for VirtioBlkError {
 pub struct VirtioBlk<'p, P: Platform + ?Sized> {
     platform: &'p P,
     function: PciAddress,
-    transport: Transport,
-    queue: SplitQueue,
+    transport: Transport<P>,
+    queue: SplitQueue<P>,
     capacity: u64,
     segment_bytes: u64,
     max_segments: usize,
     flush: bool,
     /// Logical block size: offsets and lengths are multiples of it.
     block_size: u32,
-    /// Physical address of a page holding the request header (16 bytes at
-    /// offset 0) and the status byte (offset 16).
-    request: u64,
+    /// The request header and status byte.
+    request: Dma<P>,
     /// The request the device is working on, if any.
     pending: Option<Pending>,
     /// Set once the device was reset after a timeout (or would not reset):
@@ -183,10 +225,21 @@ pub struct VirtioBlk<'p, P: Platform + ?Sized> {
     broken: bool,
 }
 
+/// What `initialise` found and set up.
+struct Setup<P: Platform + ?Sized> {
+    queue: SplitQueue<P>,
+    capacity: u64,
+    segment_bytes: u64,
+    max_segments: usize,
+    flush: bool,
+    block_size: u32,
+    request: Dma<P>,
+}
+
 /// What is needed to finish a submitted request.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
-    op: &'static str,
+    op: Operation,
     offset: u64,
     timeout_ms: u64,
 }
@@ -209,8 +262,21 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
             return Err(VirtioBlkError::ResetTimeout);
         }
         pci::enable_bus_master(platform, function);
-        match Self::initialise(platform, function, transport) {
-            Ok(device) => Ok(device),
+        match Self::initialise(platform, &transport) {
+            Ok(setup) => Ok(Self {
+                platform,
+                function,
+                transport,
+                queue: setup.queue,
+                capacity: setup.capacity,
+                segment_bytes: setup.segment_bytes,
+                max_segments: setup.max_segments,
+                flush: setup.flush,
+                block_size: setup.block_size,
+                request: setup.request,
+                pending: None,
+                broken: false,
+            }),
             Err(e) => {
                 // The driver must not clear status bits (virtio 1.2 §2.1.2):
                 // add FAILED to what is there.
@@ -222,11 +288,8 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         }
     }
 
-    fn initialise(
-        p: &'p P,
-        function: PciAddress,
-        transport: Transport,
-    ) -> Result<Self, VirtioBlkError> {
+    /// Negotiate, set up the queue and read the configuration.
+    fn initialise(p: &'p P, transport: &Transport<P>) -> Result<Setup<P>, VirtioBlkError> {
         transport.add_status(p, status::ACKNOWLEDGE | status::DRIVER);
         let offered = transport.device_features(p);
         if offered & FEATURE_RO != 0 {
@@ -241,22 +304,22 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         if !transport.confirm_features(p) {
             return Err(VirtioBlkError::FeaturesRejected);
         }
-        let queue = SplitQueue::new(p, &transport, 0, 64)?;
+        let queue = SplitQueue::new(p, transport, 0, 64)?;
         // A request needs a header, at least one data and a status
         // descriptor: smaller queues cannot carry one.
         if queue.size() < 3 {
             return Err(VirtioBlkError::NoQueue);
         }
-        let request = p.dma_alloc(4096, 4096).ok_or(VirtioBlkError::NoMemory)?;
+        let request = Dma::alloc(p, 4096, 4096).ok_or(VirtioBlkError::NoMemory)?;
         transport.add_status(p, status::DRIVER_OK);
 
         let capacity = transport
-            .config64(p, CONFIG_CAPACITY)
+            .config64(p, blk_config::CAPACITY_LOW, blk_config::CAPACITY_HIGH)
             .saturating_mul(SECTOR);
         // Requests must be whole logical blocks (512 unless the device says
         // otherwise, e.g. 4096 on a 4Kn disk).
         let block_size = if accepted & FEATURE_BLK_SIZE != 0 {
-            transport.config32(p, CONFIG_BLK_SIZE)
+            transport.config32(p, blk_config::BLK_SIZE)
         } else {
             512
         };
@@ -265,7 +328,7 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         }
         let mut segment_bytes = DEFAULT_SEGMENT_BYTES;
         if accepted & FEATURE_SIZE_MAX != 0 {
-            let size_max = u64::from(transport.config32(p, CONFIG_SIZE_MAX));
+            let size_max = u64::from(transport.config32(p, blk_config::SIZE_MAX));
             if size_max >= 4096 {
                 segment_bytes = segment_bytes.min(size_max & !4095);
             } else if size_max >= SECTOR {
@@ -275,17 +338,14 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         let queue_limit = usize::from(queue.size()).saturating_sub(2).max(1);
         let mut max_segments = MAX_DATA_SEGMENTS.min(queue_limit);
         if accepted & FEATURE_SEG_MAX != 0 {
-            let seg_max = transport.config32(p, CONFIG_SEG_MAX);
+            let seg_max = transport.config32(p, blk_config::SEG_MAX);
             if let Ok(seg_max) = usize::try_from(seg_max) {
                 if seg_max > 0 {
                     max_segments = max_segments.min(seg_max);
                 }
             }
         }
-        Ok(Self {
-            platform: p,
-            function,
-            transport,
+        Ok(Setup {
             queue,
             capacity,
             segment_bytes,
@@ -293,8 +353,6 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
             flush: accepted & FEATURE_FLUSH != 0,
             block_size,
             request,
-            pending: None,
-            broken: false,
         })
     }
 
@@ -324,7 +382,7 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
     /// Post one request (header, data buffers, status) without waiting.
     fn submit(
         &mut self,
-        op: &'static str,
+        op: Operation,
         kind: u32,
         offset: u64,
         data: &[Buffer],
@@ -336,10 +394,12 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         // One request at a time: finish the previous one first.
         self.complete()?;
         let p = self.platform;
-        p.write32(self.request, kind);
-        p.write32(self.request + 4, 0);
-        p.write64(self.request + 8, offset / SECTOR);
-        p.write8(self.request + 16, STATUS_UNSET);
+        let request = &self.request;
+        request.write(p, 0, REQUEST_KIND, kind);
+        request.write(p, 0, REQUEST_RESERVED, 0);
+        request.write(p, 0, REQUEST_SECTOR, offset / SECTOR);
+        request.write(p, 0, REQUEST_STATUS, STATUS_UNSET);
+        let header_at = request.device_address();
 
         let mut chain = [Buffer {
             addr: 0,
@@ -347,17 +407,18 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
             device_writes: false,
         }; MAX_DATA_SEGMENTS + 2];
         chain[0] = Buffer {
-            addr: self.request,
-            len: 16,
+            addr: header_at,
+            len: HEADER_BYTES,
             device_writes: false,
         };
         chain[1..=data.len()].copy_from_slice(data);
         chain[data.len() + 1] = Buffer {
-            addr: self.request + 16,
+            addr: header_at + REQUEST_STATUS.offset(),
             len: 1,
             device_writes: true,
         };
-        self.queue.submit(p, &chain[..data.len() + 2]);
+        self.queue
+            .submit(p, &self.transport, &chain[..data.len() + 2]);
         self.pending = Some(Pending {
             op,
             offset,
@@ -391,7 +452,7 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         if device_status & (status::NEEDS_RESET | status::FAILED) != 0 {
             return Err(VirtioBlkError::DeviceBroken(device_status));
         }
-        let result = p.read8(self.request + 16);
+        let result = self.request.read(p, 0, REQUEST_STATUS);
         if result != STATUS_OK {
             return Err(VirtioBlkError::Io {
                 op,
@@ -405,7 +466,7 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
     /// Run one request and wait for it.
     fn run(
         &mut self,
-        op: &'static str,
+        op: Operation,
         kind: u32,
         offset: u64,
         data: &[Buffer],
@@ -459,9 +520,9 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
             let chunk = (len - done).min(request_bytes);
             let (segments, count) = self.segments(phys + done, chunk, !write);
             let (op, kind) = if write {
-                ("write", REQ_OUT)
+                (Operation::Write, REQ_OUT)
             } else {
-                ("read", REQ_IN)
+                (Operation::Read, REQ_IN)
             };
             self.run(
                 op,
@@ -507,7 +568,7 @@ impl<P: Platform + ?Sized> BlockDevice for VirtioBlk<'_, P> {
         }
         let (segments, count) = self.segments(phys, len, false);
         self.submit(
-            "write",
+            Operation::Write,
             REQ_OUT,
             offset,
             &segments[..count],
@@ -525,7 +586,7 @@ impl<P: Platform + ?Sized> BlockDevice for VirtioBlk<'_, P> {
             // a completed write is durable.
             return self.complete();
         }
-        self.run("flush", REQ_FLUSH, 0, &[], FLUSH_TIMEOUT_MS)
+        self.run(Operation::Flush, REQ_FLUSH, 0, &[], FLUSH_TIMEOUT_MS)
     }
 
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {

@@ -5,7 +5,7 @@ mod blk;
 mod queue;
 mod transport;
 
-pub use blk::{VirtioBlk, VirtioBlkError};
+pub use blk::{Operation, VirtioBlk, VirtioBlkError};
 
 /// PCI vendor of every virtio device.
 pub const VIRTIO_VENDOR: u16 = 0x1af4;

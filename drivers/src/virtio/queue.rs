@@ -6,10 +6,47 @@
 //! used ring at the next 4096-byte boundary (the legacy "QueueAlign").
 
 use super::transport::{Notify, QueueAddresses, Transport};
-use crate::Platform;
+use crate::access::{Dma, Field};
+use crate::{field, Platform};
+use core::mem::size_of;
 use core::sync::atomic::{fence, Ordering};
 
-const DESC_SIZE: u64 = 16;
+/// One entry of the descriptor table (virtio 1.2 §2.7.5).
+#[repr(C)]
+struct Descriptor {
+    addr: u64,  // 0
+    len: u32,   // 8
+    flags: u16, // 12
+    next: u16,  // 14
+}
+const _: () = assert!(size_of::<Descriptor>() == 16);
+
+/// The available ring's header (§2.7.6); `ring: [u16; size]` follows.
+#[repr(C)]
+struct AvailHeader {
+    flags: u16, // 0
+    idx: u16,   // 2
+}
+
+/// The used ring's header (§2.7.8); `ring: [UsedElem; size]` follows.
+#[repr(C)]
+struct UsedHeader {
+    flags: u16, // 0
+    idx: u16,   // 2
+}
+
+const DESC_ADDR: Field<Descriptor, u64> = field!(Descriptor, addr);
+const DESC_LEN: Field<Descriptor, u32> = field!(Descriptor, len);
+const DESC_FLAGS: Field<Descriptor, u16> = field!(Descriptor, flags);
+const DESC_NEXT: Field<Descriptor, u16> = field!(Descriptor, next);
+const AVAIL_FLAGS: Field<AvailHeader, u16> = field!(AvailHeader, flags);
+const AVAIL_IDX: Field<AvailHeader, u16> = field!(AvailHeader, idx);
+const USED_IDX: Field<UsedHeader, u16> = field!(UsedHeader, idx);
+
+const DESC_SIZE: u64 = size_of::<Descriptor>() as u64;
+const RING_HEADER: u64 = size_of::<AvailHeader>() as u64;
+/// Size of one used-ring element (id: u32, len: u32).
+const USED_ELEM: u64 = 8;
 const DESC_F_NEXT: u16 = 1;
 const DESC_F_WRITE: u16 = 2;
 const AVAIL_F_NO_INTERRUPT: u16 = 1;
@@ -17,16 +54,18 @@ const AVAIL_F_NO_INTERRUPT: u16 = 1;
 /// One buffer of a request chain.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Buffer {
+    /// Where the device finds it (a DMA address or old memory).
     pub addr: u64,
     pub len: u32,
     /// The device writes into this buffer (a read from the disk, or a status byte).
     pub device_writes: bool,
 }
 
-pub(crate) struct SplitQueue {
+pub(crate) struct SplitQueue<P: Platform + ?Sized> {
     index: u16,
     size: u16,
-    desc: u64,
+    rings: Dma<P>,
+    /// Offsets of the rings inside `rings`.
     avail: u64,
     used: u64,
     notify: Notify,
@@ -40,13 +79,14 @@ pub(crate) enum QueueError {
     NotAvailable,
     NoMemory,
     NotAddressable,
+    NoDoorbell,
 }
 
-impl SplitQueue {
+impl<P: Platform + ?Sized> SplitQueue<P> {
     /// Allocate and enable queue `index` with at most `wanted` entries.
-    pub fn new<P: Platform + ?Sized>(
+    pub fn new(
         p: &P,
-        transport: &Transport,
+        transport: &Transport<P>,
         index: u16,
         wanted: u16,
     ) -> Result<Self, QueueError> {
@@ -60,28 +100,34 @@ impl SplitQueue {
             max.min(wanted)
         };
         let n = u64::from(size);
-        let avail_offset = DESC_SIZE * n;
-        let used_offset = align_up(avail_offset + 6 + 2 * n, 4096);
-        let total = align_up(used_offset + 6 + 8 * n, 4096);
+        let avail = DESC_SIZE * n;
+        let used = align_up(avail + RING_HEADER + 2 + 2 * n, 4096);
+        let total = align_up(used + RING_HEADER + 2 + USED_ELEM * n, 4096);
         let total = usize::try_from(total).map_err(|_| QueueError::NoMemory)?;
-        let base = p.dma_alloc(total, 4096).ok_or(QueueError::NoMemory)?;
-        let rings = QueueAddresses {
+        let rings = Dma::alloc(p, total, 4096).ok_or(QueueError::NoMemory)?;
+        let base = rings.device_address();
+        let addresses = QueueAddresses {
             size,
             desc: base,
-            driver: base + avail_offset,
-            device: base + used_offset,
+            driver: base + avail,
+            device: base + used,
         };
         // Polling only: ask the device not to interrupt us.
-        p.write16(rings.driver, AVAIL_F_NO_INTERRUPT);
-        let notify = transport
-            .enable_queue(p, index, &rings)
-            .ok_or(QueueError::NotAddressable)?;
+        rings.write(p, avail, AVAIL_FLAGS, AVAIL_F_NO_INTERRUPT);
+        let notify =
+            transport
+                .enable_queue(p, index, &addresses)
+                .ok_or(if transport.is_modern() {
+                    QueueError::NoDoorbell
+                } else {
+                    QueueError::NotAddressable
+                })?;
         Ok(Self {
             index,
             size,
-            desc: rings.desc,
-            avail: rings.driver,
-            used: rings.device,
+            rings,
+            avail,
+            used,
             notify,
             next_avail: 0,
             last_used: 0,
@@ -94,11 +140,11 @@ impl SplitQueue {
     }
 
     /// Post a chain of buffers (at most `size` of them) and notify the device.
-    pub fn submit<P: Platform + ?Sized>(&mut self, p: &P, chain: &[Buffer]) {
+    pub fn submit(&mut self, p: &P, transport: &Transport<P>, chain: &[Buffer]) {
         debug_assert!(!chain.is_empty() && chain.len() <= usize::from(self.size));
         let count = chain.len();
         for (i, buffer) in chain.iter().enumerate() {
-            let slot = self.desc + DESC_SIZE * i as u64;
+            let slot = DESC_SIZE * i as u64;
             let mut flags = 0;
             if i + 1 < count {
                 flags |= DESC_F_NEXT;
@@ -107,25 +153,26 @@ impl SplitQueue {
                 flags |= DESC_F_WRITE;
             }
             let next = u16::try_from(i + 1).unwrap_or(0) % self.size;
-            p.write64(slot, buffer.addr);
-            p.write32(slot + 8, buffer.len);
-            p.write16(slot + 12, flags);
-            p.write16(slot + 14, next);
+            self.rings.write(p, slot, DESC_ADDR, buffer.addr);
+            self.rings.write(p, slot, DESC_LEN, buffer.len);
+            self.rings.write(p, slot, DESC_FLAGS, flags);
+            self.rings.write(p, slot, DESC_NEXT, next);
         }
         let ring_slot = u64::from(self.next_avail % self.size);
-        p.write16(self.avail + 4 + 2 * ring_slot, 0);
+        self.rings
+            .write_at::<u16>(p, self.avail + RING_HEADER + 2 * ring_slot, 0);
         // The descriptors and the ring entry must be visible before the index.
         fence(Ordering::SeqCst);
         self.next_avail = self.next_avail.wrapping_add(1);
-        p.write16(self.avail + 2, self.next_avail);
+        self.rings.write(p, self.avail, AVAIL_IDX, self.next_avail);
         // And the index before the notification.
         fence(Ordering::SeqCst);
-        self.notify.kick(p, self.index);
+        transport.notify(p, self.notify, self.index);
     }
 
     /// Whether the device has returned the posted chain.
-    pub fn poll_used<P: Platform + ?Sized>(&mut self, p: &P) -> bool {
-        let used_idx = p.read16(self.used + 2);
+    pub fn poll_used(&mut self, p: &P) -> bool {
+        let used_idx = self.rings.read(p, self.used, USED_IDX);
         if used_idx == self.last_used {
             return false;
         }

@@ -8,7 +8,8 @@
 //! test ends with [`FakeMachine::assert_clean`].
 #![allow(dead_code)]
 
-use minicap_drivers::pci::PciAddress;
+use minicap_drivers::access::{in_bounds, DmaRegion, Region, Width};
+use minicap_drivers::pci::{self, Bar, PciAddress};
 use minicap_drivers::Platform;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -278,6 +279,8 @@ pub struct FakeConfig {
     /// The device is found running, as the crashed kernel left it: this
     /// status, and queue 0 enabled with rings at [`STALE_RINGS`].
     pub initial_status: u8,
+    /// Length of the notification area its capability announces.
+    pub notify_len: u32,
 }
 
 /// Where the "crashed kernel" left queue 0's rings.
@@ -308,6 +311,7 @@ impl FakeConfig {
             dma_limit: 16 << 20,
             map_mmio_ok: true,
             initial_status: 0,
+            notify_len: NOTIFY_LEN,
         }
     }
 
@@ -476,6 +480,7 @@ struct Log {
     mmio_accesses: u32,
     mapped: Vec<(u64, u64)>,
     flushes: u32,
+    dma_flushes: Vec<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -719,24 +724,6 @@ impl FakeMachine {
         self.mem
             .borrow_mut()
             .write(addr, &value.to_le_bytes()[..width]);
-    }
-
-    fn mem_access_read(&self, addr: u64, width: usize) -> u64 {
-        self.check_alignment(addr, width as u64);
-        if self.in_mmio(addr) {
-            self.mmio_read(addr - MMIO_BASE, width)
-        } else {
-            self.ram_read(addr, width)
-        }
-    }
-
-    fn mem_access_write(&self, addr: u64, width: usize, value: u64) {
-        self.check_alignment(addr, width as u64);
-        if self.in_mmio(addr) {
-            self.mmio_write(addr - MMIO_BASE, width, value);
-        } else {
-            self.ram_write(addr, width, value);
-        }
     }
 
     /// Common checks of an MMIO access; false: the access goes nowhere.
@@ -1484,7 +1471,7 @@ fn virtio_config_space(cfg: &FakeConfig) -> ConfigSpace {
         c.add_capability(
             CAP_NOTIFY,
             0x09,
-            &vendor_cap(2, NOTIFY_OFF, NOTIFY_LEN, Some(NOTIFY_MULTIPLIER)),
+            &vendor_cap(2, NOTIFY_OFF, cfg.notify_len, Some(NOTIFY_MULTIPLIER)),
         );
         c.add_capability(
             CAP_DEVICE,
@@ -1495,62 +1482,165 @@ fn virtio_config_space(cfg: &FakeConfig) -> ConfigSpace {
     c
 }
 
+/// A register window the fake machine handed out.
+#[derive(Debug)]
+pub struct FakeMmio {
+    addr: u64,
+    len: u64,
+}
+
+/// A port range the fake machine handed out.
+#[derive(Debug)]
+pub struct FakePorts {
+    base: u16,
+    len: u16,
+}
+
+/// A DMA allocation of the fake machine.
+#[derive(Debug)]
+pub struct FakeDma {
+    addr: u64,
+    len: u64,
+}
+
+impl Region for FakeMmio {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl Region for FakePorts {
+    fn len(&self) -> u64 {
+        u64::from(self.len)
+    }
+}
+
+impl Region for FakeDma {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl DmaRegion for FakeDma {
+    fn device_address(&self) -> u64 {
+        self.addr
+    }
+}
+
+fn mask(width: Width) -> u64 {
+    u64::MAX >> (64 - 8 * width.bytes())
+}
+
+impl FakeMachine {
+    /// Bounds of a region access; false: recorded, the access goes nowhere.
+    fn region_access_ok(&self, what: &str, len: u64, offset: u64, width: Width) -> bool {
+        if in_bounds(len, offset, width) {
+            return true;
+        }
+        self.violation(format!(
+            "{what} access of {} bytes at offset {offset:#x} outside its region of {len:#x} bytes",
+            width.bytes()
+        ));
+        false
+    }
+
+    /// DMA flushes (`Platform::dma_flush`) so far, by address.
+    pub fn dma_flushes(&self) -> Vec<u64> {
+        self.log.borrow().dma_flushes.clone()
+    }
+}
+
 impl Platform for FakeMachine {
-    fn read8(&self, addr: u64) -> u8 {
-        u8::try_from(self.mem_access_read(addr, 1)).unwrap_or(0)
+    type Mmio = FakeMmio;
+    type Ports = FakePorts;
+    type Dma = FakeDma;
+
+    fn map_registers(
+        &self,
+        function: PciAddress,
+        bar: u8,
+        offset: u64,
+        len: u64,
+    ) -> Option<FakeMmio> {
+        let Bar::Memory(base) = pci::bar(self, function, bar) else {
+            self.violation(format!(
+                "map_registers of {function} BAR {bar}, not a memory BAR"
+            ));
+            return None;
+        };
+        if !self.cfg.map_mmio_ok {
+            return None;
+        }
+        let addr = base + offset;
+        if function == VIRTIO_FN && (addr < MMIO_BASE || addr + len > MMIO_BASE + MMIO_LEN) {
+            self.violation(format!(
+                "register window {addr:#x}+{len:#x} outside the device's BAR"
+            ));
+        }
+        self.log.borrow_mut().mapped.push((addr, len));
+        Some(FakeMmio { addr, len })
     }
 
-    fn read16(&self, addr: u64) -> u16 {
-        u16::try_from(self.mem_access_read(addr, 2)).unwrap_or(0)
+    fn mmio_read(&self, region: &FakeMmio, offset: u64, width: Width) -> u64 {
+        if !self.region_access_ok("MMIO", region.len, offset, width) {
+            return mask(width);
+        }
+        let addr = region.addr + offset;
+        self.check_alignment(addr, width.bytes());
+        if !self.in_mmio(addr) {
+            self.violation(format!("MMIO read at {addr:#x}, outside the device"));
+            return mask(width);
+        }
+        self.mmio_read(addr - MMIO_BASE, idx(width.bytes()))
     }
 
-    fn read32(&self, addr: u64) -> u32 {
-        u32::try_from(self.mem_access_read(addr, 4)).unwrap_or(0)
-    }
-
-    fn write8(&self, addr: u64, value: u8) {
-        self.mem_access_write(addr, 1, u64::from(value));
-    }
-
-    fn write16(&self, addr: u64, value: u16) {
-        self.mem_access_write(addr, 2, u64::from(value));
-    }
-
-    fn write32(&self, addr: u64, value: u32) {
-        self.mem_access_write(addr, 4, u64::from(value));
-    }
-
-    fn write64(&self, addr: u64, value: u64) {
-        if self.in_mmio(addr) {
+    fn mmio_write(&self, region: &FakeMmio, offset: u64, width: Width, value: u64) {
+        if !self.region_access_ok("MMIO", region.len, offset, width) {
+            return;
+        }
+        let addr = region.addr + offset;
+        if width == Width::U64 {
             self.violation(format!("64-bit write to MMIO at {addr:#x}"));
             return;
         }
-        self.check_alignment(addr, 8);
-        self.ram_write(addr, 8, value);
+        self.check_alignment(addr, width.bytes());
+        if !self.in_mmio(addr) {
+            self.violation(format!("MMIO write at {addr:#x}, outside the device"));
+            return;
+        }
+        self.mmio_write(addr - MMIO_BASE, idx(width.bytes()), value);
     }
 
-    fn inb(&self, port: u16) -> u8 {
-        u8::try_from(self.io_read(port, 1)).unwrap_or(0)
+    fn claim_ports(&self, function: PciAddress, bar: u8, len: u16) -> Option<FakePorts> {
+        let Bar::Io(base) = pci::bar(self, function, bar) else {
+            self.violation(format!(
+                "claim_ports of {function} BAR {bar}, not an I/O BAR"
+            ));
+            return None;
+        };
+        Some(FakePorts { base, len })
     }
 
-    fn inw(&self, port: u16) -> u16 {
-        u16::try_from(self.io_read(port, 2)).unwrap_or(0)
+    fn port_read(&self, ports: &FakePorts, offset: u64, width: Width) -> u64 {
+        if !self.region_access_ok("port", u64::from(ports.len), offset, width) {
+            return mask(width);
+        }
+        let port = ports.base + u16::try_from(offset).expect("checked against the range");
+        let width = u16::try_from(width.bytes()).expect("at most 8");
+        u64::from(self.io_read(port, width))
     }
 
-    fn inl(&self, port: u16) -> u32 {
-        self.io_read(port, 4)
-    }
-
-    fn outb(&self, port: u16, value: u8) {
-        self.io_write(port, 1, u32::from(value));
-    }
-
-    fn outw(&self, port: u16, value: u16) {
-        self.io_write(port, 2, u32::from(value));
-    }
-
-    fn outl(&self, port: u16, value: u32) {
-        self.io_write(port, 4, value);
+    fn port_write(&self, ports: &FakePorts, offset: u64, width: Width, value: u64) {
+        if !self.region_access_ok("port", u64::from(ports.len), offset, width) {
+            return;
+        }
+        let port = ports.base + u16::try_from(offset).expect("checked against the range");
+        let value = u32::try_from(value).expect("ports take at most 32 bits");
+        self.io_write(
+            port,
+            u16::try_from(width.bytes()).expect("at most 8"),
+            value,
+        );
     }
 
     fn pci_read32(&self, function: PciAddress, offset: u16) -> u32 {
@@ -1588,24 +1678,54 @@ impl Platform for FakeMachine {
         }
     }
 
-    fn dma_alloc(&self, size: usize, align: usize) -> Option<u64> {
+    fn dma_alloc(&self, size: usize, align: usize) -> Option<FakeDma> {
         let align = (align as u64).max(1);
         let start = self.dma_next.get().div_ceil(align) * align;
         let end = start.checked_add(size as u64)?;
-        if end > self.cfg.dma_base + self.cfg.dma_limit {
+        if size == 0 || end > self.cfg.dma_base + self.cfg.dma_limit {
             return None;
         }
         self.dma_next.set(end);
         self.mem.borrow_mut().fill(start, size as u64, 0);
-        Some(start)
+        Some(FakeDma {
+            addr: start,
+            len: size as u64,
+        })
     }
 
-    fn map_mmio(&self, addr: u64, len: u64) -> bool {
-        if !self.cfg.map_mmio_ok {
-            return false;
+    fn dma_read(&self, dma: &FakeDma, offset: u64, width: Width) -> u64 {
+        if !self.region_access_ok("DMA", dma.len, offset, width) {
+            return 0;
         }
-        self.log.borrow_mut().mapped.push((addr, len));
-        true
+        self.check_alignment(dma.addr + offset, width.bytes());
+        self.ram_read(dma.addr + offset, idx(width.bytes()))
+    }
+
+    fn dma_write(&self, dma: &FakeDma, offset: u64, width: Width, value: u64) {
+        if !self.region_access_ok("DMA", dma.len, offset, width) {
+            return;
+        }
+        self.check_alignment(dma.addr + offset, width.bytes());
+        self.ram_write(dma.addr + offset, idx(width.bytes()), value);
+    }
+
+    fn dma_read_bytes(&self, dma: &FakeDma, offset: u64, out: &mut [u8]) {
+        let fits = offset
+            .checked_add(out.len() as u64)
+            .is_some_and(|end| end <= dma.len);
+        if !fits {
+            self.violation(format!(
+                "DMA read of {} bytes at offset {offset:#x} outside its region of {:#x} bytes",
+                out.len(),
+                dma.len
+            ));
+            return;
+        }
+        self.mem.borrow().read(dma.addr + offset, out);
+    }
+
+    fn dma_flush(&self, dma: &FakeDma) {
+        self.log.borrow_mut().dma_flushes.push(dma.addr);
     }
 
     fn now_us(&self) -> u64 {

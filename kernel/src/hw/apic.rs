@@ -6,13 +6,19 @@
 //! so it masks everything; NMIs that still arrive are counted and ignored.
 
 use super::cpu::{rdmsr, wrmsr};
-use super::mmio;
+use super::mmio::MmioRegion;
 
 const IA32_APIC_BASE: u32 = 0x1b;
 const APIC_BASE_ENABLE: u64 = 1 << 11;
 const APIC_BASE_X2APIC: u64 = 1 << 10;
 const APIC_BASE_BSP: u64 = 1 << 8;
 const LVT_MASKED: u32 = 1 << 16;
+/// The xAPIC register page.
+const XAPIC_BYTES: u64 = 0x1000;
+/// IO-APIC: IOREGSEL at 0x00, IOWIN at 0x10.
+const IOAPIC_BYTES: u64 = 0x20;
+const IOREGSEL: u64 = 0x00;
+const IOWIN: u64 = 0x10;
 
 /// xAPIC register offsets (x2APIC MSR = 0x800 + offset / 16).
 mod reg {
@@ -39,14 +45,14 @@ pub struct LocalApicReport {
 }
 
 enum Access {
-    X(u64),
+    X(MmioRegion),
     X2,
 }
 
 impl Access {
     fn read(&self, offset: u32) -> u32 {
         match self {
-            Access::X(base) => mmio::read32(base + u64::from(offset)),
+            Access::X(regs) => regs.read32(u64::from(offset)),
             // SAFETY: x2APIC mode is on, and only registers listed in `reg`
             // (which exist in every x2APIC) are read.
             Access::X2 => (unsafe { rdmsr(0x800 + offset / 16) } & 0xffff_ffff) as u32,
@@ -54,7 +60,7 @@ impl Access {
     }
     fn write(&self, offset: u32, value: u32) {
         match self {
-            Access::X(base) => mmio::write32(base + u64::from(offset), value),
+            Access::X(regs) => regs.write32(u64::from(offset), value),
             // SAFETY: as for `read`; LVT and timer registers accept these values.
             Access::X2 => unsafe { wrmsr(0x800 + offset / 16, u64::from(value)) },
         }
@@ -80,7 +86,19 @@ pub fn mask_local_apic() -> LocalApicReport {
     let access = if x2apic {
         Access::X2
     } else {
-        Access::X(base_msr & 0x000f_ffff_ffff_f000)
+        match MmioRegion::claim(base_msr & 0x000f_ffff_ffff_f000, XAPIC_BYTES) {
+            Some(regs) => Access::X(regs),
+            // Its page cannot be mapped as registers: leave it alone.
+            None => {
+                return LocalApicReport {
+                    enabled,
+                    x2apic,
+                    bsp,
+                    id: 0,
+                    max_lvt: 0,
+                }
+            }
+        }
     };
     let version = access.read(reg::VERSION);
     let max_lvt = (version >> 16) & 0xff;
@@ -127,11 +145,15 @@ pub fn mask_local_apic() -> LocalApicReport {
     }
 }
 
-/// Mask every redirection entry of the IO-APIC at `base`; returns how many.
+/// Mask every redirection entry of the IO-APIC at `base` (from the MADT);
+/// returns how many (0 if its registers cannot be claimed).
 pub fn mask_io_apic(base: u64) -> u32 {
-    let select = |index: u32| mmio::write32(base, index);
+    let Some(regs) = MmioRegion::claim(base, IOAPIC_BYTES) else {
+        return 0;
+    };
+    let select = |index: u32| regs.write32(IOREGSEL, index);
     select(1);
-    let version = mmio::read32(base + 0x10);
+    let version = regs.read32(IOWIN);
     if version == 0xffff_ffff {
         return 0; // nothing there
     }
@@ -139,9 +161,9 @@ pub fn mask_io_apic(base: u64) -> u32 {
     for entry in 0..entries {
         let low = 0x10 + entry * 2;
         select(low);
-        let value = mmio::read32(base + 0x10);
+        let value = regs.read32(IOWIN);
         select(low);
-        mmio::write32(base + 0x10, value | LVT_MASKED);
+        regs.write32(IOWIN, value | LVT_MASKED);
     }
     entries
 }

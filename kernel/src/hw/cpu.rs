@@ -351,7 +351,7 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
 /// Write back (and invalidate) every cache line of [start, start+len) to
 /// memory, then fence: for tables a device reads without snooping the CPU
 /// caches (a VT-d unit with ECAP.C = 0).
-pub fn flush_cache_range(start: u64, len: u64) {
+pub(super) fn flush_cache_range(start: u64, len: u64) {
     // CPUID.1:EBX[15:8]: the CLFLUSH line size in 8-byte units (64 bytes on
     // every x86_64 CPU so far).
     let line_size = match u64::from((cpuid(1, 0).1 >> 8) & 0xff) * 8 {

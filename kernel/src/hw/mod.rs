@@ -1,6 +1,14 @@
 //! The hardware-access layer: the only part of minicap that contains
-//! `unsafe`. Everything above it (parsing, planning, the capture state
-//! machine, the drivers) goes through the safe functions here.
+//! `unsafe`, and the lowest one: it calls nothing above it (the exception
+//! stub hands exceptions to a handler the top registers at start-up).
+//! Everything above it (parsing, planning, the capture state machine, the
+//! drivers) goes through the safe functions here, and no safe function
+//! reaches an arbitrary address: device registers, I/O ports and DMA memory
+//! only through typed, bounded regions (`mmio::MmioRegion`,
+//! `port::PortRange`, `dma::DmaBuffer`; the pattern drivers follow on top
+//! is in `minicap_drivers::access`), old memory only where it is mapped as
+//! RAM outside minicap's own image and heap (`phys`), the heap only over
+//! RAM checked here (`heap::init_checked`).
 #![allow(unsafe_code)]
 
 pub mod apic;
@@ -20,6 +28,8 @@ pub mod port;
 pub mod power;
 pub mod serial;
 pub mod tsc;
+
+pub use entry::set_exception_handler;
 
 extern "C" {
     static __image_start: u8;

@@ -7,7 +7,7 @@
 //! depth follows the CPU: with CR4.LA57 set (it cannot be cleared in long
 //! mode) the tables get a fifth level.
 
-use super::cpu;
+use super::{cpu, heap};
 use core::sync::atomic::{fence, Ordering};
 use spin::Mutex;
 
@@ -80,25 +80,53 @@ pub fn for_each_table_page(mut visit: impl FnMut(u64)) {
     walk(cpu::cr3() & ADDRESS_MASK, levels(), &mut visit);
 }
 
-/// Whether `addr` is mapped by the current page tables.
-pub fn is_mapped(addr: u64) -> bool {
-    let mut table = cpu::cr3() & ADDRESS_MASK;
-    let mut level = levels();
+/// How the tables at `root` (`levels` deep) map `addr`: None if not at all.
+fn lookup(root: u64, levels: u32, addr: u64) -> Option<Caching> {
+    let mut table = root;
+    let mut level = levels;
     if addr >= address_limit(level) {
-        return false;
+        return None;
     }
     loop {
-        let index = (addr >> shift_of(level)) & 511;
-        let entry = read_entry(table, index);
+        let entry = read_entry(table, (addr >> shift_of(level)) & 511);
         if entry & PRESENT == 0 {
-            return false;
+            return None;
         }
         if level == 1 || (level <= 3 && entry & HUGE != 0) {
-            return true;
+            return Some(if entry & CACHE_DISABLE != 0 {
+                Caching::Uncached
+            } else {
+                Caching::WriteBack
+            });
         }
         table = entry & ADDRESS_MASK;
         level -= 1;
     }
+}
+
+/// How the current page tables map `addr`: None if not at all.
+pub fn caching_of(addr: u64) -> Option<Caching> {
+    lookup(cpu::cr3() & ADDRESS_MASK, levels(), addr)
+}
+
+/// Whether `addr` is mapped by the current page tables.
+pub fn is_mapped(addr: u64) -> bool {
+    caching_of(addr).is_some()
+}
+
+/// Whether every page of [addr, addr + len) is mapped with `caching`.
+pub fn range_is(addr: u64, len: u64, caching: Caching) -> bool {
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    let mut page = addr & !(KIB4 - 1);
+    while page < end {
+        if caching_of(page) != Some(caching) {
+            return false;
+        }
+        page += KIB4;
+    }
+    true
 }
 
 /// Cacheability of a mapped range.
@@ -110,15 +138,11 @@ pub enum Caching {
     Uncached,
 }
 
-/// Source of zeroed, 4 KiB-aligned pages for page tables.
-pub type FrameSource = fn() -> Option<u64>;
-
 /// An identity map under construction (or in use).
 pub struct IdentityMap {
     root: u64,
     levels: u32,
     gigabyte_pages: bool,
-    new_frame: FrameSource,
     /// Number of page-table pages used.
     pub table_pages: u64,
 }
@@ -128,14 +152,14 @@ pub struct IdentityMap {
 pub struct OutOfFrames;
 
 impl IdentityMap {
-    /// Start an empty map.
-    pub fn new(new_frame: FrameSource) -> Result<Self, OutOfFrames> {
-        let root = new_frame().ok_or(OutOfFrames)?;
+    /// Start an empty map; its table pages come from the heap (zeroed,
+    /// never freed, owned by the map alone).
+    pub fn new() -> Result<Self, OutOfFrames> {
+        let root = heap::page_table_frame().ok_or(OutOfFrames)?;
         Ok(Self {
             root,
             levels: levels(),
             gigabyte_pages: has_gigabyte_pages(),
-            new_frame,
             table_pages: 1,
         })
     }
@@ -148,6 +172,11 @@ impl IdentityMap {
     /// Paging depth.
     pub fn depth(&self) -> u32 {
         self.levels
+    }
+
+    /// How this map maps `addr` (None: not at all).
+    pub fn caching_of(&self, addr: u64) -> Option<Caching> {
+        lookup(self.root, self.levels, addr)
     }
 
     /// Map [start, end) (4 KiB aligned) with the largest pages that fit.
@@ -203,7 +232,7 @@ impl IdentityMap {
                 }
                 table = entry & ADDRESS_MASK;
             } else {
-                let frame = (self.new_frame)().ok_or(OutOfFrames)?;
+                let frame = heap::page_table_frame().ok_or(OutOfFrames)?;
                 self.table_pages += 1;
                 write_entry(table, index, frame | PRESENT | WRITABLE);
                 table = frame;
@@ -233,7 +262,10 @@ impl IdentityMap {
 /// The active map, once minicap has switched to it.
 pub static ACTIVE: Mutex<Option<IdentityMap>> = Mutex::new(None);
 
-/// Map a device's register range uncached if it is not mapped yet.
+/// Map a device's register range uncached where it is not mapped yet;
+/// true if then every page of it is mapped uncached (a range that touches
+/// RAM, which is mapped write-back, is refused: device registers never
+/// alias memory Rust or the dump uses).
 pub fn map_mmio(addr: u64, len: u64) -> bool {
     let mut guard = ACTIVE.lock();
     let Some(map) = guard.as_mut() else {
@@ -251,22 +283,35 @@ pub fn map_mmio(addr: u64, len: u64) -> bool {
         }
         page += KIB4;
     }
-    if all_mapped {
-        return true;
+    if !all_mapped {
+        if map.map(addr, end, Caching::Uncached).is_err() {
+            return false;
+        }
+        map.flush();
     }
-    if map.map(addr, end, Caching::Uncached).is_err() {
-        return false;
-    }
-    map.flush();
-    true
+    range_is(addr, len, Caching::Uncached)
 }
 
 /// Switch to `map` and keep it as the active map for later MMIO mappings.
+/// Stops (internal error, before switching) unless the map covers the
+/// running image with its stacks and the whole heap, write-back.
 pub fn activate_and_keep(map: IdentityMap) {
-    // SAFETY: `memory::build_identity_map` maps [0, max(4 GiB, every RAM
-    // range, every crash-dump range)), which includes the image (in e820 RAM
-    // of the crash region), its stacks (.bss), the heap and the page tables
-    // themselves (heap).
+    let (image_start, image_end) = super::image_range();
+    let heap = heap::range().unwrap_or(0..0);
+    for range in [image_start..image_end, heap] {
+        let mut page = range.start & !(KIB4 - 1);
+        while page < range.end {
+            assert!(
+                map.caching_of(page) == Some(Caching::WriteBack),
+                "own page tables do not map {page:#x} write-back"
+            );
+            page += KIB4;
+        }
+    }
+    // SAFETY: just checked: the map covers the image (code, data, .bss with
+    // the stacks) and the heap (which holds the page tables themselves),
+    // write-back; every other range minicap still uses (the dump's memory,
+    // the hand-over data, MMIO) is mapped by `memory::build_identity_map`.
     unsafe { map.activate() };
     *ACTIVE.lock() = Some(map);
 }

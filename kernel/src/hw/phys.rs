@@ -1,12 +1,17 @@
 //! Reading the crashed kernel's physical memory through the identity map.
 
-use super::paging;
+use super::mmio::MmioRegion;
+use super::paging::{self, Caching};
+use super::{heap, image_range};
+use core::ops::Range;
 use minicap_physmem::{PhysMem, PhysMemError};
 
 const PAGE: u64 = 4096;
 
-/// Physical memory as seen through whichever page tables are active: a read
-/// of a range that is not mapped fails instead of faulting.
+/// Physical memory as seen through whichever page tables are active, read
+/// by copying: a read of a range that is not mapped, or that touches a
+/// device's claimed registers, fails instead of faulting or disturbing the
+/// device.
 pub struct IdentityMem;
 
 fn range_mapped(addr: u64, len: u64) -> bool {
@@ -29,7 +34,7 @@ impl PhysMem for IdentityMem {
         if len == 0 {
             return Ok(());
         }
-        if !range_mapped(paddr, len) {
+        if !range_mapped(paddr, len) || MmioRegion::any_overlaps(paddr, len) {
             return Err(PhysMemError { addr: paddr, len });
         }
         // SAFETY: every page of [paddr, paddr+len) is mapped at VA == PA (just
@@ -41,16 +46,25 @@ impl PhysMem for IdentityMem {
     }
 }
 
-/// Run `f` on the bytes of physical memory [addr, addr+len), or return None
-/// if any page of it is not mapped.
+fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// Run `f` on the bytes of old memory [addr, addr+len), or return None if
+/// the range is not old memory: every page of it must be mapped write-back
+/// (RAM, not device registers), and it must not touch minicap's own image
+/// or heap (the only memory Rust writes).
 pub fn with_slice<R>(addr: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-    if !range_mapped(addr, len) {
+    let range = addr..addr.checked_add(len)?;
+    let (image_start, image_end) = image_range();
+    let own = [image_start..image_end, heap::range().unwrap_or(0..0)];
+    if own.iter().any(|r| overlaps(r, &range)) || !paging::range_is(addr, len, Caching::WriteBack) {
         return None;
     }
     let len = usize::try_from(len).ok()?;
-    // SAFETY: the range is mapped (checked above) and is the crashed kernel's
-    // memory, which nothing in minicap writes and minicap's own allocations
-    // never overlap (the heap excludes every PT_LOAD range). It can still
+    // SAFETY: the range is mapped write-back (checked above): RAM, no device
+    // registers; it holds neither the image nor the heap (checked), so no
+    // Rust object lives there and nothing in minicap writes it. It can still
     // change underneath: a device the crashed kernel left running may DMA
     // into it (without an IOMMU blocking it), or a CPU that ignored the
     // crash NMI may write it. The bytes are only read once, by the hash, so

@@ -1,64 +1,80 @@
-//! The drivers' view of the machine, backed by the hardware-access layer.
+//! The drivers' view of the machine, backed by the hardware-access layer:
+//! register windows are `MmioRegion`s inside a function's memory BAR, port
+//! ranges are `PortRange`s of its I/O BAR, DMA memory is `DmaBuffer`s. A
+//! driver names a BAR, never an address; the bounds of every access are
+//! checked by those types.
 
-use super::{heap, mmio, paging, pci_config, port, tsc};
-use minicap_drivers::pci::PciAddress;
+use super::dma::DmaBuffer;
+use super::mmio::MmioRegion;
+use super::port::PortRange;
+use super::{pci_config, tsc};
+use minicap_drivers::access::Width;
+use minicap_drivers::pci::{self, Bar, PciAddress};
 use minicap_drivers::Platform;
 
 /// The machine minicap runs on.
 pub struct Machine;
 
 impl Platform for Machine {
-    fn read8(&self, addr: u64) -> u8 {
-        mmio::read8(addr)
+    type Mmio = MmioRegion;
+    type Ports = PortRange;
+    type Dma = DmaBuffer;
+
+    fn map_registers(
+        &self,
+        function: PciAddress,
+        bar: u8,
+        offset: u64,
+        len: u64,
+    ) -> Option<MmioRegion> {
+        let Bar::Memory(base) = pci::bar(self, function, bar) else {
+            return None;
+        };
+        MmioRegion::claim(base.checked_add(offset)?, len)
     }
-    fn read16(&self, addr: u64) -> u16 {
-        mmio::read16(addr)
+    fn mmio_read(&self, region: &MmioRegion, offset: u64, width: Width) -> u64 {
+        region.read(offset, width)
     }
-    fn read32(&self, addr: u64) -> u32 {
-        mmio::read32(addr)
+    fn mmio_write(&self, region: &MmioRegion, offset: u64, width: Width, value: u64) {
+        region.write(offset, width, value)
     }
-    fn write8(&self, addr: u64, value: u8) {
-        mmio::write8(addr, value)
+
+    fn claim_ports(&self, function: PciAddress, bar: u8, len: u16) -> Option<PortRange> {
+        let Bar::Io(base) = pci::bar(self, function, bar) else {
+            return None;
+        };
+        PortRange::new(base, len)
     }
-    fn write16(&self, addr: u64, value: u16) {
-        mmio::write16(addr, value)
+    fn port_read(&self, ports: &PortRange, offset: u64, width: Width) -> u64 {
+        ports.read(offset, width)
     }
-    fn write32(&self, addr: u64, value: u32) {
-        mmio::write32(addr, value)
+    fn port_write(&self, ports: &PortRange, offset: u64, width: Width, value: u64) {
+        ports.write(offset, width, value)
     }
-    fn write64(&self, addr: u64, value: u64) {
-        mmio::write64(addr, value)
-    }
-    fn inb(&self, p: u16) -> u8 {
-        port::inb(p)
-    }
-    fn inw(&self, p: u16) -> u16 {
-        port::inw(p)
-    }
-    fn inl(&self, p: u16) -> u32 {
-        port::inl(p)
-    }
-    fn outb(&self, p: u16, value: u8) {
-        port::outb(p, value)
-    }
-    fn outw(&self, p: u16, value: u16) {
-        port::outw(p, value)
-    }
-    fn outl(&self, p: u16, value: u32) {
-        port::outl(p, value)
-    }
+
     fn pci_read32(&self, function: PciAddress, offset: u16) -> u32 {
         pci_config::read32(function, offset)
     }
     fn pci_write32(&self, function: PciAddress, offset: u16, value: u32) {
         pci_config::write32(function, offset, value)
     }
-    fn dma_alloc(&self, size: usize, align: usize) -> Option<u64> {
-        heap::alloc_forever(size, align)
+
+    fn dma_alloc(&self, size: usize, align: usize) -> Option<DmaBuffer> {
+        DmaBuffer::new(size, align)
     }
-    fn map_mmio(&self, addr: u64, len: u64) -> bool {
-        paging::map_mmio(addr, len)
+    fn dma_read(&self, dma: &DmaBuffer, offset: u64, width: Width) -> u64 {
+        dma.read(offset, width)
     }
+    fn dma_write(&self, dma: &DmaBuffer, offset: u64, width: Width, value: u64) {
+        dma.write(offset, width, value)
+    }
+    fn dma_read_bytes(&self, dma: &DmaBuffer, offset: u64, out: &mut [u8]) {
+        dma.read_bytes(offset, out)
+    }
+    fn dma_flush(&self, dma: &DmaBuffer) {
+        dma.flush()
+    }
+
     fn now_us(&self) -> u64 {
         tsc::now_us()
     }
