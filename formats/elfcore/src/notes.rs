@@ -50,10 +50,7 @@ fn align4(n: u32) -> u64 {
     (u64::from(n) + 3) & !3
 }
 
-fn le_u32(buf: &[u8], off: usize) -> Option<u32> {
-    let end = off.checked_add(4)?;
-    Some(u32::from_le_bytes(buf.get(off..end)?.try_into().ok()?))
-}
+use minicap_physmem::le_u32;
 
 /// Walks `buf` note by note while `n_namesz != 0`. Each note takes
 /// `12 + align4(n_namesz) + align4(n_descsz)` bytes. A note that would end past the buffer stops

@@ -16,20 +16,17 @@ use crate::{
     PT_LOAD, PT_NOTE,
 };
 
+// Fields of the 64-byte ELF header buffer: never missing.
 fn u16_at(b: &[u8], off: usize) -> u16 {
-    u16::from_le_bytes([b[off], b[off + 1]])
+    minicap_physmem::le_u16(b, off).unwrap_or(0)
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[off..off + 4]);
-    u32::from_le_bytes(a)
+    minicap_physmem::le_u32(b, off).unwrap_or(0)
 }
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(a)
+    minicap_physmem::le_u64(b, off).unwrap_or(0)
 }
 
 /// Reads and validates the ELF core headers at physical address `addr` (the `elfcorehdr=`

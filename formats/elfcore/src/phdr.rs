@@ -15,16 +15,13 @@ pub(crate) struct Phdr {
     pub p_align: u64,
 }
 
+/// Fields of a buffer the caller sized (56 bytes): never missing.
 fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[off..off + 4]);
-    u32::from_le_bytes(w)
+    minicap_physmem::le_u32(b, off).unwrap_or(0)
 }
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(w)
+    minicap_physmem::le_u64(b, off).unwrap_or(0)
 }
 
 impl Phdr {
