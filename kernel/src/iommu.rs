@@ -26,8 +26,8 @@ use crate::failure::Failure;
 use crate::hw::iommu::{self as vtd, status, VtdError, VtdUnit};
 use crate::hw::platform::Machine;
 use crate::hw::{heap, tsc};
+use crate::say;
 use crate::target::{Candidates, MAX_VIRTIO_DEVICES};
-use crate::{failure, say};
 use core::fmt::Write;
 use core::ops::Range;
 use minicap_drivers::pci::{self, PciAddress};
@@ -143,12 +143,8 @@ pub fn take_over(
             }
             stopped = true;
         }
-        take_over_unit(unit, &vtd, before, faults, candidates, top).map_err(|e| {
-            failure!(
-                "IOMMU: VT-d unit at {:#x}: {e}; nothing was written",
-                unit.base
-            )
-        })?;
+        take_over_unit(unit, &vtd, before, faults, candidates, top)
+            .map_err(|e| Failure::iommu(unit.base, e))?;
     }
     Ok(())
 }
