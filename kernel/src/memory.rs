@@ -26,7 +26,7 @@ pub fn exclude_live_page_tables(free: &mut FreeMemory) -> Result<(), Failure> {
 /// Give the largest free range to the heap; returns it.
 pub fn init_heap(free: &FreeMemory) -> Result<Range<u64>, Failure> {
     let heap_range = choose_heap(free)?;
-    // SAFETY-relevant reasoning lives in `heap::init`'s contract: this range
+    // SAFETY-relevant reasoning lives in `heap::init_checked`'s contract: this range
     // is usable RAM (e820), mapped by the inherited tables (they map the whole
     // crash region), and holds none of the reserved ranges nor any live
     // page-table page.
