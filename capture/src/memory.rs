@@ -176,11 +176,35 @@ pub fn outside_ram(
         forbidden.remove(entry.addr..end).map_err(fragmented)?;
     }
     let mut skipped = SkippedRanges::new();
-    for l in loads {
-        let read = l.source..l.source.saturating_add(l.memsz);
-        for bad in forbidden.iter() {
-            let start = bad.start.max(read.start);
-            let end = bad.end.min(read.end);
+    skip_overlaps(core_addr, &mut skipped, loads, forbidden.iter())?;
+    Ok(skipped)
+}
+
+/// Add to `skipped` the parts of PT_LOADs that cover device registers the
+/// ACPI tables name (IO-APICs, IOMMU units): known only after minicap's own
+/// page tables are up, and outside [`FIXED_MMIO`] on some machines (an AMD
+/// IOMMU's registers sit in PCI space). Nothing has been read yet then.
+pub fn skip_device_registers(
+    core_addr: u64,
+    skipped: &mut SkippedRanges,
+    loads: &[LoadSegment],
+    registers: impl Iterator<Item = Range<u64>>,
+) -> Result<(), Failure> {
+    skip_overlaps(core_addr, skipped, loads, registers)
+}
+
+/// Insert into `skipped` every page where a PT_LOAD's source range meets one
+/// of `bad`.
+fn skip_overlaps(
+    core_addr: u64,
+    skipped: &mut SkippedRanges,
+    loads: &[LoadSegment],
+    bad: impl Iterator<Item = Range<u64>>,
+) -> Result<(), Failure> {
+    for bad in bad {
+        for l in loads {
+            let start = bad.start.max(l.source);
+            let end = bad.end.min(l.source.saturating_add(l.memsz));
             if start < end {
                 skipped
                     .insert(page_round_out(start..end))
@@ -191,7 +215,7 @@ pub fn outside_ram(
             }
         }
     }
-    Ok(skipped)
+    Ok(())
 }
 
 /// What minicap's identity map maps write-back: memory-kind e820 ranges
@@ -202,7 +226,7 @@ pub fn write_back_ranges(
     e820: impl Iterator<Item = E820Entry>,
     loads: &[LoadSegment],
     skipped: &SkippedRanges,
-    reserved: &[Range<u64>],
+    reserved: impl IntoIterator<Item = Range<u64>>,
     limit: u64,
 ) -> Result<(FreeMemory, u64), Failure> {
     let mut cached = FreeMemory::new();

@@ -152,12 +152,20 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
     report_crash(&core);
     let limit = memory::address_limit(paging::levels());
     memory::check_mappable(&core.loads, limit)?;
-    let skipped = memory::outside_ram(core_addr, handoff.e820(), &core.loads)?;
-    report_skipped(&skipped);
+    let mut skipped = memory::outside_ram(core_addr, handoff.e820(), &core.loads)?;
 
     // ---- plan: own page tables, silent interrupt controllers, IOMMU ----
     own_page_tables(&handoff, &core, &skipped, &reserved, &heap, limit)?;
     let acpi = crate::acpi::discover(&IdentityMem, handoff.acpi_rsdp);
+    if let Some(acpi) = &acpi {
+        memory::skip_device_registers(
+            core_addr,
+            &mut skipped,
+            &core.loads,
+            device_registers(acpi),
+        )?;
+    }
+    report_skipped(&skipped);
     silence_interrupts(acpi.as_ref());
     let machine = Machine;
     let candidates = Candidates::scan(&machine);
@@ -239,6 +247,21 @@ fn report_memory_map(handoff: &Handoff) {
             entry.kind.raw()
         );
     }
+}
+
+/// The device register windows the ACPI tables name: IO-APICs, VT-d units,
+/// AMD-Vi units (512 KiB: the largest register window of the spec).
+fn device_registers(acpi: &AcpiInfo) -> impl Iterator<Item = Range<u64>> + '_ {
+    let io_apics = acpi.io_apics[..acpi.io_apic_count]
+        .iter()
+        .map(|&base| base..base.saturating_add(PAGE_SIZE));
+    let vtd = acpi.drhd[..acpi.drhd_count]
+        .iter()
+        .map(|u| u.base..u.base.saturating_add(u.register_bytes()));
+    let amd = acpi.amd_iommus[..acpi.amd_iommu_count]
+        .iter()
+        .map(|&base| base..base.saturating_add(512 << 10));
+    io_apics.chain(vtd).chain(amd)
 }
 
 /// Say which PT_LOAD ranges are not read (zeros in the dump instead).
@@ -324,10 +347,12 @@ fn own_page_tables(
     heap: &Range<u64>,
     limit: u64,
 ) -> Result<(), Failure> {
-    let [a, b, c, d] = reserved.clone();
-    let write_back = [a, b, c, d, heap.clone()];
+    let write_back = reserved
+        .iter()
+        .cloned()
+        .chain(core::iter::once(heap.clone()));
     let (cached, top) =
-        memory::write_back_ranges(handoff.e820(), &core.loads, skipped, &write_back, limit)?;
+        memory::write_back_ranges(handoff.e820(), &core.loads, skipped, write_back, limit)?;
     let (tables, depth, gbpages) = memory::build_identity_map(&cached, top)?;
     say!(
         "page tables: own identity map, {depth}-level, {} pages, up to {:#x}, {tables} table pages",

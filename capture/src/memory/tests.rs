@@ -231,7 +231,7 @@ fn write_back_covers_memory_loads_and_reserved_but_not_skipped_ranges() {
         qemu_map().into_iter(),
         &loads,
         &skipped,
-        &[0x3ef5_d000..0x3ef5_d1c8, heap],
+        [0x3ef5_d000..0x3ef5_d1c8, heap],
         address_limit(4),
     )
     .unwrap();
@@ -243,4 +243,18 @@ fn write_back_covers_memory_loads_and_reserved_but_not_skipped_ranges() {
     assert!(!cached.contains(0xb000_0000));
     assert!(!cached.contains(0x0));
     assert_eq!(top, 0x3ffd_a000);
+}
+
+#[test]
+fn loads_over_registers_named_by_acpi_are_skipped_too() {
+    let mut loads = qemu_loads();
+    // An AMD IOMMU in PCI space, below the fixed window, not in the map.
+    loads.push(load(0xfd00_0000, 0xfd10_0000, 0xfd00_0000));
+    let mut skipped = outside_ram(0, qemu_map().into_iter(), &loads).unwrap();
+    assert!(skipped.is_empty());
+    let registers = [0xfd08_0000..0xfd08_4000, 0xfec0_0000..0xfec0_1000];
+    skip_device_registers(0, &mut skipped, &loads, registers.into_iter()).unwrap();
+    assert_eq!(ranges(&skipped), [(0xfd08_0000, 0xfd08_4000)]);
+    // Real RAM is untouched by registers elsewhere.
+    assert!(!skipped.contains(0x10_0000));
 }
