@@ -9,34 +9,35 @@
 //!    memory by DMA, progress, the header ("complete", SHA-256);
 //! 5. **finish**: reboot, halt or power off.
 //!
-//! Any failure ends the run with one `minicap: RESULT: failure: ...` line and
-//! leaves anything already on the device intact and described by its header.
+//! Any failure ends the run with one `minicap: RESULT: failure [<code>]: ...`
+//! line and leaves anything already on the device intact and described by
+//! its header.
 
 use crate::acpi::AcpiInfo;
 use crate::console::{FixedString, Size};
-use crate::failure::Failure;
+use crate::failure::{DeviceName, Failure, ResultLine};
 use crate::handoff::Handoff;
 use crate::hw::phys::IdentityMem;
 use crate::hw::platform::Machine;
 use crate::hw::{apic, cpu, paging, pic, serial, tsc};
+use crate::memory::SkippedRanges;
 use crate::target::Candidates;
-use crate::writer::{mib_per_s_x10, write_vmcore, Records};
-use crate::{failure, fault, finish, memory, say, target};
+use crate::writer::{mib_per_s_x10, write_dump, Dump, KernelEnv};
+use crate::{fault, finish, memory, say, target};
 use core::ops::Range;
 use minicap_bootinfo::cmdline::{DumpFormat, DumpTarget, MinicapOptions};
-use minicap_bootinfo::{E820Kind, RangeSet};
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{self as dumpheader, DeviceIdHex, DumpHeader, DumpState, DUMP_OFFSET};
 use minicap_elfcore::{for_each_load_range, parse_core_headers, plan_vmcore, CoreHeaders};
+use minicap_physmem::{Hex, PAGE_SIZE};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-const PAGE: u64 = 4096;
 
 /// What a successful capture did.
 struct Summary {
     bytes: u64,
     elapsed_us: u64,
-    device: FixedString<96>,
+    device: DeviceName,
     sha256: [u8; 32],
 }
 
@@ -74,7 +75,7 @@ pub fn run(boot_params: u64, load_base: u64) -> ! {
                 Hex(&s.sha256)
             );
         }
-        Err(failure) => say!("RESULT: failure: {}", failure.as_str()),
+        Err(failure) => say!("{}", ResultLine(&failure)),
     }
     if fault::nmi_count() > 0 {
         say!(
@@ -85,57 +86,52 @@ pub fn run(boot_params: u64, load_base: u64) -> ! {
     finish::leave(fault::after())
 }
 
-struct Hex<'a>(&'a [u8]);
-
-impl core::fmt::Display for Hex<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
 fn capture(boot_params: u64) -> Result<Summary, Failure> {
     // ---- parse: what the loader handed over ----
     let handoff = Handoff::read(boot_params)?;
     finish::RSDP_HINT.call_once(|| handoff.acpi_rsdp);
     say!("command line: {}", handoff.cmdline());
+    report_memory_map(&handoff);
     let options = handoff.options()?;
     fault::set_after(options.after);
     report_options(&options);
     let core_arg = handoff.elfcorehdr()?;
     let core_addr = core_arg.addr;
+    // An absurd SIZE is reported as such before any page arithmetic on it.
+    memory::elfcorehdr_range(core_addr, core_arg.size, 0)?;
 
     // ---- plan: memory ----
     // Usable RAM, minus every range the dump reads or describes (found
     // before there is a heap, so the heap can never land on dumped memory,
     // whatever the loader's map says), minus the hand-over data and the page
-    // tables still in use.
-    let mut free = memory::usable_ram(handoff.e820()).map_err(|e| failure!("{e}"))?;
+    // tables still in use. A PT_LOAD over minicap's own image is refused.
+    let (image_start, image_end) = crate::hw::image_range();
+    let image = image_start..image_end;
+    let mut free = memory::usable_ram(handoff.e820())?;
     let mut excluded = Ok(());
-    let core_len = for_each_load_range(&IdentityMem, core_addr, |r| {
+    let header_size = for_each_load_range(&IdentityMem, core_addr, |r| {
         if excluded.is_ok() {
-            excluded = memory::exclude(&mut free, r);
+            excluded = memory::check_not_minicap(core_addr, r.clone(), image.clone())
+                .and_then(|()| memory::exclude(&mut free, r));
         }
     })
-    .map_err(|e| {
-        failure!(
-            "ELF core headers at elfcorehdr={core_addr:#x} are unusable: {e}; nothing was written"
-        )
-    })?
-    .max(core_arg.size.unwrap_or(0));
-    excluded.map_err(|e| failure!("{e}"))?;
-    let (image_start, image_end) = crate::hw::image_range();
+    .map_err(|error| Failure::BadCoreHeaders {
+        addr: core_addr,
+        error,
+    })?;
+    excluded?;
     let (cmdline_addr, cmdline_len) = handoff.cmdline_range;
     let reserved: [Range<u64>; 4] = [
-        image_start..image_end,
-        boot_params..boot_params + PAGE,
-        cmdline_addr..cmdline_addr + cmdline_len,
-        core_addr..core_addr.saturating_add(core_len),
+        image,
+        boot_params..boot_params.saturating_add(PAGE_SIZE),
+        cmdline_addr..cmdline_addr.saturating_add(cmdline_len),
+        memory::elfcorehdr_range(core_addr, core_arg.size, header_size)?,
     ];
     for r in &reserved {
-        memory::exclude(&mut free, r.clone()).map_err(|e| failure!("{e}"))?;
+        memory::exclude(&mut free, r.clone())?;
     }
-    memory::exclude_live_page_tables(&mut free).map_err(|e| failure!("{e}"))?;
-    let heap = memory::init_heap(&free).map_err(|e| failure!("{e}"))?;
+    memory::exclude_live_page_tables(&mut free)?;
+    let heap = memory::init_heap(&free)?;
     say!(
         "memory: {} usable in the crash region; heap {:#x}-{:#x} ({})",
         Size(free.total()),
@@ -145,26 +141,40 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
     );
 
     // ---- parse: the ELF core headers ----
-    let core = parse_core_headers(&IdentityMem, core_addr).map_err(|e| {
-        failure!("ELF core headers at {core_addr:#x} are unusable: {e}; nothing was written")
-    })?;
+    let core =
+        parse_core_headers(&IdentityMem, core_addr).map_err(|error| Failure::BadCoreHeaders {
+            addr: core_addr,
+            error,
+        })?;
     for warning in &core.warnings {
         say!("warning: {warning}");
     }
     report_crash(&core);
+    let limit = memory::address_limit(paging::levels());
+    memory::check_mappable(&core.loads, limit)?;
+    let mut skipped = memory::outside_ram(core_addr, handoff.e820(), &core.loads)?;
 
     // ---- plan: own page tables, silent interrupt controllers, IOMMU ----
-    own_page_tables(&handoff, &core, &reserved, &heap)?;
+    own_page_tables(&handoff, &core, &skipped, &reserved, &heap, limit)?;
     let acpi = crate::acpi::discover(&IdentityMem, handoff.acpi_rsdp);
+    if let Some(acpi) = &acpi {
+        memory::skip_device_registers(
+            core_addr,
+            &mut skipped,
+            &core.loads,
+            device_registers(acpi),
+        )?;
+    }
+    report_skipped(&skipped);
     silence_interrupts(acpi.as_ref());
     let machine = Machine;
     let candidates = Candidates::scan(&machine);
     crate::iommu::take_over(acpi.as_ref(), &candidates, &core, &heap)
-        .map_err(|e| failure!("{e}"))?;
+        .map_err(|e| Failure::iommu(e.base, e.error))?;
     drop(handoff);
 
     // ---- plan: the vmcore and the device ----
-    let layout = plan_vmcore(&core).map_err(|e| failure!("cannot lay out the vmcore: {e}"))?;
+    let layout = plan_vmcore(&core).map_err(Failure::BadLayout)?;
     say!(
         "dump: ELF vmcore of {} bytes ({}): {} PT_LOAD(s), {} bytes of notes",
         layout.total_len,
@@ -173,16 +183,14 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
         core.notes.len()
     );
     let mut target = target::find(&machine, &candidates, options.device)?;
-    let name = target.name.as_str();
     let device = &mut target.device;
     let required = dumpheader::required_capacity(layout.total_len);
     if device.capacity() < required {
-        return Err(failure!(
-            "dump device {name} is too small: the dump needs {required} bytes ({}), the device has {} bytes ({}); nothing was written",
-            Size(required),
-            device.capacity(),
-            Size(device.capacity())
-        ));
+        return Err(Failure::DeviceTooSmall {
+            device: target.name,
+            required,
+            capacity: device.capacity(),
+        });
     }
     if target.header.state != DumpState::Empty {
         say!(
@@ -192,7 +200,8 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
         );
     }
     say!(
-        "target: {name} id {}",
+        "target: {} id {}",
+        target.name.as_str(),
         DeviceIdHex(&target.header.device_id)
     );
 
@@ -202,7 +211,6 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
         device.capacity(),
         concat!("minicap ", env!("CARGO_PKG_VERSION")),
     );
-    header.state = DumpState::Writing;
     header.format = dumpheader::DumpFormat::ElfVmcore;
     header.dump_offset = DUMP_OFFSET;
     header.dump_length = layout.total_len;
@@ -213,35 +221,66 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
     if let Some(release) = core.vmcoreinfo_value("OSRELEASE") {
         header.set_osrelease(release.trim());
     }
-    let mut records = Records::new()?;
-    // Written and flushed before the first byte of the dump: a power loss
-    // from here on leaves a header that says "writing", never the previous
-    // dump's "complete" over half-new data.
-    records.write(device, &mut header).map_err(|e| {
-        failure!("cannot write the minicap header to {name}: {e}; the dump area was not touched")
-    })?;
-
+    let dump = Dump {
+        layout: &layout,
+        notes: &core.notes,
+        skipped: &skipped,
+        device_name: &target.name,
+    };
     let started = tsc::now_us();
-    match write_vmcore(device, &mut records, &mut header, &core, &layout) {
-        Ok(sha256) => Ok(Summary {
-            bytes: layout.total_len,
-            elapsed_us: tsc::now_us().saturating_sub(started),
-            device: target.name,
-            sha256,
-        }),
-        Err(failure) => {
-            // Record the failure; `written` still says how much is good.
-            header.state = DumpState::Failed;
-            header.set_message(failure.as_str());
-            say!(
-                "capture failed after {} of {} bytes were confirmed on the device: {}",
-                header.written,
-                header.dump_length,
-                failure.as_str()
-            );
-            let _ = records.write(device, &mut header);
-            Err(failure)
-        }
+    let sha256 = write_dump(device, &mut KernelEnv, &mut header, &dump)?;
+    Ok(Summary {
+        bytes: layout.total_len,
+        elapsed_us: tsc::now_us().saturating_sub(started),
+        device: target.name,
+        sha256,
+    })
+}
+
+/// The loader's memory map, as minicap uses it (which ranges are RAM to
+/// use, which ranges the dump must not read).
+fn report_memory_map(handoff: &Handoff) {
+    for entry in handoff.e820() {
+        say!(
+            "  e820 {:#014x}-{:#014x} type {}",
+            entry.addr,
+            entry.addr.saturating_add(entry.size),
+            entry.kind.raw()
+        );
+    }
+}
+
+/// The device register windows the ACPI tables name: IO-APICs, VT-d units,
+/// AMD-Vi units (512 KiB: the largest register window of the spec).
+fn device_registers(acpi: &AcpiInfo) -> impl Iterator<Item = Range<u64>> + '_ {
+    let io_apics = acpi.io_apics[..acpi.io_apic_count]
+        .iter()
+        .map(|&base| base..base.saturating_add(PAGE_SIZE));
+    let vtd = acpi.drhd[..acpi.drhd_count]
+        .iter()
+        .map(|u| u.base..u.base.saturating_add(u.register_bytes()));
+    let amd = acpi.amd_iommus[..acpi.amd_iommu_count]
+        .iter()
+        .map(|&base| base..base.saturating_add(512 << 10));
+    io_apics.chain(vtd).chain(amd)
+}
+
+/// Say which PT_LOAD ranges are not read (zeros in the dump instead).
+fn report_skipped(skipped: &SkippedRanges) {
+    for r in skipped.iter() {
+        say!(
+            "warning: PT_LOAD range {:#x}-{:#x} ({}) is not memory in the memory map (device registers or firmware-reserved): not read, zeros in the dump",
+            r.start,
+            r.end,
+            Size(r.end - r.start)
+        );
+    }
+    if !skipped.is_empty() {
+        say!(
+            "warning: {} PT_LOAD range(s), {} bytes, skipped (recorded in the dump header)",
+            skipped.len(),
+            skipped.total()
+        );
     }
 }
 
@@ -297,41 +336,25 @@ fn report_crash(core: &CoreHeaders) {
     }
 }
 
-/// Switch to minicap's own identity map: RAM-like e820 ranges, every range
-/// the dump reads or describes, the image, the heap and the hand-over data
-/// write-back; everything else up to at least 4 GiB uncached (MMIO).
+/// Switch to minicap's own identity map: memory-kind e820 ranges, every
+/// range the dump reads or describes (except skipped ones), the image, the
+/// heap and the hand-over data write-back; everything else up to at least
+/// 4 GiB uncached (MMIO).
 fn own_page_tables(
     handoff: &Handoff,
     core: &CoreHeaders,
-    reserved: &[Range<u64>],
+    skipped: &SkippedRanges,
+    reserved: &[Range<u64>; 4],
     heap: &Range<u64>,
+    limit: u64,
 ) -> Result<(), Failure> {
-    let mut cached = RangeSet::<512>::new();
-    let mut top = 0u64;
-    let mut cache = |r: Range<u64>| -> Result<(), Failure> {
-        top = top.max(r.end);
-        cached
-            .insert((r.start & !(PAGE - 1))..r.end.div_ceil(PAGE) * PAGE)
-            .map_err(|e| failure!("memory map too fragmented: {e}"))
-    };
-    for entry in handoff.e820() {
-        let ram_like = matches!(
-            entry.kind,
-            E820Kind::Ram | E820Kind::Acpi | E820Kind::Nvs | E820Kind::Pmem | E820Kind::Pram
-        );
-        if let (true, Some(end)) = (ram_like, entry.end()) {
-            cache(entry.addr..end)?;
-        }
-    }
-    for load in &core.loads {
-        cache(load.paddr..load.paddr.saturating_add(load.memsz))?;
-        cache(load.source..load.source.saturating_add(load.memsz))?;
-    }
-    for r in reserved.iter().chain(core::iter::once(heap)) {
-        cache(r.clone())?;
-    }
-    let (tables, depth, gbpages) = memory::build_identity_map(&cached, top)
-        .map_err(|_| failure!("out of memory for page tables (raise crashkernel=)"))?;
+    let write_back = reserved
+        .iter()
+        .cloned()
+        .chain(core::iter::once(heap.clone()));
+    let (cached, top) =
+        memory::write_back_ranges(handoff.e820(), &core.loads, skipped, write_back, limit)?;
+    let (tables, depth, gbpages) = memory::build_identity_map(&cached, top)?;
     say!(
         "page tables: own identity map, {depth}-level, {} pages, up to {:#x}, {tables} table pages",
         if gbpages { "1 GiB" } else { "2 MiB" },

@@ -8,12 +8,8 @@
 
 use crate::hw::serial;
 use core::fmt::{self, Write};
-use minicap_dumpheader::LOG_CAPACITY;
+use minicap_capture::writer::LOG_BYTES;
 use spin::Mutex;
-
-/// Bytes of console output kept: what fits the log area on the device.
-const LOG_BYTES: usize = 64 << 10;
-const _: () = assert!(LOG_BYTES as u64 == LOG_CAPACITY);
 
 /// The most recent `LOG_BYTES` bytes printed (older ones are overwritten).
 struct Ring {
@@ -84,57 +80,4 @@ macro_rules! say {
     ($($arg:tt)*) => { $crate::console::line(format_args!($($arg)*)) };
 }
 
-/// Bytes as a human-readable size ("512 MiB", "3.5 GiB").
-pub struct Size(pub u64);
-
-impl fmt::Display for Size {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const KIB: u64 = 1 << 10;
-        const MIB: u64 = 1 << 20;
-        const GIB: u64 = 1 << 30;
-        let b = self.0;
-        if b >= GIB {
-            write!(f, "{}.{} GiB", b / GIB, (b % GIB) * 10 / GIB)
-        } else if b >= MIB {
-            write!(f, "{}.{} MiB", b / MIB, (b % MIB) * 10 / MIB)
-        } else if b >= KIB {
-            write!(f, "{} KiB", b / KIB)
-        } else {
-            write!(f, "{b} B")
-        }
-    }
-}
-
-/// A fixed-capacity string for building messages without a heap.
-pub struct FixedString<const N: usize> {
-    bytes: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> FixedString<N> {
-    /// Empty.
-    pub const fn new() -> Self {
-        Self {
-            bytes: [0; N],
-            len: 0,
-        }
-    }
-
-    /// The text written so far (truncated at capacity, on a char boundary).
-    pub fn as_str(&self) -> &str {
-        match core::str::from_utf8(&self.bytes[..self.len]) {
-            Ok(s) => s,
-            Err(e) => core::str::from_utf8(&self.bytes[..e.valid_up_to()]).unwrap_or(""),
-        }
-    }
-}
-
-impl<const N: usize> Write for FixedString<N> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let room = N - self.len;
-        let take = s.len().min(room);
-        self.bytes[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
-        self.len += take;
-        Ok(())
-    }
-}
+pub use minicap_capture::text::{FixedString, Size};

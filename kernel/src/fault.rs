@@ -4,6 +4,8 @@
 //! says "writing" with the bytes known to be on disk, so a partial dump is
 //! still recoverable with `minicap save --partial`).
 
+use crate::console::FixedString;
+use crate::failure::{Failure, ResultLine};
 use crate::hw::cpu::{self, ExceptionFrame};
 use crate::hw::serial;
 use crate::say;
@@ -136,10 +138,15 @@ pub fn exception(frame: &ExceptionFrame) {
         cpu::cr3(),
         cpu::cr4()
     );
+    // Only printed: the header on the device (if one was written) still
+    // says "writing" with the bytes confirmed so far.
     say!(
-        "RESULT: failure: CPU exception {} ({name}) at RIP {:#x}; the capture stopped",
-        frame.vector,
-        frame.rip
+        "{}",
+        ResultLine(&Failure::CpuException {
+            vector: frame.vector,
+            name,
+            rip: frame.rip,
+        })
     );
     crate::finish::leave(after())
 }
@@ -159,6 +166,9 @@ pub fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         give_up();
     }
     serial::force_unlock();
-    say!("RESULT: failure: internal error: {info}");
+    say!(
+        "{}",
+        ResultLine(&Failure::Internal(FixedString::display(info)))
+    );
     crate::finish::leave(after())
 }

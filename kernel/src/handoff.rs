@@ -2,15 +2,14 @@
 //! SETUP_E820_EXT nodes), the command line, the `minicap.*` options and the
 //! `elfcorehdr=` argument.
 
-use crate::failure::Failure;
+use crate::failure::{Detail, Failure};
 use crate::hw::phys::IdentityMem;
-use crate::{failure, say};
+use crate::say;
 use minicap_bootinfo::cmdline::{self, ElfCoreHdrArg, MinicapOptions};
 use minicap_bootinfo::{walk_e820_ext, BootParams, E820Entry, E820Kind};
-use minicap_physmem::PhysMem;
+use minicap_physmem::{PhysMem, PAGE_BYTES, PAGE_SIZE};
 use spin::{Mutex, MutexGuard};
 
-const PAGE: u64 = 4096;
 /// kexec-tools' ELF path allows 2048 bytes; leave room for the kernel paths.
 const MAX_CMDLINE: usize = 4096;
 /// kexec-tools passes at most 1024 ranges (128 in the zero page, the rest in
@@ -20,8 +19,6 @@ const MAX_E820: usize = 1024;
 /// The loader's hand-over, copied out of crash-region memory that minicap
 /// may later reuse.
 pub struct Handoff {
-    /// Physical address of boot_params.
-    pub boot_params: u64,
     /// ACPI RSDP address the loader found (0 if none).
     pub acpi_rsdp: u64,
     e820: [E820Entry; MAX_E820],
@@ -34,7 +31,6 @@ pub struct Handoff {
 
 impl Handoff {
     const EMPTY: Handoff = Handoff {
-        boot_params: 0,
         acpi_rsdp: 0,
         e820: [E820Entry {
             addr: 0,
@@ -53,14 +49,18 @@ impl Handoff {
     pub fn read(boot_params: u64) -> Result<MutexGuard<'static, Handoff>, Failure> {
         static HANDOFF: Mutex<Handoff> = Mutex::new(Handoff::EMPTY);
         let mut handoff = HANDOFF.lock();
-        let mut zero_page = [0u8; 4096];
-        IdentityMem.read(boot_params, &mut zero_page).map_err(|e| {
-            failure!("boot_params at {boot_params:#x} (%rsi at entry) is not readable: {e}")
+        let mut zero_page = [0u8; PAGE_BYTES];
+        IdentityMem
+            .read(boot_params, &mut zero_page)
+            .map_err(|error| Failure::BootParamsUnreadable {
+                addr: boot_params,
+                error,
+            })?;
+        let params = BootParams::parse(&zero_page).map_err(|error| Failure::BadBootParams {
+            addr: boot_params,
+            error,
         })?;
-        let params = BootParams::parse(&zero_page)
-            .map_err(|e| failure!("invalid boot_params at {boot_params:#x}: {e}"))?;
 
-        handoff.boot_params = boot_params;
         handoff.acpi_rsdp = params.acpi_rsdp_addr();
         handoff.e820_len = 0;
         for entry in params.e820_entries() {
@@ -97,7 +97,7 @@ impl Handoff {
     }
 
     /// The e820 map, in the order the loader gave it.
-    pub fn e820(&self) -> impl Iterator<Item = E820Entry> + '_ {
+    pub fn e820(&self) -> impl Iterator<Item = E820Entry> + Clone + '_ {
         self.e820[..self.e820_len].iter().copied()
     }
 
@@ -122,16 +122,14 @@ impl Handoff {
     /// The `minicap.*` options; unknown ones are reported and ignored.
     pub fn options(&self) -> Result<MinicapOptions, Failure> {
         MinicapOptions::parse(self.cmdline(), |w| say!("warning: {w}"))
-            .map_err(|e| failure!("bad minicap option: {e}; nothing was written"))
+            .map_err(|e| Failure::BadOption(Detail::display(e)))
     }
 
     /// The `elfcorehdr=` argument, which only a capture load provides.
     pub fn elfcorehdr(&self) -> Result<ElfCoreHdrArg, Failure> {
         cmdline::elfcorehdr(self.cmdline())
-            .map_err(|e| failure!("{e}; nothing was written"))?
-            .ok_or_else(|| {
-                failure!("no elfcorehdr= on the command line: load minicap with `kexec -p minicap.elf --args-linux` so that the ELF core headers are prepared; nothing was written")
-            })
+            .map_err(|e| Failure::BadElfcorehdr(Detail::display(e)))?
+            .ok_or(Failure::NoElfcorehdr)
     }
 }
 
@@ -140,7 +138,7 @@ fn read_until_unmapped(addr: u64, buf: &mut [u8]) -> usize {
     let mut done = 0;
     while done < buf.len() {
         let here = addr + done as u64;
-        let to_page_end = usize::try_from(PAGE - here % PAGE).unwrap_or(4096);
+        let to_page_end = usize::try_from(PAGE_SIZE - here % PAGE_SIZE).unwrap_or(PAGE_BYTES);
         let take = to_page_end.min(buf.len() - done);
         if IdentityMem.read(here, &mut buf[done..done + take]).is_err() {
             break;

@@ -46,11 +46,7 @@ pub struct IommuError {
 
 impl fmt::Display for IommuError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "IOMMU: VT-d unit at {:#x}: {}; nothing was written",
-            self.base, self.error
-        )
+        write!(f, "IOMMU: VT-d unit at {:#x}: {}", self.base, self.error)
     }
 }
 

@@ -3,19 +3,19 @@
 //! candidate is reset before use (the crashed kernel may have left requests
 //! in flight); none but the chosen one is ever written.
 
-use crate::console::FixedString;
-use crate::failure::Failure;
+use crate::failure::{DeviceName, Failure};
 use crate::hw::dma::DmaBuffer;
 use crate::hw::platform::Machine;
-use crate::{failure, say};
+use crate::say;
+use crate::writer::block_size_supported;
 use minicap_drivers::pci::{self, PciAddress};
 use minicap_drivers::virtio::{is_virtio_blk, VirtioBlk};
 use minicap_drivers::{BlockDevice, Platform};
 use minicap_dumpheader::{DeviceIdHex, DumpHeader, HeaderError, HEADER_LEN};
+use minicap_physmem::{PAGE_BYTES, PAGE_SIZE};
 
 /// Virtio-blk functions considered (and let through a translating IOMMU).
 pub const MAX_VIRTIO_DEVICES: usize = 16;
-const PAGE_BYTES: usize = 4096;
 
 /// The chosen device and the header found on it.
 pub struct Target<'m> {
@@ -24,7 +24,7 @@ pub struct Target<'m> {
     /// Its minicap header as found.
     pub header: DumpHeader,
     /// "virtio-blk 00:04.0 (modern), 2048 MiB".
-    pub name: FixedString<96>,
+    pub name: DeviceName,
 }
 
 /// The virtio-blk functions on the PCI bus, in scan order: the candidates
@@ -68,15 +68,18 @@ pub fn find<'m>(
 ) -> Result<Target<'m>, Failure> {
     let count = candidates.count;
     if count == 0 {
-        return Err(failure!(
-            "no virtio-blk device on the PCI bus (minicap.target=virtio-blk); nothing was written"
-        ));
+        return Err(Failure::NoDevice);
     }
     let buffer = machine
         .dma_alloc(PAGE_BYTES, PAGE_BYTES)
-        .ok_or_else(|| failure!("out of memory for a read buffer"))?;
+        .ok_or(Failure::OutOfMemory {
+            what: "a read buffer",
+        })?;
     let mut chosen: Option<Target<'_>> = None;
     let mut prepared = 0;
+    // A device minicap cannot write may be the one wanted: its header
+    // cannot even be read to tell.
+    let mut unsupported: Option<(DeviceName, u32)> = None;
     for &address in candidates.all() {
         let device = match VirtioBlk::new(machine, address) {
             Ok(d) => d,
@@ -85,6 +88,17 @@ pub fn find<'m>(
                 continue;
             }
         };
+        let block_size = device.sector_size();
+        if !block_size_supported(block_size) {
+            let mut name = DeviceName::new();
+            let _ = device.describe(&mut name);
+            say!(
+                "{}: {block_size}-byte logical blocks, which minicap cannot write; left alone",
+                name.as_str()
+            );
+            unsupported = Some((name, block_size));
+            continue;
+        }
         let Some(candidate) = identify(device, &buffer) else {
             continue;
         };
@@ -101,30 +115,23 @@ pub fn find<'m>(
             }
         }
         if chosen.is_some() {
-            return Err(failure!(
-                "more than one prepared minicap device and no minicap.device=<id> to choose; nothing was written"
-            ));
+            return Err(Failure::AmbiguousDevice);
         }
         chosen = Some(candidate);
     }
-    chosen.ok_or_else(|| match (prepared, wanted) {
-        (0, _) => failure!(
-            "none of the {count} virtio-blk device(s) is a prepared minicap dump device (run `minicap format DEVICE` first); nothing was written"
-        ),
-        (_, Some(id)) => failure!(
-            "no virtio-blk device has minicap device id {}; nothing was written",
-            DeviceIdHex(&id)
-        ),
-        _ => failure!("no usable dump device; nothing was written"),
+    chosen.ok_or(match (unsupported, prepared, wanted) {
+        (Some((device, block_size)), _, _) => Failure::UnsupportedBlockSize { device, block_size },
+        (None, _, Some(wanted)) if prepared > 0 => Failure::DeviceIdMismatch { wanted },
+        _ => Failure::NoPreparedDevice { count },
     })
 }
 
 /// Read the device's first sector and decode the minicap header in it.
 fn identify<'m>(mut device: VirtioBlk<'m, Machine>, buffer: &DmaBuffer) -> Option<Target<'m>> {
-    let mut name = FixedString::<96>::new();
+    let mut name = DeviceName::new();
     let _ = device.describe(&mut name);
     // One 4 KiB block: a whole logical block on 512-byte and 4Kn disks.
-    if let Err(e) = device.read(0, buffer.device_address(), PAGE_BYTES as u64) {
+    if let Err(e) = device.read(0, buffer.device_address(), PAGE_SIZE) {
         say!("{}: cannot read its first sector: {e}", name.as_str());
         return None;
     }

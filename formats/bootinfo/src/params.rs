@@ -256,10 +256,10 @@ impl<'a> BootParams<'a> {
 }
 
 /// Copies `N` bytes at `off`; only called with offsets inside fixed-size buffers.
+/// `N` bytes at `off` of a buffer whose size the caller fixed (the zero page,
+/// an e820 entry): never missing.
 fn array_at<const N: usize>(bytes: &[u8], off: usize) -> [u8; N] {
-    let mut out = [0u8; N];
-    out.copy_from_slice(&bytes[off..off + N]);
-    out
+    minicap_physmem::array_at(bytes, off).unwrap_or([0; N])
 }
 
 #[cfg(test)]

@@ -653,7 +653,7 @@ pub fn text(field: &[u8]) -> &str {
 pub fn required_capacity(dump_length: u64) -> u64 {
     DUMP_OFFSET
         .checked_add(dump_length)
-        .and_then(|n| n.checked_next_multiple_of(4096))
+        .and_then(|n| n.checked_next_multiple_of(minicap_physmem::PAGE_SIZE))
         .unwrap_or(u64::MAX)
 }
 
@@ -663,7 +663,7 @@ pub struct DeviceIdHex<'a>(pub &'a [u8; DEVICE_ID_LEN]);
 
 impl fmt::Display for DeviceIdHex<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        fmt::Display::fmt(&minicap_physmem::Hex(self.0), f)
     }
 }
 
@@ -716,10 +716,9 @@ fn put(buf: &mut [u8; HEADER_LEN], off: usize, bytes: &[u8]) {
     buf[off..off + bytes.len()].copy_from_slice(bytes);
 }
 
+/// A field of the fixed-size header buffer: never missing.
 fn get<const N: usize>(buf: &[u8; HEADER_LEN], off: usize) -> [u8; N] {
-    let mut out = [0u8; N];
-    out.copy_from_slice(&buf[off..off + N]);
-    out
+    minicap_physmem::array_at(buf, off).unwrap_or([0; N])
 }
 
 fn u32_at(buf: &[u8; HEADER_LEN], off: usize) -> u32 {

@@ -51,7 +51,7 @@ pub use plan::{plan_vmcore, DataChunk, VmcoreLayout};
 pub use prstatus::{PrStatus, PRSTATUS_MIN_SIZE, PRSTATUS_REGS_OFFSET, REG_COUNT, REG_NAMES};
 
 /// Page size of the output file layout (x86_64 `PAGE_SIZE`).
-pub const PAGE_SIZE: u64 = 4096;
+pub use minicap_physmem::PAGE_SIZE;
 /// Size of `Elf64_Ehdr`.
 pub const EHDR_SIZE: u64 = 64;
 /// Size of `Elf64_Phdr`.
@@ -171,12 +171,4 @@ pub(crate) fn to_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-/// Rounds `n` up to a multiple of [`PAGE_SIZE`], or `None` on overflow.
-pub(crate) fn page_round_up(n: u64) -> Option<u64> {
-    Some(n.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1))
-}
-
-/// Rounds `n` down to a multiple of [`PAGE_SIZE`].
-pub(crate) fn page_round_down(n: u64) -> u64 {
-    n & !(PAGE_SIZE - 1)
-}
+pub(crate) use minicap_physmem::{page_ceil as page_round_up, page_floor as page_round_down};

@@ -14,6 +14,11 @@
 
 use core::fmt;
 
+mod units;
+pub use units::{
+    array_at, le_u16, le_u32, le_u64, page_ceil, page_floor, Hex, PAGE_BYTES, PAGE_SIZE,
+};
+
 /// A physical address range that could not be read.
 ///
 /// It describes the whole range that was requested (`len` bytes starting at `addr`), not only

@@ -74,8 +74,3 @@ pub fn with_slice<R>(addr: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> Option<
     let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
     Some(f(bytes))
 }
-
-/// The physical address of a buffer (identity map: its address).
-pub fn address_of(bytes: &[u8]) -> u64 {
-    bytes.as_ptr() as u64
-}
