@@ -13,7 +13,7 @@
 //! line and leaves anything already on the device intact and described by
 //! its header.
 
-use crate::acpi::AcpiInfo;
+use minicap_acpi::AcpiInfo;
 use crate::console::{FixedString, Size};
 use crate::failure::{DeviceName, Failure, ResultLine};
 use crate::handoff::Handoff;
@@ -156,7 +156,7 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
 
     // ---- plan: own page tables, silent interrupt controllers, IOMMU ----
     own_page_tables(&handoff, &core, &skipped, &reserved, &heap, limit)?;
-    let acpi = crate::acpi::discover(&IdentityMem, handoff.acpi_rsdp);
+    let acpi = minicap_acpi::discover(&IdentityMem, handoff.acpi_rsdp);
     if let Some(acpi) = &acpi {
         memory::skip_device_registers(
             core_addr,
@@ -372,9 +372,9 @@ fn silence_interrupts(acpi: Option<&AcpiInfo>) {
     let io_apics = acpi.map_or(&[][..], |a| &a.io_apics[..a.io_apic_count]);
     let mut entries = 0;
     for &base in io_apics {
-        if paging::map_mmio(base, 0x20) {
-            entries += apic::mask_io_apic(base);
-        }
+        // The IO-APIC's registers are claimed (mapped uncached, never RAM)
+        // by `mask_io_apic` itself.
+        entries += apic::mask_io_apic(base);
     }
     if let Some(dropped) = acpi.map(|a| a.io_apics_dropped).filter(|&n| n > 0) {
         say!("warning: {dropped} more IO-APIC(s) listed in the MADT were not masked (table full)");

@@ -21,10 +21,16 @@ pub fn leave(after: AfterDump) -> ! {
         }
         AfterDump::Poweroff => {
             let hint = RSDP_HINT.get().copied().unwrap_or(0);
-            if let Some(acpi) = crate::acpi::discover(&IdentityMem, hint) {
+            if let Some(acpi) = minicap_acpi::discover(&IdentityMem, hint) {
                 if let (Some(pm1a), Some((a, b))) = (acpi.pm1a_control, acpi.s5_sleep_types) {
-                    say!("powering off");
-                    power::acpi_poweroff(pm1a, acpi.pm1b_control, a, b);
+                    let ports_ok = power::is_pm1_control_port(pm1a)
+                        && acpi.pm1b_control.is_none_or(power::is_pm1_control_port);
+                    if ports_ok {
+                        say!("powering off");
+                        power::acpi_poweroff(pm1a, acpi.pm1b_control, a, b);
+                    } else {
+                        say!("the FADT's PM1 control port {pm1a:#x} is not plausible; not written");
+                    }
                 }
             }
             say!("power-off failed (no usable ACPI \\_S5); halting instead");

@@ -1,7 +1,7 @@
 //! The IOMMU after a crash.
 //!
-//! The panicking kernel does not shut its IOMMU down (formats.md §5.2 point
-//! 9): a VT-d unit keeps translating every device's DMA through the old
+//! The panicking kernel does not shut its IOMMU down (docs/entry-contract.md,
+//! "What the panicking kernel did", point 5): a VT-d unit keeps translating every device's DMA through the old
 //! kernel's tables, so the dump device, which minicap points at raw physical
 //! addresses, faults. Turning translation off is not an answer on its own:
 //! a device still busy with the old kernel's addresses would then write to
@@ -21,7 +21,7 @@
 //! reported. The tables are built by `minicap_drivers::vtd` (tested on the
 //! host); this module decides and reports, `hw::iommu` programs the unit.
 
-use crate::acpi::{self, AcpiInfo, Drhd};
+use minicap_acpi::{self as acpi, AcpiInfo, Drhd};
 use crate::console::FixedString;
 use crate::hw::iommu::{self as vtd, status, VtdError, VtdUnit};
 use crate::hw::platform::Machine;

@@ -14,7 +14,6 @@
 
 extern crate alloc;
 
-mod acpi;
 mod capture;
 mod console;
 mod failure;

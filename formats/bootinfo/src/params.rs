@@ -1,4 +1,4 @@
-//! The `boot_params` zero page (formats.md §6).
+//! The `boot_params` zero page (docs/boot-params.md).
 
 use core::fmt;
 

@@ -1,4 +1,4 @@
-//! The `setup_data` chain (formats.md §6.2).
+//! The `setup_data` chain (docs/boot-params.md, "setup_data").
 //!
 //! `boot_params.hdr.setup_data` points at a singly linked list of
 //! `struct setup_data { u64 next; u32 type; u32 len; u8 data[len]; }` in physical memory. The

@@ -101,7 +101,7 @@ mod tests {
         }
         let p = PrStatus::decode(&desc).unwrap();
         assert_eq!(p.pid, 1234);
-        // formats.md §1.6: rip at desc+240, rsp at desc+264.
+        // docs/core-headers.md, "NT_PRSTATUS": rip at desc+240, rsp at desc+264.
         assert_eq!(
             p.rip(),
             u64::from_le_bytes(desc[240..248].try_into().unwrap())

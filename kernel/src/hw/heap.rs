@@ -1,5 +1,6 @@
-//! The kernel heap: one range of usable crash-region memory, chosen by
-//! `memory::plan` so that it holds neither the image, boot_params, the
+//! The kernel heap: one range of usable crash-region memory, chosen by the
+//! memory plan (`minicap_capture::memory::{usable_ram, exclude,
+//! choose_heap}`) so that it holds neither the image, boot_params, the
 //! command line, the ELF core headers nor the page tables kexec left in use.
 
 use super::paging::{self, Caching};

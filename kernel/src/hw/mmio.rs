@@ -78,29 +78,14 @@ impl MmioRegion {
         // SAFETY: `addr` lies inside this region (checked), which `claim`
         // mapped uncached at VA == PA; it holds device registers, not memory
         // any Rust object lives in (RAM is refused); the access is aligned.
-        unsafe {
-            match width {
-                Width::U8 => u64::from(core::ptr::read_volatile(addr as *const u8)),
-                Width::U16 => u64::from(core::ptr::read_volatile(addr as *const u16)),
-                Width::U32 => u64::from(core::ptr::read_volatile(addr as *const u32)),
-                Width::U64 => core::ptr::read_volatile(addr as *const u64),
-            }
-        }
+        unsafe { super::volatile_access::read(addr, width) }
     }
 
     /// Volatile write of `width` (the low bits of `value`) at `offset`.
-    #[allow(clippy::cast_possible_truncation)] // the width selects the bits
     pub fn write(&self, offset: u64, width: Width, value: u64) {
         let addr = self.at(offset, width);
         // SAFETY: as for `read`.
-        unsafe {
-            match width {
-                Width::U8 => core::ptr::write_volatile(addr as *mut u8, value as u8),
-                Width::U16 => core::ptr::write_volatile(addr as *mut u16, value as u16),
-                Width::U32 => core::ptr::write_volatile(addr as *mut u32, value as u32),
-                Width::U64 => core::ptr::write_volatile(addr as *mut u64, value),
-            }
-        }
+        unsafe { super::volatile_access::write(addr, width, value) }
     }
 
     /// 32-bit read.

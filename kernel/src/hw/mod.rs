@@ -28,6 +28,7 @@ pub mod port;
 pub mod power;
 pub mod serial;
 pub mod tsc;
+mod volatile_access;
 
 pub use entry::set_exception_handler;
 

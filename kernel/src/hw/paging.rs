@@ -266,7 +266,7 @@ pub static ACTIVE: Mutex<Option<IdentityMap>> = Mutex::new(None);
 /// true if then every page of it is mapped uncached (a range that touches
 /// RAM, which is mapped write-back, is refused: device registers never
 /// alias memory Rust or the dump uses).
-pub fn map_mmio(addr: u64, len: u64) -> bool {
+pub(super) fn map_mmio(addr: u64, len: u64) -> bool {
     let mut guard = ACTIVE.lock();
     let Some(map) = guard.as_mut() else {
         return false;

@@ -1,4 +1,4 @@
-//! `elfcorehdr=[SIZE@]ADDR`: where the old kernel's ELF core header lies (formats.md §6.3).
+//! `elfcorehdr=[SIZE@]ADDR`: where the old kernel's ELF core header lies (docs/boot-params.md, "The command line").
 
 use core::fmt;
 

@@ -1,4 +1,4 @@
-//! The kernel command line (formats.md §6.1, §6.3).
+//! The kernel command line (docs/boot-params.md).
 //!
 //! The capture kernel receives the command line kexec-tools or the kernel built for a Linux
 //! crash kernel: `elfcorehdr=` (where the old kernel's ELF core header is), the user's
