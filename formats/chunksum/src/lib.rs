@@ -12,6 +12,29 @@
 //! * [`blocks_to_write`], [`encode_block`], [`block_device_offset`]: which 4 KiB blocks of the
 //!   table a checkpoint must write, and their bytes.
 //!
+//! # Use in the capture kernel
+//!
+//! ```text
+//! header.set_verification(Verification::Xxh64Chunks);      // after dump_length is known
+//! let mut hasher = ChunkHasher::new(header.dump_length);   // chunk size = header.chunk_size
+//! let mut table = vec![0u64; chunk_count(dump_length, chunk_size)];  // 8 bytes per chunk
+//! let mut on_device = 0;                                   // entries already on the device
+//! for each piece of the dump, in order:
+//!     hasher.update_into(piece, &mut table)?;              // before or while it is written
+//! at each checkpoint, with `written` bytes written and flushed (all of them hashed):
+//!     let k = finished_chunks(written, dump_length, chunk_size);
+//!     header.written = written;
+//!     header.table_xxh64 = table_xxh64(&table[..k]);
+//!     write the console log;
+//!     for block in blocks_to_write(on_device, k) {
+//!         encode_block(&table[..k], block, &mut buf);      // 4 KiB
+//!         write buf at block_device_offset(block);
+//!     }
+//!     flush; write the header; flush; on_device = k;
+//! ```
+//!
+//! The final header (complete) is the same checkpoint with `written == dump_length`.
+//!
 //! XXH64 rather than a cryptographic hash because the capture runs on one CPU while the device
 //! writes: scalar XXH64 is about ten times as fast as SHA-256 natively and fifty times as fast
 //! under QEMU TCG. It detects accidental damage, not tampering.
