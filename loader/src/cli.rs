@@ -13,7 +13,7 @@ Typical use:
   minicap format DEVICE      once, then add the printed minicap.device=<id> to the capture
                              kernel command line (kexec -p ... --append)
   minicap info DEVICE        after a crash: what the capture kernel did
-  minicap save DEVICE OUT    copy the dump off the device, checking its SHA-256
+  minicap save DEVICE OUT    copy the dump off the device, checking its checksums
   minicap log DEVICE         what the capture kernel printed
 
 Exit status: 0 success, 1 failure or refusal, 2 usage error.";
@@ -52,13 +52,17 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Copy the dump on DEVICE to the file OUT and verify its SHA-256.
+    /// Copy the dump on DEVICE to the file OUT and verify it.
     ///
-    /// The device is not modified. An incomplete dump (writing or failed) is copied only with
-    /// --partial.
+    /// The dump is checked against what the capture recorded: an XXH64 per chunk (damaged
+    /// chunks are listed as byte ranges of the dump), or a SHA-256 of the whole dump
+    /// (minicap.verify=sha256), or nothing (minicap.verify=none). The device is not modified.
+    /// An incomplete dump (writing or failed) is copied only with --partial; then the chunks
+    /// wholly written are verified.
     #[command(
-        after_help = "Exit status: 0 saved (and the checksum matched), 1 nothing to save, \
-                            refused, failed or checksum mismatch (OUT is kept), 2 usage error."
+        after_help = "Exit status: 0 saved (and the checksums matched), 1 nothing to save, \
+                            refused, failed, checksum mismatch or damaged checksum table (OUT \
+                            is kept), 2 usage error."
     )]
     Save {
         /// Dump device (block device or image file).

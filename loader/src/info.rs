@@ -3,12 +3,15 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use minicap_dumpheader::{DeviceIdHex, DumpHeader, DumpState, FailureCode, LAYOUT_VERSION};
+use minicap_dumpheader::{
+    chunk_count, DeviceIdHex, DumpHeader, DumpState, FailureCode, Verification, LAYOUT_VERSION,
+};
 use serde::Serialize;
 
 use crate::device::Device;
 use crate::escape;
 use crate::fmt_util::{crash_time, size, Hex};
+use crate::verify::{chunk_size_text, read_table, Table};
 
 /// A dump state explained.
 pub fn describe_state(state: DumpState) -> &'static str {
@@ -29,7 +32,7 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
             .context("cannot encode the header as JSON")?;
         println!("{text}");
     } else {
-        print_text(path, dev.size, &h);
+        print_text(path, &dev, &h);
     }
     if h.capacity != dev.size {
         eprintln!(
@@ -40,7 +43,8 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn print_text(path: &Path, device_size: u64, h: &DumpHeader) {
+fn print_text(path: &Path, dev: &Device, h: &DumpHeader) {
+    let device_size = dev.size;
     let id = DeviceIdHex(&h.device_id);
     let or_dash = |field: &[u8]| {
         let text = escape::field(field);
@@ -61,11 +65,7 @@ fn print_text(path: &Path, device_size: u64, h: &DumpHeader) {
     println!("written:     {}", size(h.written));
     println!("capacity:    {}", size(h.capacity));
     println!("crash time:  {}", crash_time(h.crash_time));
-    if h.state == DumpState::Complete {
-        println!("sha256:      {}", Hex(&h.sha256));
-    } else {
-        println!("sha256:      -");
-    }
+    print_verification(dev, h);
     println!("writer:      {}", or_dash(&h.writer));
     println!("osrelease:   {}", or_dash(&h.osrelease));
     println!("message:     {}", or_dash(&h.message));
@@ -90,6 +90,48 @@ fn print_text(path: &Path, device_size: u64, h: &DumpHeader) {
     }
 }
 
+/// The `verify:` line (and `sha256:` for a whole-dump SHA-256). For chunk checksums it also
+/// checks the table against the header, which reads at most 896 KiB.
+fn print_verification(dev: &Device, h: &DumpHeader) {
+    if h.state == DumpState::Empty {
+        println!("verify:      - (no dump)");
+        return;
+    }
+    match h.verify {
+        Verification::Sha256 => {
+            println!("verify:      sha256 of the whole dump");
+            if h.state == DumpState::Complete {
+                println!("sha256:      {}", Hex(&h.sha256));
+            } else {
+                println!("sha256:      -");
+            }
+        }
+        Verification::None => println!("verify:      none (captured with minicap.verify=none)"),
+        Verification::Xxh64Chunks => {
+            println!(
+                "verify:      xxh64 per {} chunk, {} chunks",
+                chunk_size_text(h.chunk_size),
+                chunk_count(h.dump_length, h.chunk_size)
+            );
+            let table = match read_table(dev, h) {
+                Ok(Table::Intact(entries)) => {
+                    format!("{} entries for the bytes written, intact", entries.len())
+                }
+                Ok(Table::Damaged {
+                    entries,
+                    stored,
+                    computed,
+                }) => format!(
+                    "DAMAGED ({entries} entries: header records xxh64 {stored:#018x}, table \
+                     has {computed:#018x})"
+                ),
+                Err(e) => format!("unreadable ({e:#})"),
+            };
+            println!("chunk table: {table}");
+        }
+    }
+}
+
 /// The object `minicap info --json` prints; field names and order are an interface (README).
 #[derive(Debug, Serialize)]
 struct InfoJson {
@@ -110,6 +152,8 @@ struct InfoJson {
     skipped_ranges: u32,
     skipped_bytes: u64,
     log_length: u32,
+    verify: &'static str,
+    chunk_size: u64,
 }
 
 impl InfoJson {
@@ -132,6 +176,8 @@ impl InfoJson {
             skipped_ranges: h.skipped_ranges,
             skipped_bytes: h.skipped_bytes,
             log_length: h.log_length,
+            verify: h.verify.as_str(),
+            chunk_size: h.chunk_size,
         }
     }
 }

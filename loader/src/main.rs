@@ -14,6 +14,7 @@ mod info;
 mod log;
 mod save;
 mod signatures;
+mod verify;
 
 use std::process::ExitCode;
 

@@ -5,13 +5,150 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
-use minicap_dumpheader::{DumpState, DUMP_OFFSET, LAYOUT_VERSION};
+use minicap_dumpheader::{DumpHeader, DumpState, Verification, DUMP_OFFSET, LAYOUT_VERSION};
 use sha2::{Digest, Sha256};
 
 use crate::device::Device;
 use crate::escape;
 use crate::fmt_util::{crash_time, size, Hex};
 use crate::info::describe_state;
+use crate::verify::{chunk_size_text, describe_damage, read_table, ChunkCheck, Table};
+
+/// How the copied bytes are checked, from the header's `verify`.
+enum Check {
+    /// SHA-256 of the whole dump.
+    Sha256(Sha256),
+    /// XXH64 per chunk against the table.
+    Chunks(ChunkCheck),
+    /// The table itself does not match its checksum: nothing to check the data against.
+    DamagedTable {
+        entries: u64,
+        stored: u64,
+        computed: u64,
+    },
+    /// Captured with `minicap.verify=none`.
+    None,
+}
+
+impl Check {
+    /// Reads what the check needs before the copy (the chunk table).
+    fn prepare(dev: &Device, h: &DumpHeader) -> Result<Self> {
+        Ok(match h.verify {
+            Verification::Sha256 => Self::Sha256(Sha256::new()),
+            Verification::None => Self::None,
+            Verification::Xxh64Chunks => match read_table(dev, h)? {
+                Table::Intact(table) => Self::Chunks(ChunkCheck::new(h, table)?),
+                Table::Damaged {
+                    entries,
+                    stored,
+                    computed,
+                } => {
+                    eprintln!(
+                        "minicap: warning: the chunk checksum table is damaged; the dump is \
+                         copied without verification"
+                    );
+                    Self::DamagedTable {
+                        entries,
+                        stored,
+                        computed,
+                    }
+                }
+            },
+        })
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Self::Sha256(hasher) => hasher.update(data),
+            Self::Chunks(check) => check.update(data),
+            Self::DamagedTable { .. } | Self::None => {}
+        }
+    }
+
+    /// Reports the outcome once every byte was copied: Ok if the data matched (or there was
+    /// nothing to match), an error naming what did not.
+    fn finish(self, h: &DumpHeader, out_shown: &str) -> Result<()> {
+        let complete = h.state == DumpState::Complete;
+        if !complete {
+            let verifiable = matches!(self, Self::Chunks(_));
+            eprintln!(
+                "minicap: warning: partial dump: {} of {} bytes; the vmcore is truncated{}",
+                h.written,
+                h.dump_length,
+                if verifiable {
+                    ""
+                } else {
+                    " and cannot be checksummed"
+                }
+            );
+        }
+        match self {
+            Self::Sha256(_) if !complete => Ok(()),
+            Self::Sha256(hasher) => {
+                let computed = hasher.finalize();
+                ensure!(
+                    computed.as_slice() == h.sha256,
+                    "checksum MISMATCH: the header records sha256 {} but the data has {}.\n\
+                     {out_shown} was kept. Either the device changed the data, or the crashed \
+                     machine's memory changed while it was captured (a device still writing \
+                     into it), so the device got other bytes than the ones hashed: inspect it \
+                     before trusting it.",
+                    Hex(&h.sha256),
+                    Hex(&computed)
+                );
+                println!("checksum OK (sha256 {})", Hex(&computed));
+                Ok(())
+            }
+            Self::None => {
+                println!("not verified (captured with minicap.verify=none)");
+                Ok(())
+            }
+            Self::DamagedTable {
+                entries,
+                stored,
+                computed,
+            } => bail!(
+                "the chunk checksum table is DAMAGED: the header records xxh64 {stored:#018x} \
+                 for its {entries} entries, the table on the device has {computed:#018x}.\n\
+                 {out_shown} was saved but could not be verified: the dump data may be intact, \
+                 but nothing on the device can vouch for it."
+            ),
+            Self::Chunks(check) => {
+                let size_text = chunk_size_text(h.chunk_size);
+                let checked = check.checked();
+                let runs = check.damaged_runs();
+                if !runs.is_empty() {
+                    let mut chunks = 0;
+                    for run in &runs {
+                        println!("{}", describe_damage(run, h.chunk_size, h.dump_length));
+                        chunks += run.end - run.start;
+                    }
+                    bail!(
+                        "checksum MISMATCH: {chunks} of {checked} chunks ({size_text} each) \
+                         differ from the checksums recorded during the capture (listed above \
+                         as byte ranges of the dump).\n{out_shown} was kept. Either the device \
+                         changed the data, or the crashed machine's memory changed while it \
+                         was captured (a device still writing into it), so the device got \
+                         other bytes than the ones hashed: inspect those ranges before \
+                         trusting them."
+                    );
+                }
+                let tail = check.unverified_tail();
+                if checked == 0 {
+                    println!("not verified: no {size_text} chunk of the partial dump was finished");
+                } else if tail > 0 {
+                    println!(
+                        "checksum OK (xxh64 per {size_text} chunk, {checked} chunks; the last \
+                         {tail} bytes, in an unfinished chunk, are not verified)"
+                    );
+                } else {
+                    println!("checksum OK (xxh64 per {size_text} chunk, {checked} chunks)");
+                }
+                Ok(())
+            }
+        }
+    }
+}
 
 /// `minicap save DEVICE OUT [--partial]`.
 pub fn save(path: &Path, out_path: &Path, partial: bool) -> Result<()> {
@@ -60,9 +197,9 @@ pub fn save(path: &Path, out_path: &Path, partial: bool) -> Result<()> {
         dev.size
     );
     refuse_same_file(&dev.file, out_path)?;
+    let mut check = Check::prepare(&dev, &h).with_context(|| shown.to_string())?;
     let mut out = File::create(out_path).with_context(|| format!("cannot create {out_shown}"))?;
-    let mut hasher = Sha256::new();
-    dev.copy_range(h.dump_offset, len, &mut out, |d| hasher.update(d))
+    dev.copy_range(h.dump_offset, len, &mut out, |d| check.update(d))
         .with_context(|| format!("copying {shown} to {out_shown} failed"))?;
     out.sync_all()
         .with_context(|| format!("cannot write {out_shown}"))?;
@@ -71,26 +208,7 @@ pub fn save(path: &Path, out_path: &Path, partial: bool) -> Result<()> {
     println!("osrelease:  {}", escape::field(&h.osrelease));
     println!("crash time: {}", crash_time(h.crash_time));
     println!("format:     {}", h.format);
-    if h.state != DumpState::Complete {
-        eprintln!(
-            "minicap: warning: partial dump: {} of {} bytes; the vmcore is truncated and cannot \
-             be checksummed",
-            h.written, h.dump_length
-        );
-        return Ok(());
-    }
-    let computed = hasher.finalize();
-    ensure!(
-        computed.as_slice() == h.sha256,
-        "checksum MISMATCH: the header records sha256 {} but the data has {}.\n\
-         {out_shown} was kept. Either the device changed the data, or the crashed machine's \
-         memory changed while it was captured (a device still writing into it), so the \
-         device got other bytes than the ones hashed: inspect it before trusting it.",
-        Hex(&h.sha256),
-        Hex(&computed)
-    );
-    println!("checksum OK (sha256 {})", Hex(&computed));
-    Ok(())
+    check.finish(&h, &out_shown.to_string())
 }
 
 /// Creating OUT truncates it: if OUT is the device itself (an image file), that would destroy

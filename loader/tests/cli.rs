@@ -4,9 +4,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use minicap_chunksum::xxh64;
 use minicap_dumpheader::{
-    DeviceIdHex, DumpFormat, DumpHeader, DumpState, FailureCode, DUMP_OFFSET, HEADER_LEN,
-    MIN_CAPACITY,
+    DeviceIdHex, DumpFormat, DumpHeader, DumpState, FailureCode, Verification, CHUNK_TABLE_OFFSET,
+    DUMP_OFFSET, HEADER_LEN, MIN_CAPACITY,
 };
 use sha2::{Digest, Sha256};
 
@@ -585,6 +586,8 @@ fn info_json_has_the_documented_schema() {
         "skipped_ranges",
         "skipped_bytes",
         "log_length",
+        "verify",
+        "chunk_size",
     ];
     let mut sorted = keys.clone();
     sorted.sort_unstable();
@@ -607,6 +610,8 @@ fn info_json_has_the_documented_schema() {
     assert_eq!(v["skipped_ranges"], 3);
     assert_eq!(v["skipped_bytes"], 12_288);
     assert_eq!(v["log_length"], 10);
+    assert_eq!(v["verify"], "sha256");
+    assert_eq!(v["chunk_size"], 0);
 
     // The text form shows the failure code and the skipped ranges too.
     let text = stdout(&minicap(&[Path::new("info"), &dev]));
@@ -881,4 +886,238 @@ fn device_strings_are_escaped_on_the_terminal() {
         stdout(&o),
         format!("line one\n\tindented{shown}\\x0d\nline \\xc2\\x9b31m three\n")
     );
+}
+
+/// 5.5 MiB of dump: five 1 MiB chunks and a short sixth.
+const CHUNKED_LEN: usize = 11 << 19;
+
+/// Writes an image holding `data` as a dump with chunk checksums, `written` bytes of it
+/// present: the table entries of the chunks wholly within `written`, computed here from the
+/// definition (XXH64 of each chunk read whole), and their checksum in the header.
+fn crafted_chunked(path: &Path, data: &[u8], state: DumpState, written: usize) -> DumpHeader {
+    let capacity = 8 * MIB;
+    let written64 = u64::try_from(written).unwrap();
+    crafted(path, capacity, data, state, written64, [0; 32]);
+    let mut img = fs::read(path).unwrap();
+    let mut h = DumpHeader::decode(&img[..HEADER_LEN]).unwrap();
+    h.set_verification(Verification::Xxh64Chunks);
+    assert_eq!(h.chunk_size, MIB);
+    let chunk = usize::try_from(MIB).unwrap();
+    let finished = if written == data.len() {
+        data.len().div_ceil(chunk)
+    } else {
+        written / chunk
+    };
+    let table: Vec<u8> = data
+        .chunks(chunk)
+        .take(finished)
+        .flat_map(|c| xxh64(c).to_le_bytes())
+        .collect();
+    h.table_xxh64 = xxh64(&table);
+    let at = usize::try_from(CHUNK_TABLE_OFFSET).unwrap();
+    img[at..at + table.len()].copy_from_slice(&table);
+    img[..HEADER_LEN].copy_from_slice(&h.encode());
+    fs::write(path, img).unwrap();
+    h
+}
+
+/// Changes one byte of the image at `at`.
+fn flip(path: &Path, at: u64) {
+    let mut img = fs::read(path).unwrap();
+    img[usize::try_from(at).unwrap()] ^= 0x40;
+    fs::write(path, img).unwrap();
+}
+
+fn damaged_lines(o: &Output) -> Vec<String> {
+    stdout(o)
+        .lines()
+        .filter(|l| l.starts_with("damaged:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn chunk_checksums_of_a_complete_dump() {
+    let dir = scratch("chunks-ok");
+    let dev = dir.join("dev.img");
+    let out = dir.join("vmcore");
+    let data = dump_data(CHUNKED_LEN);
+    crafted_chunked(&dev, &data, DumpState::Complete, CHUNKED_LEN);
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("checksum OK (xxh64 per 1 MiB chunk, 6 chunks)\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(fs::read(&out).unwrap(), data);
+
+    let text = stdout(&minicap(&[Path::new("info"), &dev]));
+    assert!(
+        text.contains("verify:      xxh64 per 1 MiB chunk, 6 chunks"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chunk table: 6 entries for the bytes written, intact"),
+        "{text}"
+    );
+    assert!(!text.contains("sha256:"), "{text}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&minicap(&[Path::new("info"), Path::new("--json"), &dev]).stdout)
+            .unwrap();
+    assert_eq!(v["verify"], "xxh64-chunks");
+    assert_eq!(v["chunk_size"], MIB);
+}
+
+#[test]
+fn chunk_checksums_name_the_damaged_ranges() {
+    let dir = scratch("chunks-damaged");
+    let dev = dir.join("dev.img");
+    let out = dir.join("vmcore");
+    let data = dump_data(CHUNKED_LEN);
+    crafted_chunked(&dev, &data, DumpState::Complete, CHUNKED_LEN);
+    // One byte in the middle of chunk 2.
+    flip(&dev, DUMP_OFFSET + 2 * MIB + MIB / 2);
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        damaged_lines(&o),
+        ["damaged: bytes 0x200000-0x300000 (chunk 2)"]
+    );
+    let e = stderr(&o);
+    assert!(e.contains("checksum MISMATCH: 1 of 6 chunks"), "{e}");
+    assert!(!e.contains("DAMAGED"), "the table is fine: {e}");
+    let saved = fs::read(&out).unwrap();
+    assert_eq!(saved.len(), data.len(), "OUT is kept");
+    let differs: Vec<usize> = (0..data.len()).filter(|&i| saved[i] != data[i]).collect();
+    assert_eq!(differs, [5 << 19]);
+
+    // Adjacent damaged chunks merge; the short last chunk ends with the dump.
+    flip(&dev, DUMP_OFFSET + 4 * MIB - 1);
+    flip(&dev, DUMP_OFFSET + u64::try_from(CHUNKED_LEN).unwrap() - 1);
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        damaged_lines(&o),
+        [
+            "damaged: bytes 0x200000-0x400000 (chunks 2-3)",
+            "damaged: bytes 0x500000-0x580000 (chunk 5)",
+        ]
+    );
+    assert!(
+        stderr(&o).contains("checksum MISMATCH: 3 of 6 chunks"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_damaged_chunk_table_is_told_apart() {
+    let dir = scratch("chunks-table");
+    let dev = dir.join("dev.img");
+    let out = dir.join("vmcore");
+    let data = dump_data(CHUNKED_LEN);
+    crafted_chunked(&dev, &data, DumpState::Complete, CHUNKED_LEN);
+    // One byte of entry 1.
+    flip(&dev, CHUNK_TABLE_OFFSET + 8 + 3);
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("the chunk checksum table is DAMAGED") && e.contains("6 entries"),
+        "{e}"
+    );
+    assert!(!e.contains("MISMATCH"), "{e}");
+    assert!(damaged_lines(&o).is_empty(), "{}", stdout(&o));
+    assert_eq!(fs::read(&out).unwrap(), data, "the data is still saved");
+
+    let o = minicap(&[Path::new("info"), &dev]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("chunk table: DAMAGED (6 entries"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn chunk_checksums_of_a_partial_dump() {
+    let dir = scratch("chunks-partial");
+    let dev = dir.join("dev.img");
+    let out = dir.join("vmcore");
+    let data = dump_data(CHUNKED_LEN);
+    // 3.5 MiB written: chunks 0-2 finished, chunk 3 not.
+    let written = 7 << 19;
+    crafted_chunked(&dev, &data, DumpState::Failed, written);
+    // What the table holds beyond the finished chunks does not count.
+    flip(&dev, CHUNK_TABLE_OFFSET + 3 * 8);
+    let o = minicap(&[Path::new("save"), &dev, &out, Path::new("--partial")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(
+            "checksum OK (xxh64 per 1 MiB chunk, 3 chunks; the last 524288 bytes, in an \
+             unfinished chunk, are not verified)"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("partial dump"), "{}", stderr(&o));
+    assert_eq!(fs::read(&out).unwrap(), &data[..written]);
+    let text = stdout(&minicap(&[Path::new("info"), &dev]));
+    assert!(
+        text.contains("chunk table: 3 entries for the bytes written, intact"),
+        "{text}"
+    );
+
+    // Damage inside the written part is found; damage past it is not data of the dump.
+    flip(&dev, DUMP_OFFSET + MIB + 17);
+    flip(&dev, DUMP_OFFSET + 3 * MIB + 17);
+    let o = minicap(&[Path::new("save"), &dev, &out, Path::new("--partial")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        damaged_lines(&o),
+        ["damaged: bytes 0x100000-0x200000 (chunk 1)"]
+    );
+    assert!(stderr(&o).contains("1 of 3 chunks"), "{}", stderr(&o));
+
+    // Less than a chunk written: nothing to verify, said so.
+    crafted_chunked(&dev, &data, DumpState::Writing, 4096);
+    let o = minicap(&[Path::new("save"), &dev, &out, Path::new("--partial")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("not verified: no 1 MiB chunk of the partial dump was finished"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn a_dump_captured_without_checksum() {
+    let dir = scratch("verify-none");
+    let dev = dir.join("dev.img");
+    let out = dir.join("vmcore");
+    let data = dump_data(10_000);
+    crafted(&dev, 2 * MIB, &data, DumpState::Complete, 10_000, [0; 32]);
+    let mut img = fs::read(&dev).unwrap();
+    let mut h = DumpHeader::decode(&img[..HEADER_LEN]).unwrap();
+    h.set_verification(Verification::None);
+    img[..HEADER_LEN].copy_from_slice(&h.encode());
+    fs::write(&dev, img).unwrap();
+
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("not verified (captured with minicap.verify=none)"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stdout(&o).contains("checksum OK"));
+    assert_eq!(fs::read(&out).unwrap(), data);
+    let v: serde_json::Value =
+        serde_json::from_slice(&minicap(&[Path::new("info"), Path::new("--json"), &dev]).stdout)
+            .unwrap();
+    assert_eq!(v["verify"], "none");
+    assert_eq!(v["chunk_size"], 0);
+    let text = stdout(&minicap(&[Path::new("info"), &dev]));
+    assert!(text.contains("verify:      none"), "{text}");
 }

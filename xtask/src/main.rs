@@ -1,4 +1,4 @@
-//! Developer commands for minicap: `cargo xtask build | demo | test | lint`.
+//! Developer commands for minicap: `cargo xtask build | demo | test | lint | checksum-bench`.
 //!
 //! * `build`: build the capture kernel and write `target/minicap.elf`,
 //!   checking that it is what loaders expect (static PIE, ET_DYN, no
@@ -6,7 +6,11 @@
 //! * `demo`: build, then crash a Linux VM in QEMU and capture it (verbose);
 //! * `test`: everything CI runs: fmt, clippy, host unit tests, then the QEMU
 //!   end-to-end scenarios against a real Linux kernel;
-//! * `lint`: fmt and clippy only.
+//! * `lint`: fmt and clippy only;
+//! * `checksum-bench`: checksum throughput natively and under QEMU TCG
+//!   (`checksum_bench.rs`).
+
+mod checksum_bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,9 +27,10 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("lint") => lint(),
+        Some("checksum-bench") => checksum_bench::checksum_bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  build   build target/minicap.elf\n  demo    crash a Linux VM in QEMU and capture it with minicap\n  test    fmt, clippy, unit tests and the QEMU end-to-end tests\n  lint    fmt and clippy"
+                "usage: cargo xtask <command>\n\n  build   build target/minicap.elf\n  demo    crash a Linux VM in QEMU and capture it with minicap\n  test    fmt, clippy, unit tests and the QEMU end-to-end tests\n  lint    fmt and clippy\n  checksum-bench [--mib N] [--passes P]\n          checksum throughput natively and under qemu-x86_64"
             );
             return ExitCode::from(2);
         }

@@ -12,10 +12,31 @@
 //! | 0..512 | [`DumpHeader`] (encoded by [`DumpHeader::encode`]) |
 //! | 512..[`LOG_OFFSET`] | reserved, zero |
 //! | [`LOG_OFFSET`] (64 KiB)..+[`LOG_CAPACITY`] | the capture kernel's console log, `log_length` bytes of text |
-//! | ..1 MiB | reserved, zero |
+//! | [`CHUNK_TABLE_OFFSET`] (128 KiB)..1 MiB | the chunk checksum table when `verify` is [`Verification::Xxh64Chunks`], else reserved, zero |
 //! | [`DUMP_OFFSET`] (1 MiB).. | the vmcore, contiguous, `dump_length` bytes |
 //!
 //! so `dd if=DEV bs=1M skip=1` truncated to `dump_length` is the vmcore.
+//!
+//! # Integrity check
+//!
+//! The header's `verify` field (byte 476) says how the dump data can be checked:
+//!
+//! * [`Verification::Sha256`] (0, what every header written before the field existed means):
+//!   `sha256` holds the SHA-256 of the whole dump, valid when the dump is complete.
+//! * [`Verification::None`] (1): nothing to check against (`minicap.verify=none`).
+//! * [`Verification::Xxh64Chunks`] (2): the dump is cut into chunks of `chunk_size` bytes (a
+//!   power of two of at least [`MIN_CHUNK_SIZE`], see [`chunk_size_for`]), and the table at
+//!   [`CHUNK_TABLE_OFFSET`] holds one little-endian `u64` per chunk: entry `i` is the XXH64
+//!   (seed 0) of dump bytes `[i * chunk_size, min((i + 1) * chunk_size, dump_length))`. At
+//!   most [`MAX_CHUNKS`] entries fit before the dump. `table_xxh64` (byte 496) is the XXH64
+//!   (seed 0) of the little-endian entries of the chunks that lie wholly within `written`
+//!   ([`finished_chunks`]; all of them when the dump is complete), so that a damaged table is
+//!   told apart from damaged data. The decoder cannot check the table (it sees only the
+//!   header); `minicap save` does.
+//!
+//! XXH64 per chunk detects accidental damage (device, transfer, memory that changed under the
+//! DMA) and says which chunks are affected; it is not a cryptographic hash and does not
+//! detect deliberate tampering.
 //!
 //! The crate is `no_std` without `alloc`: the capture kernel uses it before it has a heap.
 
@@ -52,6 +73,21 @@ pub const LOG_CAPACITY: u64 = 64 << 10;
 /// Length of the device id.
 pub const DEVICE_ID_LEN: usize = 16;
 
+/// Where the chunk checksum table starts (after the console log).
+pub const CHUNK_TABLE_OFFSET: u64 = 128 << 10;
+
+/// Room for the chunk checksum table: everything up to the dump (896 KiB).
+pub const CHUNK_TABLE_CAPACITY: u64 = DUMP_OFFSET - CHUNK_TABLE_OFFSET;
+
+/// Bytes per table entry (one little-endian `u64`).
+pub const CHUNK_ENTRY_LEN: u64 = 8;
+
+/// Most chunks a dump can have: 114688 table entries.
+pub const MAX_CHUNKS: u64 = CHUNK_TABLE_CAPACITY / CHUNK_ENTRY_LEN;
+
+/// Smallest chunk size: 1 MiB.
+pub const MIN_CHUNK_SIZE: u64 = 1 << 20;
+
 const OFF_MAGIC: usize = 0;
 const OFF_VERSION: usize = 8;
 const OFF_HEADER_LEN: usize = 12;
@@ -70,7 +106,10 @@ const OFF_MESSAGE: usize = 208;
 const OFF_LOG_LENGTH: usize = 464;
 const OFF_FAILURE_CODE: usize = 468;
 const OFF_SKIPPED_RANGES: usize = 472;
+const OFF_VERIFY: usize = 476;
 const OFF_SKIPPED_BYTES: usize = 480;
+const OFF_CHUNK_SIZE: usize = 488;
+const OFF_TABLE_XXH64: usize = 496;
 const OFF_CRC: usize = 508;
 
 /// Where a dump stands.
@@ -80,7 +119,7 @@ pub enum DumpState {
     Empty,
     /// 1: a capture started; the dump is incomplete (the kernel died or is still writing).
     Writing,
-    /// 2: the whole dump is on the device and `sha256` is valid.
+    /// 2: the whole dump is on the device and its checksum (see `verify`) is final.
     Complete,
     /// 3: the capture gave up; `message` says why, `written` how far it got.
     Failed,
@@ -164,6 +203,87 @@ impl DumpFormat {
 impl fmt::Display for DumpFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// How the dump data can be checked (the header's `verify` field); see the crate docs.
+///
+/// Stored as a `u32` at byte 476, which layout 1 first left reserved (zero): older headers read
+/// as [`Verification::Sha256`], which is what they carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verification {
+    /// 0: SHA-256 of the whole dump in `sha256`.
+    #[default]
+    Sha256,
+    /// 1: no checksum (captured with `minicap.verify=none`).
+    None,
+    /// 2: XXH64 per `chunk_size` chunk in the table at [`CHUNK_TABLE_OFFSET`].
+    Xxh64Chunks,
+}
+
+impl Verification {
+    /// The value stored on the device.
+    pub const fn to_raw(self) -> u32 {
+        match self {
+            Self::Sha256 => 0,
+            Self::None => 1,
+            Self::Xxh64Chunks => 2,
+        }
+    }
+
+    /// Decodes a stored value; `None` if unknown.
+    pub const fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            0 => Some(Self::Sha256),
+            1 => Some(Self::None),
+            2 => Some(Self::Xxh64Chunks),
+            _ => None,
+        }
+    }
+
+    /// Stable lower-case name (`minicap info`, its JSON).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sha256 => "sha256",
+            Self::None => "none",
+            Self::Xxh64Chunks => "xxh64-chunks",
+        }
+    }
+}
+
+impl fmt::Display for Verification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The chunk size a writer uses for a dump of `dump_length` bytes: the smallest power of two
+/// of at least [`MIN_CHUNK_SIZE`] that keeps the number of chunks within [`MAX_CHUNKS`]
+/// (1 MiB up to 112 GiB, 16 MiB for 1 TiB).
+pub const fn chunk_size_for(dump_length: u64) -> u64 {
+    let mut size = MIN_CHUNK_SIZE;
+    // Terminates: at 2^63 every u64 length needs at most 2 chunks.
+    while chunk_count(dump_length, size) > MAX_CHUNKS {
+        size <<= 1;
+    }
+    size
+}
+
+/// Number of chunks (table entries) of a dump of `dump_length` bytes: the last one may be
+/// short. `chunk_size` must not be zero.
+pub const fn chunk_count(dump_length: u64, chunk_size: u64) -> u64 {
+    dump_length.div_ceil(chunk_size)
+}
+
+/// Number of chunks that lie wholly within the first `written` bytes of a dump of
+/// `dump_length` bytes: the entries a table can hold final values for, and the ones
+/// `table_xxh64` covers. The short last chunk counts once `written` reaches `dump_length`.
+/// `chunk_size` must not be zero.
+pub const fn finished_chunks(written: u64, dump_length: u64, chunk_size: u64) -> u64 {
+    if written >= dump_length {
+        chunk_count(dump_length, chunk_size)
+    } else {
+        written / chunk_size
     }
 }
 
@@ -351,6 +471,11 @@ pub enum HeaderError {
         /// The stored value.
         raw: u32,
     },
+    /// Unknown `verify` value.
+    UnknownVerification {
+        /// The stored value.
+        raw: u32,
+    },
     /// The numbers contradict each other; the text says how.
     Inconsistent(&'static str),
 }
@@ -376,6 +501,7 @@ impl fmt::Display for HeaderError {
             Self::UnknownState { raw } => write!(f, "unknown dump state {raw}"),
             Self::UnknownFormat { raw } => write!(f, "unknown dump format {raw}"),
             Self::UnknownFailureCode { raw } => write!(f, "unknown failure code {raw}"),
+            Self::UnknownVerification { raw } => write!(f, "unknown verification method {raw}"),
             Self::Inconsistent(why) => write!(f, "inconsistent header: {why}"),
         }
     }
@@ -406,7 +532,8 @@ pub struct DumpHeader {
     pub capacity: u64,
     /// CRASHTIME from VMCOREINFO (seconds since the epoch), 0 if unknown.
     pub crash_time: i64,
-    /// SHA-256 of the `dump_length` bytes at `dump_offset`; meaningful only when complete.
+    /// SHA-256 of the `dump_length` bytes at `dump_offset`; meaningful only when complete and
+    /// `verify` is [`Verification::Sha256`].
     pub sha256: [u8; 32],
     /// NUL-padded ASCII name and version of the writer, e.g. "minicap 0.1.0".
     pub writer: [u8; 32],
@@ -424,6 +551,14 @@ pub struct DumpHeader {
     pub skipped_ranges: u32,
     /// Bytes in those skipped ranges.
     pub skipped_bytes: u64,
+    /// How the dump data can be checked.
+    pub verify: Verification,
+    /// Bytes per chunk of the checksum table when `verify` is [`Verification::Xxh64Chunks`]
+    /// (see [`chunk_size_for`]), else 0.
+    pub chunk_size: u64,
+    /// XXH64 (seed 0) of the little-endian table entries of the [`finished_chunks`] of
+    /// `written`, when `verify` is [`Verification::Xxh64Chunks`], else 0.
+    pub table_xxh64: u64,
 }
 
 impl DumpHeader {
@@ -446,6 +581,9 @@ impl DumpHeader {
             failure_code: FailureCode::None,
             skipped_ranges: 0,
             skipped_bytes: 0,
+            verify: Verification::Sha256,
+            chunk_size: 0,
+            table_xxh64: 0,
         };
         set_text(&mut h.writer, writer);
         h
@@ -482,7 +620,10 @@ impl DumpHeader {
             OFF_SKIPPED_RANGES,
             &self.skipped_ranges.to_le_bytes(),
         );
+        put(&mut b, OFF_VERIFY, &self.verify.to_raw().to_le_bytes());
         put(&mut b, OFF_SKIPPED_BYTES, &self.skipped_bytes.to_le_bytes());
+        put(&mut b, OFF_CHUNK_SIZE, &self.chunk_size.to_le_bytes());
+        put(&mut b, OFF_TABLE_XXH64, &self.table_xxh64.to_le_bytes());
         let crc = crc32(&b[..OFF_CRC]);
         put(&mut b, OFF_CRC, &crc.to_le_bytes());
         b
@@ -492,7 +633,7 @@ impl DumpHeader {
     ///
     /// Checks, in order: length, magic ([`HeaderError::NotMinicap`]), layout version and header
     /// length (before the CRC, because another version may place the CRC elsewhere), CRC,
-    /// state and format values, then [`DumpHeader::validate`]. Reserved bytes are not checked.
+    /// state, format, failure code and verification values, then [`DumpHeader::validate`]. Reserved bytes are not checked.
     pub fn decode(bytes: &[u8]) -> Result<Self, HeaderError> {
         let b: &[u8; HEADER_LEN] = bytes
             .get(..HEADER_LEN)
@@ -523,6 +664,9 @@ impl DumpHeader {
         let raw_code = u32_at(b, OFF_FAILURE_CODE);
         let failure_code = FailureCode::from_raw(raw_code)
             .ok_or(HeaderError::UnknownFailureCode { raw: raw_code })?;
+        let raw_verify = u32_at(b, OFF_VERIFY);
+        let verify = Verification::from_raw(raw_verify)
+            .ok_or(HeaderError::UnknownVerification { raw: raw_verify })?;
         let h = Self {
             device_id: get(b, OFF_DEVICE_ID),
             state,
@@ -540,6 +684,9 @@ impl DumpHeader {
             failure_code,
             skipped_ranges: u32_at(b, OFF_SKIPPED_RANGES),
             skipped_bytes: u64_at(b, OFF_SKIPPED_BYTES),
+            verify,
+            chunk_size: u64_at(b, OFF_CHUNK_SIZE),
+            table_xxh64: u64_at(b, OFF_TABLE_XXH64),
         };
         h.validate()?;
         Ok(h)
@@ -552,7 +699,13 @@ impl DumpHeader {
     /// * the written part, `dump_offset + written`, fits in 64 bits and in `capacity` (the
     ///   planned `dump_length` may exceed it: a capture that found the device too small records
     ///   the planned size and fails);
-    /// * a complete dump has `written == dump_length` and a format.
+    /// * a complete dump has `written == dump_length` and a format;
+    /// * with [`Verification::Xxh64Chunks`], `chunk_size` is a power of two of at least
+    ///   [`MIN_CHUNK_SIZE`] and the dump has at most [`MAX_CHUNKS`] chunks of it; otherwise
+    ///   `chunk_size` and `table_xxh64` are 0.
+    ///
+    /// Whether `table_xxh64` matches the table on the device is for the reader of the table
+    /// to check (`minicap save`).
     pub fn validate(&self) -> Result<(), HeaderError> {
         // 512 is HEADER_LEN; a literal avoids a cast.
         if self.dump_offset < 512 || self.dump_offset & 511 != 0 {
@@ -588,7 +741,35 @@ impl DumpHeader {
                 return Err(HeaderError::Inconsistent("complete dump without a format"));
             }
         }
+        if self.verify == Verification::Xxh64Chunks {
+            if self.chunk_size < MIN_CHUNK_SIZE || !self.chunk_size.is_power_of_two() {
+                return Err(HeaderError::Inconsistent(
+                    "chunk size not a power of two of at least 1 MiB",
+                ));
+            }
+            if chunk_count(self.dump_length, self.chunk_size) > MAX_CHUNKS {
+                return Err(HeaderError::Inconsistent(
+                    "more chunks than the checksum table holds",
+                ));
+            }
+        } else if self.chunk_size != 0 || self.table_xxh64 != 0 {
+            return Err(HeaderError::Inconsistent(
+                "chunk size or table checksum set without chunk checksums",
+            ));
+        }
         Ok(())
+    }
+
+    /// Sets `verify` and the `chunk_size` that goes with it for the current `dump_length`
+    /// ([`chunk_size_for`] for chunk checksums, else 0). `table_xxh64` is reset to 0: the
+    /// writer sets it at each checkpoint.
+    pub fn set_verification(&mut self, verify: Verification) {
+        self.verify = verify;
+        self.chunk_size = match verify {
+            Verification::Xxh64Chunks => chunk_size_for(self.dump_length),
+            Verification::Sha256 | Verification::None => 0,
+        };
+        self.table_xxh64 = 0;
     }
 
     /// Sets [`DumpHeader::writer`]; see [`set_text`].

@@ -169,7 +169,7 @@ fn bad_crc() {
 fn reserved_bytes_are_not_checked() {
     let h = complete();
     let mut b = h.encode();
-    b[476] = 0x77;
+    b[504] = 0x77;
     b[507] = 0x01;
     reseal(&mut b);
     assert_eq!(DumpHeader::decode(&b), Ok(h));
@@ -402,4 +402,170 @@ fn state_and_format_raw() {
     assert_eq!(DumpFormat::from_raw(2), None);
     assert_eq!(DumpState::Complete.to_string(), "complete");
     assert_eq!(DumpFormat::ElfVmcore.to_string(), "elf-vmcore");
+}
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn chunk_table_sits_between_log_and_dump() {
+    assert_eq!(CHUNK_TABLE_OFFSET, LOG_OFFSET + LOG_CAPACITY);
+    assert_eq!(CHUNK_TABLE_OFFSET + CHUNK_TABLE_CAPACITY, DUMP_OFFSET);
+    assert_eq!(CHUNK_TABLE_CAPACITY, 896 << 10);
+    assert_eq!(MAX_CHUNKS, 114_688);
+    assert!(CHUNK_TABLE_OFFSET.is_multiple_of(4096));
+}
+
+#[test]
+fn chunk_size_is_the_smallest_that_fits_the_table() {
+    assert_eq!(chunk_size_for(0), MIB);
+    assert_eq!(chunk_size_for(1), MIB);
+    assert_eq!(chunk_size_for(MAX_CHUNKS * MIB), MIB, "112 GiB");
+    assert_eq!(chunk_size_for(MAX_CHUNKS * MIB + 1), 2 * MIB);
+    assert_eq!(chunk_size_for(1 << 40), 16 * MIB, "1 TiB");
+    assert_eq!(chunk_size_for(MAX_CHUNKS * 16 * MIB), 16 * MIB);
+    assert_eq!(chunk_size_for(MAX_CHUNKS * 16 * MIB + 1), 32 * MIB);
+    assert_eq!(chunk_size_for(u64::MAX), 1 << 48);
+    // The definition, checked over a spread of lengths: a power of two >= 1 MiB whose chunks
+    // fit, and half of it (if still >= 1 MiB) would not.
+    let mut len = 1u64;
+    while len < u64::MAX / 3 {
+        let size = chunk_size_for(len);
+        assert!(size.is_power_of_two() && size >= MIB, "{len}");
+        assert!(chunk_count(len, size) <= MAX_CHUNKS, "{len}");
+        assert!(
+            size == MIB || chunk_count(len, size / 2) > MAX_CHUNKS,
+            "{len}"
+        );
+        len = len * 3 + 7;
+    }
+}
+
+#[test]
+fn chunk_counts() {
+    assert_eq!(chunk_count(0, MIB), 0);
+    assert_eq!(chunk_count(1, MIB), 1);
+    assert_eq!(chunk_count(MIB, MIB), 1);
+    assert_eq!(chunk_count(MIB + 1, MIB), 2);
+    assert_eq!(chunk_count(u64::MAX, 1 << 63), 2);
+    // Finished chunks: whole chunks within `written`, the short last one only at the end.
+    assert_eq!(finished_chunks(0, 0, MIB), 0);
+    assert_eq!(finished_chunks(0, 5 * MIB, MIB), 0);
+    assert_eq!(finished_chunks(MIB - 1, 5 * MIB, MIB), 0);
+    assert_eq!(finished_chunks(MIB, 5 * MIB, MIB), 1);
+    assert_eq!(finished_chunks(3 * MIB, 3 * MIB + 10, MIB), 3);
+    assert_eq!(finished_chunks(3 * MIB + 9, 3 * MIB + 10, MIB), 3);
+    assert_eq!(finished_chunks(3 * MIB + 10, 3 * MIB + 10, MIB), 4);
+}
+
+fn chunked() -> DumpHeader {
+    let mut h = complete();
+    h.set_verification(Verification::Xxh64Chunks);
+    h.table_xxh64 = 0x0123_4567_89ab_cdef;
+    h
+}
+
+#[test]
+fn verification_round_trips_at_its_offsets() {
+    let h = chunked();
+    assert_eq!(h.chunk_size, MIB);
+    let b = h.encode();
+    assert_eq!(b[476..480], 2u32.to_le_bytes());
+    assert_eq!(b[488..496], MIB.to_le_bytes());
+    assert_eq!(b[496..504], 0x0123_4567_89ab_cdefu64.to_le_bytes());
+    assert!(b[504..508].iter().all(|&x| x == 0));
+    assert_eq!(DumpHeader::decode(&b), Ok(h));
+
+    let mut none = complete();
+    none.set_verification(Verification::None);
+    let b = none.encode();
+    assert_eq!(b[476..480], 1u32.to_le_bytes());
+    assert_eq!(DumpHeader::decode(&b), Ok(none));
+}
+
+#[test]
+fn old_headers_mean_sha256() {
+    // Every header written before the field existed has zeros there.
+    let h = DumpHeader::decode(&complete().encode()).unwrap();
+    assert_eq!(h.verify, Verification::Sha256);
+    assert_eq!((h.chunk_size, h.table_xxh64), (0, 0));
+    assert_eq!(
+        DumpHeader::new_empty(ID, MIN_CAPACITY, "x").verify,
+        Verification::Sha256
+    );
+}
+
+#[test]
+fn unknown_verification_is_refused() {
+    let mut b = complete().encode();
+    b[476..480].copy_from_slice(&3u32.to_le_bytes());
+    reseal(&mut b);
+    assert_eq!(
+        DumpHeader::decode(&b),
+        Err(HeaderError::UnknownVerification { raw: 3 })
+    );
+    assert!(HeaderError::UnknownVerification { raw: 3 }
+        .to_string()
+        .contains("unknown verification method 3"));
+}
+
+#[test]
+fn verification_names_and_values_are_stable() {
+    for v in [
+        Verification::Sha256,
+        Verification::None,
+        Verification::Xxh64Chunks,
+    ] {
+        assert_eq!(Verification::from_raw(v.to_raw()), Some(v));
+    }
+    assert_eq!(Verification::Sha256.to_raw(), 0);
+    assert_eq!(Verification::None.to_raw(), 1);
+    assert_eq!(Verification::Xxh64Chunks.to_raw(), 2);
+    assert_eq!(Verification::from_raw(3), None);
+    assert_eq!(Verification::Sha256.to_string(), "sha256");
+    assert_eq!(Verification::None.to_string(), "none");
+    assert_eq!(Verification::Xxh64Chunks.to_string(), "xxh64-chunks");
+}
+
+#[test]
+fn chunk_fields_are_validated() {
+    let mut h = chunked();
+    for bad in [0, 4096, MIB - 1, MIB + 4096, 3 * MIB] {
+        h.chunk_size = bad;
+        inconsistent(&h);
+    }
+    // Too many chunks for the table.
+    let mut h = chunked();
+    h.state = DumpState::Failed;
+    h.written = 0;
+    h.dump_length = MAX_CHUNKS * MIB + 1;
+    inconsistent(&h);
+    h.chunk_size = 2 * MIB;
+    assert_eq!(h.validate(), Ok(()));
+    // A larger chunk size than needed is still a valid table.
+    let mut h = chunked();
+    h.chunk_size = 64 * MIB;
+    assert_eq!(h.validate(), Ok(()));
+    // Chunk fields without chunk checksums.
+    for verify in [Verification::Sha256, Verification::None] {
+        let mut h = chunked();
+        h.verify = verify;
+        inconsistent(&h);
+        h.table_xxh64 = 0;
+        inconsistent(&h);
+        h.chunk_size = 0;
+        assert_eq!(h.validate(), Ok(()));
+        h.table_xxh64 = 1;
+        inconsistent(&h);
+    }
+}
+
+#[test]
+fn set_verification_follows_the_dump_length() {
+    let mut h = complete();
+    h.dump_length = 1 << 40;
+    h.set_verification(Verification::Xxh64Chunks);
+    assert_eq!(h.chunk_size, 16 * MIB);
+    h.table_xxh64 = 5;
+    h.set_verification(Verification::Sha256);
+    assert_eq!((h.chunk_size, h.table_xxh64), (0, 0));
 }

@@ -15,7 +15,7 @@ mod options;
 pub use elfcorehdr::{elfcorehdr, ElfCoreHdrArg, ElfCoreHdrError};
 pub use memparse::{memparse, MemparseError};
 pub use options::{
-    AfterDump, DumpFormat, DumpTarget, MinicapOptions, OptionError, Warning, OPTION_PREFIX,
+    AfterDump, DumpFormat, DumpTarget, MinicapOptions, OptionError, Verify, Warning, OPTION_PREFIX,
 };
 
 /// The command line as text: the bytes up to the first NUL (or all of them), which must be

@@ -35,6 +35,20 @@ pub enum AfterDump {
     Poweroff,
 }
 
+/// How the dump is made checkable (`minicap.verify=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verify {
+    /// XXH64 of every chunk in a table before the dump (`chunks`): fast enough to keep up
+    /// with the device, and `minicap save` names the damaged ranges.
+    #[default]
+    Chunks,
+    /// SHA-256 of the whole dump (`sha256`): cryptographic, but one CPU hashing may be slower
+    /// than the device writing.
+    Sha256,
+    /// No checksum (`none`).
+    None,
+}
+
 /// A value <-> variant table; the single source for parsing, naming and the error message.
 trait Named: Sized + Copy + PartialEq + 'static {
     const NAMES: &'static [(&'static str, Self)];
@@ -71,6 +85,15 @@ impl Named for AfterDump {
     const ACCEPTED: &'static str = "reboot, halt, poweroff";
 }
 
+impl Named for Verify {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("chunks", Self::Chunks),
+        ("sha256", Self::Sha256),
+        ("none", Self::None),
+    ];
+    const ACCEPTED: &'static str = "chunks, sha256, none";
+}
+
 macro_rules! impl_as_str_display {
     ($($t:ty),*) => {$(
         impl $t {
@@ -88,7 +111,7 @@ macro_rules! impl_as_str_display {
     )*};
 }
 
-impl_as_str_display!(DumpTarget, DumpFormat, AfterDump);
+impl_as_str_display!(DumpTarget, DumpFormat, AfterDump, Verify);
 
 /// Something on the command line that was ignored but may be a typo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +174,8 @@ pub struct MinicapOptions {
     pub format: DumpFormat,
     /// `minicap.after=`, default `reboot`.
     pub after: AfterDump,
+    /// `minicap.verify=`, default `chunks`.
+    pub verify: Verify,
     /// `minicap.device=<32 hex digits>`: the id `minicap format` wrote into the dump device's
     /// header. The kernel writes only to a device whose header carries this id.
     pub device: Option<[u8; 16]>,
@@ -179,6 +204,7 @@ impl MinicapOptions {
                 "target" => opts.target = named(p.key, p.value)?,
                 "format" => opts.format = named(p.key, p.value)?,
                 "after" => opts.after = named(p.key, p.value)?,
+                "verify" => opts.verify = named(p.key, p.value)?,
                 "device" => {
                     let id = p.value.and_then(parse_hex16).ok_or(OptionError {
                         key: p.key,
@@ -245,6 +271,7 @@ mod tests {
         assert_eq!(d.target, DumpTarget::VirtioBlk);
         assert_eq!(d.format, DumpFormat::Elf);
         assert_eq!(d.after, AfterDump::Reboot);
+        assert_eq!(d.verify, Verify::Chunks);
         assert_eq!(d.device, None);
     }
 
@@ -252,7 +279,7 @@ mod tests {
     fn all_options() {
         let cl = format!(
             "irqpoll minicap.target=virtio-blk minicap.format=elf minicap.after=poweroff \
-             minicap.device={ID}"
+             minicap.verify=sha256 minicap.device={ID}"
         );
         let (r, w) = parse(&cl);
         assert_eq!(
@@ -261,6 +288,7 @@ mod tests {
                 target: DumpTarget::VirtioBlk,
                 format: DumpFormat::Elf,
                 after: AfterDump::Poweroff,
+                verify: Verify::Sha256,
                 device: Some(ID_BYTES),
             }
         );
@@ -284,6 +312,49 @@ mod tests {
             parse("\"minicap.after=poweroff\"").0.unwrap().after,
             AfterDump::Poweroff
         );
+    }
+
+    #[test]
+    fn verify_values_and_last_wins() {
+        for (text, v) in [
+            ("chunks", Verify::Chunks),
+            ("sha256", Verify::Sha256),
+            ("none", Verify::None),
+        ] {
+            let cl = format!("minicap.verify={text}");
+            assert_eq!(parse(&cl).0.unwrap().verify, v, "{text}");
+            assert_eq!(v.as_str(), text);
+            assert_eq!(v.to_string(), text);
+        }
+        assert_eq!(
+            parse("minicap.verify=none minicap.verify=sha256")
+                .0
+                .unwrap()
+                .verify,
+            Verify::Sha256
+        );
+    }
+
+    #[test]
+    fn bad_verify_values() {
+        for cl in [
+            "minicap.verify=md5",
+            "minicap.verify=",
+            "minicap.verify=SHA256",
+            "minicap.verify=xxh64",
+            "minicap.verify",
+        ] {
+            let e = parse(cl).0.unwrap_err();
+            assert_eq!(e.key, "minicap.verify", "{cl}");
+            assert_eq!(e.accepted, "chunks, sha256, none", "{cl}");
+        }
+        let e = parse("minicap.verify=md5").0.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value \"md5\" for minicap.verify: accepted values: chunks, sha256, none"
+        );
+        // An earlier bad value is not hidden by a later good one.
+        assert!(parse("minicap.verify=md5 minicap.verify=none").0.is_err());
     }
 
     #[test]
