@@ -440,7 +440,7 @@ INFO = {
     "dump_offset": 1 << 20, "dump_length": 1081782272, "written": 432869376, "capacity": 2 << 30,
     "crash_time": 1795417046, "sha256": "00" * 32, "writer": "minicap 0.1.0", "osrelease": "6.1.0-56-cloud-amd64",
     "message": WRITE_FAILURE, "failure_code": "device-error", "skipped_ranges": 0, "skipped_bytes": 0,
-    "log_length": 2345,
+    "log_length": 2345, "verify": "xxh64-chunks", "chunk_size": 1 << 20,
 }  # fmt: skip
 
 
@@ -452,6 +452,7 @@ class DeviceInfoTests(unittest.TestCase):
         self.assertEqual((h.writer, h.osrelease, h.message, h.failure_code),
                          ("minicap 0.1.0", "6.1.0-56-cloud-amd64", WRITE_FAILURE, "device-error"))  # fmt: skip
         self.assertEqual((h.crash_time, h.skipped_ranges, h.log_length), (1795417046, 0, 2345))
+        self.assertEqual((h.verify, h.chunk_size), ("xxh64-chunks", 1 << 20))
 
     def test_rejects_what_the_schema_does_not_allow(self):
         def bad(**change):
@@ -465,6 +466,7 @@ class DeviceInfoTests(unittest.TestCase):
 
         for text in [bad(state="broken"), bad(format="kdump"), bad(written="12"), bad(written=True),
                      bad(message=None), bad(extra=1), bad(device_id="xyz"), bad(sha256="ab"),
+                     bad(verify="crc"), bad(chunk_size="1M"),
                      "[1, 2]", "state: failed", ""]:  # fmt: skip
             with self.assertRaises(ValueError, msg=text):
                 device_info.parse_device_info(text)
