@@ -155,5 +155,5 @@ def capture_run(cfg, k: GuestKernel, mode: Mode, memory_mib: int, crashkernel: s
     size = f", {res.dump_bytes / MIB:.1f} MiB" if res.dump_bytes else ""
     took = f"{res.crash_to_complete_s:.1f} s" if res.crash_to_complete_s is not None else "-"
     log(f"bench: {mode.name} {memory_mib} MiB crashkernel={crashkernel}: {'ok' if res.ok else 'FAILED'}, "
-        f"crash -> complete {took}{size}" + ("" if res.ok else f": {res.detail}"))  # fmt: skip
+        f"crash -> result line {took}{size}" + ("" if res.ok else f": {res.detail}"))  # fmt: skip
     return res
