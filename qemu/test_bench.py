@@ -6,8 +6,10 @@ markers, the kdump-compressed dump's extent, dd's output and the report.
 Run: python3 qemu/test_bench.py
 """
 
+import contextlib
 import gzip
 import io
+import os
 import shutil
 import struct
 import sys
@@ -16,7 +18,7 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import dumpfile, machine, modes, report, stats, timing  # noqa: E402
+from bench import cli, dumpfile, machine, modes, report, stats, timing  # noqa: E402
 from harness import initramfs, kernel  # noqa: E402
 from harness.qemu import SerialLine  # noqa: E402
 
@@ -96,6 +98,13 @@ class ModeTests(unittest.TestCase):
         for bad in ("noequals", "=x", "a b=x"):
             with self.assertRaises(ValueError):
                 modes.parse_variant(bad)
+
+    def test_default_search(self):
+        names = lambda ms: [m.name for m in ms]  # noqa: E731
+        self.assertEqual(names(modes.default_search(list(modes.MODES))), ["kdump-mdf-c", "minicap-elf"])
+        dd = modes.select(["kdump-dd", "kdump-mdf-l"], modes.MODES)
+        self.assertEqual(names(modes.default_search(dd)), ["kdump-dd", "kdump-mdf-l"])
+        self.assertEqual(names(modes.default_search([modes.parse_variant("x=minicap.a=b")])), ["minicap-x"])
 
     def test_search_candidates(self):
         self.assertEqual(modes.search_candidates(modes.MINICAP, 512), list(range(1, 65)))
@@ -292,6 +301,37 @@ class ReportTests(unittest.TestCase):
         self.assertNotIn("crashkernel=`\n", md)
         self.assertNotIn("Host raw write", md)
         self.assertIn("| 2048 MiB | kdump-dd | 0/1 | – | – | – | – |", md)
+
+
+class CliTests(unittest.TestCase):
+    def test_options(self):
+        a = cli.parse_args(["--sizes", "1024", "--runs", "1", "--modes", "minicap-elf,kdump-dd",
+                            "--no-crashkernel-search"])  # fmt: skip
+        self.assertEqual((a.sizes, a.runs, a.modes, a.no_crashkernel_search),
+                         ([1024], 1, ["minicap-elf", "kdump-dd"], True))  # fmt: skip
+        d = cli.parse_args([])
+        self.assertEqual((d.sizes, d.runs, d.search_sizes, d.crashkernel), ([1024, 2048, 4096], 3, [512, 2048, 8192],
+                                                                            "256M"))  # fmt: skip
+        self.assertEqual(cli.parse_args(["--runs", "0"]).runs, 0)
+        for bad in (["--sizes", "1G"], ["--runs", "-1"]):
+            with contextlib.redirect_stderr(io.StringIO()), self.assertRaises(SystemExit):
+                cli.parse_args(bad)
+
+    def test_mode_table_and_command(self):
+        a = cli.parse_args(["--minicap-variant", "none=minicap.verify=none"])
+        self.assertEqual([m.name for m in cli.mode_table(a)][-2:], ["minicap-elf", "minicap-none"])
+        with self.assertRaisesRegex(ValueError, "built-in"):
+            cli.mode_table(cli.parse_args(["--minicap-variant", "elf=x"]))  # minicap-elf
+        saved = os.environ.pop("MINICAP_BENCH_COMMAND", None)
+        try:
+            self.assertEqual(cli.command_line(["--sizes", "1024", "a b"]),
+                             "python3 qemu/benchmark.py --sizes 1024 'a b'")  # fmt: skip
+            os.environ["MINICAP_BENCH_COMMAND"] = "cargo xtask bench --runs 1"
+            self.assertEqual(cli.command_line(["--minicap", "/x"]), "cargo xtask bench --runs 1")
+        finally:
+            os.environ.pop("MINICAP_BENCH_COMMAND", None)
+            if saved is not None:
+                os.environ["MINICAP_BENCH_COMMAND"] = saved
 
 
 def cpio_names(blob: bytes) -> set[str]:

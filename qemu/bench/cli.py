@@ -62,7 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="crashkernel= of every timed run, the same for all modes (default 256M, enough for kdump)")
     ap.add_argument("--no-crashkernel-search", action="store_true", help="skip the search for the smallest crashkernel=")
     ap.add_argument("--search-sizes", type=int_list, default=[512, 2048, 8192], help="guest RAM of the search, MiB")
-    ap.add_argument("--search-modes", type=name_list, default=None, help="modes to search (default: --modes)")
+    ap.add_argument("--search-modes", type=name_list, default=None,
+                    help="modes to search (default: those of --modes among kdump-mdf-c and the minicap variants, "
+                         "else all of --modes)")
     ap.add_argument("--no-host-write", action="store_true", help="skip the host's dd write-speed reference")
     ap.add_argument("--host-write-mib", type=int, default=1024, help="MiB the host's dd writes (default 1024)")
     ap.add_argument("--out", default=str(QEMU_DIR / "out" / "bench"), help="output directory")
@@ -123,11 +125,11 @@ def write_report(out: Path, rep: dict) -> str:
 def benchmark(args, argv: list[str]) -> int:
     table = mode_table(args)
     selected = md.select(args.modes, table)
-    searched = md.select(args.search_modes, table) if args.search_modes else selected
-    for n in ("minicap", "tool", "pattern"):
-        if any(m.kind == md.MINICAP for m in selected + searched) or n == "pattern":
-            if not Path(getattr(args, n)).is_file():
-                raise HarnessError(f"--{n} {getattr(args, n)} does not exist (build first: cargo xtask build)")
+    searched = md.select(args.search_modes, table) if args.search_modes else md.default_search(selected)
+    needed = ["pattern"] + (["minicap", "tool"] if any(m.kind == md.MINICAP for m in selected + searched) else [])
+    for n in needed:
+        if not Path(getattr(args, n)).is_file():
+            raise HarnessError(f"--{n} {getattr(args, n)} does not exist (build first: cargo xtask build)")
     for t in ("kexec", "busybox", "makedumpfile", "dd", args.qemu):
         if not shutil.which(t):
             raise HarnessError(f"{t} not found in PATH (qemu/install-deps.sh installs what the harness needs)")
