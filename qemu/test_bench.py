@@ -40,12 +40,14 @@ class StatsTests(unittest.TestCase):
 
 
 class SearchTests(unittest.TestCase):
-    def search(self, candidates, threshold):
+    def search(self, candidates, threshold, cap=None):
+        """`works`: at least `threshold` (None: never) and, with `cap`, at
+        most that (a crash region too large to reserve)."""
         calls = []
 
         def works(x):
             calls.append(x)
-            return threshold is not None and x >= threshold
+            return threshold is not None and x >= threshold and (cap is None or x <= cap)
 
         return stats.smallest_working(candidates, works), calls
 
@@ -58,12 +60,22 @@ class SearchTests(unittest.TestCase):
             self.assertLessEqual(len(calls), 1 + 7)  # 1 + ceil(log2(64)) + 1 at most
             self.assertEqual(s.probes, [(x, x >= t) for x in calls])
 
+    def test_top_of_the_range_cannot_be_reserved(self):
+        cands = list(range(4, 257, 4))
+        for cap in (252, 200, 128, 100, 60):
+            for t in (t for t in (4, 20, 28, 56, 100) if 2 * t <= cap):  # a working window of a factor 2 or more
+                s, calls = self.search(cands, t, cap)
+                self.assertEqual(s.smallest, t, f"threshold {t}, cap {cap}")
+                self.assertLessEqual(len(calls), 12)
+        s, calls = self.search(cands, 100, cap=60)  # nothing both reservable and enough
+        self.assertIsNone(s.smallest)
+
     def test_threshold_between_steps_and_none(self):
         s, _ = self.search(list(range(4, 257, 4)), 97)
         self.assertEqual(s.smallest, 100)
         s, calls = self.search(list(range(4, 257, 4)), None)
         self.assertIsNone(s.smallest)
-        self.assertEqual(calls, [256])  # the largest failed: no bisection
+        self.assertEqual(calls, [256, 128, 64, 32, 16, 8, 4])  # halving down to the smallest, then no answer
         s, calls = self.search([], 1)
         self.assertIsNone(s.smallest)
         self.assertEqual(calls, [])

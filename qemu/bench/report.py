@@ -129,9 +129,10 @@ def markdown(rep: dict) -> str:
     search = rep.get("search") or []
     if search:
         lines += ["", "## Smallest working `crashkernel=`", "",
-                  "A probe works when the dump completes and `makedumpfile --dump-dmesg` reads it. Binary "
-                  "search (kdump in 4 MiB steps, minicap in 1 MiB steps), assuming that more memory never "
-                  "hurts.", ""]  # fmt: skip
+                  "A probe works when the dump completes and `makedumpfile --dump-dmesg` reads it. The "
+                  "largest size first, halved while it fails (too large to reserve), then a binary search "
+                  "below the largest that worked (kdump in 4 MiB steps, minicap in 1 MiB steps), assuming "
+                  "that more memory never hurts there.", ""]  # fmt: skip
         rows = []
         for e in search:
             found = f"{e['smallest_mib']}M" if e["smallest_mib"] is not None else f"none up to {e['range'][1]}M"

@@ -40,9 +40,14 @@ class Search:
 
 
 def smallest_working(candidates: list[int], works: Callable[[int], bool]) -> Search:
-    """The smallest candidate for which `works` holds, assuming that every
-    candidate above a working one works too. Probes the largest first (if
-    that fails there is no answer), then bisects: about log2(len) probes."""
+    """The smallest candidate for which `works` holds. Probes the largest
+    first; while that fails, about half of it (the first kernel cannot
+    reserve a crash region that is too large a share of its RAM, so the top
+    of the range may fail too); below the largest that works it bisects,
+    assuming that every candidate above a working one works there too.
+    About log2(len) probes either way. Halving finds the working sizes when
+    they span a factor of two or more (a crash region that must be over
+    half of the largest reservable one is missed)."""
     s = Search(None)
     if not candidates:
         return s
@@ -52,10 +57,12 @@ def smallest_working(candidates: list[int], works: Callable[[int], bool]) -> Sea
         s.probes.append((candidates[i], ok))
         return ok
 
-    hi = len(candidates) - 1  # known to work
-    if not probe(hi):
-        return s
-    lo = -1  # known to fail (or below the range)
+    hi = len(candidates) - 1
+    while not probe(hi):
+        if hi == 0:
+            return s
+        hi //= 2
+    lo = -1  # below the range: known to fail
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if probe(mid):
