@@ -143,7 +143,10 @@ def capture_run(cfg, k: GuestKernel, mode: Mode, memory_mib: int, crashkernel: s
     res.boot_to_crash_s = crash.t - r.t_start if crash else None
     if not t.success:
         kexec = r.first(lambda s: s.startswith("KEXEC-FAILED") or s.startswith("E2E-ABORT"))
+        # The crash's own panic comes first; a later one is the capture kernel's (e.g. out of memory).
+        panics = [l.text.strip() for l in r.lines if "Kernel panic - not syncing" in l.text]
         res.detail = (f"{kexec.text.strip()}; " if kexec else "") + t.verdict + \
+            (f"; the capture kernel: {panics[-1]}" if len(panics) > 1 else "") + \
             (f" (timed out after {timeout:.0f} s)" if r.timed_out else "")  # fmt: skip
     else:
         ok, detail, size = readable(cfg, mode, disk, out)
