@@ -331,7 +331,7 @@ class CliTests(unittest.TestCase):
 
     def test_mode_table_and_command(self):
         a = cli.parse_args(["--minicap-variant", "none=minicap.verify=none"])
-        self.assertEqual([m.name for m in cli.mode_table(a)][-2:], ["minicap-elf", "minicap-none"])
+        self.assertEqual([m.name for m in cli.mode_table(a)][-2:], ["minicap-elf-noverify", "minicap-none"])
         with self.assertRaisesRegex(ValueError, "built-in"):
             cli.mode_table(cli.parse_args(["--minicap-variant", "elf=x"]))  # minicap-elf
         saved = os.environ.pop("MINICAP_BENCH_COMMAND", None)
