@@ -15,7 +15,7 @@ static HEAP: LockedHeap = LockedHeap::empty();
 /// The range handed to the allocator, once it is.
 static RANGE: Once<Range<u64>> = Once::new();
 
-const PAGE: u64 = 4096;
+use minicap_physmem::PAGE_SIZE as PAGE;
 
 /// The heap's range (None before `init_checked`).
 pub fn range() -> Option<Range<u64>> {

@@ -21,7 +21,7 @@ const CR4_LA57: u64 = 1 << 12;
 
 const GIB: u64 = 1 << 30;
 const MIB2: u64 = 2 << 20;
-const KIB4: u64 = 4096;
+use minicap_physmem::PAGE_SIZE as KIB4;
 
 /// Paging depth of the running CPU (4 or 5).
 pub fn levels() -> u32 {
