@@ -33,6 +33,8 @@ class DeviceInfo:
     skipped_ranges: int
     skipped_bytes: int
     log_length: int
+    verify: str
+    chunk_size: int
 
 
 def parse_device_info(text: str) -> DeviceInfo:
