@@ -417,9 +417,10 @@ impl<D: BlockDevice, E: WriterEnv> Vmcore<'_, D, E> {
                 self.profile.since_entry_us(now) / 1000
             ));
         }
-        self.device
-            .start_write(offset, phys, len)
-            .map_err(|e| Failure::device(step, e))?;
+        let t0 = self.env.now_us();
+        let started = self.device.start_write(offset, phys, len);
+        self.profile.write.submitting_us += self.env.now_us().saturating_sub(t0);
+        started.map_err(|e| Failure::device(step, e))?;
         self.in_flight.push_back(step);
         Ok(())
     }
