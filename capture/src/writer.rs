@@ -338,7 +338,10 @@ impl<D: BlockDevice, E: WriterEnv> Vmcore<'_, D, E> {
         // ELF header block and notes: hashed before the device reads the
         // buffer (nothing may touch it while a write from it is outstanding).
         let prefix_len = layout.notes_offset + layout.notes_len_padded;
-        let fed = prefix.with_bytes_mut(|bytes| self.integrity.update(bytes));
+        let fed = prefix.with_bytes_mut(|bytes| {
+            let len = usize::try_from(prefix_len).map_or(bytes.len(), |n| n.min(bytes.len()));
+            self.integrity.update(&bytes[..len])
+        });
         fed.map_err(hasher_bug)?;
         let addr = prefix.addr();
         let mut done = 0;
