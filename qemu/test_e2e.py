@@ -452,6 +452,7 @@ class DeviceInfoTests(unittest.TestCase):
         self.assertEqual((h.writer, h.osrelease, h.message, h.failure_code),
                          ("minicap 0.1.0", "6.1.0-56-cloud-amd64", WRITE_FAILURE, "device-error"))  # fmt: skip
         self.assertEqual((h.crash_time, h.skipped_ranges, h.log_length), (1795417046, 0, 2345))
+        self.assertEqual((h.verify, h.chunk_size), ("xxh64-chunks", 1 << 20))
 
     def test_rejects_what_the_schema_does_not_allow(self):
         def bad(**change):
@@ -465,6 +466,7 @@ class DeviceInfoTests(unittest.TestCase):
 
         for text in [bad(state="broken"), bad(format="kdump"), bad(written="12"), bad(written=True),
                      bad(message=None), bad(extra=1), bad(device_id="xyz"), bad(sha256="ab"),
+                     bad(verify="crc"), bad(chunk_size="1M"),
                      "[1, 2]", "state: failed", ""]:  # fmt: skip
             with self.assertRaises(ValueError, msg=text):
                 device_info.parse_device_info(text)

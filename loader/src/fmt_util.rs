@@ -1,7 +1,5 @@
 //! Small formatting helpers for human-readable output.
 
-use std::fmt;
-
 /// "N bytes (X.Y MiB)".
 pub fn size(bytes: u64) -> String {
     // Only for display: precision loss above 2^53 bytes is irrelevant.
@@ -9,15 +7,9 @@ pub fn size(bytes: u64) -> String {
     format!("{bytes} bytes ({mib:.1} MiB)")
 }
 
-/// Lower-case hex of a byte string (a SHA-256). Device ids use
-/// [`minicap_dumpheader::DeviceIdHex`], the text form `minicap.device=` parses.
-pub struct Hex<'a>(pub &'a [u8]);
-
-impl fmt::Display for Hex<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
+/// Lower-case hex of a byte string (a SHA-256): the one definition every crate
+/// shares. Device ids use [`minicap_dumpheader::DeviceIdHex`] (built on it).
+pub use minicap_physmem::Hex;
 
 /// A CRASHTIME value as "YYYY-MM-DD HH:MM:SS UTC (secs)", or "unknown" for 0.
 pub fn crash_time(secs: i64) -> String {

@@ -12,6 +12,7 @@ from pathlib import Path
 
 STATES = ("empty", "writing", "complete", "failed")
 FORMATS = ("none", "elf-vmcore")
+VERIFICATIONS = ("sha256", "none", "xxh64-chunks")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def parse_device_info(text: str) -> DeviceInfo:
         raise ValueError(f"state {info.state!r} is not one of {STATES}")
     if info.format not in FORMATS:
         raise ValueError(f"format {info.format!r} is not one of {FORMATS}")
+    if info.verify not in VERIFICATIONS:
+        raise ValueError(f"verify {info.verify!r} is not one of {VERIFICATIONS}")
     return info
 
 

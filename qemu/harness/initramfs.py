@@ -143,7 +143,7 @@ if [ $rc -ne 0 ]; then echo "E2E-ABORT: kexec failed"; poweroff -f; fi
 """
 
 
-KDUMP_INIT = r"""#!/bin/busybox sh
+KDUMP_INIT_HEAD = r"""#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox mount -t devtmpfs devtmpfs /dev
@@ -155,15 +155,42 @@ done
 n=0
 while [ ! -b /dev/vda ] && [ $n -lt 100 ]; do n=$((n+1)); sleep 0.1; done
 if [ ! -b /dev/vda ]; then echo "KDUMP-RESULT: failure: no /dev/vda"; reboot -f; fi
-size=$(wc -c < /proc/vmcore)
-echo "KDUMP: copying /proc/vmcore ($size bytes) $(cat /proc/uptime)"
-if dd if=/proc/vmcore of=/dev/vda bs=1M conv=fsync 2>/tmp/dd.err; then
+size=$(stat -c %s /proc/vmcore)  # the size procfs reports; reading it through would take as long as the dump
+"""
+
+# How the kdump initramfs writes /proc/vmcore to the dump disk /dev/vda, by
+# name: the linux-kdump reference copies it as it is (an ELF vmcore, like
+# `cat`); the makedumpfile writers drop the pages `-d 31` excludes (zero,
+# cache, user and free pages) and write the kdump-compressed format, LZO
+# (`-l`) or zlib (`-c`), straight to the block device (`-f`: the device
+# exists, overwrite it). Each is one shell command that fails with a
+# non-zero status and leaves its messages on stderr.
+KDUMP_WRITERS = {
+    "dd": "dd if=/proc/vmcore of=/dev/vda bs=1M conv=fsync",
+    "makedumpfile-l": "makedumpfile -f -l -d 31 /proc/vmcore /dev/vda",
+    "makedumpfile-c": "makedumpfile -f -c -d 31 /proc/vmcore /dev/vda",
+}
+# The console markers the kdump initramfs prints: just before the writer
+# starts, and (KDUMP-RESULT) once it has finished and everything is synced.
+KDUMP_WRITE_START = "KDUMP-WRITE-START"
+
+
+def kdump_init(writer: str) -> str:
+    """The kdump initramfs's /init: load the virtio modules, wait for the
+    dump disk, print KDUMP-WRITE-START, run the writer, sync, print
+    `KDUMP-RESULT: success|failure ...` and reboot."""
+    if writer not in KDUMP_WRITERS:
+        raise HarnessError(f"unknown kdump writer {writer!r} (known: {', '.join(KDUMP_WRITERS)})")
+    return KDUMP_INIT_HEAD + f"""echo "KDUMP: copying /proc/vmcore ($size bytes) with {writer} $(cat /proc/uptime)"
+echo "{KDUMP_WRITE_START} $(cat /proc/uptime)"
+if {KDUMP_WRITERS[writer]} 2>/tmp/writer.err && sync; then
     echo "KDUMP-RESULT: success $size bytes $(cat /proc/uptime)"
 else
-    echo "KDUMP-RESULT: failure: dd: $(cat /tmp/dd.err)"
+    echo "KDUMP-RESULT: failure: {writer}: $(tr '\\r' '\\n' < /tmp/writer.err | tail -n 5 | tr '\\n' ' ')"
 fi
 reboot -f
 """
+
 
 KDUMP_MODULES = {
     "virtio": "drivers/virtio/virtio.ko",
@@ -175,20 +202,31 @@ KDUMP_MODULES = {
 }
 
 
-def build_kdump_initramfs(k: GuestKernel) -> bytes:
+def build_kdump_initramfs(k: GuestKernel, writer: str = "dd") -> bytes:
+    """The Linux capture kernel's initramfs: busybox, the virtio modules of
+    the guest kernel, the host's makedumpfile and the shared libraries `ldd`
+    lists (for the makedumpfile writers), and /init (kdump_init)."""
+    init = kdump_init(writer)
     c = Cpio()
     add_busybox(c)
     for name, rel in KDUMP_MODULES.items():
         c.host_file(f"modules/{name}.ko", k.modules / rel, 0o644)
-    c.file("init", KDUMP_INIT.encode())
+    if writer.startswith("makedumpfile"):
+        mdf = shutil.which("makedumpfile")
+        if not mdf:
+            raise HarnessError("makedumpfile not found in PATH (install the makedumpfile package)")
+        c.executable_with_libs("usr/sbin/makedumpfile", Path(mdf))
+    c.file("init", init.encode())
     return c.finish()
 
 
 def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None, kexec_args: str = "",
-                    pattern: Path | None = None, pattern_mib: int = 64, seed: int = 0) -> bytes:
+                    pattern: Path | None = None, pattern_mib: int = 64, seed: int = 0,
+                    kdump_writer: str = "dd") -> bytes:
     """The crashing guest's initramfs. With `minicap` its init loads that
     capture kernel with `kexec -p <minicap> <kexec_args>`; without, the
-    guest's own kernel with a kdump initramfs (the linux-kdump reference).
+    guest's own kernel with a kdump initramfs whose init writes the vmcore
+    with `kdump_writer` (KDUMP_WRITERS; dd for the linux-kdump reference).
     With `pattern` it plants the memory pattern before crashing."""
     c = Cpio()
     add_busybox(c)
@@ -196,7 +234,7 @@ def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None
     init = INIT_HEAD
     if minicap is None:
         c.host_file("capture/vmlinuz", k.vmlinuz, 0o644)
-        c.file("capture/initrd.gz", build_kdump_initramfs(k), 0o644)
+        c.file("capture/initrd.gz", build_kdump_initramfs(k, kdump_writer), 0o644)
         kcmd = (
             "kexec -p /capture/vmlinuz --initrd=/capture/initrd.gz "
             f"--append={shell_quote(capture_append)}"

@@ -1,4 +1,4 @@
-//! Developer commands for minicap: `cargo xtask build | demo | test | lint | checksum-bench`.
+//! Developer commands for minicap: `cargo xtask build | demo | test | lint | bench | checksum-bench`.
 //!
 //! * `build`: build the capture kernel and write `target/minicap.elf`,
 //!   checking that it is what loaders expect (static PIE, ET_DYN, no
@@ -7,6 +7,8 @@
 //! * `test`: everything CI runs: fmt, clippy, host unit tests, then the QEMU
 //!   end-to-end scenarios against a real Linux kernel;
 //! * `lint`: fmt and clippy only;
+//! * `bench`: build, then benchmark minicap against stock kdump in QEMU
+//!   (`qemu/benchmark.py`; on demand, not part of `test`);
 //! * `checksum-bench`: checksum throughput natively and under QEMU TCG
 //!   (`checksum_bench.rs`).
 
@@ -27,10 +29,11 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("lint") => lint(),
+        Some("bench") => bench(&args[1..]),
         Some("checksum-bench") => checksum_bench::checksum_bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  build   build target/minicap.elf\n  demo    crash a Linux VM in QEMU and capture it with minicap\n  test    fmt, clippy, unit tests and the QEMU end-to-end tests\n  lint    fmt and clippy\n  checksum-bench [--mib N] [--passes P]\n          checksum throughput natively and under qemu-x86_64"
+                "usage: cargo xtask <command>\n\n  build   build target/minicap.elf\n  demo    crash a Linux VM in QEMU and capture it with minicap\n  test    fmt, clippy, unit tests and the QEMU end-to-end tests\n  lint    fmt and clippy\n  bench   minicap against stock kdump in QEMU (options: cargo xtask bench --help)\n  checksum-bench [--mib N] [--passes P]\n          checksum throughput natively and under qemu-x86_64"
             );
             return ExitCode::from(2);
         }
@@ -202,12 +205,49 @@ fn test(extra: &[String]) -> Result<(), String> {
     lint()?;
     run(cargo().args(["test", "--workspace"]))?;
     run(Command::new("python3").arg("qemu/test_e2e.py"))?;
+    run(Command::new("python3").arg("qemu/test_bench.py"))?;
     let image = build()?;
     let mut cmd = Command::new("bash");
     cmd.arg("qemu/run-all.sh")
         .args(e2e_args(&image))
         .args(extra);
     run(&mut cmd)
+}
+
+/// The side-by-side benchmark against kdump; `extra` goes to
+/// qemu/benchmark.py as it is (`--help` lists the options).
+fn bench(extra: &[String]) -> Result<(), String> {
+    if extra
+        .iter()
+        .any(|a| a == "-h" || a == "--help" || a == "--list-modes")
+    {
+        return run(Command::new("python3").arg("qemu/benchmark.py").args(extra));
+    }
+    let image = build()?;
+    // The report names the command as it was typed, not the paths added here.
+    let typed = std::iter::once("cargo xtask bench".to_string())
+        .chain(extra.iter().map(|a| shell_word(a)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = Command::new("python3");
+    cmd.arg("qemu/benchmark.py")
+        .args(e2e_args(&image))
+        .args(extra)
+        .env("MINICAP_BENCH_COMMAND", typed);
+    run(&mut cmd)
+}
+
+/// `word` quoted for a POSIX shell where it needs it.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:@%+".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +291,18 @@ mod tests {
             elf.extend_from_slice(&r);
         }
         elf
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_where_needed() {
+        assert_eq!(shell_word("--sizes"), "--sizes");
+        assert_eq!(shell_word("1024,2048"), "1024,2048");
+        assert_eq!(
+            shell_word("minicap.verify=none x"),
+            "'minicap.verify=none x'"
+        );
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::{heap, image_range};
 use core::ops::Range;
 use minicap_physmem::{PhysMem, PhysMemError};
 
-const PAGE: u64 = 4096;
+use minicap_physmem::PAGE_SIZE as PAGE;
 
 /// Physical memory as seen through whichever page tables are active, read
 /// by copying: a read of a range that is not mapped, or that touches a
