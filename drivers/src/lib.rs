@@ -138,11 +138,11 @@ pub trait BlockDevice {
     fn max_in_flight(&self) -> usize {
         1
     }
-    /// Read `len` bytes at byte `offset` into physical memory at `phys`
-    /// (first finishing every outstanding write).
+    /// Read `len` bytes at byte `offset` into physical memory at `phys`.
+    /// Every outstanding write is finished first.
     fn read(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), Self::Error>;
-    /// Write `len` bytes from physical memory at `phys` to byte `offset`
-    /// (first finishing every outstanding write).
+    /// Write `len` bytes from physical memory at `phys` to byte `offset`.
+    /// Every outstanding write is finished first.
     fn write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), Self::Error>;
     /// Begin writing `len` bytes (at most `max_transfer()`) from `phys` to
     /// `offset` and return while the device works, so the caller can use the
@@ -154,13 +154,13 @@ pub trait BlockDevice {
     fn start_write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), Self::Error> {
         self.write(offset, phys, len)
     }
-    /// Wait for the oldest outstanding write (first in, first out) and
-    /// report its outcome; with none outstanding, `Ok(())`.
+    /// Wait for the OLDEST outstanding write (first in, first out) and
+    /// report its outcome; with none outstanding, Ok(()).
     fn wait(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
-    /// Finish every outstanding write (reporting the first error), then make
-    /// every completed write durable.
+    /// First finish every outstanding write (reporting the first error),
+    /// then make every completed write durable.
     fn flush(&mut self) -> Result<(), Self::Error>;
     /// A short human-readable description ("virtio-blk 00:04.0 modern").
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result;
