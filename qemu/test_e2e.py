@@ -488,7 +488,7 @@ class DeviceInfoTests(unittest.TestCase):
         sha = "cd" * 32
         result = f"wrote 1082843136 bytes (1.0 GiB) to virtio-blk 00:02.0 in 31.204 s (33.0 MiB/s), sha256 {sha}"
         good = dict(INFO, state="complete", failure_code="none", message="", written=1082843136,
-                    dump_length=1082843136, sha256=sha)  # fmt: skip
+                    dump_length=1082843136, sha256=sha, verify="sha256", chunk_size=0)  # fmt: skip
 
         def run(overrides, size=1082843136, text=result):
             res = checks.Results()
@@ -506,6 +506,20 @@ class DeviceInfoTests(unittest.TestCase):
         self.assertFalse(run({"osrelease": "6.2"}))
         self.assertFalse(run({"sha256": "ee" * 32}))
         self.assertFalse(run({}, text="wrote 1082843136 bytes"))  # no sha256 printed
+        # minicap.verify=chunks (the default): the line names the chunk size and count, the header's verify matches.
+        chunks = "wrote 1082843136 bytes (1.0 GiB) to virtio-blk 00:02.0 in 9.1 s (113.4 MiB/s), " \
+                 "xxh64 per 1 MiB chunk (1033 chunks), table xxh64 0123456789abcdef"  # fmt: skip
+        as_chunks = {"verify": "xxh64-chunks", "chunk_size": 1 << 20, "sha256": "00" * 32}
+        self.assertTrue(run(as_chunks, text=chunks))
+        self.assertFalse(run(as_chunks, text=chunks.replace("1033 chunks", "1032 chunks")))
+        self.assertFalse(run(dict(as_chunks, chunk_size=2 << 20), text=chunks))
+        self.assertFalse(run({}, text=chunks))  # the header says sha256
+        self.assertFalse(run(as_chunks))  # the line says sha256
+        # minicap.verify=none.
+        none = "wrote 1082843136 bytes (1.0 GiB) to virtio-blk 00:02.0 in 9.1 s (113.4 MiB/s), " \
+               "not verified (minicap.verify=none)"  # fmt: skip
+        self.assertTrue(run({"verify": "none", "sha256": "00" * 32}, text=none))
+        self.assertFalse(run({"verify": "sha256"}, text=none))
 
 
 # The runs of run-all.sh before the table, in its order.

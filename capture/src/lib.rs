@@ -6,7 +6,9 @@
 //! * [`memory`]: which memory minicap may use, which memory the dump may
 //!   read, what its own page tables map write-back;
 //! * [`writer`]: the order of every write and flush on the dump device and
-//!   what the on-device header claims after each of them.
+//!   what the on-device header claims after each of them, the integrity
+//!   check recorded with the dump;
+//! * [`profile`]: where the time of a capture goes, phase by phase.
 //!
 //! The kernel supplies the hardware through small traits and thin adapters.
 
@@ -21,6 +23,7 @@ extern crate alloc;
 
 mod failure;
 pub mod memory;
+pub mod profile;
 pub mod text;
 pub mod writer;
 

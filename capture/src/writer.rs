@@ -6,15 +6,21 @@
 //!    that says "writing", never the previous dump's "complete" over
 //!    half-new data;
 //! 2. the vmcore: ELF header and notes, then every PT_LOAD straight from old
-//!    memory by DMA (the CPU hashes the same bytes meanwhile); ranges the
-//!    memory map does not call memory are not read: zeros go in their place;
-//! 3. every 10 %: flush, then log + header with `written` = the bytes just
-//!    flushed (a checkpoint);
-//! 4. final flush, then log + header "complete" with the SHA-256.
+//!    memory by DMA, up to `max_in_flight()` writes outstanding (oldest
+//!    completed first); the CPU hashes each piece after submitting it, while
+//!    the device works; ranges the memory map does not call memory are not
+//!    read: zeros go in their place;
+//! 3. every 10 %: every outstanding write completed, then log, the chunk
+//!    table's blocks holding new entries, flush, header with `written` = the
+//!    bytes just flushed, flush (a checkpoint);
+//! 4. final flush, then the same with the header "complete" and its check
+//!    (`minicap.verify=`: the chunk table's XXH64, the SHA-256, or nothing).
 //!
-//! On any failure after step 1 the header becomes "failed" with the failure
-//! code and message, `written` still the bytes confirmed at the last
-//! checkpoint. The log always goes before the header that counts it.
+//! On any failure after step 1 the outstanding writes are completed (their
+//! outcome no longer matters) and the header becomes "failed" with the
+//! failure code and message, `written` still the bytes confirmed at the last
+//! checkpoint. The log and the table always go before the header that
+//! counts them.
 //!
 //! The writer touches no hardware: the device is a [`BlockDevice`], and old
 //! memory, the console log, the clock and DMA buffers come from a
@@ -22,16 +28,23 @@
 
 use crate::failure::{DeviceName, WriteStep};
 use crate::memory::SkippedRanges;
+use crate::profile::{Phase, Profile};
 use crate::text::FixedString;
 use crate::Failure;
+use alloc::collections::VecDeque;
 use core::fmt;
+use minicap_chunksum::{FeedError, TABLE_BLOCK_LEN};
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{
-    DumpHeader, DumpState, DUMP_OFFSET, HEADER_LEN, LOG_CAPACITY, LOG_OFFSET,
+    DumpHeader, DumpState, Verification, DUMP_OFFSET, HEADER_LEN, LOG_CAPACITY, LOG_OFFSET,
 };
 use minicap_elfcore::VmcoreLayout;
 use minicap_physmem::{PAGE_BYTES, PAGE_SIZE};
-use sha2::{Digest, Sha256};
+
+mod integrity;
+
+pub use integrity::{verification, ChunkSize, Verified};
+use integrity::{ChunkTable, Integrity};
 
 /// Bytes of console log kept and stored: the device's log area.
 #[allow(clippy::cast_possible_truncation)] // 64 KiB fits every usize
@@ -41,6 +54,8 @@ pub const LOG_BYTES: usize = LOG_CAPACITY as usize;
 pub const HEADER_BLOCK: usize = PAGE_BYTES;
 /// How often the header's `written` field is brought up to date (percent).
 pub const CHECKPOINT_PERCENT: u64 = 10;
+/// Most writes kept outstanding, whatever the device allows.
+pub const MAX_IN_FLIGHT: usize = 64;
 /// Size of the zero buffer written in place of skipped ranges.
 const ZERO_BYTES: usize = 64 << 10;
 
@@ -63,7 +78,7 @@ pub trait WriterEnv {
     fn with_old_memory(&mut self, addr: u64, len: u64, f: &mut dyn FnMut(&[u8])) -> bool;
     /// Copy the console log so far, oldest byte first; returns the bytes copied.
     fn copy_log(&mut self, out: &mut [u8]) -> usize;
-    /// A monotonic clock in microseconds.
+    /// A monotonic clock in microseconds (the [`Profile`]'s clock).
     fn now_us(&mut self) -> u64;
     /// Print one console line (it goes into the log too).
     fn say(&mut self, line: fmt::Arguments<'_>);
@@ -86,17 +101,21 @@ pub struct Dump<'a> {
     pub skipped: &'a SkippedRanges,
     /// The device's name, for messages.
     pub device_name: &'a DeviceName,
+    /// What to record so that the dump can be checked (`minicap.verify=`).
+    pub verify: Verification,
 }
 
 /// Write the dump. `header` is the new header ("writing", layout fields
-/// set); on return it is what the device's header says. Returns the
-/// vmcore's SHA-256.
+/// set); on return it is what the device's header says. The writing phase
+/// and its split go into `profile`, whose line is printed before the final
+/// header. Returns what was recorded to check the dump.
 pub fn write_dump<D: BlockDevice, E: WriterEnv>(
     device: &mut D,
     env: &mut E,
     header: &mut DumpHeader,
     dump: &Dump<'_>,
-) -> Result<[u8; 32], Failure> {
+    profile: &mut Profile,
+) -> Result<Verified, Failure> {
     let block_size = device.sector_size();
     if !block_size_supported(block_size) {
         return Err(Failure::UnsupportedBlockSize {
@@ -104,8 +123,10 @@ pub fn write_dump<D: BlockDevice, E: WriterEnv>(
             block_size,
         });
     }
+    header.set_verification(dump.verify);
     // Every buffer first: running out of memory must leave the device alone.
-    let mut records = Records::new(env)?;
+    let mut integrity = Integrity::for_header(header)?;
+    let mut records = Records::new(env, integrity.table().is_some())?;
     let prefix = vmcore_prefix(env, dump)?;
     let zeros = if dump.skipped.is_empty() {
         None
@@ -114,14 +135,22 @@ pub fn write_dump<D: BlockDevice, E: WriterEnv>(
             what: "the zero buffer",
         })?)
     };
+    let depth = device.max_in_flight().clamp(1, MAX_IN_FLIGHT);
+    let mut in_flight = VecDeque::new();
+    in_flight
+        .try_reserve_exact(depth)
+        .map_err(|_| Failure::OutOfMemory {
+            what: "the list of writes in flight",
+        })?;
     let (ranges, bytes) = crate::memory::skipped_totals(dump.skipped);
     header.skipped_ranges = ranges;
     header.skipped_bytes = bytes;
     header.state = DumpState::Writing;
     header.written = 0;
+    profile.enter(Phase::Write, env.now_us());
     records
-        .write(device, env, header)
-        .map_err(|e| Failure::HeaderWrite {
+        .write(device, env, header, integrity.table(), 0)
+        .map_err(|(_, e)| Failure::HeaderWrite {
             device: *dump.device_name,
             error: FixedString::display(e),
         })?;
@@ -132,19 +161,26 @@ pub fn write_dump<D: BlockDevice, E: WriterEnv>(
         env,
         records: &mut records,
         header,
-        hasher: Sha256::new(),
+        integrity,
         progress: Progress::new(dump.layout.total_len, started),
         zeros,
         skipped: dump.skipped,
+        in_flight,
+        depth,
+        profile,
+        first_write_said: false,
     };
     match vmcore.write(dump.layout, prefix) {
-        Ok(sha256) => Ok(sha256),
+        Ok(verified) => Ok(verified),
         Err(failure) => {
+            vmcore.complete_all_ignoring_errors();
             let Vmcore {
                 device,
                 env,
                 records,
                 header,
+                mut integrity,
+                profile,
                 ..
             } = vmcore;
             header.state = DumpState::Failed;
@@ -154,7 +190,13 @@ pub fn write_dump<D: BlockDevice, E: WriterEnv>(
                 "capture failed after {} of {} bytes were confirmed on the device: {failure}",
                 header.written, header.dump_length
             ));
-            let _ = records.write(device, env, header);
+            if profile.current() == Phase::Write {
+                profile.enter(Phase::Final, env.now_us());
+            }
+            let now = env.now_us();
+            env.say(format_args!("{}", profile.line(now)));
+            let confirmed = header.written;
+            let _ = records.write(device, env, header, integrity.table(), confirmed);
             Err(failure)
         }
     }
@@ -175,32 +217,54 @@ fn vmcore_prefix<E: WriterEnv>(env: &mut E, dump: &Dump<'_>) -> Result<E::Buffer
     Ok(buffer)
 }
 
-/// The device's records: the console log into its area, a flush, then the
-/// minicap header that describes it (so the header never claims a log that
-/// is not on the device), then a flush. The header goes out as a whole
-/// 4 KiB block (the header, then the zeros `minicap format` left).
+/// Which part of [`Records::write`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordStep {
+    /// Writing the log, a table block or the header, or the last flush.
+    Write,
+    /// The flush that confirms the dump bytes, log and table the header claims.
+    Flush,
+}
+
+/// The device's records: the console log into its area, the chunk table's
+/// new blocks, a flush, then the minicap header that describes them (so the
+/// header never claims a log, table entries or dump bytes that are not on
+/// the device), then a flush. The header goes out as a whole 4 KiB block
+/// (the header, then the zeros `minicap format` left).
 struct Records<B> {
     header: B,
     log: B,
+    table: Option<B>,
 }
 
 impl<B: DmaBuffer> Records<B> {
-    fn new<E: WriterEnv<Buffer = B>>(env: &mut E) -> Result<Self, Failure> {
+    fn new<E: WriterEnv<Buffer = B>>(env: &mut E, with_table: bool) -> Result<Self, Failure> {
         let header = env.dma_buffer(HEADER_BLOCK).ok_or(Failure::OutOfMemory {
             what: "the header buffer",
         })?;
         let log = env.dma_buffer(LOG_BYTES).ok_or(Failure::OutOfMemory {
             what: "the log buffer",
         })?;
-        Ok(Self { header, log })
+        let table = match with_table {
+            true => Some(env.dma_buffer(PAGE_BYTES).ok_or(Failure::OutOfMemory {
+                what: "the chunk table buffer",
+            })?),
+            false => None,
+        };
+        Ok(Self { header, log, table })
     }
 
+    /// Store the log, the table and `header` claiming `confirm` bytes of the
+    /// dump (every one of them written before). No write may be outstanding.
     fn write<D: BlockDevice, E: WriterEnv<Buffer = B>>(
         &mut self,
         device: &mut D,
         env: &mut E,
         header: &mut DumpHeader,
-    ) -> Result<(), D::Error> {
+        table: Option<&mut ChunkTable>,
+        confirm: u64,
+    ) -> Result<(), (RecordStep, D::Error)> {
+        let write = |e| (RecordStep::Write, e);
         let length = self.log.with_bytes_mut(|bytes| {
             let n = env.copy_log(bytes);
             // The tail of the last block: zeros, not stale text.
@@ -213,17 +277,38 @@ impl<B: DmaBuffer> Records<B> {
         });
         if length > 0 {
             let blocks = u64::try_from(length.div_ceil(PAGE_BYTES) * PAGE_BYTES).unwrap_or(0);
-            device.write(LOG_OFFSET, self.log.addr(), blocks)?;
-            device.flush()?;
+            device
+                .write(LOG_OFFSET, self.log.addr(), blocks)
+                .map_err(write)?;
         }
+        if let (Some(table), Some(buffer)) = (table.as_deref(), self.table.as_mut()) {
+            for (offset, block) in table.blocks_for(confirm) {
+                buffer.with_bytes_mut(|bytes| table.encode(confirm, block, bytes));
+                device
+                    .write(offset, buffer.addr(), TABLE_BLOCK_LEN)
+                    .map_err(write)?;
+            }
+        }
+        device.flush().map_err(|e| (RecordStep::Flush, e))?;
+
+        header.written = confirm;
         header.log_length = u32::try_from(length).unwrap_or(0);
+        if let Some(table) = table.as_deref() {
+            header.table_xxh64 = table.checksum(confirm);
+        }
         let encoded = header.encode();
         self.header.with_bytes_mut(|bytes| {
             bytes.fill(0);
             bytes[..HEADER_LEN].copy_from_slice(&encoded);
         });
-        device.write(0, self.header.addr(), HEADER_BLOCK as u64)?;
-        device.flush()
+        device
+            .write(0, self.header.addr(), HEADER_BLOCK as u64)
+            .map_err(write)?;
+        device.flush().map_err(write)?;
+        if let Some(table) = table {
+            table.confirmed(confirm);
+        }
+        Ok(())
     }
 }
 
@@ -233,26 +318,47 @@ struct Vmcore<'a, D, E: WriterEnv> {
     env: &'a mut E,
     records: &'a mut Records<E::Buffer>,
     header: &'a mut DumpHeader,
-    hasher: Sha256,
+    integrity: Integrity,
     progress: Progress,
     zeros: Option<E::Buffer>,
     skipped: &'a SkippedRanges,
+    /// The writes outstanding, oldest first.
+    in_flight: VecDeque<WriteStep>,
+    /// How many may be outstanding.
+    depth: usize,
+    profile: &'a mut Profile,
+    first_write_said: bool,
 }
 
 impl<D: BlockDevice, E: WriterEnv> Vmcore<'_, D, E> {
-    fn write(&mut self, layout: &VmcoreLayout, mut prefix: E::Buffer) -> Result<[u8; 32], Failure> {
+    fn write(&mut self, layout: &VmcoreLayout, mut prefix: E::Buffer) -> Result<Verified, Failure> {
         let total = layout.total_len;
-        // ELF header block and notes.
-        let prefix_len = layout.notes_offset + layout.notes_len_padded;
-        let addr = prefix.addr();
-        self.device
-            .write(DUMP_OFFSET, addr, prefix_len)
-            .map_err(|e| Failure::device(WriteStep::VmcorePrefix { offset: 0 }, e))?;
-        prefix.with_bytes_mut(|bytes| self.hasher.update(bytes));
-        self.advance(prefix_len)?;
-
-        // Memory, by DMA from where it is; hashed by the CPU from the same place.
         let step = (self.device.max_transfer().max(PAGE_SIZE)) & !(PAGE_SIZE - 1);
+
+        // ELF header block and notes: hashed before the device reads the
+        // buffer (nothing may touch it while a write from it is outstanding).
+        let prefix_len = layout.notes_offset + layout.notes_len_padded;
+        let fed = prefix.with_bytes_mut(|bytes| {
+            let len = usize::try_from(prefix_len).map_or(bytes.len(), |n| n.min(bytes.len()));
+            self.integrity.update(&bytes[..len])
+        });
+        fed.map_err(hasher_bug)?;
+        let addr = prefix.addr();
+        let mut done = 0;
+        while done < prefix_len {
+            let len = (prefix_len - done).min(step);
+            self.submit(
+                DUMP_OFFSET + done,
+                addr + done,
+                len,
+                WriteStep::VmcorePrefix { offset: done },
+            )?;
+            done += len;
+            self.advance(len)?;
+        }
+
+        // Memory, by DMA from where it is; hashed by the CPU from the same
+        // place while the device works.
         for chunk in &layout.chunks {
             let mut done = 0;
             while done < chunk.len {
@@ -272,23 +378,81 @@ impl<D: BlockDevice, E: WriterEnv> Vmcore<'_, D, E> {
             }
         }
 
+        let split = self.profile.write;
+        self.profile.enter(Phase::Final, self.env.now_us());
+        self.complete_all()?;
         self.device
             .flush()
             .map_err(|e| Failure::device(WriteStep::FinalFlush, e))?;
-        let sha256: [u8; 32] = core::mem::take(&mut self.hasher).finalize().into();
-        // Said before the final header write, so that it is in the stored log.
+        self.profile.write = split;
         self.env.say(format_args!(
-            "all {total} bytes written and flushed; time spent: SHA-256 {} ms (the device writing meanwhile), then waiting for the device {} ms",
-            self.progress.hash_us / 1000,
-            self.progress.io_us / 1000
+            "all {total} bytes written and flushed (up to {} write(s) in flight)",
+            self.depth
         ));
         self.header.state = DumpState::Complete;
-        self.header.written = total;
-        self.header.sha256 = sha256;
+        self.integrity.seal(self.header);
+        // Said before the final header write, so that it is in the stored log.
+        let now = self.env.now_us();
+        self.env.say(format_args!("{}", self.profile.line(now)));
         self.records
-            .write(self.device, self.env, self.header)
-            .map_err(|e| Failure::device(WriteStep::FinalHeader, e))?;
-        Ok(sha256)
+            .write(
+                self.device,
+                self.env,
+                self.header,
+                self.integrity.table(),
+                total,
+            )
+            .map_err(|(_, e)| Failure::device(WriteStep::FinalHeader, e))?;
+        Ok(self.integrity.verified(self.header))
+    }
+
+    /// Begin one write of the vmcore, first completing the oldest
+    /// outstanding ones until there is room.
+    fn submit(&mut self, offset: u64, phys: u64, len: u64, step: WriteStep) -> Result<(), Failure> {
+        while self.in_flight.len() >= self.depth {
+            self.complete_oldest()?;
+        }
+        if !self.first_write_said {
+            self.first_write_said = true;
+            let now = self.env.now_us();
+            self.env.say(format_args!(
+                "first dump write at +{} ms",
+                self.profile.since_entry_us(now) / 1000
+            ));
+        }
+        let t0 = self.env.now_us();
+        let started = self.device.start_write(offset, phys, len);
+        self.profile.write.submitting_us += self.env.now_us().saturating_sub(t0);
+        started.map_err(|e| Failure::device(step, e))?;
+        self.in_flight.push_back(step);
+        Ok(())
+    }
+
+    /// Wait for the oldest outstanding write.
+    fn complete_oldest(&mut self) -> Result<(), Failure> {
+        let Some(step) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let t0 = self.env.now_us();
+        let waited = self.device.wait();
+        self.profile.write.device_wait_us += self.env.now_us().saturating_sub(t0);
+        waited.map_err(|e| Failure::device(step, e))
+    }
+
+    /// Wait for every outstanding write.
+    fn complete_all(&mut self) -> Result<(), Failure> {
+        while !self.in_flight.is_empty() {
+            self.complete_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// After a failure: let the device finish what it was given, so that
+    /// the failed header can follow.
+    fn complete_all_ignoring_errors(&mut self) {
+        while !self.in_flight.is_empty() {
+            let _ = self.complete_oldest();
+        }
     }
 
     /// If `addr` is in a skipped range, that range's end.
@@ -309,26 +473,23 @@ impl<D: BlockDevice, E: WriterEnv> Vmcore<'_, D, E> {
     }
 
     /// One piece of old memory: the device reads it by DMA while the CPU
-    /// hashes it.
+    /// hashes it (not even read when nothing is recorded).
     fn write_memory(&mut self, source: u64, offset: u64, len: u64) -> Result<(), Failure> {
-        let step = WriteStep::Memory { source, offset };
+        self.submit(offset, source, len, WriteStep::Memory { source, offset })?;
+        if matches!(self.integrity, Integrity::None) {
+            return Ok(());
+        }
         let t0 = self.env.now_us();
-        self.device
-            .start_write(offset, source, len)
-            .map_err(|e| Failure::device(step, e))?;
-        let hasher = &mut self.hasher;
-        let hashed = self
-            .env
-            .with_old_memory(source, len, &mut |bytes| hasher.update(bytes));
-        let t1 = self.env.now_us();
-        let waited = self.device.wait();
-        self.progress.hash_us += t1.saturating_sub(t0);
-        self.progress.io_us += self.env.now_us().saturating_sub(t1);
-        waited.map_err(|e| Failure::device(step, e))?;
-        if !hashed {
+        let integrity = &mut self.integrity;
+        let mut fed = Ok(());
+        let mapped = self.env.with_old_memory(source, len, &mut |bytes| {
+            fed = integrity.update(bytes);
+        });
+        self.profile.write.hashing_us += self.env.now_us().saturating_sub(t0);
+        if !mapped {
             return Err(Failure::OldMemoryUnmapped { source });
         }
-        Ok(())
+        fed.map_err(hasher_bug)
     }
 
     /// Zeros in place of a skipped range; returns the bytes written (at
@@ -340,24 +501,25 @@ impl<D: BlockDevice, E: WriterEnv> Vmcore<'_, D, E> {
             });
         };
         let len = len.min(ZERO_BYTES as u64);
-        self.device
-            .write(offset, zeros.addr(), len)
-            .map_err(|e| Failure::device(WriteStep::Memory { source, offset }, e))?;
-        let zero_page = [0u8; PAGE_BYTES];
-        for _ in 0..len / PAGE_SIZE {
-            self.hasher.update(zero_page);
-        }
+        let addr = zeros.addr();
+        self.submit(offset, addr, len, WriteStep::Memory { source, offset })?;
+        let t0 = self.env.now_us();
+        let fed = self.integrity.update_zeros(len);
+        self.profile.write.hashing_us += self.env.now_us().saturating_sub(t0);
+        fed.map_err(hasher_bug)?;
         Ok(len)
     }
 
-    /// Count `len` bytes; at a checkpoint, flush and bring the header up to date.
+    /// Count `len` bytes; at a checkpoint, complete every write, then store
+    /// the log, the table and the header claiming them.
     fn advance(&mut self, len: u64) -> Result<(), Failure> {
         let Some(percent) = self.progress.advance(len) else {
             return Ok(());
         };
-        let now = self.env.now_us();
+        self.complete_all()?;
+        let t0 = self.env.now_us();
         let p = &self.progress;
-        let rate = mib_per_s_x10(p.done, now.saturating_sub(p.started_us));
+        let rate = mib_per_s_x10(p.done, t0.saturating_sub(p.started_us));
         self.env.say(format_args!(
             "{percent:3}% {} / {} MiB, {}.{} MiB/s",
             p.done >> 20,
@@ -365,15 +527,29 @@ impl<D: BlockDevice, E: WriterEnv> Vmcore<'_, D, E> {
             rate / 10,
             rate % 10
         ));
-        // Checkpoint: what is flushed is what the header claims.
-        self.device
-            .flush()
-            .map_err(|e| Failure::device(WriteStep::CheckpointFlush { percent }, e))?;
-        self.header.written = self.progress.done;
+        let done = p.done;
         self.records
-            .write(self.device, self.env, self.header)
-            .map_err(|e| Failure::device(WriteStep::CheckpointHeader { percent }, e))
+            .write(
+                self.device,
+                self.env,
+                self.header,
+                self.integrity.table(),
+                done,
+            )
+            .map_err(|(step, e)| match step {
+                RecordStep::Flush => Failure::device(WriteStep::CheckpointFlush { percent }, e),
+                RecordStep::Write => Failure::device(WriteStep::CheckpointHeader { percent }, e),
+            })?;
+        self.profile.write.checkpoints_us += self.env.now_us().saturating_sub(t0);
+        Ok(())
     }
+}
+
+/// The chunk hasher refused a piece: the writer fed it out of order.
+fn hasher_bug(error: FeedError) -> Failure {
+    Failure::Internal(FixedString::display(format_args!(
+        "chunk checksums: {error}"
+    )))
 }
 
 /// MiB/s × 10 (one decimal without floating point).
@@ -390,8 +566,6 @@ struct Progress {
     done: u64,
     next_percent: u64,
     started_us: u64,
-    io_us: u64,
-    hash_us: u64,
 }
 
 impl Progress {
@@ -401,8 +575,6 @@ impl Progress {
             done: 0,
             next_percent: CHECKPOINT_PERCENT,
             started_us: now_us,
-            io_us: 0,
-            hash_us: 0,
         }
     }
 

@@ -6,8 +6,12 @@
 //! 3. **plan**: memory (heap, own page tables), interrupt controllers masked,
 //!    the vmcore layout, the dump device (found, identified, big enough);
 //! 4. **write**: the minicap header ("writing"), the vmcore straight from old
-//!    memory by DMA, progress, the header ("complete", SHA-256);
+//!    memory by DMA, progress, the header ("complete", with the chunk table
+//!    or the SHA-256 `minicap.verify=` asks for);
 //! 5. **finish**: reboot, halt or power off.
+//!
+//! The time of each phase is measured on the TSC ([`Profile`]) and printed
+//! before the final header.
 //!
 //! Any failure ends the run with one `minicap: RESULT: failure [<code>]: ...`
 //! line and leaves anything already on the device intact and described by
@@ -21,15 +25,16 @@ use crate::hw::platform::Machine;
 use crate::hw::{apic, cpu, paging, pic, serial, tsc};
 use crate::memory::SkippedRanges;
 use crate::target::Candidates;
-use crate::writer::{mib_per_s_x10, write_dump, Dump, KernelEnv};
+use crate::writer::{mib_per_s_x10, verification, write_dump, Clock, Dump, KernelEnv, Verified};
 use crate::{fault, finish, memory, say, target};
 use core::ops::Range;
 use minicap_acpi::AcpiInfo;
 use minicap_bootinfo::cmdline::{DumpFormat, DumpTarget, MinicapOptions};
+use minicap_capture::profile::{Phase, Profile};
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{self as dumpheader, DeviceIdHex, DumpHeader, DumpState, DUMP_OFFSET};
 use minicap_elfcore::{for_each_load_range, parse_core_headers, plan_vmcore, CoreHeaders};
-use minicap_physmem::{Hex, PAGE_SIZE};
+use minicap_physmem::PAGE_SIZE;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -38,11 +43,12 @@ struct Summary {
     bytes: u64,
     elapsed_us: u64,
     device: DeviceName,
-    sha256: [u8; 32],
+    verified: Verified,
 }
 
 /// The whole run; never returns.
 pub fn run(boot_params: u64, load_base: u64) -> ! {
+    let entry_ticks = cpu::rdtsc();
     // The serial port needs only port I/O; the CPU tables come before the
     // first line, so that an NMI (a BMC or watchdog) or a fault while
     // printing is caught instead of resetting the machine.
@@ -60,11 +66,13 @@ pub fn run(boot_params: u64, load_base: u64) -> ! {
             "PIT silent: assumed"
         }
     );
-    match capture(boot_params) {
+    let clock = Clock::since_entry(entry_ticks, clock.khz);
+    let mut profile = Profile::new(0);
+    match capture(boot_params, clock, &mut profile) {
         Ok(s) => {
             let rate = mib_per_s_x10(s.bytes, s.elapsed_us);
             say!(
-                "RESULT: success: wrote {} bytes ({}) to {} in {}.{:03} s ({}.{} MiB/s), sha256 {}",
+                "RESULT: success: wrote {} bytes ({}) to {} in {}.{:03} s ({}.{} MiB/s), {}",
                 s.bytes,
                 Size(s.bytes),
                 s.device.as_str(),
@@ -72,7 +80,7 @@ pub fn run(boot_params: u64, load_base: u64) -> ! {
                 (s.elapsed_us / 1000) % 1000,
                 rate / 10,
                 rate % 10,
-                Hex(&s.sha256)
+                s.verified
             );
         }
         Err(failure) => say!("{}", ResultLine(&failure)),
@@ -86,8 +94,10 @@ pub fn run(boot_params: u64, load_base: u64) -> ! {
     finish::leave(fault::after())
 }
 
-fn capture(boot_params: u64) -> Result<Summary, Failure> {
+fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summary, Failure> {
+    let mut phase = |phase| profile.enter(phase, clock.now_us());
     // ---- parse: what the loader handed over ----
+    phase(Phase::Parse);
     let handoff = Handoff::read(boot_params)?;
     finish::RSDP_HINT.call_once(|| handoff.acpi_rsdp);
     say!("command line: {}", handoff.cmdline());
@@ -101,6 +111,7 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
     memory::elfcorehdr_range(core_addr, core_arg.size, 0)?;
 
     // ---- plan: memory ----
+    phase(Phase::Memory);
     // Usable RAM, minus every range the dump reads or describes (found
     // before there is a heap, so the heap can never land on dumped memory,
     // whatever the loader's map says), minus the hand-over data and the page
@@ -141,6 +152,7 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
     );
 
     // ---- parse: the ELF core headers ----
+    phase(Phase::Parse);
     let core =
         parse_core_headers(&IdentityMem, core_addr).map_err(|error| Failure::BadCoreHeaders {
             addr: core_addr,
@@ -155,7 +167,9 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
     let mut skipped = memory::outside_ram(core_addr, handoff.e820(), &core.loads)?;
 
     // ---- plan: own page tables, silent interrupt controllers, IOMMU ----
+    phase(Phase::Memory);
     own_page_tables(&handoff, &core, &skipped, &reserved, &heap, limit)?;
+    phase(Phase::Parse);
     let acpi = minicap_acpi::discover(&IdentityMem, handoff.acpi_rsdp);
     if let Some(acpi) = &acpi {
         memory::skip_device_registers(
@@ -166,14 +180,18 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
         )?;
     }
     report_skipped(&skipped);
+    phase(Phase::Interrupts);
     silence_interrupts(acpi.as_ref());
+    phase(Phase::Device);
     let machine = Machine;
     let candidates = Candidates::scan(&machine);
+    phase(Phase::Iommu);
     crate::iommu::take_over(acpi.as_ref(), &candidates, &core, &heap)
         .map_err(|e| Failure::iommu(e.base, e.error))?;
     drop(handoff);
 
     // ---- plan: the vmcore and the device ----
+    phase(Phase::Parse);
     let layout = plan_vmcore(&core).map_err(Failure::BadLayout)?;
     say!(
         "dump: ELF vmcore of {} bytes ({}): {} PT_LOAD(s), {} bytes of notes",
@@ -182,6 +200,7 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
         layout.chunks.len(),
         core.notes.len()
     );
+    phase(Phase::Device);
     let mut target = target::find(&machine, &candidates, options.device)?;
     let device = &mut target.device;
     let required = dumpheader::required_capacity(layout.total_len);
@@ -226,14 +245,21 @@ fn capture(boot_params: u64) -> Result<Summary, Failure> {
         notes: &core.notes,
         skipped: &skipped,
         device_name: &target.name,
+        verify: verification(options.verify),
     };
     let started = tsc::now_us();
-    let sha256 = write_dump(device, &mut KernelEnv, &mut header, &dump)?;
+    let verified = write_dump(
+        device,
+        &mut KernelEnv { clock },
+        &mut header,
+        &dump,
+        profile,
+    )?;
     Ok(Summary {
         bytes: layout.total_len,
         elapsed_us: tsc::now_us().saturating_sub(started),
         device: target.name,
-        sha256,
+        verified,
     })
 }
 
@@ -295,10 +321,11 @@ fn report_options(options: &MinicapOptions) {
         None => core::fmt::Write::write_str(&mut device, "(any prepared device)"),
     };
     say!(
-        "options: target={} format={} after={} device={}",
+        "options: target={} format={} after={} verify={} device={}",
         options.target,
         options.format,
         options.after,
+        options.verify,
         device.as_str()
     );
 }

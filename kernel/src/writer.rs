@@ -1,16 +1,47 @@
 //! The kernel's adapters for the dump writer (`minicap_capture::writer`,
 //! host tested): DMA buffers from the heap, old memory through the identity
-//! map, the console log, the TSC clock, the console.
+//! map, the console log, the TSC clock (microseconds since entry, the
+//! profile's clock), the console.
 
 use crate::console;
-use crate::hw::{dma, phys, tsc};
+use crate::hw::{cpu, dma, phys, tsc};
 use core::fmt;
-pub use minicap_capture::writer::{block_size_supported, mib_per_s_x10, write_dump, Dump};
+pub use minicap_capture::writer::{
+    block_size_supported, mib_per_s_x10, verification, write_dump, Dump, Verified,
+};
 use minicap_capture::writer::{DmaBuffer, WriterEnv};
 use minicap_physmem::PAGE_BYTES;
 
 /// The machine as the writer sees it.
-pub struct KernelEnv;
+pub struct KernelEnv {
+    /// The clock: the TSC in microseconds since entry.
+    pub clock: Clock,
+}
+
+/// The TSC in microseconds since `minicap_main` was entered (the TSC's own
+/// zero is set by its calibration, which comes after the take-over).
+#[derive(Clone, Copy)]
+pub struct Clock {
+    calibrated_at_us: u64,
+}
+
+impl Clock {
+    /// The clock of a run that entered at TSC value `entry_ticks`; call
+    /// right after the TSC was calibrated at `khz`.
+    pub fn since_entry(entry_ticks: u64, khz: u64) -> Self {
+        let ticks = cpu::rdtsc().wrapping_sub(entry_ticks);
+        let since_entry =
+            u64::try_from(u128::from(ticks) * 1000 / u128::from(khz.max(1))).unwrap_or(u64::MAX);
+        Self {
+            calibrated_at_us: since_entry.saturating_sub(tsc::now_us()),
+        }
+    }
+
+    /// Microseconds since entry.
+    pub fn now_us(&self) -> u64 {
+        tsc::now_us().saturating_add(self.calibrated_at_us)
+    }
+}
 
 impl DmaBuffer for dma::DmaBuffer {
     fn addr(&self) -> u64 {
@@ -38,7 +69,7 @@ impl WriterEnv for KernelEnv {
     }
 
     fn now_us(&mut self) -> u64 {
-        tsc::now_us()
+        self.clock.now_us()
     }
 
     fn say(&mut self, line: fmt::Arguments<'_>) {

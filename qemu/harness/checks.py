@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .common import PAGE_SIZE, HarnessError, log, run, tail
 from .console import (IOMMU_TAKEOVER, MAX_REQUEST_BYTES, check_write_failure, parse_write_failure,
-                      planned_dump_length, success_sha256)
+                      planned_dump_length)
 from .device_info import DeviceInfo, read_device_info
 from .disks import DUMP_OFFSET, same_bytes
 from .elf import KERNEL_TEXT_START, NT_PRSTATUS, PT_LOAD, PT_NOTE, kernel_offset, parse_notes, read_phdrs, vmcore_end
@@ -365,11 +365,42 @@ def read_header(res: Results, args, disk: Path, info: dict) -> DeviceInfo | None
     return h
 
 
+# The verification the RESULT success line names (`minicap.verify=`), as the header's `verify` field spells it.
+VERIFIED = [
+    ("sha256", re.compile(r"\bsha256 (?P<sha256>[0-9a-f]{64})\b")),
+    ("xxh64-chunks", re.compile(r"\bxxh64 per (?P<size>\d+) (?P<unit>MiB|GiB) chunk \((?P<chunks>\d+) chunks\), "
+                                r"table xxh64 [0-9a-f]{16}\b")),
+    ("none", re.compile(r"\bnot verified\b")),
+]  # fmt: skip
+
+
+def verification_mismatch(h: DeviceInfo, result_text: str) -> str | None:
+    """Why the verification the RESULT line names does not match the
+    header's (`verify`, and the SHA-256 or the chunk size and count); None
+    if it does."""
+    named = [(verify, m) for verify, pattern in VERIFIED if (m := pattern.search(result_text))]
+    if len(named) != 1:
+        return f"the RESULT line names {len(named)} verifications (want one): {result_text[-120:]!r}"
+    verify, m = named[0]
+    if verify != h.verify:
+        return f"the RESULT line names {verify}, the header's verify is {h.verify}"
+    if verify == "sha256" and m["sha256"] != h.sha256:
+        return f"sha256 {h.sha256}, the RESULT line printed {m['sha256']}"
+    if verify == "xxh64-chunks":
+        size = int(m["size"]) << (20 if m["unit"] == "MiB" else 30)
+        chunks = -(-h.dump_length // size)
+        if size != h.chunk_size or int(m["chunks"]) != chunks:
+            return (f"the RESULT line names {m['chunks']} chunks of {size} bytes, the header {chunks} of "
+                    f"{h.chunk_size}")  # fmt: skip
+    return None
+
+
 def check_complete_header(res: Results, h: DeviceInfo, result_text: str, vmcore_bytes: int | None,
                           version: str) -> None:
     """After a successful capture the header says complete, with no failure
-    code, everything written, the guest's release and the SHA-256 the
-    RESULT line printed; the saved vmcore is `dump_length` bytes long."""
+    code, everything written, the guest's release and the verification the
+    RESULT line printed (`verify`, and the SHA-256 or chunk size); the saved
+    vmcore is `dump_length` bytes long."""
     bad = []
     if h.state != "complete" or h.failure_code != "none":
         bad.append(f"state {h.state}, failure_code {h.failure_code} (want complete, none)")
@@ -379,9 +410,9 @@ def check_complete_header(res: Results, h: DeviceInfo, result_text: str, vmcore_
         bad.append(f"written {h.written}, dump_length {h.dump_length}, saved vmcore {vmcore_bytes} bytes")
     if h.osrelease != version:
         bad.append(f"osrelease {h.osrelease!r}, want {version!r}")
-    printed = success_sha256(result_text)
-    if printed != h.sha256:
-        bad.append(f"sha256 {h.sha256}, the RESULT line printed {printed}")
+    mismatch = verification_mismatch(h, result_text)
+    if mismatch:
+        bad.append(mismatch)
     res.add("header: complete", not bad,
-            f"state {h.state}, {h.written} of {h.dump_length} bytes written, sha256 {h.sha256[:16]}..."
+            f"state {h.state}, {h.written} of {h.dump_length} bytes written, verify {h.verify}"
             + "".join(f"\n{b}" for b in bad))  # fmt: skip

@@ -1,20 +1,33 @@
 //! The writer against a fake block device that records every write and
-//! flush, checks on every header write that the header claims nothing the
-//! device has not confirmed, and can fail any one operation.
+//! flush, keeps up to `depth` writes outstanding (completing them oldest
+//! first when waited for), checks on every header write that the header
+//! claims nothing the device has not made durable (dump bytes, log, chunk
+//! table entries), and can fail any one operation.
 
 use super::*;
 use crate::memory::SkippedRanges;
+use crate::profile::Profile;
 use crate::DeviceEffect;
+use minicap_chunksum::{
+    finished_chunks, table_xxh64, xxh64, ChunkHasher, CHUNK_TABLE_OFFSET, MIN_CHUNK_SIZE,
+};
 use minicap_dumpheader::{DumpFormat, FailureCode};
 use minicap_elfcore::{plan_vmcore, CoreHeaders, LoadSegment, PF_R, PF_W, PF_X};
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use sha2::{Digest, Sha256};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 const OLD_BASE: u64 = 0x10_0000;
-const OLD_PAGES: u64 = 300;
+const OLD_PAGES: u64 = 720;
 const DMA_BASE: u64 = 0x4000_0000;
 const DISK: usize = 8 << 20;
+const SECTOR: usize = 512;
+const MODES: [Verification; 3] = [
+    Verification::Xxh64Chunks,
+    Verification::Sha256,
+    Verification::None,
+];
 
 /// Fake physical memory: old memory (a pattern) and the DMA buffers.
 struct Phys {
@@ -25,9 +38,14 @@ struct Phys {
 
 impl Phys {
     fn new() -> Rc<RefCell<Self>> {
-        let old = (0..OLD_PAGES * PAGE_SIZE)
-            .map(|i| u8::try_from((i * 7 + i / 4096) % 251).unwrap())
-            .collect();
+        static PATTERN: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let old = PATTERN
+            .get_or_init(|| {
+                (0..OLD_PAGES * PAGE_SIZE)
+                    .map(|i| u8::try_from((i * 7 + i / 4096) % 251).unwrap())
+                    .collect()
+            })
+            .clone();
         Rc::new(RefCell::new(Self {
             old,
             buffers: BTreeMap::new(),
@@ -67,26 +85,20 @@ impl DmaBuffer for FakeBuffer {
     }
 }
 
+/// A clock the device moves (100 µs per operation submitted), so that runs
+/// with the same operations print the same times whatever the depth.
+type Clock = Rc<Cell<u64>>;
+
 struct FakeEnv {
     phys: Rc<RefCell<Phys>>,
+    clock: Clock,
     log: String,
-    clock: u64,
     /// How many more DMA buffers may be allocated.
     buffers_left: usize,
     /// Old memory at or above this address is "not mapped".
     mapped_end: u64,
-}
-
-impl FakeEnv {
-    fn new(phys: &Rc<RefCell<Phys>>) -> Self {
-        Self {
-            phys: phys.clone(),
-            log: "minicap: starting\n".into(),
-            clock: 0,
-            buffers_left: usize::MAX,
-            mapped_end: u64::MAX,
-        }
-    }
+    /// Bytes of old memory the CPU read.
+    old_bytes_read: u64,
 }
 
 impl WriterEnv for FakeEnv {
@@ -104,6 +116,7 @@ impl WriterEnv for FakeEnv {
         if addr + len > self.mapped_end {
             return false;
         }
+        self.old_bytes_read += len;
         f(&self.phys.borrow().read(addr, len));
         true
     }
@@ -113,8 +126,7 @@ impl WriterEnv for FakeEnv {
         n
     }
     fn now_us(&mut self) -> u64 {
-        self.clock += 100;
-        self.clock
+        self.clock.get()
     }
     fn say(&mut self, line: fmt::Arguments<'_>) {
         self.log.push_str(&format!("minicap: {line}\n"));
@@ -127,17 +139,40 @@ enum Op {
     Flush,
 }
 
+/// A write submitted and not yet completed.
+struct Outstanding {
+    index: usize,
+    offset: u64,
+    phys: u64,
+    len: u64,
+}
+
 struct FakeDevice {
     phys: Rc<RefCell<Phys>>,
+    clock: Clock,
     disk: Vec<u8>,
     block: u32,
+    depth: usize,
+    /// Every operation, in the order submitted.
     ops: Vec<Op>,
+    /// The operation that fails (a write: when it is waited for).
     fail_at: Option<usize>,
-    /// End of the dump bytes written before the last flush.
-    data_written_end: u64,
-    data_flushed_end: u64,
+    outstanding: VecDeque<Outstanding>,
+    most_outstanding: usize,
+    /// The next dump byte a write must start at (the writer submits in order).
+    next_dump_offset: u64,
+    /// Per sector: written (completed), durable (completed before a flush).
+    written: Vec<bool>,
+    durable: Vec<bool>,
     log_written: u64,
     log_flushed: u64,
+    /// Table blocks completed since the last flush, and the table as the
+    /// last flush left it.
+    table_pending: Vec<(u64, Vec<u8>)>,
+    durable_table: Vec<u8>,
+    /// What the table entries must be (the chunks of the expected vmcore).
+    expected_chunks: Vec<u64>,
+    headers_checked: usize,
 }
 
 #[derive(Debug)]
@@ -149,21 +184,33 @@ impl fmt::Display for DeviceFailed {
     }
 }
 
+#[allow(clippy::cast_possible_truncation)] // 896 KiB
+const TABLE_AREA: usize = (DUMP_OFFSET - CHUNK_TABLE_OFFSET) as usize;
+
 impl FakeDevice {
-    fn new(phys: &Rc<RefCell<Phys>>, block: u32) -> Self {
+    fn new(phys: &Rc<RefCell<Phys>>, clock: &Clock, block: u32, depth: usize) -> Self {
         let mut disk = vec![0xee; DISK];
         let prepared = DumpHeader::new_empty([7; 16], DISK as u64, "minicap format");
         disk[..HEADER_LEN].copy_from_slice(&prepared.encode());
         Self {
             phys: phys.clone(),
+            clock: clock.clone(),
             disk,
             block,
+            depth,
             ops: Vec::new(),
             fail_at: None,
-            data_written_end: DUMP_OFFSET,
-            data_flushed_end: DUMP_OFFSET,
+            outstanding: VecDeque::new(),
+            most_outstanding: 0,
+            next_dump_offset: DUMP_OFFSET,
+            written: vec![false; DISK / SECTOR],
+            durable: vec![false; DISK / SECTOR],
             log_written: 0,
             log_flushed: 0,
+            table_pending: Vec::new(),
+            durable_table: vec![0xee; TABLE_AREA],
+            expected_chunks: Vec::new(),
+            headers_checked: 0,
         }
     }
 
@@ -171,14 +218,87 @@ impl FakeDevice {
         DumpHeader::decode(&self.disk[..HEADER_LEN]).unwrap()
     }
 
-    fn next_op(&mut self, op: Op) -> Result<(), DeviceFailed> {
-        let index = self.ops.len();
+    /// Record an operation (the clock moves); returns its index.
+    fn submit(&mut self, op: Op) -> usize {
+        self.clock.set(self.clock.get() + 100);
         self.ops.push(op);
-        if self.fail_at == Some(index) {
-            return Err(DeviceFailed(index));
-        }
-        Ok(())
+        self.ops.len() - 1
     }
+
+    fn check_aligned(&self, offset: u64, len: u64) {
+        let block = u64::from(self.block);
+        assert!(
+            offset.is_multiple_of(block) && len.is_multiple_of(block) && len > 0,
+            "write of {len} bytes at {offset:#x} is not aligned to {block}-byte blocks"
+        );
+    }
+
+    /// A write reaches the disk.
+    fn complete(&mut self, offset: u64, phys: u64, len: u64) {
+        let bytes = self.phys.borrow().read(phys, len);
+        let at = usize::try_from(offset).unwrap();
+        self.disk[at..at + bytes.len()].copy_from_slice(&bytes);
+        for sector in at / SECTOR..(at + bytes.len()) / SECTOR {
+            self.written[sector] = true;
+        }
+        if offset == 0 {
+            self.check_header();
+        } else if offset == LOG_OFFSET {
+            self.log_written = len;
+        } else if offset < DUMP_OFFSET {
+            assert!(
+                offset >= CHUNK_TABLE_OFFSET,
+                "write into reserved bytes at {offset:#x}"
+            );
+            self.table_pending.push((offset, bytes));
+        }
+    }
+
+    /// Every header the writer stores must be backed by durable dump bytes,
+    /// log and table entries, the entries those of the expected vmcore.
+    fn check_header(&mut self) {
+        self.headers_checked += 1;
+        let h = self.header();
+        let first = usize::try_from(DUMP_OFFSET).unwrap() / SECTOR;
+        let claimed = usize::try_from(h.written).unwrap().div_ceil(SECTOR);
+        assert!(
+            self.durable[first..first + claimed].iter().all(|&d| d),
+            "header claims {} bytes, not all of them flushed",
+            h.written
+        );
+        assert!(u64::from(h.log_length) <= self.log_flushed);
+        if h.verify == Verification::Xxh64Chunks {
+            let k =
+                usize::try_from(finished_chunks(h.written, h.dump_length, h.chunk_size)).unwrap();
+            let entries = entries_of(&self.durable_table[..k * 8]);
+            assert_eq!(
+                entries,
+                self.expected_chunks[..k],
+                "table entries on the device"
+            );
+            assert_eq!(table_xxh64(&entries), h.table_xxh64, "table_xxh64");
+        } else {
+            assert_eq!((h.chunk_size, h.table_xxh64), (0, 0));
+        }
+    }
+
+    fn finish_outstanding(&mut self) -> Result<(), DeviceFailed> {
+        let mut first_error = Ok(());
+        while !self.outstanding.is_empty() {
+            let r = self.wait();
+            if first_error.is_ok() {
+                first_error = r;
+            }
+        }
+        first_error
+    }
+}
+
+fn entries_of(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|e| u64::from_le_bytes(e.try_into().unwrap()))
+        .collect()
 }
 
 impl BlockDevice for FakeDevice {
@@ -192,43 +312,70 @@ impl BlockDevice for FakeDevice {
     fn max_transfer(&self) -> u64 {
         64 << 10
     }
+    fn max_in_flight(&self) -> usize {
+        self.depth
+    }
     fn read(&mut self, _: u64, _: u64, _: u64) -> Result<(), DeviceFailed> {
         unreachable!("the writer never reads")
     }
     fn write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), DeviceFailed> {
-        let block = u64::from(self.block);
-        assert!(
-            offset.is_multiple_of(block) && len.is_multiple_of(block) && len > 0,
-            "write of {len} bytes at {offset:#x} is not aligned to {block}-byte blocks"
-        );
-        self.next_op(Op::Write { offset, len })?;
-        let bytes = self.phys.borrow().read(phys, len);
-        let at = usize::try_from(offset).unwrap();
-        self.disk[at..at + bytes.len()].copy_from_slice(&bytes);
-        if offset == 0 {
-            // Every header the writer stores must be backed by flushed
-            // data and a flushed log.
-            let h = self.header();
-            assert!(
-                DUMP_OFFSET + h.written <= self.data_flushed_end,
-                "header claims {} bytes, {} flushed",
-                h.written,
-                self.data_flushed_end - DUMP_OFFSET
-            );
-            assert!(u64::from(h.log_length) <= self.log_flushed);
-        } else if offset == LOG_OFFSET {
-            self.log_written = len;
-        } else {
-            assert!(offset >= DUMP_OFFSET);
-            assert_eq!(offset, self.data_written_end, "dump written out of order");
-            self.data_written_end = offset + len;
+        self.finish_outstanding()?;
+        self.check_aligned(offset, len);
+        if offset >= DUMP_OFFSET {
+            assert_eq!(self.depth, 0, "the dump goes through start_write");
+            assert_eq!(offset, self.next_dump_offset, "dump written out of order");
+            self.next_dump_offset = offset + len;
         }
+        let index = self.submit(Op::Write { offset, len });
+        if self.fail_at == Some(index) {
+            return Err(DeviceFailed(index));
+        }
+        self.complete(offset, phys, len);
+        Ok(())
+    }
+    fn start_write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), DeviceFailed> {
+        assert!(
+            self.outstanding.len() < self.depth,
+            "more than {} writes outstanding",
+            self.depth
+        );
+        self.check_aligned(offset, len);
+        assert!(len <= self.max_transfer());
+        assert_eq!(offset, self.next_dump_offset, "dump submitted out of order");
+        self.next_dump_offset = offset + len;
+        let index = self.submit(Op::Write { offset, len });
+        self.outstanding.push_back(Outstanding {
+            index,
+            offset,
+            phys,
+            len,
+        });
+        self.most_outstanding = self.most_outstanding.max(self.outstanding.len());
+        Ok(())
+    }
+    fn wait(&mut self) -> Result<(), DeviceFailed> {
+        let Some(w) = self.outstanding.pop_front() else {
+            return Ok(());
+        };
+        if self.fail_at == Some(w.index) {
+            return Err(DeviceFailed(w.index));
+        }
+        self.complete(w.offset, w.phys, w.len);
         Ok(())
     }
     fn flush(&mut self) -> Result<(), DeviceFailed> {
-        self.next_op(Op::Flush)?;
-        self.data_flushed_end = self.data_written_end;
+        let finished = self.finish_outstanding();
+        let index = self.submit(Op::Flush);
+        finished?;
+        if self.fail_at == Some(index) {
+            return Err(DeviceFailed(index));
+        }
+        self.durable.clone_from(&self.written);
         self.log_flushed = self.log_written;
+        for (offset, bytes) in std::mem::take(&mut self.table_pending) {
+            let at = usize::try_from(offset - CHUNK_TABLE_OFFSET).unwrap();
+            self.durable_table[at..at + bytes.len()].copy_from_slice(&bytes);
+        }
         Ok(())
     }
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
@@ -252,7 +399,7 @@ fn core_headers() -> CoreHeaders {
         e_ident: *b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0",
         e_entry: 0,
         e_flags: 0,
-        loads: vec![load(OLD_BASE, 200), load(OLD_BASE + 220 * PAGE_SIZE, 80)],
+        loads: vec![load(OLD_BASE, 400), load(OLD_BASE + 420 * PAGE_SIZE, 300)],
         notes: b"\x05\0\0\0\x04\0\0\0\x01\0\0\0CORE\0\0\0\0abcd".to_vec(),
         cpus: Vec::new(),
         vmcoreinfo: None,
@@ -296,37 +443,115 @@ fn expected_vmcore(
     v
 }
 
+/// How a test run is set up.
+#[derive(Clone)]
+struct Setup {
+    block: u32,
+    depth: usize,
+    verify: Verification,
+    fail_at: Option<usize>,
+    skipped: SkippedRanges,
+    buffers_left: usize,
+    mapped_end: u64,
+}
+
+impl Setup {
+    fn new(verify: Verification, depth: usize) -> Self {
+        Self {
+            block: 4096,
+            depth,
+            verify,
+            fail_at: None,
+            skipped: SkippedRanges::new(),
+            buffers_left: usize::MAX,
+            mapped_end: u64::MAX,
+        }
+    }
+}
+
+/// A device with only the required methods: the trait's defaults (one
+/// write at a time, `start_write` = `write`, `wait` = nothing) must do.
+struct Blocking(FakeDevice);
+
+impl BlockDevice for Blocking {
+    type Error = DeviceFailed;
+    fn capacity(&self) -> u64 {
+        self.0.capacity()
+    }
+    fn sector_size(&self) -> u32 {
+        self.0.sector_size()
+    }
+    fn max_transfer(&self) -> u64 {
+        self.0.max_transfer()
+    }
+    fn read(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), DeviceFailed> {
+        self.0.read(offset, phys, len)
+    }
+    fn write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), DeviceFailed> {
+        self.0.write(offset, phys, len)
+    }
+    fn flush(&mut self) -> Result<(), DeviceFailed> {
+        self.0.flush()
+    }
+    fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        self.0.describe(out)
+    }
+}
+
 struct Run {
-    result: Result<[u8; 32], Failure>,
+    result: Result<Verified, Failure>,
     device: FakeDevice,
     env: FakeEnv,
     header: DumpHeader,
     expected: Vec<u8>,
+    profile: Profile,
 }
 
-fn run(block: u32, fail_at: Option<usize>, skipped: &SkippedRanges) -> Run {
+fn run(setup: &Setup) -> Run {
     let phys = Phys::new();
+    let clock = Clock::default();
     let core = core_headers();
     let layout = plan_vmcore(&core).unwrap();
-    let mut device = FakeDevice::new(&phys, block);
-    device.fail_at = fail_at;
-    let mut env = FakeEnv::new(&phys);
+    let expected = expected_vmcore(&phys.borrow(), &core, &layout, &setup.skipped);
+    let mut device = FakeDevice::new(&phys, &clock, setup.block, setup.depth);
+    device.fail_at = setup.fail_at;
+    device.expected_chunks = expected
+        .chunks(usize::try_from(MIN_CHUNK_SIZE).unwrap())
+        .map(xxh64)
+        .collect();
+    let mut env = FakeEnv {
+        phys: phys.clone(),
+        clock: clock.clone(),
+        log: "minicap: starting\n".into(),
+        buffers_left: setup.buffers_left,
+        mapped_end: setup.mapped_end,
+        old_bytes_read: 0,
+    };
     let mut header = new_header(&layout);
     let name = DeviceName::display("fake 00:02.0");
     let dump = Dump {
         layout: &layout,
         notes: &core.notes,
-        skipped,
+        skipped: &setup.skipped,
         device_name: &name,
+        verify: setup.verify,
     };
-    let result = write_dump(&mut device, &mut env, &mut header, &dump);
-    let expected = expected_vmcore(&phys.borrow(), &core, &layout, skipped);
+    let mut profile = Profile::new(0);
+    let result = if setup.depth == 0 {
+        let mut blocking = Blocking(device);
+        let result = write_dump(&mut blocking, &mut env, &mut header, &dump, &mut profile);
+        device = blocking.0;
+        result
+    } else {
+        write_dump(&mut device, &mut env, &mut header, &dump, &mut profile)
+    };
     Run {
         result,
         device,
         env,
         header,
         expected,
+        profile,
     }
 }
 
@@ -340,22 +565,102 @@ fn log_on_disk(device: &FakeDevice, header: &DumpHeader) -> String {
     String::from_utf8(device.disk[start..start + header.log_length as usize].to_vec()).unwrap()
 }
 
+fn table_writes(ops: &[Op]) -> usize {
+    ops.iter()
+        .filter(|op| matches!(op, Op::Write { offset, .. } if (CHUNK_TABLE_OFFSET..DUMP_OFFSET).contains(offset)))
+        .count()
+}
+
+/// The check on the device matches the image, recomputed from the chunk
+/// table's definition (and with the streaming hasher `minicap save` uses,
+/// fed in odd pieces) or the SHA-256.
+fn assert_verifiable(r: &Run) {
+    let h = r.device.header();
+    let image = dump_area(&r.device, usize::try_from(h.dump_length).unwrap());
+    assert_eq!(image, &r.expected[..]);
+    let verified = r.result.as_ref().unwrap();
+    assert_eq!(h.verify, r.header.verify);
+    match h.verify {
+        Verification::Xxh64Chunks => {
+            assert_eq!(h.chunk_size, MIN_CHUNK_SIZE);
+            let chunks = r.expected.len().div_ceil(1 << 20);
+            assert_eq!(
+                chunks, 3,
+                "the test dump spans three chunks, the last one short"
+            );
+            let start = usize::try_from(CHUNK_TABLE_OFFSET).unwrap();
+            let block = &r.device.disk[start..start + 4096];
+            let on_device = entries_of(&block[..chunks * 8]);
+            let by_definition: Vec<u64> = image.chunks(1 << 20).map(xxh64).collect();
+            assert_eq!(on_device, by_definition);
+            // The rest of the table block is zeros.
+            assert!(block[chunks * 8..].iter().all(|&b| b == 0));
+            let mut streamed = vec![0; chunks];
+            let mut hasher = ChunkHasher::with_chunk_size(h.dump_length, h.chunk_size).unwrap();
+            for piece in image.chunks(12_345) {
+                hasher.update_into(piece, &mut streamed).unwrap();
+            }
+            assert_eq!(streamed, on_device);
+            assert_eq!(h.table_xxh64, table_xxh64(&on_device));
+            assert_eq!(
+                *verified,
+                Verified::Chunks {
+                    chunk_size: 1 << 20,
+                    chunks: 3,
+                    table_xxh64: h.table_xxh64
+                }
+            );
+            assert_eq!(
+                verified.to_string(),
+                format!(
+                    "xxh64 per 1 MiB chunk (3 chunks), table xxh64 {:016x}",
+                    h.table_xxh64
+                )
+            );
+            assert_eq!(h.sha256, [0; 32]);
+        }
+        Verification::Sha256 => {
+            let sha: [u8; 32] = Sha256::digest(&r.expected).into();
+            assert_eq!(h.sha256, sha);
+            assert_eq!(*verified, Verified::Sha256(sha));
+            assert!(verified.to_string().starts_with("sha256 "));
+            assert_eq!(verified.to_string().len(), 7 + 64);
+            assert_eq!((h.chunk_size, h.table_xxh64), (0, 0));
+            assert_eq!(table_writes(&r.device.ops), 0);
+        }
+        Verification::None => {
+            assert_eq!(*verified, Verified::None);
+            assert_eq!(verified.to_string(), "not verified (minicap.verify=none)");
+            assert_eq!((h.sha256, h.chunk_size, h.table_xxh64), ([0; 32], 0, 0));
+            assert_eq!(table_writes(&r.device.ops), 0);
+        }
+    }
+}
+
+#[test]
+fn each_check_matches_the_image_written() {
+    for verify in MODES {
+        for depth in [1, 4] {
+            let r = run(&Setup::new(verify, depth));
+            assert_verifiable(&r);
+            let h = r.device.header();
+            assert_eq!(h.state, DumpState::Complete);
+            assert_eq!(h.written, r.expected.len() as u64);
+            assert_eq!(r.header.encode(), h.encode());
+            assert_eq!(r.device.most_outstanding, depth, "{verify} depth {depth}");
+            // Nothing recorded: old memory is left to the device alone.
+            let read = r.env.old_bytes_read;
+            assert_eq!(read == 0, verify == Verification::None, "{verify}: {read}");
+        }
+    }
+}
+
 #[test]
 fn a_clean_run_writes_everything_in_order() {
-    let r = run(512, None, &SkippedRanges::new());
-    let sha = r.result.unwrap();
+    let r = run(&Setup::new(Verification::Xxh64Chunks, 1));
+    r.result.as_ref().unwrap();
     let total = r.expected.len();
-    assert_eq!(dump_area(&r.device, total), &r.expected[..]);
-    assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&r.expected)));
-
     let h = r.device.header();
-    assert_eq!(h.state, DumpState::Complete);
-    assert_eq!(h.written, total as u64);
-    assert_eq!(h.sha256, sha);
-    assert_eq!(h.failure_code, FailureCode::None);
-    assert_eq!((h.skipped_ranges, h.skipped_bytes), (0, 0));
-    assert_eq!(r.header.encode(), h.encode());
-
     let ops = &r.device.ops;
     // Log, flush, header "writing", flush; then the first dump byte.
     assert!(matches!(
@@ -381,16 +686,23 @@ fn a_clean_run_writes_everything_in_order() {
             ..
         }
     ));
-    // The end: flush, log, flush, header "complete", flush.
+    // The end: flush, log, table, flush, header "complete", flush.
     let n = ops.len();
-    assert_eq!(ops[n - 5], Op::Flush);
+    assert_eq!(ops[n - 6], Op::Flush);
     assert!(matches!(
-        ops[n - 4],
+        ops[n - 5],
         Op::Write {
             offset: LOG_OFFSET,
             ..
         }
     ));
+    assert_eq!(
+        ops[n - 4],
+        Op::Write {
+            offset: CHUNK_TABLE_OFFSET,
+            len: 4096
+        }
+    );
     assert_eq!(ops[n - 3], Op::Flush);
     assert_eq!(
         ops[n - 2],
@@ -400,29 +712,273 @@ fn a_clean_run_writes_everything_in_order() {
         }
     );
     assert_eq!(ops[n - 1], Op::Flush);
-    // A checkpoint every 10 %: nine header updates between the first and last.
+    // A checkpoint every 10 %: nine header updates between the first and
+    // last, each checked by the device.
     let headers = ops
         .iter()
         .filter(|o| matches!(o, Op::Write { offset: 0, .. }))
         .count();
     assert_eq!(headers, 1 + 9 + 1);
+    assert_eq!(r.device.headers_checked, headers);
+    // The table block is written when it has new final entries: once per
+    // finished chunk (two of them during the dump) and at the end.
+    assert_eq!(table_writes(ops), 3);
     let log = log_on_disk(&r.device, &h);
-    assert!(log.contains(&format!("minicap: all {total} bytes written and flushed")));
+    assert!(log.contains(&format!(
+        "minicap: all {total} bytes written and flushed (up to 1 write(s) in flight)\n"
+    )));
+    assert!(
+        log.contains("minicap: first dump write at +0 ms\n"),
+        "{log}"
+    );
     assert_eq!(log.matches(" MiB/s\n").count(), 9, "{log}");
+    // The profile line is in the stored log, before the final header.
+    let profile = log
+        .lines()
+        .find(|l| l.starts_with("minicap: profile: take-over "))
+        .expect("profile line");
+    assert!(
+        profile.contains(", write ") && profile.contains("; total "),
+        "{profile}"
+    );
+    assert_eq!(r.profile.current(), Phase::Final);
+    assert!(log.ends_with(&format!("{profile}\n")), "{log}");
+}
+
+#[test]
+fn depth_1_and_depth_4_write_identical_images() {
+    for verify in MODES {
+        let one = run(&Setup::new(verify, 1));
+        let four = run(&Setup::new(verify, 4));
+        assert_eq!(one.device.ops, four.device.ops, "{verify}");
+        // The same bytes everywhere but in the log, which says how many
+        // writes were in flight.
+        let log = usize::try_from(LOG_OFFSET).unwrap()..usize::try_from(LOG_OFFSET * 2).unwrap();
+        let mut disks = [one.device.disk.clone(), four.device.disk.clone()];
+        for disk in &mut disks {
+            disk[log.clone()].fill(0);
+        }
+        assert!(disks[0] == disks[1], "{verify}");
+        let h = one.device.header();
+        assert_eq!(
+            log_on_disk(&one.device, &h),
+            log_on_disk(&four.device, &h).replace("up to 4 write(s)", "up to 1 write(s)")
+        );
+        assert_eq!(one.result.unwrap(), four.result.unwrap());
+    }
+}
+
+/// What a failed run left: the header (without its log length), the error,
+/// the log without the profile line (its times count the extra writes a
+/// deeper queue submitted) and the depth, the dump bytes and table entries
+/// claimed.
+fn failure_outcome(r: &Run) -> (String, Vec<u8>, String, Vec<u8>, Vec<u8>) {
+    let mut h = r.device.header();
+    let log: String = log_on_disk(&r.device, &h)
+        .lines()
+        .filter(|l| !l.starts_with("minicap: profile: "))
+        .map(|l| format!("{}\n", l.replace("up to 4 write(s)", "up to 1 write(s)")))
+        .collect();
+    let n = usize::try_from(h.written).unwrap();
+    let k = match h.verify {
+        Verification::Xxh64Chunks => {
+            usize::try_from(finished_chunks(h.written, h.dump_length, h.chunk_size)).unwrap()
+        }
+        _ => 0,
+    };
+    let start = usize::try_from(CHUNK_TABLE_OFFSET).unwrap();
+    let table = r.device.disk[start..start + k * 8].to_vec();
+    h.log_length = 0;
+    (
+        r.result.as_ref().unwrap_err().to_string(),
+        h.encode().to_vec(),
+        log,
+        dump_area(&r.device, n).to_vec(),
+        table,
+    )
+}
+
+#[test]
+fn after_any_failed_operation_the_header_tells_the_truth() {
+    for verify in [Verification::Xxh64Chunks, Verification::Sha256] {
+        let clean = run(&Setup::new(verify, 1));
+        let total = clean.expected.len() as u64;
+        let ops = clean.device.ops.clone();
+        // What each header of the clean run claims, and the flush that
+        // confirmed it (the one right before it).
+        let mut confirmed = Vec::new();
+        let mut claims = Vec::new();
+        {
+            let mut flushed = 0;
+            let mut written_end = 0;
+            for (i, op) in ops.iter().enumerate() {
+                match *op {
+                    Op::Write { offset: 0, .. } => {
+                        assert_eq!(ops[i - 1], Op::Flush);
+                        confirmed.push((i - 1, flushed));
+                        claims.push(flushed);
+                    }
+                    Op::Write { offset, len } if offset >= DUMP_OFFSET => {
+                        written_end = offset + len - DUMP_OFFSET
+                    }
+                    Op::Write { .. } => {}
+                    Op::Flush => flushed = written_end,
+                }
+            }
+        }
+        assert_eq!(claims.first(), Some(&0));
+        assert_eq!(claims.last(), Some(&total));
+
+        let data_writes: Vec<usize> = (0..ops.len())
+            .filter(|&k| matches!(ops[k], Op::Write { offset, .. } if offset >= DUMP_OFFSET))
+            .collect();
+        for (k, &failed_op) in ops.iter().enumerate() {
+            // The SHA-256 is slow in a debug build: with it, the failures
+            // of the records and of the first and last writes of the dump.
+            let is_data = data_writes.contains(&k);
+            if verify == Verification::Sha256
+                && is_data
+                && Some(&k) != data_writes.first()
+                && Some(&k) != data_writes.last()
+            {
+                continue;
+            }
+            let mut outcomes = Vec::new();
+            for depth in [1, 4] {
+                let mut setup = Setup::new(verify, depth);
+                setup.fail_at = Some(k);
+                let r = run(&setup);
+                let f = r
+                    .result
+                    .as_ref()
+                    .expect_err("every operation's failure is reported");
+                let what = format!("{verify} depth {depth} op {k}: {f}");
+                assert_eq!(f.code(), FailureCode::DeviceError, "{what}");
+                assert!(
+                    f.to_string().contains(&format!("operation {k} failed")),
+                    "{what}"
+                );
+                let dump_ops = r
+                    .device
+                    .ops
+                    .iter()
+                    .any(|o| matches!(o, Op::Write { offset, .. } if *offset >= DUMP_OFFSET));
+                if k < 4 {
+                    // The first log + header: nothing of the dump written, no
+                    // "failed" header over it.
+                    assert_eq!(f.effect(), Some(DeviceEffect::DumpAreaUntouched), "{what}");
+                    assert!(f
+                        .to_string()
+                        .starts_with("cannot write the minicap header to fake 00:02.0: operation"));
+                    assert!(!dump_ops);
+                    assert_eq!(r.device.ops.len(), k + 1);
+                    continue;
+                }
+                let want_written = confirmed
+                    .iter()
+                    .filter(|(flush, _)| *flush < k)
+                    .map(|&(_, w)| w)
+                    .max()
+                    .unwrap_or(0);
+                let h = r.device.header();
+                assert_eq!(h.state, DumpState::Failed, "{what}");
+                assert_eq!(h.failure_code, FailureCode::DeviceError, "{what}");
+                assert_eq!(h.written, want_written, "{what}");
+                assert_eq!(h.message_str(), f.to_string());
+                assert_eq!(h.dump_length, total);
+                assert_eq!(h.verify, verify);
+                // The claimed bytes are really there, and (checked by the
+                // device on every header write) so are the table entries.
+                let n = usize::try_from(h.written).unwrap();
+                assert_eq!(dump_area(&r.device, n), &clean.expected[..n], "{what}");
+                assert!(r.device.headers_checked >= 2, "{what}");
+                // The stored log says what happened.
+                let log = log_on_disk(&r.device, &h);
+                assert!(
+                    log.contains(&format!(
+                        "capture failed after {want_written} of {total} bytes were confirmed on the device: {f}"
+                    )),
+                    "{what}: {log}"
+                );
+                assert!(log.contains("minicap: profile: "), "{what}");
+                // The failure names the step.
+                let text = f.to_string();
+                match failed_op {
+                    Op::Write { offset, .. } if offset >= DUMP_OFFSET + 8192 => {
+                        assert!(text.starts_with("writing memory 0x"), "{what}")
+                    }
+                    Op::Write { offset, .. } if offset == DUMP_OFFSET => {
+                        assert!(text.starts_with("writing the vmcore at byte 0"), "{what}")
+                    }
+                    Op::Flush
+                        if ops.get(k + 1)
+                            == Some(&Op::Write {
+                                offset: 0,
+                                len: 4096,
+                            }) =>
+                    {
+                        assert!(
+                            text.starts_with("flush after")
+                                || text.starts_with("writing the final header"),
+                            "{what}"
+                        )
+                    }
+                    _ => assert!(
+                        text.starts_with("updating the header after")
+                            || text.starts_with("final flush")
+                            || text.starts_with("writing the final header"),
+                        "{what}"
+                    ),
+                }
+                assert_eq!(r.header.state, DumpState::Failed);
+                outcomes.push(failure_outcome(&r));
+            }
+            if let [one, four] = &outcomes[..] {
+                assert_eq!(one.0, four.0, "{verify} op {k}: error");
+                assert!(one.1 == four.1, "{verify} op {k}: header");
+                assert_eq!(one.2, four.2, "{verify} op {k}: log");
+                assert!(one.3 == four.3, "{verify} op {k}: dump");
+                assert!(one.4 == four.4, "{verify} op {k}: table");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_device_with_the_default_methods_gets_the_same_image() {
+    for verify in MODES {
+        // Depth 0: the fake behind `Blocking`, written with `write` only.
+        let defaults = run(&Setup::new(verify, 0));
+        assert_verifiable(&defaults);
+        let one = run(&Setup::new(verify, 1));
+        assert_eq!(defaults.device.ops, one.device.ops, "{verify}");
+        assert!(defaults.device.disk == one.device.disk, "{verify}");
+    }
+    // And a failed write is reported by the write itself.
+    let mut setup = Setup::new(Verification::Xxh64Chunks, 0);
+    setup.fail_at = Some(30);
+    let r = run(&setup);
+    let f = r.result.as_ref().unwrap_err();
+    assert!(f.to_string().contains("operation 30 failed"), "{f}");
+    assert_eq!(r.device.header().state, DumpState::Failed);
 }
 
 #[test]
 fn every_write_is_aligned_to_512_and_4096_byte_blocks() {
     // The fake device asserts the alignment of every write.
     for block in [512, 1024, 2048, 4096] {
-        assert!(run(block, None, &SkippedRanges::new()).result.is_ok());
+        let mut setup = Setup::new(Verification::Xxh64Chunks, 4);
+        setup.block = block;
+        assert_verifiable(&run(&setup));
     }
 }
 
 #[test]
 fn unsupported_block_sizes_write_nothing() {
     for block in [8192, 1000, 0, 256] {
-        let r = run(block, None, &SkippedRanges::new());
+        let mut setup = Setup::new(Verification::Xxh64Chunks, 1);
+        setup.block = block;
+        let r = run(&setup);
         let f = r.result.unwrap_err();
         assert_eq!(f.code(), FailureCode::UnsupportedBlockSize);
         assert_eq!(
@@ -435,164 +991,21 @@ fn unsupported_block_sizes_write_nothing() {
 
 #[test]
 fn out_of_memory_for_a_buffer_writes_nothing() {
-    for allowed in 0..3 {
-        let phys = Phys::new();
-        let core = core_headers();
-        let layout = plan_vmcore(&core).unwrap();
-        let mut device = FakeDevice::new(&phys, 512);
-        let mut env = FakeEnv::new(&phys);
-        env.buffers_left = allowed;
-        let mut header = new_header(&layout);
-        let name = DeviceName::display("fake");
-        let dump = Dump {
-            layout: &layout,
-            notes: &core.notes,
-            skipped: &SkippedRanges::new(),
-            device_name: &name,
-        };
-        let f = write_dump(&mut device, &mut env, &mut header, &dump).unwrap_err();
-        assert_eq!(f.code(), FailureCode::CrashMemoryTooSmall);
-        assert!(f.to_string().ends_with("; nothing was written"));
-        assert!(device.ops.is_empty());
+    // Chunks: header, log, table block, prefix; the others: no table block.
+    for (verify, buffers) in [(Verification::Xxh64Chunks, 4), (Verification::Sha256, 3)] {
+        for allowed in 0..buffers {
+            let mut setup = Setup::new(verify, 1);
+            setup.buffers_left = allowed;
+            let r = run(&setup);
+            let f = r.result.unwrap_err();
+            assert_eq!(f.code(), FailureCode::CrashMemoryTooSmall);
+            assert!(f.to_string().ends_with("; nothing was written"));
+            assert!(r.device.ops.is_empty());
+        }
+        let mut setup = Setup::new(verify, 1);
+        setup.buffers_left = buffers;
+        assert_verifiable(&run(&setup));
     }
-}
-
-/// For each header write in a clean run: the op index of the flush that
-/// confirmed what it claims, and the bytes it claims.
-fn confirmations(ops: &[Op], headers: &[u64]) -> Vec<(usize, u64)> {
-    let mut out = Vec::new();
-    let mut claims = headers.iter();
-    for (h, op) in ops.iter().enumerate() {
-        if !matches!(op, Op::Write { offset: 0, .. }) {
-            continue;
-        }
-        let written = *claims.next().unwrap();
-        // Log write, flush, header: the flush before the log write confirmed it.
-        let log = (0..h)
-            .rev()
-            .find(|&i| {
-                matches!(
-                    ops[i],
-                    Op::Write {
-                        offset: LOG_OFFSET,
-                        ..
-                    }
-                )
-            })
-            .unwrap();
-        out.push((log.saturating_sub(1), written));
-    }
-    out
-}
-
-#[test]
-fn after_any_failed_write_or_flush_the_header_tells_the_truth() {
-    // The clean run: the claims of every header it wrote, in order.
-    let clean = run(4096, None, &SkippedRanges::new());
-    let total = clean.expected.len() as u64;
-    let ops = clean.device.ops.clone();
-    // What each header of the clean run may claim: the dump bytes written
-    // before the flush preceding it (the fake device checks that it claims
-    // no more on every header write).
-    let claims = {
-        let mut c = Vec::new();
-        let phys = Phys::new();
-        let mut dev = FakeDevice::new(&phys, 4096);
-        let core = core_headers();
-        let layout = plan_vmcore(&core).unwrap();
-        let mut env = FakeEnv::new(&phys);
-        let mut header = new_header(&layout);
-        let name = DeviceName::display("fake");
-        let skipped = SkippedRanges::new();
-        let dump = Dump {
-            layout: &layout,
-            notes: &core.notes,
-            skipped: &skipped,
-            device_name: &name,
-        };
-        write_dump(&mut dev, &mut env, &mut header, &dump).unwrap();
-        let mut flushed = 0;
-        let mut written_end = 0;
-        for op in &dev.ops {
-            match *op {
-                Op::Write { offset: 0, .. } => c.push(flushed),
-                Op::Write { offset, len } if offset >= DUMP_OFFSET => {
-                    written_end = offset + len - DUMP_OFFSET
-                }
-                Op::Write { .. } => {}
-                Op::Flush => flushed = written_end,
-            }
-        }
-        c
-    };
-    assert_eq!(claims.first(), Some(&0));
-    assert_eq!(claims.last(), Some(&total));
-    let confirmed = confirmations(&ops, &claims);
-
-    for (k, &failed_op) in ops.iter().enumerate() {
-        let r = run(4096, Some(k), &SkippedRanges::new());
-        let f = r.result.expect_err("every operation's failure is reported");
-        assert_eq!(f.code(), FailureCode::DeviceError, "op {k}: {f}");
-        let dump_ops = r
-            .device
-            .ops
-            .iter()
-            .any(|o| matches!(o, Op::Write { offset, .. } if *offset >= DUMP_OFFSET));
-        if k < 4 {
-            // The first log + header: nothing of the dump written, no
-            // "failed" header over it.
-            assert_eq!(f.effect(), Some(DeviceEffect::DumpAreaUntouched), "op {k}");
-            assert!(f
-                .to_string()
-                .starts_with("cannot write the minicap header to fake 00:02.0: operation"));
-            assert!(!dump_ops);
-            assert_eq!(r.device.ops.len(), k + 1);
-            continue;
-        }
-        let want_written = confirmed
-            .iter()
-            .filter(|(flush, _)| *flush < k)
-            .map(|&(_, w)| w)
-            .max()
-            .unwrap_or(0);
-        let h = r.device.header();
-        assert_eq!(h.state, DumpState::Failed, "op {k}: {f}");
-        assert_eq!(h.failure_code, FailureCode::DeviceError, "op {k}");
-        assert_eq!(h.written, want_written, "op {k}: {f}");
-        assert_eq!(h.message_str(), f.to_string());
-        assert_eq!(h.dump_length, total);
-        // The claimed bytes are really there.
-        let n = usize::try_from(h.written).unwrap();
-        assert_eq!(dump_area(&r.device, n), &clean.expected[..n], "op {k}");
-        // And the stored log says what happened.
-        let log = log_on_disk(&r.device, &h);
-        assert!(
-            log.contains(&format!(
-                "capture failed after {want_written} of {total} bytes were confirmed on the device: {f}"
-            )),
-            "op {k}: {log}"
-        );
-        assert!(f.to_string().contains(&format!("operation {k} failed")));
-        // The failure names the step.
-        let text = f.to_string();
-        match failed_op {
-            Op::Write { offset, .. } if offset >= DUMP_OFFSET + 4096 => {
-                assert!(text.starts_with("writing memory 0x"), "{text}")
-            }
-            Op::Write { offset, .. } if offset == DUMP_OFFSET => {
-                assert!(text.starts_with("writing the vmcore at byte 0"), "{text}")
-            }
-            _ => assert!(
-                text.starts_with("flush after")
-                    || text.starts_with("updating the header after")
-                    || text.starts_with("final flush")
-                    || text.starts_with("writing the final header"),
-                "op {k}: {text}"
-            ),
-        }
-        assert_eq!(r.header.state, DumpState::Failed);
-    }
-    let _ = clean.env;
 }
 
 #[test]
@@ -603,48 +1016,54 @@ fn skipped_ranges_become_zeros_and_are_recorded() {
         .insert(OLD_BASE + 10 * PAGE_SIZE..OLD_BASE + 12 * PAGE_SIZE)
         .unwrap();
     skipped
-        .insert(OLD_BASE + 220 * PAGE_SIZE..OLD_BASE + 240 * PAGE_SIZE)
+        .insert(OLD_BASE + 420 * PAGE_SIZE..OLD_BASE + 440 * PAGE_SIZE)
         .unwrap();
-    let r = run(4096, None, &skipped);
-    let sha = r.result.unwrap();
-    assert_eq!(dump_area(&r.device, r.expected.len()), &r.expected[..]);
-    assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&r.expected)));
-    let h = r.device.header();
-    assert_eq!(h.state, DumpState::Complete);
-    assert_eq!((h.skipped_ranges, h.skipped_bytes), (2, 22 * PAGE_SIZE));
-    // The zeros are really zeros on the device (the disk started as 0xee).
-    let prefix = usize::try_from(r.expected.len() as u64 - 280 * PAGE_SIZE).unwrap();
-    let at = prefix + 10 * PAGE_BYTES;
-    assert!(dump_area(&r.device, at + 2 * PAGE_BYTES)[at..]
-        .iter()
-        .all(|&b| b == 0));
-    let _ = r.env;
+    for verify in MODES {
+        for depth in [1, 4] {
+            let mut setup = Setup::new(verify, depth);
+            setup.skipped = skipped.clone();
+            let r = run(&setup);
+            assert_verifiable(&r);
+            let h = r.device.header();
+            assert_eq!(h.state, DumpState::Complete);
+            assert_eq!((h.skipped_ranges, h.skipped_bytes), (2, 22 * PAGE_SIZE));
+            // The zeros are really zeros on the device (the disk started as 0xee).
+            let prefix = usize::try_from(r.expected.len() as u64 - 700 * PAGE_SIZE).unwrap();
+            let at = prefix + 10 * PAGE_BYTES;
+            assert!(dump_area(&r.device, at + 2 * PAGE_BYTES)[at..]
+                .iter()
+                .all(|&b| b == 0));
+        }
+    }
 }
 
 #[test]
 fn unmapped_old_memory_is_recorded_as_not_mappable() {
-    let phys = Phys::new();
-    let core = core_headers();
-    let layout = plan_vmcore(&core).unwrap();
-    let mut device = FakeDevice::new(&phys, 4096);
-    let mut env = FakeEnv::new(&phys);
-    env.mapped_end = OLD_BASE + 150 * PAGE_SIZE;
-    let mut header = new_header(&layout);
-    let name = DeviceName::display("fake");
-    let skipped = SkippedRanges::new();
-    let dump = Dump {
-        layout: &layout,
-        notes: &core.notes,
-        skipped: &skipped,
-        device_name: &name,
-    };
-    let f = write_dump(&mut device, &mut env, &mut header, &dump).unwrap_err();
-    assert_eq!(f.code(), FailureCode::MemoryNotMappable);
-    assert!(f.to_string().starts_with("old memory at 0x"));
-    let h = device.header();
-    assert_eq!(h.state, DumpState::Failed);
-    assert_eq!(h.failure_code, FailureCode::MemoryNotMappable);
-    assert!(h.written > 0 && h.written < layout.total_len);
+    for verify in [Verification::Xxh64Chunks, Verification::Sha256] {
+        for depth in [1, 4] {
+            let mut setup = Setup::new(verify, depth);
+            setup.mapped_end = OLD_BASE + 150 * PAGE_SIZE;
+            let r = run(&setup);
+            let f = r.result.unwrap_err();
+            assert_eq!(f.code(), FailureCode::MemoryNotMappable);
+            assert!(f.to_string().starts_with("old memory at 0x"));
+            let h = r.device.header();
+            assert_eq!(h.state, DumpState::Failed);
+            assert_eq!(h.failure_code, FailureCode::MemoryNotMappable);
+            assert!(h.written > 0 && h.written < h.dump_length);
+        }
+    }
+}
+
+#[test]
+fn the_option_maps_to_the_header_field() {
+    use minicap_bootinfo::cmdline::Verify;
+    assert_eq!(verification(Verify::Chunks), Verification::Xxh64Chunks);
+    assert_eq!(verification(Verify::Sha256), Verification::Sha256);
+    assert_eq!(verification(Verify::None), Verification::None);
+    assert_eq!(ChunkSize(1 << 20).to_string(), "1 MiB");
+    assert_eq!(ChunkSize(16 << 20).to_string(), "16 MiB");
+    assert_eq!(ChunkSize(2 << 30).to_string(), "2 GiB");
 }
 
 #[test]
