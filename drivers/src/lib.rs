@@ -133,23 +133,34 @@ pub trait BlockDevice {
     fn sector_size(&self) -> u32;
     /// Largest number of bytes one `write`/`read` call moves efficiently.
     fn max_transfer(&self) -> u64;
+    /// How many writes begun with [`BlockDevice::start_write`] may be
+    /// outstanding at once (1: one at a time).
+    fn max_in_flight(&self) -> usize {
+        1
+    }
     /// Read `len` bytes at byte `offset` into physical memory at `phys`.
+    /// Every outstanding write is finished first.
     fn read(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), Self::Error>;
     /// Write `len` bytes from physical memory at `phys` to byte `offset`.
+    /// Every outstanding write is finished first.
     fn write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), Self::Error>;
-    /// Start writing `len` bytes (at most `max_transfer()`) from `phys` to
+    /// Begin writing `len` bytes (at most `max_transfer()`) from `phys` to
     /// `offset` and return while the device works, so the caller can use the
-    /// CPU meanwhile (minicap hashes the same bytes). At most one write is
-    /// outstanding: the next request, `wait` or `flush` finishes it first.
-    /// The memory must stay unchanged until then.
+    /// CPU meanwhile (minicap hashes the same bytes). It may be called while
+    /// fewer than `max_in_flight()` writes are outstanding; with that many
+    /// outstanding it returns an error without submitting (a caller bug, not
+    /// a device failure). The memory must stay unchanged until the write
+    /// completes.
     fn start_write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), Self::Error> {
         self.write(offset, phys, len)
     }
-    /// Wait for the write `start_write` began, and report its outcome.
+    /// Wait for the OLDEST outstanding write (first in, first out) and
+    /// report its outcome; with none outstanding, Ok(()).
     fn wait(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
-    /// Make every completed write durable (finishing any outstanding one).
+    /// First finish every outstanding write (reporting the first error),
+    /// then make every completed write durable.
     fn flush(&mut self) -> Result<(), Self::Error>;
     /// A short human-readable description ("virtio-blk 00:04.0 modern").
     fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result;

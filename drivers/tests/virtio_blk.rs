@@ -145,8 +145,8 @@ fn init_reads_capacity_and_negotiates() {
         assert_eq!(dev.sector_size(), 512);
         assert_eq!(dev.is_modern(), mode != Mode::Legacy, "{mode:?}");
         assert_eq!(dev.pci_address(), VIRTIO_FN);
-        // Only what the driver implements; never INDIRECT_DESC or EVENT_IDX.
-        let mut expected = F_SIZE_MAX | F_SEG_MAX | F_FLUSH | F_BLK_SIZE;
+        // Only what the driver implements; never EVENT_IDX.
+        let mut expected = F_SIZE_MAX | F_SEG_MAX | F_FLUSH | F_BLK_SIZE | F_INDIRECT_DESC;
         if mode != Mode::Legacy {
             expected |= F_VERSION_1;
         }
@@ -407,10 +407,13 @@ fn without_size_and_segment_limits() {
 
 #[test]
 fn queue_size_follows_the_device() {
-    // Modern: the driver may pick a smaller size (at most 64).
-    let m = machine(Mode::Modern);
+    // Modern: the driver may pick a smaller size (at most 256).
+    let m = FakeMachine::new(FakeConfig {
+        queue_max: 1024,
+        ..FakeConfig::modern()
+    });
     let _dev = open(&m);
-    assert_eq!(m.queue_size(), 64);
+    assert_eq!(m.queue_size(), 256);
     m.assert_clean();
 
     // Small queues limit the segments per request (queue size - 2).
