@@ -381,6 +381,8 @@ pub struct Knobs {
     pub lose_request: Cell<Option<u64>>,
     /// The request with this sequence number fails with this status.
     pub fail_request: Cell<Option<(u64, u8)>>,
+    /// Added to every id the device puts in the used ring (0: correct).
+    pub used_id_offset: Cell<u16>,
     /// Notifications are ignored: requests never complete.
     pub never_complete: Cell<bool>,
     /// Complete this many more requests, then stall (never complete).
@@ -1373,7 +1375,8 @@ impl FakeMachine {
         };
         let used_idx = q.used_idx;
         let used_slot = u64::from(used_idx % q.size);
-        self.ram_write(q.device + 4 + 8 * used_slot, 4, u64::from(request.head));
+        let id = request.head.wrapping_add(self.knobs.used_id_offset.get());
+        self.ram_write(q.device + 4 + 8 * used_slot, 4, u64::from(id));
         self.ram_write(q.device + 8 + 8 * used_slot, 4, u64::from(written));
         let used_idx = used_idx.wrapping_add(1);
         self.ram_write(q.device + 2, 2, u64::from(used_idx));
