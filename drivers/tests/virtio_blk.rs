@@ -324,18 +324,26 @@ fn large_transfers_split_into_device_sized_requests() {
     for mode in MODES {
         let m = machine(mode);
         let mut dev = open(&m);
-        // size_max 128 KiB × 32 segments, capped at 4 MiB per request.
-        assert_eq!(dev.max_transfer(), 4 * MIB, "{mode:?}");
-        let len = 9 * MIB;
+        // size_max 128 KiB × 126 segments, capped per request.
+        assert_eq!(dev.max_transfer(), MAX_REQUEST_BYTES, "{mode:?}");
+        let len = 2 * MAX_REQUEST_BYTES + MAX_REQUEST_BYTES / 4;
         let offset = 3 * 512;
         let src = BUF + 0x300;
         let data = pattern(9, len_usize(len));
         m.mem_write(src, &data);
         dev.write(offset, src, len).unwrap();
         let writes = m.requests();
-        assert_eq!(writes.len(), 3, "{mode:?}: 4 + 4 + 1 MiB");
+        assert_eq!(
+            writes.len(),
+            3,
+            "{mode:?}: two whole requests and a quarter"
+        );
         check_requests(&writes, T_OUT, offset, src, len, dev.max_transfer());
-        assert_eq!(writes[0].segments.len(), 32, "multi-segment request");
+        assert_eq!(
+            writes[0].segments.len() as u64,
+            MAX_REQUEST_BYTES / (128 << 10),
+            "multi-segment request"
+        );
         assert!(writes[0].segments.iter().all(|&(_, l)| l == 128 << 10));
         assert_same(&m.disk_read(offset, len_usize(len)), &data, "disk");
 
@@ -398,10 +406,17 @@ fn without_size_and_segment_limits() {
         let m = FakeMachine::new(cfg);
         let mut dev = open(&m);
         // 1 MiB segments; the request cap still applies.
-        assert_eq!(dev.max_transfer(), 4 * MIB);
-        roundtrip(&m, &mut dev, 0, 6 * MIB, BUF + 0x600, BUF2);
+        assert_eq!(dev.max_transfer(), MAX_REQUEST_BYTES);
+        roundtrip(
+            &m,
+            &mut dev,
+            0,
+            3 * MAX_REQUEST_BYTES / 2,
+            BUF + 0x600,
+            BUF2,
+        );
         let first = &m.requests()[0];
-        assert_eq!(first.segments.len(), 4);
+        assert_eq!(first.segments.len() as u64, MAX_REQUEST_BYTES / MIB);
         assert!(first.segments.iter().all(|&(_, l)| u64::from(l) == MIB));
         m.assert_clean();
     }
@@ -590,10 +605,10 @@ fn timeout_reports_the_failing_chunk() {
     let mut dev = open(&m);
     m.knobs.stall_after.set(Some(1));
     assert_eq!(
-        dev.write(512, BUF, 9 * MIB),
+        dev.write(512, BUF, 2 * MAX_REQUEST_BYTES + MAX_REQUEST_BYTES / 4),
         Err(VirtioBlkError::Timeout {
             op: Operation::Write,
-            offset: 512 + 4 * MIB
+            offset: 512 + MAX_REQUEST_BYTES
         })
     );
     assert_eq!(m.request_count(), 1);
@@ -689,10 +704,10 @@ fn io_error_in_a_later_chunk() {
         m.knobs.fail_status.set(Some(BLK_IOERR));
         m.knobs.fail_after.set(2);
         assert_eq!(
-            dev.read(0, BUF, 9 * MIB),
+            dev.read(0, BUF, 2 * MAX_REQUEST_BYTES + MAX_REQUEST_BYTES / 4),
             Err(VirtioBlkError::Io {
                 op: Operation::Read,
-                offset: 8 * MIB,
+                offset: 2 * MAX_REQUEST_BYTES,
                 status: BLK_IOERR
             })
         );
@@ -1104,8 +1119,9 @@ fn odd_logical_block_sizes_are_refused() {
 
 // ----- several requests in flight -----
 
-// The tests below keep up to four writes in flight.
-const _: () = assert!(MAX_IN_FLIGHT >= 4);
+// The tests below keep up to four writes in flight, and expect requests
+// of whole MiB.
+const _: () = assert!(MAX_IN_FLIGHT >= 4 && MAX_REQUEST_BYTES.is_multiple_of(MIB));
 
 /// A device whose requests carry at most 4 × 64 KiB.
 fn small_requests(mode: Mode) -> FakeConfig {
