@@ -1646,3 +1646,16 @@ fn the_fake_device_catches_requests_touched_while_in_flight() {
     m.complete_held(&[0]);
     assert_violation(&m, "request 0 (head 0) changed while in flight");
 }
+
+#[test]
+fn devices_whose_requests_cannot_carry_a_block_are_refused() {
+    // 4 KiB blocks, but at most 2 × 1 KiB per request.
+    let mut cfg = FakeConfig::for_mode(Mode::Modern);
+    cfg.blk_size = 4096;
+    cfg.size_max = 1024;
+    cfg.seg_max = 2;
+    let m = FakeMachine::new(cfg);
+    assert_eq!(open_err(&m), VirtioBlkError::UnsupportedBlockSize(4096));
+    assert_given_up(&m);
+    m.assert_clean();
+}

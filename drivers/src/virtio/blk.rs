@@ -424,6 +424,10 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
                 }
             }
         }
+        if segment_bytes * (max_segments as u64) < u64::from(block_size) {
+            // One request could not carry a whole logical block.
+            return Err(VirtioBlkError::UnsupportedBlockSize(block_size));
+        }
         Ok(Setup {
             queue,
             capacity,
@@ -750,7 +754,9 @@ impl<P: Platform + ?Sized> BlockDevice for VirtioBlk<'_, P> {
         let by_segments = self.segment_bytes * self.max_segments as u64;
         // Whole logical blocks, so that every request is one.
         let block = u64::from(self.block_size);
-        (by_segments.min(MAX_REQUEST_BYTES) / block * block).max(block)
+        // At least one block: `initialise` refuses devices that cannot
+        // carry one.
+        by_segments.min(MAX_REQUEST_BYTES) / block * block
     }
 
     fn max_in_flight(&self) -> usize {
