@@ -13,6 +13,7 @@
 //! line and leaves anything already on the device intact and described by
 //! its header.
 
+use minicap_acpi::AcpiInfo;
 use crate::console::{FixedString, Size};
 use crate::failure::{DeviceName, Failure, ResultLine};
 use crate::handoff::Handoff;
@@ -24,7 +25,6 @@ use crate::target::Candidates;
 use crate::writer::{mib_per_s_x10, write_dump, Dump, KernelEnv};
 use crate::{fault, finish, memory, say, target};
 use core::ops::Range;
-use minicap_acpi::AcpiInfo;
 use minicap_bootinfo::cmdline::{DumpFormat, DumpTarget, MinicapOptions};
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{self as dumpheader, DeviceIdHex, DumpHeader, DumpState, DUMP_OFFSET};

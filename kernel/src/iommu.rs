@@ -21,6 +21,7 @@
 //! reported. The tables are built by `minicap_drivers::vtd` (tested on the
 //! host); this module decides and reports, `hw::iommu` programs the unit.
 
+use minicap_acpi::{self as acpi, AcpiInfo, Drhd};
 use crate::console::FixedString;
 use crate::hw::iommu::{self as vtd, status, VtdError, VtdUnit};
 use crate::hw::platform::Machine;
@@ -29,7 +30,6 @@ use crate::say;
 use crate::target::Candidates;
 use core::fmt::{self, Write};
 use core::ops::Range;
-use minicap_acpi::{self as acpi, AcpiInfo, Drhd};
 use minicap_drivers::pci;
 use minicap_drivers::vtd::{build_tables, choose_mode, Mode};
 use minicap_elfcore::CoreHeaders;
