@@ -3,7 +3,9 @@
 mod fake_machine;
 
 use fake_machine::*;
-use minicap_drivers::virtio::{Operation, VirtioBlk, VirtioBlkError};
+use minicap_drivers::virtio::{
+    Operation, VirtioBlk, VirtioBlkError, MAX_IN_FLIGHT, MAX_REQUEST_BYTES,
+};
 use minicap_drivers::BlockDevice;
 
 /// Test data buffers live here (the DMA allocator hands out memory at 16 MiB).
@@ -145,8 +147,8 @@ fn init_reads_capacity_and_negotiates() {
         assert_eq!(dev.sector_size(), 512);
         assert_eq!(dev.is_modern(), mode != Mode::Legacy, "{mode:?}");
         assert_eq!(dev.pci_address(), VIRTIO_FN);
-        // Only what the driver implements; never INDIRECT_DESC or EVENT_IDX.
-        let mut expected = F_SIZE_MAX | F_SEG_MAX | F_FLUSH | F_BLK_SIZE;
+        // Only what the driver implements; never EVENT_IDX.
+        let mut expected = F_SIZE_MAX | F_SEG_MAX | F_FLUSH | F_BLK_SIZE | F_INDIRECT_DESC;
         if mode != Mode::Legacy {
             expected |= F_VERSION_1;
         }
@@ -322,18 +324,26 @@ fn large_transfers_split_into_device_sized_requests() {
     for mode in MODES {
         let m = machine(mode);
         let mut dev = open(&m);
-        // size_max 128 KiB × 32 segments, capped at 4 MiB per request.
-        assert_eq!(dev.max_transfer(), 4 * MIB, "{mode:?}");
-        let len = 9 * MIB;
+        // size_max 128 KiB × 126 segments, capped per request.
+        assert_eq!(dev.max_transfer(), MAX_REQUEST_BYTES, "{mode:?}");
+        let len = 2 * MAX_REQUEST_BYTES + MAX_REQUEST_BYTES / 4;
         let offset = 3 * 512;
         let src = BUF + 0x300;
         let data = pattern(9, len_usize(len));
         m.mem_write(src, &data);
         dev.write(offset, src, len).unwrap();
         let writes = m.requests();
-        assert_eq!(writes.len(), 3, "{mode:?}: 4 + 4 + 1 MiB");
+        assert_eq!(
+            writes.len(),
+            3,
+            "{mode:?}: two whole requests and a quarter"
+        );
         check_requests(&writes, T_OUT, offset, src, len, dev.max_transfer());
-        assert_eq!(writes[0].segments.len(), 32, "multi-segment request");
+        assert_eq!(
+            writes[0].segments.len() as u64,
+            MAX_REQUEST_BYTES / (128 << 10),
+            "multi-segment request"
+        );
         assert!(writes[0].segments.iter().all(|&(_, l)| l == 128 << 10));
         assert_same(&m.disk_read(offset, len_usize(len)), &data, "disk");
 
@@ -396,10 +406,17 @@ fn without_size_and_segment_limits() {
         let m = FakeMachine::new(cfg);
         let mut dev = open(&m);
         // 1 MiB segments; the request cap still applies.
-        assert_eq!(dev.max_transfer(), 4 * MIB);
-        roundtrip(&m, &mut dev, 0, 6 * MIB, BUF + 0x600, BUF2);
+        assert_eq!(dev.max_transfer(), MAX_REQUEST_BYTES);
+        roundtrip(
+            &m,
+            &mut dev,
+            0,
+            3 * MAX_REQUEST_BYTES / 2,
+            BUF + 0x600,
+            BUF2,
+        );
         let first = &m.requests()[0];
-        assert_eq!(first.segments.len(), 4);
+        assert_eq!(first.segments.len() as u64, MAX_REQUEST_BYTES / MIB);
         assert!(first.segments.iter().all(|&(_, l)| u64::from(l) == MIB));
         m.assert_clean();
     }
@@ -407,10 +424,13 @@ fn without_size_and_segment_limits() {
 
 #[test]
 fn queue_size_follows_the_device() {
-    // Modern: the driver may pick a smaller size (at most 64).
-    let m = machine(Mode::Modern);
+    // Modern: the driver may pick a smaller size (at most 256).
+    let m = FakeMachine::new(FakeConfig {
+        queue_max: 1024,
+        ..FakeConfig::modern()
+    });
     let _dev = open(&m);
-    assert_eq!(m.queue_size(), 64);
+    assert_eq!(m.queue_size(), 256);
     m.assert_clean();
 
     // Small queues limit the segments per request (queue size - 2).
@@ -585,10 +605,10 @@ fn timeout_reports_the_failing_chunk() {
     let mut dev = open(&m);
     m.knobs.stall_after.set(Some(1));
     assert_eq!(
-        dev.write(512, BUF, 9 * MIB),
+        dev.write(512, BUF, 2 * MAX_REQUEST_BYTES + MAX_REQUEST_BYTES / 4),
         Err(VirtioBlkError::Timeout {
             op: Operation::Write,
-            offset: 512 + 4 * MIB
+            offset: 512 + MAX_REQUEST_BYTES
         })
     );
     assert_eq!(m.request_count(), 1);
@@ -684,10 +704,10 @@ fn io_error_in_a_later_chunk() {
         m.knobs.fail_status.set(Some(BLK_IOERR));
         m.knobs.fail_after.set(2);
         assert_eq!(
-            dev.read(0, BUF, 9 * MIB),
+            dev.read(0, BUF, 2 * MAX_REQUEST_BYTES + MAX_REQUEST_BYTES / 4),
             Err(VirtioBlkError::Io {
                 op: Operation::Read,
-                offset: 8 * MIB,
+                offset: 2 * MAX_REQUEST_BYTES,
                 status: BLK_IOERR
             })
         );
@@ -957,7 +977,7 @@ fn start_write_then_wait() {
         assert_same(&m.disk_read(MIB, data.len()), &data, "started write landed");
         // Waiting with nothing outstanding is fine.
         dev.wait().unwrap();
-        // A second start finishes the first one itself.
+        // Two in flight; flush finishes both.
         dev.start_write(0, BUF + 0x100, 4096).unwrap();
         dev.start_write(4096, BUF + 0x100, 4096).unwrap();
         dev.flush().unwrap();
@@ -1095,4 +1115,547 @@ fn odd_logical_block_sizes_are_refused() {
         assert_eq!(open_err(&m), VirtioBlkError::UnsupportedBlockSize(blk_size));
         assert_given_up(&m);
     }
+}
+
+// ----- several requests in flight -----
+
+// The tests below keep up to four writes in flight, and expect requests
+// of whole MiB.
+const _: () = assert!(MAX_IN_FLIGHT >= 4 && MAX_REQUEST_BYTES.is_multiple_of(MIB));
+
+/// A device whose requests carry at most 4 × 64 KiB.
+fn small_requests(mode: Mode) -> FakeConfig {
+    FakeConfig {
+        size_max: 64 << 10,
+        seg_max: 4,
+        ..FakeConfig::for_mode(mode)
+    }
+}
+
+/// Start `count` writes of `len` bytes, write `i` from `BUF + i × len` to
+/// `offset + i × len`, each with its own data; returns the data.
+fn start_writes(
+    m: &FakeMachine,
+    dev: &mut Blk<'_>,
+    offset: u64,
+    len: u64,
+    count: usize,
+) -> Vec<u8> {
+    let n = len_usize(len);
+    let data = pattern(offset ^ len, n * count);
+    m.mem_write(BUF, &data);
+    for i in 0..count as u64 {
+        dev.start_write(offset + i * len, BUF + i * len, len)
+            .unwrap_or_else(|e| panic!("start_write {i}: {e}"));
+    }
+    data
+}
+
+#[test]
+fn in_flight_limit_follows_the_queue() {
+    // (queue size, indirect offered, requests in flight, data segments)
+    let cases = [
+        (256, true, MAX_IN_FLIGHT, 126usize),
+        (4, true, 4.min(MAX_IN_FLIGHT), 2),
+        (256, false, MAX_IN_FLIGHT, 256 / MAX_IN_FLIGHT - 2),
+        (
+            16,
+            false,
+            5.min(MAX_IN_FLIGHT),
+            16 / 5.min(MAX_IN_FLIGHT) - 2,
+        ),
+        (4, false, 1, 2),
+    ];
+    for mode in MODES {
+        for (queue_max, indirect, in_flight, segments) in cases {
+            let mut cfg = FakeConfig {
+                queue_max,
+                capacity_sectors: 1 << 22, // 2 GiB
+                ..FakeConfig::for_mode(mode)
+            };
+            if !indirect {
+                cfg.features &= !F_INDIRECT_DESC;
+            }
+            let m = FakeMachine::new(cfg);
+            let mut dev = open(&m);
+            let what = format!("{mode:?} queue {queue_max} indirect {indirect}");
+            assert_eq!(dev.max_in_flight(), in_flight, "{what}");
+            assert_eq!(
+                dev.max_transfer(),
+                (segments as u64 * (128 << 10)).min(MAX_REQUEST_BYTES),
+                "{what}"
+            );
+            assert_eq!(m.driver_features() & F_INDIRECT_DESC != 0, indirect);
+            m.knobs.completion.set(Completion::Held);
+            // Requests as large as they go (from the same memory).
+            let len = dev.max_transfer();
+            for i in 0..in_flight as u64 {
+                dev.start_write(i * len, BUF, len).unwrap();
+            }
+            assert_eq!(m.in_flight(), in_flight, "{what}");
+            // One more is a caller bug: refused, nothing reaches the device.
+            let notifies = m.notifies();
+            assert_eq!(
+                dev.start_write(0, BUF, 512),
+                Err(VirtioBlkError::TooManyInFlight),
+                "{what}"
+            );
+            assert_eq!(m.notifies(), notifies);
+            m.complete_held(&(0..in_flight).rev().collect::<Vec<_>>());
+            for _ in 0..in_flight {
+                dev.wait().unwrap();
+            }
+            let requests = m.requests();
+            // As many segments as the request needs (all it may have, unless
+            // the request cap is lower).
+            let needed = usize::try_from(len.div_ceil(128 << 10)).unwrap();
+            assert!(needed <= segments, "{what}");
+            assert!(
+                requests.iter().all(|r| r.segments.len() == needed),
+                "{what}"
+            );
+            assert_eq!(
+                m.indirect_requests(),
+                if indirect {
+                    u32::try_from(in_flight).unwrap()
+                } else {
+                    0
+                },
+                "{what}"
+            );
+            m.assert_clean();
+        }
+    }
+}
+
+#[test]
+fn writes_in_flight_at_every_depth_completed_in_any_order() {
+    for mode in MODES {
+        for depth in 1..=MAX_IN_FLIGHT {
+            // Oldest first, newest first, and odd ones before even ones.
+            let orders: [Vec<usize>; 3] = [
+                (0..depth).collect(),
+                (0..depth).rev().collect(),
+                (0..depth)
+                    .filter(|i| i % 2 == 1)
+                    .chain((0..depth).filter(|i| i % 2 == 0))
+                    .collect(),
+            ];
+            for order in orders {
+                let m = machine(mode);
+                let mut dev = open(&m);
+                m.knobs.completion.set(Completion::Held);
+                let len = 3 * 4096 + 512;
+                let offset = 7 * 512;
+                let data = start_writes(&m, &mut dev, offset, len, depth);
+                assert_eq!(m.in_flight(), depth);
+                // Nothing has landed yet.
+                assert_filled(
+                    &m.disk_read(offset, data.len()),
+                    0,
+                    "disk before completion",
+                );
+                m.complete_held(&order);
+                for _ in 0..depth {
+                    dev.wait().unwrap();
+                }
+                // With none outstanding, wait has nothing to report.
+                dev.wait().unwrap();
+                let seqs: Vec<u64> = m.requests().iter().map(|r| r.seq).collect();
+                let want: Vec<u64> = order.iter().map(|&i| i as u64).collect();
+                assert_eq!(seqs, want, "completion order");
+                assert_same(&m.disk_read(offset, data.len()), &data, "disk");
+                assert_eq!(m.max_in_flight(), depth);
+                // The slots are free again: the same depth once more.
+                m.knobs.completion.set(Completion::WhenPolledNewestFirst);
+                start_writes(&m, &mut dev, offset, len, depth);
+                for _ in 0..depth {
+                    dev.wait().unwrap();
+                }
+                m.assert_clean();
+            }
+        }
+    }
+}
+
+#[test]
+fn blocking_transfers_keep_the_queue_full() {
+    for mode in MODES {
+        let m = FakeMachine::new(small_requests(mode));
+        let mut dev = open(&m);
+        m.knobs.completion.set(Completion::WhenPolledNewestFirst);
+        let step = dev.max_transfer();
+        let len = step * (MAX_IN_FLIGHT as u64 + 3) + 4096;
+        roundtrip(&m, &mut dev, 512, len, BUF + 0x200, BUF2);
+        assert_eq!(m.max_in_flight(), MAX_IN_FLIGHT, "{mode:?}");
+        let writes: Vec<_> = m
+            .requests()
+            .into_iter()
+            .filter(|r| r.kind == T_OUT)
+            .collect();
+        let mut by_seq = writes.clone();
+        by_seq.sort_by_key(|r| r.seq);
+        assert_ne!(writes, by_seq, "{mode:?}: completed out of order");
+        check_requests(&by_seq, T_OUT, 512, BUF + 0x200, len, step);
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn the_ring_wraps_with_requests_in_flight() {
+    for indirect in [true, false] {
+        let mut cfg = FakeConfig {
+            queue_max: 16,
+            ..FakeConfig::modern()
+        };
+        if !indirect {
+            cfg.features &= !F_INDIRECT_DESC;
+        }
+        let m = FakeMachine::new(cfg);
+        let mut dev = open(&m);
+        m.knobs.completion.set(Completion::WhenPolledNewestFirst);
+        let depth = dev.max_in_flight();
+        let rounds = 70_000 / depth;
+        for round in 0..rounds {
+            for i in 0..depth {
+                let n = (round * depth + i) as u64;
+                m.mem_write(BUF + 512 * i as u64, &n.to_le_bytes());
+                dev.start_write((n % 1024) * 512, BUF + 512 * i as u64, 512)
+                    .unwrap();
+            }
+            for _ in 0..depth {
+                dev.wait().unwrap();
+            }
+        }
+        let last = (rounds * depth - 1) as u64;
+        assert_eq!(m.disk_read((last % 1024) * 512, 8), last.to_le_bytes());
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn a_failure_among_requests_in_flight() {
+    for mode in MODES {
+        for completion in [Completion::WhenPolled, Completion::WhenPolledNewestFirst] {
+            let m = machine(mode);
+            let mut dev = open(&m);
+            m.knobs.completion.set(completion);
+            let len = 8192;
+            m.knobs.fail_request.set(Some((2, BLK_IOERR)));
+            let data = start_writes(&m, &mut dev, 0, len, 4);
+            let outcomes: Vec<_> = (0..4).map(|_| dev.wait()).collect();
+            assert_eq!(
+                outcomes,
+                [
+                    Ok(()),
+                    Ok(()),
+                    Err(VirtioBlkError::Io {
+                        op: Operation::Write,
+                        offset: 2 * len,
+                        status: BLK_IOERR
+                    }),
+                    Ok(())
+                ],
+                "{mode:?} {completion:?}"
+            );
+            let n = len_usize(len);
+            assert_filled(&m.disk_read(2 * len, n), 0, "the failed write");
+            assert_same(&m.disk_read(3 * len, n), &data[3 * n..], "the later write");
+            // An error status does not break the device.
+            roundtrip(&m, &mut dev, 4096, 4096, BUF, BUF2);
+
+            // flush reports the first error among those in flight, and
+            // leaves none outstanding.
+            let next_seq = m.requests().iter().map(|r| r.seq).max().unwrap() + 1;
+            m.knobs.fail_request.set(Some((next_seq + 1, BLK_IOERR)));
+            start_writes(&m, &mut dev, 0, len, 3);
+            assert_eq!(
+                dev.flush(),
+                Err(VirtioBlkError::Io {
+                    op: Operation::Write,
+                    offset: len,
+                    status: BLK_IOERR
+                })
+            );
+            assert_eq!(m.in_flight(), 0);
+            dev.wait().unwrap();
+            m.assert_clean();
+        }
+    }
+}
+
+#[test]
+fn a_request_in_flight_that_never_completes() {
+    for mode in MODES {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        m.knobs.completion.set(Completion::WhenPolledNewestFirst);
+        m.knobs.lose_request.set(Some(1));
+        let len = 4096;
+        start_writes(&m, &mut dev, 0, len, 4);
+        let resets = m.resets();
+        assert_eq!(dev.wait(), Ok(()));
+        let t0 = m.now();
+        assert_eq!(
+            dev.wait(),
+            Err(VirtioBlkError::Timeout {
+                op: Operation::Write,
+                offset: len
+            }),
+            "{mode:?}"
+        );
+        assert!(m.now() - t0 >= 30_000_000, "waited the request timeout");
+        assert_eq!(m.status(), 0, "{mode:?}: device reset after the timeout");
+        assert_eq!(m.resets(), resets + 1);
+        // The rest were in flight when the device was reset.
+        assert_eq!(dev.wait(), Err(VirtioBlkError::Unusable));
+        assert_eq!(dev.wait(), Err(VirtioBlkError::Unusable));
+        dev.wait().unwrap();
+        let notifies = m.notifies();
+        assert_eq!(dev.start_write(0, BUF, 512), Err(VirtioBlkError::Unusable));
+        assert_eq!(dev.write(0, BUF, 512), Err(VirtioBlkError::Unusable));
+        assert_eq!(dev.flush(), Err(VirtioBlkError::Unusable));
+        assert_eq!(m.notifies(), notifies);
+        m.assert_clean();
+    }
+
+    // In a blocking write: the request that never completes is named.
+    let m = FakeMachine::new(small_requests(Mode::Modern));
+    let mut dev = open(&m);
+    m.knobs.completion.set(Completion::WhenPolled);
+    m.knobs.lose_request.set(Some(2));
+    let step = dev.max_transfer();
+    assert_eq!(
+        dev.write(512, BUF, 6 * step),
+        Err(VirtioBlkError::Timeout {
+            op: Operation::Write,
+            offset: 512 + 2 * step
+        })
+    );
+    assert_eq!(m.in_flight(), 0, "reset");
+    m.assert_clean();
+}
+
+#[test]
+fn reads_and_flush_come_after_the_writes_in_flight() {
+    for mode in MODES {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        // Newest first: a read sent while the writes were in flight would
+        // be done before them and see the old contents.
+        m.knobs.completion.set(Completion::WhenPolledNewestFirst);
+        m.disk_fill(0, MIB, 0x33);
+        let len = 4096;
+        let data = start_writes(&m, &mut dev, 0, len, 3);
+        dev.read(0, BUF2, 3 * len).unwrap();
+        assert_same(&m.mem_read(BUF2, data.len()), &data, "{mode:?}: read");
+        for _ in 0..3 {
+            dev.wait().unwrap();
+        }
+        start_writes(&m, &mut dev, 0, len, 3);
+        dev.flush().unwrap();
+        let requests = m.requests();
+        let last = requests.last().unwrap();
+        assert_eq!(last.kind, T_FLUSH, "{mode:?}: the flush is done last");
+        assert_eq!(m.in_flight(), 0);
+        m.assert_clean();
+    }
+}
+
+#[test]
+fn big_requests_are_split_by_seg_max_and_size_max() {
+    // (size_max, seg_max, queue size); a segment takes whole pages.
+    let cases = [
+        (64 << 10, 10, 256),
+        (100_000, 3, 256),
+        (1 << 20, 1000, 64),
+        (4096, 254, 256),
+        (2048, 40, 256),
+    ];
+    for mode in MODES {
+        for indirect in [true, false] {
+            for (size_max, seg_max, queue_max) in cases {
+                let mut cfg = FakeConfig {
+                    size_max,
+                    seg_max,
+                    queue_max,
+                    capacity_sectors: 1 << 20, // 512 MiB
+                    ..FakeConfig::for_mode(mode)
+                };
+                if !indirect {
+                    cfg.features &= !F_INDIRECT_DESC;
+                }
+                let m = FakeMachine::new(cfg);
+                let mut dev = open(&m);
+                let what =
+                    format!("{mode:?} indirect {indirect} size_max {size_max} seg_max {seg_max}");
+                // Without indirect tables a request has the ring
+                // descriptors of its slot only.
+                let stride = u64::from(queue_max) / dev.max_in_flight() as u64;
+                let segments = if indirect {
+                    u64::from(seg_max).min(u64::from(queue_max) - 2).min(252)
+                } else {
+                    u64::from(seg_max).min(stride - 2)
+                };
+                let segment_bytes = if size_max >= 4096 {
+                    u64::from(size_max) / 4096 * 4096
+                } else {
+                    u64::from(size_max)
+                };
+                let want = (segments * segment_bytes).min(MAX_REQUEST_BYTES);
+                assert_eq!(dev.max_transfer(), want, "{what}");
+                m.knobs.completion.set(Completion::WhenPolledNewestFirst);
+                let len = 3 * dev.max_transfer() + 8192;
+                roundtrip(&m, &mut dev, 4096, len, BUF + 0x200, BUF2);
+                let writes: Vec<_> = m
+                    .requests()
+                    .into_iter()
+                    .filter(|r| r.kind == T_OUT)
+                    .collect();
+                let mut by_seq = writes.clone();
+                by_seq.sort_by_key(|r| r.seq);
+                check_requests(&by_seq, T_OUT, 4096, BUF + 0x200, len, dev.max_transfer());
+                for r in &writes {
+                    assert!(r.segments.len() as u64 <= segments, "{what}");
+                    assert!(r.segments.iter().all(|&(_, l)| l <= size_max), "{what}");
+                }
+                m.assert_clean();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_completion_not_in_flight_breaks_the_device() {
+    for mode in MODES {
+        let m = machine(mode);
+        let mut dev = open(&m);
+        m.knobs.used_id_offset.set(1);
+        dev.start_write(0, BUF, 4096).unwrap();
+        let Err(VirtioBlkError::BadCompletion(id)) = dev.wait() else {
+            panic!("{mode:?}: expected BadCompletion");
+        };
+        assert_eq!(id % 2, 1, "a descriptor that is no slot's head");
+        assert_eq!(m.status(), 0, "{mode:?}: device reset");
+        assert_eq!(dev.write(0, BUF, 512), Err(VirtioBlkError::Unusable));
+        m.assert_clean();
+    }
+}
+
+// ----- the fake device's own checks, against a rogue driver -----
+
+/// Descriptor `index` of a table at `table`.
+fn put_desc(m: &FakeMachine, table: u64, index: u64, addr: u64, len: u32, flags: u16, next: u16) {
+    let mut d = Vec::new();
+    d.extend_from_slice(&addr.to_le_bytes());
+    d.extend_from_slice(&len.to_le_bytes());
+    d.extend_from_slice(&flags.to_le_bytes());
+    d.extend_from_slice(&next.to_le_bytes());
+    m.mem_write(table + 16 * index, &d);
+}
+
+/// Make `head` available behind the driver's back and notify (legacy).
+fn rogue_post(m: &FakeMachine, head: u16) {
+    use minicap_drivers::access::Width;
+    use minicap_drivers::Platform;
+    let (_, avail, _) = m.queue_rings();
+    let idx = u16::from_le_bytes(m.mem_read(avail + 2, 2).try_into().unwrap());
+    let slot = u64::from(idx % m.queue_size());
+    m.mem_write(avail + 4 + 2 * slot, &head.to_le_bytes());
+    m.mem_write(avail + 2, &idx.wrapping_add(1).to_le_bytes());
+    let ports = m.claim_ports(VIRTIO_FN, 0, 20).unwrap();
+    m.port_write(&ports, 16, Width::U16, 0);
+}
+
+/// A write request of `segments` × `segment` bytes as an indirect table at
+/// `table`: header at BUF, data from BUF + 4096, status after the header.
+fn rogue_indirect_write(m: &FakeMachine, table: u64, segments: u16, segment: u32) -> (u64, u32) {
+    m.mem_write(BUF, &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    put_desc(m, table, 0, BUF, 16, 1, 1);
+    for i in 0..segments {
+        let addr = BUF + 4096 + u64::from(i) * u64::from(segment);
+        put_desc(m, table, u64::from(i) + 1, addr, segment, 1, i + 2);
+    }
+    put_desc(m, table, u64::from(segments) + 1, BUF + 16, 1, 2, 0);
+    (table, 16 * (u32::from(segments) + 2))
+}
+
+#[track_caller]
+fn assert_violation(m: &FakeMachine, what: &str) {
+    let v = m.violations();
+    assert!(
+        v.iter().any(|s| s.contains(what)),
+        "no violation {what:?} among {v:?}"
+    );
+}
+
+#[test]
+fn the_fake_device_catches_indirect_tables_not_negotiated() {
+    let mut cfg = FakeConfig::legacy();
+    cfg.features &= !F_INDIRECT_DESC;
+    let m = FakeMachine::new(cfg);
+    let _dev = open(&m);
+    let (desc, _, _) = m.queue_rings();
+    let (table, len) = rogue_indirect_write(&m, BUF2, 2, 4096);
+    put_desc(&m, desc, 0, table, len, 4, 0);
+    rogue_post(&m, 0);
+    assert_violation(&m, "indirect descriptor without VIRTIO_F_INDIRECT_DESC");
+}
+
+#[test]
+fn the_fake_device_catches_segments_beyond_the_limits() {
+    let m = FakeMachine::new(FakeConfig {
+        size_max: 8192,
+        seg_max: 3,
+        ..FakeConfig::legacy()
+    });
+    let _dev = open(&m);
+    let (desc, _, _) = m.queue_rings();
+    let (table, len) = rogue_indirect_write(&m, BUF2, 4, 4096);
+    put_desc(&m, desc, 0, table, len, 4, 0);
+    rogue_post(&m, 0);
+    assert_violation(&m, "4 data segments, seg_max 3");
+    let (table, len) = rogue_indirect_write(&m, BUF2, 1, 16384);
+    put_desc(&m, desc, 0, table, len, 4, 0);
+    rogue_post(&m, 0);
+    assert_violation(&m, "segment of 16384 bytes, size_max 8192");
+}
+
+#[test]
+fn the_fake_device_catches_requests_touched_while_in_flight() {
+    // A descriptor reused while its request is in flight.
+    let m = machine(Mode::Legacy);
+    let mut dev = open(&m);
+    m.knobs.completion.set(Completion::Held);
+    dev.start_write(0, BUF, 4096).unwrap();
+    let (desc, _, _) = m.queue_rings();
+    let head = m.mem_read(desc, 16);
+    rogue_post(&m, 0);
+    assert_violation(&m, "descriptor 0 reused while request 0 is in flight");
+    assert_violation(&m, "overlaps request 0");
+
+    // A request header changed before the device completed it.
+    let m = machine(Mode::Legacy);
+    let mut dev = open(&m);
+    m.knobs.completion.set(Completion::Held);
+    dev.start_write(0, BUF, 4096).unwrap();
+    assert_eq!(m.mem_read(desc, 16), head, "same layout");
+    let table = u64::from_le_bytes(head[..8].try_into().unwrap());
+    let header = u64::from_le_bytes(m.mem_read(table, 8).try_into().unwrap());
+    m.mem_write(header + 8, &7u64.to_le_bytes());
+    m.complete_held(&[0]);
+    assert_violation(&m, "request 0 (head 0) changed while in flight");
+}
+
+#[test]
+fn devices_whose_requests_cannot_carry_a_block_are_refused() {
+    // 4 KiB blocks, but at most 2 × 1 KiB per request.
+    let mut cfg = FakeConfig::for_mode(Mode::Modern);
+    cfg.blk_size = 4096;
+    cfg.size_max = 1024;
+    cfg.seg_max = 2;
+    let m = FakeMachine::new(cfg);
+    assert_eq!(open_err(&m), VirtioBlkError::UnsupportedBlockSize(4096));
+    assert_given_up(&m);
+    m.assert_clean();
 }

@@ -5,7 +5,7 @@ mod blk;
 mod queue;
 mod transport;
 
-pub use blk::{Operation, VirtioBlk, VirtioBlkError};
+pub use blk::{Operation, VirtioBlk, VirtioBlkError, MAX_IN_FLIGHT, MAX_REQUEST_BYTES};
 
 /// PCI vendor of every virtio device.
 pub const VIRTIO_VENDOR: u16 = 0x1af4;

@@ -1,9 +1,15 @@
-//! A split virtqueue (virtio 1.2 §2.7) used by one polling driver with one
-//! request in flight at a time.
+//! A split virtqueue (virtio 1.2 §2.7) used by one polling driver with
+//! several requests in flight.
 //!
 //! Memory layout (one DMA allocation, valid for modern and legacy devices):
 //! descriptor table at 0 (16 bytes × size), available ring right after it,
 //! used ring at the next 4096-byte boundary (the legacy "QueueAlign").
+//!
+//! The queue does not hand out descriptors itself: the caller says which
+//! descriptor a request starts at (each request slot of the block driver
+//! owns a fixed range), so a completion's id names its slot directly.
+//! A request is either a chain of ring descriptors, or one ring descriptor
+//! pointing at an *indirect table* (§2.7.5.3) in the caller's DMA memory.
 
 use super::transport::{Notify, QueueAddresses, Transport};
 use crate::access::{Dma, Field};
@@ -43,12 +49,22 @@ const AVAIL_FLAGS: Field<AvailHeader, u16> = field!(AvailHeader, flags);
 const AVAIL_IDX: Field<AvailHeader, u16> = field!(AvailHeader, idx);
 const USED_IDX: Field<UsedHeader, u16> = field!(UsedHeader, idx);
 
+/// One element of the used ring (§2.7.8).
+#[repr(C)]
+struct UsedElem {
+    id: u32,  // 0
+    len: u32, // 4
+}
+const USED_ID: Field<UsedElem, u32> = field!(UsedElem, id);
+
 const DESC_SIZE: u64 = size_of::<Descriptor>() as u64;
 const RING_HEADER: u64 = size_of::<AvailHeader>() as u64;
-/// Size of one used-ring element (id: u32, len: u32).
-const USED_ELEM: u64 = 8;
+/// Size of one entry of a descriptor table (the ring's or an indirect one).
+pub(crate) const DESCRIPTOR_BYTES: u64 = DESC_SIZE;
+const USED_ELEM: u64 = size_of::<UsedElem>() as u64;
 const DESC_F_NEXT: u16 = 1;
 const DESC_F_WRITE: u16 = 2;
+const DESC_F_INDIRECT: u16 = 4;
 const AVAIL_F_NO_INTERRUPT: u16 = 1;
 
 /// One buffer of a request chain.
@@ -139,28 +155,54 @@ impl<P: Platform + ?Sized> SplitQueue<P> {
         self.size
     }
 
-    /// Post a chain of buffers (at most `size` of them) and notify the device.
-    pub fn submit(&mut self, p: &P, transport: &Transport<P>, chain: &[Buffer]) {
-        debug_assert!(!chain.is_empty() && chain.len() <= usize::from(self.size));
+    /// Post `chain` as ring descriptors `first..first + chain.len()` and
+    /// notify the device. The caller owns those descriptors (none of them
+    /// is in flight) and `first + chain.len()` is at most `size`.
+    pub fn submit(
+        &mut self,
+        p: &P,
+        transport: &Transport<P>,
+        first: u16,
+        chain: impl ExactSizeIterator<Item = Buffer>,
+    ) {
         let count = chain.len();
-        for (i, buffer) in chain.iter().enumerate() {
-            let slot = DESC_SIZE * i as u64;
-            let mut flags = 0;
-            if i + 1 < count {
-                flags |= DESC_F_NEXT;
-            }
-            if buffer.device_writes {
-                flags |= DESC_F_WRITE;
-            }
-            let next = u16::try_from(i + 1).unwrap_or(0) % self.size;
-            self.rings.write(p, slot, DESC_ADDR, buffer.addr);
-            self.rings.write(p, slot, DESC_LEN, buffer.len);
-            self.rings.write(p, slot, DESC_FLAGS, flags);
-            self.rings.write(p, slot, DESC_NEXT, next);
-        }
+        debug_assert!(count > 0 && usize::from(first) + count <= usize::from(self.size));
+        write_table(p, &self.rings, DESC_SIZE * u64::from(first), first, chain);
+        self.post(p, transport, first);
+    }
+
+    /// Write `chain` into the indirect table at `table_at` in `table` (room
+    /// for its length), post one ring descriptor `slot` pointing at it, and
+    /// notify the device. Only for a device that accepted
+    /// VIRTIO_F_INDIRECT_DESC; the chain is at most `size` buffers long.
+    pub fn submit_indirect(
+        &mut self,
+        p: &P,
+        transport: &Transport<P>,
+        slot: u16,
+        table: &Dma<P>,
+        table_at: u64,
+        chain: impl ExactSizeIterator<Item = Buffer>,
+    ) {
+        let count = chain.len();
+        debug_assert!(count > 0 && count <= usize::from(self.size) && slot < self.size);
+        write_table(p, table, table_at, 0, chain);
+        let at = DESC_SIZE * u64::from(slot);
+        self.rings
+            .write(p, at, DESC_ADDR, table.device_address() + table_at);
+        // count <= size <= 32768, so 16 × count fits.
+        let table_bytes = u32::try_from(DESC_SIZE * count as u64).unwrap_or(u32::MAX);
+        self.rings.write(p, at, DESC_LEN, table_bytes);
+        self.rings.write(p, at, DESC_FLAGS, DESC_F_INDIRECT);
+        self.rings.write(p, at, DESC_NEXT, 0);
+        self.post(p, transport, slot);
+    }
+
+    /// Put `head` in the available ring, publish it and notify the device.
+    fn post(&mut self, p: &P, transport: &Transport<P>, head: u16) {
         let ring_slot = u64::from(self.next_avail % self.size);
         self.rings
-            .write_at::<u16>(p, self.avail + RING_HEADER + 2 * ring_slot, 0);
+            .write_at::<u16>(p, self.avail + RING_HEADER + 2 * ring_slot, head);
         // The descriptors and the ring entry must be visible before the index.
         fence(Ordering::SeqCst);
         self.next_avail = self.next_avail.wrapping_add(1);
@@ -170,15 +212,49 @@ impl<P: Platform + ?Sized> SplitQueue<P> {
         transport.notify(p, self.notify, self.index);
     }
 
-    /// Whether the device has returned the posted chain.
-    pub fn poll_used(&mut self, p: &P) -> bool {
+    /// The head descriptor of the next chain the device returned, if any
+    /// (completions may come in any order).
+    pub fn next_used(&mut self, p: &P) -> Option<u32> {
         let used_idx = self.rings.read(p, self.used, USED_IDX);
         if used_idx == self.last_used {
-            return false;
+            return None;
         }
+        // The element must be read after the index that publishes it.
         fence(Ordering::SeqCst);
+        let slot = u64::from(self.last_used % self.size);
+        let element = self.used + RING_HEADER + USED_ELEM * slot;
+        let id = self.rings.read(p, element, USED_ID);
         self.last_used = self.last_used.wrapping_add(1);
-        true
+        Some(id)
+    }
+}
+
+/// Write `chain` as linked descriptors at `at` in `table`; the first is
+/// descriptor `first` of that table (for the `next` links).
+fn write_table<P: Platform + ?Sized>(
+    p: &P,
+    table: &Dma<P>,
+    at: u64,
+    first: u16,
+    chain: impl ExactSizeIterator<Item = Buffer>,
+) {
+    let count = chain.len();
+    for (i, buffer) in chain.enumerate() {
+        let entry = at + DESC_SIZE * i as u64;
+        let mut flags = 0;
+        let mut next = 0;
+        if i + 1 < count {
+            flags |= DESC_F_NEXT;
+            // The caller keeps the chain inside a table of at most 2^15.
+            next = first.wrapping_add(u16::try_from(i + 1).unwrap_or(0));
+        }
+        if buffer.device_writes {
+            flags |= DESC_F_WRITE;
+        }
+        table.write(p, entry, DESC_ADDR, buffer.addr);
+        table.write(p, entry, DESC_LEN, buffer.len);
+        table.write(p, entry, DESC_FLAGS, flags);
+        table.write(p, entry, DESC_NEXT, next);
     }
 }
 

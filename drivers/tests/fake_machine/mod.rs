@@ -6,6 +6,13 @@
 //! The device model is strict: whatever the driver does that the virtio 1.2
 //! spec (or plain PCI sense) forbids is recorded as a *violation*, and every
 //! test ends with [`FakeMachine::assert_clean`].
+//!
+//! Requests may stay in flight: the device takes a chain from the available
+//! ring when notified, and completes it then ([`Completion::AtNotify`]), when
+//! the driver next polls the used ring, in order or newest first, or when the
+//! test says ([`FakeMachine::complete_held`]). While a request is in flight
+//! its descriptors, header, status byte and indirect table belong to the
+//! device: reusing or changing them is a violation.
 #![allow(dead_code)]
 
 use minicap_drivers::access::{in_bounds, DmaRegion, Region, Width};
@@ -349,9 +356,33 @@ impl FakeConfig {
     }
 }
 
+/// When the device completes the requests it took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Completion {
+    /// As soon as it is notified, in order.
+    #[default]
+    AtNotify,
+    /// All it holds, each time the driver reads the used ring's index, in
+    /// the order they were made available.
+    WhenPolled,
+    /// Like `WhenPolled`, newest first.
+    WhenPolledNewestFirst,
+    /// Only when the test calls [`FakeMachine::complete_held`].
+    Held,
+}
+
 /// Failure injection, changeable at any time.
 #[derive(Default)]
 pub struct Knobs {
+    /// When requests complete.
+    pub completion: Cell<Completion>,
+    /// The request with this sequence number (0 for the first the device
+    /// takes) is never completed.
+    pub lose_request: Cell<Option<u64>>,
+    /// The request with this sequence number fails with this status.
+    pub fail_request: Cell<Option<(u64, u8)>>,
+    /// Added to every id the device puts in the used ring (0: correct).
+    pub used_id_offset: Cell<u16>,
     /// Notifications are ignored: requests never complete.
     pub never_complete: Cell<bool>,
     /// Complete this many more requests, then stall (never complete).
@@ -377,6 +408,8 @@ pub struct Knobs {
 /// One request the device processed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Completed {
+    /// Order in which the device took it from the available ring.
+    pub seq: u64,
     pub kind: u32,
     pub sector: u64,
     /// Data buffers: (physical address, length).
@@ -481,9 +514,37 @@ struct Log {
     mapped: Vec<(u64, u64)>,
     flushes: u32,
     dma_flushes: Vec<u64>,
+    /// Requests taken so far (the next sequence number).
+    taken: u64,
+    /// Most requests in flight at once.
+    max_in_flight: usize,
+    /// Requests taken with an indirect table.
+    indirect_requests: u32,
 }
 
-#[derive(Clone, Copy, Debug)]
+/// A request the device took and has not completed.
+#[derive(Clone, Debug)]
+struct InFlight {
+    seq: u64,
+    head: u16,
+    /// The chain as taken (None: malformed, completes with length 0).
+    chain: Option<Chain>,
+}
+
+/// A parsed request chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Chain {
+    /// Ring descriptors it occupies.
+    ring: Vec<u16>,
+    /// Indirect table (address, bytes), if any.
+    table: Option<(u64, u64)>,
+    /// Every descriptor, the indirect table's expanded.
+    descs: Vec<Desc>,
+    /// The request header's 16 bytes.
+    header: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Desc {
     addr: u64,
     len: u32,
@@ -501,6 +562,8 @@ pub struct FakeMachine {
     clock: Cell<u64>,
     dma_next: Cell<u64>,
     log: RefCell<Log>,
+    /// Requests taken and not completed, in the order taken.
+    in_flight: RefCell<Vec<InFlight>>,
 }
 
 fn key(f: PciAddress) -> (u8, u8, u8) {
@@ -544,6 +607,7 @@ impl FakeMachine {
             pci: RefCell::default(),
             clock: Cell::new(0),
             log: RefCell::default(),
+            in_flight: RefCell::default(),
         }
     }
 
@@ -590,6 +654,36 @@ impl FakeMachine {
 
     pub fn flushes(&self) -> u32 {
         self.log.borrow().flushes
+    }
+
+    /// Most requests the device held in flight at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.log.borrow().max_in_flight
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.borrow().len()
+    }
+
+    /// Requests the driver sent with an indirect table.
+    pub fn indirect_requests(&self) -> u32 {
+        self.log.borrow().indirect_requests
+    }
+
+    /// Complete the requests in flight at these positions (0: the oldest
+    /// now in flight), in this order.
+    pub fn complete_held(&self, positions: &[usize]) {
+        let chosen: Vec<InFlight> = {
+            let all = self.in_flight.borrow();
+            positions.iter().map(|&i| all[i].clone()).collect()
+        };
+        self.in_flight
+            .borrow_mut()
+            .retain(|r| !chosen.iter().any(|c| c.seq == r.seq));
+        for request in chosen {
+            self.complete(&request);
+        }
     }
 
     pub fn features_rejected(&self) -> u32 {
@@ -963,6 +1057,7 @@ impl FakeMachine {
             if !self.knobs.reset_stuck.get() {
                 dev.reset(&self.cfg);
                 drop(dev);
+                self.in_flight.borrow_mut().clear();
                 self.log.borrow_mut().resets += 1;
                 self.event(Event::Reset);
             }
@@ -1185,6 +1280,7 @@ impl FakeMachine {
         self.process_queue();
     }
 
+    /// Take every newly available chain; complete them now if so set.
     fn process_queue(&self) {
         let q = self.dev.borrow().queue;
         let avail_idx = self.ram_u16(q.driver + 2);
@@ -1197,7 +1293,6 @@ impl FakeMachine {
             return;
         }
         let mut last_avail = q.last_avail;
-        let mut used_idx = q.used_idx;
         while last_avail != avail_idx {
             if let Some(budget) = self.knobs.stall_after.get() {
                 if budget == 0 {
@@ -1207,16 +1302,85 @@ impl FakeMachine {
             }
             let slot = u64::from(last_avail % q.size);
             let head = self.ram_u16(q.driver + 4 + 2 * slot);
-            let written = self.handle_chain(&q, head);
-            let used_slot = u64::from(used_idx % q.size);
-            self.ram_write(q.device + 4 + 8 * used_slot, 4, u64::from(head));
-            self.ram_write(q.device + 8 + 8 * used_slot, 4, u64::from(written));
-            used_idx = used_idx.wrapping_add(1);
-            self.ram_write(q.device + 2, 2, u64::from(used_idx));
+            let chain = self.take_chain(&q, head);
+            let seq = {
+                let mut log = self.log.borrow_mut();
+                log.taken += 1;
+                log.taken - 1
+            };
+            self.in_flight
+                .borrow_mut()
+                .push(InFlight { seq, head, chain });
+            let depth = self.in_flight.borrow().len();
+            let mut log = self.log.borrow_mut();
+            log.max_in_flight = log.max_in_flight.max(depth);
+            drop(log);
             last_avail = last_avail.wrapping_add(1);
         }
+        self.dev.borrow_mut().queue.last_avail = last_avail;
+        if self.knobs.completion.get() == Completion::AtNotify {
+            self.complete_ready(false);
+        }
+    }
+
+    /// The driver reads the used index: complete what the policy says.
+    fn used_ring_polled(&self) {
+        match self.knobs.completion.get() {
+            Completion::AtNotify | Completion::Held => {}
+            Completion::WhenPolled => self.complete_ready(false),
+            Completion::WhenPolledNewestFirst => self.complete_ready(true),
+        }
+    }
+
+    /// Complete every request in flight (but a lost one).
+    fn complete_ready(&self, newest_first: bool) {
+        let lost = self.knobs.lose_request.get();
+        let mut ready: Vec<InFlight> = Vec::new();
+        self.in_flight.borrow_mut().retain(|r| {
+            if Some(r.seq) == lost {
+                true
+            } else {
+                ready.push(r.clone());
+                false
+            }
+        });
+        if newest_first {
+            ready.reverse();
+        }
+        for request in ready {
+            self.complete(&request);
+        }
+    }
+
+    /// Do a request and put it in the used ring.
+    fn complete(&self, request: &InFlight) {
+        let q = self.dev.borrow().queue;
+        if !q.enabled {
+            return;
+        }
+        let written = match &request.chain {
+            None => 0,
+            Some(chain) => {
+                // The device may read the descriptors at any time until it
+                // completes the request: they must not have changed.
+                let again = self.take_chain_quietly(&q, request.head);
+                if again.as_ref() != Some(chain) {
+                    self.violation(format!(
+                        "request {} (head {}) changed while in flight",
+                        request.seq, request.head
+                    ));
+                }
+                self.run_chain(request.seq, chain)
+            }
+        };
+        let used_idx = q.used_idx;
+        let used_slot = u64::from(used_idx % q.size);
+        let id = request.head.wrapping_add(self.knobs.used_id_offset.get());
+        self.ram_write(q.device + 4 + 8 * used_slot, 4, u64::from(id));
+        self.ram_write(q.device + 8 + 8 * used_slot, 4, u64::from(written));
+        let used_idx = used_idx.wrapping_add(1);
+        self.ram_write(q.device + 2, 2, u64::from(used_idx));
         let mut dev = self.dev.borrow_mut();
-        dev.queue.last_avail = last_avail;
         dev.queue.used_idx = used_idx;
         if self.knobs.needs_reset_on_complete.get() {
             dev.status |= S_NEEDS_RESET;
@@ -1231,54 +1395,160 @@ impl FakeMachine {
         u32::try_from(self.ram_read(addr, 4)).unwrap_or(0)
     }
 
-    /// Process one descriptor chain; returns the used length.
-    fn handle_chain(&self, q: &Queue, head: u16) -> u32 {
-        if head >= q.size {
-            self.violation(format!("head descriptor {head} >= queue size {}", q.size));
-            return 0;
+    fn read_desc(&self, base: u64) -> Desc {
+        Desc {
+            addr: self.ram_read(base, 8),
+            len: self.ram_u32(base + 8),
+            flags: self.ram_u16(base + 12),
+            next: self.ram_u16(base + 14),
         }
-        let mut descs = Vec::new();
-        let mut i = head;
-        loop {
-            if descs.len() >= usize::from(q.size) {
-                self.violation("descriptor chain longer than the queue (loop?)".into());
-                return 0;
+    }
+
+    /// Parse and check a newly available chain, and check that it shares
+    /// nothing the driver owns with the requests in flight.
+    fn take_chain(&self, q: &Queue, head: u16) -> Option<Chain> {
+        let chain = self.parse_chain(q, head, true)?;
+        let header_at = chain.descs[0].addr;
+        let status_at = chain.descs[chain.descs.len() - 1].addr;
+        for other in self.in_flight.borrow().iter() {
+            let Some(o) = &other.chain else { continue };
+            if let Some(d) = chain.ring.iter().find(|d| o.ring.contains(d)) {
+                self.violation(format!(
+                    "descriptor {d} reused while request {} is in flight",
+                    other.seq
+                ));
             }
-            let base = q.desc + 16 * u64::from(i);
-            let d = Desc {
-                addr: self.ram_read(base, 8),
-                len: self.ram_u32(base + 8),
-                flags: self.ram_u16(base + 12),
-                next: self.ram_u16(base + 14),
-            };
+            let overlaps = |a: (u64, u64), b: (u64, u64)| a.0 < b.0 + b.1 && b.0 < a.0 + a.1;
+            let o_header = (o.descs[0].addr, 16);
+            let o_status = (o.descs[o.descs.len() - 1].addr, 1);
+            let mine = [(header_at, 16), (status_at, 1)]
+                .into_iter()
+                .chain(chain.table);
+            let theirs = [o_header, o_status];
+            for a in mine {
+                for b in theirs.into_iter().chain(o.table) {
+                    if overlaps(a, b) {
+                        self.violation(format!(
+                            "request memory {a:x?} overlaps request {}'s {b:x?}, in flight",
+                            other.seq
+                        ));
+                    }
+                }
+            }
+        }
+        if chain.table.is_some() {
+            self.log.borrow_mut().indirect_requests += 1;
+        }
+        Some(chain)
+    }
+
+    /// The chain at `head` again, without recording anything.
+    fn take_chain_quietly(&self, q: &Queue, head: u16) -> Option<Chain> {
+        self.parse_chain(q, head, false)
+    }
+
+    /// Walk the chain at `head` (through its indirect table, if any);
+    /// with `strict`, record what the spec forbids.
+    fn parse_chain(&self, q: &Queue, head: u16, strict: bool) -> Option<Chain> {
+        let complain = |what: String| {
+            if strict {
+                self.violation(what);
+            }
+        };
+        if head >= q.size {
+            complain(format!("head descriptor {head} >= queue size {}", q.size));
+            return None;
+        }
+        let negotiated = self.dev.borrow().driver_features;
+        let first = self.read_desc(q.desc + 16 * u64::from(head));
+        let (table_base, table_len, table) = if first.flags & DESC_F_INDIRECT != 0 {
+            if negotiated & F_INDIRECT_DESC == 0 {
+                complain("indirect descriptor without VIRTIO_F_INDIRECT_DESC".into());
+                return None;
+            }
+            if first.flags & DESC_F_NEXT != 0 {
+                complain("indirect descriptor with NEXT set".into());
+                return None;
+            }
+            let entries = u64::from(first.len) / 16;
+            if first.len == 0 || u64::from(first.len) % 16 != 0 || !first.addr.is_multiple_of(16) {
+                complain(format!("indirect table {first:?}"));
+                return None;
+            }
+            if entries > u64::from(q.size) {
+                complain(format!(
+                    "indirect table of {entries} entries, longer than the queue ({})",
+                    q.size
+                ));
+            }
+            (
+                first.addr,
+                entries,
+                Some((first.addr, u64::from(first.len))),
+            )
+        } else {
+            (q.desc, u64::from(q.size), None)
+        };
+        let mut ring = vec![head];
+        let mut descs = Vec::new();
+        let mut i = if table.is_some() { 0 } else { head };
+        loop {
+            if descs.len() as u64 >= table_len {
+                complain("descriptor chain longer than its table (loop?)".into());
+                return None;
+            }
+            let d = self.read_desc(table_base + 16 * u64::from(i));
             descs.push(d);
             if d.flags & DESC_F_INDIRECT != 0 {
-                self.violation("indirect descriptor without VIRTIO_F_INDIRECT_DESC".into());
-                return 0;
+                complain(if table.is_some() {
+                    "indirect descriptor inside an indirect table".into()
+                } else if negotiated & F_INDIRECT_DESC == 0 {
+                    "indirect descriptor without VIRTIO_F_INDIRECT_DESC".into()
+                } else {
+                    "indirect descriptor inside a chain".into()
+                });
+                return None;
             }
             if d.flags & DESC_F_NEXT == 0 {
                 break;
             }
-            if d.next >= q.size {
-                self.violation(format!("next descriptor {} >= queue size", d.next));
-                return 0;
+            if u64::from(d.next) >= table_len {
+                complain(format!("next descriptor {} >= table size", d.next));
+                return None;
             }
             i = d.next;
+            if table.is_none() {
+                ring.push(i);
+            }
         }
         if descs.len() < 2 {
-            self.violation(format!("chain of {} descriptor(s)", descs.len()));
-            return 0;
+            complain(format!("chain of {} descriptor(s)", descs.len()));
+            return None;
         }
         let header = descs[0];
         let status_desc = descs[descs.len() - 1];
         if header.flags & DESC_F_WRITE != 0 || header.len < 16 {
-            self.violation(format!("bad request header descriptor {header:?}"));
-            return 0;
+            complain(format!("bad request header descriptor {header:?}"));
+            return None;
         }
         if status_desc.flags & DESC_F_WRITE == 0 || status_desc.len < 1 {
-            self.violation(format!("bad status descriptor {status_desc:?}"));
-            return 0;
+            complain(format!("bad status descriptor {status_desc:?}"));
+            return None;
         }
+        let header_bytes = self.mem.borrow().get(header.addr, 16);
+        Some(Chain {
+            ring,
+            table,
+            descs,
+            header: header_bytes,
+        })
+    }
+
+    /// Execute a parsed request; returns the used length.
+    fn run_chain(&self, seq: u64, chain: &Chain) -> u32 {
+        let descs = &chain.descs;
+        let header = descs[0];
+        let status_desc = descs[descs.len() - 1];
         let kind = self.ram_u32(header.addr);
         let reserved = self.ram_u32(header.addr + 4);
         let sector = self.ram_read(header.addr + 8, 8);
@@ -1286,8 +1556,12 @@ impl FakeMachine {
             self.violation(format!("request header reserved field {reserved:#x}"));
         }
         let data = &descs[1..descs.len() - 1];
-        let status = self.execute(kind, sector, data);
+        let status = match self.knobs.fail_request.get() {
+            Some((n, status)) if n == seq => status,
+            _ => self.execute(kind, sector, data),
+        };
         self.log.borrow_mut().requests.push(Completed {
+            seq,
             kind,
             sector,
             segments: data.iter().map(|d| (d.addr, d.len)).collect(),
@@ -1698,7 +1972,12 @@ impl Platform for FakeMachine {
             return 0;
         }
         self.check_alignment(dma.addr + offset, width.bytes());
-        self.ram_read(dma.addr + offset, idx(width.bytes()))
+        let addr = dma.addr + offset;
+        let q = self.dev.borrow().queue;
+        if q.enabled && addr == q.device + 2 {
+            self.used_ring_polled();
+        }
+        self.ram_read(addr, idx(width.bytes()))
     }
 
     fn dma_write(&self, dma: &FakeDma, offset: u64, width: Width, value: u64) {
