@@ -163,8 +163,12 @@ mod tests {
 
     #[test]
     fn kernel_image_uses_phys_base_and_direct_map_uses_loads() {
-        let low: Vec<u8> = (0..0x2000u32).map(|i| u8::try_from(i % 251).unwrap()).collect();
-        let high: Vec<u8> = (0..0x3000u32).map(|i| u8::try_from(i % 13).unwrap()).collect();
+        let low: Vec<u8> = (0..0x2000u32)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        let high: Vec<u8> = (0..0x3000u32)
+            .map(|i| u8::try_from(i % 13).unwrap())
+            .collect();
         let regions = [
             SliceMem::new(0x10_0000, &low),
             SliceMem::new(0x20_0000, &high),
@@ -210,7 +214,9 @@ mod tests {
     #[test]
     fn backup_region_is_read_from_its_source_and_pages_are_split() {
         // PT_LOAD for paddr 0x0..0x2000 whose bytes live at 0x50_0000 (kexec-tools backup).
-        let backup: Vec<u8> = (0..0x2000u32).map(|i| u8::try_from(i / 0x1000).unwrap() + 7).collect();
+        let backup: Vec<u8> = (0..0x2000u32)
+            .map(|i| u8::try_from(i / 0x1000).unwrap() + 7)
+            .collect();
         let regions = [SliceMem::new(0x50_0000, &backup)];
         let mem = MultiMem::new(&regions);
         let loads = [load(0, 0x2000, DIRECT_MAP, 0x50_0000)];
