@@ -30,7 +30,15 @@
 //!   in memblock memory) is looked up in the PT_LOADs of the ELF core headers, which give each
 //!   RAM range's direct-map `p_vaddr` next to its `p_paddr`.
 //!
-//! Either way the physical address must then lie inside a PT_LOAD, and the bytes are read where
+//! * with [`OldMemory::with_page_tables`], anything else (the `vmemmap` array of
+//!   `struct page`) goes through the old kernel's own page tables ([`PageTables`]):
+//!   `SYMBOL(init_top_pgt)` translated like any image address is the top table; 4 or 5
+//!   levels by `NUMBER(pgtable_l5_enabled)`; 9 index bits per level from bit 48 (5-level) or
+//!   39 down to 12; bit 0 present; bit 7 at the 1 GiB and 2 MiB levels ends the walk with a
+//!   large page; entry bits 12..52 minus `NUMBER(sme_mask)` hold the next physical address.
+//!   Every table is read from old memory like any other byte.
+//!
+//! Any way the physical address must then lie inside a PT_LOAD, and the bytes are read where
 //! that PT_LOAD says they are now (`p_offset`, which differs from `p_paddr` for kexec-tools'
 //! backup copy of low memory). Reads are split at 4 KiB page boundaries and each page is
 //! translated on its own, because virtually contiguous memory need not be physically contiguous.
@@ -44,5 +52,5 @@
 mod old_memory;
 mod text;
 
-pub use old_memory::{OldMemory, VirtReadError, KERNEL_IMAGE_BASE};
+pub use old_memory::{OldMemory, PageTables, VirtReadError, KERNEL_IMAGE_BASE};
 pub use text::VmcoreInfo;

@@ -27,6 +27,11 @@ pub enum VirtReadError {
         /// Its physical translation.
         paddr: u64,
     },
+    /// The old page tables do not map the address (an entry without the present bit).
+    NotPresent {
+        /// The virtual address.
+        vaddr: u64,
+    },
     /// The range `vaddr..vaddr+len` wraps around the address space.
     Wraps {
         /// The virtual address.
@@ -46,6 +51,9 @@ impl fmt::Display for VirtReadError {
                 f,
                 "virtual address {vaddr:#x} translates to {paddr:#x}, outside every PT_LOAD"
             ),
+            Self::NotPresent { vaddr } => {
+                write!(f, "the old page tables do not map {vaddr:#x}")
+            }
             Self::Wraps { vaddr } => write!(f, "range at {vaddr:#x} wraps the address space"),
             Self::Memory(e) => write!(f, "{e}"),
         }
@@ -60,12 +68,52 @@ impl From<PhysMemError> for VirtReadError {
     }
 }
 
+/// Present bit of a page-table entry.
+const PTE_PRESENT: u64 = 1;
+/// Page-size bit: a PUD entry maps 1 GiB, a PMD entry 2 MiB.
+const PTE_PSE: u64 = 1 << 7;
+/// Physical-address bits of an entry (makedumpfile `ENTRY_MASK`).
+const ENTRY_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// The old kernel's x86_64 page tables (makedumpfile `__vtop4_x86_64()`), for the addresses
+/// no PT_LOAD maps, such as `vmemmap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageTables {
+    /// Physical address of the top-level table.
+    pub root: u64,
+    /// Five levels (`NUMBER(pgtable_l5_enabled)` = 1) or four.
+    pub five_level: bool,
+    /// Physical-address bits of an entry, without the SME encryption bit.
+    pub entry_mask: u64,
+}
+
+impl PageTables {
+    /// The kernel's own tables: `SYMBOL(init_top_pgt)` (`init_level4_pgt` before 4.13), a
+    /// kernel-image address translated with `NUMBER(phys_base)`; `NUMBER(pgtable_l5_enabled)`
+    /// (absent means 4 levels) and `NUMBER(sme_mask)` (absent means 0).
+    pub fn from_vmcoreinfo(v: &crate::VmcoreInfo<'_>) -> Option<Self> {
+        let top = v
+            .symbol("init_top_pgt")
+            .or_else(|| v.symbol("init_level4_pgt"))?;
+        let root = top
+            .checked_sub(KERNEL_IMAGE_BASE)?
+            .wrapping_add(v.phys_base()?);
+        let sme = v.number("sme_mask").unwrap_or(0) as u64;
+        Some(Self {
+            root,
+            five_level: v.number("pgtable_l5_enabled").unwrap_or(0) != 0,
+            entry_mask: ENTRY_MASK & !sme,
+        })
+    }
+}
+
 /// The old kernel's memory as seen through its virtual addresses.
 #[derive(Debug, Clone, Copy)]
 pub struct OldMemory<'a, M: ?Sized> {
     mem: &'a M,
     loads: &'a [LoadSegment],
     phys_base: Option<u64>,
+    tables: Option<PageTables>,
 }
 
 impl<'a, M: PhysMem + ?Sized> OldMemory<'a, M> {
@@ -76,6 +124,16 @@ impl<'a, M: PhysMem + ?Sized> OldMemory<'a, M> {
             mem,
             loads,
             phys_base,
+            tables: None,
+        }
+    }
+
+    /// Also translates, through the old page tables, what neither the kernel-image rule nor
+    /// a PT_LOAD maps.
+    pub fn with_page_tables(self, tables: PageTables) -> Self {
+        Self {
+            tables: Some(tables),
+            ..self
         }
     }
 
@@ -86,13 +144,41 @@ impl<'a, M: PhysMem + ?Sized> OldMemory<'a, M> {
                 return Ok((vaddr - KERNEL_IMAGE_BASE).wrapping_add(base));
             }
         }
-        self.loads
-            .iter()
-            .find_map(|l| {
-                let off = vaddr.checked_sub(l.vaddr)?;
-                (off < l.memsz).then(|| l.paddr.wrapping_add(off))
-            })
-            .ok_or(VirtReadError::Unmapped { vaddr })
+        let by_load = self.loads.iter().find_map(|l| {
+            let off = vaddr.checked_sub(l.vaddr)?;
+            (off < l.memsz).then(|| l.paddr.wrapping_add(off))
+        });
+        match (by_load, &self.tables) {
+            (Some(paddr), _) => Ok(paddr),
+            (None, Some(tables)) => self.walk(tables, vaddr),
+            (None, None) => Err(VirtReadError::Unmapped { vaddr }),
+        }
+    }
+
+    /// Walks the old page tables down to the page that maps `vaddr`.
+    fn walk(&self, tables: &PageTables, vaddr: u64) -> Result<u64, VirtReadError> {
+        let shifts: &[u32] = if tables.five_level {
+            &[48, 39, 30, 21, 12]
+        } else {
+            &[39, 30, 21, 12]
+        };
+        let mut table = tables.root;
+        for &shift in shifts {
+            let slot = table.wrapping_add(((vaddr >> shift) & 511) * 8);
+            let (src, _) = self.source_of(vaddr, slot)?;
+            let entry = self.mem.read_u64(src)?;
+            if entry & PTE_PRESENT == 0 {
+                return Err(VirtReadError::NotPresent { vaddr });
+            }
+            let frame = entry & tables.entry_mask;
+            let leaf = shift == 12 || ((shift == 30 || shift == 21) && entry & PTE_PSE != 0);
+            if leaf {
+                let size = 1u64 << shift;
+                return Ok((frame & !(size - 1)) | (vaddr & (size - 1)));
+            }
+            table = frame;
+        }
+        Err(VirtReadError::NotPresent { vaddr })
     }
 
     /// Where the old kernel's physical address `paddr` can be read now, checking that it is
@@ -230,6 +316,118 @@ mod tests {
             Err(VirtReadError::Unmapped {
                 vaddr: KERNEL_IMAGE_BASE + 5
             })
+        );
+    }
+
+    /// Builds page tables in a fake RAM at 0..4 MiB (tables from 0x1000, data at 2 MiB) and
+    /// translates through them.
+    fn walk_case(five_level: bool) {
+        let mut ram = vec![0u8; 4 << 20];
+        let mut set = |table: u64, index: u64, entry: u64| {
+            let at = usize::try_from(table + index * 8).unwrap();
+            ram[at..at + 8].copy_from_slice(&entry.to_le_bytes());
+        };
+        const VMEMMAP: u64 = 0xffd4_0000_0000_0000;
+        let va_4k = VMEMMAP + 0x1000; // 4 KiB page
+        let va_2m = VMEMMAP + (1 << 21); // 2 MiB page
+        let va_1g = VMEMMAP + (1 << 30); // 1 GiB page (maps to 0, holding everything)
+        let idx = |va: u64, shift: u32| (va >> shift) & 511;
+        let sme = 1u64 << 47;
+        let (root, upper_shifts): (u64, &[u32]) = if five_level {
+            (0x1000, &[48, 39])
+        } else {
+            (0x2000, &[39])
+        };
+        // Upper levels: one chain root -> ... -> PUD table at 0x3000.
+        let mut table = root;
+        for (n, &shift) in upper_shifts.iter().enumerate() {
+            let next = if n + 1 == upper_shifts.len() {
+                0x3000
+            } else {
+                0x2000
+            };
+            set(table, idx(VMEMMAP, shift), next | 1 | sme);
+            table = next;
+        }
+        // PUD: entry 0 -> PMD at 0x4000; entry 1 -> 1 GiB page at 0.
+        set(0x3000, idx(va_4k, 30), 0x4000 | 1);
+        set(0x3000, idx(va_1g, 30), 0x80 | 1 | sme | (1 << 12));
+        // PMD: entry 0 -> PTE table at 0x5000; entry 1 -> 2 MiB page at 2 MiB.
+        set(0x4000, idx(va_4k, 21), 0x5000 | 1);
+        set(0x4000, idx(va_2m, 21), 0x20_0000 | 0x80 | 1);
+        // PTE: page 1 -> 0x30_1000; page 2 not present.
+        set(0x5000, idx(va_4k, 12), 0x30_1000 | 1);
+        set(0x5000, idx(va_4k + 0x1000, 12), 0x30_2000);
+        ram[0x30_1008] = 0x5a;
+        ram[0x20_0010] = 0x6b;
+
+        let regions = [SliceMem::new(0, &ram)];
+        let mem = MultiMem::new(&regions);
+        let loads = [load(0, 4 << 20, DIRECT_MAP, 0)];
+        let tables = PageTables {
+            root,
+            five_level,
+            entry_mask: ENTRY_MASK & !sme,
+        };
+        let om = OldMemory::new(&mem, &loads, None).with_page_tables(tables);
+        assert_eq!(om.virt_to_phys(va_4k + 8), Ok(0x30_1008));
+        assert_eq!(om.virt_to_phys(va_2m + 0x10), Ok(0x20_0010));
+        assert_eq!(om.virt_to_phys(va_1g + 0x30_1008), Ok(0x30_1008));
+        let mut b = [0u8; 1];
+        om.read(va_4k + 8, &mut b).unwrap();
+        assert_eq!(b, [0x5a]);
+        om.read(va_2m + 0x10, &mut b).unwrap();
+        assert_eq!(b, [0x6b]);
+        assert_eq!(
+            om.virt_to_phys(va_4k + 0x1000),
+            Err(VirtReadError::NotPresent {
+                vaddr: va_4k + 0x1000
+            })
+        );
+        // A read crossing from a mapped page into an unmapped one fails as a whole.
+        let mut two = [0u8; 2];
+        assert!(om.read(va_4k + 0xfff, &mut two).is_err());
+        // The direct map still goes through the PT_LOAD.
+        assert_eq!(om.virt_to_phys(DIRECT_MAP + 5), Ok(5));
+        // Without tables, vmemmap is unmapped.
+        let plain = OldMemory::new(&mem, &loads, None);
+        assert_eq!(
+            plain.virt_to_phys(va_4k),
+            Err(VirtReadError::Unmapped { vaddr: va_4k })
+        );
+    }
+
+    #[test]
+    fn page_table_walk_four_levels() {
+        walk_case(false);
+    }
+
+    #[test]
+    fn page_table_walk_five_levels() {
+        walk_case(true);
+    }
+
+    #[test]
+    fn page_tables_from_vmcoreinfo() {
+        let v = crate::VmcoreInfo::new(
+            b"SYMBOL(init_top_pgt)=ffffffffadc10000\nNUMBER(phys_base)=-232783872\n\
+NUMBER(pgtable_l5_enabled)=1\nNUMBER(sme_mask)=140737488355328\n",
+        );
+        let t = PageTables::from_vmcoreinfo(&v).unwrap();
+        assert_eq!(t.root, 0x2dc1_0000 - 232_783_872);
+        assert!(t.five_level);
+        assert_eq!(t.entry_mask, ENTRY_MASK & !(1 << 47));
+        let v = crate::VmcoreInfo::new(
+            b"SYMBOL(init_level4_pgt)=ffffffff81000000\nNUMBER(phys_base)=0\n",
+        );
+        let t = PageTables::from_vmcoreinfo(&v).unwrap();
+        assert_eq!(
+            (t.root, t.five_level, t.entry_mask),
+            (0x100_0000, false, ENTRY_MASK)
+        );
+        assert_eq!(
+            PageTables::from_vmcoreinfo(&crate::VmcoreInfo::new(b"NUMBER(phys_base)=0\n")),
+            None
         );
     }
 }
