@@ -34,7 +34,7 @@ pub struct FilterStats {
     pub bad_orders: u64,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Free,
     HwPoison,
@@ -51,8 +51,9 @@ pub struct FreePageFilter<'a, M: ?Sized> {
     roots: u64,
     /// The section last looked up and its `struct page` array (pfn 0 based).
     section: Option<(u64, Option<u64>)>,
-    /// An exclusion that ran past the frames of the previous call.
+    /// An exclusion that ran past the frames of the previous call, and why.
     pending: Range<u64>,
+    pending_kind: Kind,
     stats: FilterStats,
 }
 
@@ -77,6 +78,7 @@ impl<'a, M: PhysMem + ?Sized> FreePageFilter<'a, M> {
             roots: layout.mem_section,
             section: None,
             pending: 0..0,
+            pending_kind: Kind::Free,
             stats: FilterStats::default(),
         };
         let sections = max_mapnr.div_ceil(layout.pages_per_section());
@@ -175,6 +177,7 @@ impl<'a, M: PhysMem + ?Sized> FreePageFilter<'a, M> {
             let end = self.pending.end.min(pfns.end);
             if pfns.start < end {
                 exclude(pfns.start..end);
+                self.count(self.pending_kind, end - pfns.start);
             }
             pfn = pfn.max(self.pending.end);
             self.pending = if self.pending.end > pfns.end {
@@ -223,20 +226,24 @@ impl<'a, M: PhysMem + ?Sized> FreePageFilter<'a, M> {
                     Some((frames, kind)) => {
                         let end = p.saturating_add(frames);
                         exclude(p..end.min(pfns.end));
-                        let counted = end.min(pfns.end) - p;
-                        match kind {
-                            Kind::Free => self.stats.free_pages += counted,
-                            Kind::HwPoison => self.stats.hwpoison_pages += counted,
-                            Kind::Offline => self.stats.offline_pages += counted,
-                        }
+                        self.count(kind, end.min(pfns.end) - p);
                         if end > pfns.end {
                             self.pending = pfns.end..end;
+                            self.pending_kind = kind;
                         }
                         index = end - pfn;
                     }
                 }
             }
             pfn += index;
+        }
+    }
+
+    fn count(&mut self, kind: Kind, frames: u64) {
+        match kind {
+            Kind::Free => self.stats.free_pages += frames,
+            Kind::HwPoison => self.stats.hwpoison_pages += frames,
+            Kind::Offline => self.stats.offline_pages += frames,
         }
     }
 
