@@ -22,7 +22,9 @@
 //! `compress2()` call per page) and stored raw when compression does not make it smaller;
 //! crash decompresses each one with `uncompress()` into exactly one block. A page of zeros
 //! gets a copy of the zero page's descriptor when `dump_level & 1`, and stays set in the 2nd
-//! bitmap. `max_mapnr` is the highest RAM end in frames.
+//! bitmap. `max_mapnr` is the highest RAM end in frames, rounded up; a RAM range marks the
+//! frames from the one holding its first byte to the last whole one (makedumpfile's cyclic
+//! `create_bitmap_from_memhole()`: a partial last page is left out).
 //!
 //! # Bounded memory: cycles
 //!

@@ -112,7 +112,9 @@ pub struct DumpInfo<'a> {
     /// Byte range of the VMCOREINFO text inside `notes`.
     pub vmcoreinfo: Option<Range<usize>>,
     /// Physical byte ranges of RAM (the PT_LOADs' `p_paddr .. p_paddr + p_memsz`; overlaps
-    /// allowed, a partial page counts as a page).
+    /// allowed). A range covers the frames from the one holding its first byte up to, not
+    /// including, the one holding its end: a partial last page is not dumped, as in
+    /// makedumpfile's cyclic mode.
     pub ram: &'a [Range<u64>],
 }
 
@@ -307,7 +309,7 @@ fn bit(bits: &[u8], i: u64) -> bool {
 }
 
 /// Sets, in `bits`, the RAM frames of the cycle starting at `start` (1st bitmap,
-/// makedumpfile `create_1st_bitmap_cyclic()`).
+/// makedumpfile `create_bitmap_from_memhole()`: frames `start / 4096 .. end / 4096`).
 fn fill_ram<'a>(
     bits: &'a mut [u8],
     start: u64,
@@ -322,7 +324,7 @@ fn fill_ram<'a>(
         bits,
     };
     for r in ram {
-        cycle.set_range(r.start / BLOCK_SIZE..r.end.div_ceil(BLOCK_SIZE));
+        cycle.set_range(r.start / BLOCK_SIZE..r.end / BLOCK_SIZE);
     }
     cycle
 }

@@ -69,8 +69,8 @@ fn rng(seed: &mut u64) -> u64 {
     *seed
 }
 
-/// RAM at [1 MiB, 5 MiB) and [8 MiB, 9.5 MiB) + a partial page; zero, patterned and random
-/// pages.
+/// RAM at [1 MiB, 5 MiB) and [8 MiB, 9.5 MiB) + a partial page (left out), overlapping
+/// ranges; zero, patterned and random pages.
 fn memory() -> (Memory, Vec<Range<u64>>) {
     let ram: Vec<Range<u64>> = vec![
         0x10_0000..0x50_0000,
@@ -155,10 +155,10 @@ fn check<C: PageCompressor>(mut compressor: C, dump_level: i32, cycle: usize) {
     assert_eq!(r.dump_level, dump_level);
     assert_eq!(r.notes, NOTES);
     assert_eq!(r.vmcoreinfo, &NOTES[26..]);
-    // The RAM bitmap: every frame of every range, partial page included.
+    // The RAM bitmap: every whole frame of every range (a partial last page is left out).
     let mut ram_pfns: Vec<u64> = ram
         .iter()
-        .flat_map(|r| r.start / 4096..r.end.div_ceil(4096))
+        .flat_map(|r| r.start / 4096..r.end / 4096)
         .collect();
     ram_pfns.sort_unstable();
     ram_pfns.dedup();

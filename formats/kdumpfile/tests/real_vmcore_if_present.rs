@@ -4,10 +4,13 @@
 //! `dmesg.txt` (`makedumpfile --dump-dmesg` of it), and `makedumpfile` on the PATH. Skipped
 //! otherwise; `independent_reader.rs` always runs.
 //!
-//! Checks: (1) `makedumpfile --dump-dmesg` on our file prints exactly `dmesg.txt` (it finds
-//! VMCOREINFO through the sub header and reads the log pages through bitmaps, descriptors
-//! and zlib); (2) `makedumpfile -d 1` re-filters our file (reading every page we stored) into
-//! a raw kdump file, whose every page the independent reader compares with the ELF vmcore.
+//! The file is written at dump level 17 (zero pages shared, free pages left out by
+//! `minicap-pagefilter`), zlib compressed. Checks: (1) both bitmaps equal those of
+//! `makedumpfile -c -d 17` on the same vmcore; (2) `makedumpfile --dump-dmesg` on our file
+//! prints exactly `dmesg.txt` (it finds VMCOREINFO through the sub header and reads the log
+//! pages through bitmaps, descriptors and zlib); (3) `makedumpfile -d 17` re-filters our file
+//! (reading every page we stored) into a raw kdump file, whose every page the independent
+//! reader compares with the ELF vmcore.
 
 #![allow(clippy::cast_possible_truncation)]
 
@@ -20,9 +23,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use minicap_elfcore::{FileHeader, LoadSegment, Phdr, PHDR_LEN, PT_LOAD, PT_NOTE};
-use minicap_kdumpfile::{write_kdump, DumpInfo, PageSource, Sink, Utsname, WriterOptions, Zlib};
+use minicap_kdumpfile::{
+    write_kdump, CycleBitmap, DumpInfo, PageSource, Sink, Utsname, WriterOptions, Zlib,
+};
+use minicap_pagefilter::{FreePageFilter, PageLayout};
 use minicap_physmem::{PhysMem, PhysMemError};
-use minicap_vmcoreinfo::{OldMemory, VmcoreInfo};
+use minicap_vmcoreinfo::{OldMemory, PageTables, VmcoreInfo};
 
 struct ElfVmcore {
     file: File,
@@ -60,11 +66,21 @@ impl PhysMem for ElfVmcore {
     }
 }
 
-impl PageSource for &ElfVmcore {
+/// What the capture kernel will do: pages from old memory, free pages filtered out.
+struct FilteredPages<'a> {
+    vmcore: &'a ElfVmcore,
+    filter: FreePageFilter<'a, ElfVmcore>,
+}
+
+impl PageSource for FilteredPages<'_> {
     type Error = ();
     fn read_page(&mut self, pfn: u64, page: &mut [u8; 4096]) -> Result<(), ()> {
-        self.read_lenient(pfn * 4096, page);
+        self.vmcore.read_lenient(pfn * 4096, page);
         Ok(())
+    }
+    fn filter(&mut self, dumpable: &mut CycleBitmap<'_>) {
+        let pfns = dumpable.pfns();
+        self.filter.exclude(pfns, |r| dumpable.clear_range(r));
     }
 }
 
@@ -94,6 +110,14 @@ fn notes_of(notes: &[u8]) -> (Option<Range<usize>>, i32) {
         at = desc + pad(descsz);
     }
     (vmcoreinfo, cpus)
+}
+
+/// Whether our file's 2nd bitmap keeps `pfn`.
+fn is_on2(file: &[u8], pfn: u64) -> bool {
+    let block = common::le32(file, 0x1ac) as usize;
+    let half = block * common::le32(file, 0x1b4) as usize / 2;
+    let bm2 = block * (1 + common::le32(file, 0x1b0) as usize) + half;
+    file[bm2 + (pfn / 8) as usize] & (1 << (pfn % 8)) != 0
 }
 
 #[test]
@@ -162,23 +186,62 @@ fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
         time: (vi.value("CRASHTIME").unwrap().parse().unwrap(), 0),
         nr_cpus,
         phys_base: vi.phys_base().unwrap(),
-        dump_level: 1,
+        dump_level: 17,
         notes: &notes,
         vmcoreinfo,
         ram: &ram,
     };
+    let max_mapnr = ram.iter().map(|r| r.end.div_ceil(4096)).max().unwrap();
+    let old = old.with_page_tables(PageTables::from_vmcoreinfo(&vi).unwrap());
+    let filter = FreePageFilter::new(
+        old,
+        PageLayout::from_vmcoreinfo(&vi).unwrap(),
+        &ram,
+        17,
+        max_mapnr,
+    )
+    .unwrap();
+    let mut pages = FilteredPages {
+        vmcore: &vmcore,
+        filter,
+    };
     let stats = write_kdump(
         &mut sink,
-        &mut &vmcore,
+        &mut pages,
         &mut Zlib::new(),
         &info,
         WriterOptions::default(),
     )
     .unwrap();
-    eprintln!("{stats:?}");
+    eprintln!("{stats:?} {:?}", pages.filter.stats());
+    assert!(stats.filtered_pages > 100_000 && stats.zero_pages > 100);
     drop(sink);
 
-    // (1) The log, through makedumpfile's reader of our format.
+    // (1) The same bitmaps as makedumpfile's own -d 17 file.
+    let reference = out_dir.join("reference.kdump");
+    let run = Command::new("makedumpfile")
+        .args(["-c", "-d", "17"])
+        .arg(dir.join("vmcore"))
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let bitmaps = |file: &[u8]| {
+        let block = common::le32(file, 0x1ac) as usize;
+        let start = block * (1 + common::le32(file, 0x1b0) as usize);
+        file[start..start + block * common::le32(file, 0x1b4) as usize].to_vec()
+    };
+    let ours_bytes = std::fs::read(&ours).unwrap();
+    assert!(
+        bitmaps(&ours_bytes) == bitmaps(&std::fs::read(&reference).unwrap()),
+        "bitmaps differ from makedumpfile's"
+    );
+
+    // (2) The log, through makedumpfile's reader of our format.
     let dmesg = out_dir.join("dmesg.txt");
     let run = Command::new("makedumpfile")
         .arg("--dump-dmesg")
@@ -196,10 +259,10 @@ fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
         "dmesg differs"
     );
 
-    // (2) Every page, re-filtered by makedumpfile into a raw kdump file.
+    // (3) Every page, re-filtered by makedumpfile into a raw kdump file.
     let refiltered = out_dir.join("refiltered.kdump");
     let run = Command::new("makedumpfile")
-        .args(["-d", "1"])
+        .args(["-d", "17"])
         .arg(&ours)
         .arg(&refiltered)
         .output()
@@ -210,7 +273,7 @@ fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
         String::from_utf8_lossy(&run.stderr)
     );
     let r = common::read(&std::fs::read(&refiltered).unwrap());
-    assert_eq!(r.dump_level, 1);
+    assert_eq!(r.dump_level, 17);
     assert!(
         r.flags_seen.iter().all(|&f| f == 0),
         "makedumpfile wrote raw pages"
@@ -225,7 +288,7 @@ fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
                 nonzero += u64::from(p.iter().any(|&b| b != 0));
             }
             None => assert!(
-                page.iter().all(|&b| b == 0) || !r.ram.contains(&pfn),
+                page.iter().all(|&b| b == 0) || !r.ram.contains(&pfn) || !is_on2(&ours_bytes, pfn),
                 "page {pfn:#x} lost"
             ),
         }
