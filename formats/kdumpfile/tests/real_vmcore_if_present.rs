@@ -172,7 +172,7 @@ fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
     // The header's utsname: init_uts_ns.name in old memory, as makedumpfile takes it.
     let old = OldMemory::new(&vmcore, &segments, vi.phys_base());
     let mut uts = [0u8; 390];
-    let name_at = vi.symbol("init_uts_ns").unwrap() + vi.offset("uts_namespace.name").unwrap();
+    let name_at = vi.utsname_address().unwrap();
     old.read(name_at, &mut uts).unwrap();
     let utsname = Utsname::from_bytes(&uts);
     assert!(utsname.0[4].starts_with(b"x86_64"));

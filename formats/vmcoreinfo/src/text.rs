@@ -76,6 +76,14 @@ impl<'a> VmcoreInfo<'a> {
         self.number("phys_base").map(|n| n as u64)
     }
 
+    /// Where the old kernel's `struct new_utsname` is (six 65-byte strings: sysname,
+    /// nodename, release, version, machine, domainname): `SYMBOL(init_uts_ns) +
+    /// OFFSET(uts_namespace.name)`, as makedumpfile reads it for the dump header.
+    pub fn utsname_address(&self) -> Option<u64> {
+        self.symbol("init_uts_ns")?
+            .checked_add(self.offset("uts_namespace.name")?)
+    }
+
     /// Looks up `TAG(name)=value` without building the key in a buffer.
     fn tagged(&self, tag: &str, name: &str) -> Option<&'a str> {
         self.text.split(|&b| b == b'\n').find_map(|line| {
@@ -134,6 +142,11 @@ SIZE(printk_ringbuffer)=99\nSYMBOL(bad)=zz\nNUMBER(big)=99999999999999999999\n\0
         assert_eq!(v.phys_base(), Some((-199_229_440i64) as u64));
         assert_eq!(v.number("pgtable_l5_enabled"), Some(0));
         assert_eq!(v.kernel_offset(), Some(0x2400_0000));
+        assert_eq!(v.utsname_address(), None);
+        let v = VmcoreInfo::new(
+            b"SYMBOL(init_uts_ns)=ffffffffaddf9b60\nOFFSET(uts_namespace.name)=8\n",
+        );
+        assert_eq!(v.utsname_address(), Some(0xffff_ffff_addf_9b68));
     }
 
     #[test]
