@@ -137,7 +137,10 @@ impl PageLayout {
             return Err(FilterError::BadLayout("SIZE(mem_section)"));
         }
         let section_mem_map = off("mem_section.section_mem_map")?;
-        if section_mem_map + 8 > section_struct_size {
+        if section_mem_map
+            .checked_add(8)
+            .is_none_or(|end| end > section_struct_size)
+        {
             return Err(FilterError::BadLayout("mem_section.section_mem_map"));
         }
         let section_size_bits = num("SECTION_SIZE_BITS")?;

@@ -49,144 +49,89 @@ pub struct RingLayout {
     pub caller_id: Option<u64>,
 }
 
-impl RingLayout {
-    /// Reads the layout from VMCOREINFO and checks that every field lies inside its struct.
-    pub fn from_vmcoreinfo(v: &VmcoreInfo<'_>) -> Result<Self, PrintkError> {
-        let off = |k: &'static str| v.offset(k).ok_or(PrintkError::MissingKey(k));
-        let size = |k: &'static str| v.size(k).ok_or(PrintkError::MissingKey(k));
+/// Offset of `key` (an `OFFSET()` name) plus `extra`, from `base`, checked to leave `width`
+/// bytes inside a struct of `size` bytes.
+fn field(
+    v: &VmcoreInfo<'_>,
+    base: u64,
+    key: &'static str,
+    extra: u64,
+    width: u64,
+    size: u64,
+) -> Result<u64, PrintkError> {
+    let at = v
+        .offset(key)
+        .ok_or(PrintkError::MissingKey(key))?
+        .checked_add(extra)
+        .and_then(|o| o.checked_add(base))
+        .ok_or(PrintkError::BadLayout(key))?;
+    match at.checked_add(width) {
+        Some(end) if end <= size => Ok(at),
+        _ => Err(PrintkError::BadLayout(key)),
+    }
+}
 
+/// `SIZE(key)`, between 1 and [`MAX_STRUCT`].
+fn size(v: &VmcoreInfo<'_>, key: &'static str) -> Result<u64, PrintkError> {
+    let n = v.size(key).ok_or(PrintkError::MissingKey(key))?;
+    if (1..=MAX_STRUCT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(PrintkError::BadLayout(key))
+    }
+}
+
+impl RingLayout {
+    /// Reads the layout from VMCOREINFO and checks that every field lies inside its struct
+    /// (and each embedded struct inside its parent).
+    pub fn from_vmcoreinfo(v: &VmcoreInfo<'_>) -> Result<Self, PrintkError> {
         let prb = v.symbol("prb").ok_or(PrintkError::MissingKey("prb"))?;
-        let rb_size = size("printk_ringbuffer")?;
-        let desc_ring = off("printk_ringbuffer.desc_ring")?;
-        let data_ring = off("printk_ringbuffer.text_data_ring")?;
-        let desc_ring_size = size("prb_desc_ring")?;
-        let data_ring_size = size("prb_data_ring")?;
-        let lpos_size = size("prb_data_blk_lpos")?;
+        let rb = size(v, "printk_ringbuffer")?;
+        let desc_ring_size = size(v, "prb_desc_ring")?;
+        let data_ring_size = size(v, "prb_data_ring")?;
+        let lpos_size = size(v, "prb_data_blk_lpos")?;
+        let desc = size(v, "prb_desc")?;
+        let info = size(v, "printk_info")?;
         // Older kernels may lack the atomic_long_t keys; the counter is then at offset 0.
         let counter = v.offset("atomic_long_t.counter").unwrap_or(0);
-        let desc_size = size("prb_desc")?;
-        let info_size = size("printk_info")?;
-
-        let in_struct = |base: u64, field: u64, width: u64, size: u64, what: &'static str| {
-            let end = base
-                .checked_add(field)
-                .and_then(|a| a.checked_add(width))
-                .ok_or(PrintkError::BadLayout(what))?;
-            if size > MAX_STRUCT || end > size {
-                return Err(PrintkError::BadLayout(what));
-            }
-            Ok(base + field)
-        };
-        for (base, width, what) in [
-            (desc_ring, desc_ring_size, "printk_ringbuffer.desc_ring"),
-            (
-                data_ring,
-                data_ring_size,
-                "printk_ringbuffer.text_data_ring",
-            ),
-        ] {
-            in_struct(base, 0, width, rb_size, what)?;
+        if counter > 8 {
+            return Err(PrintkError::BadLayout("atomic_long_t.counter"));
         }
-        let text_blk = off("prb_desc.text_blk_lpos")?;
-        in_struct(text_blk, 0, lpos_size, desc_size, "prb_desc.text_blk_lpos")?;
 
-        let layout = Self {
+        let dr = field(v, 0, "printk_ringbuffer.desc_ring", 0, desc_ring_size, rb)?;
+        let tr = field(
+            v,
+            0,
+            "printk_ringbuffer.text_data_ring",
+            0,
+            data_ring_size,
+            rb,
+        )?;
+        let end_dr = dr + desc_ring_size;
+        let end_tr = tr + data_ring_size;
+        let blk = field(v, 0, "prb_desc.text_blk_lpos", 0, lpos_size, desc)?;
+        let end_blk = blk + lpos_size;
+        Ok(Self {
             prb,
-            count_bits: in_struct(
-                desc_ring,
-                off("prb_desc_ring.count_bits")?,
-                4,
-                rb_size,
-                "prb_desc_ring.count_bits",
-            )?,
-            descs: in_struct(
-                desc_ring,
-                off("prb_desc_ring.descs")?,
-                8,
-                rb_size,
-                "prb_desc_ring.descs",
-            )?,
-            infos: in_struct(
-                desc_ring,
-                off("prb_desc_ring.infos")?,
-                8,
-                rb_size,
-                "prb_desc_ring.infos",
-            )?,
-            head_id: in_struct(
-                desc_ring,
-                off("prb_desc_ring.head_id")? + counter,
-                8,
-                rb_size,
-                "prb_desc_ring.head_id",
-            )?,
-            tail_id: in_struct(
-                desc_ring,
-                off("prb_desc_ring.tail_id")? + counter,
-                8,
-                rb_size,
-                "prb_desc_ring.tail_id",
-            )?,
-            size_bits: in_struct(
-                data_ring,
-                off("prb_data_ring.size_bits")?,
-                4,
-                rb_size,
-                "prb_data_ring.size_bits",
-            )?,
-            data: in_struct(
-                data_ring,
-                off("prb_data_ring.data")?,
-                8,
-                rb_size,
-                "prb_data_ring.data",
-            )?,
-            desc_size,
-            state_var: in_struct(
-                0,
-                off("prb_desc.state_var")? + counter,
-                8,
-                desc_size,
-                "prb_desc.state_var",
-            )?,
-            lpos_begin: in_struct(
-                text_blk,
-                off("prb_data_blk_lpos.begin")?,
-                8,
-                desc_size,
-                "prb_data_blk_lpos.begin",
-            )?,
-            lpos_next: in_struct(
-                text_blk,
-                off("prb_data_blk_lpos.next")?,
-                8,
-                desc_size,
-                "prb_data_blk_lpos.next",
-            )?,
-            info_size,
-            seq: in_struct(0, off("printk_info.seq")?, 8, info_size, "printk_info.seq")?,
-            ts_nsec: in_struct(
-                0,
-                off("printk_info.ts_nsec")?,
-                8,
-                info_size,
-                "printk_info.ts_nsec",
-            )?,
-            text_len: in_struct(
-                0,
-                off("printk_info.text_len")?,
-                2,
-                info_size,
-                "printk_info.text_len",
-            )?,
+            count_bits: field(v, dr, "prb_desc_ring.count_bits", 0, 4, end_dr)?,
+            descs: field(v, dr, "prb_desc_ring.descs", 0, 8, end_dr)?,
+            infos: field(v, dr, "prb_desc_ring.infos", 0, 8, end_dr)?,
+            head_id: field(v, dr, "prb_desc_ring.head_id", counter, 8, end_dr)?,
+            tail_id: field(v, dr, "prb_desc_ring.tail_id", counter, 8, end_dr)?,
+            size_bits: field(v, tr, "prb_data_ring.size_bits", 0, 4, end_tr)?,
+            data: field(v, tr, "prb_data_ring.data", 0, 8, end_tr)?,
+            desc_size: desc,
+            state_var: field(v, 0, "prb_desc.state_var", counter, 8, desc)?,
+            lpos_begin: field(v, blk, "prb_data_blk_lpos.begin", 0, 8, end_blk)?,
+            lpos_next: field(v, blk, "prb_data_blk_lpos.next", 0, 8, end_blk)?,
+            info_size: info,
+            seq: field(v, 0, "printk_info.seq", 0, 8, info)?,
+            ts_nsec: field(v, 0, "printk_info.ts_nsec", 0, 8, info)?,
+            text_len: field(v, 0, "printk_info.text_len", 0, 2, info)?,
             caller_id: match v.offset("printk_info.caller_id") {
-                Some(o) => Some(in_struct(0, o, 4, info_size, "printk_info.caller_id")?),
+                Some(_) => Some(field(v, 0, "printk_info.caller_id", 0, 4, info)?),
                 None => None,
             },
-        };
-        if desc_size == 0 || info_size == 0 {
-            return Err(PrintkError::BadLayout("zero-sized descriptor or info"));
-        }
-        Ok(layout)
+        })
     }
 }

@@ -652,6 +652,15 @@ fn fatal_errors() {
         m.read().unwrap_err(),
         PrintkError::BadLayout("printk_info.ts_nsec")
     );
+    // An offset that would overflow.
+    m.vmcoreinfo = base.vmcoreinfo.replace(
+        "OFFSET(prb_desc_ring.head_id)=24",
+        "OFFSET(prb_desc_ring.head_id)=18446744073709551615",
+    );
+    assert_eq!(
+        m.read().unwrap_err(),
+        PrintkError::BadLayout("prb_desc_ring.head_id")
+    );
     // Ring sizes out of range.
     let mut m = Machine::new(&r);
     let cb = (RB_STRUCT + r.off.desc_ring + r.off.count_bits) as usize;
