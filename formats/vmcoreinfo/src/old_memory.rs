@@ -215,6 +215,25 @@ impl<'a, M: PhysMem + ?Sized> OldMemory<'a, M> {
         Ok(())
     }
 
+    /// Reads `buf.len()` bytes of the old kernel's physical memory at `paddr`, from where the
+    /// PT_LOADs say those bytes are now (kexec-tools' backup region included). Every byte
+    /// must be inside a PT_LOAD; the range may span adjacent ones.
+    pub fn read_phys(&self, paddr: u64, buf: &mut [u8]) -> Result<(), VirtReadError> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pa = paddr
+                .checked_add(u64::try_from(done).unwrap_or(u64::MAX))
+                .ok_or(VirtReadError::Wraps { vaddr: paddr })?;
+            let (src, left) = self.source_of(pa, pa)?;
+            let n = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(buf.len() - done);
+            self.mem.read(src, &mut buf[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
     /// Reads a little-endian `u64` at `vaddr`.
     pub fn read_u64(&self, vaddr: u64) -> Result<u64, VirtReadError> {
         let mut b = [0u8; 8];
@@ -310,6 +329,16 @@ mod tests {
         let mut b = [0u8; 4];
         om.read(DIRECT_MAP + 0xffe, &mut b).unwrap();
         assert_eq!(b, [7, 7, 8, 8]);
+        // Physical reads go to the backup copy too, and stop at the PT_LOAD's end.
+        om.read_phys(0xffe, &mut b).unwrap();
+        assert_eq!(b, [7, 7, 8, 8]);
+        assert_eq!(
+            om.read_phys(0x1ffe, &mut b),
+            Err(VirtReadError::OutsideLoads {
+                vaddr: 0x2000,
+                paddr: 0x2000
+            })
+        );
         // Without phys_base an image address needs a PT_LOAD.
         assert_eq!(
             om.virt_to_phys(KERNEL_IMAGE_BASE + 5),
