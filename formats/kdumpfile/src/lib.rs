@@ -43,6 +43,10 @@
 //! cycles instead of 2. The descriptor table is not held: each 4096-byte block of it is
 //! written once, when full.
 //!
+//! For a sink that can only append, [`Flattened`] wraps every write in a record of
+//! makedumpfile's flattened format (`makedumpfile -F`), which `makedumpfile -R` turns back
+//! into the file.
+//!
 //! The header is written first with `DUMP_DH_COMPRESSED_INCOMPLETE` set and written again
 //! without it at the end, so an interrupted dump says so (crash reports it as incomplete).
 //!
@@ -55,6 +59,7 @@
 extern crate alloc;
 
 mod compress;
+mod flattened;
 mod header;
 mod layout;
 mod writer;
@@ -62,6 +67,7 @@ mod writer;
 use core::fmt;
 
 pub use compress::{NoCompression, PageCompressor, Zlib};
+pub use flattened::{Flattened, Stream, FLAT_HEADER_SIZE};
 pub use header::{
     DiskDumpHeader, PageDesc, SubHeader, Utsname, DISK_DUMP_HEADER_SIZE,
     DUMP_DH_COMPRESSED_INCOMPLETE, DUMP_DH_COMPRESSED_LZO, DUMP_DH_COMPRESSED_SNAPPY,
