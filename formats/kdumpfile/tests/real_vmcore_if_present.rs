@@ -10,7 +10,10 @@
 //! prints exactly `dmesg.txt` (it finds VMCOREINFO through the sub header and reads the log
 //! pages through bitmaps, descriptors and zlib); (3) `makedumpfile -d 17` re-filters our file
 //! (reading every page we stored) into a raw kdump file, whose every page the independent
-//! reader compares with the ELF vmcore.
+//! reader compares with the ELF vmcore; (4) if `crash` is installed, its header reader
+//! (`crash -d 1 --osrelease`, which parses the header, sub header, VMCOREINFO, notes and
+//! bitmap geometry without needing vmlinux) reports the same fields for our file as for
+//! makedumpfile's.
 
 #![allow(clippy::cast_possible_truncation)]
 
@@ -110,6 +113,65 @@ fn notes_of(notes: &[u8]) -> (Option<Range<usize>>, i32) {
         at = desc + pad(descsz);
     }
     (vmcoreinfo, cpus)
+}
+
+/// The header fields crash's diskdump reader reports for `file` (host pointers and the
+/// timestamp left out), or None if crash is not installed.
+fn crash_header_view(file: &std::path::Path) -> Option<Vec<String>> {
+    let out = Command::new("crash")
+        .args(["-d", "1", "--osrelease"])
+        .arg(file)
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    const FIELDS: &[&str] = &[
+        "signature:",
+        "header_version:",
+        "sysname:",
+        "nodename:",
+        "release:",
+        "version:",
+        "machine:",
+        "domainname:",
+        "status:",
+        "block_size:",
+        "sub_hdr_size:",
+        "bitmap_blocks:",
+        "max_mapnr:",
+        "nr_cpus:",
+        "phys_base:",
+        "dump_level:",
+        "split:",
+        "offset_vmcoreinfo:",
+        "size_vmcoreinfo:",
+        "offset_note:",
+        "size_note:",
+        "num_prstatus_notes:",
+        "NOTE offsets:",
+        "offset_eraseinfo:",
+        "size_eraseinfo:",
+        "max_mapnr_64:",
+        "data_offset:",
+        "bitmap_len:",
+        "RIP:",
+        "RSP:",
+    ];
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Some(
+        text.lines()
+            .map(str::trim)
+            .filter(|l| {
+                FIELDS
+                    .iter()
+                    .any(|f| l.starts_with(f) || l.contains(&format!(" {f}")))
+            })
+            .map(String::from)
+            .collect(),
+    )
 }
 
 /// Whether our file's 2nd bitmap keeps `pfn`.
@@ -240,6 +302,24 @@ fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
         bitmaps(&ours_bytes) == bitmaps(&std::fs::read(&reference).unwrap()),
         "bitmaps differ from makedumpfile's"
     );
+
+    // (4) crash's view of both headers.
+    match crash_header_view(&ours) {
+        Some(view) => {
+            let theirs = crash_header_view(&reference).unwrap();
+            assert!(
+                view.iter()
+                    .any(|l| l.starts_with("signature: \"KDUMP   \"")),
+                "{view:?}"
+            );
+            assert!(
+                view.iter().any(|l| l.starts_with("dump_level: 17")),
+                "{view:?}"
+            );
+            assert_eq!(view, theirs);
+        }
+        None => eprintln!("crash not installed: its header check skipped"),
+    }
 
     // (2) The log, through makedumpfile's reader of our format.
     let dmesg = out_dir.join("dmesg.txt");
