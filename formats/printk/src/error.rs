@@ -20,6 +20,15 @@ pub enum PrintkError {
         /// `size_bits` as read.
         size_bits: u32,
     },
+    /// The pre-5.10 log buffer's size or indices are impossible.
+    BadLogBuffer {
+        /// `log_buf_len`.
+        size: u64,
+        /// `log_first_idx`.
+        first: u64,
+        /// `log_next_idx`.
+        next: u64,
+    },
     /// The ring structure or its arrays cannot be read from old memory.
     Unreadable {
         /// Which part.
@@ -40,6 +49,10 @@ impl fmt::Display for PrintkError {
             } => write!(
                 f,
                 "printk ring sizes out of range: count_bits {count_bits}, size_bits {size_bits}"
+            ),
+            Self::BadLogBuffer { size, first, next } => write!(
+                f,
+                "printk log_buf makes no sense: size {size:#x}, first {first:#x}, next {next:#x}"
             ),
             Self::Unreadable { what, error } => write!(f, "cannot read the printk {what}: {error}"),
         }
@@ -80,6 +93,14 @@ pub enum RecordDamage {
         /// Record ID.
         id: u64,
     },
+    /// Pre-5.10 log: a record length that leaves the buffer or is shorter than its header,
+    /// or two end markers in a row; the walk stops there.
+    BadRecord {
+        /// Byte index of the record.
+        index: u64,
+    },
+    /// Pre-5.10 log: more records than the buffer can hold (a cycle); the walk stops.
+    Cycle,
 }
 
 impl fmt::Display for RecordDamage {
@@ -95,6 +116,8 @@ impl fmt::Display for RecordDamage {
                 write!(f, "record {id:#x}: text block belongs to {found:#x}")
             }
             Self::UnreadableText { id } => write!(f, "record {id:#x}: text unreadable"),
+            Self::BadRecord { index } => write!(f, "log record at {index:#x}: bad length"),
+            Self::Cycle => write!(f, "log records form a cycle"),
         }
     }
 }

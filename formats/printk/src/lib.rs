@@ -1,4 +1,5 @@
-//! The crashed kernel's log, read from its printk ring buffer in old memory (Linux ≥ 5.10).
+//! The crashed kernel's log, read from its printk buffer in old memory (the lockless ring of
+//! Linux ≥ 5.10; the record buffer of 3.5 to 5.9 too).
 //!
 //! Since 5.10 printk keeps its records in a lockless ring (`kernel/printk/printk_ringbuffer.[ch]`):
 //!
@@ -33,7 +34,11 @@
 //! ring holds is counted too and the walk covers the last `count` IDs up to the head, so it
 //! always ends after at most `count` records.
 //!
-//! Pure logic: no `unsafe`, no allocation, host tested with a synthetic ring.
+//! Kernels 3.5 to 5.9 keep a different log (one byte ring of variable-length records);
+//! [`for_each_legacy_record`] reads it (see its module), and [`LogLayout`] /
+//! [`for_each_log_record`] pick the right reader from VMCOREINFO as makedumpfile does.
+//!
+//! Pure logic: no `unsafe`, no allocation, host tested with synthetic rings.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -42,9 +47,13 @@
 mod error;
 mod format;
 mod layout;
+mod legacy;
+mod log;
 mod walk;
 
 pub use error::{PrintkError, RecordDamage};
 pub use format::DmesgFormat;
 pub use layout::RingLayout;
+pub use legacy::{for_each_legacy_record, LegacyLayout};
+pub use log::{for_each_log_record, LogLayout};
 pub use walk::{for_each_record, Record, WalkSummary, DESC_ID_MASK, MAX_TEXT};

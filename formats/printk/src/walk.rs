@@ -55,7 +55,7 @@ pub struct WalkSummary {
 }
 
 impl WalkSummary {
-    fn damage(&mut self, d: RecordDamage) {
+    pub(crate) fn damage(&mut self, d: RecordDamage) {
         self.damaged += 1;
         self.first_damage.get_or_insert(d);
     }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use minicap_elfcore::{FileHeader, LoadSegment, Phdr, PHDR_LEN, PT_LOAD, PT_NOTE};
 use minicap_physmem::{PhysMem, PhysMemError};
-use minicap_printk::{for_each_record, DmesgFormat, RingLayout};
+use minicap_printk::{for_each_log_record, DmesgFormat, LogLayout};
 use minicap_vmcoreinfo::{OldMemory, VmcoreInfo};
 
 /// Physical memory served from an ELF vmcore file through its PT_LOADs.
@@ -96,9 +96,10 @@ fn real_vmcore_log_matches_makedumpfile_if_present() {
     let mem = ElfFileMem { file, loads };
     let info = VmcoreInfo::new(&vmcoreinfo);
     let old = OldMemory::new(&mem, &segments, info.phys_base());
-    let layout = RingLayout::from_vmcoreinfo(&info).unwrap();
+    let layout = LogLayout::from_vmcoreinfo(&info).unwrap();
+    assert!(matches!(layout, LogLayout::Lockless(_)));
     let mut out = String::new();
-    let summary = for_each_record(&old, &layout, |rec| {
+    let summary = for_each_log_record(&old, &layout, |rec| {
         // makedumpfile 1.7.2 (the host's) prints no caller column.
         DmesgFormat::default().write(rec, &mut out).unwrap();
         ControlFlow::Continue(())
