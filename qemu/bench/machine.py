@@ -51,4 +51,7 @@ def host_write_speed(image: Path, mib: int) -> dict:
     if p.returncode != 0:
         raise HarnessError(f"{' '.join(cmd)} failed (exit {p.returncode}): {p.stdout.strip()}")
     n, s = parse_dd_output(p.stdout)
-    return {"command": " ".join(cmd), "bytes": n, "seconds": s, "mib_per_s": n / MIB / s if s > 0 else None}
+    # The report names the file relative to the working directory (the
+    # checkout) where it can, not by a path of this machine.
+    shown = [f"of={os.path.relpath(image)}" if c.startswith("of=") else c for c in cmd]
+    return {"command": " ".join(shown), "bytes": n, "seconds": s, "mib_per_s": n / MIB / s if s > 0 else None}
