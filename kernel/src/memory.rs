@@ -4,7 +4,7 @@
 //! write-back) is `minicap_capture::memory`, host tested.
 
 use crate::failure::Failure;
-use crate::hw::{heap, paging};
+use crate::hw::{heap_init, paging};
 use core::ops::Range;
 pub use minicap_capture::memory::*;
 use minicap_physmem::PAGE_SIZE;
@@ -26,11 +26,11 @@ pub fn exclude_live_page_tables(free: &mut FreeMemory) -> Result<(), Failure> {
 /// Give the largest free range to the heap; returns it.
 pub fn init_heap(free: &FreeMemory) -> Result<Range<u64>, Failure> {
     let heap_range = choose_heap(free)?;
-    // SAFETY-relevant reasoning lives in `heap::init_checked`'s contract: this range
+    // SAFETY-relevant reasoning lives in `heap_init::init_checked`'s contract: this range
     // is usable RAM (e820), mapped by the inherited tables (they map the whole
     // crash region), and holds none of the reserved ranges nor any live
     // page-table page.
-    heap::init_checked(heap_range.clone());
+    heap_init::init_checked(heap_range.clone());
     Ok(heap_range)
 }
 

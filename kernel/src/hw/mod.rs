@@ -8,7 +8,7 @@
 //! `port::PortRange`, `dma::DmaBuffer`; the pattern drivers follow on top
 //! is in `minicap_drivers::access`), old memory only where it is mapped as
 //! RAM outside minicap's own image and heap (`phys`), the heap only over
-//! RAM checked here (`heap::init_checked`).
+//! RAM checked here (`heap_init::init_checked`).
 #![allow(unsafe_code)]
 
 pub mod apic;
@@ -16,6 +16,7 @@ pub mod cpu;
 pub mod dma;
 mod entry;
 pub mod heap;
+pub mod heap_init;
 pub mod intrinsics;
 pub mod iommu;
 pub mod mmio;
