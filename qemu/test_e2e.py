@@ -320,12 +320,12 @@ class DeviceErrorTests(unittest.TestCase):
         wf = console.parse_write_failure(": " + WRITE_FAILURE)
         self.assertEqual((wf.source, wf.offset, wf.request, wf.status), (0x1A100000, 0x1C9D1000, 0x1C9D1000, 1))
         self.assertIsNone(console.parse_write_failure("flush after 40%: flush at byte 0x0 failed with virtio status 1"))
-        self.assertTrue(console.check_write_failure(WRITE_FAILURE, 0x1CDCC000)[0])  # inside the 4 MiB request
+        self.assertTrue(console.check_write_failure(WRITE_FAILURE, 0x1CBCC000)[0])  # inside the 2 MiB request
         self.assertTrue(console.check_write_failure(WRITE_FAILURE, 0x1C9D1000)[0])
-        self.assertFalse(console.check_write_failure(WRITE_FAILURE, 0x1C9D1000 + (4 << 20))[0])  # past it
+        self.assertFalse(console.check_write_failure(WRITE_FAILURE, 0x1C9D1000 + (2 << 20))[0])  # past it
         self.assertFalse(console.check_write_failure(WRITE_FAILURE, 0x1C9D0000)[0])  # before it
-        self.assertFalse(console.check_write_failure(WRITE_FAILURE.replace("status 1", "status 2"), 0x1CDCC000)[0])
-        self.assertFalse(console.check_write_failure("timed out", 0x1CDCC000)[0])
+        self.assertFalse(console.check_write_failure(WRITE_FAILURE.replace("status 1", "status 2"), 0x1CBCC000)[0])
+        self.assertFalse(console.check_write_failure("timed out", 0x1CBCC000)[0])
 
     def test_checkpoint(self):
         total = 1081782272
@@ -522,8 +522,9 @@ class DeviceInfoTests(unittest.TestCase):
         self.assertFalse(run({"verify": "sha256"}, text=none))
 
 
-# The runs of run-all.sh before the table, in its order.
-SUITE = ["capture-modern", "capture-legacy-4kn", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
+# The runs of run-all.sh before the table, in its order, plus the two
+# integrity-check variants added with `minicap.verify=`.
+SUITE = ["capture-modern", "capture-legacy-4kn", "capture-verify-sha256", "capture-verify-none", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
          "capture-iommu-identity", "unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous", "device-error"]
 # The failure code each failure scenario must see.
 CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",

@@ -81,7 +81,7 @@ def check_device_reports(lines: list[str], unformatted: int = 0,
 WRITE_FAILURE_RE = re.compile(
     r"writing memory (0x[0-9a-f]+) to byte (0x[0-9a-f]+): write at byte (0x[0-9a-f]+) failed with virtio status (\d+)"
 )
-MAX_REQUEST_BYTES = 4 * MIB  # minicap's largest virtio-blk request (drivers/src/virtio/blk.rs)
+MAX_REQUEST_BYTES = 2 * MIB  # minicap's largest virtio-blk request (MAX_REQUEST_BYTES in drivers/src/virtio/blk.rs)
 
 
 @dataclass

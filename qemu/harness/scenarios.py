@@ -104,11 +104,11 @@ def dump_disk(guarded: bool = False, fails_write: bool = False) -> Disk:
 CAPTURE_CHECKS = frozenset({LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE})
 
 
-def capture(name: str, about: str, **options) -> Scenario:
+def capture(name: str, about: str, capture_append: tuple[str, ...] = (), **options) -> Scenario:
     """A full capture: the decoy, then the dump disk; success; every check
     of a good dump."""
     return Scenario(name, about, disks=(decoy(), dump_disk()), checks=CAPTURE_CHECKS,
-                    options=Options(**options), pattern=True)  # fmt: skip
+                    options=Options(**options), pattern=True, capture_append=capture_append)  # fmt: skip
 
 
 def bad_input(name: str, about: str, code: str, disks: tuple[Disk, ...], **kw) -> Scenario:
@@ -123,6 +123,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     capture("capture-modern", "full capture, virtio-blk modern only (disable-legacy=on)", virtio="modern"),
     capture("capture-legacy-4kn", "full capture, virtio-blk legacy only, 4 KiB logical blocks (4Kn)",
             virtio="legacy", blk_props="logical_block_size=4096,physical_block_size=4096"),
+    # The other two integrity checks (the default, XXH64 per chunk, is in every
+    # other capture): the header and `minicap save` must say what was recorded.
+    capture("capture-verify-sha256", "full capture with minicap.verify=sha256: a SHA-256 of the whole dump",
+            capture_append=("minicap.verify=sha256",)),
+    capture("capture-verify-none", "full capture with minicap.verify=none: save says not verified",
+            capture_append=("minicap.verify=none",)),
     Scenario("no-disk", "no dump disk: minicap must report failure and reboot", failure="no-device",
              device_option=DEVICE_NONE),
     Scenario("small-disk", "4 MiB formatted disk: too small; its data area stays zero",

@@ -20,59 +20,20 @@
 mod common;
 
 use std::fs::File;
-use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::process::Command;
 
-use minicap_elfcore::{FileHeader, LoadSegment, Phdr, PHDR_LEN, PT_LOAD, PT_NOTE};
 use minicap_kdumpfile::{
     write_kdump, CycleBitmap, DumpInfo, PageSource, Sink, Utsname, WriterOptions, Zlib,
 };
 use minicap_pagefilter::{FreePageFilter, PageLayout};
-use minicap_physmem::{PhysMem, PhysMemError};
+use minicap_realvmcore::{expected_dmesg, tool_present, RealVmcore};
 use minicap_vmcoreinfo::{OldMemory, PageTables, VmcoreInfo};
-
-struct ElfVmcore {
-    file: File,
-    loads: Vec<Phdr>,
-}
-
-impl ElfVmcore {
-    /// Copies the bytes of `paddr..paddr+buf.len()` that the PT_LOADs hold (the rest is
-    /// zero); returns whether one PT_LOAD held them all.
-    fn read_lenient(&self, paddr: u64, buf: &mut [u8]) -> bool {
-        buf.fill(0);
-        let end = paddr + buf.len() as u64;
-        for p in &self.loads {
-            let (s, e) = (paddr.max(p.p_paddr), end.min(p.p_paddr + p.p_filesz));
-            if s < e {
-                let dst = &mut buf[(s - paddr) as usize..(e - paddr) as usize];
-                self.file
-                    .read_exact_at(dst, p.p_offset + (s - p.p_paddr))
-                    .unwrap();
-            }
-        }
-        self.loads
-            .iter()
-            .any(|p| p.p_paddr <= paddr && end <= p.p_paddr + p.p_filesz)
-    }
-}
-
-impl PhysMem for ElfVmcore {
-    fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), PhysMemError> {
-        if self.read_lenient(paddr, buf) {
-            Ok(())
-        } else {
-            Err(PhysMemError::new(paddr, buf.len()))
-        }
-    }
-}
 
 /// What the capture kernel will do: pages from old memory, free pages filtered out.
 struct FilteredPages<'a> {
-    vmcore: &'a ElfVmcore,
-    filter: FreePageFilter<'a, ElfVmcore>,
+    vmcore: &'a RealVmcore,
+    filter: FreePageFilter<'a, RealVmcore>,
 }
 
 impl PageSource for FilteredPages<'_> {
@@ -94,25 +55,6 @@ impl Sink for FileSink {
     fn write(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
         self.0.write_all_at(bytes, offset)
     }
-}
-
-/// (notes, VMCOREINFO range in them, number of NT_PRSTATUS notes).
-fn notes_of(notes: &[u8]) -> (Option<Range<usize>>, i32) {
-    let (mut at, mut vmcoreinfo, mut cpus) = (0usize, None, 0);
-    let pad = |n: usize| n.div_ceil(4) * 4;
-    while at + 12 <= notes.len() {
-        let word = |i: usize| u32::from_le_bytes(notes[at + i..at + i + 4].try_into().unwrap());
-        let (namesz, descsz, kind) = (word(0) as usize, word(4) as usize, word(8));
-        let name = &notes[at + 12..at + 12 + namesz];
-        let desc = at + 12 + pad(namesz);
-        if name == b"VMCOREINFO\0" {
-            vmcoreinfo = Some(desc..desc + descsz);
-        } else if name == b"CORE\0" && kind == 1 {
-            cpus += 1;
-        }
-        at = desc + pad(descsz);
-    }
-    (vmcoreinfo, cpus)
 }
 
 /// The header fields crash's diskdump reader reports for `file` (host pointers and the
@@ -184,53 +126,20 @@ fn is_on2(file: &[u8], pfn: u64) -> bool {
 
 #[test]
 fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
-    let dir = PathBuf::from(
-        std::env::var("MINICAP_REAL_VMCORE_DIR").unwrap_or_else(|_| "/tmp/kdump-real".into()),
-    );
-    let (Ok(file), Ok(expected_dmesg)) = (
-        File::open(dir.join("vmcore")),
-        std::fs::read(dir.join("dmesg.txt")),
-    ) else {
-        eprintln!("skipped: no {}/vmcore and dmesg.txt", dir.display());
+    let (Some(vmcore), Some(expected_dmesg)) = (RealVmcore::open_if_present(), expected_dmesg())
+    else {
         return;
     };
-    if Command::new("makedumpfile").arg("-v").output().is_err() {
-        eprintln!("skipped: no makedumpfile");
+    if !tool_present("makedumpfile") {
         return;
     }
-    let mut ehdr = [0u8; 64];
-    file.read_exact_at(&mut ehdr, 0).unwrap();
-    let eh = FileHeader::decode(&ehdr);
-    let phdrs: Vec<Phdr> = (0..u64::from(eh.e_phnum))
-        .map(|i| {
-            let mut raw = [0u8; PHDR_LEN];
-            file.read_exact_at(&mut raw, eh.program_header_offset(i).unwrap())
-                .unwrap();
-            Phdr::decode(&raw)
-        })
-        .collect();
-    let note = phdrs.iter().find(|p| p.p_type == PT_NOTE).unwrap();
-    let mut notes = vec![0u8; note.p_filesz as usize];
-    file.read_exact_at(&mut notes, note.p_offset).unwrap();
-    let (vmcoreinfo, nr_cpus) = notes_of(&notes);
-    let loads: Vec<Phdr> = phdrs.into_iter().filter(|p| p.p_type == PT_LOAD).collect();
-    let ram: Vec<Range<u64>> = loads
-        .iter()
-        .map(|p| p.p_paddr..p.p_paddr + p.p_memsz)
-        .collect();
-    let segments: Vec<LoadSegment> = loads
-        .iter()
-        .map(|p| LoadSegment {
-            paddr: p.p_paddr,
-            vaddr: p.p_vaddr,
-            memsz: p.p_filesz,
-            source: p.p_paddr,
-            flags: p.p_flags,
-        })
-        .collect();
-    let vmcore = ElfVmcore { file, loads };
-    let text = &notes[vmcoreinfo.clone().unwrap()];
-    let vi = VmcoreInfo::new(text);
+    let vmcore_path = minicap_realvmcore::dir().join("vmcore");
+    let notes = vmcore.notes.clone();
+    let vmcoreinfo = Some(vmcore.vmcoreinfo_range());
+    let nr_cpus = i32::try_from(vmcore.cpu_count()).unwrap();
+    let ram = vmcore.ram();
+    let segments = vmcore.segments();
+    let vi = VmcoreInfo::new(vmcore.vmcoreinfo());
     // The header's utsname: init_uts_ns.name in old memory, as makedumpfile takes it.
     let old = OldMemory::new(&vmcore, &segments, vi.phys_base());
     let mut uts = [0u8; 390];
@@ -283,7 +192,7 @@ fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
     let reference = out_dir.join("reference.kdump");
     let run = Command::new("makedumpfile")
         .args(["-c", "-d", "17"])
-        .arg(dir.join("vmcore"))
+        .arg(&vmcore_path)
         .arg(&reference)
         .output()
         .unwrap();
