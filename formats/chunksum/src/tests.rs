@@ -2,24 +2,15 @@ use super::*;
 
 const MIB: u64 = 1 << 20;
 
-/// xorshift64*: deterministic test data and split points without extra crates.
-struct Rng(u64);
+/// Deterministic test data and split points: a seeded generator.
+fn rng(seed: u64) -> fastrand::Rng {
+    fastrand::Rng::with_seed(seed)
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % u64::try_from(n).unwrap()).unwrap()
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next().to_le_bytes()[7]).collect()
-    }
+fn bytes(rng: &mut fastrand::Rng, len: usize) -> Vec<u8> {
+    let mut out = vec![0; len];
+    rng.fill(&mut out);
+    out
 }
 
 /// The definition, literally: entry i hashes bytes [i*cs, min((i+1)*cs, len)).
@@ -56,12 +47,12 @@ fn xxh64_is_xxh64() {
 
 #[test]
 fn random_splits_match_the_definition() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = rng(0x9E37_79B9_7F4A_7C15);
     for round in 0..200 {
         let chunk_size = [1usize, 7, 64, 100, 4096, 5000][round % 6];
-        let len = rng.below(30_000);
-        let data = rng.bytes(len);
-        let mut cuts: Vec<usize> = (0..rng.below(40)).map(|_| rng.below(len + 1)).collect();
+        let len = rng.usize(..30_000);
+        let data = bytes(&mut rng, len);
+        let mut cuts: Vec<usize> = (0..rng.usize(..40)).map(|_| rng.usize(..len + 1)).collect();
         cuts.sort_unstable();
         let cs = u64::try_from(chunk_size).unwrap();
         assert_eq!(
@@ -75,8 +66,8 @@ fn random_splits_match_the_definition() {
 #[test]
 fn real_chunk_size_with_odd_pieces() {
     // 3.5 MiB with 1 MiB chunks, fed in pieces of prime sizes: boundaries fall mid-piece.
-    let mut rng = Rng(42);
-    let data = rng.bytes(7 * usize::try_from(MIB / 2).unwrap());
+    let mut rng = rng(42);
+    let data = bytes(&mut rng, 7 * usize::try_from(MIB / 2).unwrap());
     let mut cuts = Vec::new();
     let mut at = 0;
     for step in [4093usize, 65_537, 1, 999_983, 8191].iter().cycle() {
@@ -96,7 +87,7 @@ fn real_chunk_size_with_odd_pieces() {
 
 #[test]
 fn exact_multiple_of_chunks() {
-    let data = Rng(7).bytes(4 * 1000);
+    let data = bytes(&mut rng(7), 4 * 1000);
     for cuts in [vec![], vec![1000, 2000, 3000], vec![999, 1001, 3999]] {
         assert_eq!(
             streamed(&data, 1000, &cuts),
@@ -115,7 +106,7 @@ fn exact_multiple_of_chunks() {
 
 #[test]
 fn last_partial_chunk() {
-    let data = Rng(8).bytes(2500);
+    let data = bytes(&mut rng(8), 2500);
     let got = streamed(&data, 1000, &[2499]);
     assert_eq!(got.len(), 3);
     assert_eq!(got[2], xxh64(&data[2000..]));
@@ -149,7 +140,7 @@ fn empty_dump() {
 
 #[test]
 fn past_the_end_consumes_nothing() {
-    let data = Rng(9).bytes(300);
+    let data = bytes(&mut rng(9), 300);
     let mut h = ChunkHasher::with_chunk_size(250, 100).unwrap();
     h.update(&data[..200], |_, _| {}).unwrap();
     let e = h.update(&data[200..], |_, _| {}).unwrap_err();
@@ -176,7 +167,7 @@ fn zero_chunk_size_is_refused() {
 
 #[test]
 fn update_into_fills_the_table() {
-    let data = Rng(10).bytes(5 * 1000 + 1);
+    let data = bytes(&mut rng(10), 5 * 1000 + 1);
     let mut table = [0u64; 6];
     let mut h = ChunkHasher::with_chunk_size(5001, 1000).unwrap();
     for piece in data.chunks(777) {
@@ -227,11 +218,11 @@ fn checkpoint_blocks() {
     assert_eq!(block_device_offset(0), CHUNK_TABLE_OFFSET);
     assert_eq!(block_device_offset(TABLE_BLOCKS), 1 << 20);
     // Every final entry is covered by the blocks written so far, over random checkpoints.
-    let mut rng = Rng(11);
+    let mut rng = rng(11);
     let mut on_device = 0;
     let mut covered_to = 0;
     while on_device < MAX_CHUNKS {
-        let finished = (on_device + rng.next() % 2000).min(MAX_CHUNKS);
+        let finished = (on_device + rng.u64(..) % 2000).min(MAX_CHUNKS);
         let blocks = blocks_to_write(on_device, finished);
         if !blocks.is_empty() {
             assert!(blocks.start * ENTRIES_PER_BLOCK <= on_device);

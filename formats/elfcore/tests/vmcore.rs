@@ -337,58 +337,45 @@ fn small_scenario_round_trips_through_the_file() {
     );
 }
 
-/// xorshift64*: deterministic "random" layouts without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 #[test]
 fn random_layouts_point_every_load_at_its_data() {
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    // Deterministic "random" layouts: a fixed seed.
+    let mut rng = fastrand::Rng::with_seed(0x1234_5678_9abc_def1);
     for round in 0..60 {
         let mut phdrs = Vec::new();
         let mut m = Fake::with_ram(1 << 36);
         // 0-3 CPUs, some offline, VMCOREINFO sometimes, at random places in the list.
-        let ncpu = rng.below(4);
+        let ncpu = rng.u64(..4);
         for c in 0..ncpu {
-            let addr = 0x7000_0000 + c * 0x1000 + rng.below(8) * 8;
-            if rng.below(3) == 0 {
+            let addr = 0x7000_0000 + c * 0x1000 + rng.u64(..8) * 8;
+            if rng.u64(..3) == 0 {
                 m.put(addr, vec![0u8; 368]);
             } else {
                 let (pid, rip, rsp) = (
-                    u32::try_from(rng.below(1000)).unwrap(),
-                    rng.next(),
-                    rng.next(),
+                    u32::try_from(rng.u64(..1000)).unwrap(),
+                    rng.u64(..),
+                    rng.u64(..),
                 );
                 m.put(addr, cpu_buf(pid, rip, rsp, c));
             }
             phdrs.push(Ph::note(addr, 368));
         }
-        if rng.below(4) != 0 {
+        if rng.u64(..4) != 0 {
             let text = format!("OSRELEASE=6.{round}.0\nPAGESIZE=4096\n");
             m.put(0x7100_0000, vmcoreinfo_buf(text.as_bytes()));
             phdrs.push(Ph::note(0x7100_0000, 4132));
         }
-        let nload = 1 + rng.below(6);
+        let nload = 1 + rng.u64(..6);
         for _ in 0..nload {
-            let source = rng.below(1 << 32);
-            let paddr = if rng.below(3) == 0 {
-                rng.below(1 << 32)
+            let source = rng.u64(..1 << 32);
+            let paddr = if rng.u64(..3) == 0 {
+                rng.u64(..1 << 32)
             } else {
                 source
             };
-            let memsz = 1 + rng.below(3 * 4096 + 100);
+            let memsz = 1 + rng.u64(..3 * 4096 + 100);
             let p = Ph::load(paddr, PAGE_OFFSET.wrapping_add(paddr), memsz, source);
-            let at = us(rng.below(phdrs.len() as u64 + 1));
+            let at = us(rng.u64(..phdrs.len() as u64 + 1));
             phdrs.insert(at, p);
         }
         m.put(HDR, elfcorehdr(&phdrs));
