@@ -53,5 +53,6 @@ def host_write_speed(image: Path, mib: int) -> dict:
     n, s = parse_dd_output(p.stdout)
     # The report names the file relative to the working directory (the
     # checkout) where it can, not by a path of this machine.
-    shown = [f"of={os.path.relpath(image)}" if c.startswith("of=") else c for c in cmd]
+    rel = os.path.relpath(image)
+    shown = [f"of={rel}" if c.startswith("of=") and not rel.startswith("..") else c for c in cmd]
     return {"command": " ".join(shown), "bytes": n, "seconds": s, "mib_per_s": n / MIB / s if s > 0 else None}
