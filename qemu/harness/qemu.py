@@ -141,8 +141,9 @@ def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
     """The QEMU command line; `disks` become virtio-blk devices in PCI slots
     1, 2, ... in that order (so minicap's PCI scan meets them in that order).
     A disk with an entry in `blkdebug` (image -> rule file) is attached
-    through QEMU's blkdebug driver with those rules, and I/O errors are
-    reported to the guest (werror=report, rerror=report)."""
+    through QEMU's blkdebug driver with those rules, without request
+    merging, and I/O errors are reported to the guest (werror=report,
+    rerror=report)."""
     append = (
         f"console=ttyS0 crashkernel={args.crashkernel} panic=0 oops=panic loglevel=7 "
         f"printk.time=1 {args.guest_append}"
@@ -177,9 +178,14 @@ def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
         drive = (f"driver=blkdebug,config={rules},image.driver=file,image.filename={disk},"
                  f"if=none,id=disk{i},werror=report,rerror=report" if rules
                  else f"file={disk},format=raw,if=none,id=disk{i}")  # fmt: skip
+        # QEMU merges adjacent requests in flight into one and fails every
+        # one of them when the merged request fails: the error would be
+        # reported for the oldest, which need not hold the injected byte.
+        # Unmerged, the failed request is exactly the one blkdebug failed.
+        merging = ",request-merging=off" if rules else ""
         cmd += [
             "-drive", drive,
-            "-device", f"virtio-blk-pci,drive=disk{i},addr={i + 1:#x},{virtio}",
+            "-device", f"virtio-blk-pci,drive=disk{i},addr={i + 1:#x},{virtio}{merging}",
         ]  # fmt: skip
     if args.qemu_debug:
         cmd += ["-d", "guest_errors,cpu_reset,unimp", "-D", str(Path(args.out_dir) / "qemu-debug.log")]
