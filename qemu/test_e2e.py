@@ -12,10 +12,11 @@ import re
 import struct
 import sys
 import unittest
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (checks, cli, common, console, device_info, disks, elf, initramfs, iomem,  # noqa: E402
+from harness import (checks, cli, common, console, device_info, disks, elf, initramfs, iomem, kdumpfile,  # noqa: E402
                      kernel, pattern, qemu, runner, scenarios)  # fmt: skip
 
 
@@ -293,9 +294,9 @@ WRITE_FAILURE = ("writing memory 0x1a100000 to byte 0x1c9d1000: write at byte 0x
 class DeviceErrorTests(unittest.TestCase):
     def test_inject_offset_and_config(self):
         off = disks.inject_offset(1024, 45)
-        self.assertEqual(off, (1 << 20) + (int(1024 * (1 << 20) * 0.45) & ~4095))
+        self.assertEqual(off, (2 << 20) + (int(1024 * (1 << 20) * 0.45) & ~4095))
         self.assertEqual(off % 4096, 0)
-        self.assertEqual(disks.inject_offset(1024, 50), (1 << 20) + (512 << 20))
+        self.assertEqual(disks.inject_offset(1024, 50), (2 << 20) + (512 << 20))
         for bad in (0, 100, -1):
             with self.assertRaises(common.HarnessError):
                 disks.inject_offset(1024, bad)
@@ -437,18 +438,77 @@ class QemuVersionTests(unittest.TestCase):
 # `minicap info --json` of the dump disk after the device-error run (the schema of helper-common.md).
 INFO = {
     "device": "qemu/out/device-error/dump.img", "device_id": ID, "state": "failed", "format": "elf-vmcore",
-    "dump_offset": 1 << 20, "dump_length": 1081782272, "written": 432869376, "capacity": 2 << 30,
+    "dump_offset": 2 << 20, "dump_length": 1081782272, "written": 432869376, "capacity": 2 << 30,
     "crash_time": 1795417046, "sha256": "00" * 32, "writer": "minicap 0.1.0", "osrelease": "6.1.0-56-cloud-amd64",
     "message": WRITE_FAILURE, "failure_code": "device-error", "skipped_ranges": 0, "skipped_bytes": 0,
-    "log_length": 2345, "verify": "xxh64-chunks", "chunk_size": 1 << 20,
+    "log_length": 2345, "verify": "xxh64-chunks", "chunk_size": 1 << 20, "triage_length": 25877,
+    "dump_level_requested": 0, "dump_level": 0, "level_note": "", "compression": "none", "pages_ram": 0,
+    "pages_dumped": 0,
 }  # fmt: skip
+
+
+def synthetic_kdump(pages: dict[int, tuple[bytes, int]], max_mapnr: int = 64, status: int = 1) -> bytes:
+    """A kdump-compressed file laid out as the format describes: header, one sub-header
+    block, one block per bitmap, the descriptors, then the data of `pages` (pfn ->
+    (stored bytes, flags))."""
+    block = 4096
+    head = bytearray(block)
+    head[:8] = b"KDUMP   "
+    struct.pack_into("<i", head, 8, 6)
+    head[12 + 130:12 + 130 + 6] = b"6.1.0x"
+    struct.pack_into("<IiiII", head, 424, status, block, 1, 2, max_mapnr)
+    struct.pack_into("<i", head, 460, 2)
+    sub = bytearray(block)
+    struct.pack_into("<i", sub, 8, 31)
+    struct.pack_into("<Q", sub, 96, max_mapnr)
+    ram, dumped = bytearray(block), bytearray(block)
+    for pfn in range(max_mapnr):
+        ram[pfn // 8] |= 1 << (pfn % 8)
+    for pfn in pages:
+        dumped[pfn // 8] |= 1 << (pfn % 8)
+    descs = bytearray()
+    data = bytearray()
+    data_at = 4 * block + block  # after one block of descriptors
+    for pfn in sorted(pages):
+        stored, flags = pages[pfn]
+        descs += struct.pack("<QIIQ", data_at + len(data), len(stored), flags, 0)
+        data += stored
+    return bytes(head + sub + ram + dumped + descs.ljust(block, b"\0") + data)
+
+
+class KdumpReaderTests(unittest.TestCase):
+    def test_pages_bitmaps_and_codecs(self):
+        raw = bytes(range(256)) * 16
+        text = b"minicap " * 512
+        f = io.BytesIO(synthetic_kdump({3: (raw, 0), 9: (zlib.compress(text, 1), 1), 10: (b"lzo!", 2)}))
+        k = kdumpfile.KdumpFile(f)
+        self.assertEqual((k.header_version, k.release, k.nr_cpus, k.dump_level, k.max_mapnr), (6, "6.1.0x", 2, 31, 64))
+        self.assertFalse(k.incomplete)
+        self.assertEqual(k.dumped_pages(), 3)
+        self.assertTrue(k.is_ram(5) and not k.is_dumped(5))
+        self.assertIsNone(k.page(5))
+        self.assertEqual(k.page(3), raw)
+        self.assertEqual(k.page(9), text)
+        with self.assertRaisesRegex(kdumpfile.KdumpFormatError, "lzo pages are not read here"):
+            k.page(10)
+
+    def test_damage_is_an_error(self):
+        good = synthetic_kdump({1: (b"x" * 4096, 0)})
+        with self.assertRaisesRegex(kdumpfile.KdumpFormatError, "signature"):
+            kdumpfile.KdumpFile(io.BytesIO(b"ELF" + good[3:]))
+        with self.assertRaisesRegex(kdumpfile.KdumpFormatError, "file ends"):
+            kdumpfile.KdumpFile(io.BytesIO(good[:5000]))
+        k = kdumpfile.KdumpFile(io.BytesIO(synthetic_kdump({1: (b"not zlib", 1)}, status=9)))
+        self.assertTrue(k.incomplete)
+        with self.assertRaisesRegex(kdumpfile.KdumpFormatError, "pfn 0x1"):
+            k.page(1)
 
 
 class DeviceInfoTests(unittest.TestCase):
     def test_parse(self):
         h = device_info.parse_device_info(json.dumps(INFO))
         self.assertEqual((h.state, h.format, h.dump_offset, h.written, h.dump_length),
-                         ("failed", "elf-vmcore", 1 << 20, 432869376, 1081782272))  # fmt: skip
+                         ("failed", "elf-vmcore", 2 << 20, 432869376, 1081782272))  # fmt: skip
         self.assertEqual((h.writer, h.osrelease, h.message, h.failure_code),
                          ("minicap 0.1.0", "6.1.0-56-cloud-amd64", WRITE_FAILURE, "device-error"))  # fmt: skip
         self.assertEqual((h.crash_time, h.skipped_ranges, h.log_length), (1795417046, 0, 2345))
@@ -490,14 +550,17 @@ class DeviceInfoTests(unittest.TestCase):
         good = dict(INFO, state="complete", failure_code="none", message="", written=1082843136,
                     dump_length=1082843136, sha256=sha, verify="sha256", chunk_size=0)  # fmt: skip
 
-        def run(overrides, size=1082843136, text=result):
+        def run(overrides, size=1082843136, text=result, dump_format="elf-vmcore"):
             res = checks.Results()
             h = device_info.parse_device_info(json.dumps(dict(good, **overrides)))
             with contextlib.redirect_stdout(io.StringIO()):  # Results prints each check
-                checks.check_complete_header(res, h, text, size, "6.1.0-56-cloud-amd64")
+                checks.check_complete_header(res, h, text, size, "6.1.0-56-cloud-amd64", dump_format)
             return res.ok
 
         self.assertTrue(run({}))
+        self.assertFalse(run({}, dump_format="kdump-compressed"))
+        self.assertTrue(run({"format": "kdump-compressed"}, dump_format="kdump-compressed"))
+        self.assertFalse(run({"dump_offset": 1 << 20}))
         self.assertTrue(run({}, size=None))  # no vmcore saved: that is the save check's failure
         self.assertFalse(run({"state": "failed"}))
         self.assertFalse(run({"failure_code": "device-error"}))
@@ -524,7 +587,8 @@ class DeviceInfoTests(unittest.TestCase):
 
 # The runs of run-all.sh before the table, in its order, plus the two
 # integrity-check variants added with `minicap.verify=`.
-SUITE = ["capture-modern", "capture-legacy-4kn", "capture-verify-sha256", "capture-verify-none", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
+SUITE = ["capture-modern", "capture-legacy-4kn", "capture-verify-sha256", "capture-verify-none",
+         "capture-kdump-zlib-1", "capture-kdump-lzo-31", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
          "capture-iommu-identity", "unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous", "device-error"]
 # The failure code each failure scenario must see.
 CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",
@@ -571,7 +635,7 @@ class ScenarioTableTests(unittest.TestCase):
         for name in ("capture-modern", "capture-legacy-4kn", "capture-qemu64-4M-3G", "capture-iommu",
                      "capture-iommu-identity"):  # fmt: skip
             s = get(name)
-            self.assertEqual(s.checks, {"left-alone", "stored-log", "vmcore", "header-complete"}, name)
+            self.assertEqual(s.checks, {"left-alone", "stored-log", "vmcore", "header-complete", "triage"}, name)
             self.assertEqual([(d.image, d.content, d.guarded, d.target) for d in s.disks],
                              [("decoy.img", "random", True, False), ("dump.img", "formatted", False, True)])
             self.assertTrue(s.pattern)
@@ -586,8 +650,14 @@ class ScenarioTableTests(unittest.TestCase):
         self.assertEqual(get("bad-elfcorehdr").capture_append, ("elfcorehdr=12junk",))
         self.assertEqual((len(get("ambiguous").disks), get("ambiguous").device_option), (2, "none"))
         de = get("device-error")
-        self.assertEqual(de.checks, {"left-alone", "device-error", "stored-log"})
+        self.assertEqual(de.checks, {"left-alone", "device-error", "stored-log", "triage"})
         self.assertEqual([d.fails_write for d in de.disks], [False, True])
+        for name, level, codec in (("capture-kdump-zlib-1", 1, "zlib"), ("capture-kdump-lzo-31", 31, "lzo")):
+            s = get(name)
+            self.assertEqual(s.checks, {"left-alone", "stored-log", "kdump", "header-complete", "triage"}, name)
+            self.assertEqual(scenarios.kdump_settings(s), (level, codec))
+            self.assertIn("minicap.format=kdump", s.capture_append)
+            self.assertTrue(s.pattern)
 
     def test_options_row_then_command_line(self):
         a = resolved(["--scenario", "capture-qemu64-4M-3G"])

@@ -54,6 +54,16 @@ pub enum WriteStep {
         /// Progress at the checkpoint.
         percent: u64,
     },
+    /// Writing the kdump-compressed file at device byte `offset`.
+    KdumpFile {
+        /// Device byte offset written.
+        offset: u64,
+    },
+    /// Reading the finished file back at device byte `offset` for its checksums.
+    ReadBack {
+        /// Device byte offset read.
+        offset: u64,
+    },
     /// The flush after the last byte.
     FinalFlush,
     /// The log and the "complete" header.
@@ -71,6 +81,13 @@ impl fmt::Display for WriteStep {
             Self::CheckpointHeader { percent } => {
                 write!(f, "updating the header after {percent}%")
             }
+            Self::KdumpFile { offset } => {
+                write!(f, "writing the kdump file to byte {offset:#x}")
+            }
+            Self::ReadBack { offset } => write!(
+                f,
+                "reading the dump back at byte {offset:#x} for its checksums"
+            ),
             Self::FinalFlush => f.write_str("final flush"),
             Self::FinalHeader => f.write_str("writing the final header"),
         }
@@ -199,6 +216,20 @@ pub enum Failure {
         /// Its logical block size.
         block_size: u32,
     },
+    /// The triage text (the crashed kernel's log) could not be written.
+    TriageWrite {
+        /// The device.
+        device: DeviceName,
+        /// The driver's error.
+        error: Detail,
+    },
+    /// The kdump-compressed file outgrew the device (its size is known only at the end).
+    DumpDeviceFull {
+        /// The device.
+        device: DeviceName,
+        /// Bytes of the device for the dump.
+        capacity: u64,
+    },
     /// The first header write ("writing") failed.
     HeaderWrite {
         /// The device.
@@ -272,7 +303,10 @@ impl Failure {
             Self::AmbiguousDevice => FailureCode::AmbiguousDevice,
             Self::DeviceTooSmall { .. } => FailureCode::DeviceTooSmall,
             Self::UnsupportedBlockSize { .. } => FailureCode::UnsupportedBlockSize,
-            Self::HeaderWrite { .. } | Self::DeviceError { .. } => FailureCode::DeviceError,
+            Self::TriageWrite { .. } | Self::HeaderWrite { .. } | Self::DeviceError { .. } => {
+                FailureCode::DeviceError
+            }
+            Self::DumpDeviceFull { .. } => FailureCode::DeviceTooSmall,
             Self::CpuException { .. } => FailureCode::CpuException,
             Self::Internal(_) => FailureCode::Internal,
         }
@@ -283,8 +317,12 @@ impl Failure {
     /// so it claims nothing.
     pub fn effect(&self) -> Option<DeviceEffect> {
         match self {
-            Self::HeaderWrite { .. } => Some(DeviceEffect::DumpAreaUntouched),
-            Self::DeviceError { .. } | Self::OldMemoryUnmapped { .. } => {
+            Self::TriageWrite { .. } | Self::HeaderWrite { .. } => {
+                Some(DeviceEffect::DumpAreaUntouched)
+            }
+            Self::DeviceError { .. }
+            | Self::OldMemoryUnmapped { .. }
+            | Self::DumpDeviceFull { .. } => {
                 Some(DeviceEffect::PartialDump)
             }
             Self::CpuException { .. } | Self::Internal(_) => None,
@@ -369,6 +407,15 @@ impl Failure {
             Self::UnsupportedBlockSize { device, block_size } => write!(
                 f,
                 "dump device {device} has {block_size}-byte logical blocks: minicap writes power-of-two blocks of 512 to 4096 bytes"
+            ),
+            Self::TriageWrite { device, error } => write!(
+                f,
+                "cannot write the triage text (the crashed kernel's log) to {device}: {error}"
+            ),
+            Self::DumpDeviceFull { device, capacity } => write!(
+                f,
+                "dump device {device} is full: the kdump-compressed file needs more than its {capacity} bytes ({}) after the header area; what was written up to the last checkpoint is kept (raise minicap.dump_level= or use a larger device)",
+                Size(*capacity)
             ),
             Self::HeaderWrite { device, error } => {
                 write!(f, "cannot write the minicap header to {device}: {error}")

@@ -22,6 +22,7 @@
 extern crate alloc;
 
 mod failure;
+pub mod kdump_plan;
 pub mod memory;
 pub mod profile;
 pub mod text;

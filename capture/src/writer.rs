@@ -37,13 +37,16 @@ use minicap_chunksum::{FeedError, TABLE_BLOCK_LEN};
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{
     DumpHeader, DumpState, Verification, DUMP_OFFSET, HEADER_LEN, LOG_CAPACITY, LOG_OFFSET,
+    TRIAGE_CAPACITY, TRIAGE_OFFSET,
 };
 use minicap_elfcore::VmcoreLayout;
 use minicap_physmem::{PAGE_BYTES, PAGE_SIZE};
 
 mod integrity;
+pub mod kdump;
 
 pub use integrity::{verification, ChunkSize, Verified};
+pub use kdump::{FrameFilter, KdumpDump, KdumpSummary, KeepAll};
 use integrity::{ChunkTable, Integrity};
 
 /// Bytes of console log kept and stored: the device's log area.
@@ -113,6 +116,7 @@ pub fn write_dump<D: BlockDevice, E: WriterEnv>(
     device: &mut D,
     env: &mut E,
     header: &mut DumpHeader,
+    triage: Option<&Triage<E::Buffer>>,
     dump: &Dump<'_>,
     profile: &mut Profile,
 ) -> Result<Verified, Failure> {
@@ -145,15 +149,8 @@ pub fn write_dump<D: BlockDevice, E: WriterEnv>(
     let (ranges, bytes) = crate::memory::skipped_totals(dump.skipped);
     header.skipped_ranges = ranges;
     header.skipped_bytes = bytes;
-    header.state = DumpState::Writing;
-    header.written = 0;
     profile.enter(Phase::Write, env.now_us());
-    records
-        .write(device, env, header, integrity.table(), 0)
-        .map_err(|(_, e)| Failure::HeaderWrite {
-            device: *dump.device_name,
-            error: FixedString::display(e),
-        })?;
+    begin(device, env, &mut records, header, triage, dump.device_name)?;
 
     let started = env.now_us();
     let mut vmcore = Vmcore {
@@ -183,23 +180,121 @@ pub fn write_dump<D: BlockDevice, E: WriterEnv>(
                 profile,
                 ..
             } = vmcore;
-            header.state = DumpState::Failed;
-            header.failure_code = failure.code();
-            header.set_message(FixedString::<256>::display(failure).as_str());
-            env.say(format_args!(
-                "capture failed after {} of {} bytes were confirmed on the device: {failure}",
-                header.written, header.dump_length
-            ));
-            if profile.current() == Phase::Write {
-                profile.enter(Phase::Final, env.now_us());
-            }
-            let now = env.now_us();
-            env.say(format_args!("{}", profile.line(now)));
-            let confirmed = header.written;
-            let _ = records.write(device, env, header, integrity.table(), confirmed);
-            Err(failure)
+            Err(record_failure(
+                device,
+                env,
+                records,
+                header,
+                integrity.table(),
+                profile,
+                failure,
+            ))
         }
     }
+}
+
+/// Write a kdump-compressed dump (`minicap.format=kdump`): the triage text and the
+/// "writing" header first, as for ELF, then the file (see [`kdump`]). `header` is the new
+/// header ("writing", format and dump level set; `dump_length` a bound, replaced by the
+/// file's length at the end).
+pub fn write_kdump_dump<D, E, M, F>(
+    device: &mut D,
+    env: &mut E,
+    header: &mut DumpHeader,
+    triage: Option<&Triage<E::Buffer>>,
+    dump: KdumpDump<'_, M, F>,
+    profile: &mut Profile,
+) -> Result<KdumpSummary, Failure>
+where
+    D: BlockDevice,
+    E: WriterEnv,
+    M: minicap_physmem::PhysMem + ?Sized,
+    F: FrameFilter,
+{
+    let block_size = device.sector_size();
+    if !block_size_supported(block_size) {
+        return Err(Failure::UnsupportedBlockSize {
+            device: *dump.device_name,
+            block_size,
+        });
+    }
+    // The chunk table is sized when the file's length is known; its block buffer now.
+    header.set_verification(dump.verify);
+    let mut records = Records::new(env, dump.verify == Verification::Xxh64Chunks)?;
+    profile.enter(Phase::Write, env.now_us());
+    begin(device, env, &mut records, header, triage, dump.device_name)?;
+    kdump::write_kdump_file(device, env, &mut records, header, dump, profile)
+}
+
+/// The triage text (the crashed kernel's log, registers, release) in a DMA buffer.
+pub struct Triage<B> {
+    /// The text, from its start.
+    pub buffer: B,
+    /// Its length in bytes (at most [`TRIAGE_CAPACITY`]).
+    pub len: usize,
+}
+
+/// Before the first byte of the dump: the triage text, flushed, then the log and the
+/// header "writing" (with `written` = 0 and the triage length), flushed. From here on a
+/// failure leaves the triage text readable.
+fn begin<D: BlockDevice, E: WriterEnv>(
+    device: &mut D,
+    env: &mut E,
+    records: &mut Records<E::Buffer>,
+    header: &mut DumpHeader,
+    triage: Option<&Triage<E::Buffer>>,
+    device_name: &DeviceName,
+) -> Result<(), Failure> {
+    header.state = DumpState::Writing;
+    header.written = 0;
+    header.triage_length = 0;
+    if let Some(triage) = triage.filter(|t| t.len > 0) {
+        let len = (triage.len as u64).min(TRIAGE_CAPACITY);
+        let blocks = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        device
+            .write(TRIAGE_OFFSET, triage.buffer.addr(), blocks)
+            .and_then(|()| device.flush())
+            .map_err(|e| Failure::TriageWrite {
+                device: *device_name,
+                error: FixedString::display(e),
+            })?;
+        header.triage_length = u32::try_from(len).unwrap_or(0);
+    }
+    records
+        .write(device, env, header, None, 0)
+        .map_err(|(_, e)| Failure::HeaderWrite {
+            device: *device_name,
+            error: FixedString::display(e),
+        })
+}
+
+/// After a failure once writing began (every outstanding write completed): the header
+/// "failed" with the failure's code and message, `written` still the bytes confirmed at
+/// the last checkpoint. Returns the failure.
+fn record_failure<D: BlockDevice, E: WriterEnv>(
+    device: &mut D,
+    env: &mut E,
+    records: &mut Records<E::Buffer>,
+    header: &mut DumpHeader,
+    table: Option<&mut ChunkTable>,
+    profile: &mut Profile,
+    failure: Failure,
+) -> Failure {
+    header.state = DumpState::Failed;
+    header.failure_code = failure.code();
+    header.set_message(FixedString::<256>::display(failure).as_str());
+    env.say(format_args!(
+        "capture failed after {} of {} bytes were confirmed on the device: {failure}",
+        header.written, header.dump_length
+    ));
+    if profile.current() == Phase::Write {
+        profile.enter(Phase::Final, env.now_us());
+    }
+    let now = env.now_us();
+    env.say(format_args!("{}", profile.line(now)));
+    let confirmed = header.written;
+    let _ = records.write(device, env, header, table, confirmed);
+    failure
 }
 
 /// The ELF header block and the padded notes, in one DMA buffer.

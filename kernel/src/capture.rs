@@ -25,18 +25,31 @@ use crate::hw::platform::Machine;
 use crate::hw::{apic, cpu, paging, pic, serial, tsc};
 use crate::memory::SkippedRanges;
 use crate::target::Candidates;
-use crate::writer::{mib_per_s_x10, verification, write_dump, Clock, Dump, KernelEnv, Verified};
+use crate::hw::dma;
+use crate::writer::{
+    mib_per_s_x10, verification, write_dump, write_kdump_dump, Clock, Dump, KdumpDump, KernelEnv,
+    Triage, Verified,
+};
 use crate::{fault, finish, memory, say, target};
 use core::ops::Range;
 use minicap_acpi::AcpiInfo;
-use minicap_bootinfo::cmdline::{DumpFormat, DumpTarget, MinicapOptions};
+use minicap_bootinfo::cmdline::{Compress, DumpFormat, DumpTarget, MinicapOptions};
+use minicap_capture::kdump_plan;
+use minicap_capture::triage::{last_lines, render_triage};
+use minicap_capture::writer::{DmaBuffer as _, WriterEnv as _};
+use minicap_kdumpfile::WriterOptions;
 use minicap_capture::profile::{Phase, Profile};
 use minicap_drivers::BlockDevice;
-use minicap_dumpheader::{self as dumpheader, DeviceIdHex, DumpHeader, DumpState, DUMP_OFFSET};
+use minicap_dumpheader::{
+    self as dumpheader, DeviceIdHex, DumpHeader, DumpState, DUMP_OFFSET, TRIAGE_CAPACITY,
+};
 use minicap_elfcore::{for_each_load_range, parse_core_headers, plan_vmcore, CoreHeaders};
 use minicap_physmem::PAGE_SIZE;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Room a kdump-compressed dump needs at least: its headers, bitmaps and a few pages.
+const KDUMP_LEAST_BYTES: u64 = 1 << 20;
 
 /// What a successful capture did.
 struct Summary {
@@ -193,17 +206,25 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
     // ---- plan: the vmcore and the device ----
     phase(Phase::Parse);
     let layout = plan_vmcore(&core).map_err(Failure::BadLayout)?;
-    say!(
-        "dump: ELF vmcore of {} bytes ({}): {} PT_LOAD(s), {} bytes of notes",
-        layout.total_len,
-        Size(layout.total_len),
-        layout.chunks.len(),
-        core.notes.len()
-    );
+    // The ELF size is known now; a kdump-compressed file's only at its end (the device
+    // must hold its headers, and tells when it is full).
+    let least_dump = match options.format {
+        DumpFormat::Elf => {
+            say!(
+                "dump: ELF vmcore of {} bytes ({}): {} PT_LOAD(s), {} bytes of notes",
+                layout.total_len,
+                Size(layout.total_len),
+                layout.chunks.len(),
+                core.notes.len()
+            );
+            layout.total_len
+        }
+        DumpFormat::Kdump => KDUMP_LEAST_BYTES,
+    };
     phase(Phase::Device);
     let mut target = target::find(&machine, &candidates, options.device)?;
     let device = &mut target.device;
-    let required = dumpheader::required_capacity(layout.total_len);
+    let required = dumpheader::required_capacity(least_dump);
     if device.capacity() < required {
         return Err(Failure::DeviceTooSmall {
             device: target.name,
@@ -230,9 +251,7 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
         device.capacity(),
         concat!("minicap ", env!("CARGO_PKG_VERSION")),
     );
-    header.format = dumpheader::DumpFormat::ElfVmcore;
     header.dump_offset = DUMP_OFFSET;
-    header.dump_length = layout.total_len;
     header.crash_time = core
         .vmcoreinfo_value("CRASHTIME")
         .and_then(|t| t.trim().parse().ok())
@@ -240,26 +259,147 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
     if let Some(release) = core.vmcoreinfo_value("OSRELEASE") {
         header.set_osrelease(release.trim());
     }
-    let dump = Dump {
-        layout: &layout,
-        notes: &core.notes,
-        skipped: &skipped,
-        device_name: &target.name,
-        verify: verification(options.verify),
-    };
+    let mut env = KernelEnv { clock };
+    let triage = triage_text(&mut env, &core);
+    let verify = verification(options.verify);
     let started = tsc::now_us();
-    let verified = write_dump(
-        device,
-        &mut KernelEnv { clock },
-        &mut header,
-        &dump,
-        profile,
-    )?;
+    let (bytes, verified) = match options.format {
+        DumpFormat::Elf => {
+            if options.dump_level() != 0 {
+                say!(
+                    "warning: minicap.dump_level={} applies to minicap.format=kdump only in this version: the ELF vmcore is written whole",
+                    options.dump_level()
+                );
+            }
+            header.format = dumpheader::DumpFormat::ElfVmcore;
+            header.dump_length = layout.total_len;
+            let dump = Dump {
+                layout: &layout,
+                notes: &core.notes,
+                skipped: &skipped,
+                device_name: &target.name,
+                verify,
+            };
+            let verified = write_dump(
+                device,
+                &mut env,
+                &mut header,
+                triage.as_ref(),
+                &dump,
+                profile,
+            )?;
+            (layout.total_len, verified)
+        }
+        DumpFormat::Kdump => {
+            let ram = kdump_plan::dump_ram(&core, &skipped);
+            let plan = kdump_plan::plan_kdump(&IdentityMem, &core, &ram, options.dump_level());
+            let level = plan.level;
+            if !level.note.as_str().is_empty() {
+                say!(
+                    "warning: dump level {} asked for, {} applied: {}",
+                    level.requested,
+                    level.applied,
+                    level.note.as_str()
+                );
+            }
+            let ram_bytes: u64 = ram.iter().map(|r| r.end - r.start).sum();
+            say!(
+                "dump: kdump-compressed, dump level {}, compression {}, {} RAM range(s), {} of RAM",
+                level.applied,
+                options.compress,
+                ram.len(),
+                Size(ram_bytes)
+            );
+            header.format = dumpheader::DumpFormat::KdumpCompressed;
+            header.dump_level_requested = level.requested;
+            header.dump_level = level.applied;
+            header.set_level_note(level.note.as_str());
+            header.compression = compression(options.compress);
+            // A bound until the file's length is known: every page stored raw, plus its
+            // descriptor and bitmap bits.
+            let bound = ram_bytes
+                .saturating_add(ram_bytes / 128)
+                .saturating_add(1 << 20);
+            header.dump_length = bound.min(device.capacity().saturating_sub(DUMP_OFFSET));
+            let dump = KdumpDump {
+                info: plan.info,
+                old: plan.old,
+                filter: plan.filter,
+                compress: options.compress,
+                device_name: &target.name,
+                verify,
+                options: WriterOptions::default(),
+            };
+            let summary = write_kdump_dump(
+                device,
+                &mut env,
+                &mut header,
+                triage.as_ref(),
+                dump,
+                profile,
+            )?;
+            (summary.stats.file_len, summary.verified)
+        }
+    };
     Ok(Summary {
-        bytes: layout.total_len,
+        bytes,
         elapsed_us: tsc::now_us().saturating_sub(started),
         device: target.name,
         verified,
+    })
+}
+
+/// The header's name for `minicap.compress=`.
+fn compression(compress: Compress) -> dumpheader::Compression {
+    match compress {
+        Compress::Lzo => dumpheader::Compression::Lzo,
+        Compress::Zlib => dumpheader::Compression::Zlib,
+        Compress::None => dumpheader::Compression::None,
+    }
+}
+
+/// Lines of the crashed kernel's log shown on the console.
+const TRIAGE_CONSOLE_LINES: usize = 10;
+
+/// The triage text (the crashed kernel's log, its CPUs' registers, its release), with the
+/// log's last lines on the console; `None` (said) if there is no memory for it.
+fn triage_text(env: &mut KernelEnv, core: &CoreHeaders) -> Option<Triage<dma::DmaBuffer>> {
+    #[allow(clippy::cast_possible_truncation)] // 1 MiB
+    let Some(mut buffer) = env.dma_buffer(TRIAGE_CAPACITY as usize) else {
+        say!("warning: no memory for the triage text: the crashed kernel's log is not written first");
+        return None;
+    };
+    let summary = buffer.with_bytes_mut(|b| render_triage(&IdentityMem, core, b));
+    match &summary.log {
+        Ok(()) => say!(
+            "triage: {} bytes: the crashed kernel's log ({} records{}{}), registers of {} CPU(s){}",
+            summary.len,
+            summary.records,
+            if summary.damaged > 0 { ", some damaged: " } else { "" },
+            if summary.damaged > 0 { "see the text" } else { "" },
+            core.cpus.len(),
+            match summary.panic_cpu {
+                Some(_) => ", the panic CPU marked",
+                None => "",
+            }
+        ),
+        Err(e) => say!("warning: the crashed kernel's log cannot be read ({e}): the triage text holds the registers only"),
+    }
+    if summary.dropped_bytes > 0 {
+        say!(
+            "triage: the log's oldest {} bytes did not fit and were left out",
+            summary.dropped_bytes
+        );
+    }
+    buffer.with_bytes_mut(|b| {
+        let tail = last_lines(&b[..summary.len], TRIAGE_CONSOLE_LINES);
+        for line in tail.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+            say!("  | {}", core::str::from_utf8(line).unwrap_or("(not UTF-8)"));
+        }
+    });
+    Some(Triage {
+        buffer,
+        len: summary.len,
     })
 }
 
@@ -311,19 +451,20 @@ fn report_skipped(skipped: &SkippedRanges) {
 }
 
 fn report_options(options: &MinicapOptions) {
-    // The only target and format so far: adding a variant makes these
-    // patterns refutable, so the compiler points here.
+    // The only target so far: adding a variant makes this pattern
+    // refutable, so the compiler points here.
     let DumpTarget::VirtioBlk = options.target;
-    let DumpFormat::Elf = options.format;
     let mut device = FixedString::<40>::new();
     let _ = match &options.device {
         Some(id) => core::fmt::Write::write_fmt(&mut device, format_args!("{}", DeviceIdHex(id))),
         None => core::fmt::Write::write_str(&mut device, "(any prepared device)"),
     };
     say!(
-        "options: target={} format={} after={} verify={} device={}",
+        "options: target={} format={} dump_level={} compress={} after={} verify={} device={}",
         options.target,
         options.format,
+        options.dump_level(),
+        options.compress,
         options.after,
         options.verify,
         device.as_str()

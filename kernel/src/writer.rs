@@ -7,7 +7,8 @@ use crate::console;
 use crate::hw::{cpu, dma, phys, tsc};
 use core::fmt;
 pub use minicap_capture::writer::{
-    block_size_supported, mib_per_s_x10, verification, write_dump, Dump, Verified,
+    block_size_supported, mib_per_s_x10, verification, write_dump, write_kdump_dump, Dump,
+    KdumpDump, Triage, Verified,
 };
 use minicap_capture::writer::{DmaBuffer, WriterEnv};
 use minicap_physmem::PAGE_BYTES;

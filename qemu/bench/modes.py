@@ -44,8 +44,9 @@ KDUMP_MODES: tuple[Mode, ...] = (
          KDUMP_COMPRESSED, kdump_writer="makedumpfile-c"),
 )  # fmt: skip
 
-# minicap's output modes (today: the ELF vmcore, with each `minicap.verify=`
-# check). `--minicap-append` adds options to every row.
+# minicap's output modes: the ELF vmcore with each `minicap.verify=` check, and
+# the kdump-compressed format per codec and level. `--minicap-append` adds
+# options to every row.
 MINICAP_VARIANTS: tuple[Mode, ...] = (
     Mode("minicap-elf", "minicap, ELF vmcore (all RAM), default check: XXH64 per chunk", MINICAP, ELF,
          minicap_append="minicap.format=elf"),
@@ -55,6 +56,16 @@ MINICAP_VARIANTS: tuple[Mode, ...] = (
          minicap_append="minicap.format=elf minicap.verify=sha256", search_by_default=False),
     Mode("minicap-elf-noverify", "minicap, ELF vmcore, no check", MINICAP, ELF,
          minicap_append="minicap.format=elf minicap.verify=none", search_by_default=False),
+    # makedumpfile's format, written inside minicap: the same levels and codecs as the
+    # kdump rows (-d 31 with -l and -c), and level 1 (zero pages only) for scale.
+    Mode("minicap-kdump-lzo-31", "minicap, kdump-compressed, LZO, dump level 31", MINICAP, KDUMP_COMPRESSED,
+         minicap_append="minicap.format=kdump minicap.compress=lzo minicap.dump_level=31"),
+    Mode("minicap-kdump-zlib-31", "minicap, kdump-compressed, zlib, dump level 31", MINICAP, KDUMP_COMPRESSED,
+         minicap_append="minicap.format=kdump minicap.compress=zlib minicap.dump_level=31", search_by_default=False),
+    Mode("minicap-kdump-lzo-1", "minicap, kdump-compressed, LZO, dump level 1", MINICAP, KDUMP_COMPRESSED,
+         minicap_append="minicap.format=kdump minicap.compress=lzo minicap.dump_level=1", search_by_default=False),
+    Mode("minicap-kdump-zlib-1", "minicap, kdump-compressed, zlib, dump level 1", MINICAP, KDUMP_COMPRESSED,
+         minicap_append="minicap.format=kdump minicap.compress=zlib minicap.dump_level=1", search_by_default=False),
 )  # fmt: skip
 
 MODES: tuple[Mode, ...] = KDUMP_MODES + MINICAP_VARIANTS

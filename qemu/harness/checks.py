@@ -120,20 +120,7 @@ def check_notes(res: Results, vmcore: Path, smp: int, version: str) -> None:
 
 
 def check_vmcore_tools(res: Results, args, out: Path, vmcore: Path, k: GuestKernel, version: str) -> None:
-    dmesg = out / "dmesg.txt"
-    dmesg.unlink(missing_ok=True)
-    p = run(["makedumpfile", "--dump-dmesg", vmcore, dmesg])
-    (out / "makedumpfile.log").write_text(p.stdout)
-    text = dmesg.read_text(errors="replace") if dmesg.exists() else ""
-    want = ["sysrq: Trigger a crash", "Kernel panic - not syncing"]
-    missing = [w for w in want if w not in text]
-    res.add(
-        "makedumpfile --dump-dmesg",
-        p.returncode == 0 and not missing,
-        f"exit {p.returncode}, {len(text.splitlines())} lines"
-        + (f", missing {missing}" if missing else ", has the sysrq and panic lines")
-        + ("" if p.returncode == 0 else "\n" + tail(p.stdout, 10)),
-    )
+    run_dump_dmesg(res, out, vmcore, "ELF")
     pv = run([args.pattern, "verify", vmcore, out / "serial.log"])
     (out / "pattern-verify.log").write_text(pv.stdout)
     summary = [l for l in pv.stdout.splitlines() if "pages intact" in l or "FAILED" in l]
@@ -396,7 +383,7 @@ def verification_mismatch(h: DeviceInfo, result_text: str) -> str | None:
 
 
 def check_complete_header(res: Results, h: DeviceInfo, result_text: str, vmcore_bytes: int | None,
-                          version: str) -> None:
+                          version: str, dump_format: str = "elf-vmcore") -> None:
     """After a successful capture the header says complete, with no failure
     code, everything written, the guest's release and the verification the
     RESULT line printed (`verify`, and the SHA-256 or chunk size); the saved
@@ -404,8 +391,8 @@ def check_complete_header(res: Results, h: DeviceInfo, result_text: str, vmcore_
     bad = []
     if h.state != "complete" or h.failure_code != "none":
         bad.append(f"state {h.state}, failure_code {h.failure_code} (want complete, none)")
-    if h.format != "elf-vmcore" or h.dump_offset != DUMP_OFFSET:
-        bad.append(f"format {h.format}, dump offset {h.dump_offset:#x} (want elf-vmcore, {DUMP_OFFSET:#x})")
+    if h.format != dump_format or h.dump_offset != DUMP_OFFSET:
+        bad.append(f"format {h.format}, dump offset {h.dump_offset:#x} (want {dump_format}, {DUMP_OFFSET:#x})")
     if h.written != h.dump_length or (vmcore_bytes is not None and vmcore_bytes != h.dump_length):
         bad.append(f"written {h.written}, dump_length {h.dump_length}, saved vmcore {vmcore_bytes} bytes")
     if h.osrelease != version:
@@ -416,3 +403,125 @@ def check_complete_header(res: Results, h: DeviceInfo, result_text: str, vmcore_
     res.add("header: complete", not bad,
             f"state {h.state}, {h.written} of {h.dump_length} bytes written, verify {h.verify}"
             + "".join(f"\n{b}" for b in bad))  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# The kdump-compressed format and the triage text
+# ---------------------------------------------------------------------------
+
+DUMP_LEVEL_USER = 8  # makedumpfile -d bit: user (anonymous) pages, where the guest's pattern lives
+TRIAGE_LOG_HEADING = "--- kernel log ---"
+CRASH_LINES = ["sysrq: Trigger a crash", "Kernel panic - not syncing"]
+
+
+def run_dump_dmesg(res: Results, out: Path, vmcore: Path, what: str) -> str:
+    """`makedumpfile --dump-dmesg` on `vmcore` (into out/dmesg.txt): the crashed kernel's
+    log as the real tool reads it; the check that it has the sysrq and panic lines."""
+    dmesg = out / "dmesg.txt"
+    dmesg.unlink(missing_ok=True)
+    p = run(["makedumpfile", "--dump-dmesg", vmcore, dmesg])
+    (out / "makedumpfile.log").write_text(p.stdout)
+    text = dmesg.read_text(errors="replace") if dmesg.exists() else ""
+    missing = [w for w in CRASH_LINES if w not in text]
+    res.add(f"makedumpfile --dump-dmesg ({what})", p.returncode == 0 and not missing,
+            f"exit {p.returncode}, {len(text.splitlines())} lines"
+            + (f", missing {missing}" if missing else ", has the sysrq and panic lines")
+            + ("" if p.returncode == 0 else "\n" + tail(p.stdout, 10)))  # fmt: skip
+    return text
+
+
+def check_kdump(res: Results, out: Path, vmcore: Path, serial: list[str], header: DeviceInfo | None,
+                version: str, smp: int, level: int, codec: str) -> None:
+    """A kdump-compressed dump saved by `minicap save`: makedumpfile reads its log; its
+    headers (read by the harness's own reader, written from the format's description)
+    name the guest's release, its CPUs, the dump level and codec asked for, and say it is
+    complete; the guest's pattern pages are all there and intact (read back through
+    zlib) unless user pages are filtered out, and then none of them is dumped."""
+    run_dump_dmesg(res, out, vmcore, "kdump-compressed")
+    from .kdumpfile import CODECS, KdumpFile, KdumpFormatError
+
+    try:
+        f = open(vmcore, "rb")
+    except OSError as e:
+        res.add("kdump-compressed headers", False, str(e))
+        return
+    with f:
+        try:
+            k = KdumpFile(f)
+        except (KdumpFormatError, struct.error) as e:
+            res.add("kdump-compressed headers", False, str(e))
+            return
+        want_status = {v: c for c, v in CODECS.items()}.get(codec, 0)
+        bad = []
+        if k.header_version != 6:
+            bad.append(f"header version {k.header_version}, want 6 (makedumpfile 1.7)")
+        if k.release != version:
+            bad.append(f"release {k.release!r}, want {version!r}")
+        if k.nr_cpus != smp:
+            bad.append(f"nr_cpus {k.nr_cpus}, want {smp}")
+        if k.incomplete or k.status & ~0x8 != want_status:
+            bad.append(f"status {k.status:#x}, want {want_status:#x} ({codec}) without the incomplete bit")
+        if header is not None and (header.dump_level != k.dump_level or header.dump_level_requested != level
+                                   or header.compression != codec or header.pages_dumped != k.dumped_pages()):
+            bad.append(f"minicap header: dump level {header.dump_level} (asked {header.dump_level_requested}), "
+                       f"compression {header.compression}, {header.pages_dumped} pages; file: dump level "
+                       f"{k.dump_level}, {k.dumped_pages()} pages")  # fmt: skip
+        if k.dump_level != level and not (header and header.level_note):
+            bad.append(f"dump level {k.dump_level}, asked {level}, and the header gives no reason")
+        res.add("kdump-compressed headers", not bad,
+                f"version {k.header_version}, {k.release}, {k.nr_cpus} CPUs, dump level {k.dump_level}, "
+                f"{k.dumped_pages()} of {sum(bin(b).count('1') for b in k.ram_bitmap)} RAM pages dumped, "
+                f"status {k.status:#x}" + "".join(f"\n{b}" for b in bad))  # fmt: skip
+        try:
+            log_ = parse_pattern_log(serial)
+        except ValueError as e:
+            res.add("pattern pages in the kdump file", False, str(e))
+            return
+        from .pattern import pattern_page
+
+        pfns = [(pfn0 + i, page0 + i) for pfn0, page0, count in log_.runs for i in range(count)]
+        dumped = [(pfn, page) for pfn, page in pfns if k.is_dumped(pfn)]
+        if k.dump_level & DUMP_LEVEL_USER:
+            res.add("pattern pages (user memory) filtered out", not dumped,
+                    f"{len(dumped)} of {len(pfns)} pattern pages dumped at dump level {k.dump_level}")  # fmt: skip
+            return
+        intact, problems = 0, []
+        for pfn, page in pfns:
+            try:
+                data = k.page(pfn)
+            except KdumpFormatError as e:
+                problems.append(str(e))
+                continue
+            if data == pattern_page(log_.seed, page):
+                intact += 1
+            else:
+                problems.append(f"page {page} (pfn {pfn:#x}) " + ("not dumped" if data is None else "differs"))
+        res.add("pattern intact in the kdump file", intact == len(pfns) and not problems,
+                f"{intact} of {len(pfns)} pages intact" + "".join(f"\n{p}" for p in problems[:8]))  # fmt: skip
+
+
+def check_triage(res: Results, args, out: Path, disk: Path, reference_dmesg: str | None) -> None:
+    """`minicap dmesg`: the triage text written before the dump, with the crash in its
+    log; its log equal, line for line, to what makedumpfile reads from the dump (when
+    there is a dump to read)."""
+    p = run([args.tool, "dmesg", disk])
+    (out / "triage.txt").write_text(p.stdout)
+    text = p.stdout
+    missing = [w for w in CRASH_LINES if w not in text]
+    heading = TRIAGE_LOG_HEADING in text
+    res.add("triage text (minicap dmesg)", p.returncode == 0 and not missing and heading,
+            f"exit {p.returncode}, {len(text.splitlines())} lines"
+            + (f", missing {missing}" if missing else ", has the sysrq and panic lines")
+            + ("" if heading else f", no '{TRIAGE_LOG_HEADING}' line")
+            + ("" if p.returncode == 0 else "\n" + tail(p.stdout + p.stderr, 5)))  # fmt: skip
+    if reference_dmesg is None or not heading:
+        return
+    log_lines = text.split(TRIAGE_LOG_HEADING, 1)[1].splitlines()
+    log_lines = [l for l in log_lines if l.strip()]
+    ref = [l for l in reference_dmesg.splitlines() if l.strip()]
+    same = log_lines == ref
+    first_diff = next((i for i, (a, b) in enumerate(zip(log_lines, ref)) if a != b), min(len(log_lines), len(ref)))
+    res.add("triage log = makedumpfile --dump-dmesg", same,
+            f"{len(log_lines)} lines, makedumpfile {len(ref)}" + ("" if same else
+            f"; first difference at line {first_diff + 1}:\n  triage: {log_lines[first_diff:first_diff + 1]}"
+            f"\n  makedumpfile: {ref[first_diff:first_diff + 1]}"))  # fmt: skip

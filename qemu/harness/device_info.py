@@ -11,7 +11,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 STATES = ("empty", "writing", "complete", "failed")
-FORMATS = ("none", "elf-vmcore")
+FORMATS = ("none", "elf-vmcore", "kdump-compressed")
+COMPRESSIONS = ("none", "zlib", "lzo")
 VERIFICATIONS = ("sha256", "none", "xxh64-chunks")
 
 
@@ -36,6 +37,13 @@ class DeviceInfo:
     log_length: int
     verify: str
     chunk_size: int
+    triage_length: int
+    dump_level_requested: int
+    dump_level: int
+    level_note: str
+    compression: str
+    pages_ram: int
+    pages_dumped: int
 
 
 def parse_device_info(text: str) -> DeviceInfo:
@@ -66,6 +74,8 @@ def parse_device_info(text: str) -> DeviceInfo:
         raise ValueError(f"state {info.state!r} is not one of {STATES}")
     if info.format not in FORMATS:
         raise ValueError(f"format {info.format!r} is not one of {FORMATS}")
+    if info.compression not in COMPRESSIONS:
+        raise ValueError(f"compression {info.compression!r} is not one of {COMPRESSIONS}")
     if info.verify not in VERIFICATIONS:
         raise ValueError(f"verify {info.verify!r} is not one of {VERIFICATIONS}")
     return info

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .common import MIB, PAGE_SIZE, HarnessError, run
 
-DUMP_OFFSET = MIB  # where the vmcore starts on a minicap device
+DUMP_OFFSET = 2 * MIB  # where the dump starts on a minicap device (after the triage text)
 DECOY_BYTES = 64 * MIB
 
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from . import scenarios as sc
-from .checks import (Results, check_complete_header, check_device_error, check_iommu_takeover, check_stored_log,
-                     check_vmcore_tools, read_header)  # fmt: skip
+from .checks import (Results, check_complete_header, check_device_error, check_iommu_takeover, check_kdump,
+                     check_stored_log, check_triage, check_vmcore_tools, read_header)  # fmt: skip
 from .common import MIB, QEMU_DIR, HarnessError, log, parse_size, run, tail
 from .console import (CRASH_MARKERS, KDUMP_RESULT_RE, RESULT_MARKER, check_device_reports, parse_result_line)
 from .disks import (blkdebug_config, compare_fingerprints, fingerprint, inject_offset, make_blank_disk,
@@ -31,7 +31,7 @@ STORED_LOG_WANT = {
 }
 OUTPUT_FILES = ("serial.log", "vmcore", "dmesg.txt", "crash.txt", "pattern-verify.log", "qemu.stderr",
                 "partial.vmcore", "blkdebug.cfg", "info.log", "save.log", "save-partial.log", "stored.log",
-                "format.log", "gdb.txt", "makedumpfile.log")  # fmt: skip
+                "format.log", "gdb.txt", "makedumpfile.log", "triage.txt")  # fmt: skip
 
 
 def out_dir(args, s: sc.Scenario) -> Path:
@@ -247,6 +247,16 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         check_iommu_takeover(res, serial)
 
     vmcore = out / "vmcore"
+    if sc.KDUMP in s.checks and result:
+        p = run([args.tool, "save", target, vmcore])
+        (out / "save.log").write_text(p.stdout)
+        res.add("minicap save", p.returncode == 0 and vmcore.is_file(),
+                f"exit {p.returncode}: " + tail(p.stdout, 3 if p.returncode else 1))  # fmt: skip
+        if vmcore.is_file():
+            info["vmcore_bytes"] = vmcore.stat().st_size
+            level, codec = sc.kdump_settings(s)
+            check_kdump(res, out, vmcore, serial, read_header(res, args, target, info), k.version, args.smp,
+                        level, codec)  # fmt: skip
     if sc.VMCORE in s.checks and result:
         if linux:
             with open(target, "rb") as f:
@@ -266,13 +276,18 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         header = read_header(res, args, target, info)
         if header is not None:
             check_complete_header(res, header, parsed.message if parsed else "",
-                                  vmcore.stat().st_size if vmcore.is_file() else None, k.version)  # fmt: skip
+                                  vmcore.stat().st_size if vmcore.is_file() else None, k.version,
+                                  "kdump-compressed" if sc.KDUMP in s.checks else "elf-vmcore")  # fmt: skip
     if sc.VMCORE in s.checks:
         if vmcore.is_file():
             info["vmcore_bytes"] = vmcore.stat().st_size
             check_vmcore_tools(res, args, out, vmcore, k, k.version)
         else:
             res.add("vmcore checks", False, "no vmcore to check")
+
+    if sc.TRIAGE in s.checks and result:
+        dmesg = out / "dmesg.txt"
+        check_triage(res, args, out, target, dmesg.read_text(errors="replace") if dmesg.is_file() else None)
 
     if sc.DATA_AREA_ZERO in s.checks:
         data = target.read_bytes()

@@ -67,7 +67,9 @@ VMCORE = "vmcore"  # save the vmcore; makedumpfile, pattern, PT_LOADs vs /proc/i
 HEADER_COMPLETE = "header-complete"  # `minicap info --json`: complete, no failure code, the RESULT's sha256
 DEVICE_ERROR = "device-error"  # the failed write, the failed header, save refuses, save --partial, partial dump
 DATA_AREA_ZERO = "data-area-zero"  # every byte of the target after the first MiB still zero
-CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AREA_ZERO)
+KDUMP = "kdump"  # save the kdump-compressed dump; makedumpfile --dump-dmesg, its headers, the pattern in it
+TRIAGE = "triage"  # `minicap dmesg`: the triage text, its log = makedumpfile's (when there is a dump)
+CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE)
 
 # minicap.device= on the capture command line.
 DEVICE_TARGET = "target"  # the target disk's id
@@ -101,7 +103,11 @@ def dump_disk(guarded: bool = False, fails_write: bool = False) -> Disk:
     return Disk("dump.img", "dump disk", FORMATTED, guarded=guarded, target=True, fails_write=fails_write)
 
 
-CAPTURE_CHECKS = frozenset({LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE})
+CAPTURE_CHECKS = frozenset({LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, TRIAGE})
+KDUMP_CHECKS = frozenset({LEFT_ALONE, STORED_LOG, KDUMP, HEADER_COMPLETE, TRIAGE})
+# What minicap does without minicap.dump_level= / minicap.compress= for minicap.format=kdump.
+KDUMP_DEFAULT_LEVEL = 31
+KDUMP_DEFAULT_CODEC = "lzo"
 
 
 def capture(name: str, about: str, capture_append: tuple[str, ...] = (), **options) -> Scenario:
@@ -109,6 +115,24 @@ def capture(name: str, about: str, capture_append: tuple[str, ...] = (), **optio
     of a good dump."""
     return Scenario(name, about, disks=(decoy(), dump_disk()), checks=CAPTURE_CHECKS,
                     options=Options(**options), pattern=True, capture_append=capture_append)  # fmt: skip
+
+
+def kdump_capture(name: str, about: str, codec: str, level: int, **options) -> Scenario:
+    """A full capture in the kdump-compressed format with `codec` at dump level `level`."""
+    append = ("minicap.format=kdump", f"minicap.compress={codec}", f"minicap.dump_level={level}")
+    return Scenario(name, about, disks=(decoy(), dump_disk()), checks=KDUMP_CHECKS, options=Options(**options),
+                    pattern=True, capture_append=append)  # fmt: skip
+
+
+def kdump_settings(s: Scenario) -> tuple[int, str]:
+    """The dump level and codec a kdump scenario asks for (or minicap's defaults)."""
+    level, codec = KDUMP_DEFAULT_LEVEL, KDUMP_DEFAULT_CODEC
+    for a in s.capture_append:
+        if a.startswith("minicap.dump_level="):
+            level = int(a.split("=", 1)[1])
+        elif a.startswith("minicap.compress="):
+            codec = a.split("=", 1)[1]
+    return level, codec
 
 
 def bad_input(name: str, about: str, code: str, disks: tuple[Disk, ...], **kw) -> Scenario:
@@ -129,6 +153,12 @@ SCENARIOS: tuple[Scenario, ...] = (
             capture_append=("minicap.verify=sha256",)),
     capture("capture-verify-none", "full capture with minicap.verify=none: save says not verified",
             capture_append=("minicap.verify=none",)),
+    # makedumpfile's format: every page at level 1 read back through zlib; at the
+    # default level 31 the user pages (the pattern) are gone and LZO packs the rest.
+    kdump_capture("capture-kdump-zlib-1", "kdump-compressed, zlib, dump level 1: the pattern intact in it",
+                  "zlib", 1),
+    kdump_capture("capture-kdump-lzo-31", "kdump-compressed, LZO, dump level 31: user pages filtered out",
+                  "lzo", 31),
     Scenario("no-disk", "no dump disk: minicap must report failure and reboot", failure="no-device",
              device_option=DEVICE_NONE),
     Scenario("small-disk", "4 MiB formatted disk: too small; its data area stays zero",
@@ -160,7 +190,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     # The device fails in the middle of the dump: reported, nothing written is lost.
     Scenario("device-error", "the dump disk fails one write at ~45 %: failure, header failed, save --partial",
              disks=(decoy(), dump_disk(fails_write=True)), failure="device-error",
-             checks=frozenset({LEFT_ALONE, DEVICE_ERROR, STORED_LOG}), pattern=True),
+             checks=frozenset({LEFT_ALONE, DEVICE_ERROR, STORED_LOG, TRIAGE}), pattern=True),
     Scenario("linux-kdump", "reference without minicap: the guest's own kernel dd's /proc/vmcore to the disk",
              disks=(Disk("dump.img", "dump disk", BLANK, target=True),), checks=frozenset({VMCORE}),
              options=Options(crashkernel="256M"), pattern=True, capture_kernel="linux", in_suite=False),
@@ -215,13 +245,16 @@ def problems(s: Scenario) -> list[str]:
         out.append("the linux reference needs a blank target disk and expects success")
     if linux and set(s.checks) - {VMCORE}:
         out.append("the linux reference has only the vmcore checks")
-    success_only = {VMCORE, HEADER_COMPLETE}
+    success_only = {VMCORE, HEADER_COMPLETE, KDUMP}
     if s.failure is not None and set(s.checks) & success_only:
         out.append(f"{sorted(set(s.checks) & success_only)} need a successful capture")
-    if set(s.checks) & {VMCORE, HEADER_COMPLETE, STORED_LOG, DEVICE_ERROR, DATA_AREA_ZERO} and target is None:
+    if set(s.checks) & {VMCORE, HEADER_COMPLETE, STORED_LOG, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE} and \
+            target is None:  # fmt: skip
         out.append("these checks read the target disk, and there is none")
-    if VMCORE in s.checks and not s.pattern:
+    if set(s.checks) & {VMCORE, KDUMP} and not s.pattern:
         out.append("the vmcore checks verify the pattern: set pattern=True")
+    if VMCORE in s.checks and KDUMP in s.checks:
+        out.append("a dump is ELF (vmcore) or kdump-compressed (kdump), not both")
     if (DEVICE_ERROR in s.checks) != (s.failure == "device-error") or \
             (DEVICE_ERROR in s.checks) != any(d.fails_write for d in s.disks):  # fmt: skip
         out.append("device-error check, failure code and a disk that fails a write go together")

@@ -15,7 +15,8 @@ mod options;
 pub use elfcorehdr::{elfcorehdr, ElfCoreHdrArg, ElfCoreHdrError};
 pub use memparse::{memparse, MemparseError};
 pub use options::{
-    AfterDump, DumpFormat, DumpTarget, MinicapOptions, OptionError, Verify, Warning, OPTION_PREFIX,
+    AfterDump, Compress, DumpFormat, DumpTarget, MinicapOptions, OptionError, Verify, Warning,
+    MAX_DUMP_LEVEL, OPTION_PREFIX,
 };
 
 /// The command line as text: the bytes up to the first NUL (or all of them), which must be

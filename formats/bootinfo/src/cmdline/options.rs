@@ -21,6 +21,22 @@ pub enum DumpFormat {
     /// An ELF vmcore as /proc/vmcore would present it (`elf`).
     #[default]
     Elf,
+    /// makedumpfile's kdump-compressed format, filtered and compressed page by page
+    /// (`kdump`).
+    Kdump,
+}
+
+/// How the pages of a kdump-compressed dump are compressed (`minicap.compress=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compress {
+    /// LZO1X-1 (`lzo`), as `makedumpfile -l`: the fastest codec Debian's makedumpfile and
+    /// crash read.
+    #[default]
+    Lzo,
+    /// zlib level 1 (`zlib`), as `makedumpfile -c`: smaller, slower.
+    Zlib,
+    /// Every page stored as it is (`none`).
+    None,
 }
 
 /// What to do once the dump is written or has failed (`minicap.after=`).
@@ -72,8 +88,17 @@ impl Named for DumpTarget {
 }
 
 impl Named for DumpFormat {
-    const NAMES: &'static [(&'static str, Self)] = &[("elf", Self::Elf)];
-    const ACCEPTED: &'static str = "elf";
+    const NAMES: &'static [(&'static str, Self)] = &[("elf", Self::Elf), ("kdump", Self::Kdump)];
+    const ACCEPTED: &'static str = "elf, kdump";
+}
+
+impl Named for Compress {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("lzo", Self::Lzo),
+        ("zlib", Self::Zlib),
+        ("none", Self::None),
+    ];
+    const ACCEPTED: &'static str = "lzo, zlib, none";
 }
 
 impl Named for AfterDump {
@@ -111,7 +136,7 @@ macro_rules! impl_as_str_display {
     )*};
 }
 
-impl_as_str_display!(DumpTarget, DumpFormat, AfterDump, Verify);
+impl_as_str_display!(DumpTarget, DumpFormat, Compress, AfterDump, Verify);
 
 /// Something on the command line that was ignored but may be a typo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +197,12 @@ pub struct MinicapOptions {
     pub target: DumpTarget,
     /// `minicap.format=`, default `elf`.
     pub format: DumpFormat,
+    /// `minicap.compress=`, default `lzo` (kdump format only).
+    pub compress: Compress,
+    /// `minicap.dump_level=0..31`, makedumpfile's `-d` bits (1 zero pages, 2 page cache,
+    /// 4 private cache, 8 user pages, 16 free pages); `None`: the format's default
+    /// ([`MinicapOptions::dump_level`]).
+    pub dump_level: Option<u8>,
     /// `minicap.after=`, default `reboot`.
     pub after: AfterDump,
     /// `minicap.verify=`, default `chunks`.
@@ -182,8 +213,21 @@ pub struct MinicapOptions {
 }
 
 const DEVICE_ACCEPTED: &str = "32 hex digits (the id printed by `minicap format`)";
+const DUMP_LEVEL_ACCEPTED: &str = "0 to 31 (makedumpfile -d bits)";
+
+/// Highest `minicap.dump_level=`: all five makedumpfile bits.
+pub const MAX_DUMP_LEVEL: u8 = 31;
 
 impl MinicapOptions {
+    /// The dump level to apply: the one asked for, else 31 for the kdump format (what
+    /// kdump users run: `makedumpfile -d 31`) and 0 for ELF (the whole vmcore).
+    pub fn dump_level(&self) -> u8 {
+        self.dump_level.unwrap_or(match self.format {
+            DumpFormat::Kdump => MAX_DUMP_LEVEL,
+            DumpFormat::Elf => 0,
+        })
+    }
+
     /// Reads the `minicap.*` parameters of `cmdline` (those before `--`, split as Linux does).
     ///
     /// Other parameters are ignored. An unknown `minicap.*` key is reported through `warn` and
@@ -204,6 +248,19 @@ impl MinicapOptions {
                 "target" => opts.target = named(p.key, p.value)?,
                 "format" => opts.format = named(p.key, p.value)?,
                 "after" => opts.after = named(p.key, p.value)?,
+                "compress" => opts.compress = named(p.key, p.value)?,
+                "dump_level" => {
+                    let level = p
+                        .value
+                        .and_then(|v| v.parse::<u8>().ok())
+                        .filter(|&l| l <= MAX_DUMP_LEVEL)
+                        .ok_or(OptionError {
+                            key: p.key,
+                            value: p.value,
+                            accepted: DUMP_LEVEL_ACCEPTED,
+                        })?;
+                    opts.dump_level = Some(level);
+                }
                 "verify" => opts.verify = named(p.key, p.value)?,
                 "device" => {
                     let id = p.value.and_then(parse_hex16).ok_or(OptionError {
@@ -287,12 +344,51 @@ mod tests {
             MinicapOptions {
                 target: DumpTarget::VirtioBlk,
                 format: DumpFormat::Elf,
+                compress: Compress::Lzo,
+                dump_level: None,
                 after: AfterDump::Poweroff,
                 verify: Verify::Sha256,
                 device: Some(ID_BYTES),
             }
         );
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn kdump_format_compress_and_dump_level() {
+        let o = parse("minicap.format=kdump minicap.compress=zlib minicap.dump_level=17")
+            .0
+            .unwrap();
+        assert_eq!(o.format, DumpFormat::Kdump);
+        assert_eq!(o.compress, Compress::Zlib);
+        assert_eq!(o.dump_level(), 17);
+        for (text, c) in [
+            ("lzo", Compress::Lzo),
+            ("zlib", Compress::Zlib),
+            ("none", Compress::None),
+        ] {
+            let cl = format!("minicap.compress={text}");
+            assert_eq!(parse(&cl).0.unwrap().compress, c, "{text}");
+            assert_eq!(c.as_str(), text);
+        }
+        // The format's default level: everything makedumpfile can drop for kdump, nothing
+        // for ELF.
+        assert_eq!(parse("minicap.format=kdump").0.unwrap().dump_level(), 31);
+        assert_eq!(parse("minicap.format=elf").0.unwrap().dump_level(), 0);
+        assert_eq!(parse("minicap.dump_level=0").0.unwrap().dump_level(), 0);
+        assert_eq!(parse("minicap.dump_level=31").0.unwrap().dump_level(), 31);
+        for bad in ["32", "-1", "0x1f", "", "high"] {
+            let cl = format!("minicap.dump_level={bad}");
+            let e = parse(&cl).0.unwrap_err();
+            assert_eq!(e.key, "minicap.dump_level");
+            assert_eq!(e.accepted, DUMP_LEVEL_ACCEPTED, "{bad}");
+        }
+        assert!(parse("minicap.dump_level").0.is_err());
+        let e = parse("minicap.compress=zstd").0.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value \"zstd\" for minicap.compress: accepted values: lzo, zlib, none"
+        );
     }
 
     #[test]
@@ -405,8 +501,8 @@ mod tests {
         );
         let e = parse("minicap.target=nvme").0.unwrap_err();
         assert!(e.to_string().contains("virtio-blk"));
-        let e = parse("minicap.format=kdump").0.unwrap_err();
-        assert!(e.to_string().contains("elf"));
+        let e = parse("minicap.format=diskdump").0.unwrap_err();
+        assert!(e.to_string().contains("elf, kdump"));
         // Case matters, like Linux parameter values generally.
         assert!(parse("minicap.after=Reboot").0.is_err());
         // An earlier bad value is not hidden by a later good one.
