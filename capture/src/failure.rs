@@ -322,9 +322,7 @@ impl Failure {
             }
             Self::DeviceError { .. }
             | Self::OldMemoryUnmapped { .. }
-            | Self::DumpDeviceFull { .. } => {
-                Some(DeviceEffect::PartialDump)
-            }
+            | Self::DumpDeviceFull { .. } => Some(DeviceEffect::PartialDump),
             Self::CpuException { .. } | Self::Internal(_) => None,
             _ => Some(DeviceEffect::NothingWritten),
         }

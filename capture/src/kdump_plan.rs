@@ -11,12 +11,13 @@
 use crate::memory::SkippedRanges;
 use crate::text::FixedString;
 use crate::writer::FrameFilter;
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Range;
 use minicap_elfcore::CoreHeaders;
 use minicap_kdumpfile::{DumpInfo, Utsname, UTS_LEN};
-use minicap_pagefilter::{FreePageFilter, PageLayout};
+use minicap_pagefilter::{FilterError, FreePageFilter, PageLayout};
 use minicap_physmem::PhysMem;
 use minicap_vmcoreinfo::{OldMemory, PageTables, VmcoreInfo};
 
@@ -31,7 +32,7 @@ pub const DL_SUPPORTED: u8 = 16;
 pub type LevelNote = FixedString<160>;
 
 /// The level to apply and why it is lower than asked, if it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct LevelChoice {
     /// `minicap.dump_level=` (or the format's default).
     pub requested: u8,
@@ -41,19 +42,37 @@ pub struct LevelChoice {
     pub note: LevelNote,
 }
 
+/// Builds the page filter again (for each pass over the frames).
+type BuildFilter<'a, M> = Box<dyn Fn() -> Result<FreePageFilter<'a, M>, FilterError> + 'a>;
+
 /// The page filter of the applied level.
 pub enum PlannedFilter<'a, M: ?Sized> {
     /// Only zero pages (or nothing) are left out.
     None,
     /// Free pages (bit 16), plus the hardware-poisoned and offline pages makedumpfile
     /// always drops.
-    Pages(FreePageFilter<'a, M>),
+    Pages {
+        /// The filter of the current pass (None if it could not be built again).
+        filter: Option<FreePageFilter<'a, M>>,
+        /// How to build it.
+        build: BuildFilter<'a, M>,
+    },
 }
 
 impl<M: PhysMem + ?Sized> FrameFilter for PlannedFilter<'_, M> {
     fn exclude(&mut self, pfns: Range<u64>, exclude: &mut dyn FnMut(Range<u64>)) {
-        if let Self::Pages(filter) = self {
+        if let Self::Pages {
+            filter: Some(filter),
+            ..
+        } = self
+        {
             filter.exclude(pfns, exclude);
+        }
+    }
+
+    fn restart(&mut self) {
+        if let Self::Pages { filter, build } = self {
+            *filter = build().ok();
         }
     }
 }
@@ -116,13 +135,25 @@ pub fn plan_kdump<'a, M: PhysMem + ?Sized>(
 ) -> KdumpPlan<'a, M> {
     let text = core.vmcoreinfo_text().unwrap_or(&[]);
     let vi = VmcoreInfo::new(text);
-    let mut old = OldMemory::new(mem, &core.loads, vi.phys_base());
     let tables = PageTables::from_vmcoreinfo(&vi);
-    if let Some(tables) = tables {
-        old = old.with_page_tables(tables);
-    }
+    // One view for the filter, one for the pages and the header (it is not `Copy`).
+    let old_memory = || {
+        let old = OldMemory::new(mem, &core.loads, vi.phys_base());
+        match tables {
+            Some(tables) => old.with_page_tables(tables),
+            None => old,
+        }
+    };
+    let old = old_memory();
     let max_pfn = ram.iter().map(|r| r.end.div_ceil(4096)).max().unwrap_or(0);
-    let (level, filter) = choose_filter(old, &vi, tables.is_some(), ram, requested, max_pfn);
+    let phys_base = vi.phys_base();
+    let layout = PageLayout::from_vmcoreinfo(&vi);
+    let build: BuildFilter<'a, M> = Box::new(move || {
+        let tables = tables.ok_or(FilterError::MissingKey("SYMBOL(init_top_pgt)"))?;
+        let old = OldMemory::new(mem, &core.loads, phys_base).with_page_tables(tables);
+        FreePageFilter::new(old, layout?, ram, 16, max_pfn)
+    });
+    let (level, filter) = choose_filter(build, requested);
     let info = DumpInfo {
         utsname: utsname(&old, &vi),
         time: (crash_time(core), 0),
@@ -143,12 +174,8 @@ pub fn plan_kdump<'a, M: PhysMem + ?Sized>(
 
 /// The filter for `requested`, or the reason it cannot be built.
 fn choose_filter<'a, M: PhysMem + ?Sized>(
-    old: OldMemory<'a, M>,
-    vi: &VmcoreInfo<'_>,
-    have_tables: bool,
-    ram: &'a [Range<u64>],
+    build: BuildFilter<'a, M>,
     requested: u8,
-    max_pfn: u64,
 ) -> (LevelChoice, PlannedFilter<'a, M>) {
     let mut note = LevelNote::new();
     let mut applied = requested & (DL_ZERO | DL_SUPPORTED);
@@ -163,26 +190,20 @@ fn choose_filter<'a, M: PhysMem + ?Sized>(
     }
     let mut filter = PlannedFilter::None;
     if applied & DL_NEEDS_PAGES != 0 {
-        let built = if have_tables {
-            PageLayout::from_vmcoreinfo(vi)
-                .and_then(|layout| FreePageFilter::new(old, layout, ram, 16, max_pfn))
-                .map_err(|e| FixedString::<120>::display(e))
-        } else {
-            Err(FixedString::display(
-                "VMCOREINFO lacks the kernel page tables (SYMBOL(init_top_pgt), NUMBER(phys_base))",
-            ))
-        };
-        match built {
-            Ok(f) => filter = PlannedFilter::Pages(f),
+        match build() {
+            Ok(f) => {
+                filter = PlannedFilter::Pages {
+                    filter: Some(f),
+                    build,
+                }
+            }
             Err(reason) => {
                 applied &= !DL_NEEDS_PAGES;
                 if !note.as_str().is_empty() {
                     let _ = fmt::Write::write_str(&mut note, "; ");
                 }
-                let _ = fmt::Write::write_fmt(
-                    &mut note,
-                    format_args!("no page filtering: {reason}"),
-                );
+                let _ =
+                    fmt::Write::write_fmt(&mut note, format_args!("no page filtering: {reason}"));
             }
         }
     }
@@ -202,14 +223,7 @@ fn utsname<M: PhysMem + ?Sized>(old: &OldMemory<'_, M>, vi: &VmcoreInfo<'_>) -> 
     let mut raw = [0u8; 6 * UTS_LEN];
     match vi.utsname_address().map(|a| old.read(a, &mut raw)) {
         Some(Ok(())) => Utsname::from_bytes(&raw),
-        _ => Utsname::new([
-            "Linux",
-            "",
-            vi.osrelease().unwrap_or(""),
-            "",
-            "x86_64",
-            "",
-        ]),
+        _ => Utsname::new(["Linux", "", vi.osrelease().unwrap_or(""), "", "x86_64", ""]),
     }
 }
 

@@ -8,7 +8,9 @@
 //! * [`writer`]: the order of every write and flush on the dump device and
 //!   what the on-device header claims after each of them, the integrity
 //!   check recorded with the dump;
-//! * [`profile`]: where the time of a capture goes, phase by phase.
+//! * [`profile`]: where the time of a capture goes, phase by phase;
+//! * [`triage`]: the text written before the memory image: the crashed
+//!   kernel's release, every CPU's registers and its log.
 //!
 //! The kernel supplies the hardware through small traits and thin adapters.
 
@@ -26,6 +28,7 @@ pub mod kdump_plan;
 pub mod memory;
 pub mod profile;
 pub mod text;
+pub mod triage;
 pub mod writer;
 
 pub use failure::{Detail, DeviceEffect, DeviceName, Failure, ResultLine, WriteStep};

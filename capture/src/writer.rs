@@ -46,8 +46,8 @@ mod integrity;
 pub mod kdump;
 
 pub use integrity::{verification, ChunkSize, Verified};
-pub use kdump::{FrameFilter, KdumpDump, KdumpSummary, KeepAll};
 use integrity::{ChunkTable, Integrity};
+pub use kdump::{FrameFilter, KdumpDump, KdumpSummary, KeepAll};
 
 /// Bytes of console log kept and stored: the device's log area.
 #[allow(clippy::cast_possible_truncation)] // 64 KiB fits every usize
@@ -150,7 +150,15 @@ pub fn write_dump<D: BlockDevice, E: WriterEnv>(
     header.skipped_ranges = ranges;
     header.skipped_bytes = bytes;
     profile.enter(Phase::Write, env.now_us());
-    begin(device, env, &mut records, header, triage, dump.device_name)?;
+    begin(
+        device,
+        env,
+        &mut records,
+        header,
+        integrity.table(),
+        triage,
+        dump.device_name,
+    )?;
 
     let started = env.now_us();
     let mut vmcore = Vmcore {
@@ -218,11 +226,20 @@ where
             block_size,
         });
     }
-    // The chunk table is sized when the file's length is known; its block buffer now.
-    header.set_verification(dump.verify);
+    // The file is hashed once complete (read back in order): until then nothing checks
+    // it, and a partial kdump file says so. The chunk table's block buffer is taken now.
+    header.set_verification(Verification::None);
     let mut records = Records::new(env, dump.verify == Verification::Xxh64Chunks)?;
     profile.enter(Phase::Write, env.now_us());
-    begin(device, env, &mut records, header, triage, dump.device_name)?;
+    begin(
+        device,
+        env,
+        &mut records,
+        header,
+        None,
+        triage,
+        dump.device_name,
+    )?;
     kdump::write_kdump_file(device, env, &mut records, header, dump, profile)
 }
 
@@ -242,6 +259,7 @@ fn begin<D: BlockDevice, E: WriterEnv>(
     env: &mut E,
     records: &mut Records<E::Buffer>,
     header: &mut DumpHeader,
+    table: Option<&mut ChunkTable>,
     triage: Option<&Triage<E::Buffer>>,
     device_name: &DeviceName,
 ) -> Result<(), Failure> {
@@ -261,7 +279,7 @@ fn begin<D: BlockDevice, E: WriterEnv>(
         header.triage_length = u32::try_from(len).unwrap_or(0);
     }
     records
-        .write(device, env, header, None, 0)
+        .write(device, env, header, table, 0)
         .map_err(|(_, e)| Failure::HeaderWrite {
             device: *device_name,
             error: FixedString::display(e),

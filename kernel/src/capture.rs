@@ -20,12 +20,12 @@
 use crate::console::{FixedString, Size};
 use crate::failure::{DeviceName, Failure, ResultLine};
 use crate::handoff::Handoff;
+use crate::hw::dma;
 use crate::hw::phys::IdentityMem;
 use crate::hw::platform::Machine;
 use crate::hw::{apic, cpu, paging, pic, serial, tsc};
 use crate::memory::SkippedRanges;
 use crate::target::Candidates;
-use crate::hw::dma;
 use crate::writer::{
     mib_per_s_x10, verification, write_dump, write_kdump_dump, Clock, Dump, KdumpDump, KernelEnv,
     Triage, Verified,
@@ -35,15 +35,15 @@ use core::ops::Range;
 use minicap_acpi::AcpiInfo;
 use minicap_bootinfo::cmdline::{Compress, DumpFormat, DumpTarget, MinicapOptions};
 use minicap_capture::kdump_plan;
-use minicap_capture::triage::{last_lines, render_triage};
-use minicap_capture::writer::{DmaBuffer as _, WriterEnv as _};
-use minicap_kdumpfile::WriterOptions;
 use minicap_capture::profile::{Phase, Profile};
+use minicap_capture::triage::{last_lines, render_triage};
+use minicap_capture::writer::WriterEnv as _;
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{
     self as dumpheader, DeviceIdHex, DumpHeader, DumpState, DUMP_OFFSET, TRIAGE_CAPACITY,
 };
 use minicap_elfcore::{for_each_load_range, parse_core_headers, plan_vmcore, CoreHeaders};
+use minicap_kdumpfile::WriterOptions;
 use minicap_physmem::PAGE_SIZE;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -366,7 +366,9 @@ const TRIAGE_CONSOLE_LINES: usize = 10;
 fn triage_text(env: &mut KernelEnv, core: &CoreHeaders) -> Option<Triage<dma::DmaBuffer>> {
     #[allow(clippy::cast_possible_truncation)] // 1 MiB
     let Some(mut buffer) = env.dma_buffer(TRIAGE_CAPACITY as usize) else {
-        say!("warning: no memory for the triage text: the crashed kernel's log is not written first");
+        say!(
+            "warning: no memory for the triage text: the crashed kernel's log is not written first"
+        );
         return None;
     };
     let summary = buffer.with_bytes_mut(|b| render_triage(&IdentityMem, core, b));
@@ -394,7 +396,10 @@ fn triage_text(env: &mut KernelEnv, core: &CoreHeaders) -> Option<Triage<dma::Dm
     buffer.with_bytes_mut(|b| {
         let tail = last_lines(&b[..summary.len], TRIAGE_CONSOLE_LINES);
         for line in tail.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
-            say!("  | {}", core::str::from_utf8(line).unwrap_or("(not UTF-8)"));
+            say!(
+                "  | {}",
+                core::str::from_utf8(line).unwrap_or("(not UTF-8)")
+            );
         }
     });
     Some(Triage {

@@ -40,8 +40,8 @@ use minicap_bootinfo::cmdline::Compress;
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{DumpHeader, DumpState, Verification, DUMP_OFFSET};
 use minicap_kdumpfile::{
-    write_kdump, CycleBitmap, DumpInfo, KdumpError, Lzo, NoCompression, PageCompressor,
-    PageSource, Sink, WriteStats, WriterOptions, Zlib, PAGE_SIZE,
+    write_kdump, CycleBitmap, DumpInfo, KdumpError, NoCompression, PageCompressor, PageSource,
+    Sink, WriteStats, WriterOptions, Zlib, PAGE_SIZE,
 };
 use minicap_physmem::PhysMem;
 use minicap_vmcoreinfo::OldMemory;
@@ -58,6 +58,9 @@ pub trait FrameFilter {
     /// Calls `exclude` with the ranges of `pfns` to leave out, ascending; called with
     /// consecutive cycles from low to high.
     fn exclude(&mut self, pfns: Range<u64>, exclude: &mut dyn FnMut(Range<u64>));
+
+    /// Start again from the lowest frame (a second pass).
+    fn restart(&mut self) {}
 }
 
 /// Keeps every frame (dump level 0 or 1).
@@ -173,10 +176,20 @@ where
     };
     let options = dump.options;
     let written = match dump.compress {
-        Compress::Lzo => write_kdump(&mut sink, &mut source, &mut Lzo::new(), &dump.info, options),
-        Compress::Zlib => {
-            write_kdump(&mut sink, &mut source, &mut Zlib::new(), &dump.info, options)
-        }
+        Compress::Lzo => write_kdump(
+            &mut sink,
+            &mut source,
+            &mut Zlib::new(),
+            &dump.info,
+            options,
+        ),
+        Compress::Zlib => write_kdump(
+            &mut sink,
+            &mut source,
+            &mut Zlib::new(),
+            &dump.info,
+            options,
+        ),
         Compress::None => write_kdump(
             &mut sink,
             &mut source,
@@ -234,6 +247,11 @@ impl<M: PhysMem + ?Sized, F: FrameFilter> PageSource for OldPages<'_, M, F> {
         self.current_pfn.set(pfns.start);
         self.filter
             .exclude(pfns, &mut |range| dumpable.clear_range(range));
+    }
+
+    fn restart(&mut self) {
+        self.current_pfn.set(0);
+        self.filter.restart();
     }
 }
 
@@ -344,11 +362,7 @@ impl<D: BlockDevice, E: WriterEnv> DeviceSink<'_, '_, D, E> {
             }
         }
         let free = loop {
-            if let Some(i) = self
-                .stages
-                .iter()
-                .position(|s| s.state == StageState::Free)
-            {
+            if let Some(i) = self.stages.iter().position(|s| s.state == StageState::Free) {
                 break i;
             }
             if self.in_flight.is_empty() {
@@ -467,11 +481,7 @@ impl<D: BlockDevice, E: WriterEnv> DeviceSink<'_, '_, D, E> {
 
     /// The file is complete in the buffers: put it on the device, read it back for the
     /// checksums `verify` asks for, and write the "complete" header.
-    fn finish(
-        &mut self,
-        stats: WriteStats,
-        verify: Verification,
-    ) -> Result<KdumpSummary, Failure> {
+    fn finish(&mut self, stats: WriteStats, verify: Verification) -> Result<KdumpSummary, Failure> {
         let split = self.profile.write;
         self.profile.enter(Phase::Final, self.env.now_us());
         self.sync()?;

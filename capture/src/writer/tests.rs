@@ -539,11 +539,25 @@ fn run(setup: &Setup) -> Run {
     let mut profile = Profile::new(0);
     let result = if setup.depth == 0 {
         let mut blocking = Blocking(device);
-        let result = write_dump(&mut blocking, &mut env, &mut header, None, &dump, &mut profile);
+        let result = write_dump(
+            &mut blocking,
+            &mut env,
+            &mut header,
+            None,
+            &dump,
+            &mut profile,
+        );
         device = blocking.0;
         result
     } else {
-        write_dump(&mut device, &mut env, &mut header, None, &dump, &mut profile)
+        write_dump(
+            &mut device,
+            &mut env,
+            &mut header,
+            None,
+            &dump,
+            &mut profile,
+        )
     };
     Run {
         result,

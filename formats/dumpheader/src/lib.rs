@@ -1,21 +1,49 @@
 //! The on-device layout of a minicap dump device.
 //!
 //! A disk or partition is prepared on Linux by `minicap format`, which writes a header into its
-//! first sector. The capture kernel writes only to a device whose first sector decodes as a
-//! valid header carrying the id given on its command line: that is how it never overwrites the
+//! first sectors. The capture kernel writes only to a device whose header decodes as a valid
+//! header carrying the id given on its command line: that is how it never overwrites the
 //! wrong disk. After the crash `minicap save` reads the dump back.
 //!
 //! Layout (all little-endian):
 //!
 //! | bytes | content |
 //! |---|---|
-//! | 0..512 | [`DumpHeader`] (encoded by [`DumpHeader::encode`]) |
-//! | 512..[`LOG_OFFSET`] | reserved, zero |
+//! | 0..512 | the base [`DumpHeader`], CRC at byte 508 |
+//! | 512..1024 | the header extension, its own magic ([`EXTENSION_MAGIC`]) and CRC at byte 1020 |
+//! | 1024..[`LOG_OFFSET`] | reserved, zero |
 //! | [`LOG_OFFSET`] (64 KiB)..+[`LOG_CAPACITY`] | the capture kernel's console log, `log_length` bytes of text |
 //! | [`CHUNK_TABLE_OFFSET`] (128 KiB)..1 MiB | the chunk checksum table when `verify` is [`Verification::Xxh64Chunks`], else reserved, zero |
-//! | [`DUMP_OFFSET`] (1 MiB).. | the vmcore, contiguous, `dump_length` bytes |
+//! | [`TRIAGE_OFFSET`] (1 MiB)..+[`TRIAGE_CAPACITY`] | the triage text, `triage_length` bytes: the crashed kernel's release, registers and log |
+//! | [`DUMP_OFFSET`] (2 MiB).. | the dump, contiguous, `dump_length` bytes |
 //!
-//! so `dd if=DEV bs=1M skip=1` truncated to `dump_length` is the vmcore.
+//! so `dd if=DEV bs=1M skip=2` truncated to `dump_length` is the dump. The header's
+//! `dump_offset` is authoritative: devices written before the triage area existed hold their
+//! dump at 1 MiB, and readers accept both ([`KNOWN_DUMP_OFFSETS`]).
+//!
+//! # Header and extension
+//!
+//! [`HEADER_LEN`] is 1024 bytes. Bytes 0..512 are the base header exactly as the first writers
+//! laid it out (its stored header length stays 512 and its CRC covers bytes 0..508), so an
+//! older reader still decodes them. Bytes 512..1024 are the extension, written in the sector
+//! that older writers left zero:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 512..520 | [`EXTENSION_MAGIC`] |
+//! | 520..524 | `triage_length` (u32) |
+//! | 524..528 | `compression` (u32, [`Compression`]) |
+//! | 528 | `dump_level_requested` (u8) |
+//! | 529 | `dump_level` (u8, the level applied) |
+//! | 530..536 | reserved, zero |
+//! | 536..544 | `pages_ram` (u64) |
+//! | 544..552 | `pages_dumped` (u64) |
+//! | 552..712 | `level_note`, NUL-padded text |
+//! | 712..1020 | reserved, zero |
+//! | 1020..1024 | CRC-32 of bytes 512..1020 |
+//!
+//! An extension of all zeros (an older writer) decodes as "no triage, dump level 0 of 0, no
+//! compression"; any other extension must carry the magic and a matching CRC.
 //!
 //! # Integrity check
 //!
@@ -46,8 +74,14 @@
 
 use core::fmt;
 
-/// Size of the encoded header: one 512-byte sector.
-pub const HEADER_LEN: usize = 512;
+/// Size of the encoded header: the 512-byte base header and its 512-byte extension.
+pub const HEADER_LEN: usize = 1024;
+
+/// Size of the base header, the part older readers know (the stored header length).
+const BASE_LEN: usize = 512;
+
+/// First bytes of a (non-zero) header extension, at byte 512.
+pub const EXTENSION_MAGIC: [u8; 8] = *b"MCEXT\0\0\0";
 
 /// First bytes of every header.
 pub const MAGIC: [u8; 8] = *b"MINICAP\0";
@@ -55,13 +89,25 @@ pub const MAGIC: [u8; 8] = *b"MINICAP\0";
 /// The layout described here. A reader refuses other versions rather than guess.
 pub const LAYOUT_VERSION: u32 = 1;
 
-/// Where the vmcore starts: 1 MiB, aligned for 512-byte and 4 KiB sectors alike and leaving
-/// room for later header extensions.
-pub const DUMP_OFFSET: u64 = 1 << 20;
+/// Where the triage text starts: 1 MiB, right after the chunk table's room.
+pub const TRIAGE_OFFSET: u64 = 1 << 20;
 
-/// Smallest device `minicap format` accepts: the 1 MiB header area plus at least 1 MiB of dump
-/// space.
-pub const MIN_CAPACITY: u64 = 2 << 20;
+/// Room for the triage text: 1 MiB.
+pub const TRIAGE_CAPACITY: u64 = 1 << 20;
+
+/// Where the dump starts: 2 MiB, after the triage area, aligned for 512-byte and 4 KiB
+/// sectors alike.
+pub const DUMP_OFFSET: u64 = TRIAGE_OFFSET + TRIAGE_CAPACITY;
+
+/// Where writers before the triage area put the dump (1 MiB); readers still accept it.
+pub const LEGACY_DUMP_OFFSET: u64 = 1 << 20;
+
+/// The dump offsets a minicap writer ever used: [`DUMP_OFFSET`] and [`LEGACY_DUMP_OFFSET`].
+pub const KNOWN_DUMP_OFFSETS: [u64; 2] = [DUMP_OFFSET, LEGACY_DUMP_OFFSET];
+
+/// Smallest device `minicap format` accepts: the 2 MiB header, log, table and triage area
+/// plus at least 1 MiB of dump space.
+pub const MIN_CAPACITY: u64 = DUMP_OFFSET + (1 << 20);
 
 /// Where the capture kernel stores its console log: a device without a serial
 /// console still tells what happened (`minicap log DEVICE`).
@@ -76,8 +122,8 @@ pub const DEVICE_ID_LEN: usize = 16;
 /// Where the chunk checksum table starts (after the console log).
 pub const CHUNK_TABLE_OFFSET: u64 = 128 << 10;
 
-/// Room for the chunk checksum table: everything up to the dump (896 KiB).
-pub const CHUNK_TABLE_CAPACITY: u64 = DUMP_OFFSET - CHUNK_TABLE_OFFSET;
+/// Room for the chunk checksum table: everything up to the triage area (896 KiB).
+pub const CHUNK_TABLE_CAPACITY: u64 = TRIAGE_OFFSET - CHUNK_TABLE_OFFSET;
 
 /// Bytes per table entry (one little-endian `u64`).
 pub const CHUNK_ENTRY_LEN: u64 = 8;
@@ -111,6 +157,21 @@ const OFF_SKIPPED_BYTES: usize = 480;
 const OFF_CHUNK_SIZE: usize = 488;
 const OFF_TABLE_XXH64: usize = 496;
 const OFF_CRC: usize = 508;
+const OFF_EXT_MAGIC: usize = 512;
+const OFF_TRIAGE_LENGTH: usize = 520;
+const OFF_COMPRESSION: usize = 524;
+const OFF_LEVEL_REQUESTED: usize = 528;
+const OFF_LEVEL: usize = 529;
+const OFF_PAGES_RAM: usize = 536;
+const OFF_PAGES_DUMPED: usize = 544;
+const OFF_LEVEL_NOTE: usize = 552;
+const OFF_EXT_CRC: usize = 1020;
+
+/// Length of [`DumpHeader::level_note`].
+pub const LEVEL_NOTE_LEN: usize = 160;
+
+/// Highest makedumpfile dump level (`-d 31`: every page class excluded).
+pub const MAX_DUMP_LEVEL: u8 = 31;
 
 /// Where a dump stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +232,9 @@ pub enum DumpFormat {
     None,
     /// 1: an ELF vmcore laid out as /proc/vmcore presents it.
     ElfVmcore,
+    /// 2: makedumpfile's kdump-compressed format (`makedumpfile -c/-l`, what `crash` and
+    /// `makedumpfile --dump-dmesg` read), see `dump_level` and `compression`.
+    KdumpCompressed,
 }
 
 impl DumpFormat {
@@ -179,6 +243,7 @@ impl DumpFormat {
         match self {
             Self::None => 0,
             Self::ElfVmcore => 1,
+            Self::KdumpCompressed => 2,
         }
     }
 
@@ -187,6 +252,7 @@ impl DumpFormat {
         match raw {
             0 => Some(Self::None),
             1 => Some(Self::ElfVmcore),
+            2 => Some(Self::KdumpCompressed),
             _ => None,
         }
     }
@@ -196,11 +262,62 @@ impl DumpFormat {
         match self {
             Self::None => "none",
             Self::ElfVmcore => "elf-vmcore",
+            Self::KdumpCompressed => "kdump-compressed",
         }
     }
 }
 
 impl fmt::Display for DumpFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the pages of a kdump-compressed dump are compressed (`minicap.compress=`), stored in
+/// the header extension. [`Compression::None`] for an ELF dump and in every header written
+/// before the extension existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// 0: pages stored as they are.
+    #[default]
+    None,
+    /// 1: zlib (makedumpfile `-c`, `DUMP_DH_COMPRESSED_ZLIB`).
+    Zlib,
+    /// 2: LZO1X (makedumpfile `-l`, `DUMP_DH_COMPRESSED_LZO`).
+    Lzo,
+}
+
+impl Compression {
+    /// The value stored on the device.
+    pub const fn to_raw(self) -> u32 {
+        match self {
+            Self::None => 0,
+            Self::Zlib => 1,
+            Self::Lzo => 2,
+        }
+    }
+
+    /// Decodes a stored value; `None` if unknown.
+    pub const fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            0 => Some(Self::None),
+            1 => Some(Self::Zlib),
+            2 => Some(Self::Lzo),
+            _ => None,
+        }
+    }
+
+    /// Stable lower-case name (`minicap.compress=`, `minicap info`, its JSON).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Zlib => "zlib",
+            Self::Lzo => "lzo",
+        }
+    }
+}
+
+impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -444,7 +561,7 @@ pub enum HeaderError {
         /// The stored version.
         version: u32,
     },
-    /// The stored header length is not [`HEADER_LEN`].
+    /// The stored (base) header length is not 512.
     BadHeaderLen {
         /// The stored length.
         header_len: u32,
@@ -476,6 +593,21 @@ pub enum HeaderError {
         /// The stored value.
         raw: u32,
     },
+    /// The extension (bytes 512..1024) is not all zero and does not start with
+    /// [`EXTENSION_MAGIC`].
+    BadExtensionMagic,
+    /// The extension's CRC does not match: the sector is damaged or half written.
+    BadExtensionCrc {
+        /// CRC stored at byte 1020.
+        stored: u32,
+        /// CRC computed over bytes 512..1020.
+        computed: u32,
+    },
+    /// Unknown `compression` value.
+    UnknownCompression {
+        /// The stored value.
+        raw: u32,
+    },
     /// The numbers contradict each other; the text says how.
     Inconsistent(&'static str),
 }
@@ -492,7 +624,7 @@ impl fmt::Display for HeaderError {
                 "unsupported minicap layout version {version} (this build knows {LAYOUT_VERSION})"
             ),
             Self::BadHeaderLen { header_len } => {
-                write!(f, "bad header length {header_len} (expected {HEADER_LEN})")
+                write!(f, "bad header length {header_len} (expected {BASE_LEN})")
             }
             Self::BadCrc { stored, computed } => write!(
                 f,
@@ -502,6 +634,15 @@ impl fmt::Display for HeaderError {
             Self::UnknownFormat { raw } => write!(f, "unknown dump format {raw}"),
             Self::UnknownFailureCode { raw } => write!(f, "unknown failure code {raw}"),
             Self::UnknownVerification { raw } => write!(f, "unknown verification method {raw}"),
+            Self::BadExtensionMagic => {
+                f.write_str("header extension (bytes 512..1024) is neither zero nor minicap's")
+            }
+            Self::BadExtensionCrc { stored, computed } => write!(
+                f,
+                "header extension checksum mismatch (stored {stored:#010x}, computed \
+                 {computed:#010x})"
+            ),
+            Self::UnknownCompression { raw } => write!(f, "unknown compression {raw}"),
             Self::Inconsistent(why) => write!(f, "inconsistent header: {why}"),
         }
     }
@@ -522,7 +663,8 @@ pub struct DumpHeader {
     pub state: DumpState,
     /// How the dump data is encoded.
     pub format: DumpFormat,
-    /// Byte offset of the dump on the device ([`DUMP_OFFSET`] in layout 1).
+    /// Byte offset of the dump on the device: [`DUMP_OFFSET`], or [`LEGACY_DUMP_OFFSET`] on
+    /// devices written before the triage area existed.
     pub dump_offset: u64,
     /// Planned total size of the dump in bytes.
     pub dump_length: u64,
@@ -559,6 +701,23 @@ pub struct DumpHeader {
     /// XXH64 (seed 0) of the little-endian table entries of the [`finished_chunks`] of
     /// `written`, when `verify` is [`Verification::Xxh64Chunks`], else 0.
     pub table_xxh64: u64,
+    /// Bytes of triage text at [`TRIAGE_OFFSET`] (0: none). Written and flushed before the
+    /// dump, so it survives a device that fails or fills up later.
+    pub triage_length: u32,
+    /// The makedumpfile dump level asked for (`minicap.dump_level=`, 0..=31; 0 for ELF).
+    pub dump_level_requested: u8,
+    /// The dump level applied: the requested one, or a lower one that is safe (see
+    /// `level_note`).
+    pub dump_level: u8,
+    /// How the pages of a kdump-compressed dump are compressed.
+    pub compression: Compression,
+    /// NUL-padded ASCII: why `dump_level` is lower than `dump_level_requested`, empty
+    /// otherwise.
+    pub level_note: [u8; LEVEL_NOTE_LEN],
+    /// kdump-compressed format: pages of RAM the crashed kernel had (0 for ELF).
+    pub pages_ram: u64,
+    /// kdump-compressed format: pages written to the dump (0 for ELF).
+    pub pages_dumped: u64,
 }
 
 impl DumpHeader {
@@ -584,18 +743,27 @@ impl DumpHeader {
             verify: Verification::Sha256,
             chunk_size: 0,
             table_xxh64: 0,
+            triage_length: 0,
+            dump_level_requested: 0,
+            dump_level: 0,
+            compression: Compression::None,
+            level_note: [0; LEVEL_NOTE_LEN],
+            pages_ram: 0,
+            pages_dumped: 0,
         };
         set_text(&mut h.writer, writer);
         h
     }
 
-    /// Encodes the header into one sector, reserved bytes zero and the CRC filled in. It does not
-    /// validate: call [`DumpHeader::validate`] first if the values come from elsewhere.
+    /// Encodes the header and its extension, reserved bytes zero and both CRCs filled in. It
+    /// does not validate: call [`DumpHeader::validate`] first if the values come from
+    /// elsewhere.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         put(&mut b, OFF_MAGIC, &MAGIC);
         put(&mut b, OFF_VERSION, &LAYOUT_VERSION.to_le_bytes());
-        // HEADER_LEN is 512: the literal avoids a cast.
+        // The base header's length, which older readers check (BASE_LEN; the literal avoids
+        // a cast).
         put(&mut b, OFF_HEADER_LEN, &512u32.to_le_bytes());
         put(&mut b, OFF_DEVICE_ID, &self.device_id);
         put(&mut b, OFF_STATE, &self.state.to_raw().to_le_bytes());
@@ -626,14 +794,31 @@ impl DumpHeader {
         put(&mut b, OFF_TABLE_XXH64, &self.table_xxh64.to_le_bytes());
         let crc = crc32(&b[..OFF_CRC]);
         put(&mut b, OFF_CRC, &crc.to_le_bytes());
+
+        put(&mut b, OFF_EXT_MAGIC, &EXTENSION_MAGIC);
+        put(&mut b, OFF_TRIAGE_LENGTH, &self.triage_length.to_le_bytes());
+        put(
+            &mut b,
+            OFF_COMPRESSION,
+            &self.compression.to_raw().to_le_bytes(),
+        );
+        put(&mut b, OFF_LEVEL_REQUESTED, &[self.dump_level_requested]);
+        put(&mut b, OFF_LEVEL, &[self.dump_level]);
+        put(&mut b, OFF_PAGES_RAM, &self.pages_ram.to_le_bytes());
+        put(&mut b, OFF_PAGES_DUMPED, &self.pages_dumped.to_le_bytes());
+        put(&mut b, OFF_LEVEL_NOTE, &self.level_note);
+        let crc = crc32(&b[BASE_LEN..OFF_EXT_CRC]);
+        put(&mut b, OFF_EXT_CRC, &crc.to_le_bytes());
         b
     }
 
     /// Decodes and validates the first [`HEADER_LEN`] bytes of `bytes`.
     ///
-    /// Checks, in order: length, magic ([`HeaderError::NotMinicap`]), layout version and header
-    /// length (before the CRC, because another version may place the CRC elsewhere), CRC,
-    /// state, format, failure code and verification values, then [`DumpHeader::validate`]. Reserved bytes are not checked.
+    /// Checks, in order: length, magic ([`HeaderError::NotMinicap`]), layout version and base
+    /// header length (before the CRC, because another version may place the CRC elsewhere),
+    /// CRC, state, format, failure code and verification values, the extension (all zero, or
+    /// its magic, CRC and compression value), then [`DumpHeader::validate`]. Reserved bytes are
+    /// not checked.
     pub fn decode(bytes: &[u8]) -> Result<Self, HeaderError> {
         let b: &[u8; HEADER_LEN] = bytes
             .get(..HEADER_LEN)
@@ -647,7 +832,7 @@ impl DumpHeader {
             return Err(HeaderError::UnsupportedVersion { version });
         }
         let header_len = u32_at(b, OFF_HEADER_LEN);
-        if header_len != 512 {
+        if usize::try_from(header_len) != Ok(BASE_LEN) {
             return Err(HeaderError::BadHeaderLen { header_len });
         }
         let stored = u32_at(b, OFF_CRC);
@@ -667,6 +852,7 @@ impl DumpHeader {
         let raw_verify = u32_at(b, OFF_VERIFY);
         let verify = Verification::from_raw(raw_verify)
             .ok_or(HeaderError::UnknownVerification { raw: raw_verify })?;
+        let ext = Extension::decode(b)?;
         let h = Self {
             device_id: get(b, OFF_DEVICE_ID),
             state,
@@ -687,6 +873,13 @@ impl DumpHeader {
             verify,
             chunk_size: u64_at(b, OFF_CHUNK_SIZE),
             table_xxh64: u64_at(b, OFF_TABLE_XXH64),
+            triage_length: ext.triage_length,
+            dump_level_requested: ext.dump_level_requested,
+            dump_level: ext.dump_level,
+            compression: ext.compression,
+            level_note: ext.level_note,
+            pages_ram: ext.pages_ram,
+            pages_dumped: ext.pages_dumped,
         };
         h.validate()?;
         Ok(h)
@@ -695,6 +888,8 @@ impl DumpHeader {
     /// Checks that the numbers agree with each other:
     ///
     /// * `dump_offset` is at least [`HEADER_LEN`] and a multiple of 512 (sector aligned);
+    /// * the triage text fits its area, and a header that has one places the dump after it;
+    /// * dump levels are at most [`MAX_DUMP_LEVEL`];
     /// * `written <= dump_length`;
     /// * the written part, `dump_offset + written`, fits in 64 bits and in `capacity` (the
     ///   planned `dump_length` may exceed it: a capture that found the device too small records
@@ -707,11 +902,25 @@ impl DumpHeader {
     /// Whether `table_xxh64` matches the table on the device is for the reader of the table
     /// to check (`minicap save`).
     pub fn validate(&self) -> Result<(), HeaderError> {
-        // 512 is HEADER_LEN; a literal avoids a cast.
-        if self.dump_offset < 512 || self.dump_offset & 511 != 0 {
+        if usize::try_from(self.dump_offset).is_ok_and(|o| o < HEADER_LEN)
+            || self.dump_offset & 511 != 0
+        {
             return Err(HeaderError::Inconsistent(
-                "dump offset below 512 or not sector aligned",
+                "dump offset inside the header or not sector aligned",
             ));
+        }
+        if u64::from(self.triage_length) > TRIAGE_CAPACITY {
+            return Err(HeaderError::Inconsistent(
+                "triage text longer than its area",
+            ));
+        }
+        if self.triage_length > 0 && self.dump_offset < TRIAGE_OFFSET + TRIAGE_CAPACITY {
+            return Err(HeaderError::Inconsistent(
+                "triage text recorded but the dump overlaps its area",
+            ));
+        }
+        if self.dump_level_requested > MAX_DUMP_LEVEL || self.dump_level > MAX_DUMP_LEVEL {
+            return Err(HeaderError::Inconsistent("dump level above 31"));
         }
         if self.written > self.dump_length {
             return Err(HeaderError::Inconsistent(
@@ -801,6 +1010,66 @@ impl DumpHeader {
     pub fn message_str(&self) -> &str {
         text(&self.message)
     }
+
+    /// Sets [`DumpHeader::level_note`]; see [`set_text`].
+    pub fn set_level_note(&mut self, note: &str) {
+        set_text(&mut self.level_note, note);
+    }
+
+    /// [`DumpHeader::level_note`] as text; see [`text`].
+    pub fn level_note(&self) -> &str {
+        text(&self.level_note)
+    }
+}
+
+/// The fields of the header extension (bytes 512..1024), decoded.
+struct Extension {
+    triage_length: u32,
+    dump_level_requested: u8,
+    dump_level: u8,
+    compression: Compression,
+    level_note: [u8; LEVEL_NOTE_LEN],
+    pages_ram: u64,
+    pages_dumped: u64,
+}
+
+impl Extension {
+    /// Decodes the extension of an encoded header: all zero (an older writer) is the
+    /// defaults, anything else must carry the magic and its CRC.
+    fn decode(b: &[u8; HEADER_LEN]) -> Result<Self, HeaderError> {
+        if b[BASE_LEN..].iter().all(|&x| x == 0) {
+            return Ok(Self {
+                triage_length: 0,
+                dump_level_requested: 0,
+                dump_level: 0,
+                compression: Compression::None,
+                level_note: [0; LEVEL_NOTE_LEN],
+                pages_ram: 0,
+                pages_dumped: 0,
+            });
+        }
+        if get::<8>(b, OFF_EXT_MAGIC) != EXTENSION_MAGIC {
+            return Err(HeaderError::BadExtensionMagic);
+        }
+        let stored = u32_at(b, OFF_EXT_CRC);
+        let computed = crc32(&b[BASE_LEN..OFF_EXT_CRC]);
+        if stored != computed {
+            return Err(HeaderError::BadExtensionCrc { stored, computed });
+        }
+        let raw = u32_at(b, OFF_COMPRESSION);
+        let [dump_level_requested] = get(b, OFF_LEVEL_REQUESTED);
+        let [dump_level] = get(b, OFF_LEVEL);
+        Ok(Self {
+            triage_length: u32_at(b, OFF_TRIAGE_LENGTH),
+            dump_level_requested,
+            dump_level,
+            compression: Compression::from_raw(raw)
+                .ok_or(HeaderError::UnknownCompression { raw })?,
+            level_note: get(b, OFF_LEVEL_NOTE),
+            pages_ram: u64_at(b, OFF_PAGES_RAM),
+            pages_dumped: u64_at(b, OFF_PAGES_DUMPED),
+        })
+    }
 }
 
 /// Stores `text` in a fixed NUL-padded field.
@@ -828,7 +1097,7 @@ pub fn text(field: &[u8]) -> &str {
     }
 }
 
-/// Device size needed for a dump of `dump_length` bytes: [`DUMP_OFFSET`] plus the length,
+/// Device size needed for a dump of `dump_length` bytes at [`DUMP_OFFSET`]: the offset plus the length,
 /// rounded up to 4096 so that the last write can be a whole 4 KiB sector. Saturates at
 /// `u64::MAX` (no device is that large, so the comparison with its size still fails).
 pub fn required_capacity(dump_length: u64) -> u64 {

@@ -19,7 +19,7 @@ fn complete() -> DumpHeader {
 /// Re-seals a hand-edited sector with a correct CRC.
 fn reseal(b: &mut [u8; HEADER_LEN]) {
     let crc = crc32(&b[..OFF_CRC]);
-    b[OFF_CRC..].copy_from_slice(&crc.to_le_bytes());
+    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn layout_of_encoded_header() {
     assert_eq!(b[16..32], ID);
     assert_eq!(b[32..36], 2u32.to_le_bytes());
     assert_eq!(b[36..40], 1u32.to_le_bytes());
-    assert_eq!(b[40..48], (1u64 << 20).to_le_bytes());
+    assert_eq!(b[40..48], (2u64 << 20).to_le_bytes());
     assert_eq!(b[48..56], (10u64 << 20).to_le_bytes());
     assert_eq!(b[56..64], (10u64 << 20).to_le_bytes());
     assert_eq!(b[64..72], (64u64 << 20).to_le_bytes());
@@ -56,6 +56,10 @@ fn layout_of_encoded_header() {
     assert_eq!(b[464..468], 0u32.to_le_bytes(), "no console log");
     assert!(b[468..508].iter().all(|&x| x == 0));
     assert_eq!(b[508..512], crc32(&b[..508]).to_le_bytes());
+    assert_eq!(b.len(), 1024);
+    assert_eq!(&b[512..520], b"MCEXT\0\0\0");
+    assert!(b[520..1020].iter().all(|&x| x == 0), "extension defaults");
+    assert_eq!(b[1020..1024], crc32(&b[512..1020]).to_le_bytes());
 }
 
 #[test]
@@ -103,8 +107,8 @@ fn new_empty_fields() {
 fn too_short() {
     let b = complete().encode();
     assert_eq!(
-        DumpHeader::decode(&b[..511]),
-        Err(HeaderError::TooShort { len: 511 })
+        DumpHeader::decode(&b[..1023]),
+        Err(HeaderError::TooShort { len: 1023 })
     );
     assert_eq!(
         DumpHeader::decode(&[]),
@@ -115,8 +119,13 @@ fn too_short() {
 #[test]
 fn not_minicap() {
     assert_eq!(
-        DumpHeader::decode(&[0u8; 512]),
+        DumpHeader::decode(&[0u8; HEADER_LEN]),
         Err(HeaderError::NotMinicap)
+    );
+    // A base header alone is too short now; the kernel and the loader read whole blocks.
+    assert_eq!(
+        DumpHeader::decode(&complete().encode()[..512]),
+        Err(HeaderError::TooShort { len: 512 })
     );
     let mut b = complete().encode();
     b[7] = b'!';
@@ -250,11 +259,11 @@ fn unknown_state_and_format() {
         Err(HeaderError::UnknownState { raw: 4 })
     );
     let mut b = complete().encode();
-    b[36..40].copy_from_slice(&7u32.to_le_bytes());
+    b[36..40].copy_from_slice(&3u32.to_le_bytes());
     reseal(&mut b);
     assert_eq!(
         DumpHeader::decode(&b),
-        Err(HeaderError::UnknownFormat { raw: 7 })
+        Err(HeaderError::UnknownFormat { raw: 3 })
     );
 }
 
@@ -279,6 +288,10 @@ fn inconsistent_offsets() {
     h.dump_offset = 512 + 1;
     inconsistent(&h);
     h.dump_offset = 512;
+    inconsistent(&h);
+    h.dump_offset = 1024;
+    assert_eq!(h.validate(), Ok(()));
+    h.dump_offset = LEGACY_DUMP_OFFSET;
     assert_eq!(h.validate(), Ok(()));
 
     let mut h = complete();
@@ -396,10 +409,16 @@ fn state_and_format_raw() {
         assert_eq!(DumpState::from_raw(s.to_raw()), Some(s));
     }
     assert_eq!(DumpState::from_raw(4), None);
-    for f in [DumpFormat::None, DumpFormat::ElfVmcore] {
+    for f in [
+        DumpFormat::None,
+        DumpFormat::ElfVmcore,
+        DumpFormat::KdumpCompressed,
+    ] {
         assert_eq!(DumpFormat::from_raw(f.to_raw()), Some(f));
     }
-    assert_eq!(DumpFormat::from_raw(2), None);
+    assert_eq!(DumpFormat::from_raw(2), Some(DumpFormat::KdumpCompressed));
+    assert_eq!(DumpFormat::from_raw(3), None);
+    assert_eq!(DumpFormat::KdumpCompressed.to_string(), "kdump-compressed");
     assert_eq!(DumpState::Complete.to_string(), "complete");
     assert_eq!(DumpFormat::ElfVmcore.to_string(), "elf-vmcore");
 }
@@ -409,7 +428,7 @@ const MIB: u64 = 1 << 20;
 #[test]
 fn chunk_table_sits_between_log_and_dump() {
     assert_eq!(CHUNK_TABLE_OFFSET, LOG_OFFSET + LOG_CAPACITY);
-    assert_eq!(CHUNK_TABLE_OFFSET + CHUNK_TABLE_CAPACITY, DUMP_OFFSET);
+    assert_eq!(CHUNK_TABLE_OFFSET + CHUNK_TABLE_CAPACITY, TRIAGE_OFFSET);
     assert_eq!(CHUNK_TABLE_CAPACITY, 896 << 10);
     assert_eq!(MAX_CHUNKS, 114_688);
     assert!(CHUNK_TABLE_OFFSET.is_multiple_of(4096));
@@ -568,4 +587,226 @@ fn set_verification_follows_the_dump_length() {
     h.table_xxh64 = 5;
     h.set_verification(Verification::Sha256);
     assert_eq!((h.chunk_size, h.table_xxh64), (0, 0));
+}
+
+// ---- The triage area and the header extension ----
+
+#[test]
+fn areas_follow_each_other() {
+    assert_eq!(TRIAGE_OFFSET, MIB);
+    assert_eq!(TRIAGE_CAPACITY, MIB);
+    assert_eq!(DUMP_OFFSET, TRIAGE_OFFSET + TRIAGE_CAPACITY);
+    assert_eq!(DUMP_OFFSET, 2 * MIB);
+    assert_eq!(MIN_CAPACITY, 3 * MIB);
+    assert_eq!(KNOWN_DUMP_OFFSETS, [2 * MIB, MIB]);
+    assert_eq!(required_capacity(0), 2 * MIB);
+    assert!(HEADER_LEN as u64 <= LOG_OFFSET);
+}
+
+/// A header with every extension field set.
+fn kdump() -> DumpHeader {
+    let mut h = complete();
+    h.format = DumpFormat::KdumpCompressed;
+    h.triage_length = 54_321;
+    h.dump_level_requested = 31;
+    h.dump_level = 1;
+    h.compression = Compression::Lzo;
+    h.set_level_note("free-page exclusion needs the buddy allocator's layout");
+    h.pages_ram = 262_144;
+    h.pages_dumped = 70_001;
+    h
+}
+
+/// Re-seals a hand-edited extension with a correct CRC.
+fn reseal_extension(b: &mut [u8; HEADER_LEN]) {
+    let crc = crc32(&b[512..1020]);
+    b[1020..].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn extension_fields_at_their_offsets() {
+    let h = kdump();
+    let b = h.encode();
+    assert_eq!(b[36..40], 2u32.to_le_bytes(), "format kdump-compressed");
+    assert_eq!(&b[512..520], b"MCEXT\0\0\0");
+    assert_eq!(b[520..524], 54_321u32.to_le_bytes());
+    assert_eq!(b[524..528], 2u32.to_le_bytes(), "lzo");
+    assert_eq!((b[528], b[529]), (31, 1));
+    assert!(b[530..536].iter().all(|&x| x == 0));
+    assert_eq!(b[536..544], 262_144u64.to_le_bytes());
+    assert_eq!(b[544..552], 70_001u64.to_le_bytes());
+    assert!(b[552..712].starts_with(b"free-page exclusion needs"));
+    assert!(b[712..1020].iter().all(|&x| x == 0));
+    assert_eq!(b[1020..1024], crc32(&b[512..1020]).to_le_bytes());
+    // The base header is self-contained: its CRC ignores the extension.
+    assert_eq!(b[508..512], crc32(&b[..508]).to_le_bytes());
+    assert_eq!(b[12..16], 512u32.to_le_bytes());
+}
+
+#[test]
+fn round_trip_every_extension_field() {
+    let h = kdump();
+    let back = DumpHeader::decode(&h.encode()).unwrap();
+    assert_eq!(back, h);
+    assert_eq!(back.triage_length, 54_321);
+    assert_eq!((back.dump_level_requested, back.dump_level), (31, 1));
+    assert_eq!(back.compression, Compression::Lzo);
+    assert_eq!(
+        back.level_note(),
+        "free-page exclusion needs the buddy allocator's layout"
+    );
+    assert_eq!((back.pages_ram, back.pages_dumped), (262_144, 70_001));
+    for c in [Compression::None, Compression::Zlib, Compression::Lzo] {
+        let mut h = kdump();
+        h.compression = c;
+        assert_eq!(DumpHeader::decode(&h.encode()), Ok(h));
+    }
+    // Extra bytes after the header (the rest of a 4 KiB block) are ignored.
+    let mut block = [0xa5u8; 4096];
+    block[..HEADER_LEN].copy_from_slice(&h.encode());
+    assert_eq!(DumpHeader::decode(&block), Ok(h));
+}
+
+#[test]
+fn header_of_an_older_writer_decodes_with_defaults() {
+    // What writers before the extension left on the device: the 512-byte base header (dump
+    // at 1 MiB), zeros after it.
+    let mut old = complete();
+    old.dump_offset = LEGACY_DUMP_OFFSET;
+    let mut block = [0u8; 4096];
+    block[..512].copy_from_slice(&old.encode()[..512]);
+    let h = DumpHeader::decode(&block).unwrap();
+    assert_eq!(h, old);
+    assert_eq!(h.dump_offset, MIB);
+    assert_eq!(h.triage_length, 0);
+    assert_eq!((h.dump_level_requested, h.dump_level), (0, 0));
+    assert_eq!(h.compression, Compression::None);
+    assert_eq!(h.level_note(), "");
+    assert_eq!((h.pages_ram, h.pages_dumped), (0, 0));
+}
+
+#[test]
+fn base_header_still_reads_as_the_first_layout() {
+    // An older reader checks magic, version 1, length 512 and the CRC at 508 over 0..508: a
+    // new header passes all four whatever the extension holds.
+    let b = kdump().encode();
+    assert_eq!(&b[..8], &MAGIC);
+    assert_eq!(b[8..12], 1u32.to_le_bytes());
+    assert_eq!(b[12..16], 512u32.to_le_bytes());
+    assert_eq!(u32_at(&b, 508), crc32(&b[..508]));
+}
+
+#[test]
+fn damaged_extension_is_refused() {
+    let good = kdump().encode();
+    for pos in [520, 528, 600, 711, 800, 1019, 1020, 1023] {
+        let mut b = good;
+        b[pos] ^= 0x10;
+        assert!(
+            matches!(
+                DumpHeader::decode(&b),
+                Err(HeaderError::BadExtensionCrc { .. })
+            ),
+            "flip at {pos}"
+        );
+    }
+    let mut b = good;
+    b[600] ^= 1;
+    assert_eq!(
+        DumpHeader::decode(&b),
+        Err(HeaderError::BadExtensionCrc {
+            stored: u32_at(&good, 1020),
+            computed: crc32(&b[512..1020]),
+        })
+    );
+    // Wrong magic, even with a matching CRC.
+    let mut b = good;
+    b[512] = b'X';
+    reseal_extension(&mut b);
+    assert_eq!(DumpHeader::decode(&b), Err(HeaderError::BadExtensionMagic));
+    // A single stray byte in an otherwise zero extension is not "an older writer".
+    let mut b = complete().encode();
+    b[512..].fill(0);
+    b[700] = 1;
+    assert_eq!(DumpHeader::decode(&b), Err(HeaderError::BadExtensionMagic));
+    assert!(HeaderError::BadExtensionMagic
+        .to_string()
+        .contains("extension"));
+    assert!(HeaderError::BadExtensionCrc {
+        stored: 1,
+        computed: 2
+    }
+    .to_string()
+    .contains("extension checksum"));
+}
+
+#[test]
+fn unknown_compression_is_refused() {
+    let mut b = kdump().encode();
+    b[524..528].copy_from_slice(&3u32.to_le_bytes());
+    reseal_extension(&mut b);
+    assert_eq!(
+        DumpHeader::decode(&b),
+        Err(HeaderError::UnknownCompression { raw: 3 })
+    );
+    assert!(HeaderError::UnknownCompression { raw: 3 }
+        .to_string()
+        .contains("unknown compression 3"));
+}
+
+#[test]
+fn compression_names_and_values_are_stable() {
+    for c in [Compression::None, Compression::Zlib, Compression::Lzo] {
+        assert_eq!(Compression::from_raw(c.to_raw()), Some(c));
+    }
+    assert_eq!(Compression::None.to_raw(), 0);
+    assert_eq!(Compression::Zlib.to_raw(), 1);
+    assert_eq!(Compression::Lzo.to_raw(), 2);
+    assert_eq!(Compression::from_raw(3), None);
+    assert_eq!(Compression::None.to_string(), "none");
+    assert_eq!(Compression::Zlib.to_string(), "zlib");
+    assert_eq!(Compression::Lzo.as_str(), "lzo");
+    assert_eq!(Compression::default(), Compression::None);
+    let h = DumpHeader::new_empty(ID, MIN_CAPACITY, "x");
+    assert_eq!(h.compression, Compression::None);
+    assert_eq!((h.triage_length, h.dump_level, h.pages_ram), (0, 0, 0));
+}
+
+#[test]
+fn triage_length_is_bounded_and_needs_its_area() {
+    let mut h = kdump();
+    h.triage_length = u32::try_from(TRIAGE_CAPACITY).unwrap();
+    assert_eq!(DumpHeader::decode(&h.encode()), Ok(h.clone()));
+    h.triage_length += 1;
+    inconsistent(&h);
+    // The triage area lies where older writers put the dump: both cannot be there.
+    let mut h = kdump();
+    h.dump_offset = LEGACY_DUMP_OFFSET;
+    inconsistent(&h);
+    h.triage_length = 0;
+    assert_eq!(h.validate(), Ok(()));
+}
+
+#[test]
+fn dump_levels_are_bounded() {
+    let mut h = kdump();
+    h.dump_level_requested = 32;
+    inconsistent(&h);
+    let mut h = kdump();
+    h.dump_level = 32;
+    inconsistent(&h);
+    let mut h = kdump();
+    h.dump_level = 31;
+    assert_eq!(h.validate(), Ok(()));
+}
+
+#[test]
+fn level_note_is_text_of_160_bytes() {
+    let mut h = complete();
+    assert_eq!(h.level_note(), "");
+    h.set_level_note(&"n".repeat(200));
+    assert_eq!(h.level_note().len(), LEVEL_NOTE_LEN);
+    h.set_level_note("short");
+    assert_eq!(h.level_note(), "short");
+    assert_eq!(&h.level_note[..6], b"short\0");
 }

@@ -13,10 +13,11 @@
 //!
 //! A reader finds frame `pfn`'s descriptor as "the number of set 2nd-bitmap bits before
 //! `pfn`" (crash `pfn_to_pos()`), so descriptors must be dense and ordered. Page data may start
-//! anywhere after the table. This writer reserves one descriptor slot per RAM frame (so the
-//! table is sized before any page is read and filtering needs no separate counting pass,
-//! unlike makedumpfile's `get_num_dumpable_cyclic()`), and starts the page data at the next
-//! block boundary after those slots; the unused slots of excluded pages stay a hole.
+//! anywhere after the table. Like makedumpfile's `get_num_dumpable_cyclic()`, this writer
+//! first counts the pages to dump (a pass over the cycles that runs the filter but reads no
+//! page; [`PageSource::restart`] then rewinds it), sizes the table to that count and starts
+//! the page data at the next block boundary after it. Only a page that turns out unreadable
+//! during the writing pass leaves its slot unused (a hole at the end of the table).
 //!
 //! Each page is compressed on its own (a fresh zlib stream per page, like makedumpfile's
 //! `compress2()` call per page) and stored raw when compression does not make it smaller;

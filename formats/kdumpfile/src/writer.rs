@@ -40,6 +40,10 @@ pub trait PageSource {
     fn filter(&mut self, dumpable: &mut CycleBitmap<'_>) {
         let _ = dumpable;
     }
+
+    /// Called between the counting pass and the writing pass: the cycles start again from
+    /// the lowest frame, and [`PageSource::filter`] must decide the same way again.
+    fn restart(&mut self) {}
 }
 
 /// One cycle's slice of a bitmap: frame `start_pfn + i` is bit `i % 8` of byte `i / 8`
@@ -188,18 +192,30 @@ pub fn write_kdump<S: Sink, P: PageSource, C: PageCompressor>(
     let mut bitmap1 = vec![0u8; cycle_bytes];
     let mut bitmap2 = vec![0u8; cycle_bytes];
 
-    // Pass over the RAM bitmap only, to size the descriptor table (no page is read).
+    // A counting pass, as makedumpfile's get_num_dumpable_cyclic(): the RAM bitmap and the
+    // filter's verdict, no page read, so that the descriptor table has one slot per page
+    // to dump and the page data follows it without a hole.
     let mut ram_pages = 0u64;
+    let mut dumpable_pages = 0u64;
     for start in (0..max_mapnr).step_by(cycle_bytes * 8) {
         let cycle = fill_ram(&mut bitmap1, start, cycle_pfns, max_mapnr, info.ram);
-        ram_pages += cycle
-            .bits
-            .iter()
-            .map(|b| u64::from(b.count_ones()))
-            .sum::<u64>();
+        let range = cycle.pfns();
+        ram_pages += count_bits(&bitmap1);
+        bitmap2.copy_from_slice(&bitmap1);
+        let mut dumpable = CycleBitmap {
+            start_pfn: range.start,
+            end_pfn: range.end,
+            bits: &mut bitmap2,
+        };
+        source.filter(&mut dumpable);
+        for (d, r) in bitmap2.iter_mut().zip(&bitmap1) {
+            *d &= r;
+        }
+        dumpable_pages += count_bits(&bitmap2);
     }
+    source.restart();
     let notes_len = info.notes.len() as u64;
-    let layout = Layout::new(max_mapnr, notes_len, ram_pages)?;
+    let layout = Layout::new(max_mapnr, notes_len, dumpable_pages)?;
 
     let header = |status| DiskDumpHeader {
         utsname: info.utsname,
@@ -301,6 +317,10 @@ pub fn write_kdump<S: Sink, P: PageSource, C: PageCompressor>(
         .copy_from_slice(&header(compressor.flag()).encode());
     sink.write(0, &block).map_err(KdumpError::Sink)?;
     Ok(stats)
+}
+
+fn count_bits(bits: &[u8]) -> u64 {
+    bits.iter().map(|b| u64::from(b.count_ones())).sum()
 }
 
 fn bit(bits: &[u8], i: u64) -> bool {
