@@ -1395,3 +1395,55 @@ fn a_damaged_header_extension_is_reported() {
         .success());
     assert_eq!(header_of(&dev).state, DumpState::Empty);
 }
+
+/// A real kdump-compressed file (makedumpfile's, from the real 6.1 vmcore an end-to-end run
+/// leaves behind) stored on a device and saved back is a file makedumpfile still reads: its
+/// log is the one makedumpfile reads from the vmcore. Skipped without the vmcore or the tool.
+#[test]
+fn a_real_kdump_file_survives_the_device_if_present() {
+    let vmcore = minicap_realvmcore::dir().join("vmcore");
+    let Some(expected) = minicap_realvmcore::expected_dmesg() else {
+        return;
+    };
+    if !vmcore.exists() || !minicap_realvmcore::tool_present("makedumpfile") {
+        return;
+    }
+    let dir = scratch("real-kdump");
+    let kdump = dir.join("made.kdump");
+    let made = Command::new("makedumpfile")
+        .args(["-c", "-d", "31"])
+        .arg(&vmcore)
+        .arg(&kdump)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let file = fs::read(&kdump).unwrap();
+    assert_eq!(&file[..8], b"KDUMP   ");
+
+    let dev = dir.join("dev.img");
+    let len = u64::try_from(file.len()).unwrap();
+    let capacity = minicap_dumpheader::required_capacity(len);
+    crafted(
+        &dev,
+        capacity,
+        &file,
+        DumpState::Complete,
+        len,
+        sha256(&file),
+    );
+    make_kdump(&dev, Compression::Zlib, 31, 31, "");
+    let out = dir.join("saved.kdump");
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(&out).unwrap(), file);
+
+    let dmesg = dir.join("dmesg.txt");
+    let read = Command::new("makedumpfile")
+        .arg("--dump-dmesg")
+        .arg(&out)
+        .arg(&dmesg)
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", stderr(&read));
+    assert_eq!(fs::read(&dmesg).unwrap(), expected);
+}
