@@ -18,14 +18,16 @@
 //! wrote the log's last record announcing the crash (`Kernel panic - not syncing`, `Oops`,
 //! `BUG:` or `sysrq: Trigger a crash`) is the one that crashed, and its pid is the `pr_pid`
 //! that `crash_save_cpu()` stored for the CPU it ran on. A CPU caller names the CPU directly
-//! (the notes are in CPU order, as kexec-tools and `kexec_file` build them). When no record or
-//! no single CPU matches, the heading says so.
+//! (the notes are in CPU order, as kexec-tools and `kexec_file` build them, so CPU n is note n
+//! when every CPU saved its registers). When no record or no single CPU matches, the heading
+//! says so.
 //!
 //! **Bounds.** The registers take at most half the buffer (the panic CPU first, so it is
 //! always there); the log gets the rest. If the log does not fit, the oldest whole records are
 //! dropped and a line right after the marker says how many bytes of it were dropped: the end of
-//! the log, where the crash is, is what matters. The log is walked twice (once to measure and
-//! find the panic record, once to write), so memory stays constant whatever its size.
+//! the log, where the crash is, is what matters. The log is walked again rather than kept (once
+//! to measure it and find the panic record, once more to count what is dropped when it does
+//! not fit, once to write it), so memory stays constant whatever its size.
 
 mod out;
 mod panic_cpu;
@@ -138,55 +140,94 @@ pub fn render_triage<M: PhysMem + ?Sized>(
             summary.log = Err(e);
         }
         Ok((layout, measure)) => {
-            // Pass 2: skip the oldest records that do not fit, write the rest.
-            let room = u64::try_from(text.room()).unwrap_or(u64::MAX);
-            let mut to_drop = 0;
-            if measure.bytes > room {
-                let budget = room.saturating_sub(DROPPED_LINE_MAX as u64);
-                to_drop = measure.bytes - budget;
-            }
-            let mut dropped = 0u64;
-            if to_drop > 0 {
-                // Whole records: the line states the exact count, so measure it first.
-                let walked = for_each_log_record(&old, &layout, |rec| {
-                    let n = record_len(&dmesg, rec);
-                    if dropped >= to_drop {
-                        return ControlFlow::Break(());
-                    }
-                    dropped += n;
-                    ControlFlow::Continue(())
-                });
-                if let Err(e) = walked {
-                    summary.log = Err(e.into());
-                }
-                let _ = writeln!(
-                    text,
-                    "[minicap: the oldest {dropped} bytes of the log did not fit and are left out]"
-                );
-            }
-            let mut skipped = 0u64;
-            let mut records = 0u64;
-            let walked = for_each_log_record(&old, &layout, |rec| {
-                if skipped < dropped {
-                    skipped += record_len(&dmesg, rec);
-                    return ControlFlow::Continue(());
-                }
-                if dmesg.write(rec, &mut text).is_err() {
-                    return ControlFlow::Break(());
-                }
-                records += 1;
-                ControlFlow::Continue(())
-            });
-            match walked {
-                Ok(walk) => summary.damaged = walk.damaged,
-                Err(e) => summary.log = Err(e.into()),
-            }
-            summary.records = records;
-            summary.dropped_bytes = dropped;
+            let log = LogWriter {
+                old: &old,
+                layout: &layout,
+                dmesg,
+            };
+            let written = log.write(&mut text, measure.bytes);
+            summary.records = written.records;
+            summary.damaged = written.damaged;
+            summary.dropped_bytes = written.dropped;
+            summary.log = written.error.map_or(Ok(()), Err);
         }
     }
     summary.len = text.len();
     summary
+}
+
+/// Passes 2 and 3: writing the log, the newest part of it if it does not fit.
+struct LogWriter<'a, 'm, M: PhysMem + ?Sized> {
+    old: &'a OldMemory<'m, M>,
+    layout: &'a LogLayout,
+    dmesg: DmesgFormat,
+}
+
+/// What [`LogWriter::write`] did.
+struct LogWritten {
+    records: u64,
+    damaged: u64,
+    dropped: u64,
+    error: Option<TriageLogError>,
+}
+
+impl<M: PhysMem + ?Sized> LogWriter<'_, '_, M> {
+    /// Writes the log (`total` bytes in all) into what is left of `text`. If it does not fit,
+    /// the oldest whole records are left out and a line says how many bytes they held.
+    fn write(&self, text: &mut TextOut<'_>, total: u64) -> LogWritten {
+        let mut error = None;
+        let room = u64::try_from(text.room()).unwrap_or(u64::MAX);
+        let mut dropped = 0u64;
+        if total > room {
+            let budget = room.saturating_sub(DROPPED_LINE_MAX as u64);
+            match self.oldest_records_over(total - budget) {
+                Ok(bytes) => dropped = bytes,
+                Err(e) => error = Some(e),
+            }
+            let _ = writeln!(
+                text,
+                "[minicap: the oldest {dropped} bytes of the log did not fit and are left out]"
+            );
+        }
+        let (mut skipped, mut records) = (0u64, 0u64);
+        let walked = for_each_log_record(self.old, self.layout, |rec| {
+            if skipped < dropped {
+                skipped += record_len(&self.dmesg, rec);
+                return ControlFlow::Continue(());
+            }
+            if self.dmesg.write(rec, text).is_err() {
+                return ControlFlow::Break(());
+            }
+            records += 1;
+            ControlFlow::Continue(())
+        });
+        let damaged = match walked {
+            Ok(walk) => walk.damaged,
+            Err(e) => {
+                error = Some(e.into());
+                0
+            }
+        };
+        LogWritten {
+            records,
+            damaged,
+            dropped,
+            error,
+        }
+    }
+
+    /// Bytes of the oldest whole records that together hold at least `at_least` bytes.
+    fn oldest_records_over(&self, at_least: u64) -> Result<u64, TriageLogError> {
+        let mut bytes = 0u64;
+        for_each_log_record(self.old, self.layout, |rec| {
+            if bytes >= at_least {
+                return ControlFlow::Break(());
+            }
+            bytes += record_len(&self.dmesg, rec);
+            ControlFlow::Continue(())
+        })?;
+        Ok(bytes)
+    }
 }
 
 /// The last `n` lines of the log section of a triage text (everything after [`LOG_MARKER`],

@@ -13,6 +13,7 @@ Typical use:
   minicap format DEVICE      once, then add the printed minicap.device=<id> to the capture
                              kernel command line (kexec -p ... --append)
   minicap info DEVICE        after a crash: what the capture kernel did
+  minicap dmesg DEVICE       the crashed kernel's log and registers, saved before the dump
   minicap save DEVICE OUT    copy the dump off the device, checking its checksums
   minicap log DEVICE         what the capture kernel printed
 
@@ -35,8 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Prepare DEVICE to receive dumps.
     ///
-    /// Writes a fresh header and zeroes the first 1 MiB of DEVICE (a whole disk, or an existing
-    /// image file of at least 2 MiB), then prints the option to add to the capture kernel command
+    /// Writes a fresh header and zeroes the first 2 MiB of DEVICE (a whole disk, or an existing
+    /// image file of at least 3 MiB), then prints the option to add to the capture kernel command
     /// line, minicap.device=<id>. Refuses a mounted disk, a partition, a disk carrying a partition
     /// table, file system, LVM, RAID or swap signature, and a dump that may not have been saved,
     /// unless --force.
@@ -53,6 +54,9 @@ pub enum Command {
         force: bool,
     },
     /// Copy the dump on DEVICE to the file OUT and verify it.
+    ///
+    /// OUT is the dump as captured: an ELF vmcore, or a kdump-compressed file
+    /// (minicap.format=kdump); crash and makedumpfile read both.
     ///
     /// The dump is checked against what the capture recorded: an XXH64 per chunk (damaged
     /// chunks are listed as byte ranges of the dump), or a SHA-256 of the whole dump
@@ -94,6 +98,20 @@ pub enum Command {
                             minicap header or DEVICE unreadable, 2 usage error."
     )]
     Log {
+        /// Dump device (block device or image file).
+        device: PathBuf,
+    },
+    /// Print the triage text stored on DEVICE: the crashed kernel's log and registers.
+    ///
+    /// The capture kernel writes it before the dump, so it is there even when the dump failed
+    /// or did not fit: the crashed kernel's release, crash time, every CPU's registers (the
+    /// panic CPU first, when the log tells which) and its log as `makedumpfile --dump-dmesg`
+    /// prints it. Control characters other than newline and tab are shown escaped (\x1b).
+    #[command(
+        after_help = "Exit status: 0 the text was printed, 1 no triage text stored, no valid \
+                            minicap header or DEVICE unreadable, 2 usage error."
+    )]
+    Dmesg {
         /// Dump device (block device or image file).
         device: PathBuf,
     },
@@ -169,6 +187,10 @@ mod tests {
             parse(&["log", "d"]).unwrap(),
             Command::Log { device: "d".into() }
         );
+        assert_eq!(
+            parse(&["dmesg", "d"]).unwrap(),
+            Command::Dmesg { device: "d".into() }
+        );
     }
 
     #[test]
@@ -209,6 +231,8 @@ mod tests {
             &["info"],
             &["info", "a", "--what"],
             &["log", "a", "--json"],
+            &["dmesg"],
+            &["dmesg", "a", "b"],
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");

@@ -83,19 +83,20 @@ impl Device {
         Ok(buf)
     }
 
-    /// Reads the first sector; `None` if the device is shorter than one.
-    pub fn read_sector0(&self) -> io::Result<Option<[u8; HEADER_LEN]>> {
+    /// Reads the header's bytes (the base header and its extension); `None` if the device
+    /// is shorter than that.
+    pub fn read_header_bytes(&self) -> io::Result<Option<[u8; HEADER_LEN]>> {
         Ok(self.read_at(0, HEADER_LEN)?.try_into().ok())
     }
 
     /// Reads and decodes the header.
     pub fn header(&self, path: &Path) -> Result<DumpHeader> {
         let shown = path.display();
-        let sector = self
-            .read_sector0()
+        let bytes = self
+            .read_header_bytes()
             .with_context(|| format!("cannot read {shown}"))?
             .ok_or_else(|| anyhow!("{shown}: {}", HeaderError::NotMinicap))?;
-        DumpHeader::decode(&sector).map_err(|e| anyhow!("{shown}: {e}"))
+        DumpHeader::decode(&bytes).map_err(|e| anyhow!("{shown}: {e}"))
     }
 
     /// Copies `len` bytes starting at `offset` to `out`, feeding every byte to `on_data` too.

@@ -34,7 +34,7 @@ pub fn format(path: &Path, id: Option<[u8; 16]>, force: bool) -> Result<()> {
         size(MIN_CAPACITY)
     );
     let sector = dev
-        .read_sector0()
+        .read_header_bytes()
         .with_context(|| format!("cannot read {shown}"))?;
     let is_minicap = sector
         .as_ref()
@@ -49,7 +49,7 @@ pub fn format(path: &Path, id: Option<[u8; 16]>, force: bool) -> Result<()> {
         eprintln!("minicap: warning: --force: overwriting {what}");
     }
     // Someone may have put a file system or the like on the disk since (or instead of)
-    // `minicap format`. Beyond the first 1 MiB a prepared device holds dump data, which may
+    // `minicap format`. Beyond the first 2 MiB a prepared device holds dump data, which may
     // contain anything: the signatures at the end of the disk count only without a header.
     let found =
         foreign_signatures(&dev, !is_minicap).with_context(|| format!("cannot read {shown}"))?;

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use minicap_dumpheader::{
-    chunk_count, DeviceIdHex, DumpHeader, DumpState, FailureCode, Verification, LAYOUT_VERSION,
+    chunk_count, DeviceIdHex, DumpFormat, DumpHeader, DumpState, FailureCode, Verification,
+    LAYOUT_VERSION,
 };
 use serde::Serialize;
 
@@ -60,6 +61,9 @@ fn print_text(path: &Path, dev: &Device, h: &DumpHeader) {
     println!("cmdline:     minicap.device={id}");
     println!("state:       {}", describe_state(h.state));
     println!("format:      {}", h.format);
+    if h.format == DumpFormat::KdumpCompressed {
+        print_kdump(h);
+    }
     println!("dump offset: {}", h.dump_offset);
     println!("dump length: {}", size(h.dump_length));
     println!("written:     {}", size(h.written));
@@ -88,6 +92,34 @@ fn print_text(path: &Path, dev: &Device, h: &DumpHeader) {
     } else {
         println!("console log: -");
     }
+    if h.triage_length > 0 {
+        println!(
+            "triage:      {} bytes (log of the crashed kernel, registers; minicap dmesg {})",
+            h.triage_length,
+            path.display()
+        );
+    } else {
+        println!("triage:      none");
+    }
+}
+
+/// The kdump-compressed format's settings and statistics.
+fn print_kdump(h: &DumpHeader) {
+    println!("compression: {}", h.compression);
+    if h.dump_level == h.dump_level_requested {
+        println!("dump level:  {}", h.dump_level);
+    } else {
+        println!(
+            "dump level:  {} ({} requested: {})",
+            h.dump_level,
+            h.dump_level_requested,
+            escape::field(&h.level_note)
+        );
+    }
+    println!(
+        "pages:       {} of {} RAM pages dumped",
+        h.pages_dumped, h.pages_ram
+    );
 }
 
 /// The `verify:` line (and `sha256:` for a whole-dump SHA-256). For chunk checksums it also
@@ -154,6 +186,13 @@ struct InfoJson {
     log_length: u32,
     verify: &'static str,
     chunk_size: u64,
+    triage_length: u32,
+    dump_level_requested: u8,
+    dump_level: u8,
+    level_note: String,
+    compression: &'static str,
+    pages_ram: u64,
+    pages_dumped: u64,
 }
 
 impl InfoJson {
@@ -178,6 +217,13 @@ impl InfoJson {
             log_length: h.log_length,
             verify: h.verify.as_str(),
             chunk_size: h.chunk_size,
+            triage_length: h.triage_length,
+            dump_level_requested: h.dump_level_requested,
+            dump_level: h.dump_level,
+            level_note: stored_text(&h.level_note),
+            compression: h.compression.as_str(),
+            pages_ram: h.pages_ram,
+            pages_dumped: h.pages_dumped,
         }
     }
 }

@@ -2,11 +2,13 @@
 //!
 //! `minicap format` prepares a dump device (the capture kernel writes only to a device carrying
 //! its header), `minicap save` copies a dump off it after the reboot, `minicap info` shows the
-//! header, `minicap log` prints the console log the capture kernel stored. The layout is
-//! defined by the `minicap-dumpheader` crate.
+//! header, `minicap log` prints the console log the capture kernel stored, `minicap dmesg` the
+//! triage text (the crashed kernel's log and registers). The layout is defined by the
+//! `minicap-dumpheader` crate.
 
 mod cli;
 mod device;
+mod dmesg;
 mod escape;
 mod fmt_util;
 mod format;
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         } => save::save(&device, &out, partial),
         Command::Info { device, json } => info::info(&device, json),
         Command::Log { device } => log::log(&device),
+        Command::Dmesg { device } => dmesg::dmesg(&device),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

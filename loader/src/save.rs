@@ -5,7 +5,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
-use minicap_dumpheader::{DumpHeader, DumpState, Verification, DUMP_OFFSET, LAYOUT_VERSION};
+use minicap_dumpheader::{
+    DumpHeader, DumpState, Verification, DUMP_OFFSET, KNOWN_DUMP_OFFSETS, LAYOUT_VERSION,
+    LEGACY_DUMP_OFFSET,
+};
 use sha2::{Digest, Sha256};
 
 use crate::device::Device;
@@ -156,14 +159,16 @@ pub fn save(path: &Path, out_path: &Path, partial: bool) -> Result<()> {
     let out_shown = out_path.display();
     let mut dev = Device::open(path, false)?;
     let h = dev.header(path)?;
-    // Layout 1 fixes the dump at DUMP_OFFSET. Another value passes the header's own checks but
-    // means a writer that does not follow this layout: copying from there would save bytes
-    // that are not the dump the checksum or the capture describe.
+    // Layout 1 puts the dump at DUMP_OFFSET (at LEGACY_DUMP_OFFSET before the triage area
+    // existed). Another value passes the header's own checks but means a writer that does not
+    // follow this layout: copying from there would save bytes that are not the dump the
+    // checksum or the capture describe.
     ensure!(
-        h.dump_offset == DUMP_OFFSET,
+        KNOWN_DUMP_OFFSETS.contains(&h.dump_offset),
         "{shown}: the header places the dump at byte {}, but layout version {LAYOUT_VERSION} \
-         always has it at byte {DUMP_OFFSET} (1 MiB): the header was not written by minicap \
-         or is damaged; refusing to guess where the dump is",
+         always has it at byte {DUMP_OFFSET} (2 MiB), or {LEGACY_DUMP_OFFSET} (1 MiB) on \
+         devices written before the triage area: the header was not written by minicap or is \
+         damaged; refusing to guess where the dump is",
         h.dump_offset
     );
     let len = match h.state {
