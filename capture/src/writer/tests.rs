@@ -185,7 +185,7 @@ impl fmt::Display for DeviceFailed {
 }
 
 #[allow(clippy::cast_possible_truncation)] // 896 KiB
-const TABLE_AREA: usize = (DUMP_OFFSET - CHUNK_TABLE_OFFSET) as usize;
+const TABLE_AREA: usize = minicap_dumpheader::CHUNK_TABLE_CAPACITY as usize;
 
 impl FakeDevice {
     fn new(phys: &Rc<RefCell<Phys>>, clock: &Clock, block: u32, depth: usize) -> Self {
