@@ -8,8 +8,10 @@
 //! 1. [`applicable_level`]`(requested, &vmcoreinfo, &ram)`: the level that is safe to apply,
 //!    why it is lower than asked ([`LevelReason`], for the console and the dump header),
 //!    and the checked [`PageLayout`].
-//! 2. [`PageFilter::new`]`(old, layout, &ram, max_mapnr, level)`: finds the `struct page`
-//!    arrays in old memory (an error says why not, and that the level is `level & 1`).
+//! 2. If there is a layout (even at level 0 or 1: poisoned pages are left out whatever the
+//!    level), [`PageFilter::new`]`(old, layout, &ram, max_mapnr, level)`: finds the
+//!    `struct page` arrays in old memory (an error says why not, and that the level is
+//!    `level & 1`).
 //! 3. [`PageFilter::exclude`]`(pfns, |range| ...)` for each cycle of frames, in order;
 //!    [`PageFilter::stats`] at the end.
 //!
@@ -88,7 +90,8 @@
 //!   `PAGE_UNACCEPTED_MAPCOUNT_VALUE` if present); bits 2 and 4 need `PG_lru`, `PG_private`,
 //!   `PG_swapcache`, `PG_swapbacked` (so kernels before 4.10 get neither) and
 //!   `page.mapping`; bit 8 needs `page.mapping` (and sound hugetlb markers if present);
-//!   bits 2, 4, 8 and 16 need a slab marker (`PG_slab` or `PAGE_SLAB_MAPCOUNT_VALUE`);
+//!   bits 2, 4, 8 and 16 (and offline pages) need a slab marker (`PG_slab` or
+//!   `PAGE_SLAB_MAPCOUNT_VALUE`);
 //!   bits 2, 4 and 8, which leave out whole compound pages, need a sound `PG_head_mask`
 //!   and order offset if present (absent, compound pages count as one frame: only their
 //!   head goes, which is safe);
