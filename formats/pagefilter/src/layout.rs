@@ -1,199 +1,154 @@
-//! What the filter needs from VMCOREINFO.
+//! What the filter knows about the crashed kernel's `struct page` and `mem_section`, every
+//! value already checked by [`crate::applicable_level`]. A part is `None` when VMCOREINFO
+//! lacks it or holds nonsense for it; the level bits that need it are then off.
 
-use core::fmt;
-
-use minicap_vmcoreinfo::{VirtReadError, VmcoreInfo};
-
-use crate::BATCH_BYTES;
-
-/// Why the filter cannot run (the dump then keeps every page).
+/// Where `struct page`s are: SPARSEMEM_EXTREME's `mem_section` (makedumpfile
+/// `get_mm_sparsemem()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FilterError {
-    /// A VMCOREINFO key is missing or malformed.
-    MissingKey(&'static str),
-    /// A size or offset from VMCOREINFO makes no sense.
-    BadLayout(&'static str),
-    /// Not SPARSEMEM_EXTREME (`LENGTH(mem_section)` does not match), which x86_64 always is.
-    NotSparsememExtreme,
-    /// Neither reading of `SYMBOL(mem_section)` gives valid `struct page` arrays.
-    NoMemMap,
-    /// Old memory could not be read while locating the arrays.
-    Unreadable(VirtReadError),
-}
-
-impl fmt::Display for FilterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::MissingKey(k) => write!(f, "VMCOREINFO lacks {k}"),
-            Self::BadLayout(what) => write!(f, "VMCOREINFO layout makes no sense: {what}"),
-            Self::NotSparsememExtreme => write!(f, "memory model is not SPARSEMEM_EXTREME"),
-            Self::NoMemMap => write!(f, "mem_section does not lead to struct page arrays"),
-            Self::Unreadable(e) => write!(f, "cannot read mem_section: {e}"),
-        }
-    }
-}
-
-impl core::error::Error for FilterError {}
-
-/// Where a compound page's order is, in the `struct page` after its head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrderSource {
-    /// The low byte of the next page's flags (`folio._flags_1`, 6.6+).
-    FlagsLowByte,
-    /// The byte at this offset in the next `struct page`.
-    Byte(u64),
-    /// Unknown: compound pages count as one frame.
-    Unknown,
-}
-
-/// Sizes, offsets and values from VMCOREINFO, checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageLayout {
-    /// `SIZE(page)`.
-    pub page_size: u64,
-    /// `OFFSET(page.flags)`.
-    pub flags: u64,
-    /// `OFFSET(page._mapcount)` (the `page_type` word).
-    pub mapcount: u64,
-    /// `OFFSET(page.private)`.
-    pub private: u64,
-    /// `OFFSET(page.compound_head)`, if exported.
-    pub compound_head: Option<u64>,
-    /// Low 32 bits of `NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)`.
-    pub buddy: u32,
-    /// `NUMBER(PG_slab)` (gone in 6.10).
-    pub pg_slab: Option<u32>,
-    /// Low 32 bits of `NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)` (6.10+).
-    pub slab: Option<u32>,
-    /// Low 32 bits of `NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)`.
-    pub offline: Option<u32>,
-    /// Low 32 bits of `NUMBER(PAGE_UNACCEPTED_MAPCOUNT_VALUE)`.
-    pub unaccepted: Option<u32>,
-    /// `NUMBER(PG_hwpoison)`.
-    pub pg_hwpoison: Option<u32>,
-    /// `NUMBER(PG_head_mask)`.
-    pub head_mask: Option<u64>,
-    /// Where a compound head's order is.
-    pub order: OrderSource,
-    /// `LENGTH(zone.free_area)`: buddy orders are below it.
-    pub free_area_len: Option<u64>,
-    /// `SYMBOL(mem_section)`.
+pub struct SectionLayout {
+    /// `SYMBOL(mem_section)`: the root array, or (4.15+) a pointer to it.
     pub mem_section: u64,
-    /// `LENGTH(mem_section)`: number of root pointers.
+    /// Number of root pointers (`LENGTH(mem_section)`, or what SPARSEMEM_EXTREME implies).
     pub roots: u64,
     /// `SIZE(mem_section)`.
-    pub section_struct_size: u64,
+    pub struct_size: u64,
     /// `OFFSET(mem_section.section_mem_map)`.
     pub section_mem_map: u64,
     /// `NUMBER(SECTION_SIZE_BITS)`.
     pub section_size_bits: u32,
 }
 
-fn low32(n: i64) -> u32 {
-    // The kernel's int values: makedumpfile compares (int)NUMBER(...) with the u32 word.
-    (n as u64 & 0xffff_ffff) as u32
-}
-
-impl PageLayout {
-    /// Reads and checks the keys (see the crate docs).
-    pub fn from_vmcoreinfo(v: &VmcoreInfo<'_>) -> Result<Self, FilterError> {
-        let off = |k: &'static str| v.offset(k).ok_or(FilterError::MissingKey(k));
-        let num = |k: &'static str| v.number(k).ok_or(FilterError::MissingKey(k));
-        let small = |n: i64| u32::try_from(n).ok().filter(|&b| b < 64);
-        let page_size = v
-            .size("page")
-            .ok_or(FilterError::MissingKey("SIZE(page)"))?;
-        if page_size == 0 || page_size > (BATCH_BYTES / 4) as u64 {
-            return Err(FilterError::BadLayout("SIZE(page)"));
-        }
-        let field = |k: &'static str, width: u64| -> Result<u64, FilterError> {
-            let o = off(k)?;
-            (o.checked_add(width).is_some_and(|end| end <= page_size))
-                .then_some(o)
-                .ok_or(FilterError::BadLayout(k))
-        };
-        let optional_field = |k: &'static str, width: u64| match v.offset(k) {
-            Some(_) => field(k, width).map(Some),
-            None => Ok(None),
-        };
-        let order = if v.number("PAGE_HUGETLB_MAPCOUNT_VALUE").is_some()
-            || v.number("PG_hugetlb").is_some()
-        {
-            OrderSource::FlagsLowByte
-        } else if let Some(o) = v.offset("folio._folio_order") {
-            match o.checked_sub(page_size).filter(|&o| o < page_size) {
-                Some(o) => OrderSource::Byte(o),
-                None => return Err(FilterError::BadLayout("folio._folio_order")),
-            }
-        } else if let Some(o) = optional_field("page.compound_order", 1)? {
-            OrderSource::Byte(o)
-        } else {
-            OrderSource::Unknown
-        };
-        let section_struct_size = v
-            .size("mem_section")
-            .ok_or(FilterError::MissingKey("SIZE(mem_section)"))?;
-        if section_struct_size == 0 || section_struct_size > 4096 {
-            return Err(FilterError::BadLayout("SIZE(mem_section)"));
-        }
-        let section_mem_map = off("mem_section.section_mem_map")?;
-        if section_mem_map
-            .checked_add(8)
-            .is_none_or(|end| end > section_struct_size)
-        {
-            return Err(FilterError::BadLayout("mem_section.section_mem_map"));
-        }
-        let section_size_bits = num("SECTION_SIZE_BITS")?;
-        let physmem_bits = num("MAX_PHYSMEM_BITS")?;
-        if !(13..=40).contains(&section_size_bits)
-            || !(section_size_bits..=56).contains(&physmem_bits)
-        {
-            return Err(FilterError::BadLayout(
-                "SECTION_SIZE_BITS / MAX_PHYSMEM_BITS",
-            ));
-        }
-        // SPARSEMEM_EXTREME: one root per 4096 / SIZE(mem_section) sections
-        // (makedumpfile is_sparsemem_extreme()).
-        let sections = 1u64 << (physmem_bits - section_size_bits);
-        let expected_roots = sections.div_ceil(4096 / section_struct_size);
-        let roots = v.length("mem_section").unwrap_or(expected_roots);
-        if roots != expected_roots {
-            return Err(FilterError::NotSparsememExtreme);
-        }
-        Ok(Self {
-            page_size,
-            flags: field("page.flags", 8)?,
-            mapcount: field("page._mapcount", 4)?,
-            private: field("page.private", 8)?,
-            compound_head: optional_field("page.compound_head", 8)?,
-            buddy: low32(num("PAGE_BUDDY_MAPCOUNT_VALUE")?),
-            pg_slab: v.number("PG_slab").and_then(small),
-            slab: v.number("PAGE_SLAB_MAPCOUNT_VALUE").map(low32),
-            offline: v.number("PAGE_OFFLINE_MAPCOUNT_VALUE").map(low32),
-            unaccepted: v.number("PAGE_UNACCEPTED_MAPCOUNT_VALUE").map(low32),
-            pg_hwpoison: v.number("PG_hwpoison").and_then(small),
-            head_mask: v.number("PG_head_mask").map(|n| n as u64),
-            order,
-            free_area_len: v
-                .length("zone.free_area")
-                .filter(|&n| (1..=64).contains(&n)),
-            mem_section: v
-                .symbol("mem_section")
-                .ok_or(FilterError::MissingKey("SYMBOL(mem_section)"))?,
-            roots,
-            section_struct_size,
-            section_mem_map,
-            section_size_bits: u32::try_from(section_size_bits).unwrap_or(27),
-        })
-    }
-
+impl SectionLayout {
     /// Page frames per memory section.
     pub fn pages_per_section(&self) -> u64 {
         1 << (self.section_size_bits - 12)
     }
 
-    /// Sections per root pointer.
+    /// Sections per root pointer (`SECTIONS_PER_ROOT`: one 4 KiB page of `mem_section`s).
     pub fn sections_per_root(&self) -> u64 {
-        4096 / self.section_struct_size
+        4096 / self.struct_size
+    }
+}
+
+/// How slab pages are told apart (makedumpfile `isSlab()`): they must never be taken for
+/// free or anonymous pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlabMarks {
+    /// `NUMBER(PG_slab)` (before 6.10).
+    pub pg_slab: Option<u32>,
+    /// Low 32 bits of `NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)` (6.10+).
+    pub page_type: Option<u32>,
+}
+
+/// What dump level bit 16 (free pages) reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeLayout {
+    /// `OFFSET(page.private)`: a buddy page's order.
+    pub private: u64,
+    /// Low 32 bits of `NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)`.
+    pub buddy: u32,
+    /// Low 32 bits of `NUMBER(PAGE_UNACCEPTED_MAPCOUNT_VALUE)` (6.5+).
+    pub unaccepted: Option<u32>,
+    /// `LENGTH(zone.free_area)`: buddy orders are below it.
+    pub free_area_len: u64,
+}
+
+/// The page flag numbers dump level bits 2 and 4 (page cache) read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheFlags {
+    /// `NUMBER(PG_lru)`.
+    pub lru: u32,
+    /// `NUMBER(PG_private)`.
+    pub private: u32,
+    /// `NUMBER(PG_swapcache)`.
+    pub swapcache: u32,
+    /// `NUMBER(PG_swapbacked)`: `PG_swapcache` means swap cache only with it (4.10+).
+    pub swapbacked: u32,
+}
+
+/// Where a compound head's order is, in the `struct page` after the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderSource {
+    /// The low byte of the next page's flags (`folio._flags_1`, 6.6+).
+    FlagsLowByte,
+    /// The byte at this offset in the next `struct page` (`page.compound_order`, or
+    /// `folio._folio_order - SIZE(page)`).
+    Byte(u64),
+}
+
+/// How a hugetlbfs compound page is recognised (makedumpfile `isHugetlb()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HugetlbMark {
+    /// The head's `_mapcount` is `NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)` (6.9+).
+    PageType(u32),
+    /// Bit `NUMBER(PG_hugetlb)` of the next page's flags (6.6+).
+    TailFlag(u32),
+    /// The byte at `offset` in the next `struct page` (`page.compound_dtor`, or
+    /// `folio._folio_dtor - SIZE(page)`) is `NUMBER(HUGETLB_PAGE_DTOR)`.
+    Destructor {
+        /// Offset in the next `struct page`.
+        offset: u64,
+        /// The hugetlb destructor's number.
+        value: u8,
+    },
+}
+
+/// Compound (multi-frame) pages: excluded whole when their head is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompoundLayout {
+    /// `NUMBER(PG_head_mask)`: one bit.
+    pub head_mask: u64,
+    /// Where the order is (None: compound pages count as one frame).
+    pub order: Option<OrderSource>,
+    /// How hugetlbfs pages are recognised (None: they are not).
+    pub hugetlb: Option<HugetlbMark>,
+}
+
+/// Sizes, offsets and values from VMCOREINFO, checked (see the crate docs for which level
+/// bit needs which part).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLayout {
+    /// `SIZE(page)`.
+    pub page_size: u64,
+    /// `OFFSET(page.flags)`.
+    pub flags: u64,
+    /// `OFFSET(page.compound_head)`: bit 0 marks a compound tail page.
+    pub compound_head: u64,
+    /// `OFFSET(page._mapcount)` (the `page_type` word).
+    pub mapcount: u64,
+    /// `OFFSET(page.mapping)`: bit 0 (`PAGE_MAPPING_ANON`) marks an anonymous page.
+    pub mapping: Option<u64>,
+    /// Slab page markers.
+    pub slab: Option<SlabMarks>,
+    /// Free page markers (bit 16).
+    pub free: Option<FreeLayout>,
+    /// Page cache flags (bits 2 and 4).
+    pub cache: Option<CacheFlags>,
+    /// Compound pages.
+    pub compound: Option<CompoundLayout>,
+    /// `NUMBER(PG_hwpoison)`.
+    pub hwpoison: Option<u32>,
+    /// Low 32 bits of `NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)`.
+    pub offline: Option<u32>,
+    /// Where the `struct page` arrays are.
+    pub sections: SectionLayout,
+}
+
+impl PageLayout {
+    /// The dump level bits (2, 4, 8, 16) this layout has what it takes to apply.
+    pub fn supported_bits(&self) -> u8 {
+        let mut bits = 0;
+        if self.slab.is_some() {
+            if self.free.is_some() {
+                bits |= crate::DL_EXCLUDE_FREE;
+            }
+            if self.mapping.is_some() {
+                bits |= crate::DL_EXCLUDE_USER_DATA;
+                if self.cache.is_some() {
+                    bits |= crate::DL_EXCLUDE_CACHE | crate::DL_EXCLUDE_CACHE_PRI;
+                }
+            }
+        }
+        bits
     }
 }
