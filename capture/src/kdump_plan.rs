@@ -17,18 +17,11 @@ use core::fmt;
 use core::ops::Range;
 use minicap_elfcore::CoreHeaders;
 use minicap_kdumpfile::{DumpInfo, Utsname, UTS_LEN};
-use minicap_pagefilter::{FilterError, FreePageFilter, PageLayout};
+use minicap_pagefilter::{applicable_level, LevelReason, PageFilter, DL_EXCLUDE_ZERO};
 use minicap_physmem::PhysMem;
 use minicap_vmcoreinfo::{OldMemory, PageTables, VmcoreInfo};
 
-/// makedumpfile's `-d` bit for zero pages: the writer's own business, always possible.
-pub const DL_ZERO: u8 = 1;
-/// The bits that need the crashed kernel's `struct page`s.
-pub const DL_NEEDS_PAGES: u8 = 2 | 4 | 8 | 16;
-/// The bits this version can apply from `struct page`s.
-pub const DL_SUPPORTED: u8 = 16;
-
-/// Why the dump level applied is lower than the one asked for.
+/// Why the dump level applied is lower than the one asked for, or what was ignored.
 pub type LevelNote = FixedString<160>;
 
 /// The level to apply and why it is lower than asked, if it is.
@@ -40,20 +33,23 @@ pub struct LevelChoice {
     pub applied: u8,
     /// Why `applied < requested`; empty otherwise.
     pub note: LevelNote,
+    /// A VMCOREINFO value that made no sense and was not used, the level unchanged (e.g. a
+    /// nonsense `PG_hwpoison`); empty otherwise.
+    pub ignored: LevelNote,
 }
 
 /// Builds the page filter again (for each pass over the frames).
-type BuildFilter<'a, M> = Box<dyn Fn() -> Result<FreePageFilter<'a, M>, FilterError> + 'a>;
+type BuildFilter<'a, M> = Box<dyn Fn() -> Result<PageFilter<'a, M>, LevelReason> + 'a>;
 
 /// The page filter of the applied level.
 pub enum PlannedFilter<'a, M: ?Sized> {
-    /// Only zero pages (or nothing) are left out.
+    /// No `struct page` can be read: only zero pages (bit 1) are left out.
     None,
-    /// Free pages (bit 16), plus the hardware-poisoned and offline pages makedumpfile
-    /// always drops.
+    /// The page filter (bits 2 to 16 of the level, and the hardware-poisoned and offline
+    /// pages makedumpfile always leaves out).
     Pages {
         /// The filter of the current pass (None if it could not be built again).
-        filter: Option<FreePageFilter<'a, M>>,
+        filter: Option<PageFilter<'a, M>>,
         /// How to build it.
         build: BuildFilter<'a, M>,
     },
@@ -136,24 +132,58 @@ pub fn plan_kdump<'a, M: PhysMem + ?Sized>(
     let text = core.vmcoreinfo_text().unwrap_or(&[]);
     let vi = VmcoreInfo::new(text);
     let tables = PageTables::from_vmcoreinfo(&vi);
-    // One view for the filter, one for the pages and the header (it is not `Copy`).
-    let old_memory = || {
-        let old = OldMemory::new(mem, &core.loads, vi.phys_base());
-        match tables {
-            Some(tables) => old.with_page_tables(tables),
-            None => old,
-        }
+    let old = OldMemory::new(mem, &core.loads, vi.phys_base());
+    let old = match tables {
+        Some(tables) => old.with_page_tables(tables),
+        None => old,
     };
-    let old = old_memory();
     let max_pfn = ram.iter().map(|r| r.end.div_ceil(4096)).max().unwrap_or(0);
     let phys_base = vi.phys_base();
-    let layout = PageLayout::from_vmcoreinfo(&vi);
-    let build: BuildFilter<'a, M> = Box::new(move || {
-        let tables = tables.ok_or(FilterError::MissingKey("SYMBOL(init_top_pgt)"))?;
-        let old = OldMemory::new(mem, &core.loads, phys_base).with_page_tables(tables);
-        FreePageFilter::new(old, layout?, ram, 16, max_pfn)
-    });
-    let (level, filter) = choose_filter(build, requested);
+    let decision = applicable_level(requested, &vi, ram);
+    let mut level = LevelChoice {
+        requested,
+        applied: decision.level,
+        note: decision
+            .lowered
+            .map_or_else(LevelNote::new, |r| LevelNote::display(r)),
+        ignored: decision
+            .ignored
+            .map_or_else(LevelNote::new, |p| LevelNote::display(p)),
+    };
+    // Whenever `struct page` can be found, even at level 0 or 1: hardware-poisoned pages
+    // are never read (makedumpfile drops them at every level).
+    let filter = match (decision.layout, tables) {
+        (Some(layout), Some(tables)) => {
+            let applied = decision.level;
+            let build: BuildFilter<'a, M> = Box::new(move || {
+                let old = OldMemory::new(mem, &core.loads, phys_base).with_page_tables(tables);
+                PageFilter::new(old, layout, ram, max_pfn, applied)
+            });
+            match build() {
+                Ok(filter) => PlannedFilter::Pages {
+                    filter: Some(filter),
+                    build,
+                },
+                Err(reason) => {
+                    level.applied = reason.level;
+                    level.note = LevelNote::display(reason);
+                    PlannedFilter::None
+                }
+            }
+        }
+        (Some(_), None) if decision.level & !DL_EXCLUDE_ZERO != 0 => {
+            level.applied = decision.level & DL_EXCLUDE_ZERO;
+            let _ = fmt::Write::write_fmt(
+                &mut level.note,
+                format_args!(
+                    "VMCOREINFO lacks the kernel page tables (SYMBOL(init_top_pgt)): page filtering off, dump level {}",
+                    level.applied
+                ),
+            );
+            PlannedFilter::None
+        }
+        _ => PlannedFilter::None,
+    };
     let info = DumpInfo {
         utsname: utsname(&old, &vi),
         time: (crash_time(core), 0),
@@ -172,51 +202,6 @@ pub fn plan_kdump<'a, M: PhysMem + ?Sized>(
     }
 }
 
-/// The filter for `requested`, or the reason it cannot be built.
-fn choose_filter<'a, M: PhysMem + ?Sized>(
-    build: BuildFilter<'a, M>,
-    requested: u8,
-) -> (LevelChoice, PlannedFilter<'a, M>) {
-    let mut note = LevelNote::new();
-    let mut applied = requested & (DL_ZERO | DL_SUPPORTED);
-    if requested & DL_NEEDS_PAGES & !DL_SUPPORTED != 0 {
-        let _ = fmt::Write::write_fmt(
-            &mut note,
-            format_args!(
-                "bits {:#x} (page cache, private cache, user pages) are not implemented yet",
-                requested & DL_NEEDS_PAGES & !DL_SUPPORTED
-            ),
-        );
-    }
-    let mut filter = PlannedFilter::None;
-    if applied & DL_NEEDS_PAGES != 0 {
-        match build() {
-            Ok(f) => {
-                filter = PlannedFilter::Pages {
-                    filter: Some(f),
-                    build,
-                }
-            }
-            Err(reason) => {
-                applied &= !DL_NEEDS_PAGES;
-                if !note.as_str().is_empty() {
-                    let _ = fmt::Write::write_str(&mut note, "; ");
-                }
-                let _ =
-                    fmt::Write::write_fmt(&mut note, format_args!("no page filtering: {reason}"));
-            }
-        }
-    }
-    (
-        LevelChoice {
-            requested,
-            applied,
-            note,
-        },
-        filter,
-    )
-}
-
 /// The crashed kernel's `struct new_utsname`, or one with only the release from
 /// VMCOREINFO if it cannot be read.
 fn utsname<M: PhysMem + ?Sized>(old: &OldMemory<'_, M>, vi: &VmcoreInfo<'_>) -> Utsname {
@@ -232,3 +217,6 @@ fn crash_time(core: &CoreHeaders) -> i64 {
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests;

@@ -302,6 +302,12 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
                     level.note.as_str()
                 );
             }
+            if !level.ignored.as_str().is_empty() {
+                say!(
+                    "warning: VMCOREINFO: {} (not used; dump level unchanged)",
+                    level.ignored.as_str()
+                );
+            }
             let ram_bytes: u64 = ram.iter().map(|r| r.end - r.start).sum();
             say!(
                 "dump: kdump-compressed, dump level {}, compression {}, {} RAM range(s), {} of RAM",

@@ -26,14 +26,14 @@ use std::process::Command;
 use minicap_kdumpfile::{
     write_kdump, CycleBitmap, DumpInfo, PageSource, Sink, Utsname, WriterOptions, Zlib,
 };
-use minicap_pagefilter::{FreePageFilter, PageLayout};
+use minicap_pagefilter::{applicable_level, PageFilter};
 use minicap_realvmcore::{expected_dmesg, tool_present, RealVmcore};
 use minicap_vmcoreinfo::{OldMemory, PageTables, VmcoreInfo};
 
 /// What the capture kernel will do: pages from old memory, free pages filtered out.
 struct FilteredPages<'a> {
     vmcore: &'a RealVmcore,
-    filter: FreePageFilter<'a, RealVmcore>,
+    filter: PageFilter<'a, RealVmcore>,
 }
 
 impl PageSource for FilteredPages<'_> {
@@ -164,14 +164,9 @@ fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
     };
     let max_mapnr = ram.iter().map(|r| r.end.div_ceil(4096)).max().unwrap();
     let old = old.with_page_tables(PageTables::from_vmcoreinfo(&vi).unwrap());
-    let filter = FreePageFilter::new(
-        old,
-        PageLayout::from_vmcoreinfo(&vi).unwrap(),
-        &ram,
-        17,
-        max_mapnr,
-    )
-    .unwrap();
+    let decision = applicable_level(17, &vi, &ram);
+    assert_eq!((decision.level, decision.lowered), (17, None));
+    let filter = PageFilter::new(old, decision.layout.unwrap(), &ram, max_mapnr, 17).unwrap();
     let mut pages = FilteredPages {
         vmcore: &vmcore,
         filter,
