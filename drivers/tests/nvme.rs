@@ -506,12 +506,23 @@ fn namespace_refusals() {
 
 #[test]
 fn out_of_dma_memory() {
+    // Admin queues (2 pages), IDENTIFY (1), I/O queues (2), PRP lists (8):
+    // every shortfall is refused, with the controller stopped.
+    for pages in [0, 1, 2, 3, 4, 5, 12] {
+        let m = FakeNvme::new(NvmeConfig {
+            dma_limit: pages * 4096,
+            left_running: true,
+            ..NvmeConfig::qemu()
+        });
+        assert_eq!(open_err(&m), NvmeError::NoMemory, "{pages} pages");
+        assert_given_up(&m);
+        m.assert_clean();
+    }
     let m = FakeNvme::new(NvmeConfig {
-        dma_limit: 3 * 4096,
+        dma_limit: 13 * 4096,
         ..NvmeConfig::qemu()
     });
-    assert_eq!(open_err(&m), NvmeError::NoMemory);
-    assert_eq!(m.command() & CMD_BUS_MASTER, 0);
+    open(&m);
     m.assert_clean();
 }
 

@@ -49,6 +49,13 @@ impl<P: Platform + ?Sized> Controller<P> {
     pub fn start(p: &P, function: PciAddress) -> Result<Self, NvmeError> {
         let properties = Properties::map(p, function).ok_or(NvmeError::NoRegisters)?;
         let caps = properties.capabilities(p).ok_or(NvmeError::NotResponding)?;
+        // Stopped before anything else can fail, so that a refused
+        // controller does not stay enabled.
+        if !disable(p, &properties, caps) {
+            return Err(NvmeError::DisableTimeout {
+                waited_ms: caps.ready_timeout_ms(),
+            });
+        }
         let doorbells = Doorbells::map(p, function, caps).ok_or(NvmeError::NoRegisters)?;
         let admin = QueuePair::new(p, 0, ADMIN_QUEUE_ENTRIES).ok_or(NvmeError::NoMemory)?;
         let controller = Self {
@@ -59,12 +66,7 @@ impl<P: Platform + ?Sized> Controller<P> {
             admin,
             admin_command_id: 0,
         };
-        if !controller.disable(p) {
-            return Err(NvmeError::DisableTimeout {
-                waited_ms: caps.ready_timeout_ms(),
-            });
-        }
-        // Checked with the controller stopped: refused, it stays stopped.
+        // Checked with the controller stopped: refused, it stays so.
         if !caps.nvm_command_set() {
             return Err(NvmeError::NoNvmCommandSet);
         }
@@ -98,27 +100,9 @@ impl<P: Platform + ?Sized> Controller<P> {
         self.properties.version(p)
     }
 
-    /// Clear CC.EN and wait (CAP.TO) for CSTS.RDY to follow: the
-    /// controller drops every queue and command (a Controller Reset). A
-    /// controller found enabling (EN set, RDY not yet) is first given its
-    /// time to become ready, as clearing EN then is undefined (§3.1.5;
-    /// FreeBSD `nvme_ctrlr_disable()` does the same). False if RDY stays set.
+    /// Disable the controller (see [`disable`]); false if it stays ready.
     pub fn disable(&self, p: &P) -> bool {
-        let timeout_ms = self.caps.ready_timeout_ms();
-        let props = &self.properties;
-        let configuration = props.configuration(p);
-        if configuration & cc::ENABLE != 0 && props.status(p) & csts::READY == 0 {
-            // Whatever the outcome, EN is cleared next: a fatal or stuck
-            // controller never becomes ready.
-            poll_until(p, timeout_ms, || {
-                props.status(p) & (csts::READY | csts::FATAL) != 0
-            });
-        }
-        props.set_configuration(p, 0);
-        poll_until(p, timeout_ms, || {
-            let status = props.status(p);
-            status != csts::NOT_RESPONDING && status & csts::READY == 0
-        })
+        disable(p, &self.properties, self.caps)
     }
 
     /// Stop a controller minicap gives up on: disable it; if it will not
@@ -264,4 +248,26 @@ impl<P: Platform + ?Sized> Controller<P> {
         self.admin(p, AdminCommand::CreateSubmissionQueue, &submission_queue)?;
         Ok(())
     }
+}
+
+/// Clear CC.EN and wait (CAP.TO) for CSTS.RDY to follow: the controller
+/// drops every queue and command (a Controller Reset). A controller found
+/// enabling (EN set, RDY not yet) is first given its time to become ready,
+/// as clearing EN then is undefined (§3.1.5; FreeBSD
+/// `nvme_ctrlr_disable()` waits the same way). False if RDY stays set.
+fn disable<P: Platform + ?Sized>(p: &P, props: &Properties<P>, caps: Capabilities) -> bool {
+    let timeout_ms = caps.ready_timeout_ms();
+    let configuration = props.configuration(p);
+    if configuration & cc::ENABLE != 0 && props.status(p) & csts::READY == 0 {
+        // Whatever the outcome, EN is cleared next: a fatal or stuck
+        // controller never becomes ready.
+        poll_until(p, timeout_ms, || {
+            props.status(p) & (csts::READY | csts::FATAL) != 0
+        });
+    }
+    props.set_configuration(p, 0);
+    poll_until(p, timeout_ms, || {
+        let status = props.status(p);
+        status != csts::NOT_RESPONDING && status & csts::READY == 0
+    })
 }
