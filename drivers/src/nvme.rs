@@ -23,6 +23,13 @@
 //!
 //! A controller is a candidate when its PCI class code is 01h/08h/02h
 //! (mass storage, non-volatile memory, NVM Express): [`is_nvme`].
+//!
+//! Limits, each refused with its own [`NvmeError`]: memory pages of 4 KiB
+//! (CAP.MPSMIN must allow it), logical blocks of 512 to 4096 bytes, no
+//! metadata in the namespace's format (interleaved metadata would sit
+//! between the dump's bytes; a separate buffer would need a metadata
+//! pointer and protection information for every command). Only the first
+//! active namespace is used.
 
 mod controller;
 mod device;

@@ -158,7 +158,7 @@ impl<P: Platform + ?Sized> Controller<P> {
 
     /// [`Controller::health`], at most once per `HEALTH_CHECK_US`
     /// (`next_us`: when the next check is due).
-    pub fn health_every_while(&self, p: &P, next_us: &mut u64) -> Result<(), NvmeError> {
+    pub fn periodic_health(&self, p: &P, next_us: &mut u64) -> Result<(), NvmeError> {
         let now = p.now_us();
         if now < *next_us {
             return Ok(());
@@ -202,7 +202,7 @@ impl<P: Platform + ?Sized> Controller<P> {
                 }
                 Ok(None) => {}
             }
-            self.health_every_while(p, &mut next_health_check)?;
+            self.periodic_health(p, &mut next_health_check)?;
             if expired {
                 return Err(NvmeError::AdminTimeout { command: which });
             }

@@ -407,10 +407,7 @@ impl<'p, P: Platform + ?Sized> Nvme<'p, P> {
             if let Some(status) = self.pending[slot].and_then(|c| c.status) {
                 break Ok(status);
             }
-            if let Err(e) = self
-                .controller
-                .health_every_while(p, &mut next_health_check)
-            {
+            if let Err(e) = self.controller.periodic_health(p, &mut next_health_check) {
                 break Err(e);
             }
             if expired {
