@@ -788,6 +788,33 @@ fn a_fatal_controller_is_noticed_before_the_deadline() {
 }
 
 #[test]
+fn a_function_that_left_the_bus_is_refused() {
+    let m = machine();
+    m.knobs.gone.set(true);
+    assert_eq!(open_err(&m), NvmeError::NotResponding);
+    assert_eq!(m.command() & CMD_BUS_MASTER, 0);
+    m.assert_clean();
+}
+
+#[test]
+fn a_function_that_leaves_the_bus_mid_write_is_noticed_and_cut_off() {
+    let m = machine();
+    m.knobs.completion.set(Completion::Held);
+    let mut dev = open(&m);
+    dev.start_write(0, BUF, 4096).expect("start_write");
+    m.knobs.gone.set(true);
+    let before = m.now();
+    assert_eq!(dev.wait(), Err(NvmeError::NotResponding));
+    // Noticed by the periodic CSTS check, not the 30 s deadline; the
+    // attempt to disable it is bounded by CAP.TO, then its DMA is cut off.
+    let waited_ms = (m.now() - before) / 1000;
+    assert!(waited_ms < CAP_TO_MS + 100, "waited {waited_ms} ms");
+    assert_eq!(m.command() & CMD_BUS_MASTER, 0);
+    assert_eq!(dev.write(0, BUF, 4096), Err(NvmeError::Unusable));
+    m.assert_clean();
+}
+
+#[test]
 fn a_completion_for_a_command_not_in_flight_stops_the_controller() {
     let m = machine();
     let mut dev = open(&m);

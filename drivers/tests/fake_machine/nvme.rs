@@ -255,6 +255,9 @@ pub struct Knobs {
     pub ready_delay_reads: Cell<u32>,
     /// Completions name this command identifier instead (None: correct).
     pub wrong_command_id: Cell<Option<u16>>,
+    /// The function has left the bus: register reads return all ones and
+    /// writes go nowhere.
+    pub gone: Cell<bool>,
     /// Every `now_us` call advances the clock by this much.
     pub clock_step_us: Cell<u64>,
 }
@@ -1509,6 +1512,9 @@ impl Platform for FakeNvme {
             self.violation("register read with memory decoding off".into());
             return mask(width);
         }
+        if self.knobs.gone.get() {
+            return mask(width);
+        }
         self.run_stale_commands_if_allowed();
         if off >= DOORBELLS {
             self.violation(format!("doorbell read at {off:#x}"));
@@ -1529,6 +1535,9 @@ impl Platform for FakeNvme {
         }
         if self.command() & CMD_MEMORY == 0 {
             self.violation("register write with memory decoding off".into());
+            return;
+        }
+        if self.knobs.gone.get() {
             return;
         }
         self.run_stale_commands_if_allowed();
