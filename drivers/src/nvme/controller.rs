@@ -19,7 +19,7 @@ const ADMIN_TIMEOUT_MS: u64 = 60_000;
 /// command's whole deadline.
 const HEALTH_CHECK_US: u64 = 1_000;
 
-/// Admin opcodes (§5, Figure 139).
+/// Admin opcodes (NVMe 1.4 §5).
 const CREATE_IO_SQ: u8 = 0x01;
 const CREATE_IO_CQ: u8 = 0x05;
 const SET_FEATURES: u8 = 0x09;

@@ -39,7 +39,7 @@ const IO_TIMEOUT_MS: u64 = 30_000;
 /// GiB may need long to drain).
 const FLUSH_TIMEOUT_MS: u64 = 60_000;
 
-/// NVM command set opcodes (NVMe 1.4 §6, Figure 346).
+/// NVM command set opcodes (NVMe 1.4 ch. 6).
 const FLUSH: u8 = 0x00;
 const WRITE: u8 = 0x01;
 const READ: u8 = 0x02;
@@ -528,7 +528,7 @@ impl<P: Platform + ?Sized> BlockDevice for Nvme<'_, P> {
         self.complete_all()?;
         if !self.volatile_cache {
             // Without a volatile write cache a completed write is durable
-            // (FLUSH would complete with no effect, NVMe 1.4 §6.8).
+            // (FLUSH would complete with no effect, NVMe 1.4 ch. 6).
             return Ok(());
         }
         self.submit(Operation::Flush, 0, None, FLUSH_TIMEOUT_MS)?;

@@ -195,8 +195,8 @@ impl fmt::Display for NvmeError {
                 interleaved,
             } => write!(
                 f,
-                "namespace {nsid} is formatted with {metadata_bytes} metadata bytes per block ({}), \
-                 which minicap does not write; reformat it without metadata",
+                "namespace {nsid} is formatted with {metadata_bytes} metadata bytes per block \
+                 ({}), which minicap does not write; reformat it without metadata",
                 if interleaved {
                     "interleaved with the data"
                 } else {
@@ -207,10 +207,9 @@ impl fmt::Display for NvmeError {
                 f,
                 "logical block size 2^{shift} is not supported (512 to 4096 bytes)"
             ),
-            Self::Timeout { op, offset } => write!(
-                f,
-                "{op} at byte {offset:#x} timed out; controller disabled"
-            ),
+            Self::Timeout { op, offset } => {
+                write!(f, "{op} at byte {offset:#x} timed out; controller disabled")
+            }
             Self::Io { op, offset, status } => {
                 write!(f, "{op} at byte {offset:#x} failed: {status}")
             }
@@ -222,7 +221,8 @@ impl fmt::Display for NvmeError {
             Self::Unusable => f.write_str("controller was disabled after an earlier failure"),
             Self::BadRequest { offset, len } => write!(
                 f,
-                "request of {len} bytes at {offset:#x} is outside the namespace, unaligned or too long"
+                "request of {len} bytes at {offset:#x} is outside the namespace, unaligned \
+                 or too long"
             ),
             Self::UnalignedMemory(phys) => {
                 write!(f, "memory at {phys:#x} is not 4-byte aligned")

@@ -11,14 +11,14 @@ use core::mem::size_of;
 
 /// Admin opcode of IDENTIFY (§5.15).
 pub(crate) const OPCODE: u8 = 0x06;
-/// CNS values (CDW10 7:0, Figure 244).
+/// CNS values (CDW10 7:0).
 const CNS_NAMESPACE: u32 = 0x00;
 const CNS_CONTROLLER: u32 = 0x01;
 const CNS_ACTIVE_NAMESPACES: u32 = 0x02;
 /// Bytes of every IDENTIFY data structure.
 pub(crate) const DATA_BYTES: usize = 4096;
 
-/// Identify Controller data structure (Figure 247), the fields used.
+/// Identify Controller data structure, the fields used.
 #[repr(C)]
 struct IdentifyController {
     vid: u16,                 // 0x000 PCI vendor ID
@@ -45,7 +45,7 @@ struct IdentifyController {
 }
 const _: () = assert!(size_of::<IdentifyController>() == DATA_BYTES);
 
-/// Identify Namespace data structure (Figure 245), the fields used.
+/// Identify Namespace data structure, the fields used.
 #[repr(C)]
 struct IdentifyNamespace {
     nsze: u64,              // 0x000 namespace size in logical blocks
@@ -153,7 +153,7 @@ pub(crate) fn first_active<P: Platform + ?Sized>(p: &P, page: &Dma<P>) -> Option
     (first != 0).then_some(first)
 }
 
-/// One LBA format (Figure 246).
+/// One entry of the namespace's LBA format list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LbaFormat {
     /// LBADS: the block is 2^data_shift bytes.

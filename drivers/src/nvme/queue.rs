@@ -1,5 +1,6 @@
 //! One submission/completion queue pair, driven by polling (NVMe 1.4 §4.1,
-//! §4.2, §4.6; SeaBIOS `nvme_submit_cmd()` / `nvme_poll_cq()`).
+//! §4.2, §4.6; SeaBIOS `nvme_get_next_sqe()` / `nvme_commit_sqe()` /
+//! `nvme_poll_cq()`).
 //!
 //! The submission queue is a ring of 64-byte entries: the driver writes an
 //! entry at its tail and rings the tail doorbell. The completion queue is a
@@ -18,7 +19,7 @@ use crate::{field, Platform};
 use core::mem::size_of;
 use core::sync::atomic::{fence, Ordering};
 
-/// A submission queue entry (§4.2, Figure 105).
+/// A submission queue entry (§4.2).
 #[repr(C)]
 struct SubmissionEntry {
     command: u32,  // 0x00 CDW0: OPC 7:0, FUSE 9:8, PSDT 15:14 (0 = PRPs), CID 31:16
@@ -37,7 +38,7 @@ struct SubmissionEntry {
 }
 const _: () = assert!(size_of::<SubmissionEntry>() == 64);
 
-/// A completion queue entry (§4.6, Figure 121).
+/// A completion queue entry (§4.6).
 #[repr(C)]
 struct CompletionEntry {
     result: u32,     // 0x00 DW0, command specific

@@ -11,7 +11,7 @@ use crate::access::{Field, Registers};
 use crate::pci::PciAddress;
 use crate::{field, Platform};
 
-/// The controller property block (NVMe 1.4 §3.1, Figure 78), up to ACQ.
+/// The controller property block (NVMe 1.4 §3.1), up to ACQ.
 #[repr(C)]
 pub(crate) struct ControllerRegisters {
     cap: Split64,  // 0x00 Controller Capabilities

@@ -58,7 +58,7 @@ impl CompletionStatus {
         }
     }
 
-    /// The codes a capture is likely to meet (§4.6.1.2, Figures 127–130).
+    /// The codes a capture is likely to meet (§4.6.1.2).
     fn code_name(self) -> Option<&'static str> {
         Some(match (self.code_type(), self.code()) {
             (GENERIC, 0x01) => "invalid command opcode",

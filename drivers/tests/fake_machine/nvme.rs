@@ -643,7 +643,8 @@ impl FakeNvme {
         }
         self.ctrl.borrow_mut().stale_commands = false;
         self.violation(
-            "the crashed kernel's pending commands ran: bus mastering was on before the controller was disabled"
+            "the crashed kernel's pending commands ran: bus mastering was on before the \
+             controller was disabled"
                 .into(),
         );
         let data = self.mem.borrow().get(STALE_DATA, idx(2 * PAGE));
@@ -767,7 +768,8 @@ impl FakeNvme {
                 let bound_us = u64::from(self.cfg.timeout_units) * 500_000;
                 if !ready && !self.ctrl.borrow().fatal && waited_us < bound_us {
                     self.violation(format!(
-                        "CC.EN cleared {waited_us} us after it was set, while the controller was still becoming ready"
+                        "CC.EN cleared {waited_us} us after it was set, while the controller \
+                         was still becoming ready"
                     ));
                 }
                 self.reset_controller();
