@@ -111,21 +111,21 @@ fn markdown_table(columns: &[Column]) -> String {
     out
 }
 
-fn find_in_path(program: &str) -> Option<PathBuf> {
+pub(crate) fn find_in_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
 }
 
-fn cpu_model() -> Option<String> {
+pub(crate) fn cpu_model() -> Option<String> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     info.lines()
         .find_map(|l| l.strip_prefix("model name"))
         .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
 }
 
-fn qemu_version() -> Option<String> {
+pub(crate) fn qemu_version() -> Option<String> {
     let out = Command::new(find_in_path("qemu-x86_64")?)
         .arg("--version")
         .output()

@@ -1,4 +1,5 @@
-//! Developer commands for minicap: `cargo xtask build | demo | test | lint | bench | checksum-bench`.
+//! Developer commands for minicap: `cargo xtask build | demo | test | lint | bench | checksum-bench |
+//! codec-bench`.
 //!
 //! * `build`: build the capture kernel and write `target/minicap.elf`,
 //!   checking that it is what loaders expect (static PIE, ET_DYN, no
@@ -10,9 +11,12 @@
 //! * `bench`: build, then benchmark minicap against stock kdump in QEMU
 //!   (`qemu/benchmark.py`; on demand, not part of `test`);
 //! * `checksum-bench`: checksum throughput natively and under QEMU TCG
-//!   (`checksum_bench.rs`).
+//!   (`checksum_bench.rs`);
+//! * `codec-bench`: page compression ratio and speed on the real vmcore, natively and under
+//!   QEMU TCG (`codec_bench.rs`).
 
 mod checksum_bench;
+mod codec_bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -31,9 +35,10 @@ fn main() -> ExitCode {
         Some("lint") => lint(),
         Some("bench") => bench(&args[1..]),
         Some("checksum-bench") => checksum_bench::checksum_bench(&args[1..]),
+        Some("codec-bench") => codec_bench::codec_bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  build   build target/minicap.elf\n  demo    crash a Linux VM in QEMU and capture it with minicap\n  test    fmt, clippy, unit tests and the QEMU end-to-end tests\n  lint    fmt and clippy\n  bench   minicap against stock kdump in QEMU (options: cargo xtask bench --help)\n  checksum-bench [--mib N] [--passes P]\n          checksum throughput natively and under qemu-x86_64"
+                "usage: cargo xtask <command>\n\n  build   build target/minicap.elf\n  demo    crash a Linux VM in QEMU and capture it with minicap\n  test    fmt, clippy, unit tests and the QEMU end-to-end tests\n  lint    fmt and clippy\n  bench   minicap against stock kdump in QEMU (options: cargo xtask bench --help)\n  checksum-bench [--mib N] [--passes P]\n          checksum throughput natively and under qemu-x86_64\n  codec-bench [--mib N] [--passes P]\n          page compression ratio and speed on the real vmcore, natively and under qemu-x86_64"
             );
             return ExitCode::from(2);
         }

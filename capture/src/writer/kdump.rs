@@ -40,8 +40,8 @@ use minicap_bootinfo::cmdline::Compress;
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{DumpHeader, DumpState, Verification, DUMP_OFFSET};
 use minicap_kdumpfile::{
-    write_kdump, CycleBitmap, DumpInfo, KdumpError, NoCompression, PageCompressor, PageSource,
-    Sink, WriteStats, WriterOptions, Zlib, PAGE_SIZE,
+    write_kdump, CycleBitmap, DumpInfo, KdumpError, Lzo, NoCompression, PageSource, Sink,
+    WriteStats, WriterOptions, Zlib, PAGE_SIZE,
 };
 use minicap_physmem::PhysMem;
 use minicap_vmcoreinfo::OldMemory;
@@ -176,13 +176,7 @@ where
     };
     let options = dump.options;
     let written = match dump.compress {
-        Compress::Lzo => write_kdump(
-            &mut sink,
-            &mut source,
-            &mut Zlib::new(),
-            &dump.info,
-            options,
-        ),
+        Compress::Lzo => write_kdump(&mut sink, &mut source, &mut Lzo::new(), &dump.info, options),
         Compress::Zlib => write_kdump(
             &mut sink,
             &mut source,

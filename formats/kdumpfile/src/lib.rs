@@ -67,7 +67,7 @@ mod writer;
 
 use core::fmt;
 
-pub use compress::{NoCompression, PageCompressor, Zlib};
+pub use compress::{Lzo, NoCompression, PageCompressor, Zlib};
 pub use flattened::{Flattened, Stream, FLAT_HEADER_SIZE};
 pub use header::{
     DiskDumpHeader, PageDesc, SubHeader, Utsname, DISK_DUMP_HEADER_SIZE,

@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use common::{le32, read};
 use minicap_kdumpfile::{
-    write_kdump, CycleBitmap, DumpInfo, KdumpError, NoCompression, PageCompressor, PageSource,
+    write_kdump, CycleBitmap, DumpInfo, KdumpError, Lzo, NoCompression, PageCompressor, PageSource,
     Sink, Utsname, WriterOptions, Zlib,
 };
 
@@ -193,7 +193,7 @@ fn check<C: PageCompressor>(mut compressor: C, dump_level: i32, cycle: usize) {
     }
     if compressor.flag() != 0 {
         assert!(stats.compressed_pages > 100 && stats.raw_pages > 100);
-        assert!(r.flags_seen.contains(&1) && r.flags_seen.contains(&0));
+        assert!(r.flags_seen.contains(&compressor.flag()) && r.flags_seen.contains(&0));
     } else {
         assert!(r.flags_seen.iter().all(|&f| f == 0));
     }
@@ -207,6 +207,12 @@ fn raw_pages_read_back() {
 #[test]
 fn zlib_with_zero_pages_read_back() {
     check(Zlib::new(), 1, 4096);
+}
+
+#[test]
+fn lzo_read_back_with_and_without_zero_pages() {
+    check(Lzo::new(), 1, 4096);
+    check(Lzo::new(), 0, 8192);
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! otherwise; `independent_reader.rs` always runs.
 //!
 //! The file is written at dump level 17 (zero pages shared, free pages left out by
-//! `minicap-pagefilter`), zlib compressed. Checks: (1) both bitmaps equal those of
+//! `minicap-pagefilter`), zlib compressed, then again LZO compressed and uncompressed
+//! (checks 2 and 3 for each). Checks: (1) both bitmaps equal those of
 //! `makedumpfile -c -d 17` on the same vmcore; (2) `makedumpfile --dump-dmesg` on our file
 //! prints exactly `dmesg.txt` (it finds VMCOREINFO through the sub header and reads the log
 //! pages through bitmaps, descriptors and zlib); (3) `makedumpfile -d 17` re-filters our file
@@ -23,8 +24,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::process::Command;
 
+use std::path::Path;
+
 use minicap_kdumpfile::{
-    write_kdump, CycleBitmap, DumpInfo, PageSource, Sink, Utsname, WriterOptions, Zlib,
+    write_kdump, CycleBitmap, DumpInfo, Lzo, NoCompression, PageCompressor, PageSource, Sink,
+    Utsname, WriteStats, WriterOptions, Zlib, DUMP_DH_COMPRESSED_LZO,
 };
 use minicap_pagefilter::{applicable_level, PageFilter};
 use minicap_realvmcore::{expected_dmesg, tool_present, RealVmcore};
@@ -124,16 +128,13 @@ fn is_on2(file: &[u8], pfn: u64) -> bool {
     file[bm2 + (pfn / 8) as usize] & (1 << (pfn % 8)) != 0
 }
 
-#[test]
-fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
-    let (Some(vmcore), Some(expected_dmesg)) = (RealVmcore::open_if_present(), expected_dmesg())
-    else {
-        return;
-    };
-    if !tool_present("makedumpfile") {
-        return;
-    }
-    let vmcore_path = minicap_realvmcore::dir().join("vmcore");
+/// Writes `vmcore` to `path` as the capture kernel would, at dump level 17, through
+/// `compressor`.
+fn write_ours<C: PageCompressor>(
+    vmcore: &RealVmcore,
+    compressor: &mut C,
+    path: &Path,
+) -> WriteStats {
     let notes = vmcore.notes.clone();
     let vmcoreinfo = Some(vmcore.vmcoreinfo_range());
     let nr_cpus = i32::try_from(vmcore.cpu_count()).unwrap();
@@ -141,17 +142,14 @@ fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
     let segments = vmcore.segments();
     let vi = VmcoreInfo::new(vmcore.vmcoreinfo());
     // The header's utsname: init_uts_ns.name in old memory, as makedumpfile takes it.
-    let old = OldMemory::new(&vmcore, &segments, vi.phys_base());
+    let old = OldMemory::new(vmcore, &segments, vi.phys_base());
     let mut uts = [0u8; 390];
     let name_at = vi.utsname_address().unwrap();
     old.read(name_at, &mut uts).unwrap();
     let utsname = Utsname::from_bytes(&uts);
     assert!(utsname.0[4].starts_with(b"x86_64"));
 
-    let out_dir = std::env::temp_dir().join(format!("minicap-kdump-{}", std::process::id()));
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let ours = out_dir.join("minicap.kdump");
-    let mut sink = FileSink(File::create(&ours).unwrap());
+    let mut sink = FileSink(File::create(path).unwrap());
     let info = DumpInfo {
         utsname,
         time: (vi.value("CRASHTIME").unwrap().parse().unwrap(), 0),
@@ -167,69 +165,35 @@ fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
     let decision = applicable_level(17, &vi, &ram);
     assert_eq!((decision.level, decision.lowered), (17, None));
     let filter = PageFilter::new(old, decision.layout.unwrap(), &ram, max_mapnr, 17).unwrap();
-    let mut pages = FilteredPages {
-        vmcore: &vmcore,
-        filter,
-    };
+    let mut pages = FilteredPages { vmcore, filter };
     let stats = write_kdump(
         &mut sink,
         &mut pages,
-        &mut Zlib::new(),
+        compressor,
         &info,
         WriterOptions::default(),
     )
     .unwrap();
     eprintln!("{stats:?} {:?}", pages.filter.stats());
     assert!(stats.filtered_pages > 100_000 && stats.zero_pages > 100);
-    drop(sink);
+    stats
+}
 
-    // (1) The same bitmaps as makedumpfile's own -d 17 file.
-    let reference = out_dir.join("reference.kdump");
-    let run = Command::new("makedumpfile")
-        .args(["-c", "-d", "17"])
-        .arg(&vmcore_path)
-        .arg(&reference)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let bitmaps = |file: &[u8]| {
-        let block = common::le32(file, 0x1ac) as usize;
-        let start = block * (1 + common::le32(file, 0x1b0) as usize);
-        file[start..start + block * common::le32(file, 0x1b4) as usize].to_vec()
-    };
-    let ours_bytes = std::fs::read(&ours).unwrap();
-    assert!(
-        bitmaps(&ours_bytes) == bitmaps(&std::fs::read(&reference).unwrap()),
-        "bitmaps differ from makedumpfile's"
-    );
-
-    // (4) crash's view of both headers.
-    match crash_header_view(&ours) {
-        Some(view) => {
-            let theirs = crash_header_view(&reference).unwrap();
-            assert!(
-                view.iter()
-                    .any(|l| l.starts_with("signature: \"KDUMP   \"")),
-                "{view:?}"
-            );
-            assert!(
-                view.iter().any(|l| l.starts_with("dump_level: 17")),
-                "{view:?}"
-            );
-            assert_eq!(view, theirs);
-        }
-        None => eprintln!("crash not installed: its header check skipped"),
-    }
-
+/// Checks (2) and (3): makedumpfile prints the log from our file `ours` and reads every
+/// page of it.
+fn read_back_by_makedumpfile(
+    vmcore: &RealVmcore,
+    expected_dmesg: &[u8],
+    ours: &Path,
+    stats: &WriteStats,
+    out_dir: &Path,
+) {
+    let ours_bytes = std::fs::read(ours).unwrap();
     // (2) The log, through makedumpfile's reader of our format.
     let dmesg = out_dir.join("dmesg.txt");
     let run = Command::new("makedumpfile")
         .arg("--dump-dmesg")
-        .arg(&ours)
+        .arg(ours)
         .arg(&dmesg)
         .output()
         .unwrap();
@@ -247,7 +211,7 @@ fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
     let refiltered = out_dir.join("refiltered.kdump");
     let run = Command::new("makedumpfile")
         .args(["-d", "17"])
-        .arg(&ours)
+        .arg(ours)
         .arg(&refiltered)
         .output()
         .unwrap();
@@ -278,5 +242,109 @@ fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
         }
     }
     assert_eq!(nonzero, stats.compressed_pages + stats.raw_pages);
+    std::fs::remove_file(&refiltered).unwrap();
+    std::fs::remove_file(&dmesg).unwrap();
+}
+
+/// A fresh directory for one test's files.
+fn out_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("minicap-kdump-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn real_vmcore_to_kdump_read_by_makedumpfile_if_present() {
+    let (Some(vmcore), Some(expected_dmesg)) = (RealVmcore::open_if_present(), expected_dmesg())
+    else {
+        return;
+    };
+    if !tool_present("makedumpfile") {
+        return;
+    }
+    let vmcore_path = minicap_realvmcore::dir().join("vmcore");
+    let out_dir = out_dir("zlib");
+    let ours = out_dir.join("minicap.kdump");
+    let stats = write_ours(&vmcore, &mut Zlib::new(), &ours);
+
+    // (1) The same bitmaps as makedumpfile's own -d 17 file.
+    let reference = out_dir.join("reference.kdump");
+    let run = Command::new("makedumpfile")
+        .args(["-c", "-d", "17"])
+        .arg(&vmcore_path)
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let bitmaps = |file: &[u8]| {
+        let block = common::le32(file, 0x1ac) as usize;
+        let start = block * (1 + common::le32(file, 0x1b0) as usize);
+        file[start..start + block * common::le32(file, 0x1b4) as usize].to_vec()
+    };
+    let ours_bytes = std::fs::read(&ours).unwrap();
+    assert!(
+        bitmaps(&ours_bytes) == bitmaps(&std::fs::read(&reference).unwrap()),
+        "bitmaps differ from makedumpfile's"
+    );
+    drop(ours_bytes);
+
+    // (4) crash's view of both headers.
+    match crash_header_view(&ours) {
+        Some(view) => {
+            let theirs = crash_header_view(&reference).unwrap();
+            assert!(
+                view.iter()
+                    .any(|l| l.starts_with("signature: \"KDUMP   \"")),
+                "{view:?}"
+            );
+            assert!(
+                view.iter().any(|l| l.starts_with("dump_level: 17")),
+                "{view:?}"
+            );
+            assert_eq!(view, theirs);
+        }
+        None => eprintln!("crash not installed: its header check skipped"),
+    }
+
+    read_back_by_makedumpfile(&vmcore, &expected_dmesg, &ours, &stats, &out_dir);
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+/// The other two methods of `minicap.compress=`: LZO (makedumpfile `-l`) and none. Debian's
+/// makedumpfile reads LZO (its `-v` says "lzo enabled"), so both must come back whole.
+#[test]
+fn real_vmcore_lzo_and_uncompressed_read_by_makedumpfile_if_present() {
+    let (Some(vmcore), Some(expected_dmesg)) = (RealVmcore::open_if_present(), expected_dmesg())
+    else {
+        return;
+    };
+    if !tool_present("makedumpfile") {
+        return;
+    }
+    let out_dir = out_dir("lzo-none");
+    let ours = out_dir.join("minicap.kdump");
+
+    let stats = write_ours(&vmcore, &mut Lzo::new(), &ours);
+    let mut header = [0u8; 0x1b0];
+    File::open(&ours)
+        .unwrap()
+        .read_exact_at(&mut header, 0)
+        .unwrap();
+    assert_eq!(
+        common::le32(&header, 0x1a8),
+        DUMP_DH_COMPRESSED_LZO,
+        "status"
+    );
+    // Most non-zero pages of a real kernel shrink under LZO.
+    assert!(stats.compressed_pages > stats.raw_pages, "{stats:?}");
+    read_back_by_makedumpfile(&vmcore, &expected_dmesg, &ours, &stats, &out_dir);
+
+    let stats = write_ours(&vmcore, &mut NoCompression, &ours);
+    assert_eq!(stats.compressed_pages, 0);
+    read_back_by_makedumpfile(&vmcore, &expected_dmesg, &ours, &stats, &out_dir);
     std::fs::remove_dir_all(&out_dir).unwrap();
 }

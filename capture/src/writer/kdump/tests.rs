@@ -332,7 +332,7 @@ fn expected_file<F: FrameFilter>(ram: &[Range<u64>], compress: Compress, filter:
     };
     let stats = match compress {
         Compress::Zlib => write_kdump(&mut sink, &mut source, &mut Zlib::new(), &info, options),
-        Compress::Lzo => write_kdump(&mut sink, &mut source, &mut Zlib::new(), &info, options),
+        Compress::Lzo => write_kdump(&mut sink, &mut source, &mut Lzo::new(), &info, options),
         Compress::None => write_kdump(&mut sink, &mut source, &mut NoCompression, &info, options),
     }
     .unwrap();

@@ -1,7 +1,8 @@
 //! An independent reader of kdump-compressed files, written from the format description
 //! (raw offsets; crash's `pfn_to_pos()` rule: descriptor i belongs to the i-th set bit of
 //! the 2nd bitmap), sharing no code with the encoder. zlib pages are inflated with
-//! miniz_oxide's inflate side; the encoder only uses its deflate side.
+//! miniz_oxide's inflate side (the encoder only uses its deflate side), LZO pages with the
+//! `lzokay` crate's decoder (the encoder is minicap's own).
 
 // Test files: every cast here is lossless on the host.
 #![allow(clippy::cast_possible_truncation, dead_code)]
@@ -13,6 +14,14 @@ pub fn le32(b: &[u8], at: usize) -> u32 {
 }
 pub fn le64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// One LZO1X-compressed page, which must fill exactly one block.
+pub fn lzo_decompress(stored: &[u8]) -> Vec<u8> {
+    let mut page = vec![0u8; 4096];
+    let n = lzokay::decompress::decompress(stored, &mut page).unwrap();
+    assert_eq!(n, page.len(), "an LZO page decompresses to one block");
+    page
 }
 
 /// What the independent reader found.
@@ -81,6 +90,7 @@ pub fn read(file: &[u8]) -> Read {
                 stored.to_vec()
             }
             1 => miniz_oxide::inflate::decompress_to_vec_zlib(stored).unwrap(),
+            2 => lzo_decompress(stored),
             f => panic!("flags {f}"),
         };
         assert_eq!(page.len(), block);
