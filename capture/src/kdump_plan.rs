@@ -48,8 +48,9 @@ pub enum PlannedFilter<'a, M: ?Sized> {
     /// The page filter (bits 2 to 16 of the level, and the hardware-poisoned and offline
     /// pages makedumpfile always leaves out).
     Pages {
-        /// The filter of the current pass (None if it could not be built again).
-        filter: Option<PageFilter<'a, M>>,
+        /// The filter of the current pass (None if it could not be built again); boxed,
+        /// being much larger than the other variant.
+        filter: Option<Box<PageFilter<'a, M>>>,
         /// How to build it.
         build: BuildFilter<'a, M>,
     },
@@ -68,7 +69,7 @@ impl<M: PhysMem + ?Sized> FrameFilter for PlannedFilter<'_, M> {
 
     fn restart(&mut self) {
         if let Self::Pages { filter, build } = self {
-            *filter = build().ok();
+            *filter = build().ok().map(Box::new);
         }
     }
 }
@@ -145,10 +146,10 @@ pub fn plan_kdump<'a, M: PhysMem + ?Sized>(
         applied: decision.level,
         note: decision
             .lowered
-            .map_or_else(LevelNote::new, |r| LevelNote::display(r)),
+            .map_or_else(LevelNote::new, LevelNote::display),
         ignored: decision
             .ignored
-            .map_or_else(LevelNote::new, |p| LevelNote::display(p)),
+            .map_or_else(LevelNote::new, LevelNote::display),
     };
     // Whenever `struct page` can be found, even at level 0 or 1: hardware-poisoned pages
     // are never read (makedumpfile drops them at every level).
@@ -161,7 +162,7 @@ pub fn plan_kdump<'a, M: PhysMem + ?Sized>(
             });
             match build() {
                 Ok(filter) => PlannedFilter::Pages {
-                    filter: Some(filter),
+                    filter: Some(Box::new(filter)),
                     build,
                 },
                 Err(reason) => {

@@ -1,6 +1,8 @@
 //! The plan on a core without VMCOREINFO (filtering off, said why) and on the real
 //! vmcore of a crashed 6.1 kernel (every bit applies; two passes of the filter agree).
 
+#![allow(clippy::single_range_in_vec_init)] // one RAM range is the common case here
+
 use super::*;
 use minicap_elfcore::LoadSegment;
 use minicap_realvmcore::RealVmcore;

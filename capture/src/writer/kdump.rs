@@ -512,7 +512,9 @@ impl<D: BlockDevice, E: WriterEnv> DeviceSink<'_, '_, D, E> {
                             e,
                         )
                     })?;
-                let fed = buffer.with_bytes_mut(|b| integrity.update(&b[..len as usize]));
+                // len <= stage_bytes, a usize.
+                let n = usize::try_from(len).unwrap_or(0);
+                let fed = buffer.with_bytes_mut(|b| integrity.update(&b[..n]));
                 fed.map_err(hasher_bug)?;
                 done += len;
             }

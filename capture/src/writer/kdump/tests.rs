@@ -3,6 +3,8 @@
 //! one write: the device ends up holding exactly the file `write_kdump` produces for an
 //! in-memory sink, behind the triage text, with a header that tells the truth.
 
+#![allow(clippy::single_range_in_vec_init)] // one RAM range is the common case here
+
 use super::*;
 use crate::writer::{write_kdump_dump, Triage};
 use minicap_dumpheader::{DumpFormat, FailureCode, HEADER_LEN, TRIAGE_OFFSET};
@@ -34,7 +36,7 @@ fn phys() -> Shared {
             0 => 0,
             // Compressible text-like bytes, and noise that is not.
             1 => b"minicap kdump test page "[usize::try_from(i % 24).unwrap()],
-            _ => u8::try_from((i * 2_654_435_761 >> 13) & 0xff).unwrap(),
+            _ => u8::try_from(((i * 2_654_435_761) >> 13) & 0xff).unwrap(),
         })
         .collect();
     Rc::new(RefCell::new(Phys {
@@ -228,7 +230,7 @@ impl BlockDevice for Device {
             "too many in flight"
         );
         assert!(len <= self.max_transfer, "write of {len} bytes");
-        assert!(offset % 512 == 0 && len % 512 == 0 && len > 0);
+        assert!(offset.is_multiple_of(512) && len.is_multiple_of(512) && len > 0);
         assert!(offset + len <= self.capacity, "write past the end");
         for &(o, _, l) in &self.outstanding {
             assert!(
