@@ -15,6 +15,8 @@
 //! device: reusing or changing them is a violation.
 #![allow(dead_code)]
 
+pub mod ahci;
+
 use minicap_drivers::access::{in_bounds, DmaRegion, Region, Width};
 use minicap_drivers::pci::{self, Bar, PciAddress};
 use minicap_drivers::Platform;
