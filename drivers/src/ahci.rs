@@ -24,7 +24,7 @@ mod port;
 pub mod registers;
 mod structures;
 
-pub use disk::{AhciDisk, MAX_REQUEST_BYTES};
+pub use disk::{AhciDisk, DEFAULT_REQUEST_BYTES};
 pub use error::{AhciError, Operation};
 pub use hba::{AhciHba, Handoff, PortState, MAX_PORTS};
 pub use identify::{IdentifyError, Identity};

@@ -6,7 +6,7 @@ use fake_machine::ahci::*;
 use fake_machine::ConfigSpace;
 use minicap_drivers::ahci::{
     is_ahci, AhciDisk, AhciError, AhciHba, Handoff, IdentifyError, Operation, PortState,
-    MAX_REQUEST_BYTES,
+    DEFAULT_REQUEST_BYTES,
 };
 use minicap_drivers::pci::PciAddress;
 use minicap_drivers::BlockDevice;
@@ -115,16 +115,14 @@ fn check_transfers(
     offset: u64,
     phys: u64,
     len: u64,
+    limit: u64,
 ) {
     let mut pos = 0;
     for c in cmds {
         assert_eq!(c.command, command);
         assert_eq!(c.lba * sector, offset + pos, "command LBA");
         assert_eq!(u64::from(c.count) * sector, c.bytes(), "count matches PRDs");
-        assert!(
-            c.bytes() <= MAX_REQUEST_BYTES,
-            "command larger than the limit"
-        );
+        assert!(c.bytes() <= limit, "command larger than the limit");
         let mut addr = phys + pos;
         for &(a, l) in &c.prds {
             assert_eq!(a, addr, "PRD address");
@@ -386,7 +384,7 @@ fn identify_512_byte_sectors() {
     assert_eq!(disk.capacity(), 64 * MIB);
     assert_eq!(disk.sector_size(), 512);
     assert_eq!(disk.max_in_flight(), 1);
-    assert_eq!(disk.max_transfer(), MAX_REQUEST_BYTES);
+    assert_eq!(disk.max_transfer(), DEFAULT_REQUEST_BYTES);
     assert_eq!(disk.identity().model(), "MINICAP FAKE DISK");
     let mut s = String::new();
     disk.describe(&mut s).unwrap();
@@ -508,17 +506,62 @@ fn lba_above_32_bits() {
 }
 
 #[test]
-fn large_transfers_split_into_commands_and_prds() {
+fn large_transfers_split_into_commands() {
     let m = AhciMachine::new(AhciConfig::one_disk(512));
     let mut disk = open(&m);
-    let len = 20 * MIB + 4096;
+    let len = 5 * MIB + 4096;
     roundtrip(&m, &mut disk, MIB, len, BUF, BUF + 64 * MIB);
-    let cmds = m.transfers();
-    let (writes, reads): (Vec<_>, Vec<_>) = cmds.into_iter().partition(|c| c.write);
+    let (writes, reads): (Vec<_>, Vec<_>) = m.transfers().into_iter().partition(|c| c.write);
     assert_eq!(writes.len(), 3);
-    assert_eq!(writes[0].prds.len(), 2, "8 MiB in two PRDs of 4 MiB");
-    check_transfers(&writes, WRITE_DMA_EXT, 512, MIB, BUF, len);
-    check_transfers(&reads, READ_DMA_EXT, 512, MIB, BUF + 64 * MIB, len);
+    let limit = DEFAULT_REQUEST_BYTES;
+    check_transfers(&writes, WRITE_DMA_EXT, 512, MIB, BUF, len, limit);
+    check_transfers(&reads, READ_DMA_EXT, 512, MIB, BUF + 64 * MIB, len, limit);
+    m.assert_clean();
+}
+
+#[test]
+fn commands_longer_than_4_mib_take_several_prds() {
+    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let mut disk = open(&m);
+    disk.set_request_limit(u64::MAX);
+    // 65535 sectors: what one WRITE DMA EXT carries without the "0 means
+    // 65536" encoding.
+    let most = 65535 * 512;
+    assert_eq!(disk.max_transfer(), most);
+    let len = most + 512 * 3;
+    roundtrip(&m, &mut disk, 0, len, BUF, BUF + 64 * MIB);
+    let (writes, reads): (Vec<_>, Vec<_>) = m.transfers().into_iter().partition(|c| c.write);
+    assert_eq!(writes.len(), 2);
+    assert_eq!(writes[0].count, 65535);
+    assert_eq!(writes[0].prds.len(), 8, "PRDs of at most 4 MiB");
+    check_transfers(&writes, WRITE_DMA_EXT, 512, 0, BUF, len, most);
+    check_transfers(&reads, READ_DMA_EXT, 512, 0, BUF + 64 * MIB, len, most);
+    // A limit below a sector still allows one sector per command.
+    disk.set_request_limit(100);
+    assert_eq!(disk.max_transfer(), 512);
+    m.assert_clean();
+}
+
+#[test]
+fn missing_registers_or_memory_fail_the_takeover() {
+    let mut cfg = AhciConfig::one_disk(512);
+    cfg.map_mmio_ok = false;
+    let m = AhciMachine::new(cfg);
+    assert_eq!(
+        AhciHba::take_over(&m, AHCI_FN).err(),
+        Some(AhciError::NoRegisters)
+    );
+    assert!(!m.bus_master());
+    m.assert_clean();
+
+    let mut cfg = AhciConfig::one_disk(512);
+    cfg.dma_limit = 3 * 4096;
+    let m = AhciMachine::new(cfg);
+    assert_eq!(
+        AhciHba::take_over(&m, AHCI_FN).err(),
+        Some(AhciError::NoMemory)
+    );
+    assert!(!m.bus_master());
     m.assert_clean();
 }
 
