@@ -26,7 +26,7 @@ mod structures;
 
 pub use disk::{AhciDisk, DEFAULT_REQUEST_BYTES};
 pub use error::{AhciError, Operation};
-pub use hba::{AhciHba, Handoff, PortState, MAX_PORTS};
+pub use hba::{AhciHba, Handoff, PortSet, PortState, MAX_PORTS};
 pub use identify::{IdentifyError, Identity};
 
 use crate::pci::PciAddress;

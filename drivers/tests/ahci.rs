@@ -309,6 +309,57 @@ fn a_link_without_phy_communication_gets_a_comreset() {
 }
 
 #[test]
+fn a_disk_busy_at_open_is_refused() {
+    let mut cfg = AhciConfig::one_disk(512);
+    cfg.ports[1] = Attached::Disk(DiskConfig::new(1 << 17, 512));
+    let m = AhciMachine::new(cfg);
+    let mut hba = take_over(&m);
+    m.set_busy(0, 1000);
+    let err = hba.open(0).err().unwrap();
+    assert_eq!(
+        err,
+        AhciError::NotReady {
+            port: 0,
+            task_file: 0xd0
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "port 0: link down or device busy (ATA status 0xd0)"
+    );
+    assert_eq!(m.port_cmd(0) & 0xc011, 0, "port stopped");
+    // The other disk is unaffected.
+    let ports: Vec<u8> = hba.disks().collect();
+    for port in hba.disks() {
+        hba.open(port).unwrap();
+    }
+    assert_eq!(ports, [1]);
+    m.assert_clean();
+}
+
+#[test]
+fn port_states_display() {
+    let cases = [
+        (PortState::NoLink { detection: 0 }, "nothing attached"),
+        (PortState::NoLink { detection: 1 }, "no link (DET 1)"),
+        (
+            PortState::NotDisk {
+                signature: SIG_ATAPI,
+            },
+            "not an ATA disk (signature 0xeb140101)",
+        ),
+        (
+            PortState::NotReady { task_file: 0x80 },
+            "device stayed busy (status 0x80)",
+        ),
+        (PortState::Disk, "ATA disk"),
+    ];
+    for (state, want) in cases {
+        assert_eq!(state.to_string(), want);
+    }
+}
+
+#[test]
 fn staggered_spin_up_ports_are_spun_up() {
     let mut cfg = AhciConfig::one_disk(512);
     cfg.sss = true;

@@ -55,6 +55,13 @@ pub enum AhciError {
         /// The port.
         port: u8,
     },
+    /// At `open`, the port's link was down or its device busy.
+    NotReady {
+        /// The port.
+        port: u8,
+        /// PxTFD: ATA status 7:0, error 15:8.
+        task_file: u32,
+    },
     /// The disk's IDENTIFY data is unusable.
     Identify {
         /// The port.
@@ -125,6 +132,11 @@ impl fmt::Display for AhciError {
                 "address {address:#x} lies above 4 GiB and the HBA has 32-bit addressing only"
             ),
             Self::NoDisk { port } => write!(f, "port {port} has no ATA disk to open"),
+            Self::NotReady { port, task_file } => write!(
+                f,
+                "port {port}: link down or device busy (ATA status {:#04x})",
+                task_file & 0xff
+            ),
             Self::Identify { port, error } => write!(f, "port {port}: {error}"),
             Self::Timeout { op, offset } => {
                 write!(f, "{op} at byte {offset:#x} timed out; port stopped")

@@ -25,13 +25,14 @@ use super::disk::AhciDisk;
 use super::error::AhciError;
 use super::port::{Port, READY_TIMEOUT_MS};
 use super::registers::{
-    bohc, cap, cap2, det, ghc, HbaRegs, PortRegs, ABAR, BOHC, CAP, CAP2, GHC, PI, PORTS_AT,
+    bohc, cap, cap2, det, ghc, tfd, HbaRegs, PortRegs, ABAR, BOHC, CAP, CAP2, GHC, PI, PORTS_AT,
     PORT_STRIDE, PX_CLB, PX_CLBU, PX_FB, PX_FBU, PX_SIG, SIGNATURE_ATA, VS,
 };
 use super::structures::{COMMAND_LIST_AT, PORT_PAGE_BYTES, RECEIVED_FIS_AT};
 use crate::access::{Dma, Registers};
 use crate::pci::{self, PciAddress};
 use crate::{poll_until, Platform};
+use core::fmt;
 
 /// The spec's bound for the HBA reset (AHCI §10.4.3; Linux waits 1 s).
 const HBA_RESET_TIMEOUT_MS: u64 = 1_000;
@@ -317,9 +318,15 @@ impl<'p, P: Platform + ?Sized> AhciHba<'p, P> {
             .unwrap_or(PortState::NotImplemented)
     }
 
-    /// The ports holding an ATA disk not opened yet, lowest first.
-    pub fn disks(&self) -> impl Iterator<Item = u8> + '_ {
-        (0..MAX_PORTS).filter(|&n| self.state(n) == PortState::Disk)
+    /// The ports holding an ATA disk not opened yet, lowest first. The set
+    /// is a copy, so the HBA can open them while iterating:
+    /// `for port in hba.disks() { let disk = hba.open(port); ... }`.
+    pub fn disks(&self) -> PortSet {
+        let mut bits = 0u32;
+        for n in (0..MAX_PORTS).filter(|&n| self.state(n) == PortState::Disk) {
+            bits |= 1 << n;
+        }
+        PortSet { bits }
     }
 
     /// Open the disk on port `number`: start the port, IDENTIFY it.
@@ -334,6 +341,17 @@ impl<'p, P: Platform + ?Sized> AhciHba<'p, P> {
             return Err(AhciError::NoDisk { port: number });
         };
         self.states[index] = PortState::Opened;
+        // The link or the disk may have changed since the scan; starting
+        // the port needs both up and idle (AHCI §10.3.1).
+        let p = self.platform;
+        if port.detection(p) != det::PRESENT || !port.ready(p) {
+            let task_file = port.task_file(p);
+            port.stop(p);
+            return Err(AhciError::NotReady {
+                port: number,
+                task_file,
+            });
+        }
         AhciDisk::open(self.platform, self.function, port, page, self.capabilities)
     }
 }
@@ -346,6 +364,45 @@ impl<P: Platform + ?Sized> Drop for AhciHba<'_, P> {
     fn drop(&mut self) {
         for prepared in self.prepared.iter().flatten() {
             prepared.port.stop(self.platform);
+        }
+    }
+}
+
+/// A set of port numbers, iterated lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortSet {
+    bits: u32,
+}
+
+impl Iterator for PortSet {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        if self.bits == 0 {
+            return None;
+        }
+        let lowest = self.bits.trailing_zeros();
+        self.bits &= self.bits - 1;
+        u8::try_from(lowest).ok()
+    }
+}
+
+impl fmt::Display for PortState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::NotImplemented => write!(f, "not implemented"),
+            Self::NoLink { detection: 0 } => write!(f, "nothing attached"),
+            Self::NoLink { detection } => write!(f, "no link (DET {detection})"),
+            Self::NotReady { task_file } => write!(
+                f,
+                "device stayed busy (status {:#04x})",
+                tfd::status(task_file)
+            ),
+            Self::NotDisk { signature } => {
+                write!(f, "not an ATA disk (signature {signature:#010x})")
+            }
+            Self::Disk => write!(f, "ATA disk"),
+            Self::Opened => write!(f, "ATA disk, opened"),
         }
     }
 }

@@ -70,8 +70,8 @@ impl Identity {
         if word(255) & 0xff == 0xa5 && bytes.iter().fold(0u8, |s, &b| s.wrapping_add(b)) != 0 {
             return Err(IdentifyError::BadChecksum);
         }
-        // LBA48: word 83 (supported) bit 10; word 86 (enabled) as Linux
-        // `ata_id_has_lba48` does not require, so only 83.
+        // LBA48: word 83 (command sets supported) bit 10, as Linux
+        // `ata_id_has_lba48` reads it.
         let w83 = word(83);
         if !valid(w83) || w83 & (1 << 10) == 0 {
             return Err(IdentifyError::NoLba48);

@@ -68,6 +68,8 @@ pub const IS_DHRS: u32 = 1 << 0;
 pub const IS_PSS: u32 = 1 << 1;
 pub const IS_TFES: u32 = 1 << 30;
 pub const IS_HBFS: u32 = 1 << 29;
+/// PxSERR.DIAG.X: device exchanged (set by a COMRESET here).
+const SERR_DIAG_X: u32 = 1 << 26;
 // Task file.
 pub const STATUS_OK: u8 = 0x50; // DRDY | DSC
 pub const STATUS_ERR: u8 = 0x51; // DRDY | DSC | ERR
@@ -404,6 +406,8 @@ impl AhciMachine {
             port.fb = STALE_FB;
             port.cmd = ST | CR | FRE | FR;
             port.ie = u32::MAX;
+            port.is = IS_TFES | IS_DHRS;
+            port.serr = SERR_DIAG_X;
             port.fis_sent = true;
             port.tfd = u32::from(STATUS_OK) | TFD_BSY;
             port.sig = SIG_ATA;
@@ -481,6 +485,12 @@ impl AhciMachine {
 
     pub fn port_ie(&self, port: u8) -> u32 {
         self.hba.borrow().ports[usize::from(port)].ie
+    }
+
+    /// The device on `port` turns busy for `ms` milliseconds.
+    pub fn set_busy(&self, port: u8, ms: u64) {
+        let until = self.time() + ms * 1000;
+        self.hba.borrow_mut().ports[usize::from(port)].busy_until = until;
     }
 
     /// A command is issued and not completed on `port`.
@@ -581,7 +591,7 @@ impl AhciMachine {
     /// The device's first D2H FIS: sets PxTFD and PxSIG, if FIS reception
     /// is on and the link up.
     fn send_initial_fis(&self, port: &mut FakePort) {
-        if port.fis_sent || port.cmd & FRE == 0 || port.det != 3 {
+        if port.fis_sent || port.cmd & FRE == 0 || port.det != 3 || port.serr & SERR_DIAG_X != 0 {
             return;
         }
         port.fis_sent = true;
@@ -855,14 +865,20 @@ impl AhciMachine {
                                 ));
                             }
                             port.comreset_done = true;
+                            // DIAG.X (device exchanged): until software
+                            // clears it, the device's FIS does not update
+                            // PxTFD and PxSIG.
+                            port.serr |= SERR_DIAG_X;
                             self.link_reset(port, false);
-                            port.serr |= 1 << 26; // DIAG.X: exchanged
                             self.event(AhciEvent::Comreset(u8::try_from(n).unwrap()));
                         }
                     }
                     port.sctl = value;
                 }
-                0x30 => port.serr &= !value,
+                0x30 => {
+                    port.serr &= !value;
+                    self.send_initial_fis(port);
+                }
                 0x34 => {
                     if value != 0 {
                         problems.push(format!("port {n}: PxSACT written (NCQ)"));
