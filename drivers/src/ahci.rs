@@ -12,6 +12,15 @@
 //!    [`crate::BlockDevice`] with its own port registers and memory (it
 //!    outlives the `AhciHba`).
 //!
+//! ```text
+//! if ahci::is_ahci(platform, function) {
+//!     let mut hba = AhciHba::take_over(platform, function)?;
+//!     for port in hba.disks() {
+//!         let disk = hba.open(port)?; // a BlockDevice
+//!     }
+//! } // hba dropped: ports no disk took stop receiving FISes
+//! ```
+//!
 //! Layouts: [`registers`] (the HBA's and the ports' registers),
 //! `structures` (command list, command table, PRD, Register H2D FIS).
 //! Interrupts stay off (GHC.IE = 0, PxIE = 0); every wait is bounded.

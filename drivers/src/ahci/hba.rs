@@ -156,8 +156,8 @@ impl<'p, P: Platform + ?Sized> AhciHba<'p, P> {
             return Err(AhciError::ResetTimeout);
         }
         self.regs.write(p, GHC, ghc::AE);
-        // Read after the reset: CAP's writable-once fields return to
-        // their defaults.
+        // CAP as the reset left it (firmware may set some of its bits
+        // once, and a reset may restore them).
         self.capabilities = self.regs.read(p, CAP);
         let mut implemented = self.regs.read(p, PI);
         if implemented == 0 {
