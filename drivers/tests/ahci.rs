@@ -749,6 +749,32 @@ fn device_error_reports_the_failing_command_and_recovers() {
 }
 
 #[test]
+fn errors_are_caught_when_the_hba_clears_pxci_on_error() {
+    // QEMU 7.2's HBA completes a failed command like a good one (PxCI
+    // cleared), with TFES and the ATA error in the task file.
+    for completion in [Completion::AtIssue, Completion::AfterPolls(3)] {
+        let m = AhciMachine::new(AhciConfig::one_disk(512));
+        let mut disk = open(&m);
+        m.knobs.clear_ci_on_error.set(true);
+        m.knobs.completion.set(completion);
+        m.knobs.fail_command.set(Some((2, STATUS_ERR, ERROR_UNC)));
+        let chunk = disk.max_transfer();
+        let err = disk.write(0, BUF, 3 * chunk).unwrap_err();
+        assert_eq!(
+            err,
+            AhciError::Device {
+                op: Operation::Write,
+                offset: chunk,
+                status: STATUS_ERR,
+                error: ERROR_UNC
+            }
+        );
+        roundtrip(&m, &mut disk, 0, 4096, BUF, BUF2);
+        m.assert_clean();
+    }
+}
+
+#[test]
 fn errors_of_started_writes_come_from_wait() {
     let m = AhciMachine::new(AhciConfig::one_disk(512));
     let mut disk = open(&m);

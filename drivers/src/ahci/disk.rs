@@ -2,15 +2,21 @@
 //! with the PRDT pointing straight at the memory being written, FLUSH
 //! CACHE EXT, and SATA error recovery.
 //!
-//! **One command at a time.** ATA (ATA8-ACS §4.20) forbids issuing a
-//! non-queued command while another is outstanding; only the NCQ commands
-//! (READ/WRITE FPDMA QUEUED with PxSACT) may be several in flight, and
-//! after an NCQ error the failing tag is known only from READ LOG EXT page
-//! 10h, after which every other queued command must be re-issued (Linux
-//! `ata_eh_analyze_ncq_error`). minicap keeps the simple, always-correct
-//! path: slot 0 only, `max_in_flight()` = 1. `start_write` still returns
-//! while the disk works, so the caller hashes the data meanwhile; large
-//! commands ([`DEFAULT_REQUEST_BYTES`]) keep the gap between them small.
+//! **One command at a time.** AHCI lets software queue non-queued
+//! commands in several slots: the HBA runs them one after the other and,
+//! when one fails, halts with its PxCI bit still set and PxCMD.CCS naming
+//! it (AHCI 1.3.1 §5.3.2, §6.2.2.1). QEMU's HBA before 8.2 (7.2 included)
+//! instead clears PxCI of a failed command like that of a good one and
+//! goes on with the next (`ahci_cmd_done`), so with several queued a
+//! failure could not be tied to its command and offset. NCQ (WRITE FPDMA
+//! QUEUED with PxSACT) has the same problem in another form: the failed
+//! tag is known only from READ LOG EXT page 10h (Linux
+//! `ata_eh_analyze_ncq_error`). So minicap issues one command at a time, in
+//! slot 0, and `max_in_flight()` is 1: whatever PxIS or the task file
+//! report belongs to that command, however the HBA reports it.
+//! `start_write` still returns while the disk works, so the caller hashes
+//! the data meanwhile and starts the next write as soon as this one ends;
+//! large commands ([`DEFAULT_REQUEST_BYTES`]) keep those gaps few.
 //!
 //! A command that fails with PxIS.TFES or a host error is recovered as
 //! AHCI 1.3.1 §6.2.2.1 says ([`Port::recover`]) and reported with its

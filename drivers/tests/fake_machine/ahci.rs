@@ -209,6 +209,10 @@ pub struct AhciKnobs {
     /// The command with this sequence number ends with a host bus fatal
     /// error.
     pub host_error_command: Cell<Option<u64>>,
+    /// A failed command's PxCI bit clears and the port goes on, as QEMU's
+    /// HBA did before 8.2 (7.2 included) instead of keeping PxCI set and
+    /// halting (AHCI §6.2.2.1).
+    pub clear_ci_on_error: Cell<bool>,
     /// PxCMD.CR and FR never clear.
     pub stop_stuck: Cell<bool>,
     /// GHC.HR never clears.
@@ -1196,7 +1200,12 @@ impl AhciMachine {
         port.tfd = u32::from(status) | u32::from(error) << 8;
         if status & 1 != 0 {
             port.is |= IS_TFES;
-            port.halted = true;
+            if self.knobs.clear_ci_on_error.get() {
+                port.ci &= !(1 << issued.slot);
+                port.pending = None;
+            } else {
+                port.halted = true;
+            }
             return;
         }
         // PRDBC, the D2H FIS, completion.
