@@ -258,10 +258,14 @@ impl<'p, P: Platform + ?Sized> AhciHba<'p, P> {
                 .flatten()
                 .map(|prepared| &prepared.port)
         };
-        let settled = |d: u32| d == det::PRESENT || d == 4;
+        // Done early once every port has a link (or an offline PHY); an
+        // empty port (DET 0) costs the whole, short, wait.
+        let settled = |d: u32| d == det::PRESENT || d == det::OFFLINE;
         poll_until(p, LINK_TIMEOUT_MS, || {
             ports().all(|q| settled(q.detection(p)))
         });
+        // A device is there but the link did not come up: COMRESET it.
+        // (DET 0 is not worth one: the reset just sent it one.)
         for port in ports().filter(|q| q.detection(p) == det::PRESENT_NO_PHY) {
             port.comreset(p);
         }

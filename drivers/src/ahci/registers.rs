@@ -181,6 +181,8 @@ pub mod det {
     pub const PRESENT_NO_PHY: u32 = 1;
     /// PxSSTS: a device is present and the link is up.
     pub const PRESENT: u32 = 3;
+    /// PxSSTS: the PHY is offline (disabled): waiting will not bring it up.
+    pub const OFFLINE: u32 = 4;
     /// PxSCTL: perform interface initialisation (COMRESET while set).
     pub const COMRESET: u32 = 1;
     /// PxSCTL bits 11:8 = 3: no transitions to partial or slumber power
