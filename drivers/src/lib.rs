@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod ahci;
 pub mod nvme;
 pub mod pci;
 pub mod virtio;

@@ -15,6 +15,7 @@
 //! device: reusing or changing them is a violation.
 #![allow(dead_code)]
 
+pub mod ahci;
 pub mod nvme;
 
 use minicap_drivers::access::{in_bounds, DmaRegion, Region, Width};
