@@ -5,13 +5,22 @@
 //! run (`$MINICAP_REAL_VMCORE_DIR`, default `/tmp/kdump-real`): natively over every RAM page
 //! (the ratios and the native speed), then, when `qemu-x86_64` (Debian package qemu-user) is
 //! on the PATH, under `qemu-x86_64 -cpu max` and `-cpu qemu64` over an evenly strided sample
-//! of `N` MiB (default 64): user-mode TCG translates the same instructions the capture kernel
+//! of `N` MiB (default 256): user-mode TCG translates the same instructions the capture kernel
 //! runs under `qemu-system-x86_64` without KVM. Prints a Markdown table.
+//!
+//! Under `-cpu max` glibc picks AVX2 versions of `memset`/`memcpy`, which TCG runs several
+//! times slower than plain code; zlib (which clears about 100 KiB of tables per page) drops
+//! from about 20 to 4 MiB/s with them. The capture kernel has no glibc (its `memset` is
+//! compiler_builtins'), so one more `-cpu max` run turns those versions off through
+//! `GLIBC_TUNABLES`: that column is the closest to the capture kernel under TCG.
 
 use std::process::Command;
 
 use crate::checksum_bench::{cpu_model, find_in_path, qemu_version};
 use crate::{cargo, root, run};
+
+/// glibc's CPU features that select its AVX/ERMS string functions, turned off.
+const PLAIN_STRING_FUNCTIONS: &str = "glibc.cpu.hwcaps=-AVX2,-AVX,-ERMS,-AVX512F,-EVEX";
 
 /// One method's line of the benchmark's output.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +34,7 @@ struct Row {
 }
 
 pub fn codec_bench(args: &[String]) -> Result<(), String> {
-    let (mut tcg_mib, mut passes) = ("64".to_owned(), "1".to_owned());
+    let (mut tcg_mib, mut passes) = ("256".to_owned(), "1".to_owned());
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match (arg.as_str(), it.next()) {
@@ -40,13 +49,20 @@ pub fn codec_bench(args: &[String]) -> Result<(), String> {
     let mut columns = vec![("native, all pages".to_owned(), native.clone())];
     match find_in_path("qemu-x86_64") {
         Some(qemu) => {
-            for cpu in ["max", "qemu64"] {
+            for (cpu, tunables, what) in [
+                ("max", None, ""),
+                ("max", Some(PLAIN_STRING_FUNCTIONS), ", no AVX memset"),
+                ("qemu64", None, ""),
+            ] {
                 let mut cmd = Command::new(&qemu);
                 cmd.args(["-cpu", cpu])
                     .arg(&bench)
                     .args(["--mib", &tcg_mib, "--passes", &passes]);
+                if let Some(t) = tunables {
+                    cmd.env("GLIBC_TUNABLES", t);
+                }
                 columns.push((
-                    format!("TCG `-cpu {cpu}`, {tcg_mib} MiB"),
+                    format!("TCG `-cpu {cpu}`{what}, {tcg_mib} MiB"),
                     measure(&mut cmd)?,
                 ));
             }

@@ -3,7 +3,7 @@
 //! one 4096-byte page at a time as the capture kernel does, on this CPU or under
 //! `qemu-x86_64` (`cargo xtask codec-bench` runs it both ways and prints a table).
 //!
-//! The pages are `N` MiB of the vmcore's RAM frames taken at an even stride (all of them if
+//! The pages are `N` MiB of the vmcore's RAM frames (each once) taken at an even stride (all of them if
 //! `N` is 0 or at least the RAM size), read into memory first so only compression is timed.
 //! Speed is over the non-zero pages only: with dump level bit 1 (the default) pages of zeros
 //! never reach the compressor. Ratios are raw bytes over stored bytes, a page that does not
@@ -12,6 +12,7 @@
 //! Prints one line per method on stdout and nothing else:
 //! `NAME<TAB>MiB/s (n/a for none)<TAB>ratio of all pages<TAB>ratio of non-zero pages<TAB>% of non-zero pages that shrank`.
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -71,10 +72,13 @@ fn methods() -> Vec<(&'static str, Box<dyn PageCompressor>)> {
 /// `mib` MiB of the vmcore's RAM pages at an even stride (all if `mib` is 0).
 fn sample_pages(vmcore: &RealVmcore, mib: usize) -> Vec<Vec<u8>> {
     let page = PAGE_SIZE as u64;
+    // A set: the kernel image's PT_LOAD repeats frames of the direct map's.
     let pfns: Vec<u64> = vmcore
         .ram()
         .iter()
         .flat_map(|r| r.start.div_ceil(page)..r.end / page)
+        .collect::<BTreeSet<u64>>()
+        .into_iter()
         .collect();
     let wanted = if mib == 0 {
         pfns.len()

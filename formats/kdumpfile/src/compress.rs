@@ -31,6 +31,18 @@ pub trait PageCompressor {
     fn compress(&mut self, page: &[u8], out: &mut [u8]) -> Option<usize>;
 }
 
+/// A compressor chosen at run time (`minicap.compress=`): `Box<dyn PageCompressor>` is one
+/// too, so [`crate::write_kdump`] takes it like a concrete one.
+impl<C: PageCompressor + ?Sized> PageCompressor for Box<C> {
+    fn flag(&self) -> u32 {
+        (**self).flag()
+    }
+
+    fn compress(&mut self, page: &[u8], out: &mut [u8]) -> Option<usize> {
+        (**self).compress(page, out)
+    }
+}
+
 /// No compression: every page stored raw (descriptor flags 0).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoCompression;

@@ -216,6 +216,12 @@ fn lzo_read_back_with_and_without_zero_pages() {
 }
 
 #[test]
+fn a_compressor_chosen_at_run_time_is_one_too() {
+    let chosen: Box<dyn PageCompressor> = Box::new(Lzo::new());
+    check(chosen, 1, 4096);
+}
+
+#[test]
 fn cycle_size_does_not_change_the_file() {
     let mut files = Vec::new();
     for cycle in [4096, 8192, 64 * 1024] {
