@@ -7,20 +7,26 @@
 /// `dest`, not overlapping.
 #[no_mangle]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: the caller guarantees both ranges are valid for `n` bytes.
+    // Eight bytes per step, then the tail: QEMU's TCG emulates string
+    // instructions one element at a time, so `movsq` moves 8x as fast as
+    // `movsb` there (the kdump path copies and clears whole pages and
+    // compressor tables for every page it writes).
+    // SAFETY: the caller guarantees both ranges are valid for `n` bytes; the
+    // two instructions cover [0, n) exactly (rcx = n / 8 quadwords, then
+    // n % 8 bytes from where the first left rdi/rsi).
     unsafe {
         core::arch::asm!(
+            "rep movsq",
+            "mov rcx, {tail}",
             "rep movsb",
-            inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _,
+            tail = in(reg) n % 8,
+            inout("rcx") n / 8 => _, inout("rdi") dest => _, inout("rsi") src => _,
             options(nostack, preserves_flags)
         );
     }
     dest
 }
 
-/// # Safety
-/// Standard C `memmove` contract: `n` bytes readable at `src`, writable at
-/// `dest`; the ranges may overlap.
 #[no_mangle]
 pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     if (dest as usize) <= (src as usize) || (dest as usize) >= (src as usize).wrapping_add(n) {
@@ -49,19 +55,24 @@ pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mu
 /// Standard C `memset` contract: `n` bytes writable at `dest`.
 #[no_mangle]
 pub unsafe extern "C" fn memset(dest: *mut u8, value: i32, n: usize) -> *mut u8 {
-    // SAFETY: the caller guarantees `dest` is valid for `n` bytes.
+    // Eight bytes per step, then the tail (see `memcpy`).
+    let byte = u64::from((value & 0xff) as u8);
+    // SAFETY: the caller guarantees `dest` is valid for `n` bytes; rcx = n / 8
+    // quadwords of the byte repeated, then n % 8 bytes, cover [0, n) exactly.
     unsafe {
         core::arch::asm!(
+            "rep stosq",
+            "mov rcx, {tail}",
             "rep stosb",
-            inout("rcx") n => _, inout("rdi") dest => _, in("al") (value & 0xff) as u8,
+            tail = in(reg) n % 8,
+            inout("rcx") n / 8 => _, inout("rdi") dest => _,
+            in("rax") byte * 0x0101_0101_0101_0101,
             options(nostack, preserves_flags)
         );
     }
     dest
 }
 
-/// # Safety
-/// Standard C `memcmp` contract: `n` bytes readable at both pointers.
 #[no_mangle]
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     let mut i = 0;
