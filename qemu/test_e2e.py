@@ -588,7 +588,7 @@ class DeviceInfoTests(unittest.TestCase):
 # The runs of run-all.sh before the table, in its order, plus the two
 # integrity-check variants added with `minicap.verify=`.
 SUITE = ["capture-modern", "capture-legacy-4kn", "capture-verify-sha256", "capture-verify-none",
-         "capture-kdump-zlib-1", "capture-kdump-lzo-31", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
+         "capture-kdump-zlib-1", "capture-kdump-lzo-31", "capture-kdump-lzo-1", "capture-kdump-zlib-31", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
          "capture-iommu-identity", "unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous", "device-error"]
 # The failure code each failure scenario must see.
 CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",
@@ -652,7 +652,8 @@ class ScenarioTableTests(unittest.TestCase):
         de = get("device-error")
         self.assertEqual(de.checks, {"left-alone", "device-error", "stored-log", "triage"})
         self.assertEqual([d.fails_write for d in de.disks], [False, True])
-        for name, level, codec in (("capture-kdump-zlib-1", 1, "zlib"), ("capture-kdump-lzo-31", 31, "lzo")):
+        for name, level, codec in (("capture-kdump-zlib-1", 1, "zlib"), ("capture-kdump-lzo-31", 31, "lzo"),
+                                   ("capture-kdump-lzo-1", 1, "lzo"), ("capture-kdump-zlib-31", 31, "zlib")):
             s = get(name)
             self.assertEqual(s.checks, {"left-alone", "stored-log", "kdump", "header-complete", "triage"}, name)
             self.assertEqual(scenarios.kdump_settings(s), (level, codec))

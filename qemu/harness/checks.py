@@ -19,7 +19,8 @@ from .disks import DUMP_OFFSET, same_bytes
 from .elf import KERNEL_TEXT_START, NT_PRSTATUS, PT_LOAD, PT_NOTE, kernel_offset, parse_notes, read_phdrs, vmcore_end
 from .iomem import expected_dump_ranges, fmt_ranges, iomem_section, merge_ranges, parse_iomem, subtract_ranges
 from .kernel import GuestKernel, ensure_debug_vmlinux
-from .pattern import check_partial_pattern, parse_pattern_log
+from .kdumpfile import CODECS, KdumpFile, KdumpFormatError
+from .pattern import check_partial_pattern, parse_pattern_log, pattern_page
 
 CHECKPOINT_PERCENT = 10  # the header's `written` is brought up to date every 10 % (kernel/src/writer.rs)
 
@@ -133,32 +134,41 @@ def check_vmcore_tools(res: Results, args, out: Path, vmcore: Path, k: GuestKern
     check_layout(res, vmcore, [l for l in (out / "serial.log").read_text(errors="replace").splitlines()])
     check_notes(res, vmcore, args.smp, version)
     if args.with_crash:
-        try:
-            vmlinux = ensure_debug_vmlinux(k)
-        except HarnessError as e:
-            res.add("crash", False, str(e))
-            return
-        cmds = "sys\nbt\nlog | tail -5\nquit\n"
-        try:
-            p = run(["crash", "-s", vmlinux, vmcore], input=cmds, timeout=600)
-        except subprocess.TimeoutExpired:
-            res.add("crash sys/bt/log", False, "crash did not finish within 600 s")
-            return
-        (out / "crash.txt").write_text(p.stdout)
-        print("----- crash output -----")
-        print(p.stdout.rstrip())
-        print("------------------------")
-        panic = re.search(r"^\s*PANIC: (.*)$", p.stdout, re.M)
-        frames = [l for l in p.stdout.splitlines() if re.match(r"^\s*#\d+ \[", l)]
-        bt = sorted({fn for fn in ("sysrq_handle_crash", "__crash_kexec", "crash_kexec")
-                     for l in frames if f" {fn} at " in l})  # fmt: skip
-        res.add(
-            "crash sys/bt/log",
-            p.returncode == 0 and panic is not None and bool(bt),
-            f"exit {p.returncode}, PANIC: {panic.group(1) if panic else 'missing'}, "
-            f"{len(frames)} frames, with {bt or 'none of sysrq_handle_crash/crash_kexec'}",
-        )
-        check_gdb(res, out, vmlinux, vmcore)
+        vmlinux = check_crash(res, out, vmcore, k)
+        if vmlinux is not None:
+            check_gdb(res, out, vmlinux, vmcore)
+
+
+def check_crash(res: Results, out: Path, vmcore: Path, k: GuestKernel) -> Path | None:
+    """`crash -s vmlinux vmcore` (the -dbg package's vmlinux) on an ELF or
+    kdump-compressed dump: `sys` names the panic, `bt` goes through the sysrq
+    crash handler, `log` reads. Returns the vmlinux, None if it could not be had."""
+    try:
+        vmlinux = ensure_debug_vmlinux(k)
+    except HarnessError as e:
+        res.add("crash", False, str(e))
+        return None
+    cmds = "sys\nbt\nlog | tail -5\nquit\n"
+    try:
+        p = run(["crash", "-s", vmlinux, vmcore], input=cmds, timeout=600)
+    except subprocess.TimeoutExpired:
+        res.add("crash sys/bt/log", False, "crash did not finish within 600 s")
+        return vmlinux
+    (out / "crash.txt").write_text(p.stdout)
+    print("----- crash output -----")
+    print(p.stdout.rstrip())
+    print("------------------------")
+    panic = re.search(r"^\s*PANIC: (.*)$", p.stdout, re.M)
+    frames = [l for l in p.stdout.splitlines() if re.match(r"^\s*#\d+ \[", l)]
+    bt = sorted({fn for fn in ("sysrq_handle_crash", "__crash_kexec", "crash_kexec")
+                 for l in frames if f" {fn} at " in l})  # fmt: skip
+    res.add(
+        "crash sys/bt/log",
+        p.returncode == 0 and panic is not None and bool(bt),
+        f"exit {p.returncode}, PANIC: {panic.group(1) if panic else 'missing'}, "
+        f"{len(frames)} frames, with {bt or 'none of sysrq_handle_crash/crash_kexec'}",
+    )
+    return vmlinux
 
 
 def check_gdb(res: Results, out: Path, vmlinux: Path, vmcore: Path) -> None:
@@ -438,8 +448,6 @@ def check_kdump(res: Results, out: Path, vmcore: Path, serial: list[str], header
     complete; the guest's pattern pages are all there and intact (read back through
     zlib) unless user pages are filtered out, and then none of them is dumped."""
     run_dump_dmesg(res, out, vmcore, "kdump-compressed")
-    from .kdumpfile import CODECS, KdumpFile, KdumpFormatError
-
     try:
         f = open(vmcore, "rb")
     except OSError as e:
@@ -477,27 +485,45 @@ def check_kdump(res: Results, out: Path, vmcore: Path, serial: list[str], header
         except ValueError as e:
             res.add("pattern pages in the kdump file", False, str(e))
             return
-        from .pattern import pattern_page
-
         pfns = [(pfn0 + i, page0 + i) for pfn0, page0, count in log_.runs for i in range(count)]
         dumped = [(pfn, page) for pfn, page in pfns if k.is_dumped(pfn)]
         if k.dump_level & DUMP_LEVEL_USER:
             res.add("pattern pages (user memory) filtered out", not dumped,
                     f"{len(dumped)} of {len(pfns)} pattern pages dumped at dump level {k.dump_level}")  # fmt: skip
             return
-        intact, problems = 0, []
-        for pfn, page in pfns:
-            try:
-                data = k.page(pfn)
-            except KdumpFormatError as e:
-                problems.append(str(e))
-                continue
-            if data == pattern_page(log_.seed, page):
-                intact += 1
-            else:
-                problems.append(f"page {page} (pfn {pfn:#x}) " + ("not dumped" if data is None else "differs"))
-        res.add("pattern intact in the kdump file", intact == len(pfns) and not problems,
-                f"{intact} of {len(pfns)} pages intact" + "".join(f"\n{p}" for p in problems[:8]))  # fmt: skip
+        if codec not in ("zlib", "none"):
+            # Python's standard library has no LZO: makedumpfile itself decompresses,
+            # re-filtering the file at its own level into an uncompressed kdump file.
+            raw = out / "uncompressed.kdump"
+            raw.unlink(missing_ok=True)
+            p = run(["makedumpfile", "-d", str(k.dump_level), vmcore, raw])
+            if p.returncode != 0 or not raw.is_file():
+                res.add("pattern intact in the kdump file", False,
+                        f"makedumpfile -d {k.dump_level} (to decompress {codec}) exit {p.returncode}: "
+                        + tail(p.stdout, 5))  # fmt: skip
+                return
+            with open(raw, "rb") as rf:
+                check_pattern_pages(res, KdumpFile(rf), pfns, log_.seed, f"{codec}, decompressed by makedumpfile")
+            raw.unlink(missing_ok=True)
+            return
+        check_pattern_pages(res, k, pfns, log_.seed, codec)
+
+
+def check_pattern_pages(res: Results, k, pfns: list[tuple[int, int]], seed: int, how: str) -> None:
+    """Every pattern page (pfn, page number) is dumped in `k` and intact."""
+    intact, problems = 0, []
+    for pfn, page in pfns:
+        try:
+            data = k.page(pfn)
+        except KdumpFormatError as e:
+            problems.append(str(e))
+            continue
+        if data == pattern_page(seed, page):
+            intact += 1
+        else:
+            problems.append(f"page {page} (pfn {pfn:#x}) " + ("not dumped" if data is None else "differs"))
+    res.add("pattern intact in the kdump file", intact == len(pfns) and not problems,
+            f"{intact} of {len(pfns)} pages intact ({how})" + "".join(f"\n{p}" for p in problems[:8]))  # fmt: skip
 
 
 def check_triage(res: Results, args, out: Path, disk: Path, reference_dmesg: str | None) -> None:

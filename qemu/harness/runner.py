@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from . import scenarios as sc
-from .checks import (Results, check_complete_header, check_device_error, check_iommu_takeover, check_kdump,
+from .checks import (Results, check_complete_header, check_crash, check_device_error, check_iommu_takeover, check_kdump,
                      check_stored_log, check_triage, check_vmcore_tools, read_header)  # fmt: skip
 from .common import MIB, QEMU_DIR, HarnessError, log, parse_size, run, tail
 from .console import (CRASH_MARKERS, KDUMP_RESULT_RE, RESULT_MARKER, check_device_reports, parse_result_line)
@@ -257,6 +257,8 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
             level, codec = sc.kdump_settings(s)
             check_kdump(res, out, vmcore, serial, read_header(res, args, target, info), k.version, args.smp,
                         level, codec)  # fmt: skip
+            if args.with_crash:
+                check_crash(res, out, vmcore, k)
     if sc.VMCORE in s.checks and result:
         if linux:
             with open(target, "rb") as f:

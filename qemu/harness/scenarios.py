@@ -153,12 +153,16 @@ SCENARIOS: tuple[Scenario, ...] = (
             capture_append=("minicap.verify=sha256",)),
     capture("capture-verify-none", "full capture with minicap.verify=none: save says not verified",
             capture_append=("minicap.verify=none",)),
-    # makedumpfile's format: every page at level 1 read back through zlib; at the
-    # default level 31 the user pages (the pattern) are gone and LZO packs the rest.
+    # makedumpfile's format with both codecs Debian's makedumpfile reads, at
+    # levels 1 (every pattern page read back intact) and 31 (the user pages,
+    # the pattern among them, filtered out).
     kdump_capture("capture-kdump-zlib-1", "kdump-compressed, zlib, dump level 1: the pattern intact in it",
                   "zlib", 1),
     kdump_capture("capture-kdump-lzo-31", "kdump-compressed, LZO, dump level 31: user pages filtered out",
                   "lzo", 31),
+    kdump_capture("capture-kdump-lzo-1", "kdump-compressed, LZO, dump level 1: the pattern intact (makedumpfile "
+                  "decompresses)", "lzo", 1),
+    kdump_capture("capture-kdump-zlib-31", "kdump-compressed, zlib, dump level 31", "zlib", 31),
     Scenario("no-disk", "no dump disk: minicap must report failure and reboot", failure="no-device",
              device_option=DEVICE_NONE),
     Scenario("small-disk", "4 MiB formatted disk: too small; its data area stays zero",
