@@ -272,6 +272,26 @@ class BadInputTests(unittest.TestCase):
         self.assertIn("file=/a.img,format=raw,if=none,id=disk0", cmd)
         self.assertNotIn("-drive", qemu.qemu_command(args, k, Path("/i"), []))
 
+    def test_qemu_nvme_disks(self):
+        k = kernel.GuestKernel("v", Path("/k"))
+        args = resolved(["--scenario", "capture-nvme"])
+        cmd = qemu.qemu_command(args, k, Path("/i"), [Path("/decoy.img"), Path("/dump.img")],
+                                nvme=frozenset({Path("/dump.img")}))  # fmt: skip
+        devs = [cmd[i + 1] for i, c in enumerate(cmd) if c == "-device"]
+        self.assertEqual(devs, ["virtio-blk-pci,drive=disk0,addr=0x1,disable-legacy=on,disable-modern=off",
+                                "nvme,serial=minicap1,drive=disk1,addr=0x2"])  # fmt: skip
+        self.assertIn("file=/dump.img,format=raw,if=none,id=disk1", cmd)
+        # The NVMe properties go to the NVMe disks only, the virtio-blk ones to the others.
+        args = resolved(["--scenario", "capture-nvme", "--nvme-props", "logical_block_size=4096",
+                         "--blk-props", "num-queues=1", "--iommu", "intel-iommu"])  # fmt: skip
+        cmd = qemu.qemu_command(args, k, Path("/i"), [Path("/decoy.img"), Path("/dump.img")],
+                                nvme=frozenset({Path("/dump.img")}))  # fmt: skip
+        devs = [cmd[i + 1] for i, c in enumerate(cmd) if c == "-device"]
+        self.assertEqual(devs, ["intel-iommu",
+                                "virtio-blk-pci,drive=disk0,addr=0x1,disable-legacy=on,disable-modern=off,"
+                                "num-queues=1,iommu_platform=on",
+                                "nvme,serial=minicap1,drive=disk1,addr=0x2,logical_block_size=4096"])  # fmt: skip
+
     def test_disk_size_defaults(self):
         size = lambda *a: resolved(list(a)).disk_size  # noqa: E731
         self.assertEqual(size("--scenario", "unformatted-disk"), "16M")
@@ -587,8 +607,8 @@ class DeviceInfoTests(unittest.TestCase):
 
 # The runs of run-all.sh before the table, in its order, plus the two
 # integrity-check variants added with `minicap.verify=`.
-SUITE = ["capture-modern", "capture-legacy-4kn", "capture-verify-sha256", "capture-verify-none",
-         "capture-kdump-zlib-1", "capture-kdump-lzo-31", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
+SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-verify-sha256", "capture-verify-none",
+         "capture-kdump-zlib-1", "capture-kdump-lzo-31", "capture-nvme-4kn-kdump", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
          "capture-iommu-identity", "unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous", "device-error"]
 # The failure code each failure scenario must see.
 CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",
@@ -610,6 +630,8 @@ class ScenarioTableTests(unittest.TestCase):
                     replace(base, disks=()), replace(base, disks=base.disks * 2),
                     replace(base, device_option="maybe"), replace(base, options=scenarios.Options(virtio="v2")),
                     replace(scenarios.lookup("capture-modern"), pattern=False),
+                    replace(base, disks=(replace(base.disks[0], bus="scsi"),)),
+                    replace(scenarios.lookup("capture-modern"), options=scenarios.Options(nvme_props="x=1")),
                     replace(scenarios.lookup("device-error"), checks=frozenset())]:  # fmt: skip
             self.assertNotEqual(scenarios.problems(bad), [], bad)
 
@@ -652,12 +674,24 @@ class ScenarioTableTests(unittest.TestCase):
         de = get("device-error")
         self.assertEqual(de.checks, {"left-alone", "device-error", "stored-log", "triage"})
         self.assertEqual([d.fails_write for d in de.disks], [False, True])
-        for name, level, codec in (("capture-kdump-zlib-1", 1, "zlib"), ("capture-kdump-lzo-31", 31, "lzo")):
+        for name, level, codec in (("capture-kdump-zlib-1", 1, "zlib"), ("capture-kdump-lzo-31", 31, "lzo"),
+                                   ("capture-nvme-4kn-kdump", 1, "none")):  # fmt: skip
             s = get(name)
             self.assertEqual(s.checks, {"left-alone", "stored-log", "kdump", "header-complete", "triage"}, name)
             self.assertEqual(scenarios.kdump_settings(s), (level, codec))
             self.assertIn("minicap.format=kdump", s.capture_append)
             self.assertTrue(s.pattern)
+        # The disks' buses: virtio-blk everywhere but in the NVMe rows.
+        buses = {s.name: [d.bus for d in s.disks] for s in scenarios.SCENARIOS}
+        self.assertEqual(buses.pop("capture-nvme"), ["virtio", "nvme"])
+        self.assertEqual(buses.pop("capture-nvme-4kn-kdump"), ["nvme", "nvme"])
+        self.assertEqual({b for bs in buses.values() for b in bs}, {"virtio"})
+        s = get("capture-nvme")
+        self.assertEqual(s.checks, {"left-alone", "stored-log", "vmcore", "header-complete", "triage"})
+        self.assertEqual([(d.image, d.content, d.guarded, d.target) for d in s.disks],
+                         [("decoy.img", "random", True, False), ("dump.img", "formatted", False, True)])
+        self.assertEqual([(d.content, d.target) for d in get("capture-nvme-4kn-kdump").disks],
+                         [("random", False), ("formatted", True)])  # fmt: skip
 
     def test_options_row_then_command_line(self):
         a = resolved(["--scenario", "capture-qemu64-4M-3G"])
@@ -666,6 +700,9 @@ class ScenarioTableTests(unittest.TestCase):
         self.assertEqual((a.cpu, a.crashkernel, a.memory), ("max", "4M", 2048))
         a = resolved(["--scenario", "capture-legacy-4kn"])
         self.assertEqual((a.virtio, a.blk_props), ("legacy", "logical_block_size=4096,physical_block_size=4096"))
+        a = resolved(["--scenario", "capture-nvme-4kn-kdump"])
+        self.assertEqual((a.nvme_props, a.blk_props), ("logical_block_size=4096,physical_block_size=4096", ""))
+        self.assertEqual(resolved(["--scenario", "capture-nvme"]).nvme_props, "")
         a = resolved(["--scenario", "capture-iommu"])
         self.assertEqual((a.iommu, a.guest_append), ("intel-iommu,intremap=off", "intel_iommu=on iommu=nopt"))
         a = resolved([])
