@@ -609,7 +609,7 @@ class DeviceInfoTests(unittest.TestCase):
 # integrity-check variants added with `minicap.verify=`.
 SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-verify-sha256", "capture-verify-none",
          "capture-kdump-zlib-1", "capture-kdump-lzo-31", "capture-nvme-4kn-kdump", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
-         "capture-iommu-identity", "unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous", "device-error"]
+         "capture-iommu-identity", "capture-nvme-iommu", "unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous", "device-error"]
 # The failure code each failure scenario must see.
 CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",
          "wrong-id": "device-id-mismatch", "ambiguous": "ambiguous-device", "bad-elfcorehdr": "bad-elfcorehdr",
@@ -684,12 +684,14 @@ class ScenarioTableTests(unittest.TestCase):
         # The disks' buses: virtio-blk everywhere but in the NVMe rows.
         buses = {s.name: [d.bus for d in s.disks] for s in scenarios.SCENARIOS}
         self.assertEqual(buses.pop("capture-nvme"), ["virtio", "nvme"])
+        self.assertEqual(buses.pop("capture-nvme-iommu"), ["virtio", "nvme"])
         self.assertEqual(buses.pop("capture-nvme-4kn-kdump"), ["nvme", "nvme"])
         self.assertEqual({b for bs in buses.values() for b in bs}, {"virtio"})
-        s = get("capture-nvme")
-        self.assertEqual(s.checks, {"left-alone", "stored-log", "vmcore", "header-complete", "triage"})
-        self.assertEqual([(d.image, d.content, d.guarded, d.target) for d in s.disks],
-                         [("decoy.img", "random", True, False), ("dump.img", "formatted", False, True)])
+        for name in ("capture-nvme", "capture-nvme-iommu"):
+            s = get(name)
+            self.assertEqual(s.checks, {"left-alone", "stored-log", "vmcore", "header-complete", "triage"}, name)
+            self.assertEqual([(d.image, d.content, d.guarded, d.target) for d in s.disks],
+                             [("decoy.img", "random", True, False), ("dump.img", "formatted", False, True)])
         self.assertEqual([(d.content, d.target) for d in get("capture-nvme-4kn-kdump").disks],
                          [("random", False), ("formatted", True)])  # fmt: skip
 
@@ -703,6 +705,8 @@ class ScenarioTableTests(unittest.TestCase):
         a = resolved(["--scenario", "capture-nvme-4kn-kdump"])
         self.assertEqual((a.nvme_props, a.blk_props), ("logical_block_size=4096,physical_block_size=4096", ""))
         self.assertEqual(resolved(["--scenario", "capture-nvme"]).nvme_props, "")
+        a = resolved(["--scenario", "capture-nvme-iommu"])
+        self.assertEqual((a.iommu, a.guest_append), ("intel-iommu,intremap=off", "intel_iommu=on iommu=nopt"))
         a = resolved(["--scenario", "capture-iommu"])
         self.assertEqual((a.iommu, a.guest_append), ("intel-iommu,intremap=off", "intel_iommu=on iommu=nopt"))
         a = resolved([])

@@ -196,6 +196,10 @@ SCENARIOS: tuple[Scenario, ...] = (
             iommu="intel-iommu,intremap=off", guest_append=IOMMU_GUEST),
     capture("capture-iommu-identity", "full capture, guest left VT-d translating: identity map",
             iommu="intel-iommu,intremap=off,pt=off", guest_append=IOMMU_GUEST),
+    # The NVMe controller's DMA goes through VT-d like any PCI function's:
+    # minicap's tables must let the NVMe candidate through.
+    capture("capture-nvme-iommu", "full capture onto NVMe, guest left VT-d translating: pass-through tables",
+            disks=(decoy(), dump_disk(bus=NVME)), iommu="intel-iommu,intremap=off", guest_append=IOMMU_GUEST),
     bad_input("unformatted-disk", "one disk of random data, never formatted: failure, disk unchanged",
               "no-prepared-device", (Disk("random.img", "random disk", RANDOM, guarded=True),),
               disk_size="16M", device_option=DEVICE_NONE, checks=frozenset({LEFT_ALONE})),
