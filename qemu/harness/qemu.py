@@ -18,8 +18,8 @@ from .kernel import GuestKernel
 
 # The harness relies on QEMU behaviour checked with 7.2 (Debian 12): the
 # q35 machine with `-nodefaults`, virtio-blk-pci's disable-legacy /
-# disable-modern and block-size properties, intel-iommu's intremap= and pt=,
-# and blkdebug rule files. Older QEMUs lack some of these; newer ones are
+# disable-modern and block-size properties, nvme's serial= and block-size
+# properties, intel-iommu's intremap= and pt=, and blkdebug rule files. Older QEMUs lack some of these; newer ones are
 # expected to keep them (they are long-standing), so they run with a note.
 QEMU_MIN = (7, 2)
 QEMU_TESTED = (7, 2)
