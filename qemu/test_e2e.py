@@ -220,6 +220,10 @@ class BadInputTests(unittest.TestCase):
         self.assertFalse(console.check_device_reports(wrong, mismatch=(OTHER, ID))[0])
         self.assertFalse(console.check_device_reports(wrong[:1] * 2 + wrong[1:], mismatch=(ID, OTHER))[0])  # 2 lines
         self.assertTrue(console.check_device_reports([], unformatted=0)[0])
+        # Every kind of disk is reported the same way.
+        nvme = ["minicap: NVMe 00:01.0 (QEMU NVMe Ctrl, namespace 1, 4096-byte blocks), 64 MiB: not a minicap dump "
+                "device (no MINICAP signature); left alone", "minicap: RESULT: success: wrote"]  # fmt: skip
+        self.assertTrue(console.check_device_reports(nvme, unformatted=1)[0])
 
     def test_other_device_id(self):
         class Stuck:  # returns the excluded id first, then another
@@ -608,12 +612,13 @@ class DeviceInfoTests(unittest.TestCase):
 # The runs of run-all.sh before the table, in its order, plus the two
 # integrity-check variants added with `minicap.verify=`.
 SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-verify-sha256", "capture-verify-none",
-         "capture-kdump-zlib-1", "capture-kdump-lzo-31", "capture-nvme-4kn-kdump", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
-         "capture-iommu-identity", "capture-nvme-iommu", "unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous", "device-error"]
+         "capture-kdump-zlib-1", "capture-kdump-lzo-31", "capture-nvme-4kn-kdump", "no-disk", "small-disk",
+         "capture-qemu64-4M-3G", "capture-iommu", "capture-iommu-identity", "capture-nvme-iommu", "unformatted-disk",
+         "wrong-id", "bad-elfcorehdr", "other-target-kind", "ambiguous", "device-error"]
 # The failure code each failure scenario must see.
 CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",
          "wrong-id": "device-id-mismatch", "ambiguous": "ambiguous-device", "bad-elfcorehdr": "bad-elfcorehdr",
-         "device-error": "device-error"}  # fmt: skip
+         "device-error": "device-error", "other-target-kind": "no-device"}  # fmt: skip
 
 
 class ScenarioTableTests(unittest.TestCase):
@@ -663,13 +668,14 @@ class ScenarioTableTests(unittest.TestCase):
             self.assertTrue(s.pattern)
         self.assertEqual(get("no-disk").disks, ())
         self.assertEqual(get("small-disk").checks, {"data-area-zero"})
-        for name in ("unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous"):
+        for name in ("unformatted-disk", "wrong-id", "bad-elfcorehdr", "other-target-kind", "ambiguous"):
             s = get(name)
             self.assertTrue(s.disks and all(d.guarded for d in s.disks), name)
             self.assertFalse(s.pattern)
         self.assertEqual(get("unformatted-disk").checks, {"left-alone"})
         self.assertEqual((get("wrong-id").checks, get("wrong-id").device_option), ({"left-alone"}, "other"))
         self.assertEqual(get("bad-elfcorehdr").capture_append, ("elfcorehdr=12junk",))
+        self.assertEqual(get("other-target-kind").capture_append, ("minicap.target=nvme",))
         self.assertEqual((len(get("ambiguous").disks), get("ambiguous").device_option), (2, "none"))
         de = get("device-error")
         self.assertEqual(de.checks, {"left-alone", "device-error", "stored-log", "triage"})

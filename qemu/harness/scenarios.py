@@ -209,6 +209,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     # malformed one rather than use the last.
     bad_input("bad-elfcorehdr", f"{BAD_ELFCOREHDR} on the capture command line: failure, disk unchanged",
               "bad-elfcorehdr", (dump_disk(guarded=True),), capture_append=(BAD_ELFCOREHDR,)),
+    # minicap.target= narrows the kinds of disk: a prepared disk of another
+    # kind, even with the requested id, is not looked at.
+    bad_input("other-target-kind", "minicap.target=nvme, the formatted disk is virtio-blk: failure, disk unchanged",
+              "no-device", (dump_disk(guarded=True),), capture_append=("minicap.target=nvme",)),
     bad_input("ambiguous", "two formatted disks, no minicap.device=: failure, both unchanged", "ambiguous-device",
               (Disk("dump-a.img", "dump disk A", FORMATTED, guarded=True),
                Disk("dump-b.img", "dump disk B", FORMATTED, guarded=True)), device_option=DEVICE_NONE),
