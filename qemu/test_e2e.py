@@ -220,6 +220,10 @@ class BadInputTests(unittest.TestCase):
         self.assertFalse(console.check_device_reports(wrong, mismatch=(OTHER, ID))[0])
         self.assertFalse(console.check_device_reports(wrong[:1] * 2 + wrong[1:], mismatch=(ID, OTHER))[0])  # 2 lines
         self.assertTrue(console.check_device_reports([], unformatted=0)[0])
+        # Every kind of disk is reported the same way.
+        nvme = ["minicap: NVMe 00:01.0 (QEMU NVMe Ctrl, namespace 1, 4096-byte blocks), 64 MiB: not a minicap dump "
+                "device (no MINICAP signature); left alone", "minicap: RESULT: success: wrote"]  # fmt: skip
+        self.assertTrue(console.check_device_reports(nvme, unformatted=1)[0])
 
     def test_other_device_id(self):
         class Stuck:  # returns the excluded id first, then another
@@ -271,6 +275,26 @@ class BadInputTests(unittest.TestCase):
                                 "virtio-blk-pci,drive=disk1,addr=0x2,disable-legacy=off,disable-modern=on"])  # fmt: skip
         self.assertIn("file=/a.img,format=raw,if=none,id=disk0", cmd)
         self.assertNotIn("-drive", qemu.qemu_command(args, k, Path("/i"), []))
+
+    def test_qemu_nvme_disks(self):
+        k = kernel.GuestKernel("v", Path("/k"))
+        args = resolved(["--scenario", "capture-nvme"])
+        cmd = qemu.qemu_command(args, k, Path("/i"), [Path("/decoy.img"), Path("/dump.img")],
+                                nvme=frozenset({Path("/dump.img")}))  # fmt: skip
+        devs = [cmd[i + 1] for i, c in enumerate(cmd) if c == "-device"]
+        self.assertEqual(devs, ["virtio-blk-pci,drive=disk0,addr=0x1,disable-legacy=on,disable-modern=off",
+                                "nvme,serial=minicap1,drive=disk1,addr=0x2"])  # fmt: skip
+        self.assertIn("file=/dump.img,format=raw,if=none,id=disk1", cmd)
+        # The NVMe properties go to the NVMe disks only, the virtio-blk ones to the others.
+        args = resolved(["--scenario", "capture-nvme", "--nvme-props", "logical_block_size=4096",
+                         "--blk-props", "num-queues=1", "--iommu", "intel-iommu"])  # fmt: skip
+        cmd = qemu.qemu_command(args, k, Path("/i"), [Path("/decoy.img"), Path("/dump.img")],
+                                nvme=frozenset({Path("/dump.img")}))  # fmt: skip
+        devs = [cmd[i + 1] for i, c in enumerate(cmd) if c == "-device"]
+        self.assertEqual(devs, ["intel-iommu",
+                                "virtio-blk-pci,drive=disk0,addr=0x1,disable-legacy=on,disable-modern=off,"
+                                "num-queues=1,iommu_platform=on",
+                                "nvme,serial=minicap1,drive=disk1,addr=0x2,logical_block_size=4096"])  # fmt: skip
 
     def test_disk_size_defaults(self):
         size = lambda *a: resolved(list(a)).disk_size  # noqa: E731
@@ -587,13 +611,15 @@ class DeviceInfoTests(unittest.TestCase):
 
 # The runs of run-all.sh before the table, in its order, plus the two
 # integrity-check variants added with `minicap.verify=`.
-SUITE = ["capture-modern", "capture-legacy-4kn", "capture-verify-sha256", "capture-verify-none",
-         "capture-kdump-zlib-1", "capture-kdump-lzo-31", "capture-kdump-lzo-1", "capture-kdump-zlib-31", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
-         "capture-iommu-identity", "unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous", "device-error"]
+SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-verify-sha256", "capture-verify-none",
+         "capture-kdump-zlib-1", "capture-kdump-lzo-31", "capture-kdump-lzo-1", "capture-kdump-zlib-31",
+         "capture-nvme-4kn-kdump", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
+         "capture-iommu-identity", "capture-nvme-iommu", "unformatted-disk", "wrong-id", "bad-elfcorehdr",
+         "other-target-kind", "ambiguous", "device-error"]
 # The failure code each failure scenario must see.
 CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",
          "wrong-id": "device-id-mismatch", "ambiguous": "ambiguous-device", "bad-elfcorehdr": "bad-elfcorehdr",
-         "device-error": "device-error"}  # fmt: skip
+         "device-error": "device-error", "other-target-kind": "no-device"}  # fmt: skip
 
 
 class ScenarioTableTests(unittest.TestCase):
@@ -610,6 +636,8 @@ class ScenarioTableTests(unittest.TestCase):
                     replace(base, disks=()), replace(base, disks=base.disks * 2),
                     replace(base, device_option="maybe"), replace(base, options=scenarios.Options(virtio="v2")),
                     replace(scenarios.lookup("capture-modern"), pattern=False),
+                    replace(base, disks=(replace(base.disks[0], bus="scsi"),)),
+                    replace(scenarios.lookup("capture-modern"), options=scenarios.Options(nvme_props="x=1")),
                     replace(scenarios.lookup("device-error"), checks=frozenset())]:  # fmt: skip
             self.assertNotEqual(scenarios.problems(bad), [], bad)
 
@@ -641,24 +669,39 @@ class ScenarioTableTests(unittest.TestCase):
             self.assertTrue(s.pattern)
         self.assertEqual(get("no-disk").disks, ())
         self.assertEqual(get("small-disk").checks, {"data-area-zero"})
-        for name in ("unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous"):
+        for name in ("unformatted-disk", "wrong-id", "bad-elfcorehdr", "other-target-kind", "ambiguous"):
             s = get(name)
             self.assertTrue(s.disks and all(d.guarded for d in s.disks), name)
             self.assertFalse(s.pattern)
         self.assertEqual(get("unformatted-disk").checks, {"left-alone"})
         self.assertEqual((get("wrong-id").checks, get("wrong-id").device_option), ({"left-alone"}, "other"))
         self.assertEqual(get("bad-elfcorehdr").capture_append, ("elfcorehdr=12junk",))
+        self.assertEqual(get("other-target-kind").capture_append, ("minicap.target=nvme",))
         self.assertEqual((len(get("ambiguous").disks), get("ambiguous").device_option), (2, "none"))
         de = get("device-error")
         self.assertEqual(de.checks, {"left-alone", "device-error", "stored-log", "triage"})
         self.assertEqual([d.fails_write for d in de.disks], [False, True])
         for name, level, codec in (("capture-kdump-zlib-1", 1, "zlib"), ("capture-kdump-lzo-31", 31, "lzo"),
-                                   ("capture-kdump-lzo-1", 1, "lzo"), ("capture-kdump-zlib-31", 31, "zlib")):
+                                   ("capture-kdump-lzo-1", 1, "lzo"), ("capture-kdump-zlib-31", 31, "zlib"),
+                                   ("capture-nvme-4kn-kdump", 1, "none")):  # fmt: skip
             s = get(name)
             self.assertEqual(s.checks, {"left-alone", "stored-log", "kdump", "header-complete", "triage"}, name)
             self.assertEqual(scenarios.kdump_settings(s), (level, codec))
             self.assertIn("minicap.format=kdump", s.capture_append)
             self.assertTrue(s.pattern)
+        # The disks' buses: virtio-blk everywhere but in the NVMe rows.
+        buses = {s.name: [d.bus for d in s.disks] for s in scenarios.SCENARIOS}
+        self.assertEqual(buses.pop("capture-nvme"), ["virtio", "nvme"])
+        self.assertEqual(buses.pop("capture-nvme-iommu"), ["virtio", "nvme"])
+        self.assertEqual(buses.pop("capture-nvme-4kn-kdump"), ["nvme", "nvme"])
+        self.assertEqual({b for bs in buses.values() for b in bs}, {"virtio"})
+        for name in ("capture-nvme", "capture-nvme-iommu"):
+            s = get(name)
+            self.assertEqual(s.checks, {"left-alone", "stored-log", "vmcore", "header-complete", "triage"}, name)
+            self.assertEqual([(d.image, d.content, d.guarded, d.target) for d in s.disks],
+                             [("decoy.img", "random", True, False), ("dump.img", "formatted", False, True)])
+        self.assertEqual([(d.content, d.target) for d in get("capture-nvme-4kn-kdump").disks],
+                         [("random", False), ("formatted", True)])  # fmt: skip
 
     def test_options_row_then_command_line(self):
         a = resolved(["--scenario", "capture-qemu64-4M-3G"])
@@ -667,6 +710,11 @@ class ScenarioTableTests(unittest.TestCase):
         self.assertEqual((a.cpu, a.crashkernel, a.memory), ("max", "4M", 2048))
         a = resolved(["--scenario", "capture-legacy-4kn"])
         self.assertEqual((a.virtio, a.blk_props), ("legacy", "logical_block_size=4096,physical_block_size=4096"))
+        a = resolved(["--scenario", "capture-nvme-4kn-kdump"])
+        self.assertEqual((a.nvme_props, a.blk_props), ("logical_block_size=4096,physical_block_size=4096", ""))
+        self.assertEqual(resolved(["--scenario", "capture-nvme"]).nvme_props, "")
+        a = resolved(["--scenario", "capture-nvme-iommu"])
+        self.assertEqual((a.iommu, a.guest_append), ("intel-iommu,intremap=off", "intel_iommu=on iommu=nopt"))
         a = resolved(["--scenario", "capture-iommu"])
         self.assertEqual((a.iommu, a.guest_append), ("intel-iommu,intremap=off", "intel_iommu=on iommu=nopt"))
         a = resolved([])

@@ -33,7 +33,7 @@ use crate::writer::{
 use crate::{fault, finish, memory, say, target};
 use core::ops::Range;
 use minicap_acpi::AcpiInfo;
-use minicap_bootinfo::cmdline::{Compress, DumpFormat, DumpTarget, MinicapOptions};
+use minicap_bootinfo::cmdline::{Compress, DumpFormat, MinicapOptions};
 use minicap_capture::kdump_plan;
 use minicap_capture::profile::{Phase, Profile};
 use minicap_capture::triage::{last_lines, render_triage};
@@ -197,7 +197,7 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
     silence_interrupts(acpi.as_ref());
     phase(Phase::Device);
     let machine = Machine;
-    let candidates = Candidates::scan(&machine);
+    let candidates = Candidates::scan(&machine, options.target);
     phase(Phase::Iommu);
     crate::iommu::take_over(acpi.as_ref(), &candidates, &core, &heap)
         .map_err(|e| Failure::iommu(e.base, e.error))?;
@@ -462,9 +462,6 @@ fn report_skipped(skipped: &SkippedRanges) {
 }
 
 fn report_options(options: &MinicapOptions) {
-    // The only target so far: adding a variant makes this pattern
-    // refutable, so the compiler points here.
-    let DumpTarget::VirtioBlk = options.target;
     let mut device = FixedString::<40>::new();
     let _ = match &options.device {
         Some(id) => core::fmt::Write::write_fmt(&mut device, format_args!("{}", DeviceIdHex(id))),

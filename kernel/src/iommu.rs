@@ -8,10 +8,11 @@
 //! raw physical memory, the memory being dumped or minicap's own heap.
 //!
 //! So every unit with translation on gets minicap's own root table, in which
-//! only the virtio-blk devices minicap may use are present (pass-through if
-//! the unit supports it, else an identity map of everything the dump reads
-//! and minicap's memory); every other device's context entry is not present
-//! and its DMA is blocked. All virtio-blk devices are let through, not just
+//! only the disks minicap may use (the dump disk candidates, virtio-blk and
+//! NVMe, of the kinds `minicap.target=` selects) are present (pass-through
+//! if the unit supports it, else an identity map of everything the dump
+//! reads and minicap's memory); every other device's context entry is not
+//! present and its DMA is blocked. All candidates are let through, not just
 //! the dump device: `target::find` resets and reads every candidate to find
 //! the prepared one, and they are the only devices minicap drives. Their bus
 //! mastering is switched off first, so none of them can finish an old

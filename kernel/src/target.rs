@@ -1,62 +1,111 @@
-//! Finding the dump device: the virtio-blk device whose first sector holds a
-//! minicap header (written by `minicap format`) with the requested id. Every
-//! candidate is reset before use (the crashed kernel may have left requests
-//! in flight); none but the chosen one is ever written.
+//! Finding the dump device: the disk whose first logical block holds a
+//! minicap header (written by `minicap format`) with the requested id.
+//!
+//! The candidates are the PCI functions of every kind `minicap.target=`
+//! selects (virtio-blk, NVMe: [`DiskKind`]), in bus scan order. Every
+//! candidate is reset by its driver before use (the crashed kernel may have
+//! left requests in flight) and its header read; none but the chosen one is
+//! ever written, and a disk without a valid header carrying the requested
+//! id is left alone. Which driver runs underneath is hidden behind
+//! [`DumpDisk`], so the writer and this search are the same for all kinds.
 
+mod disk;
+
+pub use disk::{DiskKind, DumpDisk};
+
+use crate::console::FixedString;
 use crate::failure::{DeviceName, Failure};
 use crate::hw::dma::DmaBuffer;
 use crate::hw::platform::Machine;
 use crate::say;
 use crate::writer::block_size_supported;
+use core::fmt::Write as _;
+use minicap_bootinfo::cmdline::DumpTarget;
 use minicap_drivers::pci::{self, PciAddress};
-use minicap_drivers::virtio::{is_virtio_blk, VirtioBlk};
 use minicap_drivers::{BlockDevice, Platform};
 use minicap_dumpheader::{DeviceIdHex, DumpHeader, HeaderError, HEADER_LEN};
 use minicap_physmem::{PAGE_BYTES, PAGE_SIZE};
 
-/// Virtio-blk functions considered (and let through a translating IOMMU).
-pub const MAX_VIRTIO_DEVICES: usize = 16;
+/// Disks considered (and let through a translating IOMMU), all kinds
+/// together.
+pub const MAX_CANDIDATES: usize = 16;
 
 /// The chosen device and the header found on it.
 pub struct Target<'m> {
     /// The device, initialised.
-    pub device: VirtioBlk<'m, Machine>,
+    pub device: DumpDisk<'m>,
     /// Its minicap header as found.
     pub header: DumpHeader,
-    /// "virtio-blk 00:04.0 (modern), 2048 MiB".
+    /// "virtio-blk 00:04.0 (modern), 2048 MiB",
+    /// "NVMe 00:03.0 (QEMU NVMe Ctrl, namespace 1), 2048 MiB".
     pub name: DeviceName,
 }
 
-/// The virtio-blk functions on the PCI bus, in scan order: the candidates
-/// for the dump device (and the only devices the IOMMU takeover lets through).
+/// The disks on the PCI bus of the kinds `minicap.target=` selects, in scan
+/// order: the candidates for the dump device (and the only devices the
+/// IOMMU takeover lets through).
 pub struct Candidates {
-    list: [PciAddress; MAX_VIRTIO_DEVICES],
+    addresses: [PciAddress; MAX_CANDIDATES],
+    kinds: [DiskKind; MAX_CANDIDATES],
     count: usize,
 }
 
 impl Candidates {
-    /// Scan every bus.
-    pub fn scan(machine: &Machine) -> Self {
+    /// Scan every bus for disks of the kinds `target` selects. Disks of
+    /// other kinds, and any beyond [`MAX_CANDIDATES`], are said and left
+    /// alone.
+    pub fn scan(machine: &Machine, target: DumpTarget) -> Self {
         let mut found = Self {
-            list: [PciAddress {
+            addresses: [PciAddress {
                 bus: 0,
                 device: 0,
                 function: 0,
-            }; MAX_VIRTIO_DEVICES],
+            }; MAX_CANDIDATES],
+            kinds: [DiskKind::VirtioBlk; MAX_CANDIDATES],
             count: 0,
         };
         pci::enumerate(machine, |f| {
-            if is_virtio_blk(f.vendor, f.device) && found.count < MAX_VIRTIO_DEVICES {
-                found.list[found.count] = f.address;
+            let Some(kind) = DiskKind::of(machine, &f) else {
+                return;
+            };
+            let address = f.address;
+            if !kind.selected_by(target) {
+                say!("{kind} {address}: not a candidate (minicap.target={target}); left alone");
+            } else if found.count == MAX_CANDIDATES {
+                say!("{kind} {address}: more than {MAX_CANDIDATES} disks; left alone");
+            } else {
+                found.addresses[found.count] = address;
+                found.kinds[found.count] = kind;
                 found.count += 1;
             }
         });
+        found.report(target);
         found
+    }
+
+    /// One line: what the scan found.
+    fn report(&self, target: DumpTarget) {
+        let mut list = FixedString::<200>::new();
+        for (i, (address, kind)) in self.iter().enumerate() {
+            let _ = write!(list, "{}{kind} {address}", if i > 0 { ", " } else { "" });
+        }
+        if self.count == 0 {
+            let _ = list.write_str("none");
+        }
+        say!(
+            "dump disk candidates (minicap.target={target}): {}",
+            list.as_str()
+        );
     }
 
     /// The functions found.
     pub fn all(&self) -> &[PciAddress] {
-        &self.list[..self.count]
+        &self.addresses[..self.count]
+    }
+
+    /// The functions found, each with its kind.
+    fn iter(&self) -> impl Iterator<Item = (PciAddress, DiskKind)> + '_ {
+        self.all().iter().copied().zip(self.kinds.iter().copied())
     }
 }
 
@@ -80,11 +129,16 @@ pub fn find<'m>(
     // A device minicap cannot write may be the one wanted: its header
     // cannot even be read to tell.
     let mut unsupported: Option<(DeviceName, u32)> = None;
-    for &address in candidates.all() {
-        let device = match VirtioBlk::new(machine, address) {
+    for (address, kind) in candidates.iter() {
+        let device = match DumpDisk::open(machine, address, kind) {
             Ok(d) => d,
             Err(e) => {
-                say!("virtio-blk {address}: unusable: {e}");
+                say!("{kind} {address}: unusable: {e}; left alone");
+                if let Some(block_size) = e.refused_block_size() {
+                    let mut name = DeviceName::new();
+                    let _ = write!(name, "{kind} {address}");
+                    unsupported = Some((name, block_size));
+                }
                 continue;
             }
         };
@@ -126,8 +180,8 @@ pub fn find<'m>(
     })
 }
 
-/// Read the device's first sector and decode the minicap header in it.
-fn identify<'m>(mut device: VirtioBlk<'m, Machine>, buffer: &DmaBuffer) -> Option<Target<'m>> {
+/// Read the device's first block and decode the minicap header in it.
+fn identify<'m>(mut device: DumpDisk<'m>, buffer: &DmaBuffer) -> Option<Target<'m>> {
     let mut name = DeviceName::new();
     let _ = device.describe(&mut name);
     // One 4 KiB block: a whole logical block on 512-byte and 4Kn disks.

@@ -25,7 +25,7 @@ Runs one scenario (--scenario NAME, default capture-modern) or every
 scenario of the suite (--all), as listed in qemu/harness/scenarios.py
 (--list shows them). The options below that a scenario also sets (--virtio,
 --cpu, --memory, --crashkernel, --iommu, --guest-append, --blk-props,
---disk-size) override the scenario's value when given.
+--nvme-props, --disk-size) override the scenario's value when given.
 """
 
 
@@ -70,9 +70,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--kexec-args", default="--args-linux", help="load mode passed to kexec -p for minicap")
     ap.add_argument("--blk-props", default=None,
                     help="more virtio-blk-pci properties, e.g. logical_block_size=4096,physical_block_size=4096")
+    ap.add_argument("--nvme-props", default=None,
+                    help="more QEMU nvme properties for the scenario's NVMe disks, e.g. "
+                         "logical_block_size=4096,physical_block_size=4096")  # fmt: skip
     ap.add_argument("--iommu", default=None,
                     help="an IOMMU device, e.g. intel-iommu,intremap=off: added before the disks, "
-                         "which get iommu_platform=on; give the guest intel_iommu=on iommu=nopt "
+                         "virtio-blk ones get iommu_platform=on; give the guest intel_iommu=on iommu=nopt "
                          "with --guest-append so that it really translates")  # fmt: skip
     ap.add_argument("--append-extra", default="", help="more minicap options for the capture command line")
     ap.add_argument("--guest-append", default=None, help="more options for the crashing kernel's command line")

@@ -18,8 +18,8 @@ from .kernel import GuestKernel
 
 # The harness relies on QEMU behaviour checked with 7.2 (Debian 12): the
 # q35 machine with `-nodefaults`, virtio-blk-pci's disable-legacy /
-# disable-modern and block-size properties, intel-iommu's intremap= and pt=,
-# and blkdebug rule files. Older QEMUs lack some of these; newer ones are
+# disable-modern and block-size properties, nvme's serial= and block-size
+# properties, intel-iommu's intremap= and pt=, and blkdebug rule files. Older QEMUs lack some of these; newer ones are
 # expected to keep them (they are long-standing), so they run with a note.
 QEMU_MIN = (7, 2)
 QEMU_TESTED = (7, 2)
@@ -137,13 +137,14 @@ def run_qemu(cmd: list[str], serial_log: Path, timeout: float, echo: bool, resul
 
 
 def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
-                 blkdebug: dict[Path, Path] | None = None) -> list[str]:
-    """The QEMU command line; `disks` become virtio-blk devices in PCI slots
-    1, 2, ... in that order (so minicap's PCI scan meets them in that order).
-    A disk with an entry in `blkdebug` (image -> rule file) is attached
-    through QEMU's blkdebug driver with those rules, without request
-    merging, and I/O errors are reported to the guest (werror=report,
-    rerror=report)."""
+                 blkdebug: dict[Path, Path] | None = None, nvme: frozenset[Path] = frozenset()) -> list[str]:
+    """The QEMU command line; `disks` become devices in PCI slots 1, 2, ...
+    in that order (so minicap's PCI scan meets them in that order): an NVMe
+    controller with the disk as namespace 1 for those in `nvme`, else a
+    virtio-blk device. A disk with an entry in `blkdebug` (image -> rule
+    file) is attached through QEMU's blkdebug driver with those rules,
+    without request merging, and I/O errors are reported to the guest
+    (werror=report, rerror=report)."""
     append = (
         f"console=ttyS0 crashkernel={args.crashkernel} panic=0 oops=panic loglevel=7 "
         f"printk.time=1 {args.guest_append}"
@@ -183,10 +184,14 @@ def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
         # reported for the oldest, which need not hold the injected byte.
         # Unmerged, the failed request is exactly the one blkdebug failed.
         merging = ",request-merging=off" if rules else ""
-        cmd += [
-            "-drive", drive,
-            "-device", f"virtio-blk-pci,drive=disk{i},addr={i + 1:#x},{virtio}{merging}",
-        ]  # fmt: skip
+        if disk in nvme:
+            # No iommu_platform= to set: an NVMe controller's DMA always goes
+            # through the IOMMU. The serial is mandatory for QEMU's nvme.
+            props = f",{args.nvme_props}" if args.nvme_props else ""
+            device = f"nvme,serial=minicap{i},drive=disk{i},addr={i + 1:#x}{props}"
+        else:
+            device = f"virtio-blk-pci,drive=disk{i},addr={i + 1:#x},{virtio}{merging}"
+        cmd += ["-drive", drive, "-device", device]
     if args.qemu_debug:
         cmd += ["-d", "guest_errors,cpu_reset,unimp", "-D", str(Path(args.out_dir) / "qemu-debug.log")]
     return cmd + args.qemu_extra

@@ -90,9 +90,11 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     # Disk images, attached in table order (PCI slots 1, 2, ...); `guarded`
     # ones are fingerprinted now and compared after the run.
     attached: list[Path] = []
+    nvme: set[Path] = set()  # attached as NVMe controllers, the others as virtio-blk
     guarded: dict[str, Path] = {}
     ids: dict[str, str] = {}
     target: Path | None = None
+    target_bus = sc.VIRTIO
     random_disks = 0
     decoy = False
     format_logs = []
@@ -111,16 +113,18 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         else:
             make_blank_disk(img, size)
         attached.append(img)
+        if d.bus == sc.NVME:
+            nvme.add(img)
         decoy = decoy or d.decoy
         if d.guarded:
             guarded[d.label] = img
         if d.target:
-            target = img
+            target, target_bus = img, d.bus
     if format_logs:
         (out / "format.log").write_text("\n".join(format_logs))
     before = {name: fingerprint(img) for name, img in guarded.items()}
-    info["disks"] = [{"image": img.name, "bytes": img.stat().st_size, "minicap_device": ids.get(img.name)}
-                     for img in attached]  # fmt: skip
+    info["disks"] = [{"image": img.name, "bytes": img.stat().st_size, "minicap_device": ids.get(img.name),
+                      "bus": sc.NVME if img in nvme else sc.VIRTIO} for img in attached]  # fmt: skip
     data_area_before = target.read_bytes()[:MIB] if target and sc.DATA_AREA_ZERO in s.checks else b""
     # The target may fail one write part-way through the dump area.
     blkdebug: dict[Path, Path] = {}
@@ -158,7 +162,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         pattern=Path(args.pattern) if s.pattern else None, pattern_mib=args.pattern_mib, seed=seed))  # fmt: skip
     log(f"initramfs {initrd} ({initrd.stat().st_size // 1024} KiB), seed {seed:016x}")
 
-    cmd = qemu_command(args, k, initrd, attached, blkdebug)
+    cmd = qemu_command(args, k, initrd, attached, blkdebug, frozenset(nvme))
     info["qemu"] = cmd
     r = run_qemu(cmd, out / "serial.log", args.timeout, args.verbose, result_re, args.exit_grace)
     texts = r.texts()
@@ -238,7 +242,8 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
                            header, injected, texts, k.version, info)  # fmt: skip
     if sc.STORED_LOG in s.checks and result:
         check_stored_log(res, args, out, target, serial, STORED_LOG_WANT["success" if s.failure is None else "failure"])
-    block = re.search(r"logical_block_size=(\d+)", args.blk_props or "")
+    target_props = args.nvme_props if target_bus == sc.NVME else args.blk_props
+    block = re.search(r"logical_block_size=(\d+)", target_props or "")
     if block and int(block.group(1)) != 512 and result:
         want_blocks = f"{block.group(1)}-byte blocks"
         hit = next((l.rstrip("\r") for l in serial if l.startswith("minicap: target:")), "")

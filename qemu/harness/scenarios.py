@@ -17,11 +17,17 @@ RANDOM = "random"  # random bytes: not a minicap device
 BLANK = "blank"  # a sparse image of zeros (the linux-kdump reference dd's its vmcore onto it)
 CONTENTS = (FORMATTED, RANDOM, BLANK)
 
+# How a disk is attached.
+VIRTIO = "virtio"  # a virtio-blk-pci function (--virtio mode, --blk-props)
+NVME = "nvme"  # an NVMe controller with the disk as its namespace 1 (--nvme-props)
+BUSES = (VIRTIO, NVME)
+
 
 @dataclass(frozen=True)
 class Disk:
-    """One virtio-blk disk. The guest gets them in table order, in PCI slots
-    1, 2, ..., which is the order minicap's PCI scan meets them."""
+    """One disk: a virtio-blk function or an NVMe controller. The guest gets
+    them in table order, in PCI slots 1, 2, ..., which is the order minicap's
+    PCI scan meets them."""
 
     image: str  # file name in the output directory
     label: str  # how the checks name it ("decoy disk", "dump disk A")
@@ -31,6 +37,7 @@ class Disk:
     target: bool = False  # the dump disk: minicap.device= names it; the dump is read back from it
     decoy: bool = False  # left out with --no-decoy
     fails_write: bool = False  # attached through QEMU's blkdebug, which fails one write (--fail-at-percent)
+    bus: str = VIRTIO  # VIRTIO or NVME
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class Options:
     iommu: str | None = None
     guest_append: str | None = None
     blk_props: str | None = None
+    nvme_props: str | None = None
     disk_size: str | None = None
 
 
@@ -52,14 +60,14 @@ class Options:
 # sets an option (disk_size None: 2G, or the RAM + 64 MiB rounded up to a
 # GiB if larger).
 DEFAULTS = Options(virtio="modern", cpu="max", memory=1024, crashkernel="32M", iommu="", guest_append="",
-                   blk_props="", disk_size=None)  # fmt: skip
+                   blk_props="", nvme_props="", disk_size=None)  # fmt: skip
 VIRTIO_MODES = ("modern", "legacy", "transitional")
 
 # Checks a row can ask for. Besides these, every run checks the kexec load,
 # the crash, the RESULT (and the pattern if it plants one) and that QEMU
 # exits; every `guarded` disk is checked untouched; --iommu implies the
-# IOMMU takeover check and a logical_block_size= in --blk-props the
-# block-size check.
+# IOMMU takeover check and a logical_block_size= in the target disk's
+# properties (--blk-props or --nvme-props) the block-size check.
 LEFT_ALONE = "left-alone"  # one "not a minicap dump device ... left alone" line per RANDOM disk, or with
 #                            device_option "other" the "device id X is not the requested Y; left alone" line
 STORED_LOG = "stored-log"  # `minicap log`: the console log stored on the device, a copy of the serial lines
@@ -95,12 +103,12 @@ class Scenario:
     in_suite: bool = True
 
 
-def decoy() -> Disk:
-    return Disk("decoy.img", "decoy disk", RANDOM, size="64M", guarded=True, decoy=True)
+def decoy(bus: str = VIRTIO) -> Disk:
+    return Disk("decoy.img", "decoy disk", RANDOM, size="64M", guarded=True, decoy=True, bus=bus)
 
 
-def dump_disk(guarded: bool = False, fails_write: bool = False) -> Disk:
-    return Disk("dump.img", "dump disk", FORMATTED, guarded=guarded, target=True, fails_write=fails_write)
+def dump_disk(guarded: bool = False, fails_write: bool = False, bus: str = VIRTIO) -> Disk:
+    return Disk("dump.img", "dump disk", FORMATTED, guarded=guarded, target=True, fails_write=fails_write, bus=bus)
 
 
 CAPTURE_CHECKS = frozenset({LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, TRIAGE})
@@ -110,18 +118,20 @@ KDUMP_DEFAULT_LEVEL = 31
 KDUMP_DEFAULT_CODEC = "lzo"
 
 
-def capture(name: str, about: str, capture_append: tuple[str, ...] = (), **options) -> Scenario:
-    """A full capture: the decoy, then the dump disk; success; every check
-    of a good dump."""
-    return Scenario(name, about, disks=(decoy(), dump_disk()), checks=CAPTURE_CHECKS,
+def capture(name: str, about: str, capture_append: tuple[str, ...] = (), disks: tuple[Disk, ...] | None = None,
+            **options) -> Scenario:
+    """A full capture: the decoy, then the dump disk (both virtio-blk unless
+    `disks` says otherwise); success; every check of a good dump."""
+    return Scenario(name, about, disks=disks or (decoy(), dump_disk()), checks=CAPTURE_CHECKS,
                     options=Options(**options), pattern=True, capture_append=capture_append)  # fmt: skip
 
 
-def kdump_capture(name: str, about: str, codec: str, level: int, **options) -> Scenario:
+def kdump_capture(name: str, about: str, codec: str, level: int, disks: tuple[Disk, ...] | None = None,
+                  **options) -> Scenario:
     """A full capture in the kdump-compressed format with `codec` at dump level `level`."""
     append = ("minicap.format=kdump", f"minicap.compress={codec}", f"minicap.dump_level={level}")
-    return Scenario(name, about, disks=(decoy(), dump_disk()), checks=KDUMP_CHECKS, options=Options(**options),
-                    pattern=True, capture_append=append)  # fmt: skip
+    return Scenario(name, about, disks=disks or (decoy(), dump_disk()), checks=KDUMP_CHECKS,
+                    options=Options(**options), pattern=True, capture_append=append)  # fmt: skip
 
 
 def kdump_settings(s: Scenario) -> tuple[int, str]:
@@ -142,11 +152,16 @@ def bad_input(name: str, about: str, code: str, disks: tuple[Disk, ...], **kw) -
 
 
 IOMMU_GUEST = "intel_iommu=on iommu=nopt"  # the guest really translates, and the crash leaves it on
+BLOCKS_4KN = "logical_block_size=4096,physical_block_size=4096"
 
 SCENARIOS: tuple[Scenario, ...] = (
     capture("capture-modern", "full capture, virtio-blk modern only (disable-legacy=on)", virtio="modern"),
     capture("capture-legacy-4kn", "full capture, virtio-blk legacy only, 4 KiB logical blocks (4Kn)",
-            virtio="legacy", blk_props="logical_block_size=4096,physical_block_size=4096"),
+            virtio="legacy", blk_props=BLOCKS_4KN),
+    # NVMe: the crashed kernel drove the controller (its driver is built in),
+    # so minicap must disable it and bring it up with its own queues.
+    capture("capture-nvme", "full capture onto an NVMe namespace; the virtio-blk decoy left alone",
+            disks=(decoy(), dump_disk(bus=NVME))),
     # The other two integrity checks (the default, XXH64 per chunk, is in every
     # other capture): the header and `minicap save` must say what was recorded.
     capture("capture-verify-sha256", "full capture with minicap.verify=sha256: a SHA-256 of the whole dump",
@@ -163,6 +178,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     kdump_capture("capture-kdump-lzo-1", "kdump-compressed, LZO, dump level 1: the pattern intact (makedumpfile "
                   "decompresses)", "lzo", 1),
     kdump_capture("capture-kdump-zlib-31", "kdump-compressed, zlib, dump level 31", "zlib", 31),
+    # Two NVMe controllers, 4 KiB logical blocks: the decoy namespace is read
+    # and left alone. Pages stored raw (no codec to wait for, so the device
+    # does the work) at level 1: every pattern page is checked in the file.
+    kdump_capture("capture-nvme-4kn-kdump", "kdump-compressed, pages raw, level 1, onto a 4Kn NVMe namespace; "
+                  "an NVMe decoy left alone", "none", 1, disks=(decoy(bus=NVME), dump_disk(bus=NVME)),
+                  nvme_props=BLOCKS_4KN),
     Scenario("no-disk", "no dump disk: minicap must report failure and reboot", failure="no-device",
              device_option=DEVICE_NONE),
     Scenario("small-disk", "4 MiB formatted disk: too small; its data area stays zero",
@@ -179,6 +200,10 @@ SCENARIOS: tuple[Scenario, ...] = (
             iommu="intel-iommu,intremap=off", guest_append=IOMMU_GUEST),
     capture("capture-iommu-identity", "full capture, guest left VT-d translating: identity map",
             iommu="intel-iommu,intremap=off,pt=off", guest_append=IOMMU_GUEST),
+    # The NVMe controller's DMA goes through VT-d like any PCI function's:
+    # minicap's tables must let the NVMe candidate through.
+    capture("capture-nvme-iommu", "full capture onto NVMe, guest left VT-d translating: pass-through tables",
+            disks=(decoy(), dump_disk(bus=NVME)), iommu="intel-iommu,intremap=off", guest_append=IOMMU_GUEST),
     bad_input("unformatted-disk", "one disk of random data, never formatted: failure, disk unchanged",
               "no-prepared-device", (Disk("random.img", "random disk", RANDOM, guarded=True),),
               disk_size="16M", device_option=DEVICE_NONE, checks=frozenset({LEFT_ALONE})),
@@ -188,6 +213,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     # malformed one rather than use the last.
     bad_input("bad-elfcorehdr", f"{BAD_ELFCOREHDR} on the capture command line: failure, disk unchanged",
               "bad-elfcorehdr", (dump_disk(guarded=True),), capture_append=(BAD_ELFCOREHDR,)),
+    # minicap.target= narrows the kinds of disk: a prepared disk of another
+    # kind, even with the requested id, is not looked at.
+    bad_input("other-target-kind", "minicap.target=nvme, the formatted disk is virtio-blk: failure, disk unchanged",
+              "no-device", (dump_disk(guarded=True),), capture_append=("minicap.target=nvme",)),
     bad_input("ambiguous", "two formatted disks, no minicap.device=: failure, both unchanged", "ambiguous-device",
               (Disk("dump-a.img", "dump disk A", FORMATTED, guarded=True),
                Disk("dump-b.img", "dump disk B", FORMATTED, guarded=True)), device_option=DEVICE_NONE),
@@ -225,6 +254,8 @@ def problems(s: Scenario) -> list[str]:
         out.append(f"capture_kernel {s.capture_kernel!r}")
     if s.options.virtio is not None and s.options.virtio not in VIRTIO_MODES:
         out.append(f"virtio {s.options.virtio!r}")
+    if s.options.nvme_props and not any(d.bus == NVME for d in s.disks):
+        out.append("nvme_props without an NVMe disk")
     images = [d.image for d in s.disks]
     if len(set(images)) != len(images):
         out.append("two disks share an image name")
@@ -233,6 +264,8 @@ def problems(s: Scenario) -> list[str]:
     for d in s.disks:
         if d.content not in CONTENTS:
             out.append(f"{d.image}: content {d.content!r}")
+        if d.bus not in BUSES:
+            out.append(f"{d.image}: bus {d.bus!r}")
         if d.fails_write and not d.target:
             out.append(f"{d.image}: only the target disk can fail a write")
         if d.decoy and d.content != RANDOM:

@@ -7,12 +7,18 @@ use super::params;
 /// Prefix of every minicap option; other parameters belong to Linux and are ignored.
 pub const OPTION_PREFIX: &str = "minicap.";
 
-/// Where the dump goes (`minicap.target=`).
+/// Which kinds of disk may hold the dump (`minicap.target=`). Whatever the kind, only a
+/// disk prepared with `minicap format` (and carrying the `minicap.device=` id, if given) is
+/// ever written; the kind only narrows the search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DumpTarget {
-    /// A virtio-blk disk prepared with `minicap format` (`virtio-blk`).
+    /// Every kind of disk minicap has a driver for (`any`).
     #[default]
+    Any,
+    /// virtio-blk disks only (`virtio-blk`).
     VirtioBlk,
+    /// NVMe namespaces only (`nvme`).
+    Nvme,
 }
 
 /// How the dump is encoded (`minicap.format=`).
@@ -83,8 +89,12 @@ trait Named: Sized + Copy + PartialEq + 'static {
 }
 
 impl Named for DumpTarget {
-    const NAMES: &'static [(&'static str, Self)] = &[("virtio-blk", Self::VirtioBlk)];
-    const ACCEPTED: &'static str = "virtio-blk";
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("any", Self::Any),
+        ("virtio-blk", Self::VirtioBlk),
+        ("nvme", Self::Nvme),
+    ];
+    const ACCEPTED: &'static str = "any, virtio-blk, nvme";
 }
 
 impl Named for DumpFormat {
@@ -193,7 +203,7 @@ impl core::error::Error for OptionError<'_> {}
 /// The capture kernel's settings from `minicap.*` parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MinicapOptions {
-    /// `minicap.target=`, default `virtio-blk`.
+    /// `minicap.target=`, default `any`.
     pub target: DumpTarget,
     /// `minicap.format=`, default `elf`.
     pub format: DumpFormat,
@@ -325,7 +335,7 @@ mod tests {
         assert_eq!(r.unwrap(), MinicapOptions::default());
         assert!(w.is_empty());
         let d = MinicapOptions::default();
-        assert_eq!(d.target, DumpTarget::VirtioBlk);
+        assert_eq!(d.target, DumpTarget::Any);
         assert_eq!(d.format, DumpFormat::Elf);
         assert_eq!(d.after, AfterDump::Reboot);
         assert_eq!(d.verify, Verify::Chunks);
@@ -352,6 +362,24 @@ mod tests {
             }
         );
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn every_target_kind() {
+        for (value, want) in [
+            ("any", DumpTarget::Any),
+            ("virtio-blk", DumpTarget::VirtioBlk),
+            ("nvme", DumpTarget::Nvme),
+        ] {
+            let o = parse(&format!("minicap.target={value}")).0.unwrap();
+            assert_eq!(o.target, want, "{value}");
+            assert_eq!(want.as_str(), value);
+        }
+        // The last occurrence wins, as for the other options.
+        let o = parse("minicap.target=nvme minicap.target=any").0.unwrap();
+        assert_eq!(o.target, DumpTarget::Any);
+        assert!(parse("minicap.target=NVMe").0.is_err());
+        assert!(parse("minicap.target=").0.is_err());
     }
 
     #[test]
@@ -499,8 +527,8 @@ mod tests {
             s.contains("minicap.after") && s.contains("explode") && s.contains("poweroff"),
             "{s}"
         );
-        let e = parse("minicap.target=nvme").0.unwrap_err();
-        assert!(e.to_string().contains("virtio-blk"));
+        let e = parse("minicap.target=ahci").0.unwrap_err();
+        assert!(e.to_string().contains("any, virtio-blk, nvme"), "{e}");
         let e = parse("minicap.format=diskdump").0.unwrap_err();
         assert!(e.to_string().contains("elf, kdump"));
         // Case matters, like Linux parameter values generally.
@@ -542,6 +570,8 @@ mod tests {
         assert_eq!(AfterDump::Poweroff.as_str(), "poweroff");
         assert_eq!(AfterDump::Halt.to_string(), "halt");
         assert_eq!(DumpTarget::VirtioBlk.to_string(), "virtio-blk");
+        assert_eq!(DumpTarget::Nvme.to_string(), "nvme");
+        assert_eq!(DumpTarget::Any.to_string(), "any");
         assert_eq!(DumpFormat::Elf.to_string(), "elf");
     }
 }
