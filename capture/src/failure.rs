@@ -6,6 +6,7 @@
 
 use crate::text::{FixedString, Size};
 use core::fmt;
+use minicap_bootinfo::cmdline::DumpTarget;
 use minicap_bootinfo::{BootParamsError, RangeSetError};
 use minicap_dumpheader::{DeviceIdHex, FailureCode};
 use minicap_elfcore::ElfCoreError;
@@ -186,9 +187,12 @@ pub enum Failure {
         /// The unit's error, rendered.
         detail: Detail,
     },
-    /// No device of the requested kind.
-    NoDevice,
-    /// Devices found, none prepared by `minicap format`.
+    /// No disk of the kinds `minicap.target=` selects.
+    NoDevice {
+        /// `minicap.target=`.
+        target: DumpTarget,
+    },
+    /// Disks found, none prepared by `minicap format`.
     NoPreparedDevice {
         /// How many devices were looked at.
         count: usize,
@@ -297,7 +301,7 @@ impl Failure {
             }
             Self::BadLayout(_) => FailureCode::BadLayout,
             Self::Iommu { .. } => FailureCode::Iommu,
-            Self::NoDevice => FailureCode::NoDevice,
+            Self::NoDevice { .. } => FailureCode::NoDevice,
             Self::NoPreparedDevice { .. } => FailureCode::NoPreparedDevice,
             Self::DeviceIdMismatch { .. } => FailureCode::DeviceIdMismatch,
             Self::AmbiguousDevice => FailureCode::AmbiguousDevice,
@@ -377,16 +381,22 @@ impl Failure {
             }
             Self::BadLayout(e) => write!(f, "cannot lay out the vmcore: {e}"),
             Self::Iommu { unit, detail } => write!(f, "IOMMU: VT-d unit at {unit:#x}: {detail}"),
-            Self::NoDevice => f.write_str(
-                "no virtio-blk device on the PCI bus (minicap.target=virtio-blk)",
+            Self::NoDevice { target } => write!(
+                f,
+                "no {} disk on the PCI bus (minicap.target={target})",
+                match target {
+                    DumpTarget::Any => "virtio-blk or NVMe",
+                    DumpTarget::VirtioBlk => "virtio-blk",
+                    DumpTarget::Nvme => "NVMe",
+                }
             ),
             Self::NoPreparedDevice { count } => write!(
                 f,
-                "none of the {count} virtio-blk device(s) is a prepared minicap dump device (run `minicap format DEVICE` first)"
+                "none of the {count} disk(s) is a prepared minicap dump device (run `minicap format DEVICE` first)"
             ),
             Self::DeviceIdMismatch { wanted } => write!(
                 f,
-                "no virtio-blk device has minicap device id {}",
+                "no disk has minicap device id {}",
                 DeviceIdHex(wanted)
             ),
             Self::AmbiguousDevice => f.write_str(

@@ -48,6 +48,8 @@ pub struct Candidates {
     addresses: [PciAddress; MAX_CANDIDATES],
     kinds: [DiskKind; MAX_CANDIDATES],
     count: usize,
+    /// The kinds asked for.
+    target: DumpTarget,
 }
 
 impl Candidates {
@@ -63,6 +65,7 @@ impl Candidates {
             }; MAX_CANDIDATES],
             kinds: [DiskKind::VirtioBlk; MAX_CANDIDATES],
             count: 0,
+            target,
         };
         pci::enumerate(machine, |f| {
             let Some(kind) = DiskKind::of(machine, &f) else {
@@ -117,7 +120,9 @@ pub fn find<'m>(
 ) -> Result<Target<'m>, Failure> {
     let count = candidates.count;
     if count == 0 {
-        return Err(Failure::NoDevice);
+        return Err(Failure::NoDevice {
+            target: candidates.target,
+        });
     }
     let buffer = machine
         .dma_alloc(PAGE_BYTES, PAGE_BYTES)

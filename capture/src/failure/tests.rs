@@ -9,7 +9,9 @@ fn text(f: &Failure) -> String {
 fn every_failure_before_the_device_says_nothing_was_written() {
     let cases = [
         Failure::NoElfcorehdr,
-        Failure::NoDevice,
+        Failure::NoDevice {
+            target: DumpTarget::Any,
+        },
         Failure::AmbiguousDevice,
         Failure::OutOfMemoryForPageTables,
         Failure::iommu(0xfed9_0000, "the unit did not carry out a command"),
@@ -57,13 +59,13 @@ fn exact_texts_and_codes() {
     let f = Failure::DeviceIdMismatch { wanted: [0xab; 16] };
     assert_eq!(
         text(&f),
-        "no virtio-blk device has minicap device id abababababababababababababababab; nothing was written"
+        "no disk has minicap device id abababababababababababababababab; nothing was written"
     );
     assert_eq!(f.code(), FailureCode::DeviceIdMismatch);
 
     let f = Failure::NoPreparedDevice { count: 2 };
     assert_eq!(f.code(), FailureCode::NoPreparedDevice);
-    assert!(text(&f).starts_with("none of the 2 virtio-blk device(s)"));
+    assert!(text(&f).starts_with("none of the 2 disk(s)"));
 
     let f = Failure::ElfcorehdrOutOfRange {
         addr: 0x3ef5_d000,
@@ -135,11 +137,17 @@ fn write_failures_name_the_step_and_claim_nothing_about_the_device() {
 
 #[test]
 fn result_line_carries_the_code() {
-    let f = Failure::NoDevice;
+    let f = Failure::NoDevice {
+        target: DumpTarget::Any,
+    };
     assert_eq!(
         ResultLine(&f).to_string(),
-        "RESULT: failure [no-device]: no virtio-blk device on the PCI bus (minicap.target=virtio-blk); nothing was written"
+        "RESULT: failure [no-device]: no virtio-blk or NVMe disk on the PCI bus (minicap.target=any); nothing was written"
     );
+    let f = Failure::NoDevice {
+        target: DumpTarget::Nvme,
+    };
+    assert!(text(&f).starts_with("no NVMe disk on the PCI bus (minicap.target=nvme)"));
     let f = Failure::CpuException {
         vector: 14,
         name: "page fault",
