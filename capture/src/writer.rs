@@ -42,6 +42,9 @@ use minicap_dumpheader::{
 use minicap_elfcore::VmcoreLayout;
 use minicap_physmem::{PAGE_BYTES, PAGE_SIZE};
 
+mod device_sink;
+#[cfg(test)]
+mod fakes;
 mod integrity;
 pub mod kdump;
 
