@@ -51,7 +51,7 @@ pub mod kdump;
 
 use core::cell::Cell;
 use device_sink::{DeviceSink, FileProgress, PageCounts};
-pub use elf_filtered::{ElfFilterError, ElfStats, FilteredElf};
+pub use elf_filtered::{ElfFilterError, ElfFilterOptions, ElfStats, FilteredElf};
 pub use integrity::{verification, ChunkSize, Verified};
 use integrity::{ChunkTable, Integrity};
 pub use kdump::{FrameFilter, KdumpDump, KdumpSummary, KeepAll};
