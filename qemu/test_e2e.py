@@ -588,7 +588,7 @@ class DeviceInfoTests(unittest.TestCase):
 # The runs of run-all.sh before the table, in its order, plus the two
 # integrity-check variants added with `minicap.verify=`.
 SUITE = ["capture-modern", "capture-legacy-4kn", "capture-verify-sha256", "capture-verify-none",
-         "capture-kdump-zlib-1", "capture-kdump-lzo-31", "capture-kdump-lzo-1", "capture-kdump-zlib-31", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
+         "capture-kdump-zlib-1", "capture-kdump-lzo-31", "capture-kdump-lzo-1", "capture-kdump-zlib-31", "capture-elf-31", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
          "capture-iommu-identity", "unformatted-disk", "wrong-id", "bad-elfcorehdr", "ambiguous", "device-error"]
 # The failure code each failure scenario must see.
 CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",
@@ -659,6 +659,15 @@ class ScenarioTableTests(unittest.TestCase):
             self.assertEqual(scenarios.kdump_settings(s), (level, codec))
             self.assertIn("minicap.format=kdump", s.capture_append)
             self.assertTrue(s.pattern)
+        s = get("capture-elf-31")
+        self.assertEqual(s.checks, {"left-alone", "stored-log", "elf-filtered", "header-complete", "triage"})
+        self.assertEqual(s.capture_append, ("minicap.format=elf", "minicap.dump_level=31"))
+        self.assertEqual(scenarios.dump_level(s), 31)
+        self.assertTrue(s.pattern)
+        from dataclasses import replace
+
+        self.assertNotEqual(scenarios.problems(replace(s, capture_append=("minicap.format=elf",))), [])
+        self.assertNotEqual(scenarios.problems(replace(s, checks=s.checks | {"vmcore"})), [])
 
     def test_options_row_then_command_line(self):
         a = resolved(["--scenario", "capture-qemu64-4M-3G"])

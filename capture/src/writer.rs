@@ -22,6 +22,12 @@
 //! checkpoint. The log and the table always go before the header that
 //! counts them.
 //!
+//! That is the whole ELF vmcore (dump level 0). The files whose pages the CPU reads and
+//! filters, the filtered ELF vmcore ([`elf_filtered`], `makedumpfile -E`) and the
+//! kdump-compressed format ([`kdump`]), keep the same order (triage text and header
+//! "writing" first, checkpoints, "complete" or "failed" last) through one shared device
+//! sink of staged 4 KiB blocks, read back at the end for the checksums.
+//!
 //! The writer touches no hardware: the device is a [`BlockDevice`], and old
 //! memory, the console log, the clock and DMA buffers come from a
 //! [`WriterEnv`] (the kernel's thin adapters; fakes in the tests).
