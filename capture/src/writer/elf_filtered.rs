@@ -48,7 +48,7 @@ use core::fmt;
 use core::ops::Range;
 use minicap_elfcore::{
     CoreHeaders, LoadSegment, Phdr, EHDR_SIZE, ELFCLASS64, ELFDATA2LSB, ELF_MAGIC, EM_X86_64,
-    ET_CORE, EV_CURRENT, PHDR_SIZE, PN_XNUM, PT_LOAD, PT_NOTE, SHDR_SIZE,
+    ET_CORE, EV_CURRENT, PHDR_LEN, PHDR_SIZE, PN_XNUM, PT_LOAD, PT_NOTE, SHDR_SIZE,
 };
 use minicap_kdumpfile::Sink;
 use minicap_physmem::{PhysMem, PAGE_BYTES, PAGE_SIZE};
@@ -207,7 +207,7 @@ impl<'a, M: PhysMem + ?Sized, F: FrameFilter> FilteredElf<'a, M, F> {
     ) -> Result<ElfStats, ElfFilterError<S::Error>> {
         let mut headers = BlockStream::new(0);
         headers.push(sink, &elf_header(self.core, layout))?;
-        note_phdr(self.core, layout).encode_into(&mut headers, sink)?;
+        push_phdr(&mut headers, sink, &note_phdr(self.core, layout))?;
         write_notes(sink, layout.notes_offset, &self.core.notes)?;
         let mut stats = ElfStats {
             layout: Some(*layout),
@@ -230,8 +230,9 @@ impl<'a, M: PhysMem + ?Sized, F: FrameFilter> FilteredElf<'a, M, F> {
                 written,
             });
         }
-        let Output { sink, headers, .. } = out;
-        let mut headers = headers;
+        let Output {
+            sink, mut headers, ..
+        } = out;
         if layout.extended {
             headers.push(sink, &section_header_0(layout.phnum))?;
         }
@@ -577,24 +578,15 @@ fn note_phdr(core: &CoreHeaders, layout: &ElfLayout) -> Phdr {
     }
 }
 
-trait EncodeInto {
-    fn encode_into<S: Sink>(
-        &self,
-        stream: &mut BlockStream,
-        sink: &mut S,
-    ) -> Result<(), ElfFilterError<S::Error>>;
-}
-
-impl EncodeInto for Phdr {
-    fn encode_into<S: Sink>(
-        &self,
-        stream: &mut BlockStream,
-        sink: &mut S,
-    ) -> Result<(), ElfFilterError<S::Error>> {
-        let mut bytes = Vec::with_capacity(56);
-        self.encode(&mut bytes);
-        stream.push(sink, &bytes)
-    }
+/// Appends `phdr`'s 56 bytes to the program header table.
+fn push_phdr<S: Sink>(
+    headers: &mut BlockStream,
+    sink: &mut S,
+    phdr: &Phdr,
+) -> Result<(), ElfFilterError<S::Error>> {
+    let mut bytes = Vec::with_capacity(PHDR_LEN);
+    phdr.encode(&mut bytes);
+    headers.push(sink, &bytes)
 }
 
 /// The notes at `offset`, zero padded to whole blocks.
@@ -675,7 +667,7 @@ impl<S: Sink> Output<'_, S> {
     }
 
     fn phdr(&mut self, seg: &Segment) -> Result<(), ElfFilterError<S::Error>> {
-        seg.phdr().encode_into(&mut self.headers, self.sink)
+        push_phdr(&mut self.headers, self.sink, &seg.phdr())
     }
 }
 
