@@ -4,11 +4,10 @@
 //! page frames (makedumpfile's cyclic mode) and hands out whole 4 KiB blocks, not in file
 //! order: the page data is appended, the descriptors go to their slots behind it, each
 //! cycle's bitmap slices go back to the bitmaps, and block 0 is rewritten at the end
-//! without its "incomplete" flag. This module is the [`Sink`] that turns those blocks into
-//! large device writes, and the [`PageSource`] that reads old memory and filters it.
-//!
-//! The device side (staging, checkpoints, read-back for the checksums, a full device) is
-//! the [`DeviceSink`] the filtered ELF vmcore shares.
+//! without its "incomplete" flag. This module hands those blocks to the device sink
+//! (staging into large device writes, checkpoints, read-back for the checksums, a full
+//! device: shared with the filtered ELF vmcore), and is the [`PageSource`] that reads old
+//! memory and filters it.
 
 use super::device_sink::{DeviceSink, FileProgress, PageCounts};
 use super::{Records, Verified, WriterEnv};
@@ -35,7 +34,8 @@ pub trait FrameFilter {
     /// consecutive cycles from low to high.
     fn exclude(&mut self, pfns: Range<u64>, exclude: &mut dyn FnMut(Range<u64>));
 
-    /// Start again from the lowest frame (a second pass).
+    /// Start a new ascending sequence of cycles, from any frame: a second pass, or the
+    /// next PT_LOAD of a filtered ELF vmcore.
     fn restart(&mut self) {}
 }
 
