@@ -613,7 +613,7 @@ class DeviceInfoTests(unittest.TestCase):
 # integrity-check variants added with `minicap.verify=`.
 SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-verify-sha256", "capture-verify-none",
          "capture-kdump-zlib-1", "capture-kdump-lzo-31", "capture-kdump-lzo-1", "capture-kdump-zlib-31",
-         "capture-nvme-4kn-kdump", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
+         "capture-nvme-4kn-kdump", "capture-elf-31", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
          "capture-iommu-identity", "capture-nvme-iommu", "unformatted-disk", "wrong-id", "bad-elfcorehdr",
          "other-target-kind", "ambiguous", "device-error"]
 # The failure code each failure scenario must see.
@@ -702,6 +702,15 @@ class ScenarioTableTests(unittest.TestCase):
                              [("decoy.img", "random", True, False), ("dump.img", "formatted", False, True)])
         self.assertEqual([(d.content, d.target) for d in get("capture-nvme-4kn-kdump").disks],
                          [("random", False), ("formatted", True)])  # fmt: skip
+        s = get("capture-elf-31")
+        self.assertEqual(s.checks, {"left-alone", "stored-log", "elf-filtered", "header-complete", "triage"})
+        self.assertEqual(s.capture_append, ("minicap.format=elf", "minicap.dump_level=31"))
+        self.assertEqual(scenarios.dump_level(s), 31)
+        self.assertTrue(s.pattern)
+        from dataclasses import replace
+
+        self.assertNotEqual(scenarios.problems(replace(s, capture_append=("minicap.format=elf",))), [])
+        self.assertNotEqual(scenarios.problems(replace(s, checks=s.checks | {"vmcore"})), [])
 
     def test_options_row_then_command_line(self):
         a = resolved(["--scenario", "capture-qemu64-4M-3G"])

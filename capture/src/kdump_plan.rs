@@ -1,6 +1,8 @@
-//! The plan of a kdump-compressed dump: what its header describes (utsname, time, CPUs,
-//! `phys_base`, notes and VMCOREINFO), which physical ranges are RAM to dump, and the dump
-//! level that can really be applied, with the page filter for it.
+//! The plan of a filtered dump: which physical ranges are RAM to dump, the dump level that
+//! can really be applied with the page filter for it ([`plan_filter`], for both the
+//! kdump-compressed format and the filtered ELF vmcore), and what a kdump-compressed
+//! header describes (utsname, time, CPUs, `phys_base`, notes and VMCOREINFO:
+//! [`plan_kdump`]).
 //!
 //! The dump level asked for (`minicap.dump_level=`) may need more than the crashed kernel's
 //! VMCOREINFO gives: bit 1 (zero pages) needs nothing, the others need the `struct page`
@@ -74,6 +76,16 @@ impl<M: PhysMem + ?Sized> FrameFilter for PlannedFilter<'_, M> {
     }
 }
 
+/// The dump level applicable and its filter, whatever the format.
+pub struct FilterPlan<'a, M: ?Sized> {
+    /// Old memory through the PT_LOADs, the kernel image rule and the old page tables.
+    pub old: OldMemory<'a, M>,
+    /// The dump level.
+    pub level: LevelChoice,
+    /// Its filter.
+    pub filter: PlannedFilter<'a, M>,
+}
+
 /// Everything the kdump writer needs besides the device.
 pub struct KdumpPlan<'a, M: ?Sized> {
     /// What the file's headers say.
@@ -122,14 +134,14 @@ pub fn dump_ram(core: &CoreHeaders, skipped: &SkippedRanges) -> Vec<Range<u64>> 
     merged
 }
 
-/// The plan for `core`, old memory `mem` and the `ram` of [`dump_ram`], at the level
-/// `requested`.
-pub fn plan_kdump<'a, M: PhysMem + ?Sized>(
+/// The level applicable to `core`, old memory `mem` and the `ram` of [`dump_ram`] when
+/// `requested` is asked for, and its filter.
+pub fn plan_filter<'a, M: PhysMem + ?Sized>(
     mem: &'a M,
     core: &'a CoreHeaders,
     ram: &'a [Range<u64>],
     requested: u8,
-) -> KdumpPlan<'a, M> {
+) -> FilterPlan<'a, M> {
     let text = core.vmcoreinfo_text().unwrap_or(&[]);
     let vi = VmcoreInfo::new(text);
     let tables = PageTables::from_vmcoreinfo(&vi);
@@ -185,6 +197,19 @@ pub fn plan_kdump<'a, M: PhysMem + ?Sized>(
         }
         _ => PlannedFilter::None,
     };
+    FilterPlan { old, level, filter }
+}
+
+/// The plan of a kdump-compressed dump for `core`, old memory `mem` and the `ram` of
+/// [`dump_ram`], at the level `requested`.
+pub fn plan_kdump<'a, M: PhysMem + ?Sized>(
+    mem: &'a M,
+    core: &'a CoreHeaders,
+    ram: &'a [Range<u64>],
+    requested: u8,
+) -> KdumpPlan<'a, M> {
+    let FilterPlan { old, level, filter } = plan_filter(mem, core, ram, requested);
+    let vi = VmcoreInfo::new(core.vmcoreinfo_text().unwrap_or(&[]));
     let info = DumpInfo {
         utsname: utsname(&old, &vi),
         time: (crash_time(core), 0),

@@ -22,6 +22,12 @@
 //! checkpoint. The log and the table always go before the header that
 //! counts them.
 //!
+//! That is the whole ELF vmcore (dump level 0). The files whose pages the CPU reads and
+//! filters, the filtered ELF vmcore ([`elf_filtered`], `makedumpfile -E`) and the
+//! kdump-compressed format ([`kdump`]), keep the same order (triage text and header
+//! "writing" first, checkpoints, "complete" or "failed" last) through one shared device
+//! sink of staged 4 KiB blocks, read back at the end for the checksums.
+//!
 //! The writer touches no hardware: the device is a [`BlockDevice`], and old
 //! memory, the console log, the clock and DMA buffers come from a
 //! [`WriterEnv`] (the kernel's thin adapters; fakes in the tests).
@@ -42,9 +48,16 @@ use minicap_dumpheader::{
 use minicap_elfcore::VmcoreLayout;
 use minicap_physmem::{PAGE_BYTES, PAGE_SIZE};
 
+mod device_sink;
+pub mod elf_filtered;
+#[cfg(test)]
+mod fakes;
 mod integrity;
 pub mod kdump;
 
+use core::cell::Cell;
+use device_sink::{DeviceSink, FileProgress, PageCounts};
+pub use elf_filtered::{ElfFilterError, ElfFilterOptions, ElfStats, FilteredElf};
 pub use integrity::{verification, ChunkSize, Verified};
 use integrity::{ChunkTable, Integrity};
 pub use kdump::{FrameFilter, KdumpDump, KdumpSummary, KeepAll};
@@ -241,6 +254,159 @@ where
         dump.device_name,
     )?;
     kdump::write_kdump_file(device, env, &mut records, header, dump, profile)
+}
+
+/// What to write for a filtered ELF vmcore (`minicap.format=elf`, dump level above 0).
+pub struct FilteredElfDump<'a, M: ?Sized, F> {
+    /// The file: core headers, RAM, old memory, filter, level.
+    pub elf: FilteredElf<'a, M, F>,
+    /// The device's name, for messages.
+    pub device_name: &'a DeviceName,
+    /// What to record so that the dump can be checked.
+    pub verify: Verification,
+}
+
+/// What a filtered ELF capture wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilteredElfSummary {
+    /// The counts (PT_LOADs, pages dumped and left out, file length).
+    pub stats: ElfStats,
+    /// What was recorded to check the file.
+    pub verified: Verified,
+}
+
+/// Write a filtered ELF vmcore (see [`elf_filtered`]): the triage text and the "writing"
+/// header first, as for the whole vmcore, then the counting pass, then the file through
+/// the staging buffers (the pages are read by the CPU, to be filtered), read back for the
+/// checksums. `header` is the new header ("writing", format and dump level set;
+/// `dump_length` a bound, replaced by the file's length once counted).
+pub fn write_filtered_elf_dump<D, E, M, F>(
+    device: &mut D,
+    env: &mut E,
+    header: &mut DumpHeader,
+    triage: Option<&Triage<E::Buffer>>,
+    dump: FilteredElfDump<'_, M, F>,
+    profile: &mut Profile,
+) -> Result<FilteredElfSummary, Failure>
+where
+    D: BlockDevice,
+    E: WriterEnv,
+    M: minicap_physmem::PhysMem + ?Sized,
+    F: FrameFilter,
+{
+    let block_size = device.sector_size();
+    if !block_size_supported(block_size) {
+        return Err(Failure::UnsupportedBlockSize {
+            device: *dump.device_name,
+            block_size,
+        });
+    }
+    // As for the kdump-compressed file: hashed once complete, by reading it back.
+    header.set_verification(Verification::None);
+    let mut records = Records::new(env, dump.verify == Verification::Xxh64Chunks)?;
+    profile.enter(Phase::Write, env.now_us());
+    begin(
+        device,
+        env,
+        &mut records,
+        header,
+        None,
+        triage,
+        dump.device_name,
+    )?;
+    let FilteredElfDump {
+        mut elf,
+        device_name,
+        verify,
+    } = dump;
+    let frames = Cell::new(0);
+    let progress = FileProgress {
+        done: &frames,
+        total: elf.frames_to_walk(),
+        what: "ELF vmcore",
+        step: |offset| WriteStep::VmcorePrefix { offset },
+    };
+    let mut sink = DeviceSink::new(
+        device,
+        env,
+        &mut records,
+        header,
+        profile,
+        device_name,
+        progress,
+    )?;
+    let result = write_filtered_elf_file(&mut sink, &mut elf, verify, &frames);
+    result.map_err(|failure| sink.fail(failure))
+}
+
+/// The two passes of the filtered ELF vmcore, into `sink`.
+fn write_filtered_elf_file<D, E, M, F>(
+    sink: &mut DeviceSink<'_, '_, D, E>,
+    elf: &mut FilteredElf<'_, M, F>,
+    verify: Verification,
+    frames: &Cell<u64>,
+) -> Result<FilteredElfSummary, Failure>
+where
+    D: BlockDevice,
+    E: WriterEnv,
+    M: minicap_physmem::PhysMem + ?Sized,
+    F: FrameFilter,
+{
+    let layout = elf
+        .count()
+        .map_err(|e| elf_failure(e, |never| match never {}))?;
+    sink.say(format_args!(
+        "filtered ELF vmcore: {} PT_LOAD(s){}, {} pages of data, {} bytes",
+        layout.counts.loads,
+        if layout.extended {
+            " (e_phnum PN_XNUM: the count in section header 0)"
+        } else {
+            ""
+        },
+        layout.counts.data_pages,
+        layout.file_len
+    ));
+    if layout.file_len > sink.capacity() {
+        return Err(sink.full());
+    }
+    sink.header_mut().dump_length = layout.file_len;
+    let stats = elf
+        .write(sink, &layout, frames)
+        .map_err(|e| elf_failure(e, |failure| failure))?;
+    let pages = PageCounts {
+        ram: stats.ram_pages,
+        dumped: stats.dumped_pages,
+    };
+    let verified = sink.finish(
+        layout.file_len,
+        verify,
+        pages,
+        format_args!(
+            "filtered ELF vmcore of {} bytes written and flushed: {} RAM pages; {} pages dumped in {} PT_LOAD(s); left out: {} filtered, {} zero, {} unreadable; {} excluded inside PT_LOADs (zeros)",
+            layout.file_len,
+            stats.ram_pages,
+            stats.dumped_pages,
+            layout.counts.loads,
+            stats.filtered_pages,
+            stats.zero_pages,
+            stats.unreadable_pages,
+            stats.gap_pages
+        ),
+    )?;
+    Ok(FilteredElfSummary { stats, verified })
+}
+
+/// A failure of the filtered ELF writer: the sink's own (`sink`), or an internal one.
+fn elf_failure<E: fmt::Display>(
+    error: ElfFilterError<E>,
+    sink: impl FnOnce(E) -> Failure,
+) -> Failure {
+    match error {
+        ElfFilterError::Sink(failure) => sink(failure),
+        other => Failure::Internal(FixedString::display(format_args!(
+            "filtered ELF vmcore: {other}"
+        ))),
+    }
 }
 
 /// The triage text (the crashed kernel's log, registers, release) in a DMA buffer.

@@ -34,10 +34,12 @@ use crate::{fault, finish, memory, say, target};
 use core::ops::Range;
 use minicap_acpi::AcpiInfo;
 use minicap_bootinfo::cmdline::{Compress, DumpFormat, MinicapOptions};
-use minicap_capture::kdump_plan;
+use minicap_capture::kdump_plan::{self, LevelChoice};
 use minicap_capture::profile::{Phase, Profile};
 use minicap_capture::triage::{last_lines, render_triage};
-use minicap_capture::writer::WriterEnv as _;
+use minicap_capture::writer::{
+    write_filtered_elf_dump, ElfFilterOptions, FilteredElf, FilteredElfDump, WriterEnv as _,
+};
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{
     self as dumpheader, DeviceIdHex, DumpHeader, DumpState, DUMP_OFFSET, TRIAGE_CAPACITY,
@@ -209,6 +211,8 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
     // The ELF size is known now; a kdump-compressed file's only at its end (the device
     // must hold its headers, and tells when it is full).
     let least_dump = match options.format {
+        // A filtered ELF vmcore's size is known after its counting pass.
+        DumpFormat::Elf if options.dump_level() != 0 => KDUMP_LEAST_BYTES,
         DumpFormat::Elf => {
             say!(
                 "dump: ELF vmcore of {} bytes ({}): {} PT_LOAD(s), {} bytes of notes",
@@ -265,49 +269,89 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
     let started = tsc::now_us();
     let (bytes, verified) = match options.format {
         DumpFormat::Elf => {
-            if options.dump_level() != 0 {
-                say!(
-                    "warning: minicap.dump_level={} applies to minicap.format=kdump only in this version: the ELF vmcore is written whole",
-                    options.dump_level()
-                );
-            }
             header.format = dumpheader::DumpFormat::ElfVmcore;
-            header.dump_length = layout.total_len;
-            let dump = Dump {
-                layout: &layout,
-                notes: &core.notes,
-                skipped: &skipped,
-                device_name: &target.name,
-                verify,
-            };
-            let verified = write_dump(
-                device,
-                &mut env,
-                &mut header,
-                triage.as_ref(),
-                &dump,
-                profile,
-            )?;
-            (layout.total_len, verified)
+            let requested = options.dump_level();
+            let ram = kdump_plan::dump_ram(&core, &skipped);
+            let plan = (requested != 0)
+                .then(|| kdump_plan::plan_filter(&IdentityMem, &core, &ram, requested));
+            if let Some(level) = plan.as_ref().map(|p| p.level) {
+                report_level(&level);
+                set_level(&mut header, &level);
+            }
+            let filtered = plan.filter(|p| p.level.applied != 0);
+            match filtered {
+                Some(plan) => {
+                    let ram_bytes: u64 = ram.iter().map(|r| r.end - r.start).sum();
+                    say!(
+                        "dump: ELF vmcore filtered at dump level {} (as makedumpfile -E), {} RAM range(s), {} of RAM",
+                        plan.level.applied,
+                        ram.len(),
+                        Size(ram_bytes)
+                    );
+                    // A bound until the counting pass gives the length (the filtered file
+                    // is never much longer than the whole one).
+                    header.dump_length = layout
+                        .total_len
+                        .min(device.capacity().saturating_sub(DUMP_OFFSET));
+                    let dump = FilteredElfDump {
+                        elf: FilteredElf {
+                            core: &core,
+                            ram: &ram,
+                            old: plan.old,
+                            filter: plan.filter,
+                            dump_level: plan.level.applied,
+                            options: ElfFilterOptions::default(),
+                        },
+                        device_name: &target.name,
+                        verify,
+                    };
+                    let summary = write_filtered_elf_dump(
+                        device,
+                        &mut env,
+                        &mut header,
+                        triage.as_ref(),
+                        dump,
+                        profile,
+                    )?;
+                    let bytes = summary.stats.layout.map_or(0, |l| l.file_len);
+                    (bytes, summary.verified)
+                }
+                None => {
+                    // Level 0, asked for or all that could be applied: the whole vmcore,
+                    // straight from old memory.
+                    let required = dumpheader::required_capacity(layout.total_len);
+                    if device.capacity() < required {
+                        return Err(Failure::DeviceTooSmall {
+                            device: target.name,
+                            required,
+                            capacity: device.capacity(),
+                        });
+                    }
+                    header.dump_length = layout.total_len;
+                    let dump = Dump {
+                        layout: &layout,
+                        notes: &core.notes,
+                        skipped: &skipped,
+                        device_name: &target.name,
+                        verify,
+                    };
+                    let verified = write_dump(
+                        device,
+                        &mut env,
+                        &mut header,
+                        triage.as_ref(),
+                        &dump,
+                        profile,
+                    )?;
+                    (layout.total_len, verified)
+                }
+            }
         }
         DumpFormat::Kdump => {
             let ram = kdump_plan::dump_ram(&core, &skipped);
             let plan = kdump_plan::plan_kdump(&IdentityMem, &core, &ram, options.dump_level());
             let level = plan.level;
-            if !level.note.as_str().is_empty() {
-                say!(
-                    "warning: dump level {} asked for, {} applied: {}",
-                    level.requested,
-                    level.applied,
-                    level.note.as_str()
-                );
-            }
-            if !level.ignored.as_str().is_empty() {
-                say!(
-                    "warning: VMCOREINFO: {} (not used; dump level unchanged)",
-                    level.ignored.as_str()
-                );
-            }
+            report_level(&level);
             let ram_bytes: u64 = ram.iter().map(|r| r.end - r.start).sum();
             say!(
                 "dump: kdump-compressed, dump level {}, compression {}, {} RAM range(s), {} of RAM",
@@ -317,9 +361,7 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
                 Size(ram_bytes)
             );
             header.format = dumpheader::DumpFormat::KdumpCompressed;
-            header.dump_level_requested = level.requested;
-            header.dump_level = level.applied;
-            header.set_level_note(level.note.as_str());
+            set_level(&mut header, &level);
             header.compression = compression(options.compress);
             // A bound until the file's length is known: every page stored raw, plus its
             // descriptor and bitmap bits.
@@ -353,6 +395,32 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
         device: target.name,
         verified,
     })
+}
+
+/// Say why the dump level applied is lower than asked, or what VMCOREINFO value was
+/// ignored.
+fn report_level(level: &LevelChoice) {
+    if !level.note.as_str().is_empty() {
+        say!(
+            "warning: dump level {} asked for, {} applied: {}",
+            level.requested,
+            level.applied,
+            level.note.as_str()
+        );
+    }
+    if !level.ignored.as_str().is_empty() {
+        say!(
+            "warning: VMCOREINFO: {} (not used; dump level unchanged)",
+            level.ignored.as_str()
+        );
+    }
+}
+
+/// The header's dump level fields.
+fn set_level(header: &mut DumpHeader, level: &LevelChoice) {
+    header.dump_level_requested = level.requested;
+    header.dump_level = level.applied;
+    header.set_level_note(level.note.as_str());
 }
 
 /// The header's name for `minicap.compress=`.

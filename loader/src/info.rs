@@ -62,7 +62,10 @@ fn print_text(path: &Path, dev: &Device, h: &DumpHeader) {
     println!("state:       {}", describe_state(h.state));
     println!("format:      {}", h.format);
     if h.format == DumpFormat::KdumpCompressed {
-        print_kdump(h);
+        println!("compression: {}", h.compression);
+    }
+    if h.format == DumpFormat::KdumpCompressed || h.dump_level_requested != 0 {
+        print_level(h);
     }
     println!("dump offset: {}", h.dump_offset);
     println!("dump length: {}", size(h.dump_length));
@@ -104,8 +107,9 @@ fn print_text(path: &Path, dev: &Device, h: &DumpHeader) {
 }
 
 /// The kdump-compressed format's settings and statistics.
-fn print_kdump(h: &DumpHeader) {
-    println!("compression: {}", h.compression);
+/// The dump level applied (and the one asked for, with the reason, when lower) and the
+/// pages written: a kdump-compressed dump, or an ELF vmcore filtered by a dump level.
+fn print_level(h: &DumpHeader) {
     if h.dump_level == h.dump_level_requested {
         println!("dump level:  {}", h.dump_level);
     } else {

@@ -509,6 +509,65 @@ def check_kdump(res: Results, out: Path, vmcore: Path, serial: list[str], header
         check_pattern_pages(res, k, pfns, log_.seed, codec)
 
 
+def check_filtered_elf(res: Results, out: Path, vmcore: Path, serial: list[str], header: DeviceInfo | None,
+                       version: str, smp: int, level: int) -> None:
+    """A filtered ELF vmcore (minicap.format=elf with a dump level, as makedumpfile -E) saved
+    by `minicap save`: makedumpfile reads its log; its notes are the CPUs' and VMCOREINFO;
+    its PT_LOADs still span System RAM - Crash kernel with their p_memsz, the left-out pages
+    beyond p_filesz; the header names the level and the page counts; and at a level with
+    the user-page bit no pattern page is in the file."""
+    run_dump_dmesg(res, out, vmcore, "filtered ELF")
+    check_notes(res, vmcore, smp, version)
+    check_layout(res, vmcore, serial)
+    with open(vmcore, "rb") as f:
+        try:
+            loads = [p for p in read_phdrs(f) if p.type == PT_LOAD]
+        except (ValueError, struct.error) as e:
+            res.add("filtered ELF PT_LOADs", False, str(e))
+            return
+        file_pages = sum(-(-p.filesz // PAGE_SIZE) for p in loads)
+        memory_pages = sum(p.memsz // PAGE_SIZE for p in loads)
+        bad = []
+        if header is None:
+            bad.append("no header")
+        else:
+            if header.dump_level_requested != level or (header.dump_level != level and not header.level_note):
+                bad.append(f"dump level {header.dump_level} (asked {header.dump_level_requested}, note "
+                           f"{header.level_note!r}), want {level}")  # fmt: skip
+            if not 0 < header.pages_dumped <= file_pages or header.pages_ram < header.pages_dumped:
+                bad.append(f"header: {header.pages_dumped} of {header.pages_ram} RAM pages dumped, the file's "
+                           f"PT_LOADs hold {file_pages} pages")  # fmt: skip
+        if file_pages >= memory_pages:
+            bad.append(f"nothing left out: {file_pages} pages in the file of {memory_pages}")
+        res.add("filtered ELF: level and PT_LOADs", not bad,
+                f"{len(loads)} PT_LOADs, {file_pages} of {memory_pages} pages in the file, dump level "
+                f"{header.dump_level if header else '?'}, {header.pages_dumped if header else '?'} pages dumped"
+                + "".join(f"\n{b}" for b in bad))  # fmt: skip
+        try:
+            log_ = parse_pattern_log(serial)
+        except ValueError as e:
+            res.add("pattern pages in the filtered ELF", False, str(e))
+            return
+        present = []
+        for pfn0, page0, count in log_.runs:
+            for i in range(count):
+                addr = (pfn0 + i) * PAGE_SIZE
+                for p in loads:
+                    if p.paddr <= addr and addr + PAGE_SIZE <= p.paddr + p.filesz:
+                        f.seek(p.offset + addr - p.paddr)
+                        if f.read(PAGE_SIZE) == pattern_page(log_.seed, page0 + i):
+                            present.append(pfn0 + i)
+                        break
+        pages = sum(count for _, _, count in log_.runs)
+        if level & DUMP_LEVEL_USER:
+            res.add("pattern pages (user memory) filtered out", not present,
+                    f"{len(present)} of {pages} pattern pages in the file at dump level {level}"
+                    + (f", first pfn {present[0]:#x}" if present else ""))  # fmt: skip
+        else:
+            res.add("pattern intact in the filtered ELF", len(present) == pages,
+                    f"{len(present)} of {pages} pattern pages intact in the file")
+
+
 def check_pattern_pages(res: Results, k, pfns: list[tuple[int, int]], seed: int, how: str) -> None:
     """Every pattern page (pfn, page number) is dumped in `k` and intact."""
     intact, problems = 0, []

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 from . import scenarios as sc
-from .checks import (Results, check_complete_header, check_crash, check_device_error, check_iommu_takeover, check_kdump,
-                     check_stored_log, check_triage, check_vmcore_tools, read_header)  # fmt: skip
+from .checks import (Results, check_complete_header, check_crash, check_device_error, check_filtered_elf, check_gdb,
+                     check_iommu_takeover, check_kdump, check_stored_log, check_triage, check_vmcore_tools,
+                     read_header)  # fmt: skip
 from .common import MIB, QEMU_DIR, HarnessError, log, parse_size, run, tail
 from .console import (CRASH_MARKERS, KDUMP_RESULT_RE, RESULT_MARKER, check_device_reports, parse_result_line)
 from .disks import (blkdebug_config, compare_fingerprints, fingerprint, inject_offset, make_blank_disk,
@@ -67,7 +68,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         p = Path(getattr(args, n))
         if not p.is_file():
             raise HarnessError(f"--{n} {p} does not exist (build it first)")
-    for t in ("kexec", "busybox", args.qemu) + (("makedumpfile",) if sc.VMCORE in s.checks else ()):
+    for t in ("kexec", "busybox", args.qemu) + (("makedumpfile",) if s.checks & {sc.VMCORE, sc.ELF_FILTERED} else ()):
         if not shutil.which(t):
             raise HarnessError(f"{t} not found in PATH")
 
@@ -264,6 +265,19 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
                         level, codec)  # fmt: skip
             if args.with_crash:
                 check_crash(res, out, vmcore, k)
+    if sc.ELF_FILTERED in s.checks and result:
+        p = run([args.tool, "save", target, vmcore])
+        (out / "save.log").write_text(p.stdout)
+        res.add("minicap save", p.returncode == 0 and vmcore.is_file(),
+                f"exit {p.returncode}: " + tail(p.stdout, 3 if p.returncode else 1))  # fmt: skip
+        if vmcore.is_file():
+            info["vmcore_bytes"] = vmcore.stat().st_size
+            check_filtered_elf(res, out, vmcore, serial, read_header(res, args, target, info), k.version, args.smp,
+                               sc.dump_level(s))  # fmt: skip
+            if args.with_crash:
+                vmlinux = check_crash(res, out, vmcore, k)
+                if vmlinux is not None:
+                    check_gdb(res, out, vmlinux, vmcore)
     if sc.VMCORE in s.checks and result:
         if linux:
             with open(target, "rb") as f:

@@ -77,7 +77,8 @@ DEVICE_ERROR = "device-error"  # the failed write, the failed header, save refus
 DATA_AREA_ZERO = "data-area-zero"  # every byte of the target after the first MiB still zero
 KDUMP = "kdump"  # save the kdump-compressed dump; makedumpfile --dump-dmesg, its headers, the pattern in it
 TRIAGE = "triage"  # `minicap dmesg`: the triage text, its log = makedumpfile's (when there is a dump)
-CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE)
+ELF_FILTERED = "elf-filtered"  # save the filtered ELF vmcore; makedumpfile, notes, PT_LOADs, level, no pattern page
+CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE, ELF_FILTERED)
 
 # minicap.device= on the capture command line.
 DEVICE_TARGET = "target"  # the target disk's id
@@ -113,6 +114,7 @@ def dump_disk(guarded: bool = False, fails_write: bool = False, bus: str = VIRTI
 
 CAPTURE_CHECKS = frozenset({LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, TRIAGE})
 KDUMP_CHECKS = frozenset({LEFT_ALONE, STORED_LOG, KDUMP, HEADER_COMPLETE, TRIAGE})
+ELF_FILTERED_CHECKS = frozenset({LEFT_ALONE, STORED_LOG, ELF_FILTERED, HEADER_COMPLETE, TRIAGE})
 # What minicap does without minicap.dump_level= / minicap.compress= for minicap.format=kdump.
 KDUMP_DEFAULT_LEVEL = 31
 KDUMP_DEFAULT_CODEC = "lzo"
@@ -132,6 +134,22 @@ def kdump_capture(name: str, about: str, codec: str, level: int, disks: tuple[Di
     append = ("minicap.format=kdump", f"minicap.compress={codec}", f"minicap.dump_level={level}")
     return Scenario(name, about, disks=disks or (decoy(), dump_disk()), checks=KDUMP_CHECKS,
                     options=Options(**options), pattern=True, capture_append=append)  # fmt: skip
+
+
+def elf_filtered_capture(name: str, about: str, level: int, **options) -> Scenario:
+    """A full capture of an ELF vmcore filtered at dump level `level` (makedumpfile -E)."""
+    append = ("minicap.format=elf", f"minicap.dump_level={level}")
+    return Scenario(name, about, disks=(decoy(), dump_disk()), checks=ELF_FILTERED_CHECKS,
+                    options=Options(**options), pattern=True, capture_append=append)  # fmt: skip
+
+
+def dump_level(s: Scenario) -> int:
+    """The dump level a scenario asks for with minicap.dump_level= (0 without it)."""
+    level = 0
+    for a in s.capture_append:
+        if a.startswith("minicap.dump_level="):
+            level = int(a.split("=", 1)[1])
+    return level
 
 
 def kdump_settings(s: Scenario) -> tuple[int, str]:
@@ -184,6 +202,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     kdump_capture("capture-nvme-4kn-kdump", "kdump-compressed, pages raw, level 1, onto a 4Kn NVMe namespace; "
                   "an NVMe decoy left alone", "none", 1, disks=(decoy(bus=NVME), dump_disk(bus=NVME)),
                   nvme_props=BLOCKS_4KN),
+    # makedumpfile -E: the ELF vmcore without the pages the level leaves out.
+    elf_filtered_capture("capture-elf-31", "ELF vmcore filtered at dump level 31 (as makedumpfile -E -d 31): "
+                         "user pages out", 31),
     Scenario("no-disk", "no dump disk: minicap must report failure and reboot", failure="no-device",
              device_option=DEVICE_NONE),
     Scenario("small-disk", "4 MiB formatted disk: too small; its data area stays zero",
@@ -282,16 +303,19 @@ def problems(s: Scenario) -> list[str]:
         out.append("the linux reference needs a blank target disk and expects success")
     if linux and set(s.checks) - {VMCORE}:
         out.append("the linux reference has only the vmcore checks")
-    success_only = {VMCORE, HEADER_COMPLETE, KDUMP}
+    success_only = {VMCORE, HEADER_COMPLETE, KDUMP, ELF_FILTERED}
     if s.failure is not None and set(s.checks) & success_only:
         out.append(f"{sorted(set(s.checks) & success_only)} need a successful capture")
-    if set(s.checks) & {VMCORE, HEADER_COMPLETE, STORED_LOG, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE} and \
+    if set(s.checks) & {VMCORE, HEADER_COMPLETE, STORED_LOG, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE,
+                        ELF_FILTERED} and \
             target is None:  # fmt: skip
         out.append("these checks read the target disk, and there is none")
-    if set(s.checks) & {VMCORE, KDUMP} and not s.pattern:
+    if set(s.checks) & {VMCORE, KDUMP, ELF_FILTERED} and not s.pattern:
         out.append("the vmcore checks verify the pattern: set pattern=True")
-    if VMCORE in s.checks and KDUMP in s.checks:
-        out.append("a dump is ELF (vmcore) or kdump-compressed (kdump), not both")
+    if len(set(s.checks) & {VMCORE, KDUMP, ELF_FILTERED}) > 1:
+        out.append("a dump is a whole ELF (vmcore), kdump-compressed (kdump) or a filtered ELF (elf-filtered)")
+    if ELF_FILTERED in s.checks and dump_level(s) == 0:
+        out.append("elf-filtered needs minicap.dump_level= above 0")
     if (DEVICE_ERROR in s.checks) != (s.failure == "device-error") or \
             (DEVICE_ERROR in s.checks) != any(d.fails_write for d in s.disks):  # fmt: skip
         out.append("device-error check, failure code and a disk that fails a write go together")

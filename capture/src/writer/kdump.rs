@@ -4,53 +4,28 @@
 //! page frames (makedumpfile's cyclic mode) and hands out whole 4 KiB blocks, not in file
 //! order: the page data is appended, the descriptors go to their slots behind it, each
 //! cycle's bitmap slices go back to the bitmaps, and block 0 is rewritten at the end
-//! without its "incomplete" flag. This module is the [`Sink`] that turns those blocks into
-//! large device writes, and the [`PageSource`] that reads old memory and filters it.
-//!
-//! * **Staging**: blocks are gathered in [`STAGES`] DMA buffers of up to [`STAGE_BYTES`],
-//!   each holding one contiguous run of the file; a run goes to the device when its buffer
-//!   is full or is needed for another run, up to `max_in_flight()` writes outstanding. A
-//!   block that overlaps a run still in a buffer or in flight waits for it first, so a
-//!   rewritten block (block 0) lands after the first version, never before.
-//! * **Checkpoints**: every 10 % of the page frames, every write is completed, then the
-//!   log and the header with `written` = the end of the furthest byte written (the file up
-//!   to there is on the device, though the current cycle's bitmaps and block 0 are not
-//!   final: makedumpfile and crash see an incomplete dump).
-//! * **Integrity**: the chunk table or SHA-256 must cover the file in order, which is not
-//!   the order it is written in; so after the last flush the file is read back in
-//!   [`STAGE_BYTES`] pieces and hashed. This also proves the device returns what it was
-//!   given.
-//! * **A full device** stops the dump with what was written kept: the triage text and
-//!   the last checkpoint are already safe.
+//! without its "incomplete" flag. This module hands those blocks to the device sink
+//! (staging into large device writes, checkpoints, read-back for the checksums, a full
+//! device: shared with the filtered ELF vmcore), and is the [`PageSource`] that reads old
+//! memory and filters it.
 
-use super::{
-    hasher_bug, mib_per_s_x10, record_failure, Integrity, Records, Verified, WriterEnv,
-    CHECKPOINT_PERCENT,
-};
+use super::device_sink::{DeviceSink, FileProgress, PageCounts};
+use super::{Records, Verified, WriterEnv};
 use crate::failure::{DeviceName, WriteStep};
-use crate::profile::{Phase, Profile};
+use crate::profile::Profile;
 use crate::text::FixedString;
-use crate::writer::DmaBuffer;
 use crate::Failure;
-use alloc::collections::VecDeque;
-use alloc::vec::Vec;
 use core::cell::Cell;
 use core::ops::Range;
 use minicap_bootinfo::cmdline::Compress;
 use minicap_drivers::BlockDevice;
-use minicap_dumpheader::{DumpHeader, DumpState, Verification, DUMP_OFFSET};
+use minicap_dumpheader::{DumpHeader, Verification};
 use minicap_kdumpfile::{
-    write_kdump, CycleBitmap, DumpInfo, KdumpError, Lzo, NoCompression, PageSource, Sink,
-    WriteStats, WriterOptions, Zlib, PAGE_SIZE,
+    write_kdump, CycleBitmap, DumpInfo, KdumpError, Lzo, NoCompression, PageSource, WriteStats,
+    WriterOptions, Zlib, PAGE_SIZE,
 };
 use minicap_physmem::PhysMem;
 use minicap_vmcoreinfo::OldMemory;
-
-/// Most bytes of one staged run (and of one read-back piece).
-pub const STAGE_BYTES: usize = 256 << 10;
-/// Staging buffers: one more than the writes in flight, so that a run can fill while the
-/// others are written.
-pub const STAGES: usize = 5;
 
 /// Decides, cycle by cycle, which page frames need not be dumped (`dump_level` bits 2 to
 /// 16); see the pagefilter crate.
@@ -59,7 +34,8 @@ pub trait FrameFilter {
     /// consecutive cycles from low to high.
     fn exclude(&mut self, pfns: Range<u64>, exclude: &mut dyn FnMut(Range<u64>));
 
-    /// Start again from the lowest frame (a second pass).
+    /// Start a new ascending sequence of cycles, from any frame: a second pass, or the
+    /// next PT_LOAD of a filtered ELF vmcore.
     fn restart(&mut self) {}
 }
 
@@ -120,55 +96,22 @@ where
         .map(|r| r.end.div_ceil(PAGE_SIZE as u64))
         .max()
         .unwrap_or(0);
-    let depth = device.max_in_flight().clamp(1, STAGES - 1);
-    let stage_bytes = usize::try_from(device.max_transfer())
-        .unwrap_or(STAGE_BYTES)
-        .clamp(PAGE_SIZE, STAGE_BYTES)
-        & !(PAGE_SIZE - 1);
-    let mut stages = Vec::new();
-    stages
-        .try_reserve_exact(STAGES)
-        .map_err(|_| Failure::OutOfMemory {
-            what: "the staging buffers",
-        })?;
-    for _ in 0..STAGES {
-        let buffer = env.dma_buffer(stage_bytes).ok_or(Failure::OutOfMemory {
-            what: "the staging buffers",
-        })?;
-        stages.push(Stage {
-            buffer,
-            start: 0,
-            len: 0,
-            state: StageState::Free,
-        });
-    }
     let current_pfn = Cell::new(0);
-    let capacity = device.capacity().saturating_sub(DUMP_OFFSET);
-    let started = env.now_us();
-    let mut sink = DeviceSink {
+    let progress = FileProgress {
+        done: &current_pfn,
+        total: max_pfn,
+        what: "kdump file",
+        step: |offset| WriteStep::KdumpFile { offset },
+    };
+    let mut sink = DeviceSink::new(
         device,
         env,
         records,
         header,
         profile,
-        device_name: dump.device_name,
-        stages,
-        stage_bytes,
-        in_flight: VecDeque::new(),
-        depth,
-        high_water: 0,
-        capacity,
-        current_pfn: &current_pfn,
-        max_pfn,
-        next_percent: CHECKPOINT_PERCENT,
-        started_us: started,
-        first_write_said: false,
-    };
-    sink.in_flight
-        .try_reserve_exact(STAGES)
-        .map_err(|_| Failure::OutOfMemory {
-            what: "the list of writes in flight",
-        })?;
+        dump.device_name,
+        progress,
+    )?;
     let mut source = OldPages {
         old: dump.old,
         filter: dump.filter,
@@ -199,24 +142,30 @@ where
                 "kdump-compressed format: {other}"
             ))),
         })
-        .and_then(|stats| sink.finish(stats, dump.verify));
-    match result {
-        Ok(summary) => Ok(summary),
-        Err(failure) => {
-            sink.complete_all_ignoring_errors();
-            let DeviceSink {
-                device,
-                env,
-                records,
-                header,
-                profile,
-                ..
-            } = sink;
-            Err(record_failure(
-                device, env, records, header, None, profile, failure,
-            ))
-        }
-    }
+        .and_then(|stats| {
+            let pages = PageCounts {
+                ram: stats.ram_pages,
+                dumped: stats.dumped_pages,
+            };
+            let verified = sink.finish(
+                stats.file_len,
+                dump.verify,
+                pages,
+                format_args!(
+                "kdump-compressed file of {} bytes written and flushed: {} RAM pages, {} filtered out, {} unreadable, {} dumped ({} zero, {} compressed, {} stored raw)",
+                stats.file_len,
+                stats.ram_pages,
+                stats.filtered_pages,
+                stats.unreadable_pages,
+                stats.dumped_pages,
+                stats.zero_pages,
+                stats.compressed_pages,
+                stats.raw_pages
+            ),
+            )?;
+            Ok(KdumpSummary { stats, verified })
+        });
+    result.map_err(|failure| sink.fail(failure))
 }
 
 /// Old memory, page by page, and the filter of the dump level.
@@ -246,310 +195,6 @@ impl<M: PhysMem + ?Sized, F: FrameFilter> PageSource for OldPages<'_, M, F> {
     fn restart(&mut self) {
         self.current_pfn.set(0);
         self.filter.restart();
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StageState {
-    Free,
-    Filling,
-    InFlight,
-}
-
-/// A DMA buffer holding the file's bytes `[start, start + len)`.
-struct Stage<B> {
-    buffer: B,
-    start: u64,
-    len: usize,
-    state: StageState,
-}
-
-impl<B> Stage<B> {
-    fn end(&self) -> u64 {
-        self.start + self.len as u64
-    }
-
-    fn overlaps(&self, range: &Range<u64>) -> bool {
-        self.state != StageState::Free && self.start < range.end && range.start < self.end()
-    }
-}
-
-/// The device as the kdump writer's [`Sink`].
-struct DeviceSink<'a, 'r, D, E: WriterEnv> {
-    device: &'a mut D,
-    env: &'a mut E,
-    records: &'r mut Records<E::Buffer>,
-    header: &'a mut DumpHeader,
-    profile: &'a mut Profile,
-    device_name: &'a DeviceName,
-    stages: Vec<Stage<E::Buffer>>,
-    stage_bytes: usize,
-    /// Stages being written, oldest first (the device completes them in this order).
-    in_flight: VecDeque<usize>,
-    depth: usize,
-    /// End of the furthest byte handed to the device.
-    high_water: u64,
-    /// Bytes of the device after [`DUMP_OFFSET`].
-    capacity: u64,
-    current_pfn: &'a Cell<u64>,
-    max_pfn: u64,
-    next_percent: u64,
-    started_us: u64,
-    first_write_said: bool,
-}
-
-impl<D: BlockDevice, E: WriterEnv> Sink for DeviceSink<'_, '_, D, E> {
-    type Error = Failure;
-
-    fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Failure> {
-        self.checkpoint_if_due()?;
-        let end = offset.saturating_add(bytes.len() as u64);
-        if end > self.capacity {
-            return Err(Failure::DumpDeviceFull {
-                device: *self.device_name,
-                capacity: self.capacity,
-            });
-        }
-        let mut at = offset;
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let i = match self.run_ending_at(at) {
-                Some(i) => i,
-                None => self.start_run(at, rest.len())?,
-            };
-            let stage_bytes = self.stage_bytes;
-            let stage = &mut self.stages[i];
-            let n = rest.len().min(stage_bytes - stage.len);
-            let from = stage.len;
-            stage
-                .buffer
-                .with_bytes_mut(|b| b[from..from + n].copy_from_slice(&rest[..n]));
-            stage.len += n;
-            at += n as u64;
-            rest = &rest[n..];
-            if stage.len == stage_bytes {
-                self.submit(i)?;
-            }
-        }
-        self.high_water = self.high_water.max(end);
-        Ok(())
-    }
-}
-
-impl<D: BlockDevice, E: WriterEnv> DeviceSink<'_, '_, D, E> {
-    /// The filling stage whose run ends at `offset` and has room.
-    fn run_ending_at(&self, offset: u64) -> Option<usize> {
-        self.stages.iter().position(|s| {
-            s.state == StageState::Filling && s.end() == offset && s.len < self.stage_bytes
-        })
-    }
-
-    /// A stage for a new run at `offset`, after every run it overlaps is on the device.
-    fn start_run(&mut self, offset: u64, len: usize) -> Result<usize, Failure> {
-        let range = offset..offset.saturating_add(len as u64);
-        while let Some(i) = self.stages.iter().position(|s| s.overlaps(&range)) {
-            if self.stages[i].state == StageState::Filling {
-                self.submit(i)?;
-            }
-            while self.stages[i].state == StageState::InFlight {
-                self.complete_oldest()?;
-            }
-        }
-        let free = loop {
-            if let Some(i) = self.stages.iter().position(|s| s.state == StageState::Free) {
-                break i;
-            }
-            if self.in_flight.is_empty() {
-                // Every stage is filling: send the one that started lowest.
-                let oldest = (0..self.stages.len())
-                    .min_by_key(|&i| self.stages[i].start)
-                    .unwrap_or(0);
-                self.submit(oldest)?;
-            }
-            self.complete_oldest()?;
-        };
-        let stage = &mut self.stages[free];
-        stage.start = offset;
-        stage.len = 0;
-        stage.state = StageState::Filling;
-        Ok(free)
-    }
-
-    /// Sends stage `i`'s run to the device.
-    fn submit(&mut self, i: usize) -> Result<(), Failure> {
-        while self.in_flight.len() >= self.depth {
-            self.complete_oldest()?;
-        }
-        if !self.first_write_said {
-            self.first_write_said = true;
-            let now = self.env.now_us();
-            self.env.say(format_args!(
-                "first dump write at +{} ms",
-                self.profile.since_entry_us(now) / 1000
-            ));
-        }
-        let stage = &mut self.stages[i];
-        let offset = DUMP_OFFSET + stage.start;
-        let t0 = self.env.now_us();
-        let started = self
-            .device
-            .start_write(offset, stage.buffer.addr(), stage.len as u64);
-        self.profile.write.submitting_us += self.env.now_us().saturating_sub(t0);
-        started.map_err(|e| Failure::device(WriteStep::KdumpFile { offset }, e))?;
-        stage.state = StageState::InFlight;
-        self.in_flight.push_back(i);
-        Ok(())
-    }
-
-    /// Waits for the oldest write in flight.
-    fn complete_oldest(&mut self) -> Result<(), Failure> {
-        let Some(i) = self.in_flight.pop_front() else {
-            return Ok(());
-        };
-        let t0 = self.env.now_us();
-        let waited = self.device.wait();
-        self.profile.write.device_wait_us += self.env.now_us().saturating_sub(t0);
-        let stage = &mut self.stages[i];
-        stage.state = StageState::Free;
-        let offset = DUMP_OFFSET + stage.start;
-        waited.map_err(|e| Failure::device(WriteStep::KdumpFile { offset }, e))
-    }
-
-    /// Sends every filling run and waits for every write.
-    fn sync(&mut self) -> Result<(), Failure> {
-        while let Some(i) = self
-            .stages
-            .iter()
-            .position(|s| s.state == StageState::Filling)
-        {
-            self.submit(i)?;
-        }
-        while !self.in_flight.is_empty() {
-            self.complete_oldest()?;
-        }
-        Ok(())
-    }
-
-    /// After a failure: let the device finish what it was given.
-    fn complete_all_ignoring_errors(&mut self) {
-        while !self.in_flight.is_empty() {
-            let _ = self.complete_oldest();
-        }
-    }
-
-    /// Every 10 % of the page frames: everything on the device, then the header claiming it.
-    fn checkpoint_if_due(&mut self) -> Result<(), Failure> {
-        let percent = u64::try_from(
-            u128::from(self.current_pfn.get()) * 100 / u128::from(self.max_pfn.max(1)),
-        )
-        .unwrap_or(100);
-        if percent < self.next_percent || percent >= 100 {
-            return Ok(());
-        }
-        while self.next_percent <= percent {
-            self.next_percent += CHECKPOINT_PERCENT;
-        }
-        self.sync()?;
-        let t0 = self.env.now_us();
-        let rate = mib_per_s_x10(self.high_water, t0.saturating_sub(self.started_us));
-        self.env.say(format_args!(
-            "{percent:3}% of memory: {} MiB of kdump file written, {}.{} MiB/s",
-            self.high_water >> 20,
-            rate / 10,
-            rate % 10
-        ));
-        let written = self.high_water;
-        self.records
-            .write(self.device, self.env, self.header, None, written)
-            .map_err(|(step, e)| match step {
-                super::RecordStep::Flush => {
-                    Failure::device(WriteStep::CheckpointFlush { percent }, e)
-                }
-                super::RecordStep::Write => {
-                    Failure::device(WriteStep::CheckpointHeader { percent }, e)
-                }
-            })?;
-        self.profile.write.checkpoints_us += self.env.now_us().saturating_sub(t0);
-        Ok(())
-    }
-
-    /// The file is complete in the buffers: put it on the device, read it back for the
-    /// checksums `verify` asks for, and write the "complete" header.
-    fn finish(&mut self, stats: WriteStats, verify: Verification) -> Result<KdumpSummary, Failure> {
-        let split = self.profile.write;
-        self.profile.enter(Phase::Final, self.env.now_us());
-        self.sync()?;
-        self.device
-            .flush()
-            .map_err(|e| Failure::device(WriteStep::FinalFlush, e))?;
-        let file_len = stats.file_len;
-        self.header.dump_length = file_len;
-        self.header.set_verification(verify);
-        let mut integrity = match Integrity::for_header(self.header) {
-            Ok(integrity) => integrity,
-            Err(failure) => {
-                // The file is complete; only its check is lost.
-                self.env.say(format_args!(
-                    "warning: {failure}: the dump is written without a checksum"
-                ));
-                self.header.set_verification(Verification::None);
-                Integrity::None
-            }
-        };
-        let t0 = self.env.now_us();
-        if !matches!(integrity, Integrity::None) {
-            let buffer = &mut self.stages[0].buffer;
-            let mut done = 0;
-            while done < file_len {
-                let len = (file_len - done).min(self.stage_bytes as u64);
-                self.device
-                    .read(DUMP_OFFSET + done, buffer.addr(), len)
-                    .map_err(|e| {
-                        Failure::device(
-                            WriteStep::ReadBack {
-                                offset: DUMP_OFFSET + done,
-                            },
-                            e,
-                        )
-                    })?;
-                // len <= stage_bytes, a usize.
-                let n = usize::try_from(len).unwrap_or(0);
-                let fed = buffer.with_bytes_mut(|b| integrity.update(&b[..n]));
-                fed.map_err(hasher_bug)?;
-                done += len;
-            }
-        }
-        self.profile.write = split;
-        self.profile.write.hashing_us += self.env.now_us().saturating_sub(t0);
-        self.env.say(format_args!(
-            "kdump-compressed file of {file_len} bytes written and flushed: {} RAM pages, {} filtered out, {} unreadable, {} dumped ({} zero, {} compressed, {} stored raw)",
-            stats.ram_pages,
-            stats.filtered_pages,
-            stats.unreadable_pages,
-            stats.dumped_pages,
-            stats.zero_pages,
-            stats.compressed_pages,
-            stats.raw_pages
-        ));
-        self.header.pages_ram = stats.ram_pages;
-        self.header.pages_dumped = stats.dumped_pages;
-        self.header.state = DumpState::Complete;
-        integrity.seal(self.header);
-        let now = self.env.now_us();
-        self.env.say(format_args!("{}", self.profile.line(now)));
-        self.records
-            .write(
-                self.device,
-                self.env,
-                self.header,
-                integrity.table(),
-                file_len,
-            )
-            .map_err(|(_, e)| Failure::device(WriteStep::FinalHeader, e))?;
-        Ok(KdumpSummary {
-            stats,
-            verified: integrity.verified(self.header),
-        })
     }
 }
 

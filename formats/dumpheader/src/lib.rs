@@ -704,7 +704,8 @@ pub struct DumpHeader {
     /// Bytes of triage text at [`TRIAGE_OFFSET`] (0: none). Written and flushed before the
     /// dump, so it survives a device that fails or fills up later.
     pub triage_length: u32,
-    /// The makedumpfile dump level asked for (`minicap.dump_level=`, 0..=31; 0 for ELF).
+    /// The makedumpfile dump level asked for (`minicap.dump_level=`, 0..=31; 0 for a whole
+    /// ELF vmcore).
     pub dump_level_requested: u8,
     /// The dump level applied: the requested one, or a lower one that is safe (see
     /// `level_note`).
@@ -714,9 +715,12 @@ pub struct DumpHeader {
     /// NUL-padded ASCII: why `dump_level` is lower than `dump_level_requested`, empty
     /// otherwise.
     pub level_note: [u8; LEVEL_NOTE_LEN],
-    /// kdump-compressed format: pages of RAM the crashed kernel had (0 for ELF).
+    /// Pages of RAM the crashed kernel had (kdump-compressed or filtered ELF; 0 for a whole
+    /// ELF vmcore).
     pub pages_ram: u64,
-    /// kdump-compressed format: pages written to the dump (0 for ELF).
+    /// Pages written to the dump with their contents (kdump-compressed, or filtered ELF
+    /// where a frame in both the direct-map and the kernel-text PT_LOAD counts twice; 0 for
+    /// a whole ELF vmcore).
     pub pages_dumped: u64,
 }
 
