@@ -1,7 +1,9 @@
-//! A fake machine for host tests: sparse physical memory with a DMA bump
-//! allocator, a PCI configuration space, and a virtio-blk PCI device (modern
-//! capabilities in a 64-bit memory BAR and/or the legacy I/O BAR 0) that
-//! processes split virtqueue requests against a sparse in-memory disk.
+//! A fake machine for host tests: the shared fake platform ([`platform`]:
+//! sparse physical memory with a DMA bump allocator, a PCI configuration
+//! space) around a virtio-blk PCI device model (modern capabilities in a
+//! 64-bit memory BAR and/or the legacy I/O BAR 0) that processes split
+//! virtqueue requests against a sparse in-memory disk. The NVMe ([`nvme`])
+//! and AHCI ([`ahci`]) models sit in the same platform.
 //!
 //! The device model is strict: whatever the driver does that the virtio 1.2
 //! spec (or plain PCI sense) forbids is recorded as a *violation*, and every

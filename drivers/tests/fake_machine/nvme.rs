@@ -1,4 +1,4 @@
-//! A fake NVMe controller (NVMe 1.4) on its own fake machine: a PCI
+//! A fake NVMe controller (NVMe 1.4) in the shared fake platform: a PCI
 //! function with the controller registers in BAR 0, admin and I/O queue
 //! pairs in the machine's memory, PRP walking, completions with phase
 //! tags, and one namespace on a sparse in-memory disk.
@@ -19,7 +19,7 @@
 //! walked again at completion and must not have changed.
 
 use super::platform::{Core, DeviceModel, Fake};
-use super::{mask, ConfigSpace, Sparse, PAGE};
+use super::{idx, mask, ConfigSpace, Sparse, PAGE};
 use minicap_drivers::access::Width;
 use minicap_drivers::pci::PciAddress;
 use std::cell::{Cell, RefCell};
@@ -92,10 +92,6 @@ pub const STALE_IO_CQ: u64 = 0x0bad_2000;
 /// disk range they would hit).
 pub const STALE_DATA: u64 = 0x0bad_8000;
 pub const STALE_LBA: u64 = 8;
-
-fn idx(v: u64) -> usize {
-    usize::try_from(v).expect("index fits in usize")
-}
 
 /// How the machine is built.
 #[derive(Clone, Debug)]
