@@ -18,9 +18,11 @@
 #![allow(dead_code)]
 
 pub mod ahci;
+pub mod held;
 pub mod nvme;
 pub mod platform;
 
+use held::{Held, Numbered};
 use minicap_drivers::access::{DmaRegion, Region, Width};
 use minicap_drivers::pci::PciAddress;
 use platform::{Core, DeviceModel, Fake};
@@ -517,10 +519,6 @@ struct Log {
     port_accesses: u32,
     mmio_accesses: u32,
     flushes: u32,
-    /// Requests taken so far (the next sequence number).
-    taken: u64,
-    /// Most requests in flight at once.
-    max_in_flight: usize,
     /// Requests taken with an indirect table.
     indirect_requests: u32,
 }
@@ -532,6 +530,12 @@ struct InFlight {
     head: u16,
     /// The chain as taken (None: malformed, completes with length 0).
     chain: Option<Chain>,
+}
+
+impl Numbered for InFlight {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
 }
 
 /// A parsed request chain.
@@ -567,7 +571,7 @@ pub struct VirtioBlk {
     dev: RefCell<Device>,
     log: RefCell<Log>,
     /// Requests taken and not completed, in the order taken.
-    in_flight: RefCell<Vec<InFlight>>,
+    in_flight: Held<InFlight>,
 }
 
 fn key(f: PciAddress) -> (u8, u8, u8) {
@@ -608,7 +612,7 @@ impl FakeMachine {
             knobs,
             disk: RefCell::default(),
             log: RefCell::default(),
-            in_flight: RefCell::default(),
+            in_flight: Held::default(),
         })
     }
 }
@@ -646,12 +650,12 @@ impl VirtioBlk {
 
     /// Most requests the device held in flight at once.
     pub fn max_in_flight(&self) -> usize {
-        self.log.borrow().max_in_flight
+        self.in_flight.most()
     }
 
     /// Requests in flight now.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.borrow().len()
+        self.in_flight.len()
     }
 
     /// Requests the driver sent with an indirect table.
@@ -662,14 +666,7 @@ impl VirtioBlk {
     /// Complete the requests in flight at these positions (0: the oldest
     /// now in flight), in this order.
     pub fn complete_held(&self, positions: &[usize]) {
-        let chosen: Vec<InFlight> = {
-            let all = self.in_flight.borrow();
-            positions.iter().map(|&i| all[i].clone()).collect()
-        };
-        self.in_flight
-            .borrow_mut()
-            .retain(|r| !chosen.iter().any(|c| c.seq == r.seq));
-        for request in chosen {
+        for request in self.in_flight.take_positions(positions) {
             self.complete(&request);
         }
     }
@@ -999,7 +996,7 @@ impl VirtioBlk {
             if !self.knobs.reset_stuck.get() {
                 dev.reset(&self.cfg);
                 drop(dev);
-                self.in_flight.borrow_mut().clear();
+                self.in_flight.clear();
                 self.log.borrow_mut().resets += 1;
                 self.event(Event::Reset);
             }
@@ -1245,18 +1242,8 @@ impl VirtioBlk {
             let slot = u64::from(last_avail % q.size);
             let head = self.ram_u16(q.driver + 4 + 2 * slot);
             let chain = self.take_chain(&q, head);
-            let seq = {
-                let mut log = self.log.borrow_mut();
-                log.taken += 1;
-                log.taken - 1
-            };
-            self.in_flight
-                .borrow_mut()
-                .push(InFlight { seq, head, chain });
-            let depth = self.in_flight.borrow().len();
-            let mut log = self.log.borrow_mut();
-            log.max_in_flight = log.max_in_flight.max(depth);
-            drop(log);
+            let seq = self.in_flight.next_seq();
+            self.in_flight.push(InFlight { seq, head, chain });
             last_avail = last_avail.wrapping_add(1);
         }
         self.dev.borrow_mut().queue.last_avail = last_avail;
@@ -1277,19 +1264,7 @@ impl VirtioBlk {
     /// Complete every request in flight (but a lost one).
     fn complete_ready(&self, newest_first: bool) {
         let lost = self.knobs.lose_request.get();
-        let mut ready: Vec<InFlight> = Vec::new();
-        self.in_flight.borrow_mut().retain(|r| {
-            if Some(r.seq) == lost {
-                true
-            } else {
-                ready.push(r.clone());
-                false
-            }
-        });
-        if newest_first {
-            ready.reverse();
-        }
-        for request in ready {
+        for request in self.in_flight.take_all_but(lost, newest_first) {
             self.complete(&request);
         }
     }

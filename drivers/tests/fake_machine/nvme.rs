@@ -18,6 +18,7 @@
 //! command is in flight its PRP list belongs to the controller: it is
 //! walked again at completion and must not have changed.
 
+use super::held::{Held, Numbered};
 use super::platform::{Core, DeviceModel, Fake};
 use super::{idx, mask, ConfigSpace, Sparse, PAGE};
 use minicap_drivers::access::Width;
@@ -348,6 +349,12 @@ struct InFlight {
     walk: Option<Walk>,
 }
 
+impl Numbered for InFlight {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 struct Controller {
     cc: u32,
     ready: bool,
@@ -371,8 +378,6 @@ struct Controller {
 struct Log {
     events: Vec<Event>,
     io: Vec<IoRecord>,
-    taken: u64,
-    max_in_flight: usize,
     resets: u32,
     flushes: u32,
     doorbells: u32,
@@ -395,7 +400,7 @@ pub struct Nvme {
     disk: RefCell<Sparse>,
     ctrl: RefCell<Controller>,
     log: RefCell<Log>,
-    in_flight: RefCell<Vec<InFlight>>,
+    in_flight: Held<InFlight>,
 }
 
 impl Nvme {
@@ -450,7 +455,7 @@ impl Nvme {
             disk: RefCell::default(),
             ctrl: RefCell::new(ctrl),
             log: RefCell::default(),
-            in_flight: RefCell::default(),
+            in_flight: Held::default(),
         }
     }
 
@@ -488,11 +493,11 @@ impl Nvme {
     }
 
     pub fn max_in_flight(&self) -> usize {
-        self.log.borrow().max_in_flight
+        self.in_flight.most()
     }
 
     pub fn in_flight(&self) -> usize {
-        self.in_flight.borrow().len()
+        self.in_flight.len()
     }
 
     pub fn command(&self) -> u16 {
@@ -552,14 +557,7 @@ impl Nvme {
     /// Complete the I/O commands in flight at these positions (0: the
     /// oldest now in flight), in this order.
     pub fn complete_held(&self, positions: &[usize]) {
-        let chosen: Vec<InFlight> = {
-            let all = self.in_flight.borrow();
-            positions.iter().map(|&i| all[i].clone()).collect()
-        };
-        self.in_flight
-            .borrow_mut()
-            .retain(|r| !chosen.iter().any(|c| c.seq == r.seq));
-        for command in chosen {
+        for command in self.in_flight.take_positions(positions) {
             self.complete_io(&command);
         }
     }
@@ -618,7 +616,7 @@ impl Nvme {
         c.intms = 0;
         c.queue_count_set = false;
         drop(c);
-        self.in_flight.borrow_mut().clear();
+        self.in_flight.clear();
         self.log.borrow_mut().resets += 1;
         self.event(Event::Reset);
     }
@@ -1230,11 +1228,7 @@ impl Nvme {
     // ----- I/O commands -----
 
     fn take_io(&self, sqid: u16, sqe: Sqe) {
-        let seq = {
-            let mut log = self.log.borrow_mut();
-            log.taken += 1;
-            log.taken - 1
-        };
+        let seq = self.in_flight.next_seq();
         if self
             .in_flight
             .borrow()
@@ -1255,15 +1249,12 @@ impl Nvme {
         } else {
             None
         };
-        self.in_flight.borrow_mut().push(InFlight {
+        self.in_flight.push(InFlight {
             seq,
             sqid,
             sqe,
             walk,
         });
-        let depth = self.in_flight.borrow().len();
-        let mut log = self.log.borrow_mut();
-        log.max_in_flight = log.max_in_flight.max(depth);
     }
 
     /// The driver reads a completion queue: complete what the policy says.
@@ -1281,19 +1272,7 @@ impl Nvme {
             return;
         }
         let lost = self.knobs.lose_io.get();
-        let mut ready = Vec::new();
-        self.in_flight.borrow_mut().retain(|c| {
-            if Some(c.seq) == lost {
-                true
-            } else {
-                ready.push(c.clone());
-                false
-            }
-        });
-        if newest_first {
-            ready.reverse();
-        }
-        for command in ready {
+        for command in self.in_flight.take_all_but(lost, newest_first) {
             self.complete_io(&command);
         }
     }
