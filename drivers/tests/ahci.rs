@@ -389,7 +389,7 @@ fn a_disk_that_stays_busy_is_not_ready_after_31_seconds() {
         d.busy_ms = 100_000;
     }
     let m = AhciMachine::new(cfg);
-    m.knobs.clock_step_us.set(1000);
+    m.set_clock_step_us(1000);
     let mut hba = take_over(&m);
     assert!(matches!(hba.state(0), PortState::NotReady { task_file } if task_file & 0x80 != 0));
     assert!(m.now() >= 31_000_000 && m.now() < 32_000_000);
@@ -854,7 +854,7 @@ fn timeout_stops_the_port_and_the_disk_is_unusable() {
     let m = AhciMachine::new(AhciConfig::one_disk(512));
     let mut disk = open(&m);
     m.knobs.completion.set(Completion::Never);
-    m.knobs.clock_step_us.set(1000);
+    m.set_clock_step_us(1000);
     disk.start_write(4096 * 5, BUF, 4096).unwrap();
     let start = m.now();
     assert_eq!(
@@ -882,7 +882,7 @@ fn flush_timeout() {
     let m = AhciMachine::new(AhciConfig::one_disk(512));
     let mut disk = open(&m);
     m.knobs.completion.set(Completion::Never);
-    m.knobs.clock_step_us.set(1000);
+    m.set_clock_step_us(1000);
     assert_eq!(
         disk.flush(),
         Err(AhciError::Timeout {
@@ -899,7 +899,7 @@ fn timeout_with_a_port_that_will_not_stop_cuts_bus_mastering() {
     let mut disk = open(&m);
     m.knobs.completion.set(Completion::Never);
     m.knobs.stop_stuck.set(true);
-    m.knobs.clock_step_us.set(1000);
+    m.set_clock_step_us(1000);
     assert!(matches!(
         disk.write(0, BUF, 4096),
         Err(AhciError::Timeout { .. })

@@ -217,8 +217,6 @@ pub struct AhciKnobs {
     pub stop_stuck: Cell<bool>,
     /// GHC.HR never clears.
     pub reset_stuck: Cell<bool>,
-    /// Every `now_us` call advances the clock by this much.
-    pub clock_step_us: Cell<u64>,
 }
 
 /// A command the HBA ran (or failed).
@@ -371,7 +369,6 @@ impl Ahci {
     fn new(cfg: AhciConfig) -> Self {
         assert!(!cfg.ports.is_empty() && cfg.ports.len() <= 32);
         let knobs = AhciKnobs::default();
-        knobs.clock_step_us.set(100);
         let mut space = ConfigSpace::new(0x8086, 0x2922);
         space.set8(0x09, 0x01); // prog-if: AHCI 1.0
         space.set8(0x0a, 0x06); // SATA
@@ -388,7 +385,7 @@ impl Ahci {
             hba.bohc = BOHC_BOS;
         }
         let m = Self {
-            core: Core::new(cfg.dma_base, cfg.dma_limit),
+            core: Core::new(cfg.dma_base, cfg.dma_limit, 100),
             knobs,
             disks: RefCell::default(),
             hba: RefCell::new(hba),
@@ -1284,10 +1281,6 @@ pub fn identify_data(disk: &DiskConfig) -> Vec<u8> {
 impl DeviceModel for Ahci {
     fn core(&self) -> &Core {
         &self.core
-    }
-
-    fn clock_step_us(&self) -> u64 {
-        self.knobs.clock_step_us.get()
     }
 
     fn accept_window(

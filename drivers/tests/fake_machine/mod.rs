@@ -405,8 +405,6 @@ pub struct Knobs {
     pub needs_reset_on_complete: Cell<bool>,
     /// Writing 0 to the status register does not reset the device.
     pub reset_stuck: Cell<bool>,
-    /// Every `now_us` call advances the clock by this much.
-    pub clock_step_us: Cell<u64>,
     /// The capacity changes (to `flap_capacity`, and back, ...) on this many
     /// reads of its low half, bumping config_generation each time.
     pub config_flaps: Cell<u32>,
@@ -604,9 +602,8 @@ impl FakeMachine {
     /// A machine with an empty PCI bus (add functions with `add_function`).
     pub fn bare(cfg: FakeConfig) -> Self {
         let knobs = Knobs::default();
-        knobs.clock_step_us.set(1000);
         Fake(VirtioBlk {
-            core: Core::new(cfg.dma_base, cfg.dma_limit),
+            core: Core::new(cfg.dma_base, cfg.dma_limit, 1000),
             dev: RefCell::new(Device::new(&cfg)),
             cfg,
             knobs,
@@ -1727,10 +1724,6 @@ fn mask(width: Width) -> u64 {
 impl DeviceModel for VirtioBlk {
     fn core(&self) -> &Core {
         &self.core
-    }
-
-    fn clock_step_us(&self) -> u64 {
-        self.knobs.clock_step_us.get()
     }
 
     fn accept_window(

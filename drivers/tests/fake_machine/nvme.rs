@@ -255,8 +255,6 @@ pub struct Knobs {
     /// The function has left the bus: register reads return all ones and
     /// writes go nowhere.
     pub gone: Cell<bool>,
-    /// Every `now_us` call advances the clock by this much.
-    pub clock_step_us: Cell<u64>,
 }
 
 /// An I/O command the controller ran (or failed).
@@ -406,7 +404,6 @@ pub struct Nvme {
 impl Nvme {
     fn new(cfg: NvmeConfig) -> Self {
         let knobs = Knobs::default();
-        knobs.clock_step_us.set(1000);
         let mut ctrl = Controller {
             cc: 0,
             ready: false,
@@ -443,7 +440,7 @@ impl Nvme {
                 },
             );
         }
-        let core = Core::new(cfg.dma_base, cfg.dma_limit);
+        let core = Core::new(cfg.dma_base, cfg.dma_limit, 1000);
         core.pci
             .borrow_mut()
             .insert(super::key(NVME_FN), nvme_config_space(&cfg));
@@ -1401,10 +1398,6 @@ fn nvme_config_space(cfg: &NvmeConfig) -> ConfigSpace {
 impl DeviceModel for Nvme {
     fn core(&self) -> &Core {
         &self.core
-    }
-
-    fn clock_step_us(&self) -> u64 {
-        self.knobs.clock_step_us.get()
     }
 
     fn accept_window(

@@ -24,6 +24,8 @@ pub struct Core {
     pub(super) mem: RefCell<Sparse>,
     pub(super) pci: RefCell<BTreeMap<(u8, u8, u8), ConfigSpace>>,
     pub(super) clock: Cell<u64>,
+    /// How far the clock moves on each `now_us`.
+    clock_step_us: Cell<u64>,
     dma_next: Cell<u64>,
     dma_base: u64,
     dma_limit: u64,
@@ -34,12 +36,14 @@ pub struct Core {
 }
 
 impl Core {
-    /// An empty bus; DMA allocations come from `dma_base` for `dma_limit` bytes.
-    pub fn new(dma_base: u64, dma_limit: u64) -> Self {
+    /// An empty bus; DMA allocations come from `dma_base` for `dma_limit`
+    /// bytes; each `now_us` moves the clock `clock_step_us` on.
+    pub fn new(dma_base: u64, dma_limit: u64, clock_step_us: u64) -> Self {
         Self {
             mem: RefCell::default(),
             pci: RefCell::default(),
             clock: Cell::new(0),
+            clock_step_us: Cell::new(clock_step_us),
             dma_next: Cell::new(dma_base),
             dma_base,
             dma_limit,
@@ -100,9 +104,6 @@ impl Core {
 /// What a device model answers for itself; [`Fake`] does the rest.
 pub trait DeviceModel {
     fn core(&self) -> &Core;
-
-    /// How far the clock moves on each `now_us` (the tests' knob).
-    fn clock_step_us(&self) -> u64;
 
     /// May the driver map `len` bytes at `addr` (`offset` into `bar` of
     /// `function`, a memory BAR)? Recording violations is the model's.
@@ -193,6 +194,11 @@ impl<D: DeviceModel> Fake<D> {
 
     pub fn now(&self) -> u64 {
         self.core().clock.get()
+    }
+
+    /// From now on each `now_us` moves the clock this far.
+    pub fn set_clock_step_us(&self, us: u64) {
+        self.core().clock_step_us.set(us);
     }
 
     /// Next address the DMA allocator would consider.
@@ -400,7 +406,7 @@ impl<D: DeviceModel> Platform for Fake<D> {
     fn now_us(&self) -> u64 {
         let clock = &self.core().clock;
         let t = clock.get();
-        clock.set(t + self.0.clock_step_us());
+        clock.set(t + self.core().clock_step_us.get());
         t
     }
 }
