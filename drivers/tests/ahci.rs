@@ -1,6 +1,7 @@
 //! The AHCI driver against a fake AHCI HBA with ATA disks.
 
 mod fake_machine;
+mod support;
 
 use fake_machine::ahci::*;
 use fake_machine::ConfigSpace;
@@ -10,76 +11,28 @@ use minicap_drivers::ahci::{
 };
 use minicap_drivers::pci::PciAddress;
 use minicap_drivers::BlockDevice;
-
-/// Test data buffers live here (the DMA allocator hands out memory at 16 MiB).
-const BUF: u64 = 0x4000_0000;
-const BUF2: u64 = 0x6000_0000;
-const MIB: u64 = 1 << 20;
+use support::*;
 
 type Disk<'m> = AhciDisk<'m, AhciMachine>;
 
 fn take_over(m: &AhciMachine) -> AhciHba<'_, AhciMachine> {
-    match AhciHba::take_over(m, AHCI_FN) {
-        Ok(hba) => hba,
-        Err(e) => panic!(
-            "takeover failed: {e} ({e:?}); violations: {:?}",
-            m.violations()
-        ),
-    }
+    expect_up("takeover", m, AhciHba::take_over(m, AHCI_FN))
 }
 
 fn open_port(m: &AhciMachine, port: u8) -> Disk<'_> {
     let mut hba = take_over(m);
-    match hba.open(port) {
-        Ok(disk) => disk,
-        Err(e) => panic!("open failed: {e} ({e:?}); violations: {:?}", m.violations()),
-    }
+    expect_up("open", m, hba.open(port))
 }
 
 fn open(m: &AhciMachine) -> Disk<'_> {
     open_port(m, 0)
 }
 
-/// Deterministic, position-dependent bytes (xorshift64).
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
-}
-
-#[track_caller]
-fn assert_same(got: &[u8], want: &[u8], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!(
-            "{what}: first difference at byte {i:#x}: got {:#04x}, want {:#04x}",
-            got[i], want[i]
-        );
-    }
-}
-
-#[track_caller]
-fn assert_filled(got: &[u8], value: u8, what: &str) {
-    if let Some(i) = got.iter().position(|&b| b != value) {
-        panic!("{what}: byte {i:#x} is {:#04x}, want {value:#04x}", got[i]);
-    }
-}
-
-fn n(len: u64) -> usize {
-    usize::try_from(len).unwrap()
-}
-
 /// Write `len` bytes from `src` to `offset`, check they land there and only
 /// there, read them back into `dst` and compare.
 fn roundtrip(m: &AhciMachine, disk: &mut Disk<'_>, offset: u64, len: u64, src: u64, dst: u64) {
     let port = disk.port();
-    let data = pattern(offset ^ len ^ src, n(len));
+    let data = pattern(offset ^ len ^ src, len_usize(len));
     m.mem_write(src, &data);
     let guard = 4096u64;
     let before = offset.min(guard);
@@ -87,21 +40,25 @@ fn roundtrip(m: &AhciMachine, disk: &mut Disk<'_>, offset: u64, len: u64, src: u
     m.disk_fill(port, offset - before, before + len + after, 0x5a);
     disk.write(offset, src, len)
         .unwrap_or_else(|e| panic!("write {len} at {offset:#x}: {e}"));
-    assert_same(&m.disk_read(port, offset, n(len)), &data, "disk contents");
+    assert_same(
+        &m.disk_read(port, offset, len_usize(len)),
+        &data,
+        "disk contents",
+    );
     assert_filled(
-        &m.disk_read(port, offset - before, n(before)),
+        &m.disk_read(port, offset - before, len_usize(before)),
         0x5a,
         "disk before",
     );
     assert_filled(
-        &m.disk_read(port, offset + len, n(after)),
+        &m.disk_read(port, offset + len, len_usize(after)),
         0x5a,
         "disk after",
     );
     m.mem_fill(dst - 64, len + 128, 0xee);
     disk.read(offset, dst, len)
         .unwrap_or_else(|e| panic!("read {len} at {offset:#x}: {e}"));
-    assert_same(&m.mem_read(dst, n(len)), &data, "read back");
+    assert_same(&m.mem_read(dst, len_usize(len)), &data, "read back");
     assert_filled(&m.mem_read(dst - 64, 64), 0xee, "memory before the read");
     assert_filled(&m.mem_read(dst + len, 64), 0xee, "memory after the read");
 }
