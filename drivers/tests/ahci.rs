@@ -24,6 +24,11 @@ fn open_port(m: &AhciMachine, port: u8) -> Disk<'_> {
     expect_up("open", m, hba.open(port))
 }
 
+/// A machine with one 512-byte-sector disk on port 0.
+fn machine() -> AhciMachine {
+    AhciMachine::new(AhciConfig::one_disk(512))
+}
+
 fn open(m: &AhciMachine) -> Disk<'_> {
     open_port(m, 0)
 }
@@ -95,7 +100,7 @@ fn check_transfers(
 
 #[test]
 fn class_code_identifies_ahci() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     assert!(is_ahci(&m, AHCI_FN));
     let ide = PciAddress {
         bus: 0,
@@ -387,7 +392,7 @@ fn a_32_bit_hba_refuses_data_above_4_gib() {
 
 #[test]
 fn identify_512_byte_sectors() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let disk = open(&m);
     assert_eq!(disk.capacity(), 64 * MIB);
     assert_eq!(disk.sector_size(), 512);
@@ -474,7 +479,7 @@ fn ports_open_once_and_outlive_the_hba() {
 
 #[test]
 fn write_then_read_back_512() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     roundtrip(&m, &mut disk, 0, 512, BUF, BUF2);
     roundtrip(&m, &mut disk, 512 * 77, 512 * 9, BUF + 512, BUF2 + 1024);
@@ -515,7 +520,7 @@ fn lba_above_32_bits() {
 
 #[test]
 fn large_transfers_split_into_commands() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     let len = 5 * MIB + 4096;
     roundtrip(&m, &mut disk, MIB, len, BUF, BUF + 64 * MIB);
@@ -529,7 +534,7 @@ fn large_transfers_split_into_commands() {
 
 #[test]
 fn commands_longer_than_4_mib_take_several_prds() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     disk.set_request_limit(u64::MAX);
     // 65535 sectors: what one WRITE DMA EXT carries without the "0 means
@@ -575,7 +580,7 @@ fn missing_registers_or_memory_fail_the_takeover() {
 
 #[test]
 fn prds_cross_pages_without_splitting() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     // Memory that starts mid-page and spans five pages.
     roundtrip(&m, &mut disk, 8192, 5 * 4096, BUF + 0x600, BUF2 + 0x200);
@@ -616,7 +621,7 @@ fn bad_requests_do_not_reach_the_disk() {
 
 #[test]
 fn start_write_returns_while_the_disk_works() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs.completion.set(Completion::AfterPolls(3));
     let data = pattern(7, 8192);
@@ -656,7 +661,7 @@ fn start_write_returns_while_the_disk_works() {
 
 #[test]
 fn flush_uses_flush_cache_ext_or_flush_cache() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     disk.flush().unwrap();
     assert_eq!(m.flushes(), 1);
@@ -678,7 +683,7 @@ fn flush_uses_flush_cache_ext_or_flush_cache() {
 
 #[test]
 fn device_error_reports_the_failing_command_and_recovers() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     let chunk = disk.max_transfer();
     // Command 0 was IDENTIFY; 1 and 2 are the first two chunks.
@@ -710,7 +715,7 @@ fn errors_are_caught_when_the_hba_clears_pxci_on_error() {
     // QEMU 7.2's HBA completes a failed command like a good one (PxCI
     // cleared), with TFES and the ATA error in the task file.
     for completion in [Completion::AtIssue, Completion::AfterPolls(3)] {
-        let m = AhciMachine::new(AhciConfig::one_disk(512));
+        let m = machine();
         let mut disk = open(&m);
         m.knobs.clear_ci_on_error.set(true);
         m.knobs.completion.set(completion);
@@ -733,7 +738,7 @@ fn errors_are_caught_when_the_hba_clears_pxci_on_error() {
 
 #[test]
 fn errors_of_started_writes_come_from_wait() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs.fail_command.set(Some((1, STATUS_ERR, ERROR_IDNF)));
     disk.start_write(8192, BUF, 4096).unwrap();
@@ -774,7 +779,7 @@ fn recovery_uses_command_list_override_when_the_hba_has_it() {
 
 #[test]
 fn recovery_without_override_uses_comreset() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs
         .fail_command
@@ -790,7 +795,7 @@ fn recovery_without_override_uses_comreset() {
 
 #[test]
 fn host_bus_errors_are_reported() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs.host_error_command.set(Some(1));
     let err = disk.read(12288, BUF, 4096).unwrap_err();
@@ -808,7 +813,7 @@ fn host_bus_errors_are_reported() {
 
 #[test]
 fn timeout_stops_the_port_and_the_disk_is_unusable() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs.completion.set(Completion::Never);
     m.set_clock_step_us(1000);
@@ -836,7 +841,7 @@ fn timeout_stops_the_port_and_the_disk_is_unusable() {
 
 #[test]
 fn flush_timeout() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs.completion.set(Completion::Never);
     m.set_clock_step_us(1000);
@@ -852,7 +857,7 @@ fn flush_timeout() {
 
 #[test]
 fn timeout_with_a_port_that_will_not_stop_cuts_bus_mastering() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs.completion.set(Completion::Never);
     m.knobs.stop_stuck.set(true);
@@ -867,7 +872,7 @@ fn timeout_with_a_port_that_will_not_stop_cuts_bus_mastering() {
 
 #[test]
 fn dropping_the_disk_stops_its_port() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs.completion.set(Completion::AfterPolls(2));
     disk.start_write(0, BUF, 4096).unwrap();
