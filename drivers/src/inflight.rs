@@ -10,7 +10,7 @@
 //! the oldest's slot, and how many follow it.
 //!
 //! The virtio-blk and NVMe drivers keep their requests here; what a slot
-//! holds (`T`) and how a request completes stay theirs.
+//! holds (`T`) and how a request completes stay theirs ([`Pipeline`]).
 
 /// Up to `N` requests in flight in a ring of `slot_count` slots.
 pub(crate) struct InFlight<T, const N: usize> {
@@ -95,6 +95,76 @@ impl<T: Copy, const N: usize> InFlight<T, N> {
         self.requests[self.oldest] = None;
         self.oldest = (self.oldest + 1) % self.slot_count;
         self.len -= 1;
+    }
+}
+
+/// A driver that keeps requests in [`InFlight`] and finishes them oldest
+/// first. It says how one request is submitted and how the oldest one is
+/// waited for; finishing them all and moving a long transfer in chunks,
+/// with the slots kept full, are the same for every such driver.
+pub(crate) trait Pipeline {
+    type Error;
+    /// What a transfer does (read or write), as the driver names it.
+    type Op: Copy;
+
+    /// Whether no request is in flight.
+    fn idle(&self) -> bool;
+
+    /// Whether another request can be submitted without waiting.
+    fn has_free_slot(&self) -> bool;
+
+    /// Wait for the oldest request in flight, if any, and check its status.
+    fn complete_oldest(&mut self) -> Result<(), Self::Error>;
+
+    /// Submit one request of `len` bytes (at most one request's worth)
+    /// between the disk at `offset` and memory at `phys`, without waiting.
+    fn submit_chunk(
+        &mut self,
+        op: Self::Op,
+        offset: u64,
+        phys: u64,
+        len: u64,
+    ) -> Result<(), Self::Error>;
+
+    /// Finish every request in flight, oldest first; the first error.
+    fn complete_all(&mut self) -> Result<(), Self::Error> {
+        let mut first = Ok(());
+        while !self.idle() {
+            let outcome = self.complete_oldest();
+            if first.is_ok() {
+                first = outcome;
+            }
+        }
+        first
+    }
+
+    /// Move `len` bytes between the disk at `offset` and memory at `phys`
+    /// in requests of at most `chunk_bytes`, as many in flight as there
+    /// are slots; returns when all are done.
+    fn transfer_chunks(
+        &mut self,
+        op: Self::Op,
+        offset: u64,
+        phys: u64,
+        len: u64,
+        chunk_bytes: u64,
+    ) -> Result<(), Self::Error> {
+        self.complete_all()?;
+        let mut done = 0;
+        let mut outcome = Ok(());
+        while done < len && outcome.is_ok() {
+            if !self.has_free_slot() {
+                outcome = self.complete_oldest();
+                continue;
+            }
+            let chunk = (len - done).min(chunk_bytes);
+            outcome = self.submit_chunk(op, offset + done, phys + done, chunk);
+            done += chunk;
+        }
+        // Requests after a failed one are still finished, so none is left
+        // in flight for the caller's next wait.
+        let rest = self.complete_all();
+        outcome.and(rest)
     }
 }
 

@@ -14,7 +14,7 @@ use super::queue::{Command, QueuePair};
 use super::registers::{PAGE_BYTES, PAGE_SIZE};
 use super::status::CompletionStatus;
 use crate::access::Dma;
-use crate::inflight::InFlight;
+use crate::inflight::{InFlight, Pipeline};
 use crate::pci::{self, PciAddress};
 use crate::{BlockDevice, Deadline, Platform};
 use core::fmt;
@@ -364,7 +364,33 @@ impl<'p, P: Platform + ?Sized> Nvme<'p, P> {
         self.controller.stop(self.platform);
     }
 
-    /// Wait for the oldest command in flight, if any, and check its status.
+    /// Move `len` bytes between the namespace at `offset` and memory at
+    /// `phys`, in commands of at most `max_transfer()` bytes, as many in
+    /// flight as there are slots; returns when all are done.
+    fn transfer(
+        &mut self,
+        op: Operation,
+        offset: u64,
+        phys: u64,
+        len: u64,
+    ) -> Result<(), NvmeError> {
+        self.check_range(offset, len, phys)?;
+        self.transfer_chunks(op, offset, phys, len, self.max_transfer)
+    }
+}
+
+impl<P: Platform + ?Sized> Pipeline for Nvme<'_, P> {
+    type Error = NvmeError;
+    type Op = Operation;
+
+    fn idle(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    fn has_free_slot(&self) -> bool {
+        self.commands.has_free_slot()
+    }
+
     fn complete_oldest(&mut self) -> Result<(), NvmeError> {
         let Some((slot, command)) = self.commands.oldest() else {
             return Ok(());
@@ -413,45 +439,14 @@ impl<'p, P: Platform + ?Sized> Nvme<'p, P> {
         }
     }
 
-    /// Finish every command in flight, oldest first; the first error.
-    fn complete_all(&mut self) -> Result<(), NvmeError> {
-        let mut first = Ok(());
-        while !self.commands.is_empty() {
-            let outcome = self.complete_oldest();
-            if first.is_ok() {
-                first = outcome;
-            }
-        }
-        first
-    }
-
-    /// Move `len` bytes between the namespace at `offset` and memory at
-    /// `phys`, in commands of at most `max_transfer()` bytes, as many in
-    /// flight as there are slots; returns when all are done.
-    fn transfer(
+    fn submit_chunk(
         &mut self,
         op: Operation,
         offset: u64,
         phys: u64,
         len: u64,
     ) -> Result<(), NvmeError> {
-        self.check_range(offset, len, phys)?;
-        self.complete_all()?;
-        let mut done = 0;
-        let mut outcome = Ok(());
-        while done < len && outcome.is_ok() {
-            if !self.commands.has_free_slot() {
-                outcome = self.complete_oldest();
-                continue;
-            }
-            let chunk = (len - done).min(self.max_transfer);
-            outcome = self.submit(op, offset + done, Some((phys + done, chunk)), IO_TIMEOUT_MS);
-            done += chunk;
-        }
-        // Commands after a failed one are still finished, so none is left
-        // in flight for the caller's next wait.
-        let rest = self.complete_all();
-        outcome.and(rest)
+        self.submit(op, offset, Some((phys, len)), IO_TIMEOUT_MS)
     }
 }
 

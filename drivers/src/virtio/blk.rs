@@ -11,7 +11,7 @@ use super::queue::{Buffer, QueueError, SplitQueue, DESCRIPTOR_BYTES};
 use super::status;
 use super::transport::{blk_config, Transport, TransportError};
 use crate::access::{Dma, Field};
-use crate::inflight::InFlight;
+use crate::inflight::{InFlight, Pipeline};
 use crate::pci::{self, PciAddress};
 use crate::{field, BlockDevice, Deadline, Platform};
 use core::fmt;
@@ -547,7 +547,34 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         }
     }
 
-    /// Wait for the oldest request in flight, if any, and check its status.
+    /// Move `len` bytes between the disk at `offset` and memory at `phys`,
+    /// in requests of at most `max_transfer()` bytes, as many in flight as
+    /// the device allows; returns when all are done.
+    fn transfer(
+        &mut self,
+        op: Operation,
+        offset: u64,
+        phys: u64,
+        len: u64,
+    ) -> Result<(), VirtioBlkError> {
+        self.check_range(offset, len)?;
+        let request_bytes = self.max_transfer();
+        self.transfer_chunks(op, offset, phys, len, request_bytes)
+    }
+}
+
+impl<P: Platform + ?Sized> Pipeline for VirtioBlk<'_, P> {
+    type Error = VirtioBlkError;
+    type Op = Operation;
+
+    fn idle(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    fn has_free_slot(&self) -> bool {
+        self.requests.has_free_slot()
+    }
+
     fn complete_oldest(&mut self) -> Result<(), VirtioBlkError> {
         let Some((slot, request)) = self.requests.oldest() else {
             return Ok(());
@@ -597,56 +624,21 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         Ok(())
     }
 
-    /// Finish every request in flight, oldest first; the first error.
-    fn complete_all(&mut self) -> Result<(), VirtioBlkError> {
-        let mut first = Ok(());
-        while !self.requests.is_empty() {
-            let outcome = self.complete_oldest();
-            if first.is_ok() {
-                first = outcome;
-            }
-        }
-        first
-    }
-
-    /// Move `len` bytes between the disk at `offset` and memory at `phys`,
-    /// in requests of at most `max_transfer()` bytes, as many in flight as
-    /// the device allows; returns when all are done.
-    fn transfer(
+    fn submit_chunk(
         &mut self,
-        write: bool,
+        op: Operation,
         offset: u64,
         phys: u64,
         len: u64,
     ) -> Result<(), VirtioBlkError> {
-        self.check_range(offset, len)?;
-        self.complete_all()?;
-        let (op, kind) = if write {
-            (Operation::Write, REQ_OUT)
-        } else {
-            (Operation::Read, REQ_IN)
+        let write = matches!(op, Operation::Write);
+        let kind = if write { REQ_OUT } else { REQ_IN };
+        let data = Data {
+            phys,
+            len,
+            device_writes: !write,
         };
-        let request_bytes = self.max_transfer();
-        let mut done = 0;
-        let mut outcome = Ok(());
-        while done < len && outcome.is_ok() {
-            if !self.requests.has_free_slot() {
-                outcome = self.complete_oldest();
-                continue;
-            }
-            let chunk = (len - done).min(request_bytes);
-            let data = Data {
-                phys: phys + done,
-                len: chunk,
-                device_writes: !write,
-            };
-            outcome = self.submit(op, kind, offset + done, data, REQUEST_TIMEOUT_MS);
-            done += chunk;
-        }
-        // Requests after a failed one are still finished, so none is left
-        // in flight for the caller's next wait.
-        let rest = self.complete_all();
-        outcome.and(rest)
+        self.submit(op, kind, offset, data, REQUEST_TIMEOUT_MS)
     }
 }
 
@@ -741,11 +733,11 @@ impl<P: Platform + ?Sized> BlockDevice for VirtioBlk<'_, P> {
     }
 
     fn read(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), VirtioBlkError> {
-        self.transfer(false, offset, phys, len)
+        self.transfer(Operation::Read, offset, phys, len)
     }
 
     fn write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), VirtioBlkError> {
-        self.transfer(true, offset, phys, len)
+        self.transfer(Operation::Write, offset, phys, len)
     }
 
     fn start_write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), VirtioBlkError> {
