@@ -22,6 +22,17 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// `dev.img` in a fresh scratch directory `name`.
+fn device(name: &str) -> PathBuf {
+    scratch(name).join("dev.img")
+}
+
+/// `dev.img` and `vmcore` in a fresh scratch directory `name`.
+fn device_and_output(name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    (dir.join("dev.img"), dir.join("vmcore"))
+}
+
 fn minicap(args: &[&Path]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_minicap"))
         .args(args)
@@ -131,8 +142,7 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 
 #[test]
 fn format_then_info() {
-    let dir = scratch("format-info");
-    let dev = dir.join("dev.img");
+    let dev = device("format-info");
     image(&dev, 4 * MIB);
     let id_hex = DeviceIdHex(&ID).to_string();
     let o = minicap(&[
@@ -225,9 +235,7 @@ fn format_missing_device() {
 
 #[test]
 fn save_complete_dump() {
-    let dir = scratch("save-ok");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("save-ok");
     let data = dump_data(300_000);
     crafted(
         &dev,
@@ -260,9 +268,7 @@ fn save_complete_dump() {
 
 #[test]
 fn save_wrong_checksum() {
-    let dir = scratch("save-bad-sha");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("save-bad-sha");
     let data = dump_data(8192);
     let mut sha = sha256(&data);
     sha[0] ^= 1;
@@ -279,9 +285,7 @@ fn save_wrong_checksum() {
 
 #[test]
 fn save_partial() {
-    let dir = scratch("save-partial");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("save-partial");
     let data = dump_data(100_000);
     crafted(&dev, 3 * MIB, &data, DumpState::Writing, 40_000, [0; 32]);
 
@@ -299,9 +303,7 @@ fn save_partial() {
 
 #[test]
 fn save_failed_shows_message() {
-    let dir = scratch("save-failed");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("save-failed");
     let data = dump_data(50_000);
     crafted(&dev, 3 * MIB, &data, DumpState::Failed, 4096, [0; 32]);
     let o = minicap(&[Path::new("save"), &dev, &out]);
@@ -321,9 +323,7 @@ fn save_failed_shows_message() {
 
 #[test]
 fn save_empty_device() {
-    let dir = scratch("save-empty");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("save-empty");
     image(&dev, 3 * MIB);
     assert!(run("format", &dev).status.success());
     let o = minicap(&[Path::new("save"), &dev, &out]);
@@ -333,9 +333,7 @@ fn save_empty_device() {
 
 #[test]
 fn save_truncated_image() {
-    let dir = scratch("save-truncated");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("save-truncated");
     let data = dump_data(4096);
     crafted(
         &dev,
@@ -354,8 +352,7 @@ fn save_truncated_image() {
 
 #[test]
 fn save_onto_device_itself_is_refused() {
-    let dir = scratch("save-self");
-    let dev = dir.join("dev.img");
+    let dev = device("save-self");
     let data = dump_data(4096);
     crafted(
         &dev,
@@ -373,8 +370,7 @@ fn save_onto_device_itself_is_refused() {
 
 #[test]
 fn format_refuses_unsaved_dump() {
-    let dir = scratch("refuse");
-    let dev = dir.join("dev.img");
+    let dev = device("refuse");
     let data = dump_data(10_000);
     for (state, written) in [
         (DumpState::Complete, 10_000),
@@ -402,8 +398,7 @@ fn format_refuses_unsaved_dump() {
 
 #[test]
 fn format_refuses_damaged_minicap_header() {
-    let dir = scratch("damaged");
-    let dev = dir.join("dev.img");
+    let dev = device("damaged");
     let data = dump_data(100);
     crafted(
         &dev,
@@ -440,8 +435,7 @@ fn info_on_foreign_device() {
 
 #[test]
 fn info_complete_dump() {
-    let dir = scratch("info-complete");
-    let dev = dir.join("dev.img");
+    let dev = device("info-complete");
     let data = dump_data(1000);
     crafted(
         &dev,
@@ -487,8 +481,7 @@ fn usage() {
 
 #[test]
 fn log_prints_the_stored_console_log() {
-    let dir = scratch("log");
-    let dev = dir.join("dev.img");
+    let dev = device("log");
     let data = dump_data(50_000);
     crafted(&dev, 3 * MIB, &data, DumpState::Failed, 4096, [0; 32]);
 
@@ -564,8 +557,7 @@ fn usage_errors_exit_2_and_touch_nothing() {
 
 #[test]
 fn info_json_has_the_documented_schema() {
-    let dir = scratch("info-json");
-    let dev = dir.join("dev.img");
+    let dev = device("info-json");
     let data = dump_data(4096);
     crafted(&dev, 3 * MIB, &data, DumpState::Failed, 4096, [7; 32]);
     edit_header(&dev, |h| {
@@ -689,8 +681,7 @@ fn put(img: &mut [u8], at: usize, bytes: &[u8]) {
 
 #[test]
 fn format_refuses_disks_carrying_data_unless_forced() {
-    let dir = scratch("signatures");
-    let dev = dir.join("dev.img");
+    let dev = device("signatures");
     let end = usize::try_from(4 * MIB).unwrap();
     let md_magic = [0xfc, 0x4e, 0x2b, 0xa9];
     type Plant = Box<dyn Fn(&mut [u8])>;
@@ -788,8 +779,7 @@ fn format_refuses_disks_carrying_data_unless_forced() {
 
 #[test]
 fn format_sees_a_file_system_made_over_a_prepared_device() {
-    let dir = scratch("mkfs-over-minicap");
-    let dev = dir.join("dev.img");
+    let dev = device("mkfs-over-minicap");
     disk_with(&dev, |_| {});
     assert!(run("format", &dev).status.success());
     let mut img = fs::read(&dev).unwrap();
@@ -810,8 +800,7 @@ fn format_sees_a_file_system_made_over_a_prepared_device() {
 
 #[test]
 fn format_accepts_zeros_and_random_data() {
-    let dir = scratch("blank");
-    let dev = dir.join("dev.img");
+    let dev = device("blank");
     disk_with(&dev, |_| {});
     let o = run("format", &dev);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -825,9 +814,7 @@ fn format_accepts_zeros_and_random_data() {
 
 #[test]
 fn save_refuses_a_foreign_dump_offset() {
-    let dir = scratch("save-offset");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("save-offset");
     let data = dump_data(4096);
     crafted(
         &dev,
@@ -852,9 +839,7 @@ fn save_refuses_a_foreign_dump_offset() {
 
 #[test]
 fn device_strings_are_escaped_on_the_terminal() {
-    let dir = scratch("escape");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("escape");
     let data = dump_data(8192);
     crafted(&dev, 3 * MIB, &data, DumpState::Failed, 4096, [0; 32]);
     let evil = "\u{1b}]0;owned\u{7}\u{1b}[2J";
@@ -962,9 +947,7 @@ fn damaged_lines(o: &Output) -> Vec<String> {
 
 #[test]
 fn chunk_checksums_of_a_complete_dump() {
-    let dir = scratch("chunks-ok");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("chunks-ok");
     let data = dump_data(CHUNKED_LEN);
     crafted_chunked(&dev, &data, DumpState::Complete, CHUNKED_LEN);
     let o = minicap(&[Path::new("save"), &dev, &out]);
@@ -995,9 +978,7 @@ fn chunk_checksums_of_a_complete_dump() {
 
 #[test]
 fn chunk_checksums_name_the_damaged_ranges() {
-    let dir = scratch("chunks-damaged");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("chunks-damaged");
     let data = dump_data(CHUNKED_LEN);
     crafted_chunked(&dev, &data, DumpState::Complete, CHUNKED_LEN);
     // One byte in the middle of chunk 2.
@@ -1037,9 +1018,7 @@ fn chunk_checksums_name_the_damaged_ranges() {
 
 #[test]
 fn a_damaged_chunk_table_is_told_apart() {
-    let dir = scratch("chunks-table");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("chunks-table");
     let data = dump_data(CHUNKED_LEN);
     crafted_chunked(&dev, &data, DumpState::Complete, CHUNKED_LEN);
     // One byte of entry 1.
@@ -1066,9 +1045,7 @@ fn a_damaged_chunk_table_is_told_apart() {
 
 #[test]
 fn chunk_checksums_of_a_partial_dump() {
-    let dir = scratch("chunks-partial");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("chunks-partial");
     let data = dump_data(CHUNKED_LEN);
     // 3.5 MiB written: chunks 0-2 finished, chunk 3 not.
     let written = 7 << 19;
@@ -1117,9 +1094,7 @@ fn chunk_checksums_of_a_partial_dump() {
 
 #[test]
 fn a_dump_captured_without_checksum() {
-    let dir = scratch("verify-none");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("verify-none");
     let data = dump_data(10_000);
     crafted(&dev, 3 * MIB, &data, DumpState::Complete, 10_000, [0; 32]);
     edit_header(&dev, |h| h.set_verification(Verification::None));
@@ -1160,8 +1135,7 @@ fn store_triage(path: &Path, text: &[u8]) {
 
 #[test]
 fn dmesg_prints_the_triage_text() {
-    let dir = scratch("dmesg");
-    let dev = dir.join("dev.img");
+    let dev = device("dmesg");
     let data = dump_data(50_000);
     // The device failed early in the dump: the triage text is what there is.
     crafted(&dev, 3 * MIB, &data, DumpState::Failed, 4096, [0; 32]);
@@ -1323,9 +1297,7 @@ fn a_partial_kdump_dump_with_chunk_checksums() {
 fn a_dump_written_before_the_triage_area_still_saves() {
     // What earlier capture kernels wrote: a 512-byte header (zeros after it) and the dump at
     // 1 MiB.
-    let dir = scratch("legacy-offset");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("legacy-offset");
     let data = dump_data(200_000);
     let mut h = DumpHeader::new_empty(ID, 4 * MIB, "minicap 0.1.0");
     h.state = DumpState::Complete;
@@ -1351,8 +1323,7 @@ fn a_dump_written_before_the_triage_area_still_saves() {
 
 #[test]
 fn a_damaged_header_extension_is_reported() {
-    let dir = scratch("bad-extension");
-    let dev = dir.join("dev.img");
+    let dev = device("bad-extension");
     let data = dump_data(1000);
     crafted(
         &dev,
