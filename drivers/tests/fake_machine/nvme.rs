@@ -1121,14 +1121,8 @@ impl Nvme {
         if qid == 0 || qid > 1 || c.cqs.contains_key(&qid) {
             return (INVALID_QUEUE_ID, 0);
         }
-        if entries < 2 || entries > u32::from(self.cfg.mqes) + 1 {
-            return (INVALID_QUEUE_SIZE, 0);
-        }
-        if !contiguous {
-            return (INVALID_FIELD, 0);
-        }
-        if !sqe.prp1.is_multiple_of(PAGE) {
-            return (PRP_OFFSET_INVALID, 0);
+        if let Some(refused) = self.check_queue_memory(entries, contiguous, sqe.prp1) {
+            return (refused, 0);
         }
         c.cqs.insert(
             qid,
@@ -1144,6 +1138,22 @@ impl Nvme {
         (SUCCESS, 0)
     }
 
+    /// What Create I/O Completion/Submission Queue refuse alike: a size
+    /// beyond CAP.MQES, a queue that is not physically contiguous, a base
+    /// not page aligned (NVMe 1.4 §5.3, §5.4).
+    fn check_queue_memory(&self, entries: u32, contiguous: bool, base: u64) -> Option<(u8, u8)> {
+        if entries < 2 || entries > u32::from(self.cfg.mqes) + 1 {
+            return Some(INVALID_QUEUE_SIZE);
+        }
+        if !contiguous {
+            return Some(INVALID_FIELD);
+        }
+        if !base.is_multiple_of(PAGE) {
+            return Some(PRP_OFFSET_INVALID);
+        }
+        None
+    }
+
     fn create_sq(&self, sqe: &Sqe) -> ((u8, u8), u32) {
         let qid = (sqe.cdw10 & 0xffff) as u16;
         let entries = (sqe.cdw10 >> 16) + 1;
@@ -1156,14 +1166,8 @@ impl Nvme {
         if cqid == 0 || !c.cqs.contains_key(&cqid) {
             return (COMPLETION_QUEUE_INVALID, 0);
         }
-        if entries < 2 || entries > u32::from(self.cfg.mqes) + 1 {
-            return (INVALID_QUEUE_SIZE, 0);
-        }
-        if !contiguous {
-            return (INVALID_FIELD, 0);
-        }
-        if !sqe.prp1.is_multiple_of(PAGE) {
-            return (PRP_OFFSET_INVALID, 0);
+        if let Some(refused) = self.check_queue_memory(entries, contiguous, sqe.prp1) {
+            return (refused, 0);
         }
         c.sqs.insert(
             qid,
