@@ -33,39 +33,12 @@ fn open(m: &AhciMachine) -> Disk<'_> {
     open_port(m, 0)
 }
 
-/// Write `len` bytes from `src` to `offset`, check they land there and only
-/// there, read them back into `dst` and compare.
+/// The write-then-read-back round trip (`check_roundtrip`) on the disk of
+/// `disk`'s port.
+#[track_caller]
 fn roundtrip(m: &AhciMachine, disk: &mut Disk<'_>, offset: u64, len: u64, src: u64, dst: u64) {
-    let port = disk.port();
-    let data = pattern(offset ^ len ^ src, len_usize(len));
-    m.mem_write(src, &data);
-    let guard = 4096u64;
-    let before = offset.min(guard);
-    let after = (disk.capacity() - offset - len).min(guard);
-    m.disk_fill(port, offset - before, before + len + after, 0x5a);
-    disk.write(offset, src, len)
-        .unwrap_or_else(|e| panic!("write {len} at {offset:#x}: {e}"));
-    assert_same(
-        &m.disk_read(port, offset, len_usize(len)),
-        &data,
-        "disk contents",
-    );
-    assert_filled(
-        &m.disk_read(port, offset - before, len_usize(before)),
-        0x5a,
-        "disk before",
-    );
-    assert_filled(
-        &m.disk_read(port, offset + len, len_usize(after)),
-        0x5a,
-        "disk after",
-    );
-    m.mem_fill(dst - 64, len + 128, 0xee);
-    disk.read(offset, dst, len)
-        .unwrap_or_else(|e| panic!("read {len} at {offset:#x}: {e}"));
-    assert_same(&m.mem_read(dst, len_usize(len)), &data, "read back");
-    assert_filled(&m.mem_read(dst - 64, 64), 0xee, "memory before the read");
-    assert_filled(&m.mem_read(dst + len, 64), 0xee, "memory after the read");
+    let port = AhciPort(m, disk.port());
+    check_roundtrip(m, &port, disk, offset, len, src, dst);
 }
 
 /// The commands cover consecutive sectors from `offset` and consecutive

@@ -29,15 +29,11 @@ fn machine() -> FakeNvme {
     FakeNvme::new(NvmeConfig::qemu())
 }
 
-/// Write `len` bytes of a pattern from `src` to `offset`, check the disk,
-/// read them back to `dst` and check memory.
+/// The write-then-read-back round trip (`check_roundtrip`) on the
+/// namespace.
+#[track_caller]
 fn roundtrip(m: &FakeNvme, dev: &mut Dev<'_>, offset: u64, len: u64, src: u64, dst: u64) {
-    let data = pattern(offset ^ len ^ src, len_usize(len));
-    m.mem_write(src, &data);
-    dev.write(offset, src, len).expect("write");
-    assert_same(&m.disk_read(offset, data.len()), &data, "disk after write");
-    dev.read(offset, dst, len).expect("read");
-    assert_same(&m.mem_read(dst, data.len()), &data, "memory after read");
+    check_roundtrip(m, m, dev, offset, len, src, dst);
 }
 
 fn describe(dev: &Dev<'_>) -> String {

@@ -569,6 +569,10 @@ impl Nvme {
         self.disk.borrow().get(offset, len)
     }
 
+    pub fn disk_fill(&self, offset: u64, len: u64, value: u8) {
+        self.disk.borrow_mut().fill(offset, len, value);
+    }
+
     // ----- internals -----
 
     fn event(&self, e: Event) {

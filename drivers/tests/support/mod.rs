@@ -1,10 +1,15 @@
 //! What the block driver tests (virtio-blk, NVMe, AHCI) share: where test
 //! buffers live, test data, byte comparisons that do not print megabytes,
-//! and bringing a driver up with the fake's violations in the panic.
+//! bringing a driver up with the fake's violations in the panic, and the
+//! write-then-read-back round trip.
 
 #![allow(dead_code)]
 
+use crate::fake_machine::ahci::AhciMachine;
+use crate::fake_machine::nvme::FakeNvme;
 use crate::fake_machine::platform::{DeviceModel, Fake};
+use crate::fake_machine::FakeMachine;
+use minicap_drivers::BlockDevice;
 use std::fmt::{Debug, Display};
 
 /// Test data buffers live here (the DMA allocator hands out memory at 16 MiB).
@@ -74,4 +79,87 @@ pub fn expect_refused<T, E>(result: Result<T, E>) -> E {
         Ok(_) => panic!("init unexpectedly succeeded"),
         Err(e) => e,
     }
+}
+
+/// The disk behind a fake device, as a round trip looks at it.
+pub trait DiskImage {
+    fn read(&self, offset: u64, len: usize) -> Vec<u8>;
+    fn fill(&self, offset: u64, len: u64, value: u8);
+}
+
+impl DiskImage for FakeMachine {
+    fn read(&self, offset: u64, len: usize) -> Vec<u8> {
+        self.disk_read(offset, len)
+    }
+
+    fn fill(&self, offset: u64, len: u64, value: u8) {
+        self.disk_fill(offset, len, value);
+    }
+}
+
+impl DiskImage for FakeNvme {
+    fn read(&self, offset: u64, len: usize) -> Vec<u8> {
+        self.disk_read(offset, len)
+    }
+
+    fn fill(&self, offset: u64, len: u64, value: u8) {
+        self.disk_fill(offset, len, value);
+    }
+}
+
+/// The disk on one port of the fake AHCI HBA.
+pub struct AhciPort<'m>(pub &'m AhciMachine, pub u8);
+
+impl DiskImage for AhciPort<'_> {
+    fn read(&self, offset: u64, len: usize) -> Vec<u8> {
+        self.0.disk_read(self.1, offset, len)
+    }
+
+    fn fill(&self, offset: u64, len: u64, value: u8) {
+        self.0.disk_fill(self.1, offset, len, value);
+    }
+}
+
+/// Write `len` bytes from `src` at `offset` of `dev` (whose disk is
+/// `disk`), check they land there and only there, read them back into
+/// `dst` and check they land there and only there.
+#[track_caller]
+pub fn check_roundtrip<D: DeviceModel>(
+    m: &Fake<D>,
+    disk: &impl DiskImage,
+    dev: &mut impl BlockDevice,
+    offset: u64,
+    len: u64,
+    src: u64,
+    dst: u64,
+) {
+    let n = len_usize(len);
+    let data = pattern(offset ^ len ^ src, n);
+    m.mem_write(src, &data);
+    let guard = 4096u64;
+    let before = offset.min(guard);
+    let after = (dev.capacity() - offset - len).min(guard);
+    disk.fill(offset - before, before + len + after, 0x5a);
+    dev.write(offset, src, len)
+        .unwrap_or_else(|e| panic!("write {len} at {offset:#x}: {e}"));
+    assert_same(&disk.read(offset, n), &data, "disk contents");
+    assert_filled(
+        &disk.read(offset - before, len_usize(before)),
+        0x5a,
+        "disk before the write",
+    );
+    assert_filled(
+        &disk.read(offset + len, len_usize(after)),
+        0x5a,
+        "disk after the write",
+    );
+
+    m.mem_fill(dst.saturating_sub(64), len + 128, 0xee);
+    dev.read(offset, dst, len)
+        .unwrap_or_else(|e| panic!("read {len} at {offset:#x}: {e}"));
+    assert_same(&m.mem_read(dst, n), &data, "read back");
+    if dst >= 64 {
+        assert_filled(&m.mem_read(dst - 64, 64), 0xee, "memory before the read");
+    }
+    assert_filled(&m.mem_read(dst + len, 64), 0xee, "memory after the read");
 }
