@@ -6,6 +6,35 @@
 
 use std::cell::{Cell, Ref, RefCell};
 
+/// When a device completes the requests it took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Completion {
+    /// As soon as the driver submits them (virtio-blk: notifies; NVMe:
+    /// rings the tail doorbell), in order.
+    #[default]
+    AtSubmit,
+    /// All it holds, each time the driver polls for completions (virtio:
+    /// reads the used ring's index; NVMe: reads the completion queue), in
+    /// the order taken.
+    WhenPolled,
+    /// Like `WhenPolled`, newest first.
+    WhenPolledNewestFirst,
+    /// Only when the test calls `complete_held`.
+    Held,
+}
+
+impl Completion {
+    /// What a poll by the driver completes: everything held (newest first
+    /// or not), or nothing (None).
+    pub fn on_poll(self) -> Option<bool> {
+        match self {
+            Self::AtSubmit | Self::Held => None,
+            Self::WhenPolled => Some(false),
+            Self::WhenPolledNewestFirst => Some(true),
+        }
+    }
+}
+
 /// A request that carries the number it was taken under.
 pub trait Numbered {
     fn seq(&self) -> u64;

@@ -10,7 +10,7 @@
 //! test ends with [`FakeMachine::assert_clean`].
 //!
 //! Requests may stay in flight: the device takes a chain from the available
-//! ring when notified, and completes it then ([`Completion::AtNotify`]), when
+//! ring when notified, and completes it then ([`Completion::AtSubmit`]), when
 //! the driver next polls the used ring, in order or newest first, or when the
 //! test says ([`FakeMachine::complete_held`]). While a request is in flight
 //! its descriptors, header, status byte and indirect table belong to the
@@ -22,6 +22,7 @@ pub mod held;
 pub mod nvme;
 pub mod platform;
 
+pub use held::Completion;
 use held::{Held, Numbered};
 use minicap_drivers::access::{DmaRegion, Region, Width};
 use minicap_drivers::pci::PciAddress;
@@ -362,21 +363,6 @@ impl FakeConfig {
     fn has_io(&self) -> bool {
         self.mode != Mode::Modern && self.io_bar
     }
-}
-
-/// When the device completes the requests it took.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Completion {
-    /// As soon as it is notified, in order.
-    #[default]
-    AtNotify,
-    /// All it holds, each time the driver reads the used ring's index, in
-    /// the order they were made available.
-    WhenPolled,
-    /// Like `WhenPolled`, newest first.
-    WhenPolledNewestFirst,
-    /// Only when the test calls [`FakeMachine::complete_held`].
-    Held,
 }
 
 /// Failure injection, changeable at any time.
@@ -1244,17 +1230,15 @@ impl VirtioBlk {
             last_avail = last_avail.wrapping_add(1);
         }
         self.dev.borrow_mut().queue.last_avail = last_avail;
-        if self.knobs.completion.get() == Completion::AtNotify {
+        if self.knobs.completion.get() == Completion::AtSubmit {
             self.complete_ready(false);
         }
     }
 
     /// The driver reads the used index: complete what the policy says.
     fn used_ring_polled(&self) {
-        match self.knobs.completion.get() {
-            Completion::AtNotify | Completion::Held => {}
-            Completion::WhenPolled => self.complete_ready(false),
-            Completion::WhenPolledNewestFirst => self.complete_ready(true),
+        if let Some(newest_first) = self.knobs.completion.get().on_poll() {
+            self.complete_ready(newest_first);
         }
     }
 

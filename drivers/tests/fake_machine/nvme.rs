@@ -12,12 +12,13 @@
 //! disabling it.
 //!
 //! I/O commands may stay in flight: the controller takes them when the
-//! tail doorbell rings and completes them then ([`Completion::AtDoorbell`]),
+//! tail doorbell rings and completes them then ([`Completion::AtSubmit`]),
 //! when the driver next reads the completion queue (in order or newest
 //! first), or when the test says ([`FakeNvme::complete_held`]). While a
 //! command is in flight its PRP list belongs to the controller: it is
 //! walked again at completion and must not have changed.
 
+pub use super::held::Completion;
 use super::held::{Held, Numbered};
 use super::platform::{Core, DeviceModel, Fake};
 use super::{idx, mask, ConfigSpace, Sparse, PAGE};
@@ -209,21 +210,6 @@ impl NvmeConfig {
     fn stride(&self) -> u64 {
         4 << self.dstrd
     }
-}
-
-/// When the controller completes the I/O commands it took.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Completion {
-    /// As soon as the tail doorbell rings, in order.
-    #[default]
-    AtDoorbell,
-    /// All it holds, each time the driver reads the completion queue, in
-    /// the order taken.
-    WhenPolled,
-    /// Like `WhenPolled`, newest first.
-    WhenPolledNewestFirst,
-    /// Only when the test calls [`FakeNvme::complete_held`].
-    Held,
 }
 
 /// Failure injection, changeable at any time.
@@ -910,7 +896,7 @@ impl Nvme {
                 self.take_io(qid, sqe);
             }
         }
-        if self.knobs.completion.get() == Completion::AtDoorbell {
+        if self.knobs.completion.get() == Completion::AtSubmit {
             self.complete_ready(false);
         }
     }
@@ -1264,10 +1250,8 @@ impl Nvme {
 
     /// The driver reads a completion queue: complete what the policy says.
     fn completion_queue_polled(&self) {
-        match self.knobs.completion.get() {
-            Completion::AtDoorbell | Completion::Held => {}
-            Completion::WhenPolled => self.complete_ready(false),
-            Completion::WhenPolledNewestFirst => self.complete_ready(true),
+        if let Some(newest_first) = self.knobs.completion.get().on_poll() {
+            self.complete_ready(newest_first);
         }
     }
 
