@@ -136,6 +136,19 @@ fn crafted(
     h
 }
 
+/// Writes an image holding all of `data` as a complete dump with its SHA-256.
+fn complete_dump(path: &Path, capacity: u64, data: &[u8]) -> DumpHeader {
+    let written = u64::try_from(data.len()).unwrap();
+    crafted(
+        path,
+        capacity,
+        data,
+        DumpState::Complete,
+        written,
+        sha256(data),
+    )
+}
+
 fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
@@ -237,14 +250,7 @@ fn format_missing_device() {
 fn save_complete_dump() {
     let (dev, out) = device_and_output("save-ok");
     let data = dump_data(300_000);
-    crafted(
-        &dev,
-        4 * MIB,
-        &data,
-        DumpState::Complete,
-        300_000,
-        sha256(&data),
-    );
+    complete_dump(&dev, 4 * MIB, &data);
     let before = fs::read(&dev).unwrap();
     let o = minicap(&[Path::new("save"), &dev, &out]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -335,14 +341,7 @@ fn save_empty_device() {
 fn save_truncated_image() {
     let (dev, out) = device_and_output("save-truncated");
     let data = dump_data(4096);
-    crafted(
-        &dev,
-        3 * MIB,
-        &data,
-        DumpState::Complete,
-        4096,
-        sha256(&data),
-    );
+    complete_dump(&dev, 3 * MIB, &data);
     // Cut the image inside the dump area.
     let f = fs::OpenOptions::new().write(true).open(&dev).unwrap();
     f.set_len(MIB + 100).unwrap();
@@ -354,14 +353,7 @@ fn save_truncated_image() {
 fn save_onto_device_itself_is_refused() {
     let dev = device("save-self");
     let data = dump_data(4096);
-    crafted(
-        &dev,
-        3 * MIB,
-        &data,
-        DumpState::Complete,
-        4096,
-        sha256(&data),
-    );
+    complete_dump(&dev, 3 * MIB, &data);
     let before = fs::read(&dev).unwrap();
     let o = minicap(&[Path::new("save"), &dev, &dev]);
     assert_eq!(o.status.code(), Some(1));
@@ -400,14 +392,7 @@ fn format_refuses_unsaved_dump() {
 fn format_refuses_damaged_minicap_header() {
     let dev = device("damaged");
     let data = dump_data(100);
-    crafted(
-        &dev,
-        3 * MIB,
-        &data,
-        DumpState::Complete,
-        100,
-        sha256(&data),
-    );
+    complete_dump(&dev, 3 * MIB, &data);
     let mut img = fs::read(&dev).unwrap();
     img[300] ^= 0xff; // breaks the CRC, keeps the magic
     fs::write(&dev, &img).unwrap();
@@ -437,14 +422,7 @@ fn info_on_foreign_device() {
 fn info_complete_dump() {
     let dev = device("info-complete");
     let data = dump_data(1000);
-    crafted(
-        &dev,
-        3 * MIB,
-        &data,
-        DumpState::Complete,
-        1000,
-        sha256(&data),
-    );
+    complete_dump(&dev, 3 * MIB, &data);
     let o = run("info", &dev);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = stdout(&o);
@@ -816,14 +794,7 @@ fn format_accepts_zeros_and_random_data() {
 fn save_refuses_a_foreign_dump_offset() {
     let (dev, out) = device_and_output("save-offset");
     let data = dump_data(4096);
-    crafted(
-        &dev,
-        4 * MIB,
-        &data,
-        DumpState::Complete,
-        4096,
-        sha256(&data),
-    );
+    complete_dump(&dev, 4 * MIB, &data);
     edit_header(&dev, |h| h.dump_offset = 3 * MIB);
     write_at(&dev, 3 * MIB, &data);
     let o = minicap(&[Path::new("save"), &dev, &out]);
@@ -1204,14 +1175,7 @@ fn a_kdump_compressed_dump_saves_like_an_elf_one() {
     let dev = dir.join("dev.img");
     let out = dir.join("dumpfile");
     let file = kdump_file(300_000);
-    crafted(
-        &dev,
-        4 * MIB,
-        &file,
-        DumpState::Complete,
-        300_000,
-        sha256(&file),
-    );
+    complete_dump(&dev, 4 * MIB, &file);
     make_kdump(
         &dev,
         Compression::Zlib,
@@ -1325,14 +1289,7 @@ fn a_dump_written_before_the_triage_area_still_saves() {
 fn a_damaged_header_extension_is_reported() {
     let dev = device("bad-extension");
     let data = dump_data(1000);
-    crafted(
-        &dev,
-        3 * MIB,
-        &data,
-        DumpState::Complete,
-        1000,
-        sha256(&data),
-    );
+    complete_dump(&dev, 3 * MIB, &data);
     flip(&dev, 600);
     let o = run("info", &dev);
     assert_fails(&o, 1, "header extension checksum mismatch");
@@ -1372,14 +1329,7 @@ fn a_real_kdump_file_survives_the_device_if_present() {
     let dev = dir.join("dev.img");
     let len = u64::try_from(file.len()).unwrap();
     let capacity = minicap_dumpheader::required_capacity(len);
-    crafted(
-        &dev,
-        capacity,
-        &file,
-        DumpState::Complete,
-        len,
-        sha256(&file),
-    );
+    complete_dump(&dev, capacity, &file);
     make_kdump(&dev, Compression::Zlib, 31, 31, "");
     let out = dir.join("saved.kdump");
     let o = minicap(&[Path::new("save"), &dev, &out]);
