@@ -15,6 +15,7 @@
 
 pub mod access;
 pub mod ahci;
+mod inflight;
 pub mod nvme;
 pub mod pci;
 pub mod virtio;

@@ -1,6 +1,7 @@
 //! The AHCI driver against a fake AHCI HBA with ATA disks.
 
 mod fake_machine;
+mod support;
 
 use fake_machine::ahci::*;
 use fake_machine::ConfigSpace;
@@ -10,100 +11,34 @@ use minicap_drivers::ahci::{
 };
 use minicap_drivers::pci::PciAddress;
 use minicap_drivers::BlockDevice;
-
-/// Test data buffers live here (the DMA allocator hands out memory at 16 MiB).
-const BUF: u64 = 0x4000_0000;
-const BUF2: u64 = 0x6000_0000;
-const MIB: u64 = 1 << 20;
+use support::*;
 
 type Disk<'m> = AhciDisk<'m, AhciMachine>;
 
 fn take_over(m: &AhciMachine) -> AhciHba<'_, AhciMachine> {
-    match AhciHba::take_over(m, AHCI_FN) {
-        Ok(hba) => hba,
-        Err(e) => panic!(
-            "takeover failed: {e} ({e:?}); violations: {:?}",
-            m.violations()
-        ),
-    }
+    expect_up("takeover", m, AhciHba::take_over(m, AHCI_FN))
 }
 
 fn open_port(m: &AhciMachine, port: u8) -> Disk<'_> {
     let mut hba = take_over(m);
-    match hba.open(port) {
-        Ok(disk) => disk,
-        Err(e) => panic!("open failed: {e} ({e:?}); violations: {:?}", m.violations()),
-    }
+    expect_up("open", m, hba.open(port))
+}
+
+/// A machine with one 512-byte-sector disk on port 0.
+fn machine() -> AhciMachine {
+    AhciMachine::new(AhciConfig::one_disk(512))
 }
 
 fn open(m: &AhciMachine) -> Disk<'_> {
     open_port(m, 0)
 }
 
-/// Deterministic, position-dependent bytes (xorshift64).
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
-}
-
+/// The write-then-read-back round trip (`check_roundtrip`) on the disk of
+/// `disk`'s port.
 #[track_caller]
-fn assert_same(got: &[u8], want: &[u8], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!(
-            "{what}: first difference at byte {i:#x}: got {:#04x}, want {:#04x}",
-            got[i], want[i]
-        );
-    }
-}
-
-#[track_caller]
-fn assert_filled(got: &[u8], value: u8, what: &str) {
-    if let Some(i) = got.iter().position(|&b| b != value) {
-        panic!("{what}: byte {i:#x} is {:#04x}, want {value:#04x}", got[i]);
-    }
-}
-
-fn n(len: u64) -> usize {
-    usize::try_from(len).unwrap()
-}
-
-/// Write `len` bytes from `src` to `offset`, check they land there and only
-/// there, read them back into `dst` and compare.
 fn roundtrip(m: &AhciMachine, disk: &mut Disk<'_>, offset: u64, len: u64, src: u64, dst: u64) {
-    let port = disk.port();
-    let data = pattern(offset ^ len ^ src, n(len));
-    m.mem_write(src, &data);
-    let guard = 4096u64;
-    let before = offset.min(guard);
-    let after = (disk.capacity() - offset - len).min(guard);
-    m.disk_fill(port, offset - before, before + len + after, 0x5a);
-    disk.write(offset, src, len)
-        .unwrap_or_else(|e| panic!("write {len} at {offset:#x}: {e}"));
-    assert_same(&m.disk_read(port, offset, n(len)), &data, "disk contents");
-    assert_filled(
-        &m.disk_read(port, offset - before, n(before)),
-        0x5a,
-        "disk before",
-    );
-    assert_filled(
-        &m.disk_read(port, offset + len, n(after)),
-        0x5a,
-        "disk after",
-    );
-    m.mem_fill(dst - 64, len + 128, 0xee);
-    disk.read(offset, dst, len)
-        .unwrap_or_else(|e| panic!("read {len} at {offset:#x}: {e}"));
-    assert_same(&m.mem_read(dst, n(len)), &data, "read back");
-    assert_filled(&m.mem_read(dst - 64, 64), 0xee, "memory before the read");
-    assert_filled(&m.mem_read(dst + len, 64), 0xee, "memory after the read");
+    let port = AhciPort(m, disk.port());
+    check_roundtrip(m, &port, disk, offset, len, src, dst);
 }
 
 /// The commands cover consecutive sectors from `offset` and consecutive
@@ -138,7 +73,7 @@ fn check_transfers(
 
 #[test]
 fn class_code_identifies_ahci() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     assert!(is_ahci(&m, AHCI_FN));
     let ide = PciAddress {
         bus: 0,
@@ -389,7 +324,7 @@ fn a_disk_that_stays_busy_is_not_ready_after_31_seconds() {
         d.busy_ms = 100_000;
     }
     let m = AhciMachine::new(cfg);
-    m.knobs.clock_step_us.set(1000);
+    m.set_clock_step_us(1000);
     let mut hba = take_over(&m);
     assert!(matches!(hba.state(0), PortState::NotReady { task_file } if task_file & 0x80 != 0));
     assert!(m.now() >= 31_000_000 && m.now() < 32_000_000);
@@ -430,7 +365,7 @@ fn a_32_bit_hba_refuses_data_above_4_gib() {
 
 #[test]
 fn identify_512_byte_sectors() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let disk = open(&m);
     assert_eq!(disk.capacity(), 64 * MIB);
     assert_eq!(disk.sector_size(), 512);
@@ -517,7 +452,7 @@ fn ports_open_once_and_outlive_the_hba() {
 
 #[test]
 fn write_then_read_back_512() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     roundtrip(&m, &mut disk, 0, 512, BUF, BUF2);
     roundtrip(&m, &mut disk, 512 * 77, 512 * 9, BUF + 512, BUF2 + 1024);
@@ -558,7 +493,7 @@ fn lba_above_32_bits() {
 
 #[test]
 fn large_transfers_split_into_commands() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     let len = 5 * MIB + 4096;
     roundtrip(&m, &mut disk, MIB, len, BUF, BUF + 64 * MIB);
@@ -572,7 +507,7 @@ fn large_transfers_split_into_commands() {
 
 #[test]
 fn commands_longer_than_4_mib_take_several_prds() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     disk.set_request_limit(u64::MAX);
     // 65535 sectors: what one WRITE DMA EXT carries without the "0 means
@@ -618,7 +553,7 @@ fn missing_registers_or_memory_fail_the_takeover() {
 
 #[test]
 fn prds_cross_pages_without_splitting() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     // Memory that starts mid-page and spans five pages.
     roundtrip(&m, &mut disk, 8192, 5 * 4096, BUF + 0x600, BUF2 + 0x200);
@@ -659,7 +594,7 @@ fn bad_requests_do_not_reach_the_disk() {
 
 #[test]
 fn start_write_returns_while_the_disk_works() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs.completion.set(Completion::AfterPolls(3));
     let data = pattern(7, 8192);
@@ -699,7 +634,7 @@ fn start_write_returns_while_the_disk_works() {
 
 #[test]
 fn flush_uses_flush_cache_ext_or_flush_cache() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     disk.flush().unwrap();
     assert_eq!(m.flushes(), 1);
@@ -721,7 +656,7 @@ fn flush_uses_flush_cache_ext_or_flush_cache() {
 
 #[test]
 fn device_error_reports_the_failing_command_and_recovers() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     let chunk = disk.max_transfer();
     // Command 0 was IDENTIFY; 1 and 2 are the first two chunks.
@@ -753,7 +688,7 @@ fn errors_are_caught_when_the_hba_clears_pxci_on_error() {
     // QEMU 7.2's HBA completes a failed command like a good one (PxCI
     // cleared), with TFES and the ATA error in the task file.
     for completion in [Completion::AtIssue, Completion::AfterPolls(3)] {
-        let m = AhciMachine::new(AhciConfig::one_disk(512));
+        let m = machine();
         let mut disk = open(&m);
         m.knobs.clear_ci_on_error.set(true);
         m.knobs.completion.set(completion);
@@ -776,7 +711,7 @@ fn errors_are_caught_when_the_hba_clears_pxci_on_error() {
 
 #[test]
 fn errors_of_started_writes_come_from_wait() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs.fail_command.set(Some((1, STATUS_ERR, ERROR_IDNF)));
     disk.start_write(8192, BUF, 4096).unwrap();
@@ -817,7 +752,7 @@ fn recovery_uses_command_list_override_when_the_hba_has_it() {
 
 #[test]
 fn recovery_without_override_uses_comreset() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs
         .fail_command
@@ -833,7 +768,7 @@ fn recovery_without_override_uses_comreset() {
 
 #[test]
 fn host_bus_errors_are_reported() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs.host_error_command.set(Some(1));
     let err = disk.read(12288, BUF, 4096).unwrap_err();
@@ -851,10 +786,10 @@ fn host_bus_errors_are_reported() {
 
 #[test]
 fn timeout_stops_the_port_and_the_disk_is_unusable() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs.completion.set(Completion::Never);
-    m.knobs.clock_step_us.set(1000);
+    m.set_clock_step_us(1000);
     disk.start_write(4096 * 5, BUF, 4096).unwrap();
     let start = m.now();
     assert_eq!(
@@ -879,10 +814,10 @@ fn timeout_stops_the_port_and_the_disk_is_unusable() {
 
 #[test]
 fn flush_timeout() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs.completion.set(Completion::Never);
-    m.knobs.clock_step_us.set(1000);
+    m.set_clock_step_us(1000);
     assert_eq!(
         disk.flush(),
         Err(AhciError::Timeout {
@@ -895,11 +830,11 @@ fn flush_timeout() {
 
 #[test]
 fn timeout_with_a_port_that_will_not_stop_cuts_bus_mastering() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs.completion.set(Completion::Never);
     m.knobs.stop_stuck.set(true);
-    m.knobs.clock_step_us.set(1000);
+    m.set_clock_step_us(1000);
     assert!(matches!(
         disk.write(0, BUF, 4096),
         Err(AhciError::Timeout { .. })
@@ -910,7 +845,7 @@ fn timeout_with_a_port_that_will_not_stop_cuts_bus_mastering() {
 
 #[test]
 fn dropping_the_disk_stops_its_port() {
-    let m = AhciMachine::new(AhciConfig::one_disk(512));
+    let m = machine();
     let mut disk = open(&m);
     m.knobs.completion.set(Completion::AfterPolls(2));
     disk.start_write(0, BUF, 4096).unwrap();

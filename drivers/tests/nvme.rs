@@ -1,6 +1,7 @@
 //! The NVMe driver against a fake NVMe controller.
 
 mod fake_machine;
+mod support;
 
 use fake_machine::nvme::*;
 use minicap_drivers::nvme::{
@@ -9,73 +10,30 @@ use minicap_drivers::nvme::{
 };
 use minicap_drivers::pci::PciAddress;
 use minicap_drivers::BlockDevice;
+use support::*;
 
-/// Test data buffers (the "crashed kernel's memory"; DMA memory is at 16 MiB).
-const BUF: u64 = 0x4000_0000;
-/// A second buffer area, for reading back.
-const BUF2: u64 = 0x6000_0000;
-const KIB: u64 = 1 << 10;
-const MIB: u64 = 1 << 20;
 /// CAP.TO of the QEMU-like controller: 15 × 500 ms.
 const CAP_TO_MS: u64 = 7_500;
 
 type Dev<'m> = Nvme<'m, FakeNvme>;
 
 fn open(m: &FakeNvme) -> Dev<'_> {
-    match Nvme::new(m, NVME_FN) {
-        Ok(dev) => dev,
-        Err(e) => panic!("init failed: {e} ({e:?}); violations: {:?}", m.violations()),
-    }
+    expect_up("init", m, Nvme::new(m, NVME_FN))
 }
 
 fn open_err(m: &FakeNvme) -> NvmeError {
-    match Nvme::new(m, NVME_FN) {
-        Ok(_) => panic!("init unexpectedly succeeded"),
-        Err(e) => e,
-    }
+    expect_refused(Nvme::new(m, NVME_FN))
 }
 
 fn machine() -> FakeNvme {
     FakeNvme::new(NvmeConfig::qemu())
 }
 
-/// Deterministic, position-dependent bytes (a 64-bit LCG's top byte).
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed;
-    (0..len)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            x.to_le_bytes()[7]
-        })
-        .collect()
-}
-
-fn len_usize(len: u64) -> usize {
-    usize::try_from(len).expect("test lengths fit")
-}
-
+/// The write-then-read-back round trip (`check_roundtrip`) on the
+/// namespace.
 #[track_caller]
-fn assert_same(got: &[u8], want: &[u8], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!(
-            "{what}: first difference at byte {i:#x}: got {:#04x}, want {:#04x}",
-            got[i], want[i]
-        );
-    }
-}
-
-/// Write `len` bytes of a pattern from `src` to `offset`, check the disk,
-/// read them back to `dst` and check memory.
 fn roundtrip(m: &FakeNvme, dev: &mut Dev<'_>, offset: u64, len: u64, src: u64, dst: u64) {
-    let data = pattern(offset ^ len ^ src, len_usize(len));
-    m.mem_write(src, &data);
-    dev.write(offset, src, len).expect("write");
-    assert_same(&m.disk_read(offset, data.len()), &data, "disk after write");
-    dev.read(offset, dst, len).expect("read");
-    assert_same(&m.mem_read(dst, data.len()), &data, "memory after read");
+    check_roundtrip(m, m, dev, offset, len, src, dst);
 }
 
 fn describe(dev: &Dev<'_>) -> String {

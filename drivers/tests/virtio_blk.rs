@@ -1,18 +1,14 @@
 //! The virtio-blk driver, unchanged, against a fake PCI virtio-blk device.
 
 mod fake_machine;
+mod support;
 
 use fake_machine::*;
 use minicap_drivers::virtio::{
     Operation, VirtioBlk, VirtioBlkError, MAX_IN_FLIGHT, MAX_REQUEST_BYTES,
 };
 use minicap_drivers::BlockDevice;
-
-/// Test data buffers live here (the DMA allocator hands out memory at 16 MiB).
-const BUF: u64 = 0x4000_0000;
-/// A second buffer area, for reading back.
-const BUF2: u64 = 0x6000_0000;
-const MIB: u64 = 1 << 20;
+use support::*;
 
 /// The two interfaces; the transitional device is covered where it matters.
 const MODES: [Mode; 2] = [Mode::Modern, Mode::Legacy];
@@ -20,91 +16,22 @@ const MODES: [Mode; 2] = [Mode::Modern, Mode::Legacy];
 type Blk<'m> = VirtioBlk<'m, FakeMachine>;
 
 fn open(m: &FakeMachine) -> Blk<'_> {
-    match VirtioBlk::new(m, VIRTIO_FN) {
-        Ok(dev) => dev,
-        Err(e) => panic!("init failed: {e} ({e:?}); violations: {:?}", m.violations()),
-    }
+    expect_up("init", m, VirtioBlk::new(m, VIRTIO_FN))
 }
 
 fn open_err(m: &FakeMachine) -> VirtioBlkError {
-    match VirtioBlk::new(m, VIRTIO_FN) {
-        Ok(_) => panic!("init unexpectedly succeeded"),
-        Err(e) => e,
-    }
+    expect_refused(VirtioBlk::new(m, VIRTIO_FN))
 }
 
 fn machine(mode: Mode) -> FakeMachine {
     FakeMachine::new(FakeConfig::for_mode(mode))
 }
 
-/// Deterministic, position-dependent bytes.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
-}
-
-/// Compare without printing megabytes on failure.
+/// The write-then-read-back round trip (`check_roundtrip`) on the
+/// virtio-blk disk.
 #[track_caller]
-fn assert_same(got: &[u8], want: &[u8], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!(
-            "{what}: first difference at byte {i:#x}: got {:#04x}, want {:#04x}",
-            got[i], want[i]
-        );
-    }
-}
-
-#[track_caller]
-fn assert_filled(got: &[u8], value: u8, what: &str) {
-    if let Some(i) = got.iter().position(|&b| b != value) {
-        panic!("{what}: byte {i:#x} is {:#04x}, want {value:#04x}", got[i]);
-    }
-}
-
-fn len_usize(len: u64) -> usize {
-    usize::try_from(len).expect("test length fits")
-}
-
-/// Write `len` bytes from `src` at `offset`, check they land there and only
-/// there, read them back into `dst` and compare.
 fn roundtrip(m: &FakeMachine, dev: &mut Blk<'_>, offset: u64, len: u64, src: u64, dst: u64) {
-    let n = len_usize(len);
-    let data = pattern(offset ^ len ^ src, n);
-    m.mem_write(src, &data);
-    let guard = 4096u64;
-    let before = offset.min(guard);
-    let after = (dev.capacity() - offset - len).min(guard);
-    m.disk_fill(offset - before, before + len + after, 0x5a);
-    dev.write(offset, src, len)
-        .unwrap_or_else(|e| panic!("write {len} at {offset:#x}: {e}"));
-    assert_same(&m.disk_read(offset, n), &data, "disk contents");
-    assert_filled(
-        &m.disk_read(offset - before, len_usize(before)),
-        0x5a,
-        "disk before the write",
-    );
-    assert_filled(
-        &m.disk_read(offset + len, len_usize(after)),
-        0x5a,
-        "disk after the write",
-    );
-
-    m.mem_fill(dst.saturating_sub(64), len + 128, 0xee);
-    dev.read(offset, dst, len)
-        .unwrap_or_else(|e| panic!("read {len} at {offset:#x}: {e}"));
-    assert_same(&m.mem_read(dst, n), &data, "read back");
-    if dst >= 64 {
-        assert_filled(&m.mem_read(dst - 64, 64), 0xee, "memory before the read");
-    }
-    assert_filled(&m.mem_read(dst + len, 64), 0xee, "memory after the read");
+    check_roundtrip(m, m, dev, offset, len, src, dst);
 }
 
 /// Every request the device saw covers consecutive sectors from `offset`,

@@ -22,6 +22,17 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// `dev.img` in a fresh scratch directory `name`.
+fn device(name: &str) -> PathBuf {
+    scratch(name).join("dev.img")
+}
+
+/// `dev.img` and `vmcore` in a fresh scratch directory `name`.
+fn device_and_output(name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    (dir.join("dev.img"), dir.join("vmcore"))
+}
+
 fn minicap(args: &[&Path]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_minicap"))
         .args(args)
@@ -32,6 +43,23 @@ fn minicap(args: &[&Path]) -> Output {
 fn minicap_str(args: &[&str]) -> Output {
     let paths: Vec<&Path> = args.iter().map(Path::new).collect();
     minicap(&paths)
+}
+
+/// `minicap SUBCOMMAND DEVICE`.
+fn run(subcommand: &str, dev: &Path) -> Output {
+    minicap(&[Path::new(subcommand), dev])
+}
+
+/// What `minicap info DEVICE` prints.
+fn info_text(dev: &Path) -> String {
+    stdout(&run("info", dev))
+}
+
+/// The command failed with exit status `code`, saying `needle` on stderr.
+#[track_caller]
+fn assert_fails(o: &Output, code: i32, needle: &str) {
+    assert_eq!(o.status.code(), Some(code), "{}", stderr(o));
+    assert!(stderr(o).contains(needle), "{}", stderr(o));
 }
 
 fn stdout(o: &Output) -> String {
@@ -50,6 +78,21 @@ fn image(path: &Path, len: u64) {
 fn header_of(path: &Path) -> DumpHeader {
     let bytes = fs::read(path).unwrap();
     DumpHeader::decode(&bytes[..HEADER_LEN]).unwrap()
+}
+
+/// Decodes the header of the image at `path`, changes it with `edit` and writes it back.
+fn edit_header(path: &Path, edit: impl FnOnce(&mut DumpHeader)) {
+    let mut h = header_of(path);
+    edit(&mut h);
+    write_at(path, 0, &h.encode());
+}
+
+/// Overwrites the image at `path` with `bytes` from byte `at`.
+fn write_at(path: &Path, at: u64, bytes: &[u8]) {
+    let mut img = fs::read(path).unwrap();
+    let at = usize::try_from(at).unwrap();
+    img[at..at + bytes.len()].copy_from_slice(bytes);
+    fs::write(path, img).unwrap();
 }
 
 /// Deterministic, non-repeating-looking dump data.
@@ -93,14 +136,26 @@ fn crafted(
     h
 }
 
+/// Writes an image holding all of `data` as a complete dump with its SHA-256.
+fn complete_dump(path: &Path, capacity: u64, data: &[u8]) -> DumpHeader {
+    let written = u64::try_from(data.len()).unwrap();
+    crafted(
+        path,
+        capacity,
+        data,
+        DumpState::Complete,
+        written,
+        sha256(data),
+    )
+}
+
 fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
 #[test]
 fn format_then_info() {
-    let dir = scratch("format-info");
-    let dev = dir.join("dev.img");
+    let dev = device("format-info");
     image(&dev, 4 * MIB);
     let id_hex = DeviceIdHex(&ID).to_string();
     let o = minicap(&[
@@ -139,7 +194,7 @@ fn format_then_info() {
     assert_eq!(h.triage_length, 0);
     assert_eq!(h.compression, Compression::None);
 
-    let o = minicap(&[Path::new("info"), &dev]);
+    let o = run("info", &dev);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains(&id_hex), "{out}");
@@ -154,8 +209,8 @@ fn format_random_ids_differ() {
     let b = dir.join("b.img");
     image(&a, 3 * MIB);
     image(&b, 3 * MIB);
-    assert!(minicap(&[Path::new("format"), &a]).status.success());
-    let o = minicap(&[Path::new("format"), &b]);
+    assert!(run("format", &a).status.success());
+    let o = run("format", &b);
     assert!(o.status.success());
     let (ha, hb) = (header_of(&a), header_of(&b));
     assert_ne!(ha.device_id, hb.device_id);
@@ -163,7 +218,7 @@ fn format_random_ids_differ() {
     let line = format!("minicap.device={}", DeviceIdHex(&hb.device_id));
     assert!(stdout(&o).contains(&line));
     // Reformatting an empty device needs no --force and picks a new id.
-    assert!(minicap(&[Path::new("format"), &a]).status.success());
+    assert!(run("format", &a).status.success());
     assert_ne!(header_of(&a).device_id, ha.device_id);
 }
 
@@ -172,41 +227,30 @@ fn format_too_small() {
     let dir = scratch("small");
     let dev = dir.join("small.img");
     image(&dev, MIN_CAPACITY - 512);
-    let o = minicap(&[Path::new("format"), &dev]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("too small"), "{}", stderr(&o));
+    let o = run("format", &dev);
+    assert_fails(&o, 1, "too small");
     assert!(
         fs::read(&dev).unwrap().iter().all(|&b| b == 0xaa),
         "refused format must not write"
     );
     image(&dev, MIN_CAPACITY);
-    assert!(minicap(&[Path::new("format"), &dev]).status.success());
+    assert!(run("format", &dev).status.success());
 }
 
 #[test]
 fn format_missing_device() {
     let dir = scratch("missing");
     let dev = dir.join("nope.img");
-    let o = minicap(&[Path::new("format"), &dev]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("cannot open"), "{}", stderr(&o));
+    let o = run("format", &dev);
+    assert_fails(&o, 1, "cannot open");
     assert!(!dev.exists(), "format must not create files");
 }
 
 #[test]
 fn save_complete_dump() {
-    let dir = scratch("save-ok");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("save-ok");
     let data = dump_data(300_000);
-    crafted(
-        &dev,
-        4 * MIB,
-        &data,
-        DumpState::Complete,
-        300_000,
-        sha256(&data),
-    );
+    complete_dump(&dev, 4 * MIB, &data);
     let before = fs::read(&dev).unwrap();
     let o = minicap(&[Path::new("save"), &dev, &out]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -230,9 +274,7 @@ fn save_complete_dump() {
 
 #[test]
 fn save_wrong_checksum() {
-    let dir = scratch("save-bad-sha");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("save-bad-sha");
     let data = dump_data(8192);
     let mut sha = sha256(&data);
     sha[0] ^= 1;
@@ -249,15 +291,12 @@ fn save_wrong_checksum() {
 
 #[test]
 fn save_partial() {
-    let dir = scratch("save-partial");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("save-partial");
     let data = dump_data(100_000);
     crafted(&dev, 3 * MIB, &data, DumpState::Writing, 40_000, [0; 32]);
 
     let o = minicap(&[Path::new("save"), &dev, &out]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("--partial"), "{}", stderr(&o));
+    assert_fails(&o, 1, "--partial");
     assert!(stdout(&o).contains("writing"), "{}", stdout(&o));
     assert!(stdout(&o).contains("40000 of 100000"), "{}", stdout(&o));
     assert!(!out.exists());
@@ -270,9 +309,7 @@ fn save_partial() {
 
 #[test]
 fn save_failed_shows_message() {
-    let dir = scratch("save-failed");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("save-failed");
     let data = dump_data(50_000);
     crafted(&dev, 3 * MIB, &data, DumpState::Failed, 4096, [0; 32]);
     let o = minicap(&[Path::new("save"), &dev, &out]);
@@ -292,56 +329,31 @@ fn save_failed_shows_message() {
 
 #[test]
 fn save_empty_device() {
-    let dir = scratch("save-empty");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("save-empty");
     image(&dev, 3 * MIB);
-    assert!(minicap(&[Path::new("format"), &dev]).status.success());
+    assert!(run("format", &dev).status.success());
     let o = minicap(&[Path::new("save"), &dev, &out]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("no dump on this device"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails(&o, 1, "no dump on this device");
     assert!(!out.exists());
 }
 
 #[test]
 fn save_truncated_image() {
-    let dir = scratch("save-truncated");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("save-truncated");
     let data = dump_data(4096);
-    crafted(
-        &dev,
-        3 * MIB,
-        &data,
-        DumpState::Complete,
-        4096,
-        sha256(&data),
-    );
+    complete_dump(&dev, 3 * MIB, &data);
     // Cut the image inside the dump area.
     let f = fs::OpenOptions::new().write(true).open(&dev).unwrap();
     f.set_len(MIB + 100).unwrap();
     let o = minicap(&[Path::new("save"), &dev, &out]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("truncated"), "{}", stderr(&o));
+    assert_fails(&o, 1, "truncated");
 }
 
 #[test]
 fn save_onto_device_itself_is_refused() {
-    let dir = scratch("save-self");
-    let dev = dir.join("dev.img");
+    let dev = device("save-self");
     let data = dump_data(4096);
-    crafted(
-        &dev,
-        3 * MIB,
-        &data,
-        DumpState::Complete,
-        4096,
-        sha256(&data),
-    );
+    complete_dump(&dev, 3 * MIB, &data);
     let before = fs::read(&dev).unwrap();
     let o = minicap(&[Path::new("save"), &dev, &dev]);
     assert_eq!(o.status.code(), Some(1));
@@ -350,8 +362,7 @@ fn save_onto_device_itself_is_refused() {
 
 #[test]
 fn format_refuses_unsaved_dump() {
-    let dir = scratch("refuse");
-    let dev = dir.join("dev.img");
+    let dev = device("refuse");
     let data = dump_data(10_000);
     for (state, written) in [
         (DumpState::Complete, 10_000),
@@ -360,7 +371,7 @@ fn format_refuses_unsaved_dump() {
     ] {
         let h = crafted(&dev, 3 * MIB, &data, state, written, sha256(&data));
         let before = fs::read(&dev).unwrap();
-        let o = minicap(&[Path::new("format"), &dev]);
+        let o = run("format", &dev);
         assert_eq!(o.status.code(), Some(1), "{state:?}");
         let e = stderr(&o);
         assert!(e.contains("--force") && e.contains("minicap save"), "{e}");
@@ -379,23 +390,14 @@ fn format_refuses_unsaved_dump() {
 
 #[test]
 fn format_refuses_damaged_minicap_header() {
-    let dir = scratch("damaged");
-    let dev = dir.join("dev.img");
+    let dev = device("damaged");
     let data = dump_data(100);
-    crafted(
-        &dev,
-        3 * MIB,
-        &data,
-        DumpState::Complete,
-        100,
-        sha256(&data),
-    );
+    complete_dump(&dev, 3 * MIB, &data);
     let mut img = fs::read(&dev).unwrap();
     img[300] ^= 0xff; // breaks the CRC, keeps the magic
     fs::write(&dev, &img).unwrap();
-    let o = minicap(&[Path::new("format"), &dev]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("damaged"), "{}", stderr(&o));
+    let o = run("format", &dev);
+    assert_fails(&o, 1, "damaged");
     assert!(minicap(&[Path::new("format"), &dev, Path::new("--force")])
         .status
         .success());
@@ -406,32 +408,22 @@ fn info_on_foreign_device() {
     let dir = scratch("foreign");
     let dev = dir.join("dev.img");
     image(&dev, 3 * MIB);
-    let o = minicap(&[Path::new("info"), &dev]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not a minicap"), "{}", stderr(&o));
+    let o = run("info", &dev);
+    assert_fails(&o, 1, "not a minicap");
     let o = minicap(&[Path::new("save"), &dev, &dir.join("out")]);
     assert_eq!(o.status.code(), Some(1));
     // Shorter than one sector.
     image(&dev, 100);
-    let o = minicap(&[Path::new("info"), &dev]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not a minicap"), "{}", stderr(&o));
+    let o = run("info", &dev);
+    assert_fails(&o, 1, "not a minicap");
 }
 
 #[test]
 fn info_complete_dump() {
-    let dir = scratch("info-complete");
-    let dev = dir.join("dev.img");
+    let dev = device("info-complete");
     let data = dump_data(1000);
-    crafted(
-        &dev,
-        3 * MIB,
-        &data,
-        DumpState::Complete,
-        1000,
-        sha256(&data),
-    );
-    let o = minicap(&[Path::new("info"), &dev]);
+    complete_dump(&dev, 3 * MIB, &data);
+    let o = run("info", &dev);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = stdout(&o);
     for needle in [
@@ -467,32 +459,25 @@ fn usage() {
 
 #[test]
 fn log_prints_the_stored_console_log() {
-    let dir = scratch("log");
-    let dev = dir.join("dev.img");
+    let dev = device("log");
     let data = dump_data(50_000);
     crafted(&dev, 3 * MIB, &data, DumpState::Failed, 4096, [0; 32]);
 
     // No log stored yet: say so, exit 1.
-    let o = minicap(&[Path::new("log"), &dev]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no console log"), "{}", stderr(&o));
-    assert!(stdout(&minicap(&[Path::new("info"), &dev])).contains("console log: -"));
+    let o = run("log", &dev);
+    assert_fails(&o, 1, "no console log");
+    assert!(info_text(&dev).contains("console log: -"));
 
     // Store one the way the capture kernel does: text at LOG_OFFSET, its
     // length in the header.
     let text = b"minicap: starting\nminicap: RESULT: failure: disk on fire\n";
-    let mut img = fs::read(&dev).unwrap();
-    let mut h = DumpHeader::decode(&img[..HEADER_LEN]).unwrap();
-    h.log_length = u32::try_from(text.len()).unwrap();
-    img[..HEADER_LEN].copy_from_slice(&h.encode());
-    let at = usize::try_from(minicap_dumpheader::LOG_OFFSET).unwrap();
-    img[at..at + text.len()].copy_from_slice(text);
-    fs::write(&dev, img).unwrap();
+    edit_header(&dev, |h| h.log_length = u32::try_from(text.len()).unwrap());
+    write_at(&dev, minicap_dumpheader::LOG_OFFSET, text);
 
-    let o = minicap(&[Path::new("log"), &dev]);
+    let o = run("log", &dev);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(o.stdout, text);
-    let info = stdout(&minicap(&[Path::new("info"), &dev]));
+    let info = info_text(&dev);
     assert!(
         info.contains(&format!("console log: {} bytes", text.len())),
         "{info}"
@@ -550,19 +535,16 @@ fn usage_errors_exit_2_and_touch_nothing() {
 
 #[test]
 fn info_json_has_the_documented_schema() {
-    let dir = scratch("info-json");
-    let dev = dir.join("dev.img");
+    let dev = device("info-json");
     let data = dump_data(4096);
     crafted(&dev, 3 * MIB, &data, DumpState::Failed, 4096, [7; 32]);
-    let mut img = fs::read(&dev).unwrap();
-    let mut h = DumpHeader::decode(&img[..HEADER_LEN]).unwrap();
-    h.failure_code = FailureCode::DeviceTooSmall;
-    h.skipped_ranges = 3;
-    h.skipped_bytes = 12_288;
-    h.log_length = 10;
-    h.set_writer("minicap \"0.1\"\u{1b}[31m");
-    img[..HEADER_LEN].copy_from_slice(&h.encode());
-    fs::write(&dev, img).unwrap();
+    edit_header(&dev, |h| {
+        h.failure_code = FailureCode::DeviceTooSmall;
+        h.skipped_ranges = 3;
+        h.skipped_bytes = 12_288;
+        h.log_length = 10;
+        h.set_writer("minicap \"0.1\"\u{1b}[31m");
+    });
 
     let o = minicap(&[Path::new("info"), Path::new("--json"), &dev]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -633,7 +615,7 @@ fn info_json_has_the_documented_schema() {
     assert_eq!(v["pages_dumped"], 0);
 
     // The text form shows the failure code and the skipped ranges too.
-    let text = stdout(&minicap(&[Path::new("info"), &dev]));
+    let text = info_text(&dev);
     assert!(text.contains("failure:     device-too-small"), "{text}");
     assert!(
         text.contains("skipped:     3 PT_LOAD range(s), 12288 bytes"),
@@ -642,14 +624,14 @@ fn info_json_has_the_documented_schema() {
 
     // An empty device: failure code none, and the text form stays quiet about both.
     image(&dev, 3 * MIB);
-    assert!(minicap(&[Path::new("format"), &dev]).status.success());
+    assert!(run("format", &dev).status.success());
     let v: serde_json::Value =
         serde_json::from_slice(&minicap(&[Path::new("info"), Path::new("--json"), &dev]).stdout)
             .unwrap();
     assert_eq!(v["state"], "empty");
     assert_eq!(v["failure_code"], "none");
     assert_eq!(v["message"], "");
-    let text = stdout(&minicap(&[Path::new("info"), &dev]));
+    let text = info_text(&dev);
     assert!(
         !text.contains("failure:") && !text.contains("skipped:"),
         "{text}"
@@ -677,8 +659,7 @@ fn put(img: &mut [u8], at: usize, bytes: &[u8]) {
 
 #[test]
 fn format_refuses_disks_carrying_data_unless_forced() {
-    let dir = scratch("signatures");
-    let dev = dir.join("dev.img");
+    let dev = device("signatures");
     let end = usize::try_from(4 * MIB).unwrap();
     let md_magic = [0xfc, 0x4e, 0x2b, 0xa9];
     type Plant = Box<dyn Fn(&mut [u8])>;
@@ -740,7 +721,7 @@ fn format_refuses_disks_carrying_data_unless_forced() {
     ];
     for (name, plant) in cases {
         let before = disk_with(&dev, plant);
-        let o = minicap(&[Path::new("format"), &dev]);
+        let o = run("format", &dev);
         assert_eq!(o.status.code(), Some(1), "{name}");
         let e = stderr(&o);
         assert!(e.contains(name) && e.contains("--force"), "{name}: {e}");
@@ -767,7 +748,7 @@ fn format_refuses_disks_carrying_data_unless_forced() {
         put(img, 512, b"EFI PART");
         put(img, 4096 - 10, b"SWAP-SPACE");
     });
-    let e = stderr(&minicap(&[Path::new("format"), &dev]));
+    let e = stderr(&run("format", &dev));
     assert!(
         e.contains("GPT") && e.contains("and a Linux swap area"),
         "{e}"
@@ -776,17 +757,16 @@ fn format_refuses_disks_carrying_data_unless_forced() {
 
 #[test]
 fn format_sees_a_file_system_made_over_a_prepared_device() {
-    let dir = scratch("mkfs-over-minicap");
-    let dev = dir.join("dev.img");
+    let dev = device("mkfs-over-minicap");
     disk_with(&dev, |_| {});
-    assert!(minicap(&[Path::new("format"), &dev]).status.success());
+    assert!(run("format", &dev).status.success());
     let mut img = fs::read(&dev).unwrap();
     put(&mut img, 1080, &0xef53u16.to_le_bytes());
     // Dump data beyond 1 MiB may hold anything, even an md superblock image at the end.
     let end = img.len();
     put(&mut img, end - 8192, &[0xfc, 0x4e, 0x2b, 0xa9, 1, 0, 0, 0]);
     fs::write(&dev, &img).unwrap();
-    let o = minicap(&[Path::new("format"), &dev]);
+    let o = run("format", &dev);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(e.contains("carries an ext2/3/4 file system: "), "{e}");
@@ -798,40 +778,25 @@ fn format_sees_a_file_system_made_over_a_prepared_device() {
 
 #[test]
 fn format_accepts_zeros_and_random_data() {
-    let dir = scratch("blank");
-    let dev = dir.join("dev.img");
+    let dev = device("blank");
     disk_with(&dev, |_| {});
-    let o = minicap(&[Path::new("format"), &dev]);
+    let o = run("format", &dev);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
     let noise = dump_data(usize::try_from(4 * MIB).unwrap());
     fs::write(&dev, &noise).unwrap();
-    let o = minicap(&[Path::new("format"), &dev]);
+    let o = run("format", &dev);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(header_of(&dev).state, DumpState::Empty);
 }
 
 #[test]
 fn save_refuses_a_foreign_dump_offset() {
-    let dir = scratch("save-offset");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("save-offset");
     let data = dump_data(4096);
-    crafted(
-        &dev,
-        4 * MIB,
-        &data,
-        DumpState::Complete,
-        4096,
-        sha256(&data),
-    );
-    let mut img = fs::read(&dev).unwrap();
-    let mut h = DumpHeader::decode(&img[..HEADER_LEN]).unwrap();
-    h.dump_offset = 3 * MIB;
-    img[..HEADER_LEN].copy_from_slice(&h.encode());
-    let off = usize::try_from(3 * MIB).unwrap();
-    img[off..off + data.len()].copy_from_slice(&data);
-    fs::write(&dev, img).unwrap();
+    complete_dump(&dev, 4 * MIB, &data);
+    edit_header(&dev, |h| h.dump_offset = 3 * MIB);
+    write_at(&dev, 3 * MIB, &data);
     let o = minicap(&[Path::new("save"), &dev, &out]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
@@ -845,23 +810,18 @@ fn save_refuses_a_foreign_dump_offset() {
 
 #[test]
 fn device_strings_are_escaped_on_the_terminal() {
-    let dir = scratch("escape");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("escape");
     let data = dump_data(8192);
     crafted(&dev, 3 * MIB, &data, DumpState::Failed, 4096, [0; 32]);
     let evil = "\u{1b}]0;owned\u{7}\u{1b}[2J";
-    let mut img = fs::read(&dev).unwrap();
-    let mut h = DumpHeader::decode(&img[..HEADER_LEN]).unwrap();
-    h.set_osrelease(&format!("6.8{evil}"));
-    h.set_message(&format!("disk on fire{evil}\rfine"));
-    h.set_writer(&format!("w{evil}"));
     let log = format!("line one\n\tindented{evil}\r\nline \u{9b}31m three\n");
-    h.log_length = u32::try_from(log.len()).unwrap();
-    img[..HEADER_LEN].copy_from_slice(&h.encode());
-    let at = usize::try_from(minicap_dumpheader::LOG_OFFSET).unwrap();
-    img[at..at + log.len()].copy_from_slice(log.as_bytes());
-    fs::write(&dev, img).unwrap();
+    edit_header(&dev, |h| {
+        h.set_osrelease(&format!("6.8{evil}"));
+        h.set_message(&format!("disk on fire{evil}\rfine"));
+        h.set_writer(&format!("w{evil}"));
+        h.log_length = u32::try_from(log.len()).unwrap();
+    });
+    write_at(&dev, minicap_dumpheader::LOG_OFFSET, log.as_bytes());
 
     let shown = "\\x1b]0;owned\\x07\\x1b[2J";
     let clean = |o: &Output| {
@@ -873,7 +833,7 @@ fn device_strings_are_escaped_on_the_terminal() {
             );
         }
     };
-    let o = minicap(&[Path::new("info"), &dev]);
+    let o = run("info", &dev);
     assert!(o.status.success());
     clean(&o);
     let s = stdout(&o);
@@ -894,12 +854,12 @@ fn device_strings_are_escaped_on_the_terminal() {
     );
     assert!(stdout(&o).contains(&format!("message:   disk on fire{shown}")));
 
-    let o = minicap(&[Path::new("format"), &dev]);
+    let o = run("format", &dev);
     assert_eq!(o.status.code(), Some(1));
     clean(&o);
     assert!(stderr(&o).contains(shown), "{}", stderr(&o));
 
-    let o = minicap(&[Path::new("log"), &dev]);
+    let o = run("log", &dev);
     assert!(o.status.success(), "{}", stderr(&o));
     clean(&o);
     assert_eq!(
@@ -958,9 +918,7 @@ fn damaged_lines(o: &Output) -> Vec<String> {
 
 #[test]
 fn chunk_checksums_of_a_complete_dump() {
-    let dir = scratch("chunks-ok");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("chunks-ok");
     let data = dump_data(CHUNKED_LEN);
     crafted_chunked(&dev, &data, DumpState::Complete, CHUNKED_LEN);
     let o = minicap(&[Path::new("save"), &dev, &out]);
@@ -972,7 +930,7 @@ fn chunk_checksums_of_a_complete_dump() {
     );
     assert_eq!(fs::read(&out).unwrap(), data);
 
-    let text = stdout(&minicap(&[Path::new("info"), &dev]));
+    let text = info_text(&dev);
     assert!(
         text.contains("verify:      xxh64 per 1 MiB chunk, 6 chunks"),
         "{text}"
@@ -991,9 +949,7 @@ fn chunk_checksums_of_a_complete_dump() {
 
 #[test]
 fn chunk_checksums_name_the_damaged_ranges() {
-    let dir = scratch("chunks-damaged");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("chunks-damaged");
     let data = dump_data(CHUNKED_LEN);
     crafted_chunked(&dev, &data, DumpState::Complete, CHUNKED_LEN);
     // One byte in the middle of chunk 2.
@@ -1033,9 +989,7 @@ fn chunk_checksums_name_the_damaged_ranges() {
 
 #[test]
 fn a_damaged_chunk_table_is_told_apart() {
-    let dir = scratch("chunks-table");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("chunks-table");
     let data = dump_data(CHUNKED_LEN);
     crafted_chunked(&dev, &data, DumpState::Complete, CHUNKED_LEN);
     // One byte of entry 1.
@@ -1051,7 +1005,7 @@ fn a_damaged_chunk_table_is_told_apart() {
     assert!(damaged_lines(&o).is_empty(), "{}", stdout(&o));
     assert_eq!(fs::read(&out).unwrap(), data, "the data is still saved");
 
-    let o = minicap(&[Path::new("info"), &dev]);
+    let o = run("info", &dev);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("chunk table: DAMAGED (6 entries"),
@@ -1062,9 +1016,7 @@ fn a_damaged_chunk_table_is_told_apart() {
 
 #[test]
 fn chunk_checksums_of_a_partial_dump() {
-    let dir = scratch("chunks-partial");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("chunks-partial");
     let data = dump_data(CHUNKED_LEN);
     // 3.5 MiB written: chunks 0-2 finished, chunk 3 not.
     let written = 7 << 19;
@@ -1083,7 +1035,7 @@ fn chunk_checksums_of_a_partial_dump() {
     );
     assert!(stderr(&o).contains("partial dump"), "{}", stderr(&o));
     assert_eq!(fs::read(&out).unwrap(), &data[..written]);
-    let text = stdout(&minicap(&[Path::new("info"), &dev]));
+    let text = info_text(&dev);
     assert!(
         text.contains("chunk table: 3 entries for the bytes written, intact"),
         "{text}"
@@ -1113,16 +1065,10 @@ fn chunk_checksums_of_a_partial_dump() {
 
 #[test]
 fn a_dump_captured_without_checksum() {
-    let dir = scratch("verify-none");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("verify-none");
     let data = dump_data(10_000);
     crafted(&dev, 3 * MIB, &data, DumpState::Complete, 10_000, [0; 32]);
-    let mut img = fs::read(&dev).unwrap();
-    let mut h = DumpHeader::decode(&img[..HEADER_LEN]).unwrap();
-    h.set_verification(Verification::None);
-    img[..HEADER_LEN].copy_from_slice(&h.encode());
-    fs::write(&dev, img).unwrap();
+    edit_header(&dev, |h| h.set_verification(Verification::None));
 
     let o = minicap(&[Path::new("save"), &dev, &out]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -1138,7 +1084,7 @@ fn a_dump_captured_without_checksum() {
             .unwrap();
     assert_eq!(v["verify"], "none");
     assert_eq!(v["chunk_size"], 0);
-    let text = stdout(&minicap(&[Path::new("info"), &dev]));
+    let text = info_text(&dev);
     assert!(text.contains("verify:      none"), "{text}");
 }
 
@@ -1152,36 +1098,27 @@ panic cpu:      cpu 1: it ran pid 1, which wrote the log's last \"Kernel panic -
 
 /// Stores `text` in the triage area of the image and its length in the header.
 fn store_triage(path: &Path, text: &[u8]) {
-    let mut img = fs::read(path).unwrap();
-    let mut h = DumpHeader::decode(&img[..HEADER_LEN]).unwrap();
-    h.triage_length = u32::try_from(text.len()).unwrap();
-    img[..HEADER_LEN].copy_from_slice(&h.encode());
-    let at = usize::try_from(TRIAGE_OFFSET).unwrap();
-    img[at..at + text.len()].copy_from_slice(text);
-    fs::write(path, img).unwrap();
+    edit_header(path, |h| {
+        h.triage_length = u32::try_from(text.len()).unwrap()
+    });
+    write_at(path, TRIAGE_OFFSET, text);
 }
 
 #[test]
 fn dmesg_prints_the_triage_text() {
-    let dir = scratch("dmesg");
-    let dev = dir.join("dev.img");
+    let dev = device("dmesg");
     let data = dump_data(50_000);
     // The device failed early in the dump: the triage text is what there is.
     crafted(&dev, 3 * MIB, &data, DumpState::Failed, 4096, [0; 32]);
 
-    let o = minicap(&[Path::new("dmesg"), &dev]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("no triage text stored"),
-        "{}",
-        stderr(&o)
-    );
+    let o = run("dmesg", &dev);
+    assert_fails(&o, 1, "no triage text stored");
     assert!(o.stdout.is_empty());
-    let info = stdout(&minicap(&[Path::new("info"), &dev]));
+    let info = info_text(&dev);
     assert!(info.contains("triage:      none\n"), "{info}");
 
     store_triage(&dev, TRIAGE);
-    let o = minicap(&[Path::new("dmesg"), &dev]);
+    let o = run("dmesg", &dev);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     let shown = String::from_utf8(TRIAGE.to_vec())
@@ -1190,7 +1127,7 @@ fn dmesg_prints_the_triage_text() {
     assert_eq!(out, shown, "the text, escape sequence shown as \\x1b");
     assert!(!out.contains('\u{1b}'));
 
-    let info = stdout(&minicap(&[Path::new("info"), &dev]));
+    let info = info_text(&dev);
     assert!(
         info.contains(&format!(
             "triage:      {} bytes (log of the crashed kernel, registers",
@@ -1205,9 +1142,8 @@ fn dmesg_prints_the_triage_text() {
 
     // No header at all: exit 1 as for the other commands.
     image(&dev, 3 * MIB);
-    let o = minicap(&[Path::new("dmesg"), &dev]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not a minicap"), "{}", stderr(&o));
+    let o = run("dmesg", &dev);
+    assert_fails(&o, 1, "not a minicap");
 }
 
 /// A stand-in for a kdump-compressed file: makedumpfile's `disk_dump_header` signature
@@ -1222,17 +1158,15 @@ fn kdump_file(len: usize) -> Vec<u8> {
 
 /// Marks the crafted dump as kdump-compressed with the given settings.
 fn make_kdump(path: &Path, compression: Compression, requested: u8, applied: u8, note: &str) {
-    let mut img = fs::read(path).unwrap();
-    let mut h = DumpHeader::decode(&img[..HEADER_LEN]).unwrap();
-    h.format = DumpFormat::KdumpCompressed;
-    h.compression = compression;
-    h.dump_level_requested = requested;
-    h.dump_level = applied;
-    h.set_level_note(note);
-    h.pages_ram = 262_144;
-    h.pages_dumped = 41_000;
-    img[..HEADER_LEN].copy_from_slice(&h.encode());
-    fs::write(path, img).unwrap();
+    edit_header(path, |h| {
+        h.format = DumpFormat::KdumpCompressed;
+        h.compression = compression;
+        h.dump_level_requested = requested;
+        h.dump_level = applied;
+        h.set_level_note(note);
+        h.pages_ram = 262_144;
+        h.pages_dumped = 41_000;
+    });
 }
 
 #[test]
@@ -1241,14 +1175,7 @@ fn a_kdump_compressed_dump_saves_like_an_elf_one() {
     let dev = dir.join("dev.img");
     let out = dir.join("dumpfile");
     let file = kdump_file(300_000);
-    crafted(
-        &dev,
-        4 * MIB,
-        &file,
-        DumpState::Complete,
-        300_000,
-        sha256(&file),
-    );
+    complete_dump(&dev, 4 * MIB, &file);
     make_kdump(
         &dev,
         Compression::Zlib,
@@ -1269,7 +1196,7 @@ fn a_kdump_compressed_dump_saves_like_an_elf_one() {
     assert!(s.contains("format:     kdump-compressed"), "{s}");
     assert!(s.contains("checksum OK (sha256"), "{s}");
 
-    let info = stdout(&minicap(&[Path::new("info"), &dev]));
+    let info = info_text(&dev);
     for needle in [
         "format:      kdump-compressed\n",
         "compression: zlib\n",
@@ -1297,15 +1224,14 @@ fn a_kdump_compressed_dump_saves_like_an_elf_one() {
 
     // The level applied as requested: no note, one number.
     make_kdump(&dev, Compression::Lzo, 31, 31, "");
-    let info = stdout(&minicap(&[Path::new("info"), &dev]));
+    let info = info_text(&dev);
     assert!(info.contains("dump level:  31\n"), "{info}");
     assert!(info.contains("compression: lzo\n"), "{info}");
 
     // A damaged byte is caught like in an ELF dump.
     flip(&dev, DUMP_OFFSET + 1234);
     let o = minicap(&[Path::new("save"), &dev, &out]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("checksum MISMATCH"), "{}", stderr(&o));
+    assert_fails(&o, 1, "checksum MISMATCH");
 }
 
 #[test]
@@ -1326,7 +1252,7 @@ fn a_partial_kdump_dump_with_chunk_checksums() {
     assert_eq!(fs::read(&out).unwrap(), &file[..written]);
     assert!(stdout(&o).contains("checksum OK (xxh64 per 1 MiB chunk, 3 chunks"));
     // The triage text stays readable whatever happened to the dump.
-    let o = minicap(&[Path::new("dmesg"), &dev]);
+    let o = run("dmesg", &dev);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("Kernel panic - not syncing"));
 }
@@ -1335,9 +1261,7 @@ fn a_partial_kdump_dump_with_chunk_checksums() {
 fn a_dump_written_before_the_triage_area_still_saves() {
     // What earlier capture kernels wrote: a 512-byte header (zeros after it) and the dump at
     // 1 MiB.
-    let dir = scratch("legacy-offset");
-    let dev = dir.join("dev.img");
-    let out = dir.join("vmcore");
+    let (dev, out) = device_and_output("legacy-offset");
     let data = dump_data(200_000);
     let mut h = DumpHeader::new_empty(ID, 4 * MIB, "minicap 0.1.0");
     h.state = DumpState::Complete;
@@ -1355,7 +1279,7 @@ fn a_dump_written_before_the_triage_area_still_saves() {
     let o = minicap(&[Path::new("save"), &dev, &out]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(fs::read(&out).unwrap(), data);
-    let info = stdout(&minicap(&[Path::new("info"), &dev]));
+    let info = info_text(&dev);
     assert!(info.contains("dump offset: 1048576\n"), "{info}");
     assert!(info.contains("triage:      none\n"), "{info}");
     assert!(!info.contains("compression:"), "{info}");
@@ -1363,33 +1287,15 @@ fn a_dump_written_before_the_triage_area_still_saves() {
 
 #[test]
 fn a_damaged_header_extension_is_reported() {
-    let dir = scratch("bad-extension");
-    let dev = dir.join("dev.img");
+    let dev = device("bad-extension");
     let data = dump_data(1000);
-    crafted(
-        &dev,
-        3 * MIB,
-        &data,
-        DumpState::Complete,
-        1000,
-        sha256(&data),
-    );
+    complete_dump(&dev, 3 * MIB, &data);
     flip(&dev, 600);
-    let o = minicap(&[Path::new("info"), &dev]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("header extension checksum mismatch"),
-        "{}",
-        stderr(&o)
-    );
+    let o = run("info", &dev);
+    assert_fails(&o, 1, "header extension checksum mismatch");
     // Formatting over it counts as a damaged header: --force needed.
-    let o = minicap(&[Path::new("format"), &dev]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("damaged or unknown minicap header"),
-        "{}",
-        stderr(&o)
-    );
+    let o = run("format", &dev);
+    assert_fails(&o, 1, "damaged or unknown minicap header");
     assert!(minicap(&[Path::new("format"), Path::new("--force"), &dev])
         .status
         .success());
@@ -1423,14 +1329,7 @@ fn a_real_kdump_file_survives_the_device_if_present() {
     let dev = dir.join("dev.img");
     let len = u64::try_from(file.len()).unwrap();
     let capacity = minicap_dumpheader::required_capacity(len);
-    crafted(
-        &dev,
-        capacity,
-        &file,
-        DumpState::Complete,
-        len,
-        sha256(&file),
-    );
+    complete_dump(&dev, capacity, &file);
     make_kdump(&dev, Compression::Zlib, 31, 31, "");
     let out = dir.join("saved.kdump");
     let o = minicap(&[Path::new("save"), &dev, &out]);

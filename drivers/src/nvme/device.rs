@@ -14,6 +14,7 @@ use super::queue::{Command, QueuePair};
 use super::registers::{PAGE_BYTES, PAGE_SIZE};
 use super::status::CompletionStatus;
 use crate::access::Dma;
+use crate::inflight::{InFlight, Pipeline};
 use crate::pci::{self, PciAddress};
 use crate::{BlockDevice, Deadline, Platform};
 use core::fmt;
@@ -81,14 +82,9 @@ pub struct Nvme<'p, P: Platform + ?Sized> {
     model: [u8; MODEL_BYTES],
     /// One PRP list page per slot.
     prp_lists: Dma<P>,
-    /// How many slots there are (commands in flight at most).
-    slot_count: usize,
-    /// The command in each slot, if any.
-    pending: [Option<Pending>; MAX_IN_FLIGHT],
-    /// The slot of the oldest command in flight.
-    oldest: usize,
-    /// Commands in flight (in slots `oldest`, `oldest + 1`, ... mod count).
-    in_flight: usize,
+    /// The commands in flight; the slot names the command identifier and
+    /// the PRP list page.
+    commands: InFlight<Pending, MAX_IN_FLIGHT>,
     /// Set once the controller was disabled after a failure: every further
     /// command fails at once.
     broken: bool,
@@ -127,10 +123,7 @@ impl<'p, P: Platform + ?Sized> Nvme<'p, P> {
                 volatile_cache: setup.volatile_cache,
                 model: setup.model,
                 prp_lists: setup.prp_lists,
-                slot_count: setup.slot_count,
-                pending: [None; MAX_IN_FLIGHT],
-                oldest: 0,
-                in_flight: 0,
+                commands: InFlight::new(setup.slot_count),
                 broken: false,
             }),
             Err(e) => {
@@ -270,11 +263,6 @@ impl<'p, P: Platform + ?Sized> Nvme<'p, P> {
         Ok(())
     }
 
-    /// Whether another command can be submitted without waiting.
-    fn slot_free(&self) -> bool {
-        self.in_flight < self.slot_count
-    }
-
     /// The PRP entries for `len` bytes at `phys` (NVMe 1.4 §4.3): PRP1 is
     /// the first byte (with its offset in its page); PRP2 the second page,
     /// or, when more pages follow, slot `slot`'s PRP list of them.
@@ -308,10 +296,9 @@ impl<'p, P: Platform + ?Sized> Nvme<'p, P> {
         if self.broken {
             return Err(NvmeError::Unusable);
         }
-        if !self.slot_free() || self.io.is_full() {
+        let Some(slot) = self.commands.next_slot().filter(|_| !self.io.is_full()) else {
             return Err(NvmeError::TooManyInFlight);
-        }
-        let slot = (self.oldest + self.in_flight) % self.slot_count;
+        };
         let mut command = Command {
             opcode: match op {
                 Operation::Read => READ,
@@ -337,13 +324,13 @@ impl<'p, P: Platform + ?Sized> Nvme<'p, P> {
         let id = u16::try_from(slot).unwrap_or(u16::MAX);
         self.io
             .submit(self.platform, self.controller.doorbells(), id, &command);
-        self.pending[slot] = Some(Pending {
+        let taken = self.commands.push(Pending {
             op,
             offset,
             timeout_ms,
             status: None,
         });
-        self.in_flight += 1;
+        debug_assert_eq!(taken, Some(slot));
         Ok(())
     }
 
@@ -360,11 +347,8 @@ impl<'p, P: Platform + ?Sized> Nvme<'p, P> {
                 Ok(None) => return Ok(()),
                 Err(bad) => return Err(bad.0),
             };
-            let slot = usize::from(done.command_id);
-            let in_flight = slot < self.slot_count
-                && (slot + self.slot_count - self.oldest) % self.slot_count < self.in_flight;
-            match self.pending.get_mut(slot) {
-                Some(Some(command)) if in_flight && command.status.is_none() => {
+            match self.commands.in_flight_mut(usize::from(done.command_id)) {
+                Some(command) if command.status.is_none() => {
                     command.status = Some(done.status);
                 }
                 _ => return Err(done.command_id),
@@ -380,18 +364,40 @@ impl<'p, P: Platform + ?Sized> Nvme<'p, P> {
         self.controller.stop(self.platform);
     }
 
-    /// Wait for the oldest command in flight, if any, and check its status.
+    /// Move `len` bytes between the namespace at `offset` and memory at
+    /// `phys`, in commands of at most `max_transfer()` bytes, as many in
+    /// flight as there are slots; returns when all are done.
+    fn transfer(
+        &mut self,
+        op: Operation,
+        offset: u64,
+        phys: u64,
+        len: u64,
+    ) -> Result<(), NvmeError> {
+        self.check_range(offset, len, phys)?;
+        self.transfer_chunks(op, offset, phys, len, self.max_transfer)
+    }
+}
+
+impl<P: Platform + ?Sized> Pipeline for Nvme<'_, P> {
+    type Error = NvmeError;
+    type Op = Operation;
+
+    fn idle(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    fn has_free_slot(&self) -> bool {
+        self.commands.has_free_slot()
+    }
+
     fn complete_oldest(&mut self) -> Result<(), NvmeError> {
-        if self.in_flight == 0 {
+        let Some((slot, command)) = self.commands.oldest() else {
             return Ok(());
-        }
-        let slot = self.oldest;
-        let Some(command) = self.pending[slot] else {
-            return Err(NvmeError::Unusable);
         };
         if self.broken {
             // The controller was disabled with this command in flight.
-            self.retire_oldest();
+            self.commands.retire_oldest();
             return Err(NvmeError::Unusable);
         }
         let p = self.platform;
@@ -404,7 +410,7 @@ impl<'p, P: Platform + ?Sized> Nvme<'p, P> {
             if let Err(id) = self.collect_completions() {
                 break Err(NvmeError::BadCompletion(id));
             }
-            if let Some(status) = self.pending[slot].and_then(|c| c.status) {
+            if let Some(status) = self.commands.get(slot).and_then(|c| c.status) {
                 break Ok(status);
             }
             if let Err(e) = self.controller.periodic_health(p, &mut next_health_check) {
@@ -418,7 +424,7 @@ impl<'p, P: Platform + ?Sized> Nvme<'p, P> {
             }
             core::hint::spin_loop();
         };
-        self.retire_oldest();
+        self.commands.retire_oldest();
         match outcome {
             Err(e) => {
                 self.give_up();
@@ -433,52 +439,14 @@ impl<'p, P: Platform + ?Sized> Nvme<'p, P> {
         }
     }
 
-    /// Free the oldest slot.
-    fn retire_oldest(&mut self) {
-        self.pending[self.oldest] = None;
-        self.oldest = (self.oldest + 1) % self.slot_count;
-        self.in_flight -= 1;
-    }
-
-    /// Finish every command in flight, oldest first; the first error.
-    fn complete_all(&mut self) -> Result<(), NvmeError> {
-        let mut first = Ok(());
-        while self.in_flight > 0 {
-            let outcome = self.complete_oldest();
-            if first.is_ok() {
-                first = outcome;
-            }
-        }
-        first
-    }
-
-    /// Move `len` bytes between the namespace at `offset` and memory at
-    /// `phys`, in commands of at most `max_transfer()` bytes, as many in
-    /// flight as there are slots; returns when all are done.
-    fn transfer(
+    fn submit_chunk(
         &mut self,
         op: Operation,
         offset: u64,
         phys: u64,
         len: u64,
     ) -> Result<(), NvmeError> {
-        self.check_range(offset, len, phys)?;
-        self.complete_all()?;
-        let mut done = 0;
-        let mut outcome = Ok(());
-        while done < len && outcome.is_ok() {
-            if !self.slot_free() {
-                outcome = self.complete_oldest();
-                continue;
-            }
-            let chunk = (len - done).min(self.max_transfer);
-            outcome = self.submit(op, offset + done, Some((phys + done, chunk)), IO_TIMEOUT_MS);
-            done += chunk;
-        }
-        // Commands after a failed one are still finished, so none is left
-        // in flight for the caller's next wait.
-        let rest = self.complete_all();
-        outcome.and(rest)
+        self.submit(op, offset, Some((phys, len)), IO_TIMEOUT_MS)
     }
 }
 
@@ -498,7 +466,7 @@ impl<P: Platform + ?Sized> BlockDevice for Nvme<'_, P> {
     }
 
     fn max_in_flight(&self) -> usize {
-        self.slot_count
+        self.commands.slot_count()
     }
 
     fn read(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), NvmeError> {

@@ -11,6 +11,7 @@ use super::queue::{Buffer, QueueError, SplitQueue, DESCRIPTOR_BYTES};
 use super::status;
 use super::transport::{blk_config, Transport, TransportError};
 use crate::access::{Dma, Field};
+use crate::inflight::{InFlight, Pipeline};
 use crate::pci::{self, PciAddress};
 use crate::{field, BlockDevice, Deadline, Platform};
 use core::fmt;
@@ -262,16 +263,10 @@ pub struct VirtioBlk<'p, P: Platform + ?Sized> {
     block_size: u32,
     /// The slots' pages, `SLOT_BYTES` each.
     slots: Dma<P>,
-    /// How many slots there are (requests in flight at most).
-    slot_count: usize,
     /// Ring descriptors per slot: slot `i` owns `i × stride ..`.
     stride: u16,
-    /// The request in each slot, if any.
-    pending: [Option<Pending>; MAX_IN_FLIGHT],
-    /// The slot of the oldest request in flight.
-    oldest: usize,
-    /// Requests in flight (in slots `oldest`, `oldest + 1`, ... mod count).
-    in_flight: usize,
+    /// The requests in flight, one slot (page and descriptors) each.
+    requests: InFlight<Pending, MAX_IN_FLIGHT>,
     /// Set once the device was reset after a timeout (or would not reset):
     /// its queue is gone, so every further request fails at once.
     broken: bool,
@@ -332,11 +327,8 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
                 indirect: setup.indirect,
                 block_size: setup.block_size,
                 slots: setup.slots,
-                slot_count: setup.slot_count,
                 stride: setup.stride,
-                pending: [None; MAX_IN_FLIGHT],
-                oldest: 0,
-                in_flight: 0,
+                requests: InFlight::new(setup.slot_count),
                 broken: false,
             }),
             Err(e) => {
@@ -465,11 +457,6 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         }
     }
 
-    /// Whether another request can be submitted without waiting.
-    fn slot_free(&self) -> bool {
-        self.in_flight < self.slot_count
-    }
-
     /// Post one request (header, `data`, status) in the next slot, which
     /// must be free, without waiting.
     fn submit(
@@ -483,11 +470,10 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         if self.broken {
             return Err(VirtioBlkError::Unusable);
         }
-        if !self.slot_free() {
+        let Some(slot) = self.requests.next_slot() else {
             return Err(VirtioBlkError::TooManyInFlight);
-        }
+        };
         let p = self.platform;
-        let slot = (self.oldest + self.in_flight) % self.slot_count;
         let page = slot_page(slot);
         let request = &self.slots;
         request.write(p, page, REQUEST_KIND, kind);
@@ -516,13 +502,13 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         } else {
             self.queue.submit(p, &self.transport, head, chain);
         }
-        self.pending[slot] = Some(Pending {
+        let taken = self.requests.push(Pending {
             op,
             offset,
             timeout_ms,
             done: false,
         });
-        self.in_flight += 1;
+        debug_assert_eq!(taken, Some(slot));
         Ok(())
     }
 
@@ -538,11 +524,13 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         while let Some(id) = self.queue.next_used(self.platform) {
             let stride = u32::from(self.stride);
             let slot = usize::try_from(id / stride).unwrap_or(usize::MAX);
-            let in_flight = id.is_multiple_of(stride)
-                && slot < self.slot_count
-                && (slot + self.slot_count - self.oldest) % self.slot_count < self.in_flight;
-            match self.pending.get_mut(slot) {
-                Some(Some(request)) if in_flight && !request.done => request.done = true,
+            let request = if id.is_multiple_of(stride) {
+                self.requests.in_flight_mut(slot)
+            } else {
+                None
+            };
+            match request {
+                Some(request) if !request.done => request.done = true,
                 _ => return Err(id),
             }
         }
@@ -559,18 +547,41 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         }
     }
 
-    /// Wait for the oldest request in flight, if any, and check its status.
+    /// Move `len` bytes between the disk at `offset` and memory at `phys`,
+    /// in requests of at most `max_transfer()` bytes, as many in flight as
+    /// the device allows; returns when all are done.
+    fn transfer(
+        &mut self,
+        op: Operation,
+        offset: u64,
+        phys: u64,
+        len: u64,
+    ) -> Result<(), VirtioBlkError> {
+        self.check_range(offset, len)?;
+        let request_bytes = self.max_transfer();
+        self.transfer_chunks(op, offset, phys, len, request_bytes)
+    }
+}
+
+impl<P: Platform + ?Sized> Pipeline for VirtioBlk<'_, P> {
+    type Error = VirtioBlkError;
+    type Op = Operation;
+
+    fn idle(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    fn has_free_slot(&self) -> bool {
+        self.requests.has_free_slot()
+    }
+
     fn complete_oldest(&mut self) -> Result<(), VirtioBlkError> {
-        if self.in_flight == 0 {
+        let Some((slot, request)) = self.requests.oldest() else {
             return Ok(());
-        }
-        let slot = self.oldest;
-        let Some(request) = self.pending[slot] else {
-            return Err(VirtioBlkError::Unusable);
         };
         if self.broken {
             // The device was reset with this request in flight.
-            self.retire_oldest();
+            self.requests.retire_oldest();
             return Err(VirtioBlkError::Unusable);
         }
         let p = self.platform;
@@ -582,7 +593,7 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
             if let Err(id) = self.collect_completions() {
                 break Err(VirtioBlkError::BadCompletion(id));
             }
-            if self.pending[slot].is_some_and(|r| r.done) {
+            if self.requests.get(slot).is_some_and(|r| r.done) {
                 break Ok(());
             }
             if expired {
@@ -593,7 +604,7 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
             }
             core::hint::spin_loop();
         };
-        self.retire_oldest();
+        self.requests.retire_oldest();
         if let Err(e) = outcome {
             self.give_up();
             return Err(e);
@@ -613,63 +624,21 @@ impl<'p, P: Platform + ?Sized> VirtioBlk<'p, P> {
         Ok(())
     }
 
-    /// Free the oldest slot.
-    fn retire_oldest(&mut self) {
-        self.pending[self.oldest] = None;
-        self.oldest = (self.oldest + 1) % self.slot_count;
-        self.in_flight -= 1;
-    }
-
-    /// Finish every request in flight, oldest first; the first error.
-    fn complete_all(&mut self) -> Result<(), VirtioBlkError> {
-        let mut first = Ok(());
-        while self.in_flight > 0 {
-            let outcome = self.complete_oldest();
-            if first.is_ok() {
-                first = outcome;
-            }
-        }
-        first
-    }
-
-    /// Move `len` bytes between the disk at `offset` and memory at `phys`,
-    /// in requests of at most `max_transfer()` bytes, as many in flight as
-    /// the device allows; returns when all are done.
-    fn transfer(
+    fn submit_chunk(
         &mut self,
-        write: bool,
+        op: Operation,
         offset: u64,
         phys: u64,
         len: u64,
     ) -> Result<(), VirtioBlkError> {
-        self.check_range(offset, len)?;
-        self.complete_all()?;
-        let (op, kind) = if write {
-            (Operation::Write, REQ_OUT)
-        } else {
-            (Operation::Read, REQ_IN)
+        let write = matches!(op, Operation::Write);
+        let kind = if write { REQ_OUT } else { REQ_IN };
+        let data = Data {
+            phys,
+            len,
+            device_writes: !write,
         };
-        let request_bytes = self.max_transfer();
-        let mut done = 0;
-        let mut outcome = Ok(());
-        while done < len && outcome.is_ok() {
-            if !self.slot_free() {
-                outcome = self.complete_oldest();
-                continue;
-            }
-            let chunk = (len - done).min(request_bytes);
-            let data = Data {
-                phys: phys + done,
-                len: chunk,
-                device_writes: !write,
-            };
-            outcome = self.submit(op, kind, offset + done, data, REQUEST_TIMEOUT_MS);
-            done += chunk;
-        }
-        // Requests after a failed one are still finished, so none is left
-        // in flight for the caller's next wait.
-        let rest = self.complete_all();
-        outcome.and(rest)
+        self.submit(op, kind, offset, data, REQUEST_TIMEOUT_MS)
     }
 }
 
@@ -760,15 +729,15 @@ impl<P: Platform + ?Sized> BlockDevice for VirtioBlk<'_, P> {
     }
 
     fn max_in_flight(&self) -> usize {
-        self.slot_count
+        self.requests.slot_count()
     }
 
     fn read(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), VirtioBlkError> {
-        self.transfer(false, offset, phys, len)
+        self.transfer(Operation::Read, offset, phys, len)
     }
 
     fn write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), VirtioBlkError> {
-        self.transfer(true, offset, phys, len)
+        self.transfer(Operation::Write, offset, phys, len)
     }
 
     fn start_write(&mut self, offset: u64, phys: u64, len: u64) -> Result<(), VirtioBlkError> {

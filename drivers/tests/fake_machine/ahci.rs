@@ -22,10 +22,10 @@
 //! command ever run (the port running with bus mastering on), it is a
 //! violation.
 
-use super::{idx, key, mask, ConfigSpace, FakeDma, FakeMmio, FakePorts, Sparse};
-use minicap_drivers::access::{in_bounds, Width};
-use minicap_drivers::pci::{self, Bar, PciAddress};
-use minicap_drivers::Platform;
+use super::platform::{Core, DeviceModel, Fake};
+use super::{idx, key, mask, ConfigSpace, Sparse};
+use minicap_drivers::access::Width;
+use minicap_drivers::pci::PciAddress;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
@@ -217,8 +217,6 @@ pub struct AhciKnobs {
     pub stop_stuck: Cell<bool>,
     /// GHC.HR never clears.
     pub reset_stuck: Cell<bool>,
-    /// Every `now_us` call advances the clock by this much.
-    pub clock_step_us: Cell<u64>,
 }
 
 /// A command the HBA ran (or failed).
@@ -332,7 +330,6 @@ impl FakePort {
 
 #[derive(Default)]
 struct AhciLog {
-    violations: Vec<String>,
     events: Vec<AhciEvent>,
     commands: Vec<AtaCommand>,
     flushes: u32,
@@ -349,25 +346,29 @@ struct Hba {
     ports: Vec<FakePort>,
 }
 
-/// The machine: memory, PCI configuration space, the HBA and its disks.
-pub struct AhciMachine {
-    cfg: AhciConfig,
-    pub knobs: AhciKnobs,
-    mem: RefCell<Sparse>,
-    disks: RefCell<BTreeMap<u8, Sparse>>,
-    pci: RefCell<BTreeMap<(u8, u8, u8), ConfigSpace>>,
-    hba: RefCell<Hba>,
-    clock: Cell<u64>,
-    dma_next: Cell<u64>,
-    log: RefCell<AhciLog>,
-    mapped: RefCell<Vec<(u64, u64)>>,
-}
+/// The AHCI machine: the shared fake platform around [`Ahci`].
+pub type AhciMachine = Fake<Ahci>;
 
 impl AhciMachine {
     pub fn new(cfg: AhciConfig) -> Self {
+        Fake(Ahci::new(cfg))
+    }
+}
+
+/// The HBA model with its disks.
+pub struct Ahci {
+    core: Core,
+    cfg: AhciConfig,
+    pub knobs: AhciKnobs,
+    disks: RefCell<BTreeMap<u8, Sparse>>,
+    hba: RefCell<Hba>,
+    log: RefCell<AhciLog>,
+}
+
+impl Ahci {
+    fn new(cfg: AhciConfig) -> Self {
         assert!(!cfg.ports.is_empty() && cfg.ports.len() <= 32);
         let knobs = AhciKnobs::default();
-        knobs.clock_step_us.set(100);
         let mut space = ConfigSpace::new(0x8086, 0x2922);
         space.set8(0x09, 0x01); // prog-if: AHCI 1.0
         space.set8(0x0a, 0x06); // SATA
@@ -384,15 +385,11 @@ impl AhciMachine {
             hba.bohc = BOHC_BOS;
         }
         let m = Self {
+            core: Core::new(cfg.dma_base, cfg.dma_limit, 100),
             knobs,
-            mem: RefCell::default(),
             disks: RefCell::default(),
-            pci: RefCell::default(),
             hba: RefCell::new(hba),
-            clock: Cell::new(0),
-            dma_next: Cell::new(cfg.dma_base),
             log: RefCell::default(),
-            mapped: RefCell::default(),
             cfg,
         };
         {
@@ -423,21 +420,11 @@ impl AhciMachine {
                 polls: 0,
             });
         }
-        m.pci.borrow_mut().insert(key(AHCI_FN), space);
+        m.core.pci.borrow_mut().insert(key(AHCI_FN), space);
         m
     }
 
     // ----- observations -----
-
-    pub fn violations(&self) -> Vec<String> {
-        self.log.borrow().violations.clone()
-    }
-
-    #[track_caller]
-    pub fn assert_clean(&self) {
-        let v = self.violations();
-        assert!(v.is_empty(), "protocol violations:\n  {}", v.join("\n  "));
-    }
 
     pub fn events(&self) -> Vec<AhciEvent> {
         self.log.borrow().events.clone()
@@ -468,7 +455,7 @@ impl AhciMachine {
     }
 
     pub fn pci_command(&self) -> u16 {
-        self.pci.borrow()[&key(AHCI_FN)].get16(0x04)
+        self.core.command(AHCI_FN)
     }
 
     pub fn bus_master(&self) -> bool {
@@ -502,31 +489,7 @@ impl AhciMachine {
         self.hba.borrow().ports[usize::from(port)].pending.is_some()
     }
 
-    pub fn now(&self) -> u64 {
-        self.clock.get()
-    }
-
-    pub fn config_space(&self, f: PciAddress) -> ConfigSpace {
-        self.pci.borrow()[&key(f)].clone()
-    }
-
-    pub fn add_function(&self, f: PciAddress, space: ConfigSpace) {
-        self.pci.borrow_mut().insert(key(f), space);
-    }
-
     // ----- memory and disks -----
-
-    pub fn mem_write(&self, addr: u64, data: &[u8]) {
-        self.mem.borrow_mut().write(addr, data);
-    }
-
-    pub fn mem_read(&self, addr: u64, len: usize) -> Vec<u8> {
-        self.mem.borrow().get(addr, len)
-    }
-
-    pub fn mem_fill(&self, addr: u64, len: u64, value: u8) {
-        self.mem.borrow_mut().fill(addr, len, value);
-    }
 
     pub fn disk_read(&self, port: u8, offset: u64, len: usize) -> Vec<u8> {
         self.disks
@@ -554,7 +517,7 @@ impl AhciMachine {
     // ----- internals -----
 
     fn violation(&self, what: String) {
-        self.log.borrow_mut().violations.push(what);
+        self.core.violation(what);
     }
 
     fn event(&self, e: AhciEvent) {
@@ -562,7 +525,7 @@ impl AhciMachine {
     }
 
     fn time(&self) -> u64 {
-        self.clock.get()
+        self.core.clock.get()
     }
 
     /// The link after a reset or COMRESET: down, task file and signature
@@ -1042,7 +1005,7 @@ impl AhciMachine {
     // ----- the HBA's DMA -----
 
     fn dma_read(&self, addr: u64, len: usize) -> Vec<u8> {
-        self.mem.borrow().get(addr, len)
+        self.core.mem.borrow().get(addr, len)
     }
 
     fn dma_u32(&self, addr: u64) -> u32 {
@@ -1211,9 +1174,13 @@ impl AhciMachine {
         // PRDBC, the D2H FIS, completion.
         drop(hba);
         let done = u32::try_from(total).unwrap_or(u32::MAX);
-        self.mem.borrow_mut().write(header + 4, &done.to_le_bytes());
+        self.core
+            .mem
+            .borrow_mut()
+            .write(header + 4, &done.to_le_bytes());
         if fb != 0 {
-            self.mem
+            self.core
+                .mem
                 .borrow_mut()
                 .write(fb + 0x40, &[0x34, 0x40, status, error]);
         }
@@ -1228,7 +1195,7 @@ impl AhciMachine {
         let mut at = 0usize;
         for &(addr, len) in prds {
             let n = idx(len).min(data.len() - at);
-            self.mem.borrow_mut().write(addr, &data[at..at + n]);
+            self.core.mem.borrow_mut().write(addr, &data[at..at + n]);
             at += n;
         }
     }
@@ -1240,25 +1207,14 @@ impl AhciMachine {
         for &(addr, len) in prds {
             let mut buf = vec![0u8; idx(len)];
             if to_disk {
-                self.mem.borrow().read(addr, &mut buf);
+                self.core.mem.borrow().read(addr, &mut buf);
                 disk.write(pos, &buf);
             } else {
                 disk.read(pos, &mut buf);
-                self.mem.borrow_mut().write(addr, &buf);
+                self.core.mem.borrow_mut().write(addr, &buf);
             }
             pos += len;
         }
-    }
-
-    fn region_ok(&self, len: u64, offset: u64, width: Width) -> bool {
-        if in_bounds(len, offset, width) {
-            return true;
-        }
-        self.violation(format!(
-            "access of {} bytes at offset {offset:#x} outside its region of {len:#x} bytes",
-            width.bytes()
-        ));
-        false
     }
 
     fn mmio_ok(&self, addr: u64, width: Width) -> bool {
@@ -1322,175 +1278,54 @@ pub fn identify_data(disk: &DiskConfig) -> Vec<u8> {
     bytes
 }
 
-impl Platform for AhciMachine {
-    type Mmio = FakeMmio;
-    type Ports = FakePorts;
-    type Dma = FakeDma;
+impl DeviceModel for Ahci {
+    fn core(&self) -> &Core {
+        &self.core
+    }
 
-    fn map_registers(
+    fn accept_window(
         &self,
-        function: PciAddress,
-        bar: u8,
-        offset: u64,
+        _function: PciAddress,
+        _bar: u8,
+        _offset: u64,
+        addr: u64,
         len: u64,
-    ) -> Option<FakeMmio> {
-        let Bar::Memory(base) = pci::bar(self, function, bar) else {
-            self.violation(format!(
-                "map_registers of {function} BAR {bar}, not a memory BAR"
-            ));
-            return None;
-        };
+    ) -> bool {
         if !self.cfg.map_mmio_ok {
-            return None;
+            return false;
         }
-        let addr = base + offset;
         if addr < ABAR_BASE || addr + len > ABAR_BASE + ABAR_LEN {
             self.violation(format!("register window {addr:#x}+{len:#x} outside ABAR"));
         }
-        let mut mapped = self.mapped.borrow_mut();
-        if mapped.iter().any(|&(a, l)| addr < a + l && a < addr + len) {
-            drop(mapped);
+        if self.core.overlaps_mapped(addr, len) {
             self.violation(format!(
                 "register window {addr:#x}+{len:#x} overlaps a live one"
             ));
-            return None;
+            return false;
         }
-        mapped.push((addr, len));
-        Some(FakeMmio { addr, len })
+        true
     }
 
-    fn mmio_read(&self, region: &FakeMmio, offset: u64, width: Width) -> u64 {
-        if !self.region_ok(region.len, offset, width) {
-            return mask(width);
-        }
-        let addr = region.addr + offset;
+    fn register_read(&self, addr: u64, width: Width) -> u64 {
         if !self.mmio_ok(addr, width) {
             return mask(width);
         }
         u64::from(self.read_register(addr - ABAR_BASE))
     }
 
-    fn mmio_write(&self, region: &FakeMmio, offset: u64, width: Width, value: u64) {
-        if !self.region_ok(region.len, offset, width) {
-            return;
-        }
-        let addr = region.addr + offset;
+    fn register_write(&self, addr: u64, width: Width, value: u64) {
         if !self.mmio_ok(addr, width) {
             return;
         }
         self.write_register(addr - ABAR_BASE, u32::try_from(value).unwrap());
     }
 
-    fn claim_ports(&self, function: PciAddress, bar: u8, _len: u16) -> Option<FakePorts> {
-        self.violation(format!(
-            "claim_ports of {function} BAR {bar}: AHCI uses no ports"
-        ));
-        None
-    }
-
-    fn port_read(&self, _ports: &FakePorts, _offset: u64, _width: Width) -> u64 {
-        self.violation("port read".into());
-        0
-    }
-
-    fn port_write(&self, _ports: &FakePorts, _offset: u64, _width: Width, _value: u64) {
-        self.violation("port write".into());
-    }
-
-    fn pci_read32(&self, function: PciAddress, offset: u16) -> u32 {
-        if !offset.is_multiple_of(4) {
-            self.violation(format!("unaligned config read at {offset:#x}"));
-        }
-        match self.pci.borrow().get(&key(function)) {
-            None => u32::MAX,
-            Some(_) if offset >= 256 => 0,
-            Some(c) => c.get32(offset & !3),
-        }
-    }
-
-    fn pci_write32(&self, function: PciAddress, offset: u16, value: u32) {
-        if !offset.is_multiple_of(4) {
-            self.violation(format!("unaligned config write at {offset:#x}"));
-        }
-        let command = {
-            let mut pci = self.pci.borrow_mut();
-            let Some(c) = pci.get_mut(&key(function)) else {
-                drop(pci);
-                self.violation(format!("config write to absent function {function}"));
-                return;
-            };
-            if offset >= 256 {
-                return;
-            }
-            let before = c.get16(0x04);
-            c.write32(offset & !3, value);
-            (offset & !3 == 4).then(|| (before, c.get16(0x04)))
-        };
-        if let Some((before, after)) = command {
-            if function == AHCI_FN {
-                self.event(AhciEvent::PciCommand(after));
-                if after & PCI_BUS_MASTER != 0 && before & PCI_BUS_MASTER == 0 {
-                    self.bus_master_on();
-                }
+    fn command_written(&self, function: PciAddress, before: u16, after: u16) {
+        if function == AHCI_FN {
+            self.event(AhciEvent::PciCommand(after));
+            if after & PCI_BUS_MASTER != 0 && before & PCI_BUS_MASTER == 0 {
+                self.bus_master_on();
             }
         }
-    }
-
-    fn dma_alloc(&self, size: usize, align: usize) -> Option<FakeDma> {
-        let align = (align as u64).max(1);
-        let start = self.dma_next.get().div_ceil(align) * align;
-        let end = start.checked_add(size as u64)?;
-        if size == 0 || end > self.cfg.dma_base + self.cfg.dma_limit {
-            return None;
-        }
-        self.dma_next.set(end);
-        self.mem.borrow_mut().fill(start, size as u64, 0);
-        Some(FakeDma {
-            addr: start,
-            len: size as u64,
-        })
-    }
-
-    fn dma_read(&self, dma: &FakeDma, offset: u64, width: Width) -> u64 {
-        if !self.region_ok(dma.len, offset, width) {
-            return 0;
-        }
-        let mut b = [0u8; 8];
-        self.mem
-            .borrow()
-            .read(dma.addr + offset, &mut b[..idx(width.bytes())]);
-        u64::from_le_bytes(b)
-    }
-
-    fn dma_write(&self, dma: &FakeDma, offset: u64, width: Width, value: u64) {
-        if !self.region_ok(dma.len, offset, width) {
-            return;
-        }
-        self.mem.borrow_mut().write(
-            dma.addr + offset,
-            &value.to_le_bytes()[..idx(width.bytes())],
-        );
-    }
-
-    fn dma_read_bytes(&self, dma: &FakeDma, offset: u64, out: &mut [u8]) {
-        let fits = offset
-            .checked_add(out.len() as u64)
-            .is_some_and(|end| end <= dma.len);
-        if !fits {
-            self.violation(format!(
-                "DMA read of {} bytes at {offset:#x} outside its region",
-                out.len()
-            ));
-            return;
-        }
-        self.mem.borrow().read(dma.addr + offset, out);
-    }
-
-    fn dma_flush(&self, _dma: &FakeDma) {}
-
-    fn now_us(&self) -> u64 {
-        let t = self.clock.get();
-        self.clock.set(t + self.knobs.clock_step_us.get());
-        t
     }
 }

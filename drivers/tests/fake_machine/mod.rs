@@ -1,14 +1,16 @@
-//! A fake machine for host tests: sparse physical memory with a DMA bump
-//! allocator, a PCI configuration space, and a virtio-blk PCI device (modern
-//! capabilities in a 64-bit memory BAR and/or the legacy I/O BAR 0) that
-//! processes split virtqueue requests against a sparse in-memory disk.
+//! A fake machine for host tests: the shared fake platform ([`platform`]:
+//! sparse physical memory with a DMA bump allocator, a PCI configuration
+//! space) around a virtio-blk PCI device model (modern capabilities in a
+//! 64-bit memory BAR and/or the legacy I/O BAR 0) that processes split
+//! virtqueue requests against a sparse in-memory disk. The NVMe ([`nvme`])
+//! and AHCI ([`ahci`]) models sit in the same platform.
 //!
 //! The device model is strict: whatever the driver does that the virtio 1.2
 //! spec (or plain PCI sense) forbids is recorded as a *violation*, and every
 //! test ends with [`FakeMachine::assert_clean`].
 //!
 //! Requests may stay in flight: the device takes a chain from the available
-//! ring when notified, and completes it then ([`Completion::AtNotify`]), when
+//! ring when notified, and completes it then ([`Completion::AtSubmit`]), when
 //! the driver next polls the used ring, in order or newest first, or when the
 //! test says ([`FakeMachine::complete_held`]). While a request is in flight
 //! its descriptors, header, status byte and indirect table belong to the
@@ -16,11 +18,15 @@
 #![allow(dead_code)]
 
 pub mod ahci;
+pub mod held;
 pub mod nvme;
+pub mod platform;
 
-use minicap_drivers::access::{in_bounds, DmaRegion, Region, Width};
-use minicap_drivers::pci::{self, Bar, PciAddress};
-use minicap_drivers::Platform;
+pub use held::Completion;
+use held::{Held, Numbered};
+use minicap_drivers::access::{DmaRegion, Region, Width};
+use minicap_drivers::pci::PciAddress;
+use platform::{Core, DeviceModel, Fake};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
@@ -359,21 +365,6 @@ impl FakeConfig {
     }
 }
 
-/// When the device completes the requests it took.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Completion {
-    /// As soon as it is notified, in order.
-    #[default]
-    AtNotify,
-    /// All it holds, each time the driver reads the used ring's index, in
-    /// the order they were made available.
-    WhenPolled,
-    /// Like `WhenPolled`, newest first.
-    WhenPolledNewestFirst,
-    /// Only when the test calls [`FakeMachine::complete_held`].
-    Held,
-}
-
 /// Failure injection, changeable at any time.
 #[derive(Default)]
 pub struct Knobs {
@@ -400,8 +391,6 @@ pub struct Knobs {
     pub needs_reset_on_complete: Cell<bool>,
     /// Writing 0 to the status register does not reset the device.
     pub reset_stuck: Cell<bool>,
-    /// Every `now_us` call advances the clock by this much.
-    pub clock_step_us: Cell<u64>,
     /// The capacity changes (to `flap_capacity`, and back, ...) on this many
     /// reads of its low half, bumping config_generation each time.
     pub config_flaps: Cell<u32>,
@@ -506,7 +495,6 @@ impl Device {
 
 #[derive(Default)]
 struct Log {
-    violations: Vec<String>,
     events: Vec<Event>,
     requests: Vec<Completed>,
     notifies: u32,
@@ -514,13 +502,7 @@ struct Log {
     features_rejected: u32,
     port_accesses: u32,
     mmio_accesses: u32,
-    mapped: Vec<(u64, u64)>,
     flushes: u32,
-    dma_flushes: Vec<u64>,
-    /// Requests taken so far (the next sequence number).
-    taken: u64,
-    /// Most requests in flight at once.
-    max_in_flight: usize,
     /// Requests taken with an indirect table.
     indirect_requests: u32,
 }
@@ -532,6 +514,12 @@ struct InFlight {
     head: u16,
     /// The chain as taken (None: malformed, completes with length 0).
     chain: Option<Chain>,
+}
+
+impl Numbered for InFlight {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
 }
 
 /// A parsed request chain.
@@ -555,18 +543,19 @@ struct Desc {
     next: u16,
 }
 
-pub struct FakeMachine {
+/// The virtio-blk machine: the shared fake platform around [`VirtioBlk`].
+pub type FakeMachine = Fake<VirtioBlk>;
+
+/// The virtio-blk device model with its disk.
+pub struct VirtioBlk {
+    core: Core,
     cfg: FakeConfig,
     pub knobs: Knobs,
-    mem: RefCell<Sparse>,
     disk: RefCell<Sparse>,
-    pci: RefCell<BTreeMap<(u8, u8, u8), ConfigSpace>>,
     dev: RefCell<Device>,
-    clock: Cell<u64>,
-    dma_next: Cell<u64>,
     log: RefCell<Log>,
     /// Requests taken and not completed, in the order taken.
-    in_flight: RefCell<Vec<InFlight>>,
+    in_flight: Held<InFlight>,
 }
 
 fn key(f: PciAddress) -> (u8, u8, u8) {
@@ -579,7 +568,7 @@ impl FakeMachine {
         let m = Self::bare(cfg.clone());
         m.add_function(VIRTIO_FN, virtio_config_space(&cfg));
         if cfg.initial_status != 0 {
-            let mut dev = m.dev.borrow_mut();
+            let mut dev = m.0.dev.borrow_mut();
             dev.status = cfg.initial_status;
             dev.driver_features = cfg.features & (F_VERSION_1 | F_FLUSH);
             dev.queue = Queue {
@@ -599,41 +588,24 @@ impl FakeMachine {
     /// A machine with an empty PCI bus (add functions with `add_function`).
     pub fn bare(cfg: FakeConfig) -> Self {
         let knobs = Knobs::default();
-        knobs.clock_step_us.set(1000);
-        Self {
+        Fake(VirtioBlk {
+            core: Core::new(cfg.dma_base, cfg.dma_limit, 1000),
             dev: RefCell::new(Device::new(&cfg)),
-            dma_next: Cell::new(cfg.dma_base),
             cfg,
             knobs,
-            mem: RefCell::default(),
             disk: RefCell::default(),
-            pci: RefCell::default(),
-            clock: Cell::new(0),
             log: RefCell::default(),
-            in_flight: RefCell::default(),
-        }
+            in_flight: Held::default(),
+        })
     }
+}
 
-    pub fn add_function(&self, f: PciAddress, space: ConfigSpace) {
-        self.pci.borrow_mut().insert(key(f), space);
-    }
-
+impl VirtioBlk {
     pub fn config(&self) -> &FakeConfig {
         &self.cfg
     }
 
     // ----- observations -----
-
-    pub fn violations(&self) -> Vec<String> {
-        self.log.borrow().violations.clone()
-    }
-
-    /// Panic if the driver did anything the device model objects to.
-    #[track_caller]
-    pub fn assert_clean(&self) {
-        let v = self.violations();
-        assert!(v.is_empty(), "protocol violations:\n  {}", v.join("\n  "));
-    }
 
     pub fn events(&self) -> Vec<Event> {
         self.log.borrow().events.clone()
@@ -661,12 +633,12 @@ impl FakeMachine {
 
     /// Most requests the device held in flight at once.
     pub fn max_in_flight(&self) -> usize {
-        self.log.borrow().max_in_flight
+        self.in_flight.most()
     }
 
     /// Requests in flight now.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.borrow().len()
+        self.in_flight.len()
     }
 
     /// Requests the driver sent with an indirect table.
@@ -677,14 +649,7 @@ impl FakeMachine {
     /// Complete the requests in flight at these positions (0: the oldest
     /// now in flight), in this order.
     pub fn complete_held(&self, positions: &[usize]) {
-        let chosen: Vec<InFlight> = {
-            let all = self.in_flight.borrow();
-            positions.iter().map(|&i| all[i].clone()).collect()
-        };
-        self.in_flight
-            .borrow_mut()
-            .retain(|r| !chosen.iter().any(|c| c.seq == r.seq));
-        for request in chosen {
+        for request in self.in_flight.take_positions(positions) {
             self.complete(&request);
         }
     }
@@ -699,10 +664,6 @@ impl FakeMachine {
 
     pub fn mmio_accesses(&self) -> u32 {
         self.log.borrow().mmio_accesses
-    }
-
-    pub fn mapped(&self) -> Vec<(u64, u64)> {
-        self.log.borrow().mapped.clone()
     }
 
     /// Device status register.
@@ -729,8 +690,8 @@ impl FakeMachine {
         (q.desc, q.driver, q.device)
     }
 
-    pub fn config_space(&self, f: PciAddress) -> ConfigSpace {
-        self.pci.borrow()[&key(f)].clone()
+    fn config_space(&self, f: PciAddress) -> ConfigSpace {
+        self.core.pci.borrow()[&key(f)].clone()
     }
 
     pub fn command(&self) -> u16 {
@@ -749,28 +710,7 @@ impl FakeMachine {
         self.config_space(VIRTIO_FN).get16(CAP_MSI + 2) & 1 != 0
     }
 
-    pub fn now(&self) -> u64 {
-        self.clock.get()
-    }
-
-    /// Next address the DMA allocator would consider.
-    pub fn dma_next(&self) -> u64 {
-        self.dma_next.get()
-    }
-
     // ----- memory and disk -----
-
-    pub fn mem_write(&self, addr: u64, data: &[u8]) {
-        self.mem.borrow_mut().write(addr, data);
-    }
-
-    pub fn mem_read(&self, addr: u64, len: usize) -> Vec<u8> {
-        self.mem.borrow().get(addr, len)
-    }
-
-    pub fn mem_fill(&self, addr: u64, len: u64, value: u8) {
-        self.mem.borrow_mut().fill(addr, len, value);
-    }
 
     pub fn disk_write(&self, offset: u64, data: &[u8]) {
         self.disk.borrow_mut().write(offset, data);
@@ -787,7 +727,7 @@ impl FakeMachine {
     // ----- internals -----
 
     fn violation(&self, what: String) {
-        self.log.borrow_mut().violations.push(what);
+        self.core.violation(what);
     }
 
     fn event(&self, e: Event) {
@@ -795,32 +735,11 @@ impl FakeMachine {
     }
 
     fn virtio_command(&self) -> u16 {
-        self.pci
-            .borrow()
-            .get(&key(VIRTIO_FN))
-            .map_or(0, |c| c.get16(0x04))
+        self.core.command(VIRTIO_FN)
     }
 
     fn in_mmio(&self, addr: u64) -> bool {
         self.cfg.has_caps() && (MMIO_BASE..MMIO_BASE + MMIO_LEN).contains(&addr)
-    }
-
-    fn check_alignment(&self, addr: u64, width: u64) {
-        if !addr.is_multiple_of(width) {
-            self.violation(format!("misaligned {width}-byte access at {addr:#x}"));
-        }
-    }
-
-    fn ram_read(&self, addr: u64, width: usize) -> u64 {
-        let mut b = [0u8; 8];
-        self.mem.borrow().read(addr, &mut b[..width]);
-        u64::from_le_bytes(b)
-    }
-
-    fn ram_write(&self, addr: u64, width: usize, value: u64) {
-        self.mem
-            .borrow_mut()
-            .write(addr, &value.to_le_bytes()[..width]);
     }
 
     /// Common checks of an MMIO access; false: the access goes nowhere.
@@ -829,9 +748,9 @@ impl FakeMachine {
         let addr = MMIO_BASE + off;
         let end = addr + width as u64;
         let mapped = self
-            .log
-            .borrow()
+            .core
             .mapped
+            .borrow()
             .iter()
             .any(|&(a, l)| a <= addr && end <= a + l);
         if !mapped {
@@ -848,7 +767,7 @@ impl FakeMachine {
         true
     }
 
-    fn mmio_read(&self, off: u64, width: usize) -> u64 {
+    fn modern_read(&self, off: u64, width: usize) -> u64 {
         if !self.mmio_access_ok(off, width) {
             return u64::MAX >> (64 - 8 * width);
         }
@@ -868,7 +787,7 @@ impl FakeMachine {
         }
     }
 
-    fn mmio_write(&self, off: u64, width: usize, value: u64) {
+    fn modern_write(&self, off: u64, width: usize, value: u64) {
         if !self.mmio_access_ok(off, width) {
             return;
         }
@@ -1060,7 +979,7 @@ impl FakeMachine {
             if !self.knobs.reset_stuck.get() {
                 dev.reset(&self.cfg);
                 drop(dev);
-                self.in_flight.borrow_mut().clear();
+                self.in_flight.clear();
                 self.log.borrow_mut().resets += 1;
                 self.event(Event::Reset);
             }
@@ -1143,7 +1062,7 @@ impl FakeMachine {
         }
     }
 
-    fn io_read(&self, port: u16, width: u16) -> u32 {
+    fn legacy_read(&self, port: u16, width: u16) -> u32 {
         let Some(off) = self.io_offset(port, width) else {
             return u32::MAX >> (32 - 8 * u32::from(width));
         };
@@ -1185,7 +1104,7 @@ impl FakeMachine {
         value
     }
 
-    fn io_write(&self, port: u16, width: u16, value: u32) {
+    fn legacy_write(&self, port: u16, width: u16, value: u32) {
         let Some(off) = self.io_offset(port, width) else {
             return;
         };
@@ -1306,51 +1225,27 @@ impl FakeMachine {
             let slot = u64::from(last_avail % q.size);
             let head = self.ram_u16(q.driver + 4 + 2 * slot);
             let chain = self.take_chain(&q, head);
-            let seq = {
-                let mut log = self.log.borrow_mut();
-                log.taken += 1;
-                log.taken - 1
-            };
-            self.in_flight
-                .borrow_mut()
-                .push(InFlight { seq, head, chain });
-            let depth = self.in_flight.borrow().len();
-            let mut log = self.log.borrow_mut();
-            log.max_in_flight = log.max_in_flight.max(depth);
-            drop(log);
+            let seq = self.in_flight.next_seq();
+            self.in_flight.push(InFlight { seq, head, chain });
             last_avail = last_avail.wrapping_add(1);
         }
         self.dev.borrow_mut().queue.last_avail = last_avail;
-        if self.knobs.completion.get() == Completion::AtNotify {
+        if self.knobs.completion.get() == Completion::AtSubmit {
             self.complete_ready(false);
         }
     }
 
     /// The driver reads the used index: complete what the policy says.
     fn used_ring_polled(&self) {
-        match self.knobs.completion.get() {
-            Completion::AtNotify | Completion::Held => {}
-            Completion::WhenPolled => self.complete_ready(false),
-            Completion::WhenPolledNewestFirst => self.complete_ready(true),
+        if let Some(newest_first) = self.knobs.completion.get().on_poll() {
+            self.complete_ready(newest_first);
         }
     }
 
     /// Complete every request in flight (but a lost one).
     fn complete_ready(&self, newest_first: bool) {
         let lost = self.knobs.lose_request.get();
-        let mut ready: Vec<InFlight> = Vec::new();
-        self.in_flight.borrow_mut().retain(|r| {
-            if Some(r.seq) == lost {
-                true
-            } else {
-                ready.push(r.clone());
-                false
-            }
-        });
-        if newest_first {
-            ready.reverse();
-        }
-        for request in ready {
+        for request in self.in_flight.take_all_but(lost, newest_first) {
             self.complete(&request);
         }
     }
@@ -1379,10 +1274,12 @@ impl FakeMachine {
         let used_idx = q.used_idx;
         let used_slot = u64::from(used_idx % q.size);
         let id = request.head.wrapping_add(self.knobs.used_id_offset.get());
-        self.ram_write(q.device + 4 + 8 * used_slot, 4, u64::from(id));
-        self.ram_write(q.device + 8 + 8 * used_slot, 4, u64::from(written));
+        self.core
+            .ram_write(q.device + 4 + 8 * used_slot, 4, u64::from(id));
+        self.core
+            .ram_write(q.device + 8 + 8 * used_slot, 4, u64::from(written));
         let used_idx = used_idx.wrapping_add(1);
-        self.ram_write(q.device + 2, 2, u64::from(used_idx));
+        self.core.ram_write(q.device + 2, 2, u64::from(used_idx));
         let mut dev = self.dev.borrow_mut();
         dev.queue.used_idx = used_idx;
         if self.knobs.needs_reset_on_complete.get() {
@@ -1391,16 +1288,16 @@ impl FakeMachine {
     }
 
     fn ram_u16(&self, addr: u64) -> u16 {
-        u16::try_from(self.ram_read(addr, 2)).unwrap_or(0)
+        u16::try_from(self.core.ram_read(addr, 2)).unwrap_or(0)
     }
 
     fn ram_u32(&self, addr: u64) -> u32 {
-        u32::try_from(self.ram_read(addr, 4)).unwrap_or(0)
+        u32::try_from(self.core.ram_read(addr, 4)).unwrap_or(0)
     }
 
     fn read_desc(&self, base: u64) -> Desc {
         Desc {
-            addr: self.ram_read(base, 8),
+            addr: self.core.ram_read(base, 8),
             len: self.ram_u32(base + 8),
             flags: self.ram_u16(base + 12),
             next: self.ram_u16(base + 14),
@@ -1538,7 +1435,7 @@ impl FakeMachine {
             complain(format!("bad status descriptor {status_desc:?}"));
             return None;
         }
-        let header_bytes = self.mem.borrow().get(header.addr, 16);
+        let header_bytes = self.core.mem.borrow().get(header.addr, 16);
         Some(Chain {
             ring,
             table,
@@ -1554,7 +1451,7 @@ impl FakeMachine {
         let status_desc = descs[descs.len() - 1];
         let kind = self.ram_u32(header.addr);
         let reserved = self.ram_u32(header.addr + 4);
-        let sector = self.ram_read(header.addr + 8, 8);
+        let sector = self.core.ram_read(header.addr + 8, 8);
         if reserved != 0 {
             self.violation(format!("request header reserved field {reserved:#x}"));
         }
@@ -1571,7 +1468,7 @@ impl FakeMachine {
             status,
         });
         if !self.knobs.skip_status_write.get() {
-            self.ram_write(
+            self.core.ram_write(
                 status_desc.addr + u64::from(status_desc.len) - 1,
                 1,
                 u64::from(status),
@@ -1648,9 +1545,9 @@ impl FakeMachine {
                     let mut buf = vec![0u8; idx(u64::from(d.len))];
                     if kind == T_IN {
                         self.disk.borrow().read(pos, &mut buf);
-                        self.mem.borrow_mut().write(d.addr, &buf);
+                        self.core.mem.borrow_mut().write(d.addr, &buf);
                     } else {
-                        self.mem.borrow().read(d.addr, &mut buf);
+                        self.core.mem.borrow().read(d.addr, &mut buf);
                         self.disk.borrow_mut().write(pos, &buf);
                     }
                     pos += u64::from(d.len);
@@ -1808,211 +1705,80 @@ fn mask(width: Width) -> u64 {
     u64::MAX >> (64 - 8 * width.bytes())
 }
 
-impl FakeMachine {
-    /// Bounds of a region access; false: recorded, the access goes nowhere.
-    fn region_access_ok(&self, what: &str, len: u64, offset: u64, width: Width) -> bool {
-        if in_bounds(len, offset, width) {
-            return true;
-        }
-        self.violation(format!(
-            "{what} access of {} bytes at offset {offset:#x} outside its region of {len:#x} bytes",
-            width.bytes()
-        ));
-        false
+impl DeviceModel for VirtioBlk {
+    fn core(&self) -> &Core {
+        &self.core
     }
 
-    /// DMA flushes (`Platform::dma_flush`) so far, by address.
-    pub fn dma_flushes(&self) -> Vec<u64> {
-        self.log.borrow().dma_flushes.clone()
-    }
-}
-
-impl Platform for FakeMachine {
-    type Mmio = FakeMmio;
-    type Ports = FakePorts;
-    type Dma = FakeDma;
-
-    fn map_registers(
+    fn accept_window(
         &self,
         function: PciAddress,
-        bar: u8,
-        offset: u64,
+        _bar: u8,
+        _offset: u64,
+        addr: u64,
         len: u64,
-    ) -> Option<FakeMmio> {
-        let Bar::Memory(base) = pci::bar(self, function, bar) else {
-            self.violation(format!(
-                "map_registers of {function} BAR {bar}, not a memory BAR"
-            ));
-            return None;
-        };
+    ) -> bool {
         if !self.cfg.map_mmio_ok {
-            return None;
+            return false;
         }
-        let addr = base + offset;
         if function == VIRTIO_FN && (addr < MMIO_BASE || addr + len > MMIO_BASE + MMIO_LEN) {
             self.violation(format!(
                 "register window {addr:#x}+{len:#x} outside the device's BAR"
             ));
         }
-        self.log.borrow_mut().mapped.push((addr, len));
-        Some(FakeMmio { addr, len })
+        true
     }
 
-    fn mmio_read(&self, region: &FakeMmio, offset: u64, width: Width) -> u64 {
-        if !self.region_access_ok("MMIO", region.len, offset, width) {
-            return mask(width);
-        }
-        let addr = region.addr + offset;
-        self.check_alignment(addr, width.bytes());
+    fn register_read(&self, addr: u64, width: Width) -> u64 {
+        self.core.check_alignment(addr, width.bytes());
         if !self.in_mmio(addr) {
             self.violation(format!("MMIO read at {addr:#x}, outside the device"));
             return mask(width);
         }
-        self.mmio_read(addr - MMIO_BASE, idx(width.bytes()))
+        self.modern_read(addr - MMIO_BASE, idx(width.bytes()))
     }
 
-    fn mmio_write(&self, region: &FakeMmio, offset: u64, width: Width, value: u64) {
-        if !self.region_access_ok("MMIO", region.len, offset, width) {
-            return;
-        }
-        let addr = region.addr + offset;
+    fn register_write(&self, addr: u64, width: Width, value: u64) {
         if width == Width::U64 {
             self.violation(format!("64-bit write to MMIO at {addr:#x}"));
             return;
         }
-        self.check_alignment(addr, width.bytes());
+        self.core.check_alignment(addr, width.bytes());
         if !self.in_mmio(addr) {
             self.violation(format!("MMIO write at {addr:#x}, outside the device"));
             return;
         }
-        self.mmio_write(addr - MMIO_BASE, idx(width.bytes()), value);
+        self.modern_write(addr - MMIO_BASE, idx(width.bytes()), value);
     }
 
-    fn claim_ports(&self, function: PciAddress, bar: u8, len: u16) -> Option<FakePorts> {
-        let Bar::Io(base) = pci::bar(self, function, bar) else {
-            self.violation(format!(
-                "claim_ports of {function} BAR {bar}, not an I/O BAR"
-            ));
-            return None;
-        };
-        Some(FakePorts { base, len })
+    fn accept_ports(&self, _function: PciAddress, _bar: u8) -> bool {
+        true
     }
 
-    fn port_read(&self, ports: &FakePorts, offset: u64, width: Width) -> u64 {
-        if !self.region_access_ok("port", u64::from(ports.len), offset, width) {
-            return mask(width);
-        }
-        let port = ports.base + u16::try_from(offset).expect("checked against the range");
+    fn io_read(&self, port: u16, width: Width) -> u64 {
         let width = u16::try_from(width.bytes()).expect("at most 8");
-        u64::from(self.io_read(port, width))
+        u64::from(self.legacy_read(port, width))
     }
 
-    fn port_write(&self, ports: &FakePorts, offset: u64, width: Width, value: u64) {
-        if !self.region_access_ok("port", u64::from(ports.len), offset, width) {
-            return;
-        }
-        let port = ports.base + u16::try_from(offset).expect("checked against the range");
+    fn io_write(&self, port: u16, width: Width, value: u64) {
         let value = u32::try_from(value).expect("ports take at most 32 bits");
-        self.io_write(
+        self.legacy_write(
             port,
             u16::try_from(width.bytes()).expect("at most 8"),
             value,
         );
     }
 
-    fn pci_read32(&self, function: PciAddress, offset: u16) -> u32 {
-        if !offset.is_multiple_of(4) {
-            self.violation(format!("unaligned config read at {offset:#x}"));
-        }
-        match self.pci.borrow().get(&key(function)) {
-            None => u32::MAX,
-            Some(_) if offset >= 256 => 0,
-            Some(c) => c.get32(offset & !3),
+    fn command_written(&self, function: PciAddress, _before: u16, after: u16) {
+        if function == VIRTIO_FN {
+            self.event(Event::Command(after));
         }
     }
 
-    fn pci_write32(&self, function: PciAddress, offset: u16, value: u32) {
-        if !offset.is_multiple_of(4) {
-            self.violation(format!("unaligned config write at {offset:#x}"));
-        }
-        let command = {
-            let mut pci = self.pci.borrow_mut();
-            let Some(c) = pci.get_mut(&key(function)) else {
-                drop(pci);
-                self.violation(format!("config write to absent function {function}"));
-                return;
-            };
-            if offset >= 256 {
-                return;
-            }
-            c.write32(offset & !3, value);
-            (offset & !3 == 4).then(|| c.get16(0x04))
-        };
-        if let Some(cmd) = command {
-            if function == VIRTIO_FN {
-                self.event(Event::Command(cmd));
-            }
-        }
-    }
-
-    fn dma_alloc(&self, size: usize, align: usize) -> Option<FakeDma> {
-        let align = (align as u64).max(1);
-        let start = self.dma_next.get().div_ceil(align) * align;
-        let end = start.checked_add(size as u64)?;
-        if size == 0 || end > self.cfg.dma_base + self.cfg.dma_limit {
-            return None;
-        }
-        self.dma_next.set(end);
-        self.mem.borrow_mut().fill(start, size as u64, 0);
-        Some(FakeDma {
-            addr: start,
-            len: size as u64,
-        })
-    }
-
-    fn dma_read(&self, dma: &FakeDma, offset: u64, width: Width) -> u64 {
-        if !self.region_access_ok("DMA", dma.len, offset, width) {
-            return 0;
-        }
-        self.check_alignment(dma.addr + offset, width.bytes());
-        let addr = dma.addr + offset;
+    fn dma_reading(&self, addr: u64) {
         let q = self.dev.borrow().queue;
         if q.enabled && addr == q.device + 2 {
             self.used_ring_polled();
         }
-        self.ram_read(addr, idx(width.bytes()))
-    }
-
-    fn dma_write(&self, dma: &FakeDma, offset: u64, width: Width, value: u64) {
-        if !self.region_access_ok("DMA", dma.len, offset, width) {
-            return;
-        }
-        self.check_alignment(dma.addr + offset, width.bytes());
-        self.ram_write(dma.addr + offset, idx(width.bytes()), value);
-    }
-
-    fn dma_read_bytes(&self, dma: &FakeDma, offset: u64, out: &mut [u8]) {
-        let fits = offset
-            .checked_add(out.len() as u64)
-            .is_some_and(|end| end <= dma.len);
-        if !fits {
-            self.violation(format!(
-                "DMA read of {} bytes at offset {offset:#x} outside its region of {:#x} bytes",
-                out.len(),
-                dma.len
-            ));
-            return;
-        }
-        self.mem.borrow().read(dma.addr + offset, out);
-    }
-
-    fn dma_flush(&self, dma: &FakeDma) {
-        self.log.borrow_mut().dma_flushes.push(dma.addr);
-    }
-
-    fn now_us(&self) -> u64 {
-        let t = self.clock.get();
-        self.clock.set(t + self.knobs.clock_step_us.get());
-        t
     }
 }

@@ -1,4 +1,4 @@
-//! A fake NVMe controller (NVMe 1.4) on its own fake machine: a PCI
+//! A fake NVMe controller (NVMe 1.4) in the shared fake platform: a PCI
 //! function with the controller registers in BAR 0, admin and I/O queue
 //! pairs in the machine's memory, PRP walking, completions with phase
 //! tags, and one namespace on a sparse in-memory disk.
@@ -12,16 +12,18 @@
 //! disabling it.
 //!
 //! I/O commands may stay in flight: the controller takes them when the
-//! tail doorbell rings and completes them then ([`Completion::AtDoorbell`]),
+//! tail doorbell rings and completes them then ([`Completion::AtSubmit`]),
 //! when the driver next reads the completion queue (in order or newest
 //! first), or when the test says ([`FakeNvme::complete_held`]). While a
 //! command is in flight its PRP list belongs to the controller: it is
 //! walked again at completion and must not have changed.
 
-use super::{ConfigSpace, FakeDma, FakeMmio, FakePorts, Sparse, PAGE};
-use minicap_drivers::access::{in_bounds, Width};
-use minicap_drivers::pci::{self, Bar, PciAddress};
-use minicap_drivers::Platform;
+pub use super::held::Completion;
+use super::held::{Held, Numbered};
+use super::platform::{Core, DeviceModel, Fake};
+use super::{idx, mask, ConfigSpace, Sparse, PAGE};
+use minicap_drivers::access::Width;
+use minicap_drivers::pci::PciAddress;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
@@ -92,10 +94,6 @@ pub const STALE_IO_CQ: u64 = 0x0bad_2000;
 /// disk range they would hit).
 pub const STALE_DATA: u64 = 0x0bad_8000;
 pub const STALE_LBA: u64 = 8;
-
-fn idx(v: u64) -> usize {
-    usize::try_from(v).expect("index fits in usize")
-}
 
 /// How the machine is built.
 #[derive(Clone, Debug)]
@@ -214,21 +212,6 @@ impl NvmeConfig {
     }
 }
 
-/// When the controller completes the I/O commands it took.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Completion {
-    /// As soon as the tail doorbell rings, in order.
-    #[default]
-    AtDoorbell,
-    /// All it holds, each time the driver reads the completion queue, in
-    /// the order taken.
-    WhenPolled,
-    /// Like `WhenPolled`, newest first.
-    WhenPolledNewestFirst,
-    /// Only when the test calls [`FakeNvme::complete_held`].
-    Held,
-}
-
 /// Failure injection, changeable at any time.
 #[derive(Default)]
 pub struct Knobs {
@@ -258,8 +241,6 @@ pub struct Knobs {
     /// The function has left the bus: register reads return all ones and
     /// writes go nowhere.
     pub gone: Cell<bool>,
-    /// Every `now_us` call advances the clock by this much.
-    pub clock_step_us: Cell<u64>,
 }
 
 /// An I/O command the controller ran (or failed).
@@ -352,6 +333,12 @@ struct InFlight {
     walk: Option<Walk>,
 }
 
+impl Numbered for InFlight {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 struct Controller {
     cc: u32,
     ready: bool,
@@ -373,34 +360,36 @@ struct Controller {
 
 #[derive(Default)]
 struct Log {
-    violations: Vec<String>,
     events: Vec<Event>,
     io: Vec<IoRecord>,
-    taken: u64,
-    max_in_flight: usize,
     resets: u32,
     flushes: u32,
-    mapped: Vec<(u64, u64)>,
     doorbells: u32,
 }
 
-pub struct FakeNvme {
-    cfg: NvmeConfig,
-    pub knobs: Knobs,
-    mem: RefCell<Sparse>,
-    disk: RefCell<Sparse>,
-    config: RefCell<ConfigSpace>,
-    ctrl: RefCell<Controller>,
-    clock: Cell<u64>,
-    dma_next: Cell<u64>,
-    log: RefCell<Log>,
-    in_flight: RefCell<Vec<InFlight>>,
-}
+/// The NVMe machine: the shared fake platform around [`Nvme`].
+pub type FakeNvme = Fake<Nvme>;
 
 impl FakeNvme {
     pub fn new(cfg: NvmeConfig) -> Self {
+        Fake(Nvme::new(cfg))
+    }
+}
+
+/// The controller model with its namespace's disk.
+pub struct Nvme {
+    core: Core,
+    cfg: NvmeConfig,
+    pub knobs: Knobs,
+    disk: RefCell<Sparse>,
+    ctrl: RefCell<Controller>,
+    log: RefCell<Log>,
+    in_flight: Held<InFlight>,
+}
+
+impl Nvme {
+    fn new(cfg: NvmeConfig) -> Self {
         let knobs = Knobs::default();
-        knobs.clock_step_us.set(1000);
         let mut ctrl = Controller {
             cc: 0,
             ready: false,
@@ -437,20 +426,20 @@ impl FakeNvme {
                 },
             );
         }
-        let m = Self {
-            config: RefCell::new(nvme_config_space(&cfg)),
-            dma_next: Cell::new(cfg.dma_base),
+        let core = Core::new(cfg.dma_base, cfg.dma_limit, 1000);
+        core.pci
+            .borrow_mut()
+            .insert(super::key(NVME_FN), nvme_config_space(&cfg));
+        core.mem.borrow_mut().fill(STALE_DATA, 2 * PAGE, 0xee);
+        Self {
+            core,
             cfg,
             knobs,
-            mem: RefCell::default(),
             disk: RefCell::default(),
             ctrl: RefCell::new(ctrl),
-            clock: Cell::new(0),
             log: RefCell::default(),
-            in_flight: RefCell::default(),
-        };
-        m.mem.borrow_mut().fill(STALE_DATA, 2 * PAGE, 0xee);
-        m
+            in_flight: Held::default(),
+        }
     }
 
     pub fn config(&self) -> &NvmeConfig {
@@ -458,17 +447,6 @@ impl FakeNvme {
     }
 
     // ----- observations -----
-
-    pub fn violations(&self) -> Vec<String> {
-        self.log.borrow().violations.clone()
-    }
-
-    /// Panic if the driver did anything the controller model objects to.
-    #[track_caller]
-    pub fn assert_clean(&self) {
-        let v = self.violations();
-        assert!(v.is_empty(), "protocol violations:\n  {}", v.join("\n  "));
-    }
 
     pub fn events(&self) -> Vec<Event> {
         self.log.borrow().events.clone()
@@ -498,23 +476,19 @@ impl FakeNvme {
     }
 
     pub fn max_in_flight(&self) -> usize {
-        self.log.borrow().max_in_flight
+        self.in_flight.most()
     }
 
     pub fn in_flight(&self) -> usize {
-        self.in_flight.borrow().len()
-    }
-
-    pub fn mapped(&self) -> Vec<(u64, u64)> {
-        self.log.borrow().mapped.clone()
+        self.in_flight.len()
     }
 
     pub fn command(&self) -> u16 {
-        self.config.borrow().get16(0x04)
+        self.core.command(NVME_FN)
     }
 
     pub fn msix_enabled(&self) -> bool {
-        self.config.borrow().get16(CAP_MSIX + 2) & (1 << 15) != 0
+        self.core.pci.borrow()[&super::key(NVME_FN)].get16(CAP_MSIX + 2) & (1 << 15) != 0
     }
 
     pub fn cc(&self) -> u32 {
@@ -558,14 +532,6 @@ impl FakeNvme {
             .any(|(&id, q)| id != 0 && q.interrupts)
     }
 
-    pub fn now(&self) -> u64 {
-        self.clock.get()
-    }
-
-    pub fn dma_range(&self) -> (u64, u64) {
-        (self.cfg.dma_base, self.dma_next.get())
-    }
-
     /// Set CSTS.CFS now (the controller hit a fatal error).
     pub fn set_fatal(&self) {
         self.ctrl.borrow_mut().fatal = true;
@@ -574,27 +540,12 @@ impl FakeNvme {
     /// Complete the I/O commands in flight at these positions (0: the
     /// oldest now in flight), in this order.
     pub fn complete_held(&self, positions: &[usize]) {
-        let chosen: Vec<InFlight> = {
-            let all = self.in_flight.borrow();
-            positions.iter().map(|&i| all[i].clone()).collect()
-        };
-        self.in_flight
-            .borrow_mut()
-            .retain(|r| !chosen.iter().any(|c| c.seq == r.seq));
-        for command in chosen {
+        for command in self.in_flight.take_positions(positions) {
             self.complete_io(&command);
         }
     }
 
     // ----- memory and disk -----
-
-    pub fn mem_write(&self, addr: u64, data: &[u8]) {
-        self.mem.borrow_mut().write(addr, data);
-    }
-
-    pub fn mem_read(&self, addr: u64, len: usize) -> Vec<u8> {
-        self.mem.borrow().get(addr, len)
-    }
 
     pub fn disk_write(&self, offset: u64, data: &[u8]) {
         self.disk.borrow_mut().write(offset, data);
@@ -604,11 +555,11 @@ impl FakeNvme {
         self.disk.borrow().get(offset, len)
     }
 
-    // ----- internals -----
-
-    fn violation(&self, what: String) {
-        self.log.borrow_mut().violations.push(what);
+    pub fn disk_fill(&self, offset: u64, len: u64, value: u8) {
+        self.disk.borrow_mut().fill(offset, len, value);
     }
+
+    // ----- internals -----
 
     fn event(&self, e: Event) {
         self.log.borrow_mut().events.push(e);
@@ -616,18 +567,6 @@ impl FakeNvme {
 
     fn bus_master(&self) -> bool {
         self.command() & CMD_BUS_MASTER != 0
-    }
-
-    fn ram_read(&self, addr: u64, width: usize) -> u64 {
-        let mut b = [0u8; 8];
-        self.mem.borrow().read(addr, &mut b[..width]);
-        u64::from_le_bytes(b)
-    }
-
-    fn ram_write(&self, addr: u64, width: usize, value: u64) {
-        self.mem
-            .borrow_mut()
-            .write(addr, &value.to_le_bytes()[..width]);
     }
 
     /// The crashed kernel's commands run if the controller may master the
@@ -642,16 +581,17 @@ impl FakeNvme {
             return;
         }
         self.ctrl.borrow_mut().stale_commands = false;
-        self.violation(
+        self.core.violation(
             "the crashed kernel's pending commands ran: bus mastering was on before the \
              controller was disabled"
                 .into(),
         );
-        let data = self.mem.borrow().get(STALE_DATA, idx(2 * PAGE));
+        let data = self.core.mem.borrow().get(STALE_DATA, idx(2 * PAGE));
         self.disk
             .borrow_mut()
             .write(STALE_LBA * self.cfg.block_bytes(), &data);
-        self.ram_write(STALE_IO_CQ + 5 * 16 + 12, 4, 0x0001_0007);
+        self.core
+            .ram_write(STALE_IO_CQ + 5 * 16 + 12, 4, 0x0001_0007);
     }
 
     fn reset_controller(&self) {
@@ -663,7 +603,7 @@ impl FakeNvme {
         c.intms = 0;
         c.queue_count_set = false;
         drop(c);
-        self.in_flight.borrow_mut().clear();
+        self.in_flight.clear();
         self.log.borrow_mut().resets += 1;
         self.event(Event::Reset);
     }
@@ -687,7 +627,8 @@ impl FakeNvme {
             ACQ_LOW => (self.ctrl.borrow().acq & 0xffff_ffff) as u32,
             ACQ_HIGH => (self.ctrl.borrow().acq >> 32) as u32,
             _ => {
-                self.violation(format!("register read at BAR offset {off:#x}"));
+                self.core
+                    .violation(format!("register read at BAR offset {off:#x}"));
                 0
             }
         }
@@ -716,7 +657,8 @@ impl FakeNvme {
 
     fn check_intms_allowed(&self) {
         if self.msix_enabled() {
-            self.violation("INTMS/INTMC accessed with MSI-X enabled (undefined)".into());
+            self.core
+                .violation("INTMS/INTMC accessed with MSI-X enabled (undefined)".into());
         }
     }
 
@@ -724,7 +666,7 @@ impl FakeNvme {
         let enabled = self.ctrl.borrow().cc & CC_EN != 0;
         let admin_setup = matches!(off, AQA | ASQ_LOW | ASQ_HIGH | ACQ_LOW | ACQ_HIGH);
         if admin_setup && enabled {
-            self.violation(format!(
+            self.core.violation(format!(
                 "admin queue register {off:#x} written while the controller is enabled"
             ));
         }
@@ -746,7 +688,7 @@ impl FakeNvme {
             ACQ_LOW => set_low(&mut self.ctrl.borrow_mut().acq),
             ACQ_HIGH => set_high(&mut self.ctrl.borrow_mut().acq),
             o if o >= DOORBELLS => self.write_doorbell(o - DOORBELLS, value),
-            _ => self.violation(format!(
+            _ => self.core.violation(format!(
                 "register write of {value:#x} at BAR offset {off:#x}"
             )),
         }
@@ -764,10 +706,10 @@ impl FakeNvme {
             (true, false) => {
                 // Clearing EN before RDY follows is undefined, unless the
                 // host has waited CAP.TO for it in vain.
-                let waited_us = self.clock.get() - self.ctrl.borrow().enabled_at;
+                let waited_us = self.core.clock.get() - self.ctrl.borrow().enabled_at;
                 let bound_us = u64::from(self.cfg.timeout_units) * 500_000;
                 if !ready && !self.ctrl.borrow().fatal && waited_us < bound_us {
-                    self.violation(format!(
+                    self.core.violation(format!(
                         "CC.EN cleared {waited_us} us after it was set, while the controller \
                          was still becoming ready"
                     ));
@@ -781,7 +723,7 @@ impl FakeNvme {
                 self.check_enable(value);
                 let mut c = self.ctrl.borrow_mut();
                 c.cc = value;
-                c.enabled_at = self.clock.get();
+                c.enabled_at = self.core.clock.get();
                 c.transition_reads = self.knobs.ready_delay_reads.get();
                 if self.knobs.fatal_on_enable.get() {
                     c.fatal = true;
@@ -813,7 +755,7 @@ impl FakeNvme {
             }
             (true, true) => {
                 if value & !(3 << 14) != old & !(3 << 14) {
-                    self.violation(format!(
+                    self.core.violation(format!(
                         "CC changed from {old:#x} to {value:#x} while enabled"
                     ));
                 }
@@ -853,7 +795,7 @@ impl FakeNvme {
         }
         drop(c);
         for p in problems {
-            self.violation(p);
+            self.core.violation(p);
         }
     }
 
@@ -861,7 +803,8 @@ impl FakeNvme {
         self.log.borrow_mut().doorbells += 1;
         let stride = self.cfg.stride();
         if !off.is_multiple_of(stride) {
-            self.violation(format!("doorbell write between doorbells at +{off:#x}"));
+            self.core
+                .violation(format!("doorbell write between doorbells at +{off:#x}"));
             return;
         }
         let index = off / stride;
@@ -871,7 +814,7 @@ impl FakeNvme {
             let c = self.ctrl.borrow();
             if c.cc & CC_EN == 0 || !c.ready {
                 drop(c);
-                self.violation(format!(
+                self.core.violation(format!(
                     "doorbell {index} rung while the controller is not ready"
                 ));
                 return;
@@ -881,11 +824,13 @@ impl FakeNvme {
             }
         }
         if !self.bus_master() {
-            self.violation(format!("doorbell {index} rung with bus mastering off"));
+            self.core
+                .violation(format!("doorbell {index} rung with bus mastering off"));
             return;
         }
         let Ok(value) = u16::try_from(value) else {
-            self.violation(format!("doorbell {index} written with {value:#x}"));
+            self.core
+                .violation(format!("doorbell {index} written with {value:#x}"));
             return;
         };
         if completion {
@@ -899,7 +844,8 @@ impl FakeNvme {
         let mut c = self.ctrl.borrow_mut();
         let Some(cq) = c.cqs.get_mut(&qid) else {
             drop(c);
-            self.violation(format!("completion doorbell of missing queue {qid}"));
+            self.core
+                .violation(format!("completion doorbell of missing queue {qid}"));
             return;
         };
         let entries = cq.entries;
@@ -909,7 +855,7 @@ impl FakeNvme {
             let old = cq.head;
             let tail = cq.tail;
             drop(c);
-            self.violation(format!(
+            self.core.violation(format!(
                 "completion queue {qid} head moved from {old} to {head} past the tail {tail}"
             ));
             return;
@@ -922,13 +868,14 @@ impl FakeNvme {
             let mut c = self.ctrl.borrow_mut();
             let Some(sq) = c.sqs.get_mut(&qid) else {
                 drop(c);
-                self.violation(format!("submission doorbell of missing queue {qid}"));
+                self.core
+                    .violation(format!("submission doorbell of missing queue {qid}"));
                 return;
             };
             if tail >= sq.entries {
                 let entries = sq.entries;
                 drop(c);
-                self.violation(format!(
+                self.core.violation(format!(
                     "submission queue {qid} tail {tail} >= {entries} entries"
                 ));
                 return;
@@ -949,13 +896,13 @@ impl FakeNvme {
                 self.take_io(qid, sqe);
             }
         }
-        if self.knobs.completion.get() == Completion::AtDoorbell {
+        if self.knobs.completion.get() == Completion::AtSubmit {
             self.complete_ready(false);
         }
     }
 
     fn ram_u32(&self, addr: u64) -> u32 {
-        u32::try_from(self.ram_read(addr, 4)).expect("4 bytes")
+        u32::try_from(self.core.ram_read(addr, 4)).expect("4 bytes")
     }
 
     fn fetch(&self, at: u64) -> Sqe {
@@ -966,25 +913,26 @@ impl FakeNvme {
             flags,
             command_id: u16::from_le_bytes([id_low, id_high]),
             nsid: self.ram_u32(at + 4),
-            mptr: self.ram_read(at + 0x10, 8),
-            prp1: self.ram_read(at + 0x18, 8),
-            prp2: self.ram_read(at + 0x20, 8),
+            mptr: self.core.ram_read(at + 0x10, 8),
+            prp1: self.core.ram_read(at + 0x18, 8),
+            prp2: self.core.ram_read(at + 0x20, 8),
             cdw10: self.ram_u32(at + 0x28),
             cdw11: self.ram_u32(at + 0x2c),
             cdw12: self.ram_u32(at + 0x30),
         };
         if sqe.flags != 0 {
-            self.violation(format!(
+            self.core.violation(format!(
                 "command {:#x} with FUSE/PSDT flags {:#x}",
                 sqe.opcode, sqe.flags
             ));
         }
         if sqe.mptr != 0 {
-            self.violation(format!("command {:#x} with a metadata pointer", sqe.opcode));
+            self.core
+                .violation(format!("command {:#x} with a metadata pointer", sqe.opcode));
         }
         for dw in [0x08, 0x0c, 0x34, 0x38, 0x3c] {
-            if self.ram_read(at + dw, 4) != 0 {
-                self.violation(format!(
+            if self.core.ram_read(at + dw, 4) != 0 {
+                self.core.violation(format!(
                     "command {:#x}: reserved/unused dword at {dw:#x} not zero",
                     sqe.opcode
                 ));
@@ -1004,7 +952,7 @@ impl FakeNvme {
         };
         if (cq.tail + 1) % cq.entries == cq.head {
             drop(c);
-            self.violation(format!(
+            self.core.violation(format!(
                 "completion queue {} overflows: the host let more commands out than it holds",
                 sq.cqid
             ));
@@ -1021,12 +969,12 @@ impl FakeNvme {
         let command_id = self.knobs.wrong_command_id.get().unwrap_or(command_id);
         let status_half =
             u64::from(phase) | u64::from(status.1) << 1 | u64::from(status.0 & 7) << 9;
-        self.ram_write(at, 4, u64::from(result));
-        self.ram_write(at + 4, 4, 0);
-        self.ram_write(at + 8, 2, u64::from(sq.head));
-        self.ram_write(at + 10, 2, u64::from(sqid));
-        self.ram_write(at + 12, 2, u64::from(command_id));
-        self.ram_write(at + 14, 2, status_half);
+        self.core.ram_write(at, 4, u64::from(result));
+        self.core.ram_write(at + 4, 4, 0);
+        self.core.ram_write(at + 8, 2, u64::from(sq.head));
+        self.core.ram_write(at + 10, 2, u64::from(sqid));
+        self.core.ram_write(at + 12, 2, u64::from(command_id));
+        self.core.ram_write(at + 14, 2, status_half);
     }
 
     /// Walk the PRPs of a `len`-byte transfer (NVMe 1.4 §4.3).
@@ -1056,7 +1004,7 @@ impl FakeNvme {
         let mut entry_at = prp2;
         walk.list_pages = 1;
         while left > 0 {
-            let entry = self.ram_read(entry_at, 8);
+            let entry = self.core.ram_read(entry_at, 8);
             let last_in_page = entry_at % PAGE == PAGE - 8;
             if last_in_page && left > PAGE {
                 // A pointer to the next list page.
@@ -1113,7 +1061,8 @@ impl FakeNvme {
                     Ok(walk) => {
                         let mut done = 0;
                         for (addr, n) in walk.segments {
-                            self.mem
+                            self.core
+                                .mem
                                 .borrow_mut()
                                 .write(addr, &data[idx(done)..idx(done + n)]);
                             done += n;
@@ -1121,7 +1070,7 @@ impl FakeNvme {
                         (SUCCESS, 0)
                     }
                     Err(e) => {
-                        self.violation(format!("IDENTIFY: {e}"));
+                        self.core.violation(format!("IDENTIFY: {e}"));
                         (PRP_OFFSET_INVALID, 0)
                     }
                 }
@@ -1132,7 +1081,8 @@ impl FakeNvme {
                     let created = c.sqs.len() > 1 || c.cqs.len() > 1;
                     drop(c);
                     if created {
-                        self.violation("Number of Queues set after creating I/O queues".into());
+                        self.core
+                            .violation("Number of Queues set after creating I/O queues".into());
                     }
                     self.ctrl.borrow_mut().queue_count_set = true;
                     // Granted: what was asked for (0's based both halves).
@@ -1153,7 +1103,7 @@ impl FakeNvme {
         let contiguous = sqe.cdw11 & 1 != 0;
         let interrupts = sqe.cdw11 & 2 != 0;
         if interrupts {
-            self.violation(format!(
+            self.core.violation(format!(
                 "I/O completion queue {qid} created with interrupts enabled"
             ));
         }
@@ -1161,14 +1111,8 @@ impl FakeNvme {
         if qid == 0 || qid > 1 || c.cqs.contains_key(&qid) {
             return (INVALID_QUEUE_ID, 0);
         }
-        if entries < 2 || entries > u32::from(self.cfg.mqes) + 1 {
-            return (INVALID_QUEUE_SIZE, 0);
-        }
-        if !contiguous {
-            return (INVALID_FIELD, 0);
-        }
-        if !sqe.prp1.is_multiple_of(PAGE) {
-            return (PRP_OFFSET_INVALID, 0);
+        if let Some(refused) = self.check_queue_memory(entries, contiguous, sqe.prp1) {
+            return (refused, 0);
         }
         c.cqs.insert(
             qid,
@@ -1184,6 +1128,22 @@ impl FakeNvme {
         (SUCCESS, 0)
     }
 
+    /// What Create I/O Completion/Submission Queue refuse alike: a size
+    /// beyond CAP.MQES, a queue that is not physically contiguous, a base
+    /// not page aligned (NVMe 1.4 §5.3, §5.4).
+    fn check_queue_memory(&self, entries: u32, contiguous: bool, base: u64) -> Option<(u8, u8)> {
+        if entries < 2 || entries > u32::from(self.cfg.mqes) + 1 {
+            return Some(INVALID_QUEUE_SIZE);
+        }
+        if !contiguous {
+            return Some(INVALID_FIELD);
+        }
+        if !base.is_multiple_of(PAGE) {
+            return Some(PRP_OFFSET_INVALID);
+        }
+        None
+    }
+
     fn create_sq(&self, sqe: &Sqe) -> ((u8, u8), u32) {
         let qid = (sqe.cdw10 & 0xffff) as u16;
         let entries = (sqe.cdw10 >> 16) + 1;
@@ -1196,14 +1156,8 @@ impl FakeNvme {
         if cqid == 0 || !c.cqs.contains_key(&cqid) {
             return (COMPLETION_QUEUE_INVALID, 0);
         }
-        if entries < 2 || entries > u32::from(self.cfg.mqes) + 1 {
-            return (INVALID_QUEUE_SIZE, 0);
-        }
-        if !contiguous {
-            return (INVALID_FIELD, 0);
-        }
-        if !sqe.prp1.is_multiple_of(PAGE) {
-            return (PRP_OFFSET_INVALID, 0);
+        if let Some(refused) = self.check_queue_memory(entries, contiguous, sqe.prp1) {
+            return (refused, 0);
         }
         c.sqs.insert(
             qid,
@@ -1265,18 +1219,14 @@ impl FakeNvme {
     // ----- I/O commands -----
 
     fn take_io(&self, sqid: u16, sqe: Sqe) {
-        let seq = {
-            let mut log = self.log.borrow_mut();
-            log.taken += 1;
-            log.taken - 1
-        };
+        let seq = self.in_flight.next_seq();
         if self
             .in_flight
             .borrow()
             .iter()
             .any(|c| c.sqid == sqid && c.sqe.command_id == sqe.command_id)
         {
-            self.violation(format!(
+            self.core.violation(format!(
                 "command identifier {} reused while in flight",
                 sqe.command_id
             ));
@@ -1290,23 +1240,18 @@ impl FakeNvme {
         } else {
             None
         };
-        self.in_flight.borrow_mut().push(InFlight {
+        self.in_flight.push(InFlight {
             seq,
             sqid,
             sqe,
             walk,
         });
-        let depth = self.in_flight.borrow().len();
-        let mut log = self.log.borrow_mut();
-        log.max_in_flight = log.max_in_flight.max(depth);
     }
 
     /// The driver reads a completion queue: complete what the policy says.
     fn completion_queue_polled(&self) {
-        match self.knobs.completion.get() {
-            Completion::AtDoorbell | Completion::Held => {}
-            Completion::WhenPolled => self.complete_ready(false),
-            Completion::WhenPolledNewestFirst => self.complete_ready(true),
+        if let Some(newest_first) = self.knobs.completion.get().on_poll() {
+            self.complete_ready(newest_first);
         }
     }
 
@@ -1316,19 +1261,7 @@ impl FakeNvme {
             return;
         }
         let lost = self.knobs.lose_io.get();
-        let mut ready = Vec::new();
-        self.in_flight.borrow_mut().retain(|c| {
-            if Some(c.seq) == lost {
-                true
-            } else {
-                ready.push(c.clone());
-                false
-            }
-        });
-        if newest_first {
-            ready.reverse();
-        }
-        for command in ready {
+        for command in self.in_flight.take_all_but(lost, newest_first) {
             self.complete_io(&command);
         }
     }
@@ -1361,14 +1294,15 @@ impl FakeNvme {
     fn run_io(&self, command: &InFlight) -> (u8, u8) {
         let sqe = &command.sqe;
         if sqe.nsid != self.cfg.nsid {
-            self.violation(format!("I/O command for namespace {}", sqe.nsid));
+            self.core
+                .violation(format!("I/O command for namespace {}", sqe.nsid));
             self.record(command, None, INVALID_NAMESPACE);
             return INVALID_NAMESPACE;
         }
         match sqe.opcode {
             IO_FLUSH => {
                 if sqe.prp1 != 0 || sqe.cdw10 != 0 || sqe.cdw12 != 0 {
-                    self.violation("FLUSH with data fields set".into());
+                    self.core.violation("FLUSH with data fields set".into());
                 }
                 self.log.borrow_mut().flushes += 1;
                 self.record(command, None, SUCCESS);
@@ -1376,7 +1310,8 @@ impl FakeNvme {
             }
             IO_READ | IO_WRITE => {
                 if sqe.cdw12 & !0xffff != 0 {
-                    self.violation(format!("CDW12 flags {:#x}", sqe.cdw12 >> 16));
+                    self.core
+                        .violation(format!("CDW12 flags {:#x}", sqe.cdw12 >> 16));
                 }
                 let slba = u64::from(sqe.cdw11) << 32 | u64::from(sqe.cdw10);
                 let blocks = u64::from((sqe.cdw12 & 0xffff) + 1);
@@ -1384,19 +1319,19 @@ impl FakeNvme {
                 let walk = match self.walk_prps(sqe.prp1, sqe.prp2, bytes) {
                     Ok(walk) => walk,
                     Err(e) => {
-                        self.violation(format!("command {}: {e}", command.seq));
+                        self.core.violation(format!("command {}: {e}", command.seq));
                         self.record(command, None, PRP_OFFSET_INVALID);
                         return PRP_OFFSET_INVALID;
                     }
                 };
                 if command.walk.as_ref() != Some(&walk) {
-                    self.violation(format!(
+                    self.core.violation(format!(
                         "command {}: its PRP list changed while in flight",
                         command.seq
                     ));
                 }
                 if self.cfg.mdts != 0 && bytes > PAGE << self.cfg.mdts {
-                    self.violation(format!(
+                    self.core.violation(format!(
                         "command {} moves {bytes} bytes, above MDTS {}",
                         command.seq, self.cfg.mdts
                     ));
@@ -1415,9 +1350,9 @@ impl FakeNvme {
                     let mut buf = vec![0u8; idx(n)];
                     if sqe.opcode == IO_READ {
                         self.disk.borrow().read(pos, &mut buf);
-                        self.mem.borrow_mut().write(addr, &buf);
+                        self.core.mem.borrow_mut().write(addr, &buf);
                     } else {
-                        self.mem.borrow().read(addr, &mut buf);
+                        self.core.mem.borrow().read(addr, &mut buf);
                         self.disk.borrow_mut().write(pos, &buf);
                     }
                     pos += n;
@@ -1426,7 +1361,7 @@ impl FakeNvme {
                 SUCCESS
             }
             _ => {
-                self.violation(format!("I/O opcode {:#x}", sqe.opcode));
+                self.core.violation(format!("I/O opcode {:#x}", sqe.opcode));
                 self.record(command, None, INVALID_OPCODE);
                 INVALID_OPCODE
             }
@@ -1452,66 +1387,48 @@ fn nvme_config_space(cfg: &NvmeConfig) -> ConfigSpace {
     c
 }
 
-fn mask(width: Width) -> u64 {
-    u64::MAX >> (64 - 8 * width.bytes())
-}
+impl DeviceModel for Nvme {
+    fn core(&self) -> &Core {
+        &self.core
+    }
 
-impl Platform for FakeNvme {
-    type Mmio = FakeMmio;
-    type Ports = FakePorts;
-    type Dma = FakeDma;
-
-    fn map_registers(
+    fn accept_window(
         &self,
         function: PciAddress,
         bar: u8,
         offset: u64,
+        addr: u64,
         len: u64,
-    ) -> Option<FakeMmio> {
-        let Bar::Memory(base) = pci::bar(self, function, bar) else {
-            self.violation(format!(
-                "map_registers of {function} BAR {bar}, not a memory BAR"
-            ));
-            return None;
-        };
+    ) -> bool {
         if function != NVME_FN || bar != 0 {
-            self.violation(format!("map_registers of {function} BAR {bar}"));
-            return None;
+            self.core
+                .violation(format!("map_registers of {function} BAR {bar}"));
+            return false;
         }
         if offset.checked_add(len).is_none_or(|end| end > BAR_LEN) {
-            self.violation(format!(
+            self.core.violation(format!(
                 "register window +{offset:#x}+{len:#x} beyond BAR 0"
             ));
-            return None;
+            return false;
         }
-        let addr = base + offset;
-        let overlaps = self
-            .log
-            .borrow()
-            .mapped
-            .iter()
-            .any(|&(a, l)| a < addr + len && addr < a + l);
-        if overlaps {
-            self.violation(format!(
+        if self.core.overlaps_mapped(addr, len) {
+            self.core.violation(format!(
                 "register window {addr:#x}+{len:#x} overlaps another"
             ));
         }
-        self.log.borrow_mut().mapped.push((addr, len));
-        Some(FakeMmio { addr, len })
+        true
     }
 
-    fn mmio_read(&self, region: &FakeMmio, offset: u64, width: Width) -> u64 {
-        if !in_bounds(region.len, offset, width) {
-            self.violation(format!("MMIO read at +{offset:#x} outside its region"));
-            return mask(width);
-        }
-        let off = region.addr + offset - BAR0;
+    fn register_read(&self, addr: u64, width: Width) -> u64 {
+        let off = addr - BAR0;
         if width != Width::U32 {
-            self.violation(format!("{}-byte register read at {off:#x}", width.bytes()));
+            self.core
+                .violation(format!("{}-byte register read at {off:#x}", width.bytes()));
             return mask(width);
         }
         if self.command() & CMD_MEMORY == 0 {
-            self.violation("register read with memory decoding off".into());
+            self.core
+                .violation("register read with memory decoding off".into());
             return mask(width);
         }
         if self.knobs.gone.get() {
@@ -1519,24 +1436,22 @@ impl Platform for FakeNvme {
         }
         self.run_stale_commands_if_allowed();
         if off >= DOORBELLS {
-            self.violation(format!("doorbell read at {off:#x}"));
+            self.core.violation(format!("doorbell read at {off:#x}"));
             return 0;
         }
         u64::from(self.read_register(off))
     }
 
-    fn mmio_write(&self, region: &FakeMmio, offset: u64, width: Width, value: u64) {
-        if !in_bounds(region.len, offset, width) {
-            self.violation(format!("MMIO write at +{offset:#x} outside its region"));
-            return;
-        }
-        let off = region.addr + offset - BAR0;
+    fn register_write(&self, addr: u64, width: Width, value: u64) {
+        let off = addr - BAR0;
         if width != Width::U32 {
-            self.violation(format!("{}-byte register write at {off:#x}", width.bytes()));
+            self.core
+                .violation(format!("{}-byte register write at {off:#x}", width.bytes()));
             return;
         }
         if self.command() & CMD_MEMORY == 0 {
-            self.violation("register write with memory decoding off".into());
+            self.core
+                .violation("register write with memory decoding off".into());
             return;
         }
         if self.knobs.gone.get() {
@@ -1546,72 +1461,14 @@ impl Platform for FakeNvme {
         self.write_register(off, u32::try_from(value).unwrap_or(u32::MAX));
     }
 
-    fn claim_ports(&self, function: PciAddress, bar: u8, _len: u16) -> Option<FakePorts> {
-        self.violation(format!("claim_ports of {function} BAR {bar}"));
-        None
-    }
-
-    fn port_read(&self, _ports: &FakePorts, _offset: u64, width: Width) -> u64 {
-        self.violation("port read".into());
-        mask(width)
-    }
-
-    fn port_write(&self, _ports: &FakePorts, _offset: u64, _width: Width, _value: u64) {
-        self.violation("port write".into());
-    }
-
-    fn pci_read32(&self, function: PciAddress, offset: u16) -> u32 {
-        if !offset.is_multiple_of(4) {
-            self.violation(format!("unaligned config read at {offset:#x}"));
-        }
-        if function != NVME_FN {
-            return u32::MAX;
-        }
-        if offset >= 256 {
-            return 0;
-        }
-        self.config.borrow().get32(offset & !3)
-    }
-
-    fn pci_write32(&self, function: PciAddress, offset: u16, value: u32) {
-        if !offset.is_multiple_of(4) {
-            self.violation(format!("unaligned config write at {offset:#x}"));
-        }
-        if function != NVME_FN {
-            self.violation(format!("config write to absent function {function}"));
-            return;
-        }
-        if offset >= 256 {
-            return;
-        }
-        self.config.borrow_mut().write32(offset & !3, value);
-        if offset & !3 == 4 {
-            self.event(Event::Command(self.command()));
+    fn command_written(&self, function: PciAddress, _before: u16, after: u16) {
+        if function == NVME_FN {
+            self.event(Event::Command(after));
             self.run_stale_commands_if_allowed();
         }
     }
 
-    fn dma_alloc(&self, size: usize, align: usize) -> Option<FakeDma> {
-        let align = (align as u64).max(1);
-        let start = self.dma_next.get().div_ceil(align) * align;
-        let end = start.checked_add(size as u64)?;
-        if size == 0 || end > self.cfg.dma_base + self.cfg.dma_limit {
-            return None;
-        }
-        self.dma_next.set(end);
-        self.mem.borrow_mut().fill(start, size as u64, 0);
-        Some(FakeDma {
-            addr: start,
-            len: size as u64,
-        })
-    }
-
-    fn dma_read(&self, dma: &FakeDma, offset: u64, width: Width) -> u64 {
-        if !in_bounds(dma.len, offset, width) {
-            self.violation(format!("DMA read at +{offset:#x} outside its region"));
-            return 0;
-        }
-        let addr = dma.addr + offset;
+    fn dma_reading(&self, addr: u64) {
         let polled = self
             .ctrl
             .borrow()
@@ -1621,33 +1478,5 @@ impl Platform for FakeNvme {
         if polled {
             self.completion_queue_polled();
         }
-        self.ram_read(addr, idx(width.bytes()))
-    }
-
-    fn dma_write(&self, dma: &FakeDma, offset: u64, width: Width, value: u64) {
-        if !in_bounds(dma.len, offset, width) {
-            self.violation(format!("DMA write at +{offset:#x} outside its region"));
-            return;
-        }
-        self.ram_write(dma.addr + offset, idx(width.bytes()), value);
-    }
-
-    fn dma_read_bytes(&self, dma: &FakeDma, offset: u64, out: &mut [u8]) {
-        if offset
-            .checked_add(out.len() as u64)
-            .is_none_or(|end| end > dma.len)
-        {
-            self.violation(format!("DMA byte read at +{offset:#x} outside its region"));
-            return;
-        }
-        self.mem.borrow().read(dma.addr + offset, out);
-    }
-
-    fn dma_flush(&self, _dma: &FakeDma) {}
-
-    fn now_us(&self) -> u64 {
-        let t = self.clock.get();
-        self.clock.set(t + self.knobs.clock_step_us.get());
-        t
     }
 }
