@@ -224,6 +224,9 @@ class BadInputTests(unittest.TestCase):
         nvme = ["minicap: NVMe 00:01.0 (QEMU NVMe Ctrl, namespace 1, 4096-byte blocks), 64 MiB: not a minicap dump "
                 "device (no MINICAP signature); left alone", "minicap: RESULT: success: wrote"]  # fmt: skip
         self.assertTrue(console.check_device_reports(nvme, unformatted=1)[0])
+        ahci = ["minicap: AHCI 00:1f.2 port 0 (QEMU HARDDISK), 64 MiB: not a minicap dump device (no MINICAP "
+                "signature); left alone", "minicap: RESULT: success: wrote"]  # fmt: skip
+        self.assertTrue(console.check_device_reports(ahci, unformatted=1)[0])
 
     def test_other_device_id(self):
         class Stuck:  # returns the excluded id first, then another
@@ -295,6 +298,17 @@ class BadInputTests(unittest.TestCase):
                                 "virtio-blk-pci,drive=disk0,addr=0x1,disable-legacy=on,disable-modern=off,"
                                 "num-queues=1,iommu_platform=on",
                                 "nvme,serial=minicap1,drive=disk1,addr=0x2,logical_block_size=4096"])  # fmt: skip
+
+    def test_qemu_ahci_disks(self):
+        k = kernel.GuestKernel("v", Path("/k"))
+        args = resolved(["--scenario", "capture-ahci-ports-kdump", "--blk-props", "num-queues=1"])
+        images = [Path("/a.img"), Path("/decoy.img"), Path("/dump.img")]
+        cmd = qemu.qemu_command(args, k, Path("/i"), images, ahci=frozenset(images[1:]))
+        devs = [cmd[i + 1] for i, c in enumerate(cmd) if c == "-device"]
+        # The q35 HBA's ports in table order, no PCI slot taken, no virtio-blk properties.
+        self.assertEqual(devs, ["virtio-blk-pci,drive=disk0,addr=0x1,disable-legacy=on,disable-modern=off,num-queues=1",
+                                "ide-hd,drive=disk1,bus=ide.0", "ide-hd,drive=disk2,bus=ide.1"])  # fmt: skip
+        self.assertIn("file=/dump.img,format=raw,if=none,id=disk2", cmd)
 
     def test_disk_size_defaults(self):
         size = lambda *a: resolved(list(a)).disk_size  # noqa: E731
@@ -611,9 +625,10 @@ class DeviceInfoTests(unittest.TestCase):
 
 # The runs of run-all.sh before the table, in its order, plus the two
 # integrity-check variants added with `minicap.verify=`.
-SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-verify-sha256", "capture-verify-none",
-         "capture-kdump-zlib-1", "capture-kdump-lzo-31", "capture-kdump-lzo-1", "capture-kdump-zlib-31",
-         "capture-nvme-4kn-kdump", "capture-elf-31", "no-disk", "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
+SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-ahci", "capture-verify-sha256",
+         "capture-verify-none", "capture-kdump-zlib-1", "capture-kdump-lzo-31", "capture-kdump-lzo-1",
+         "capture-kdump-zlib-31", "capture-nvme-4kn-kdump", "capture-ahci-ports-kdump", "capture-elf-31", "no-disk",
+         "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
          "capture-iommu-identity", "capture-nvme-iommu", "unformatted-disk", "wrong-id", "bad-elfcorehdr",
          "other-target-kind", "ambiguous", "device-error"]
 # The failure code each failure scenario must see.
@@ -638,6 +653,8 @@ class ScenarioTableTests(unittest.TestCase):
                     replace(scenarios.lookup("capture-modern"), pattern=False),
                     replace(base, disks=(replace(base.disks[0], bus="scsi"),)),
                     replace(scenarios.lookup("capture-modern"), options=scenarios.Options(nvme_props="x=1")),
+                    replace(base, disks=tuple(replace(base.disks[0], image=f"{i}.img", label=f"disk {i}",
+                                                      bus="ahci", target=i == 0) for i in range(7))),
                     replace(scenarios.lookup("device-error"), checks=frozenset())]:  # fmt: skip
             self.assertNotEqual(scenarios.problems(bad), [], bad)
 
@@ -683,25 +700,29 @@ class ScenarioTableTests(unittest.TestCase):
         self.assertEqual([d.fails_write for d in de.disks], [False, True])
         for name, level, codec in (("capture-kdump-zlib-1", 1, "zlib"), ("capture-kdump-lzo-31", 31, "lzo"),
                                    ("capture-kdump-lzo-1", 1, "lzo"), ("capture-kdump-zlib-31", 31, "zlib"),
-                                   ("capture-nvme-4kn-kdump", 1, "none")):  # fmt: skip
+                                   ("capture-nvme-4kn-kdump", 1, "none"),
+                                   ("capture-ahci-ports-kdump", 31, "lzo")):  # fmt: skip
             s = get(name)
             self.assertEqual(s.checks, {"left-alone", "stored-log", "kdump", "header-complete", "triage"}, name)
             self.assertEqual(scenarios.kdump_settings(s), (level, codec))
             self.assertIn("minicap.format=kdump", s.capture_append)
             self.assertTrue(s.pattern)
-        # The disks' buses: virtio-blk everywhere but in the NVMe rows.
+        # The disks' buses: virtio-blk everywhere but in the NVMe and AHCI rows.
         buses = {s.name: [d.bus for d in s.disks] for s in scenarios.SCENARIOS}
         self.assertEqual(buses.pop("capture-nvme"), ["virtio", "nvme"])
         self.assertEqual(buses.pop("capture-nvme-iommu"), ["virtio", "nvme"])
         self.assertEqual(buses.pop("capture-nvme-4kn-kdump"), ["nvme", "nvme"])
+        self.assertEqual(buses.pop("capture-ahci"), ["virtio", "ahci"])
+        self.assertEqual(buses.pop("capture-ahci-ports-kdump"), ["ahci", "ahci"])
         self.assertEqual({b for bs in buses.values() for b in bs}, {"virtio"})
-        for name in ("capture-nvme", "capture-nvme-iommu"):
+        for name in ("capture-nvme", "capture-nvme-iommu", "capture-ahci"):
             s = get(name)
             self.assertEqual(s.checks, {"left-alone", "stored-log", "vmcore", "header-complete", "triage"}, name)
             self.assertEqual([(d.image, d.content, d.guarded, d.target) for d in s.disks],
                              [("decoy.img", "random", True, False), ("dump.img", "formatted", False, True)])
-        self.assertEqual([(d.content, d.target) for d in get("capture-nvme-4kn-kdump").disks],
-                         [("random", False), ("formatted", True)])  # fmt: skip
+        for name in ("capture-nvme-4kn-kdump", "capture-ahci-ports-kdump"):
+            self.assertEqual([(d.content, d.guarded, d.target) for d in get(name).disks],
+                             [("random", True, False), ("formatted", False, True)])  # fmt: skip
         s = get("capture-elf-31")
         self.assertEqual(s.checks, {"left-alone", "stored-log", "elf-filtered", "header-complete", "triage"})
         self.assertEqual(s.capture_append, ("minicap.format=elf", "minicap.dump_level=31"))

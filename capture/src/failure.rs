@@ -385,9 +385,10 @@ impl Failure {
                 f,
                 "no {} disk on the PCI bus (minicap.target={target})",
                 match target {
-                    DumpTarget::Any => "virtio-blk or NVMe",
+                    DumpTarget::Any => "virtio-blk, NVMe or AHCI",
                     DumpTarget::VirtioBlk => "virtio-blk",
                     DumpTarget::Nvme => "NVMe",
+                    DumpTarget::Ahci => "AHCI",
                 }
             ),
             Self::NoPreparedDevice { count } => write!(

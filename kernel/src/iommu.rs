@@ -8,8 +8,9 @@
 //! raw physical memory, the memory being dumped or minicap's own heap.
 //!
 //! So every unit with translation on gets minicap's own root table, in which
-//! only the disks minicap may use (the dump disk candidates, virtio-blk and
-//! NVMe, of the kinds `minicap.target=` selects) are present (pass-through
+//! only the disks minicap may use (the dump disk candidates, virtio-blk,
+//! NVMe and AHCI, of the kinds `minicap.target=` selects; an AHCI HBA is
+//! one function for all its ports) are present (pass-through
 //! if the unit supports it, else an identity map of everything the dump
 //! reads and minicap's memory); every other device's context entry is not
 //! present and its DMA is blocked. All candidates are let through, not just

@@ -2,16 +2,23 @@
 //! minicap header (written by `minicap format`) with the requested id.
 //!
 //! The candidates are the PCI functions of every kind `minicap.target=`
-//! selects (virtio-blk, NVMe: [`DiskKind`]), in bus scan order. Every
-//! candidate is reset by its driver before use (the crashed kernel may have
-//! left requests in flight) and its header read; none but the chosen one is
-//! ever written, and a disk without a valid header carrying the requested
-//! id is left alone. Which driver runs underneath is hidden behind
-//! [`DumpDisk`], so the writer and this search are the same for all kinds.
+//! selects (virtio-blk, NVMe, AHCI: [`DiskKind`]), in bus scan order; a
+//! virtio-blk function or NVMe controller is one disk, an AHCI HBA one disk
+//! per port holding an ATA disk, in port order (`function`). Every disk is
+//! reset by its driver before use (the crashed kernel may have left
+//! requests in flight; an HBA is reset once for all its ports) and its
+//! header read; none but the chosen one is ever written, and a disk without
+//! a valid header carrying the requested id is left alone. Which driver
+//! runs underneath is hidden behind [`DumpDisk`], so the writer and this
+//! search are the same for all kinds.
 
 mod disk;
+mod function;
 
 pub use disk::{DiskKind, DumpDisk};
+
+use disk::DumpDiskError;
+use function::{DiskPlace, FunctionDisks};
 
 use crate::console::FixedString;
 use crate::failure::{DeviceName, Failure};
@@ -26,8 +33,8 @@ use minicap_drivers::{BlockDevice, Platform};
 use minicap_dumpheader::{DeviceIdHex, DumpHeader, HeaderError, HEADER_LEN};
 use minicap_physmem::{PAGE_BYTES, PAGE_SIZE};
 
-/// Disks considered (and let through a translating IOMMU), all kinds
-/// together.
+/// Functions considered (and let through a translating IOMMU), all kinds
+/// together; an AHCI HBA is one, however many ports it has.
 pub const MAX_CANDIDATES: usize = 16;
 
 /// The chosen device and the header found on it.
@@ -37,7 +44,8 @@ pub struct Target<'m> {
     /// Its minicap header as found.
     pub header: DumpHeader,
     /// "virtio-blk 00:04.0 (modern), 2048 MiB",
-    /// "NVMe 00:03.0 (QEMU NVMe Ctrl, namespace 1), 2048 MiB".
+    /// "NVMe 00:03.0 (QEMU NVMe Ctrl, namespace 1), 2048 MiB",
+    /// "AHCI 00:1f.2 port 1 (QEMU HARDDISK), 2048 MiB".
     pub name: DeviceName,
 }
 
@@ -75,7 +83,9 @@ impl Candidates {
             if !kind.selected_by(target) {
                 say!("{kind} {address}: not a candidate (minicap.target={target}); left alone");
             } else if found.count == MAX_CANDIDATES {
-                say!("{kind} {address}: more than {MAX_CANDIDATES} disks; left alone");
+                say!(
+                    "{kind} {address}: more than {MAX_CANDIDATES} candidate functions; left alone"
+                );
             } else {
                 found.addresses[found.count] = address;
                 found.kinds[found.count] = kind;
@@ -112,39 +122,99 @@ impl Candidates {
     }
 }
 
-/// Pick the dump device among the `candidates`.
+/// Pick the dump device among the disks of the `candidates`.
 pub fn find<'m>(
     machine: &'m Machine,
     candidates: &Candidates,
     wanted: Option<[u8; 16]>,
 ) -> Result<Target<'m>, Failure> {
-    let count = candidates.count;
-    if count == 0 {
-        return Err(Failure::NoDevice {
-            target: candidates.target,
-        });
+    let no_device = Failure::NoDevice {
+        target: candidates.target,
+    };
+    if candidates.count == 0 {
+        return Err(no_device);
     }
     let buffer = machine
         .dma_alloc(PAGE_BYTES, PAGE_BYTES)
         .ok_or(Failure::OutOfMemory {
             what: "a read buffer",
         })?;
-    let mut chosen: Option<Target<'_>> = None;
-    let mut prepared = 0;
-    // A device minicap cannot write may be the one wanted: its header
-    // cannot even be read to tell.
-    let mut unsupported: Option<(DeviceName, u32)> = None;
+    let mut search = Search {
+        wanted,
+        buffer: &buffer,
+        chosen: None,
+        disks: 0,
+        prepared: 0,
+        unsupported: None,
+    };
     for (address, kind) in candidates.iter() {
-        let device = match DumpDisk::open(machine, address, kind) {
-            Ok(d) => d,
+        let mut disks = match FunctionDisks::take_over(machine, address, kind) {
+            Ok(disks) => disks,
             Err(e) => {
                 say!("{kind} {address}: unusable: {e}; left alone");
+                // Its disks, if any, are unknown: not "no disk".
+                search.disks += 1;
+                continue;
+            }
+        };
+        while let Some((place, opened)) = disks.next() {
+            search.consider(place, opened)?;
+        }
+    }
+    let Search {
+        chosen,
+        disks,
+        prepared,
+        unsupported,
+        ..
+    } = search;
+    if disks == 0 {
+        // Only AHCI HBAs, none with a disk.
+        return Err(no_device);
+    }
+    chosen.ok_or(match (unsupported, prepared, wanted) {
+        (Some((device, block_size)), _, _) => Failure::UnsupportedBlockSize { device, block_size },
+        (None, _, Some(wanted)) if prepared > 0 => Failure::DeviceIdMismatch { wanted },
+        _ => Failure::NoPreparedDevice { count: disks },
+    })
+}
+
+/// What the search over every candidate's disks has found so far.
+struct Search<'m, 'b> {
+    /// `minicap.device=`.
+    wanted: Option<[u8; 16]>,
+    /// One page the headers are read into.
+    buffer: &'b DmaBuffer,
+    /// The prepared disk with the wanted id.
+    chosen: Option<Target<'m>>,
+    /// Disks looked at.
+    disks: usize,
+    /// Disks with a minicap header.
+    prepared: usize,
+    /// A disk minicap cannot write, which may be the one wanted: its
+    /// header cannot even be read to tell.
+    unsupported: Option<(DeviceName, u32)>,
+}
+
+impl<'m> Search<'m, '_> {
+    /// Look at one disk, just opened (or not) by its driver: keep it if it
+    /// is the dump device, else say why not and drop it.
+    fn consider(
+        &mut self,
+        place: DiskPlace,
+        opened: Result<DumpDisk<'m>, DumpDiskError>,
+    ) -> Result<(), Failure> {
+        self.disks += 1;
+        let device = match opened {
+            Ok(d) => d,
+            Err(e) => {
+                say!("{place}: unusable: {e}; left alone");
                 if let Some(block_size) = e.refused_block_size() {
                     let mut name = DeviceName::new();
-                    let _ = write!(name, "{kind} {address}");
-                    unsupported = Some((name, block_size));
+                    let _ = write!(name, "{place}");
+                    self.unsupported = Some((name, block_size));
                 }
-                continue;
+                return Ok(());
             }
         };
         let block_size = device.sector_size();
@@ -155,14 +225,14 @@ pub fn find<'m>(
                 "{}: {block_size}-byte logical blocks, which minicap cannot write; left alone",
                 name.as_str()
             );
-            unsupported = Some((name, block_size));
-            continue;
+            self.unsupported = Some((name, block_size));
+            return Ok(());
         }
-        let Some(candidate) = identify(device, &buffer) else {
-            continue;
+        let Some(candidate) = identify(device, self.buffer) else {
+            return Ok(());
         };
-        prepared += 1;
-        if let Some(id) = wanted {
+        self.prepared += 1;
+        if let Some(id) = self.wanted {
             if candidate.header.device_id != id {
                 say!(
                     "{}: minicap device id {} is not the requested {}; left alone",
@@ -170,19 +240,15 @@ pub fn find<'m>(
                     DeviceIdHex(&candidate.header.device_id),
                     DeviceIdHex(&id)
                 );
-                continue;
+                return Ok(());
             }
         }
-        if chosen.is_some() {
+        if self.chosen.is_some() {
             return Err(Failure::AmbiguousDevice);
         }
-        chosen = Some(candidate);
+        self.chosen = Some(candidate);
+        Ok(())
     }
-    chosen.ok_or(match (unsupported, prepared, wanted) {
-        (Some((device, block_size)), _, _) => Failure::UnsupportedBlockSize { device, block_size },
-        (None, _, Some(wanted)) if prepared > 0 => Failure::DeviceIdMismatch { wanted },
-        _ => Failure::NoPreparedDevice { count },
-    })
 }
 
 /// Read the device's first block and decode the minicap header in it.

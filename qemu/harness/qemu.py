@@ -17,10 +17,12 @@ from .kernel import GuestKernel
 
 
 # The harness relies on QEMU behaviour checked with 7.2 (Debian 12): the
-# q35 machine with `-nodefaults`, virtio-blk-pci's disable-legacy /
-# disable-modern and block-size properties, nvme's serial= and block-size
-# properties, intel-iommu's intremap= and pt=, and blkdebug rule files. Older QEMUs lack some of these; newer ones are
-# expected to keep them (they are long-standing), so they run with a note.
+# q35 machine with `-nodefaults` (which keeps its ICH9 AHCI HBA at 00:1f.2,
+# ports ide.0 to ide.5), virtio-blk-pci's disable-legacy / disable-modern and
+# block-size properties, nvme's serial= and block-size properties,
+# intel-iommu's intremap= and pt=, and blkdebug rule files. Older QEMUs lack
+# some of these; newer ones are expected to keep them (they are
+# long-standing), so they run with a note.
 QEMU_MIN = (7, 2)
 QEMU_TESTED = (7, 2)
 
@@ -137,11 +139,14 @@ def run_qemu(cmd: list[str], serial_log: Path, timeout: float, echo: bool, resul
 
 
 def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
-                 blkdebug: dict[Path, Path] | None = None, nvme: frozenset[Path] = frozenset()) -> list[str]:
+                 blkdebug: dict[Path, Path] | None = None, nvme: frozenset[Path] = frozenset(),
+                 ahci: frozenset[Path] = frozenset()) -> list[str]:
     """The QEMU command line; `disks` become devices in PCI slots 1, 2, ...
     in that order (so minicap's PCI scan meets them in that order): an NVMe
-    controller with the disk as namespace 1 for those in `nvme`, else a
-    virtio-blk device. A disk with an entry in `blkdebug` (image -> rule
+    controller with the disk as namespace 1 for those in `nvme`, an ATA disk
+    on the next port of the q35 machine's AHCI HBA (00:1f.2, after every
+    slot in the scan; QEMU adds it even with -nodefaults) for those in
+    `ahci`, else a virtio-blk device. A disk with an entry in `blkdebug` (image -> rule
     file) is attached through QEMU's blkdebug driver with those rules,
     without request merging, and I/O errors are reported to the guest
     (werror=report, rerror=report)."""
@@ -174,6 +179,7 @@ def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
         # The IOMMU comes before the disks; their DMA goes through it.
         cmd += ["-device", args.iommu]
         virtio += ",iommu_platform=on"
+    ahci_port = 0
     for i, disk in enumerate(disks):
         rules = (blkdebug or {}).get(disk)
         drive = (f"driver=blkdebug,config={rules},image.driver=file,image.filename={disk},"
@@ -189,6 +195,10 @@ def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
             # through the IOMMU. The serial is mandatory for QEMU's nvme.
             props = f",{args.nvme_props}" if args.nvme_props else ""
             device = f"nvme,serial=minicap{i},drive=disk{i},addr={i + 1:#x}{props}"
+        elif disk in ahci:
+            # The HBA issues one command at a time: nothing to merge.
+            device = f"ide-hd,drive=disk{i},bus=ide.{ahci_port}"
+            ahci_port += 1
         else:
             device = f"virtio-blk-pci,drive=disk{i},addr={i + 1:#x},{virtio}{merging}"
         cmd += ["-drive", drive, "-device", device]

@@ -92,6 +92,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     # ones are fingerprinted now and compared after the run.
     attached: list[Path] = []
     nvme: set[Path] = set()  # attached as NVMe controllers, the others as virtio-blk
+    ahci: set[Path] = set()  # ... or as ATA disks on the q35 AHCI HBA's ports
     guarded: dict[str, Path] = {}
     ids: dict[str, str] = {}
     target: Path | None = None
@@ -116,6 +117,8 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         attached.append(img)
         if d.bus == sc.NVME:
             nvme.add(img)
+        elif d.bus == sc.AHCI:
+            ahci.add(img)
         decoy = decoy or d.decoy
         if d.guarded:
             guarded[d.label] = img
@@ -125,7 +128,8 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         (out / "format.log").write_text("\n".join(format_logs))
     before = {name: fingerprint(img) for name, img in guarded.items()}
     info["disks"] = [{"image": img.name, "bytes": img.stat().st_size, "minicap_device": ids.get(img.name),
-                      "bus": sc.NVME if img in nvme else sc.VIRTIO} for img in attached]  # fmt: skip
+                      "bus": sc.NVME if img in nvme else sc.AHCI if img in ahci else sc.VIRTIO}
+                     for img in attached]  # fmt: skip
     data_area_before = target.read_bytes()[:MIB] if target and sc.DATA_AREA_ZERO in s.checks else b""
     # The target may fail one write part-way through the dump area.
     blkdebug: dict[Path, Path] = {}
@@ -163,7 +167,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         pattern=Path(args.pattern) if s.pattern else None, pattern_mib=args.pattern_mib, seed=seed))  # fmt: skip
     log(f"initramfs {initrd} ({initrd.stat().st_size // 1024} KiB), seed {seed:016x}")
 
-    cmd = qemu_command(args, k, initrd, attached, blkdebug, frozenset(nvme))
+    cmd = qemu_command(args, k, initrd, attached, blkdebug, frozenset(nvme), frozenset(ahci))
     info["qemu"] = cmd
     r = run_qemu(cmd, out / "serial.log", args.timeout, args.verbose, result_re, args.exit_grace)
     texts = r.texts()
@@ -243,7 +247,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
                            header, injected, texts, k.version, info)  # fmt: skip
     if sc.STORED_LOG in s.checks and result:
         check_stored_log(res, args, out, target, serial, STORED_LOG_WANT["success" if s.failure is None else "failure"])
-    target_props = args.nvme_props if target_bus == sc.NVME else args.blk_props
+    target_props = {sc.NVME: args.nvme_props, sc.VIRTIO: args.blk_props}.get(target_bus, "")
     block = re.search(r"logical_block_size=(\d+)", target_props or "")
     if block and int(block.group(1)) != 512 and result:
         want_blocks = f"{block.group(1)}-byte blocks"

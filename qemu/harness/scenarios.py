@@ -20,14 +20,16 @@ CONTENTS = (FORMATTED, RANDOM, BLANK)
 # How a disk is attached.
 VIRTIO = "virtio"  # a virtio-blk-pci function (--virtio mode, --blk-props)
 NVME = "nvme"  # an NVMe controller with the disk as its namespace 1 (--nvme-props)
-BUSES = (VIRTIO, NVME)
+AHCI = "ahci"  # an ATA disk on a port of the q35 machine's own AHCI HBA (00:1f.2), ports 0, 1, ... in table order
+BUSES = (VIRTIO, NVME, AHCI)
 
 
 @dataclass(frozen=True)
 class Disk:
-    """One disk: a virtio-blk function or an NVMe controller. The guest gets
-    them in table order, in PCI slots 1, 2, ..., which is the order minicap's
-    PCI scan meets them."""
+    """One disk: a virtio-blk function, an NVMe controller or an AHCI port.
+    The guest gets them in table order: virtio-blk and NVMe in PCI slots 1,
+    2, ..., AHCI disks on ports 0, 1, ... of the HBA at 00:1f.2, which is
+    the order minicap's PCI scan meets them (the HBA after every slot)."""
 
     image: str  # file name in the output directory
     label: str  # how the checks name it ("decoy disk", "dump disk A")
@@ -37,7 +39,7 @@ class Disk:
     target: bool = False  # the dump disk: minicap.device= names it; the dump is read back from it
     decoy: bool = False  # left out with --no-decoy
     fails_write: bool = False  # attached through QEMU's blkdebug, which fails one write (--fail-at-percent)
-    bus: str = VIRTIO  # VIRTIO or NVME
+    bus: str = VIRTIO  # VIRTIO, NVME or AHCI
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,7 @@ def bad_input(name: str, about: str, code: str, disks: tuple[Disk, ...], **kw) -
                     **kw)  # fmt: skip
 
 
+AHCI_PORTS = 6  # the q35 machine's ICH9 AHCI HBA: buses ide.0 to ide.5
 IOMMU_GUEST = "intel_iommu=on iommu=nopt"  # the guest really translates, and the crash leaves it on
 BLOCKS_4KN = "logical_block_size=4096,physical_block_size=4096"
 
@@ -180,6 +183,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     # so minicap must disable it and bring it up with its own queues.
     capture("capture-nvme", "full capture onto an NVMe namespace; the virtio-blk decoy left alone",
             disks=(decoy(), dump_disk(bus=NVME))),
+    # AHCI: an ATA disk on the q35 machine's own HBA, which the guest kernel
+    # (built without an AHCI driver) leaves as the firmware set it up; minicap
+    # resets the HBA and drives the port one command at a time.
+    capture("capture-ahci", "full capture onto an ATA disk on the q35 AHCI HBA; the virtio-blk decoy left alone",
+            disks=(decoy(), dump_disk(bus=AHCI))),
     # The other two integrity checks (the default, XXH64 per chunk, is in every
     # other capture): the header and `minicap save` must say what was recorded.
     capture("capture-verify-sha256", "full capture with minicap.verify=sha256: a SHA-256 of the whole dump",
@@ -202,6 +210,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     kdump_capture("capture-nvme-4kn-kdump", "kdump-compressed, pages raw, level 1, onto a 4Kn NVMe namespace; "
                   "an NVMe decoy left alone", "none", 1, disks=(decoy(bus=NVME), dump_disk(bus=NVME)),
                   nvme_props=BLOCKS_4KN),
+    # Two disks on one AHCI HBA: the decoy on port 0 is opened, read and left
+    # alone; the dump goes to port 1. Level 31 keeps the dump, and the run, short.
+    kdump_capture("capture-ahci-ports-kdump", "kdump-compressed, LZO, level 31, onto AHCI port 1; the decoy on "
+                  "port 0 of the same HBA left alone", "lzo", 31, disks=(decoy(bus=AHCI), dump_disk(bus=AHCI))),
     # makedumpfile -E: the ELF vmcore without the pages the level leaves out.
     elf_filtered_capture("capture-elf-31", "ELF vmcore filtered at dump level 31 (as makedumpfile -E -d 31): "
                          "user pages out", 31),
@@ -277,6 +289,8 @@ def problems(s: Scenario) -> list[str]:
         out.append(f"virtio {s.options.virtio!r}")
     if s.options.nvme_props and not any(d.bus == NVME for d in s.disks):
         out.append("nvme_props without an NVMe disk")
+    if sum(d.bus == AHCI for d in s.disks) > AHCI_PORTS:
+        out.append(f"more AHCI disks than the q35 HBA has ports ({AHCI_PORTS})")
     images = [d.image for d in s.disks]
     if len(set(images)) != len(images):
         out.append("two disks share an image name")

@@ -142,12 +142,16 @@ fn result_line_carries_the_code() {
     };
     assert_eq!(
         ResultLine(&f).to_string(),
-        "RESULT: failure [no-device]: no virtio-blk or NVMe disk on the PCI bus (minicap.target=any); nothing was written"
+        "RESULT: failure [no-device]: no virtio-blk, NVMe or AHCI disk on the PCI bus (minicap.target=any); nothing was written"
     );
     let f = Failure::NoDevice {
         target: DumpTarget::Nvme,
     };
     assert!(text(&f).starts_with("no NVMe disk on the PCI bus (minicap.target=nvme)"));
+    let f = Failure::NoDevice {
+        target: DumpTarget::Ahci,
+    };
+    assert!(text(&f).starts_with("no AHCI disk on the PCI bus (minicap.target=ahci)"));
     let f = Failure::CpuException {
         vector: 14,
         name: "page fault",

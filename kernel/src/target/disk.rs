@@ -2,17 +2,18 @@
 //! dump writer (`minicap_capture::writer`) is generic over the trait, so
 //! it sees a [`DumpDisk`] and never which driver runs underneath.
 //!
-//! A new kind (AHCI, next) is one variant in each of [`DiskKind`],
-//! [`DumpDisk`] and [`DumpDiskError`], its PCI identity in
-//! [`DiskKind::of`], its constructor in [`DumpDisk::open`], its
-//! `minicap.target=` value in [`DiskKind::selected_by`], and one arm in
-//! [`each_disk!`]; everything else follows.
+//! A new kind is one variant in each of [`DiskKind`], [`DumpDisk`] and
+//! [`DumpDiskError`], its PCI identity in [`DiskKind::of`], how its disks
+//! are opened in `super::function`, its `minicap.target=` value in
+//! [`DiskKind::selected_by`], and one arm in [`each_disk!`]; everything
+//! else follows.
 
 use crate::hw::platform::Machine;
 use core::fmt;
 use minicap_bootinfo::cmdline::DumpTarget;
+use minicap_drivers::ahci::{self, AhciDisk, AhciError, IdentifyError};
 use minicap_drivers::nvme::{self, Nvme, NvmeError};
-use minicap_drivers::pci::{PciAddress, PciFunction};
+use minicap_drivers::pci::PciFunction;
 use minicap_drivers::virtio::{is_virtio_blk, VirtioBlk, VirtioBlkError};
 use minicap_drivers::BlockDevice;
 
@@ -23,6 +24,8 @@ pub enum DiskKind {
     VirtioBlk,
     /// An NVM Express controller (class 01h/08h/02h).
     Nvme,
+    /// An AHCI HBA (class 01h/06h/01h): one function, a disk per port.
+    Ahci,
 }
 
 impl DiskKind {
@@ -32,6 +35,8 @@ impl DiskKind {
             Some(Self::VirtioBlk)
         } else if nvme::is_nvme(machine, function.address) {
             Some(Self::Nvme)
+        } else if ahci::is_ahci(machine, function.address) {
+            Some(Self::Ahci)
         } else {
             None
         }
@@ -43,6 +48,7 @@ impl DiskKind {
             DumpTarget::Any => true,
             DumpTarget::VirtioBlk => self == Self::VirtioBlk,
             DumpTarget::Nvme => self == Self::Nvme,
+            DumpTarget::Ahci => self == Self::Ahci,
         }
     }
 
@@ -51,6 +57,7 @@ impl DiskKind {
         match self {
             Self::VirtioBlk => "virtio-blk",
             Self::Nvme => "NVMe",
+            Self::Ahci => "AHCI",
         }
     }
 }
@@ -67,6 +74,8 @@ pub enum DumpDisk<'m> {
     VirtioBlk(VirtioBlk<'m, Machine>),
     /// The first active namespace of an NVMe controller.
     Nvme(Nvme<'m, Machine>),
+    /// An ATA disk on one port of an AHCI HBA.
+    Ahci(AhciDisk<'m, Machine>),
 }
 
 /// A driver's error, kept typed; `Display` is the driver's own text.
@@ -76,6 +85,8 @@ pub enum DumpDiskError {
     VirtioBlk(VirtioBlkError),
     /// From the NVMe driver.
     Nvme(NvmeError),
+    /// From the AHCI driver.
+    Ahci(AhciError),
 }
 
 impl From<VirtioBlkError> for DumpDiskError {
@@ -90,11 +101,18 @@ impl From<NvmeError> for DumpDiskError {
     }
 }
 
+impl From<AhciError> for DumpDiskError {
+    fn from(e: AhciError) -> Self {
+        Self::Ahci(e)
+    }
+}
+
 impl fmt::Display for DumpDiskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::VirtioBlk(e) => e.fmt(f),
             Self::Nvme(e) => e.fmt(f),
+            Self::Ahci(e) => e.fmt(f),
         }
     }
 }
@@ -108,23 +126,12 @@ impl DumpDiskError {
             Self::Nvme(NvmeError::UnsupportedBlockSize(shift)) => {
                 1u32.checked_shl(u32::from(*shift))
             }
+            Self::Ahci(AhciError::Identify {
+                error: IdentifyError::SectorSize(size),
+                ..
+            }) => Some(*size),
             _ => None,
         }
-    }
-}
-
-impl<'m> DumpDisk<'m> {
-    /// Reset the disk at `address` and initialise it with the driver of
-    /// `kind`.
-    pub fn open(
-        machine: &'m Machine,
-        address: PciAddress,
-        kind: DiskKind,
-    ) -> Result<Self, DumpDiskError> {
-        Ok(match kind {
-            DiskKind::VirtioBlk => Self::VirtioBlk(VirtioBlk::new(machine, address)?),
-            DiskKind::Nvme => Self::Nvme(Nvme::new(machine, address)?),
-        })
     }
 }
 
@@ -134,6 +141,7 @@ macro_rules! each_disk {
         match $self {
             DumpDisk::VirtioBlk($disk) => $body,
             DumpDisk::Nvme($disk) => $body,
+            DumpDisk::Ahci($disk) => $body,
         }
     };
 }

@@ -19,6 +19,8 @@ pub enum DumpTarget {
     VirtioBlk,
     /// NVMe namespaces only (`nvme`).
     Nvme,
+    /// ATA disks on AHCI ports only (`ahci`).
+    Ahci,
 }
 
 /// How the dump is encoded (`minicap.format=`).
@@ -93,8 +95,9 @@ impl Named for DumpTarget {
         ("any", Self::Any),
         ("virtio-blk", Self::VirtioBlk),
         ("nvme", Self::Nvme),
+        ("ahci", Self::Ahci),
     ];
-    const ACCEPTED: &'static str = "any, virtio-blk, nvme";
+    const ACCEPTED: &'static str = "any, virtio-blk, nvme, ahci";
 }
 
 impl Named for DumpFormat {
@@ -370,6 +373,7 @@ mod tests {
             ("any", DumpTarget::Any),
             ("virtio-blk", DumpTarget::VirtioBlk),
             ("nvme", DumpTarget::Nvme),
+            ("ahci", DumpTarget::Ahci),
         ] {
             let o = parse(&format!("minicap.target={value}")).0.unwrap();
             assert_eq!(o.target, want, "{value}");
@@ -379,6 +383,7 @@ mod tests {
         let o = parse("minicap.target=nvme minicap.target=any").0.unwrap();
         assert_eq!(o.target, DumpTarget::Any);
         assert!(parse("minicap.target=NVMe").0.is_err());
+        assert!(parse("minicap.target=sata").0.is_err());
         assert!(parse("minicap.target=").0.is_err());
     }
 
@@ -527,8 +532,8 @@ mod tests {
             s.contains("minicap.after") && s.contains("explode") && s.contains("poweroff"),
             "{s}"
         );
-        let e = parse("minicap.target=ahci").0.unwrap_err();
-        assert!(e.to_string().contains("any, virtio-blk, nvme"), "{e}");
+        let e = parse("minicap.target=scsi").0.unwrap_err();
+        assert!(e.to_string().contains("any, virtio-blk, nvme, ahci"), "{e}");
         let e = parse("minicap.format=diskdump").0.unwrap_err();
         assert!(e.to_string().contains("elf, kdump"));
         // Case matters, like Linux parameter values generally.
@@ -571,6 +576,7 @@ mod tests {
         assert_eq!(AfterDump::Halt.to_string(), "halt");
         assert_eq!(DumpTarget::VirtioBlk.to_string(), "virtio-blk");
         assert_eq!(DumpTarget::Nvme.to_string(), "nvme");
+        assert_eq!(DumpTarget::Ahci.to_string(), "ahci");
         assert_eq!(DumpTarget::Any.to_string(), "any");
         assert_eq!(DumpFormat::Elf.to_string(), "elf");
     }
