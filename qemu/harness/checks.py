@@ -343,7 +343,7 @@ def check_stored_log(res, args, out, disk, serial_lines, want):
 
 def check_iommu_takeover(res, serial_lines):
     """With --iommu: the guest left VT-d translating and minicap installed its
-    own tables (only the dump disk candidates, virtio-blk and NVMe, let through)."""
+    own tables (only the dump disk candidates, virtio-blk, NVMe, AHCI, let through)."""
     hits = [l.rstrip("\r") for l in serial_lines if IOMMU_TAKEOVER.search(l)]
     iommu = [l.rstrip("\r") for l in serial_lines if l.startswith("minicap: IOMMU")]
     res.add("IOMMU taken over (translation stays on)", bool(hits),
