@@ -232,26 +232,14 @@ where
     M: minicap_physmem::PhysMem + ?Sized,
     F: FrameFilter,
 {
-    let block_size = device.sector_size();
-    if !block_size_supported(block_size) {
-        return Err(Failure::UnsupportedBlockSize {
-            device: *dump.device_name,
-            block_size,
-        });
-    }
-    // The file is hashed once complete (read back in order): until then nothing checks
-    // it, and a partial kdump file says so. The chunk table's block buffer is taken now.
-    header.set_verification(Verification::None);
-    let mut records = Records::new(env, dump.verify == Verification::Xxh64Chunks)?;
-    profile.enter(Phase::Write, env.now_us());
-    begin(
+    let mut records = begin_staged(
         device,
         env,
-        &mut records,
         header,
-        None,
         triage,
         dump.device_name,
+        dump.verify,
+        profile,
     )?;
     kdump::write_kdump_file(device, env, &mut records, header, dump, profile)
 }
@@ -294,25 +282,14 @@ where
     M: minicap_physmem::PhysMem + ?Sized,
     F: FrameFilter,
 {
-    let block_size = device.sector_size();
-    if !block_size_supported(block_size) {
-        return Err(Failure::UnsupportedBlockSize {
-            device: *dump.device_name,
-            block_size,
-        });
-    }
-    // As for the kdump-compressed file: hashed once complete, by reading it back.
-    header.set_verification(Verification::None);
-    let mut records = Records::new(env, dump.verify == Verification::Xxh64Chunks)?;
-    profile.enter(Phase::Write, env.now_us());
-    begin(
+    let mut records = begin_staged(
         device,
         env,
-        &mut records,
         header,
-        None,
         triage,
         dump.device_name,
+        dump.verify,
+        profile,
     )?;
     let FilteredElfDump {
         mut elf,
@@ -407,6 +384,34 @@ fn elf_failure<E: fmt::Display>(
             "filtered ELF vmcore: {other}"
         ))),
     }
+}
+
+/// The start of a file written through the staging buffers (kdump-compressed, filtered
+/// ELF): the block size checked, the buffers of the records taken, then [`begin`]. Such a
+/// file is hashed once complete, by reading it back in order, so until then the header
+/// records no check (a partial file says so); the chunk table's block buffer is taken now
+/// all the same, so that the end needs no new DMA buffer.
+fn begin_staged<D: BlockDevice, E: WriterEnv>(
+    device: &mut D,
+    env: &mut E,
+    header: &mut DumpHeader,
+    triage: Option<&Triage<E::Buffer>>,
+    device_name: &DeviceName,
+    verify: Verification,
+    profile: &mut Profile,
+) -> Result<Records<E::Buffer>, Failure> {
+    let block_size = device.sector_size();
+    if !block_size_supported(block_size) {
+        return Err(Failure::UnsupportedBlockSize {
+            device: *device_name,
+            block_size,
+        });
+    }
+    header.set_verification(Verification::None);
+    let mut records = Records::new(env, verify == Verification::Xxh64Chunks)?;
+    profile.enter(Phase::Write, env.now_us());
+    begin(device, env, &mut records, header, None, triage, device_name)?;
+    Ok(records)
 }
 
 /// The triage text (the crashed kernel's log, registers, release) in a DMA buffer.
@@ -691,18 +696,14 @@ impl<D: BlockDevice, E: WriterEnv> Vmcore<'_, D, E> {
         while self.in_flight.len() >= self.depth {
             self.complete_oldest()?;
         }
-        if !self.first_write_said {
-            self.first_write_said = true;
-            let now = self.env.now_us();
-            self.env.say(format_args!(
-                "first dump write at +{} ms",
-                self.profile.since_entry_us(now) / 1000
-            ));
-        }
-        let t0 = self.env.now_us();
-        let started = self.device.start_write(offset, phys, len);
-        self.profile.write.submitting_us += self.env.now_us().saturating_sub(t0);
-        started.map_err(|e| Failure::device(step, e))?;
+        start_write_timed(
+            self.device,
+            self.env,
+            self.profile,
+            &mut self.first_write_said,
+            (offset, phys, len),
+        )
+        .map_err(|e| Failure::device(step, e))?;
         self.in_flight.push_back(step);
         Ok(())
     }
@@ -712,10 +713,7 @@ impl<D: BlockDevice, E: WriterEnv> Vmcore<'_, D, E> {
         let Some(step) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        let t0 = self.env.now_us();
-        let waited = self.device.wait();
-        self.profile.write.device_wait_us += self.env.now_us().saturating_sub(t0);
-        waited.map_err(|e| Failure::device(step, e))
+        wait_timed(self.device, self.env, self.profile).map_err(|e| Failure::device(step, e))
     }
 
     /// Wait for every outstanding write.
@@ -822,6 +820,42 @@ impl<D: BlockDevice, E: WriterEnv> Vmcore<'_, D, E> {
         self.profile.write.checkpoints_us += self.env.now_us().saturating_sub(t0);
         Ok(())
     }
+}
+
+/// Begin one dump write of `(offset, phys, len)`: the first one of the run is said on the
+/// console (`first dump write at +N ms`), and the time spent submitting is counted in the
+/// profile. Shared by the whole vmcore and the staged formats.
+fn start_write_timed<D: BlockDevice, E: WriterEnv>(
+    device: &mut D,
+    env: &mut E,
+    profile: &mut Profile,
+    first_said: &mut bool,
+    (offset, phys, len): (u64, u64, u64),
+) -> Result<(), D::Error> {
+    if !*first_said {
+        *first_said = true;
+        let now = env.now_us();
+        env.say(format_args!(
+            "first dump write at +{} ms",
+            profile.since_entry_us(now) / 1000
+        ));
+    }
+    let t0 = env.now_us();
+    let started = device.start_write(offset, phys, len);
+    profile.write.submitting_us += env.now_us().saturating_sub(t0);
+    started
+}
+
+/// Wait for the oldest dump write, the wait counted in the profile.
+fn wait_timed<D: BlockDevice, E: WriterEnv>(
+    device: &mut D,
+    env: &mut E,
+    profile: &mut Profile,
+) -> Result<(), D::Error> {
+    let t0 = env.now_us();
+    let waited = device.wait();
+    profile.write.device_wait_us += env.now_us().saturating_sub(t0);
+    waited
 }
 
 /// The chunk hasher refused a piece: the writer fed it out of order.

@@ -123,6 +123,27 @@ pub fn poll_until<P: Platform + ?Sized>(
     }
 }
 
+/// What a [`BlockDevice`] request was doing, for the drivers' error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Reading from the device.
+    Read,
+    /// Writing to the device.
+    Write,
+    /// Making written data durable.
+    Flush,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Flush => "flush",
+        })
+    }
+}
+
 /// A block device as the capture kernel uses it: byte offsets, lengths that
 /// are multiples of the sector size, data moved by DMA from or to physical
 /// memory (the crashed kernel's memory is written straight from where it is).

@@ -21,8 +21,8 @@
 //!   the last checkpoint are already safe.
 
 use super::{
-    hasher_bug, mib_per_s_x10, record_failure, Integrity, RecordStep, Records, Verified, WriterEnv,
-    CHECKPOINT_PERCENT,
+    hasher_bug, mib_per_s_x10, record_failure, start_write_timed, wait_timed, Integrity,
+    RecordStep, Records, Verified, WriterEnv, CHECKPOINT_PERCENT,
 };
 use crate::failure::{DeviceName, WriteStep};
 use crate::profile::{Phase, Profile};
@@ -274,22 +274,16 @@ impl<'a, 'r, D: BlockDevice, E: WriterEnv> DeviceSink<'a, 'r, D, E> {
         while self.in_flight.len() >= self.depth {
             self.complete_oldest()?;
         }
-        if !self.first_write_said {
-            self.first_write_said = true;
-            let now = self.env.now_us();
-            self.env.say(format_args!(
-                "first dump write at +{} ms",
-                self.profile.since_entry_us(now) / 1000
-            ));
-        }
         let stage = &mut self.stages[i];
         let offset = DUMP_OFFSET + stage.start;
-        let t0 = self.env.now_us();
-        let started = self
-            .device
-            .start_write(offset, stage.buffer.addr(), stage.len as u64);
-        self.profile.write.submitting_us += self.env.now_us().saturating_sub(t0);
-        started.map_err(|e| Failure::device((self.progress.step)(offset), e))?;
+        start_write_timed(
+            self.device,
+            self.env,
+            self.profile,
+            &mut self.first_write_said,
+            (offset, stage.buffer.addr(), stage.len as u64),
+        )
+        .map_err(|e| Failure::device((self.progress.step)(offset), e))?;
         stage.state = StageState::InFlight;
         self.in_flight.push_back(i);
         Ok(())
@@ -300,9 +294,7 @@ impl<'a, 'r, D: BlockDevice, E: WriterEnv> DeviceSink<'a, 'r, D, E> {
         let Some(i) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        let t0 = self.env.now_us();
-        let waited = self.device.wait();
-        self.profile.write.device_wait_us += self.env.now_us().saturating_sub(t0);
+        let waited = wait_timed(self.device, self.env, self.profile);
         let stage = &mut self.stages[i];
         stage.state = StageState::Free;
         let offset = DUMP_OFFSET + stage.start;

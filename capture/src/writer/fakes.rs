@@ -4,7 +4,7 @@
 //! overlapping writes in flight (their order on a real device is undefined), and can fail
 //! one write.
 
-use crate::writer::{DmaBuffer, FrameFilter, WriterEnv};
+use crate::writer::{DmaBuffer, FrameFilter, Triage, WriterEnv};
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{DumpHeader, HEADER_LEN};
 use minicap_kdumpfile::Sink;
@@ -99,6 +99,30 @@ pub struct Env {
     pub phys: Shared,
     pub log: String,
     pub clock: u64,
+}
+
+/// The triage text the tests store first, and what the device must hold at the triage area.
+pub const TRIAGE_TEXT: &[u8] = b"minicap triage\nKernel panic - not syncing: test\n";
+
+impl Env {
+    /// An environment over `phys` with a line of log already.
+    pub fn new(phys: &Shared) -> Self {
+        Self {
+            phys: phys.clone(),
+            log: String::from("minicap: starting\n"),
+            clock: 0,
+        }
+    }
+
+    /// [`TRIAGE_TEXT`] in a DMA buffer.
+    pub fn triage(&mut self) -> Triage<Buffer> {
+        let mut buffer = self.dma_buffer(8192).unwrap();
+        buffer.with_bytes_mut(|b| b[..TRIAGE_TEXT.len()].copy_from_slice(TRIAGE_TEXT));
+        Triage {
+            buffer,
+            len: TRIAGE_TEXT.len(),
+        }
+    }
 }
 
 impl WriterEnv for Env {

@@ -5,26 +5,7 @@
 use super::status::CompletionStatus;
 use core::fmt;
 
-/// What an I/O command was doing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Operation {
-    /// Reading from the namespace.
-    Read,
-    /// Writing to the namespace.
-    Write,
-    /// Making written data durable.
-    Flush,
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Read => "read",
-            Self::Write => "write",
-            Self::Flush => "flush",
-        })
-    }
-}
+pub use crate::Operation;
 
 /// The admin commands the driver sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -93,26 +93,7 @@ const RESET_TIMEOUT_MS: u64 = 1_000;
 const REQUEST_TIMEOUT_MS: u64 = 30_000;
 const FLUSH_TIMEOUT_MS: u64 = 60_000;
 
-/// What a request was doing (for messages).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Operation {
-    /// Reading from the disk.
-    Read,
-    /// Writing to the disk.
-    Write,
-    /// Making written data durable.
-    Flush,
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Read => "read",
-            Self::Write => "write",
-            Self::Flush => "flush",
-        })
-    }
-}
+pub use crate::Operation;
 
 /// Everything that can go wrong with a virtio-blk device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

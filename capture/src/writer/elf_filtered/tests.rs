@@ -9,10 +9,8 @@ use crate::failure::DeviceName;
 use crate::kdump_plan::{dump_ram, plan_filter};
 use crate::memory::SkippedRanges;
 use crate::profile::Profile;
-use crate::writer::fakes::{phys, Device, Env, OldRam, VecSink, OLD_BASE, OLD_PAGES};
-use crate::writer::{
-    write_filtered_elf_dump, DmaBuffer, FilteredElfDump, KeepAll, Triage, WriterEnv,
-};
+use crate::writer::fakes::{phys, Device, Env, OldRam, VecSink, OLD_BASE, OLD_PAGES, TRIAGE_TEXT};
+use crate::writer::{write_filtered_elf_dump, FilteredElfDump, KeepAll};
 use minicap_dumpheader::{DumpHeader, DumpState, Verification, DUMP_OFFSET};
 use minicap_elfcore::{section_header_info, FileHeader, PHDR_LEN};
 use minicap_realvmcore::{expected_dmesg, tool_present, RealVmcore};
@@ -257,18 +255,8 @@ fn on_device(
     let ram = [OLD_BASE..OLD_BASE + OLD_PAGES * 4096];
     let mut device = Device::new(&phys, 4);
     setup(&mut device);
-    let mut env = Env {
-        phys: phys.clone(),
-        log: String::from("minicap: starting\n"),
-        clock: 0,
-    };
-    let mut triage_buffer = env.dma_buffer(8192).unwrap();
-    let text = b"minicap triage\nKernel panic - not syncing: test\n";
-    triage_buffer.with_bytes_mut(|b| b[..text.len()].copy_from_slice(text));
-    let triage = Triage {
-        buffer: triage_buffer,
-        len: text.len(),
-    };
+    let mut env = Env::new(&phys);
+    let triage = env.triage();
     let mut header = DumpHeader::new_empty([7; 16], device.capacity, "minicap test");
     header.format = minicap_dumpheader::DumpFormat::ElfVmcore;
     header.dump_offset = DUMP_OFFSET;
@@ -331,7 +319,7 @@ fn the_device_holds_the_file_and_a_header_that_says_so() {
         assert!(device.dump(h.dump_length) == expected.as_slice());
         assert_eq!(h.pages_ram, OLD_PAGES);
         assert_eq!(h.pages_dumped, expected_stats.dumped_pages);
-        assert_eq!(h.triage_length, 48);
+        assert_eq!(h.triage_length as usize, TRIAGE_TEXT.len());
         if verify == Verification::Sha256 {
             let sha: [u8; 32] = Sha256::digest(&expected).into();
             assert_eq!(h.sha256, sha);
@@ -353,7 +341,7 @@ fn a_device_too_small_fails_before_the_pages_and_keeps_the_triage_text() {
     );
     let h = device.header();
     assert_eq!(h.state, DumpState::Failed);
-    assert_eq!(h.triage_length, 48);
+    assert_eq!(h.triage_length as usize, TRIAGE_TEXT.len());
     assert_eq!(h.written, 0);
 }
 

@@ -4,8 +4,10 @@
 #![allow(clippy::single_range_in_vec_init)] // one RAM range is the common case here
 
 use super::*;
-use crate::writer::fakes::{phys, Device, DropFrames, Env, OldRam, VecSink, OLD_BASE, OLD_PAGES};
-use crate::writer::{write_kdump_dump, DmaBuffer, Triage};
+use crate::writer::fakes::{
+    phys, Device, DropFrames, Env, OldRam, VecSink, OLD_BASE, OLD_PAGES, TRIAGE_TEXT,
+};
+use crate::writer::write_kdump_dump;
 use minicap_dumpheader::{DumpFormat, DumpState, FailureCode, DUMP_OFFSET, TRIAGE_OFFSET};
 use minicap_elfcore::LoadSegment;
 use minicap_kdumpfile::Utsname;
@@ -80,18 +82,8 @@ fn run<F: FrameFilter>(
     let ram = [OLD_BASE..OLD_BASE + OLD_PAGES * 4096];
     let mut device = Device::new(&phys, depth);
     setup(&mut device);
-    let mut env = Env {
-        phys: phys.clone(),
-        log: String::from("minicap: starting\n"),
-        clock: 0,
-    };
-    let mut triage_buffer = env.dma_buffer(8192).unwrap();
-    let text = b"minicap triage\nKernel panic - not syncing: test\n";
-    triage_buffer.with_bytes_mut(|b| b[..text.len()].copy_from_slice(text));
-    let triage = Triage {
-        buffer: triage_buffer,
-        len: text.len(),
-    };
+    let mut env = Env::new(&phys);
+    let triage = env.triage();
     let mut header = DumpHeader::new_empty([7; 16], device.capacity(), "minicap test");
     header.format = DumpFormat::KdumpCompressed;
     header.dump_offset = DUMP_OFFSET;
@@ -154,8 +146,8 @@ fn the_device_holds_the_file_behind_the_triage_text() {
                 // Zero pages share one stored page at level 1.
                 assert_eq!(summary.stats.zero_pages, OLD_PAGES / 3);
                 let triage = usize::try_from(TRIAGE_OFFSET).unwrap();
-                assert_eq!(h.triage_length, 48);
-                assert!(r.device.disk[triage..].starts_with(b"minicap triage\nKernel panic"));
+                assert_eq!(h.triage_length as usize, TRIAGE_TEXT.len());
+                assert!(r.device.disk[triage..].starts_with(TRIAGE_TEXT));
                 match verify {
                     Verification::Sha256 => {
                         let sha: [u8; 32] = Sha256::digest(&expected).into();
@@ -232,7 +224,7 @@ fn a_full_device_keeps_the_triage_text_and_says_so() {
     assert_eq!(h.state, DumpState::Failed);
     assert_eq!(h.failure_code, FailureCode::DeviceTooSmall);
     assert!(h.message_str().contains("is full"), "{}", h.message_str());
-    assert_eq!(h.triage_length, 48);
+    assert_eq!(h.triage_length as usize, TRIAGE_TEXT.len());
     assert!(h.written <= 1 << 20);
 }
 
@@ -258,6 +250,6 @@ fn a_failed_write_is_reported_and_the_checkpoint_kept() {
         r.env.log
     );
     assert!(h.written <= 1200 << 10);
-    assert_eq!(h.triage_length, 48);
+    assert_eq!(h.triage_length as usize, TRIAGE_TEXT.len());
     assert!(r.env.log.contains("% of memory:"), "{}", r.env.log);
 }
