@@ -35,6 +35,7 @@ mod panic_cpu;
 use core::fmt::{self, Write};
 use core::ops::ControlFlow;
 
+use minicap_dumpheader::UtcTime;
 use minicap_elfcore::{CoreHeaders, PrStatus};
 use minicap_physmem::PhysMem;
 use minicap_printk::{for_each_log_record, DmesgFormat, LogLayout, PrintkError, Record};
@@ -341,33 +342,6 @@ fn write_registers(text: &mut TextOut<'_>, cpus: &[PrStatus], panic: Option<usiz
 
 /// Upper bound on one CPU's register block (title, 27 registers, newlines).
 const CPU_TEXT_MAX: usize = 64 + minicap_elfcore::REG_COUNT * 26 + 16;
-
-/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC`.
-struct UtcTime(i64);
-
-impl fmt::Display for UtcTime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let days = self.0.div_euclid(86_400);
-        let secs = self.0.rem_euclid(86_400);
-        // Howard Hinnant's civil_from_days, in i128 so that no i64 input overflows.
-        let z = i128::from(days) + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i128::from(month <= 2);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60
-        )
-    }
-}
 
 #[cfg(test)]
 mod tests;

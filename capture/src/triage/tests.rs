@@ -432,20 +432,6 @@ fn last_lines_of_the_log() {
     );
 }
 
-#[test]
-fn utc_time() {
-    assert_eq!(UtcTime(0).to_string(), "1970-01-01 00:00:00 UTC");
-    assert_eq!(
-        UtcTime(1_700_000_000).to_string(),
-        "2023-11-14 22:13:20 UTC"
-    );
-    assert_eq!(UtcTime(-1).to_string(), "1969-12-31 23:59:59 UTC");
-    assert_eq!(UtcTime(951_782_400).to_string(), "2000-02-29 00:00:00 UTC");
-    // Absurd values from old memory still print.
-    assert!(!UtcTime(i64::MIN).to_string().is_empty());
-    assert!(!UtcTime(i64::MAX).to_string().is_empty());
-}
-
 /// The real 6.1 vmcore, if an end-to-end run left it: the log section is makedumpfile's
 /// output byte for byte, the registers are the notes', and the sysrq crash's CPU is found.
 #[test]

@@ -74,6 +74,10 @@
 
 use core::fmt;
 
+mod time;
+
+pub use time::UtcTime;
+
 /// Size of the encoded header: the 512-byte base header and its 512-byte extension.
 pub const HEADER_LEN: usize = 1024;
 
