@@ -34,7 +34,7 @@ use crate::{fault, finish, memory, say, target};
 use core::ops::Range;
 use minicap_acpi::AcpiInfo;
 use minicap_bootinfo::cmdline::{Compress, DumpFormat, MinicapOptions};
-use minicap_capture::kdump_plan::{self, LevelChoice};
+use minicap_capture::kdump_plan::{self, FilterPlan, LevelChoice};
 use minicap_capture::profile::{Phase, Profile};
 use minicap_capture::triage::{last_lines, render_triage};
 use minicap_capture::writer::{
@@ -42,9 +42,12 @@ use minicap_capture::writer::{
 };
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{
-    self as dumpheader, DeviceIdHex, DumpHeader, DumpState, DUMP_OFFSET, TRIAGE_CAPACITY,
+    self as dumpheader, DeviceIdHex, DumpHeader, DumpState, Verification, DUMP_OFFSET,
+    TRIAGE_CAPACITY,
 };
-use minicap_elfcore::{for_each_load_range, parse_core_headers, plan_vmcore, CoreHeaders};
+use minicap_elfcore::{
+    for_each_load_range, parse_core_headers, plan_vmcore, CoreHeaders, VmcoreLayout,
+};
 use minicap_kdumpfile::WriterOptions;
 use minicap_physmem::PAGE_SIZE;
 
@@ -265,129 +268,35 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
     }
     let mut env = KernelEnv { clock };
     let triage = triage_text(&mut env, &core);
-    let verify = verification(options.verify);
+    let out = Output {
+        device,
+        env: &mut env,
+        header: &mut header,
+        triage: triage.as_ref(),
+        name: &target.name,
+        verify: verification(options.verify),
+        profile,
+    };
     let started = tsc::now_us();
+    let ram = kdump_plan::dump_ram(&core, &skipped);
     let (bytes, verified) = match options.format {
         DumpFormat::Elf => {
-            header.format = dumpheader::DumpFormat::ElfVmcore;
+            out.header.format = dumpheader::DumpFormat::ElfVmcore;
             let requested = options.dump_level();
-            let ram = kdump_plan::dump_ram(&core, &skipped);
             let plan = (requested != 0)
                 .then(|| kdump_plan::plan_filter(&IdentityMem, &core, &ram, requested));
             if let Some(level) = plan.as_ref().map(|p| p.level) {
                 report_level(&level);
-                set_level(&mut header, &level);
+                set_level(out.header, &level);
             }
-            let filtered = plan.filter(|p| p.level.applied != 0);
-            match filtered {
-                Some(plan) => {
-                    let ram_bytes: u64 = ram.iter().map(|r| r.end - r.start).sum();
-                    say!(
-                        "dump: ELF vmcore filtered at dump level {} (as makedumpfile -E), {} RAM range(s), {} of RAM",
-                        plan.level.applied,
-                        ram.len(),
-                        Size(ram_bytes)
-                    );
-                    // A bound until the counting pass gives the length (the filtered file
-                    // is never much longer than the whole one).
-                    header.dump_length = layout
-                        .total_len
-                        .min(device.capacity().saturating_sub(DUMP_OFFSET));
-                    let dump = FilteredElfDump {
-                        elf: FilteredElf {
-                            core: &core,
-                            ram: &ram,
-                            old: plan.old,
-                            filter: plan.filter,
-                            dump_level: plan.level.applied,
-                            options: ElfFilterOptions::default(),
-                        },
-                        device_name: &target.name,
-                        verify,
-                    };
-                    let summary = write_filtered_elf_dump(
-                        device,
-                        &mut env,
-                        &mut header,
-                        triage.as_ref(),
-                        dump,
-                        profile,
-                    )?;
-                    let bytes = summary.stats.layout.map_or(0, |l| l.file_len);
-                    (bytes, summary.verified)
-                }
-                None => {
-                    // Level 0, asked for or all that could be applied: the whole vmcore,
-                    // straight from old memory.
-                    let required = dumpheader::required_capacity(layout.total_len);
-                    if device.capacity() < required {
-                        return Err(Failure::DeviceTooSmall {
-                            device: target.name,
-                            required,
-                            capacity: device.capacity(),
-                        });
-                    }
-                    header.dump_length = layout.total_len;
-                    let dump = Dump {
-                        layout: &layout,
-                        notes: &core.notes,
-                        skipped: &skipped,
-                        device_name: &target.name,
-                        verify,
-                    };
-                    let verified = write_dump(
-                        device,
-                        &mut env,
-                        &mut header,
-                        triage.as_ref(),
-                        &dump,
-                        profile,
-                    )?;
-                    (layout.total_len, verified)
-                }
+            match plan.filter(|p| p.level.applied != 0) {
+                Some(plan) => write_filtered_elf(out, &core, &ram, plan, layout.total_len)?,
+                // Level 0, asked for or all that could be applied: the whole vmcore,
+                // straight from old memory.
+                None => write_whole_elf(out, &core, &layout, &skipped)?,
             }
         }
-        DumpFormat::Kdump => {
-            let ram = kdump_plan::dump_ram(&core, &skipped);
-            let plan = kdump_plan::plan_kdump(&IdentityMem, &core, &ram, options.dump_level());
-            let level = plan.level;
-            report_level(&level);
-            let ram_bytes: u64 = ram.iter().map(|r| r.end - r.start).sum();
-            say!(
-                "dump: kdump-compressed, dump level {}, compression {}, {} RAM range(s), {} of RAM",
-                level.applied,
-                options.compress,
-                ram.len(),
-                Size(ram_bytes)
-            );
-            header.format = dumpheader::DumpFormat::KdumpCompressed;
-            set_level(&mut header, &level);
-            header.compression = compression(options.compress);
-            // A bound until the file's length is known: every page stored raw, plus its
-            // descriptor and bitmap bits.
-            let bound = ram_bytes
-                .saturating_add(ram_bytes / 128)
-                .saturating_add(1 << 20);
-            header.dump_length = bound.min(device.capacity().saturating_sub(DUMP_OFFSET));
-            let dump = KdumpDump {
-                info: plan.info,
-                old: plan.old,
-                filter: plan.filter,
-                compress: options.compress,
-                device_name: &target.name,
-                verify,
-                options: WriterOptions::default(),
-            };
-            let summary = write_kdump_dump(
-                device,
-                &mut env,
-                &mut header,
-                triage.as_ref(),
-                dump,
-                profile,
-            )?;
-            (summary.stats.file_len, summary.verified)
-        }
+        DumpFormat::Kdump => write_kdump(out, &core, &ram, &options)?,
     };
     Ok(Summary {
         bytes,
@@ -395,6 +304,143 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
         device: target.name,
         verified,
     })
+}
+
+/// What every format's writer gets: the chosen device, the environment, the new header
+/// (format and level fields to fill), the triage text, the check to record, the profile.
+struct Output<'a, D> {
+    device: &'a mut D,
+    env: &'a mut KernelEnv,
+    header: &'a mut DumpHeader,
+    triage: Option<&'a Triage<dma::DmaBuffer>>,
+    name: &'a DeviceName,
+    verify: Verification,
+    profile: &'a mut Profile,
+}
+
+/// The whole ELF vmcore, straight from old memory by DMA: (bytes, check).
+fn write_whole_elf<D: BlockDevice>(
+    out: Output<'_, D>,
+    core: &CoreHeaders,
+    layout: &VmcoreLayout,
+    skipped: &SkippedRanges,
+) -> Result<(u64, Verified), Failure> {
+    let required = dumpheader::required_capacity(layout.total_len);
+    if out.device.capacity() < required {
+        return Err(Failure::DeviceTooSmall {
+            device: *out.name,
+            required,
+            capacity: out.device.capacity(),
+        });
+    }
+    out.header.dump_length = layout.total_len;
+    let dump = Dump {
+        layout,
+        notes: &core.notes,
+        skipped,
+        device_name: out.name,
+        verify: out.verify,
+    };
+    let verified = write_dump(
+        out.device,
+        out.env,
+        out.header,
+        out.triage,
+        &dump,
+        out.profile,
+    )?;
+    Ok((layout.total_len, verified))
+}
+
+/// The ELF vmcore `makedumpfile -E` writes at the level of `plan`: (bytes, check).
+/// `whole_len` (the unfiltered vmcore's length) bounds the file until it is counted.
+fn write_filtered_elf<D: BlockDevice>(
+    out: Output<'_, D>,
+    core: &CoreHeaders,
+    ram: &[Range<u64>],
+    plan: FilterPlan<'_, IdentityMem>,
+    whole_len: u64,
+) -> Result<(u64, Verified), Failure> {
+    let ram_bytes: u64 = ram.iter().map(|r| r.end - r.start).sum();
+    say!(
+        "dump: ELF vmcore filtered at dump level {} (as makedumpfile -E), {} RAM range(s), {} of RAM",
+        plan.level.applied,
+        ram.len(),
+        Size(ram_bytes)
+    );
+    // A bound until the counting pass gives the length (the filtered file is never much
+    // longer than the whole one).
+    out.header.dump_length = whole_len.min(out.device.capacity().saturating_sub(DUMP_OFFSET));
+    let dump = FilteredElfDump {
+        elf: FilteredElf {
+            core,
+            ram,
+            old: plan.old,
+            filter: plan.filter,
+            dump_level: plan.level.applied,
+            options: ElfFilterOptions::default(),
+        },
+        device_name: out.name,
+        verify: out.verify,
+    };
+    let summary = write_filtered_elf_dump(
+        out.device,
+        out.env,
+        out.header,
+        out.triage,
+        dump,
+        out.profile,
+    )?;
+    let bytes = summary.stats.layout.map_or(0, |l| l.file_len);
+    Ok((bytes, summary.verified))
+}
+
+/// makedumpfile's kdump-compressed format at the level and with the codec asked for:
+/// (bytes, check).
+fn write_kdump<D: BlockDevice>(
+    out: Output<'_, D>,
+    core: &CoreHeaders,
+    ram: &[Range<u64>],
+    options: &MinicapOptions,
+) -> Result<(u64, Verified), Failure> {
+    let plan = kdump_plan::plan_kdump(&IdentityMem, core, ram, options.dump_level());
+    let level = plan.level;
+    report_level(&level);
+    let ram_bytes: u64 = ram.iter().map(|r| r.end - r.start).sum();
+    say!(
+        "dump: kdump-compressed, dump level {}, compression {}, {} RAM range(s), {} of RAM",
+        level.applied,
+        options.compress,
+        ram.len(),
+        Size(ram_bytes)
+    );
+    out.header.format = dumpheader::DumpFormat::KdumpCompressed;
+    set_level(out.header, &level);
+    out.header.compression = compression(options.compress);
+    // A bound until the file's length is known: every page stored raw, plus its
+    // descriptor and bitmap bits.
+    let bound = ram_bytes
+        .saturating_add(ram_bytes / 128)
+        .saturating_add(1 << 20);
+    out.header.dump_length = bound.min(out.device.capacity().saturating_sub(DUMP_OFFSET));
+    let dump = KdumpDump {
+        info: plan.info,
+        old: plan.old,
+        filter: plan.filter,
+        compress: options.compress,
+        device_name: out.name,
+        verify: out.verify,
+        options: WriterOptions::default(),
+    };
+    let summary = write_kdump_dump(
+        out.device,
+        out.env,
+        out.header,
+        out.triage,
+        dump,
+        out.profile,
+    )?;
+    Ok((summary.stats.file_len, summary.verified))
 }
 
 /// Say why the dump level applied is lower than asked, or what VMCOREINFO value was
