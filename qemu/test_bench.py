@@ -14,11 +14,12 @@ import shutil
 import struct
 import sys
 import tempfile
+import types
 import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import cli, dumpfile, machine, modes, report, stats, timing  # noqa: E402
+from bench import cli, dumpfile, machine, modes, report, run, stats, timing  # noqa: E402
 from harness import initramfs, kernel  # noqa: E402
 from harness.qemu import SerialLine  # noqa: E402
 
@@ -345,6 +346,18 @@ class CliTests(unittest.TestCase):
             os.environ.pop("MINICAP_BENCH_COMMAND", None)
             if saved is not None:
                 os.environ["MINICAP_BENCH_COMMAND"] = saved
+
+    def test_the_dump_disk_is_on_the_modes_bus(self):
+        cfg = types.SimpleNamespace(qemu="qemu-system-x86_64", cpu="max", smp=2, virtio="modern")
+        k = kernel.GuestKernel("v", Path("/k"))
+        by_name = {m.name: m for m in modes.MODES}
+        want = {"minicap-elf": "virtio-blk-pci,drive=disk0,", "minicap-elf-nvme": "nvme,serial=minicap0,drive=disk0,",
+                "minicap-elf-ahci": "ide-hd,drive=disk0,bus=ide.0", "kdump-dd": "virtio-blk-pci,drive=disk0,"}
+        for name, device in want.items():
+            cmd = run.mode_qemu_command(cfg, k, by_name[name], 1024, "32M", Path("/o"), Path("/i"), Path("/d.img"))
+            devices = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-device"]
+            self.assertEqual(len(devices), 1, name)
+            self.assertTrue(devices[0].startswith(device), (name, devices))
 
 
 def cpio_names(blob: bytes) -> set[str]:

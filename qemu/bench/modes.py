@@ -12,6 +12,8 @@ MINICAP = "minicap"
 # Dump formats on the disk, as the benchmark reads them back.
 ELF = "elf"  # an ELF vmcore (/proc/vmcore as it is)
 KDUMP_COMPRESSED = "kdump-compressed"  # makedumpfile's format
+# The dump disk's bus (as in harness.scenarios).
+VIRTIO, NVME, AHCI = "virtio", "nvme", "ahci"
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class Mode:
     minicap_append: str = ""  # MINICAP: this variant's minicap.* options
     # Searched for the smallest crashkernel= unless --search-modes says otherwise.
     search_by_default: bool = True
+    # The dump disk: virtio-blk, an NVMe controller, or an ATA disk on q35's AHCI HBA.
+    bus: str = VIRTIO
 
 
 # The smallest working crashkernel= is searched in these steps and bounds
@@ -58,6 +62,12 @@ MINICAP_VARIANTS: tuple[Mode, ...] = (
          minicap_append="minicap.format=elf minicap.verify=none", search_by_default=False),
     # makedumpfile's format, written inside minicap: the same levels and codecs as the
     # kdump rows (-d 31 with -l and -c), and level 1 (zero pages only) for scale.
+    # The same ELF vmcore through the other disk drivers (README "Transports"); the
+    # memory needed does not depend on the disk, so not searched by default.
+    Mode("minicap-elf-nvme", "minicap, ELF vmcore onto an NVMe namespace", MINICAP, ELF,
+         minicap_append="minicap.format=elf", search_by_default=False, bus=NVME),
+    Mode("minicap-elf-ahci", "minicap, ELF vmcore onto an ATA disk on the AHCI HBA", MINICAP, ELF,
+         minicap_append="minicap.format=elf", search_by_default=False, bus=AHCI),
     Mode("minicap-kdump-lzo-31", "minicap, kdump-compressed, LZO, dump level 31", MINICAP, KDUMP_COMPRESSED,
          minicap_append="minicap.format=kdump minicap.compress=lzo minicap.dump_level=31"),
     Mode("minicap-kdump-zlib-31", "minicap, kdump-compressed, zlib, dump level 31", MINICAP, KDUMP_COMPRESSED,

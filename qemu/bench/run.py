@@ -20,7 +20,7 @@ from harness.qemu import run_qemu, qemu_command
 from harness.runner import KDUMP_APPEND as E2E_KDUMP_APPEND
 
 from .dumpfile import dump_end
-from .modes import KDUMP, MINICAP, Mode
+from .modes import AHCI, KDUMP, MINICAP, NVME, Mode
 from .timing import RESULT_PATTERN, measure
 
 # The Linux capture kernel's command line: the linux-kdump reference's, and
@@ -81,8 +81,17 @@ def crash_region_image_bytes(cfg, k: GuestKernel, mode: Mode) -> int:
 def qemu_options(cfg, memory_mib: int, crashkernel: str, out: Path) -> types.SimpleNamespace:
     """The options harness.qemu.qemu_command reads: the same for every mode."""
     return types.SimpleNamespace(qemu=cfg.qemu, cpu=cfg.cpu, memory=memory_mib, smp=cfg.smp, crashkernel=crashkernel,
-                                 guest_append="", virtio=cfg.virtio, blk_props="", iommu="", qemu_debug=False,
+                                 guest_append="", virtio=cfg.virtio, blk_props="", nvme_props="", iommu="", qemu_debug=False,
                                  out_dir=str(out), qemu_extra=[])  # fmt: skip
+
+
+def mode_qemu_command(cfg, k: GuestKernel, mode: Mode, memory_mib: int, crashkernel: str, out: Path, initrd: Path,
+                      disk: Path) -> list[str]:  # fmt: skip
+    """The QEMU command of one run: the dump disk on the mode's bus."""
+    on_bus = frozenset({disk})
+    return qemu_command(qemu_options(cfg, memory_mib, crashkernel, out), k, initrd, [disk],
+                        nvme=on_bus if mode.bus == NVME else frozenset(),
+                        ahci=on_bus if mode.bus == AHCI else frozenset())  # fmt: skip
 
 
 def readable(cfg, mode: Mode, disk: Path, out: Path) -> tuple[bool, str, int | None]:
@@ -132,7 +141,7 @@ def capture_run(cfg, k: GuestKernel, mode: Mode, memory_mib: int, crashkernel: s
         k, append, minicap=Path(cfg.minicap) if mode.kind == MINICAP else None, kexec_args=cfg.kexec_args,
         pattern=Path(cfg.pattern), pattern_mib=cfg.pattern_mib, seed=seed,
         kdump_writer=mode.kdump_writer or "dd"))  # fmt: skip
-    cmd = qemu_command(qemu_options(cfg, memory_mib, crashkernel, out), k, initrd, [disk])
+    cmd = mode_qemu_command(cfg, k, mode, memory_mib, crashkernel, out, initrd, disk)
     (out / "qemu-command.txt").write_text(" ".join(map(str, cmd)) + "\n")
     timeout = cfg.timeout or default_timeout(memory_mib)
     r = run_qemu(cmd, out / "serial.log", timeout, cfg.verbose, RESULT_PATTERN[mode.kind], 30.0)
