@@ -630,11 +630,18 @@ SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-ahci",
          "capture-kdump-zlib-31", "capture-nvme-4kn-kdump", "capture-ahci-ports-kdump", "capture-elf-31", "no-disk",
          "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
          "capture-iommu-identity", "capture-nvme-iommu", "unformatted-disk", "wrong-id", "bad-elfcorehdr",
-         "other-target-kind", "ambiguous", "device-error"]
+         "other-target-kind", "ambiguous", "device-error", "no-ahci-disk", "nvme-unformatted-ahci-wrong-id",
+         "ahci-unformatted-nvme-wrong-id", "busy-virtio"]
+# The runs left out of the suite (on demand: `e2e.py --scenario NAME`).
+ON_DEMAND = ["no-nvme-disk", "nvme-unformatted", "ahci-unformatted", "nvme-wrong-id", "ahci-wrong-id", "busy-nvme",
+             "busy-ahci", "linux-kdump"]
 # The failure code each failure scenario must see.
 CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",
          "wrong-id": "device-id-mismatch", "ambiguous": "ambiguous-device", "bad-elfcorehdr": "bad-elfcorehdr",
-         "device-error": "device-error", "other-target-kind": "no-device"}  # fmt: skip
+         "device-error": "device-error", "other-target-kind": "no-device", "no-ahci-disk": "no-device",
+         "nvme-unformatted-ahci-wrong-id": "device-id-mismatch", "ahci-unformatted-nvme-wrong-id": "device-id-mismatch",
+         "no-nvme-disk": "no-device", "nvme-unformatted": "no-prepared-device", "ahci-unformatted": "no-prepared-device",
+         "nvme-wrong-id": "device-id-mismatch", "ahci-wrong-id": "device-id-mismatch"}  # fmt: skip
 
 
 class ScenarioTableTests(unittest.TestCase):
@@ -655,7 +662,11 @@ class ScenarioTableTests(unittest.TestCase):
                     replace(scenarios.lookup("capture-modern"), options=scenarios.Options(nvme_props="x=1")),
                     replace(base, disks=tuple(replace(base.disks[0], image=f"{i}.img", label=f"disk {i}",
                                                       bus="ahci", target=i == 0) for i in range(7))),
-                    replace(scenarios.lookup("device-error"), checks=frozenset())]:  # fmt: skip
+                    replace(scenarios.lookup("device-error"), checks=frozenset()),
+                    replace(scenarios.lookup("busy-ahci"), guest_kernel="cloud"),
+                    replace(scenarios.lookup("busy-nvme"), guest_kernel="rt"),
+                    replace(base, busy=True),  # a busy run must succeed
+                    replace(scenarios.lookup("linux-kdump"), busy=True)]:  # fmt: skip
             self.assertNotEqual(scenarios.problems(bad), [], bad)
 
     def test_names_unique(self):
@@ -666,7 +677,7 @@ class ScenarioTableTests(unittest.TestCase):
     def test_suite_is_the_run_all_list(self):
         self.assertEqual(list(scenarios.SUITE), SUITE)
         self.assertEqual([s.name for s in scenarios.SCENARIOS if s.in_suite], SUITE)
-        self.assertEqual([s.name for s in scenarios.SCENARIOS if not s.in_suite], ["linux-kdump"])
+        self.assertEqual([s.name for s in scenarios.SCENARIOS if not s.in_suite], ON_DEMAND)
         # run-all.sh runs exactly the suite: it hands everything to `e2e.py --all`.
         script = (Path(__file__).resolve().parent / "run-all.sh").read_text()
         self.assertEqual(re.findall(r"^exec .*$", script, re.M), ['exec "${PYTHON:-python3}" qemu/e2e.py --all "$@"'])
@@ -714,6 +725,14 @@ class ScenarioTableTests(unittest.TestCase):
         self.assertEqual(buses.pop("capture-nvme-4kn-kdump"), ["nvme", "nvme"])
         self.assertEqual(buses.pop("capture-ahci"), ["virtio", "ahci"])
         self.assertEqual(buses.pop("capture-ahci-ports-kdump"), ["ahci", "ahci"])
+        self.assertEqual(buses.pop("no-ahci-disk"), ["virtio", "nvme"])
+        self.assertEqual(buses.pop("no-nvme-disk"), ["virtio", "ahci"])
+        self.assertEqual(buses.pop("nvme-unformatted-ahci-wrong-id"), ["nvme", "ahci"])
+        self.assertEqual(buses.pop("ahci-unformatted-nvme-wrong-id"), ["ahci", "nvme"])
+        for kind in ("nvme", "ahci"):
+            self.assertEqual(buses.pop(f"{kind}-unformatted"), [kind])
+            self.assertEqual(buses.pop(f"{kind}-wrong-id"), [kind])
+            self.assertEqual(buses.pop(f"busy-{kind}"), ["virtio", kind])
         self.assertEqual({b for bs in buses.values() for b in bs}, {"virtio"})
         for name in ("capture-nvme", "capture-nvme-iommu", "capture-ahci"):
             s = get(name)
@@ -723,6 +742,32 @@ class ScenarioTableTests(unittest.TestCase):
         for name in ("capture-nvme-4kn-kdump", "capture-ahci-ports-kdump"):
             self.assertEqual([(d.content, d.guarded, d.target) for d in get(name).disks],
                              [("random", True, False), ("formatted", False, True)])  # fmt: skip
+        # The NVMe and AHCI bad inputs: every disk guarded, the failure's own
+        # "left alone" lines; the folded ones report one disk of each kind.
+        for name in ("no-ahci-disk", "no-nvme-disk", "nvme-unformatted", "ahci-unformatted", "nvme-wrong-id",
+                     "ahci-wrong-id", "nvme-unformatted-ahci-wrong-id", "ahci-unformatted-nvme-wrong-id"):
+            s = get(name)
+            self.assertTrue(s.disks and all(d.guarded for d in s.disks), name)
+            self.assertFalse(s.pattern or s.busy, name)
+        self.assertEqual(get("no-ahci-disk").capture_append, ("minicap.target=ahci",))
+        self.assertEqual(get("no-nvme-disk").capture_append, ("minicap.target=nvme",))
+        for name in ("no-ahci-disk", "no-nvme-disk"):
+            self.assertEqual((get(name).checks, get(name).device_option), (frozenset(), "target"))
+        for name in ("nvme-unformatted", "ahci-unformatted"):
+            self.assertEqual((get(name).checks, get(name).device_option), ({"left-alone"}, "none"))
+        for name in ("nvme-wrong-id", "ahci-wrong-id", "nvme-unformatted-ahci-wrong-id",
+                     "ahci-unformatted-nvme-wrong-id"):
+            self.assertEqual((get(name).checks, get(name).device_option), ({"left-alone"}, "other"))
+        self.assertEqual([d.content for d in get("nvme-unformatted-ahci-wrong-id").disks], ["random", "formatted"])
+        # The busy runs: a full capture, the crashed kernel writing to the
+        # dump disk; only AHCI needs the generic kernel.
+        for name in ("busy-virtio", "busy-nvme", "busy-ahci"):
+            s = get(name)
+            self.assertEqual(s.checks, {"left-alone", "stored-log", "vmcore", "header-complete", "triage"}, name)
+            self.assertTrue(s.busy and s.pattern and s.failure is None, name)
+            self.assertEqual(s.guest_kernel, "generic" if name == "busy-ahci" else "cloud", name)
+        self.assertEqual([s.name for s in scenarios.SCENARIOS if s.busy], ["busy-virtio", "busy-nvme", "busy-ahci"])
+        self.assertEqual([s.name for s in scenarios.SCENARIOS if s.guest_kernel != "cloud"], ["busy-ahci"])
         s = get("capture-elf-31")
         self.assertEqual(s.checks, {"left-alone", "stored-log", "elf-filtered", "header-complete", "triage"})
         self.assertEqual(s.capture_append, ("minicap.format=elf", "minicap.dump_level=31"))
