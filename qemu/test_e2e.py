@@ -324,6 +324,139 @@ class BadInputTests(unittest.TestCase):
         self.assertTrue(cli.parse_args(["--no-decoy"]).no_decoy)
 
 
+def module_object(modinfo: dict[str, str]) -> bytes:
+    """A relocatable ELF64 object with a .modinfo section of `key=value`
+    strings, as a kernel module carries it (and nothing else)."""
+    info = b"".join(f"{k}={v}".encode() + b"\0" for k, v in modinfo.items())
+    names = b"\0.modinfo\0.shstrtab\0"
+    info_off, names_off = 64, 64 + len(info)
+    shoff = names_off + len(names) + (-(names_off + len(names)) % 8)
+    eh = bytearray(64)
+    eh[:7] = b"\x7fELF\x02\x01\x01"
+    struct.pack_into("<HHIQQQIHHHHHH", eh, 16, 1, 62, 1, 0, 0, shoff, 0, 64, 0, 0, 64, 3, 2)
+    sections = bytes(64)  # the null section
+    sections += struct.pack("<IIQQQQIIQQ", 1, 1, 2, 0, info_off, len(info), 0, 0, 1, 0)  # .modinfo, PROGBITS
+    sections += struct.pack("<IIQQQQIIQQ", 10, 3, 0, 0, names_off, len(names), 0, 0, 1, 0)  # .shstrtab, STRTAB
+    return bytes(eh) + info + names + bytes(shoff - names_off - len(names)) + sections
+
+
+# As the guest's init printed them in a real busy-virtio run.
+BUSY_LOG = ["BUSY-LOAD virtio_ring.ko virtio.ko virtio_blk.ko",
+            "BUSY-WRITERS 4 /dev/vdb at MiB 64 128 192 256 7.91 4.12",
+            "E2E-CRASHING 10.02 6.31",
+            "BUSY-INFLIGHT /dev/vdb reads 0 writes 1 sectors-written 378880",
+            "[    8.823198] sysrq: Trigger a crash",
+            "[    8.823500] Kernel panic - not syncing: sysrq triggered crash"]  # fmt: skip
+
+
+class BusyTests(unittest.TestCase):
+    def test_writes_in_flight_at_the_crash(self):
+        ok, detail = console.check_busy_writes(BUSY_LOG)
+        self.assertTrue(ok, detail)
+        self.assertIn("4 writers on /dev/vdb", detail)
+        idle = BUSY_LOG[:3] + ["BUSY-INFLIGHT /dev/vdb reads 0 writes 0 sectors-written 378880"] + BUSY_LOG[4:]
+        self.assertFalse(console.check_busy_writes(idle)[0])  # the loop gave up: nothing in flight
+        nothing_written = BUSY_LOG[:3] + ["BUSY-INFLIGHT /dev/vdb reads 0 writes 1 sectors-written 0"] + BUSY_LOG[4:]
+        self.assertFalse(console.check_busy_writes(nothing_written)[0])
+        other_disk = BUSY_LOG[:3] + ["BUSY-INFLIGHT /dev/vda reads 0 writes 1 sectors-written 8"] + BUSY_LOG[4:]
+        self.assertFalse(console.check_busy_writes(other_disk)[0])
+        self.assertFalse(console.check_busy_writes(BUSY_LOG[:4])[0])  # no crash after it
+        late = BUSY_LOG[:4] + ["PATTERN-EXIT 0"] + BUSY_LOG[4:]  # the crash did not follow the reading
+        self.assertFalse(console.check_busy_writes(late)[0])
+        self.assertFalse(console.check_busy_writes(BUSY_LOG[2:])[0])  # writers never said they started
+        ok, detail = console.check_busy_writes(["BUSY-ABORT: no /dev/sda; disks: vda"])
+        self.assertEqual((ok, detail), (False, "BUSY-ABORT: no /dev/sda; disks: vda"))
+
+    def test_guest_disk_names(self):
+        name = initramfs.guest_disk_name
+        self.assertEqual([name("virtio", 1), name("nvme", 0), name("nvme", 1), name("ahci", 0), name("ahci", 2)],
+                         ["vdb", "nvme0n1", "nvme1n1", "sda", "sdc"])  # fmt: skip
+        for bad in (("scsi", 0), ("virtio", 26), ("ahci", -1)):
+            with self.assertRaises(common.HarnessError):
+                name(*bad)
+        self.assertEqual(set(runner.BUSY_DRIVERS), set(scenarios.BUSES))
+
+    def test_busy_init(self):
+        busy = initramfs.BusyDisk("sda", (Path("/m/scsi_mod.ko"), Path("/m/libata.ko"), Path("/m/ahci.ko")))
+        start, crash = initramfs.busy_block(busy), initramfs.busy_crash(busy)
+        # The driver's modules in load order, before the disk is waited for.
+        self.assertEqual(re.findall(r"^insmod /modules/(\S+)", start, re.M), ["scsi_mod.ko", "libata.ko", "ahci.ko"])
+        self.assertLess(start.index("insmod"), start.index("[ ! -b /dev/sda ]"))
+        # The writers: direct 1 MiB writes, each to its own span inside the
+        # dump area (from 2 MiB) and within a 2 GiB capture disk.
+        seeks = [int(x) for x in re.search(r"for seek in ([\d ]+); do", start).group(1).split()]
+        self.assertEqual(len(seeks), initramfs.BUSY_WRITERS)
+        self.assertIn("of=/dev/sda bs=1M seek=$seek oflag=direct", start)
+        self.assertTrue(all(s >= 2 for s in seeks))
+        self.assertTrue(all(b - a >= initramfs.BUSY_SPAN_MIB for a, b in zip(seeks, seeks[1:])))
+        self.assertLessEqual(seeks[-1] + initramfs.BUSY_SPAN_MIB, 2048)
+        # Between reading inflight and the sysrq, only shell builtins run.
+        tail = crash[crash.index("n=0") : crash.index("echo c > /proc/sysrq-trigger")]
+        self.assertIsNone(re.search(r"\$\((?!\()|`", tail))  # no command substitution ($((...)) is arithmetic)
+        self.assertIn("read r w < /sys/block/sda/inflight", tail)
+        self.assertIn('echo "BUSY-INFLIGHT /dev/sda reads $r writes $w sectors-written $wsect"', tail)
+        self.assertIn('echo "BUSY-LOAD (built in)"', initramfs.busy_block(initramfs.BusyDisk("nvme0n1", ())))
+
+    def test_flavour_version(self):
+        fv = kernel.flavour_version
+        self.assertEqual(fv("6.1.0-57-cloud-amd64", "generic"), "6.1.0-57-amd64")
+        self.assertEqual(fv("6.1.0-57-amd64", "generic"), "6.1.0-57-amd64")
+        self.assertEqual(fv("6.1.0-57-amd64", "cloud"), "6.1.0-57-cloud-amd64")
+        for bad in (("6.1.0-57-cloud-arm64", "generic"), ("6.1.0-57-cloud-amd64", "rt")):
+            with self.assertRaises(common.HarnessError):
+                fv(*bad)
+
+    def test_module_load_order(self):
+        import tempfile
+
+        from harness import modules
+
+        with tempfile.TemporaryDirectory() as d:
+            k = kernel.GuestKernel("6.1.0-57-amd64", Path(d))
+            base = k.modules
+            deps = {"drivers/ata/ahci.ko": "libahci,libata", "drivers/ata/libahci.ko": "libata",
+                    "drivers/ata/libata.ko": "scsi_mod", "drivers/scsi/scsi_mod.ko": "scsi_common",
+                    "drivers/scsi/scsi_common.ko": "", "drivers/scsi/sd_mod.ko": "scsi_mod,t10-pi",
+                    "block/t10-pi.ko": "crc-t10dif", "lib/crc-t10dif.ko": "",
+                    "drivers/nvme/host/nvme.ko": "nvme-core"}  # fmt: skip
+            for rel, dep in deps.items():
+                (base / rel).parent.mkdir(parents=True, exist_ok=True)
+                (base / rel).write_bytes(module_object({"license": "GPL", "depends": dep, "vermagic": "6.1.0"}))
+            (base.parent / "modules.builtin").write_text("kernel/drivers/nvme/host/nvme-core.ko\n")
+            order = lambda *names: [p.name for p in modules.load_order(k, names)]  # noqa: E731
+            self.assertEqual(order("ahci", "sd_mod"),
+                             ["scsi_common.ko", "scsi_mod.ko", "libata.ko", "libahci.ko", "ahci.ko", "crc-t10dif.ko",
+                              "t10-pi.ko", "sd_mod.ko"])  # fmt: skip
+            self.assertEqual(order("nvme"), ["nvme.ko"])  # nvme-core is built in
+            self.assertEqual(order("nvme_core"), [])
+            with self.assertRaises(common.HarnessError):
+                order("virtio_blk")  # neither a module nor built in
+            (base / "lib/crc-t10dif.ko").write_bytes(module_object({"depends": "t10-pi"}))
+            with self.assertRaisesRegex(common.HarnessError, "cycle"):
+                order("sd_mod")
+            (base / "lib/crc-t10dif.ko").rename(base / "lib/crc-t10dif.ko.xz")
+            with self.assertRaisesRegex(common.HarnessError, "compressed"):
+                order("sd_mod")
+            self.assertIsNone(modules.elf_section(module_object({}), ".text"))
+            with self.assertRaises(ValueError):
+                modules.elf_section(b"\x7fELF\x01\x01" + bytes(58), ".modinfo")
+
+    def test_device_reports_of_a_folded_run(self):
+        # An unformatted NVMe namespace and an AHCI disk with another id, in one run.
+        lines = ["minicap: NVMe 00:01.0 (QEMU NVMe Ctrl, namespace 1), 64 MiB: not a minicap dump device (no MINICAP "
+                 "signature); left alone",
+                 f"minicap: AHCI 00:1f.2 port 0 (QEMU HARDDISK), 64 MiB: minicap device id {ID} is not the requested "
+                 f"{OTHER}; left alone",
+                 "minicap: RESULT: failure [device-id-mismatch]: no disk has minicap device id ..."]  # fmt: skip
+        ok, detail = console.check_device_reports(lines, unformatted=1, mismatch=(ID, OTHER))
+        self.assertTrue(ok, detail)
+        self.assertIn("NVMe 00:01.0", detail)
+        self.assertIn("AHCI 00:1f.2", detail)
+        self.assertFalse(console.check_device_reports(lines, unformatted=0, mismatch=(ID, OTHER))[0])
+        self.assertFalse(console.check_device_reports(lines[1:], unformatted=1, mismatch=(ID, OTHER))[0])
+        self.assertFalse(console.check_device_reports(lines[:1] + lines[2:], unformatted=1, mismatch=(ID, OTHER))[0])
+
+
 # As the kernel printed it in a real device-error run.
 WRITE_FAILURE = ("writing memory 0x1a100000 to byte 0x1c9d1000: write at byte 0x1c9d1000 "
                  "failed with virtio status 1")  # fmt: skip
@@ -640,7 +773,8 @@ CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-
          "wrong-id": "device-id-mismatch", "ambiguous": "ambiguous-device", "bad-elfcorehdr": "bad-elfcorehdr",
          "device-error": "device-error", "other-target-kind": "no-device", "no-ahci-disk": "no-device",
          "nvme-unformatted-ahci-wrong-id": "device-id-mismatch", "ahci-unformatted-nvme-wrong-id": "device-id-mismatch",
-         "no-nvme-disk": "no-device", "nvme-unformatted": "no-prepared-device", "ahci-unformatted": "no-prepared-device",
+         "no-nvme-disk": "no-device", "nvme-unformatted": "no-prepared-device",
+         "ahci-unformatted": "no-prepared-device",
          "nvme-wrong-id": "device-id-mismatch", "ahci-wrong-id": "device-id-mismatch"}  # fmt: skip
 
 

@@ -75,7 +75,9 @@ def check_device_reports(lines: list[str], unformatted: int = 0,
         details.insert(0, f"{len(mismatched)} line(s) with {want!r}, want 1")
         hits = mismatched + hits
     detail = "; ".join(details)
-    return ok, detail + (f": {hits[0]}" if hits else (f"; lines seen: {mc}" if mc else "; no 'left alone' lines"))
+    if hits:
+        return ok, f"{detail}: " + " | ".join(hits)
+    return ok, detail + (f"; lines seen: {mc}" if mc else "; no 'left alone' lines")
 
 
 # The busy-device scenarios' console lines (initramfs.INIT_BUSY): the
