@@ -441,6 +441,34 @@ class BusyTests(unittest.TestCase):
             with self.assertRaises(ValueError):
                 modules.elf_section(b"\x7fELF\x01\x01" + bytes(58), ".modinfo")
 
+    def test_candidates(self):
+        # As minicap printed them in a real no-ahci-disk run.
+        lines = ["minicap: virtio-blk 00:01.0: not a candidate (minicap.target=ahci); left alone",
+                 "minicap: NVMe 00:02.0: not a candidate (minicap.target=ahci); left alone",
+                 "minicap: dump disk candidates (minicap.target=ahci): AHCI 00:1f.2",
+                 "minicap: RESULT: failure [no-device]: no AHCI disk on the PCI bus (minicap.target=ahci); ..."]
+        left_out, chosen = ["virtio-blk 00:01.0", "NVMe 00:02.0"], ["AHCI 00:1f.2"]
+        ok, detail = console.check_candidates(lines, "ahci", left_out, chosen)
+        self.assertTrue(ok, detail)
+        self.assertFalse(console.check_candidates(lines, "nvme", left_out, chosen)[0])  # another target
+        self.assertFalse(console.check_candidates(lines[1:], "ahci", left_out, chosen)[0])  # one line missing
+        self.assertFalse(console.check_candidates(lines[:1] + lines, "ahci", left_out, chosen)[0])  # said twice
+        self.assertFalse(console.check_candidates(lines, "ahci", left_out, [])[0])  # the candidates line differs
+        self.assertFalse(console.check_candidates(lines[:2] + lines[3:], "ahci", left_out, chosen)[0])
+        nvme = ["minicap: AHCI 00:1f.2: not a candidate (minicap.target=nvme); left alone",
+                "minicap: dump disk candidates (minicap.target=nvme): none"]
+        self.assertTrue(console.check_candidates(nvme, "nvme", ["AHCI 00:1f.2"], [])[0])
+        # Where the scan meets each disk's function: slots in table order, the HBA last, there even without a disk.
+        self.assertEqual(scenarios.pci_functions(["virtio", "ahci", "nvme", "ahci"]),
+                         [("virtio", "00:01.0"), ("nvme", "00:03.0"), ("ahci", "00:1f.2")])  # fmt: skip
+        self.assertEqual(scenarios.pci_functions([]), [("ahci", "00:1f.2")])
+        self.assertEqual(scenarios.dump_target(scenarios.lookup("no-ahci-disk")), "ahci")
+        self.assertEqual(scenarios.dump_target(scenarios.lookup("capture-modern")), "any")
+        from dataclasses import replace
+
+        bad = replace(scenarios.lookup("no-ahci-disk"), capture_append=("minicap.target=sata",))
+        self.assertNotEqual(scenarios.problems(bad), [])
+
     def test_device_reports_of_a_folded_run(self):
         # An unformatted NVMe namespace and an AHCI disk with another id, in one run.
         lines = ["minicap: NVMe 00:01.0 (QEMU NVMe Ctrl, namespace 1), 64 MiB: not a minicap dump device (no MINICAP "
@@ -886,7 +914,7 @@ class ScenarioTableTests(unittest.TestCase):
         self.assertEqual(get("no-ahci-disk").capture_append, ("minicap.target=ahci",))
         self.assertEqual(get("no-nvme-disk").capture_append, ("minicap.target=nvme",))
         for name in ("no-ahci-disk", "no-nvme-disk"):
-            self.assertEqual((get(name).checks, get(name).device_option), (frozenset(), "target"))
+            self.assertEqual((get(name).checks, get(name).device_option), ({"candidates"}, "target"))
         for name in ("nvme-unformatted", "ahci-unformatted"):
             self.assertEqual((get(name).checks, get(name).device_option), ({"left-alone"}, "none"))
         for name in ("nvme-wrong-id", "ahci-wrong-id", "nvme-unformatted-ahci-wrong-id",

@@ -80,6 +80,25 @@ def check_device_reports(lines: list[str], unformatted: int = 0,
     return ok, detail + (f"; lines seen: {mc}" if mc else "; no 'left alone' lines")
 
 
+def check_candidates(lines: list[str], target: str, left_out: list[str], candidates: list[str]) -> tuple[bool, str]:
+    """The PCI scan's report before the RESULT: exactly one "<function>: not
+    a candidate (minicap.target=<target>); left alone" line for each of
+    `left_out` ("NVMe 00:02.0", ...) and no other, and the line "dump disk
+    candidates (minicap.target=<target>): <candidates, or none>"."""
+    said, listed = [], None
+    for l in lines:
+        if l.startswith(RESULT_MARKER):
+            break
+        if m := re.match(rf"minicap: (.+): not a candidate \(minicap\.target={re.escape(target)}\); left alone$", l):
+            said.append(m.group(1))
+        elif l.startswith("minicap: dump disk candidates ("):
+            listed = l.removeprefix("minicap: ").strip()
+    want_listed = f"dump disk candidates (minicap.target={target}): {', '.join(candidates) or 'none'}"
+    ok = sorted(said) == sorted(left_out) and len(said) == len(set(said)) and listed == want_listed
+    detail = f"not candidates: {', '.join(said) or 'none'} (want {', '.join(left_out) or 'none'}); {listed!r}"
+    return ok, detail + ("" if listed == want_listed else f" (want {want_listed!r})")
+
+
 # The busy-device scenarios' console lines (initramfs.INIT_BUSY): the
 # writers started, then, as the last thing before the crash, the disk's
 # /sys/block/<disk>/inflight (reads and writes the driver has issued and

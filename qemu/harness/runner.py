@@ -16,8 +16,8 @@ from .checks import (Results, check_complete_header, check_crash, check_device_e
                      check_iommu_takeover, check_kdump, check_stored_log, check_triage, check_vmcore_tools,
                      read_header)  # fmt: skip
 from .common import MIB, QEMU_DIR, HarnessError, log, parse_size, run, tail
-from .console import (CRASH_MARKERS, KDUMP_RESULT_RE, RESULT_MARKER, check_busy_writes, check_device_reports,
-                      parse_result_line)  # fmt: skip
+from .console import (CRASH_MARKERS, KDUMP_RESULT_RE, RESULT_MARKER, check_busy_writes, check_candidates,
+                      check_device_reports, parse_result_line)  # fmt: skip
 from .disks import (blkdebug_config, compare_fingerprints, fingerprint, inject_offset, make_blank_disk,
                     make_formatted_disk, make_random_disk, other_device_id, sparse_copy)  # fmt: skip
 from .elf import vmcore_end
@@ -249,6 +249,15 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         elif random_disks:
             ok, detail = check_device_reports(texts, unformatted=random_disks)
             res.add("decoy disk seen and left alone" if decoy else "per-device report", ok, detail)
+    if sc.CANDIDATES in s.checks:
+        target_kinds = sc.dump_target(s)
+        functions = sc.pci_functions([sc.NVME if img in nvme else sc.AHCI if img in ahci else sc.VIRTIO
+                                      for img in attached])  # fmt: skip
+        named = [(f"{sc.KIND_NAMES[bus]} {address}", target_kinds in sc.KIND_TARGETS[bus])
+                 for bus, address in functions]  # fmt: skip
+        ok, detail = check_candidates(texts, target_kinds, [n for n, chosen in named if not chosen],
+                                      [n for n, chosen in named if chosen])  # fmt: skip
+        res.add("other kinds not candidates", ok, detail)
     for name, img in guarded.items():
         after = fingerprint(img)
         ok, detail = compare_fingerprints(before[name], after)

@@ -81,7 +81,10 @@ DATA_AREA_ZERO = "data-area-zero"  # every byte of the target after the first Mi
 KDUMP = "kdump"  # save the kdump-compressed dump; makedumpfile --dump-dmesg, its headers, the pattern in it
 TRIAGE = "triage"  # `minicap dmesg`: the triage text, its log = makedumpfile's (when there is a dump)
 ELF_FILTERED = "elf-filtered"  # save the filtered ELF vmcore; makedumpfile, notes, PT_LOADs, level, no pattern page
-CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE, ELF_FILTERED)
+CANDIDATES = "candidates"  # the PCI scan's report: a "not a candidate (minicap.target=T); left alone" line per
+#                            function of a kind T leaves out, and the candidates line naming the others
+CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE, ELF_FILTERED,
+          CANDIDATES)  # fmt: skip
 
 # minicap.device= on the capture command line.
 DEVICE_TARGET = "target"  # the target disk's id
@@ -149,6 +152,31 @@ def elf_filtered_capture(name: str, about: str, level: int, **options) -> Scenar
     append = ("minicap.format=elf", f"minicap.dump_level={level}")
     return Scenario(name, about, disks=(decoy(), dump_disk()), checks=ELF_FILTERED_CHECKS,
                     options=Options(**options), pattern=True, capture_append=append)  # fmt: skip
+
+
+def dump_target(s: Scenario) -> str:
+    """The kinds of disk a scenario lets minicap use (minicap.target=, any without it)."""
+    target = "any"
+    for a in s.capture_append:
+        if a.startswith("minicap.target="):
+            target = a.split("=", 1)[1]
+    return target
+
+
+# minicap's name for each kind of PCI function it considers, and the
+# minicap.target= values that select it.
+KIND_NAMES = {VIRTIO: "virtio-blk", NVME: "NVMe", AHCI: "AHCI"}
+KIND_TARGETS = {VIRTIO: ("any", "virtio-blk"), NVME: ("any", "nvme"), AHCI: ("any", "ahci")}
+Q35_AHCI_HBA = "00:1f.2"  # present in every run, with or without disks
+
+
+def pci_functions(buses: list[str]) -> list[tuple[str, str]]:
+    """The disk functions minicap's PCI scan meets, in its order, as (bus,
+    address), for disks attached in the order of `buses` (qemu.qemu_command:
+    the nth disk in slot n + 1 unless it is on the AHCI HBA, which comes
+    last and is there with no disk too)."""
+    slots = [(bus, f"00:{i + 1:02x}.0") for i, bus in enumerate(buses) if bus != AHCI]
+    return slots + [(AHCI, Q35_AHCI_HBA)]
 
 
 def dump_level(s: Scenario) -> int:
@@ -279,7 +307,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     bad_input("no-ahci-disk", "minicap.target=ahci, formatted NVMe and random virtio-blk disks, no disk on the HBA: "
               "failure, disks unchanged", "no-device",
               (Disk("random.img", "random disk", RANDOM, guarded=True), dump_disk(guarded=True, bus=NVME)),
-              capture_append=("minicap.target=ahci",)),
+              capture_append=("minicap.target=ahci",), checks=frozenset({CANDIDATES})),
     bad_input("nvme-unformatted-ahci-wrong-id", "random NVMe namespace, AHCI disk with another id: failure, "
               "both left alone and unchanged", "device-id-mismatch",
               (Disk("random.img", "random disk", RANDOM, guarded=True, bus=NVME), dump_disk(guarded=True, bus=AHCI)),
@@ -291,7 +319,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     bad_input("no-nvme-disk", "minicap.target=nvme, formatted AHCI and random virtio-blk disks: failure, disks "
               "unchanged", "no-device",
               (Disk("random.img", "random disk", RANDOM, guarded=True), dump_disk(guarded=True, bus=AHCI)),
-              capture_append=("minicap.target=nvme",), in_suite=False),
+              capture_append=("minicap.target=nvme",), checks=frozenset({CANDIDATES}), in_suite=False),
     bad_input("nvme-unformatted", "one NVMe namespace of random data: failure, disk unchanged", "no-prepared-device",
               (Disk("random.img", "random disk", RANDOM, guarded=True, bus=NVME),), disk_size="16M",
               device_option=DEVICE_NONE, checks=frozenset({LEFT_ALONE}), in_suite=False),
@@ -392,6 +420,8 @@ def problems(s: Scenario) -> list[str]:
         out.append("the device-error checks look for the pattern in the partial dump: set pattern=True")
     if LEFT_ALONE in s.checks and s.device_option != DEVICE_OTHER and not any(d.content == RANDOM for d in s.disks):
         out.append("left-alone needs a random disk or device_option other")
+    if dump_target(s) not in ("any", "virtio-blk", "nvme", "ahci"):
+        out.append(f"minicap.target={dump_target(s)}")
     if s.guest_kernel not in FLAVOURS:
         out.append(f"guest_kernel {s.guest_kernel!r}")
     if s.busy and (target is None or linux or s.failure is not None):
