@@ -382,6 +382,7 @@ class BusyTests(unittest.TestCase):
         # The driver's modules in load order, before the disk is waited for.
         self.assertEqual(re.findall(r"^insmod /modules/(\S+)", start, re.M), ["scsi_mod.ko", "libata.ko", "ahci.ko"])
         self.assertLess(start.index("insmod"), start.index("[ ! -b /dev/sda ]"))
+        self.assertIn('insmod /modules/libata.ko || { echo "BUSY-ABORT: insmod libata.ko failed"; poweroff -f; }', start)
         # The writers: direct 1 MiB writes, each to its own span inside the
         # dump area (from 2 MiB) and within a 2 GiB capture disk.
         seeks = [int(x) for x in re.search(r"for seek in ([\d ]+); do", start).group(1).split()]

@@ -99,10 +99,11 @@ def check_candidates(lines: list[str], target: str, left_out: list[str], candida
     return ok, detail + ("" if listed == want_listed else f" (want {want_listed!r})")
 
 
-# The busy-device scenarios' console lines (initramfs.INIT_BUSY): the
-# writers started, then, as the last thing before the crash, the disk's
-# /sys/block/<disk>/inflight (reads and writes the driver has issued and
-# not yet seen complete) and /sys/block/<disk>/stat's sectors written.
+# The busy-device scenarios' console lines (initramfs.busy_block and
+# busy_crash): the writers started, then, as the last thing before the
+# crash, the disk's /sys/block/<disk>/inflight (reads and writes the driver
+# has issued and not yet seen complete) and /sys/block/<disk>/stat's
+# sectors written.
 BUSY_WRITERS_RE = re.compile(r"^BUSY-WRITERS (\d+) (/dev/\S+)")
 BUSY_INFLIGHT_RE = re.compile(r"^BUSY-INFLIGHT (/dev/\S+) reads (\d+) writes (\d+) sectors-written (\d+)")
 

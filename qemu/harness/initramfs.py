@@ -174,7 +174,7 @@ def guest_disk_name(bus: str, index: int) -> str:
 def busy_block(busy: BusyDisk) -> str:
     """The /init lines that load the driver and start the writers (the comment above)."""
     seeks = " ".join(str(BUSY_FIRST_MIB + i * BUSY_SPACING_MIB) for i in range(BUSY_WRITERS))
-    insmods = "".join(f'insmod /modules/{m.name} || echo "BUSY-ABORT: insmod {m.name} failed"\n'
+    insmods = "".join(f'insmod /modules/{m.name} || {{ echo "BUSY-ABORT: insmod {m.name} failed"; poweroff -f; }}\n'
                       for m in busy.modules)  # fmt: skip
     dev = f"/dev/{busy.device}"
     return f"""

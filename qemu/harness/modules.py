@@ -46,7 +46,9 @@ def elf_section(data: bytes, wanted: str) -> bytes | None:
     names = data[names_off : names_off + names_size]
     for i in range(shnum):
         name, kind, offset, size = header(i)
-        end = names.find(b"\0", name)
+        end = names.find(b"\0", name) if name < len(names) else -1
+        if end < 0:
+            raise ValueError(f"section {i}'s name lies outside the section name table")
         if names[name:end].decode(errors="replace") == wanted and kind != SHT_NOBITS:
             if offset + size > len(data):
                 raise ValueError(f"section {wanted} outside the file")
