@@ -324,6 +324,168 @@ class BadInputTests(unittest.TestCase):
         self.assertTrue(cli.parse_args(["--no-decoy"]).no_decoy)
 
 
+def module_object(modinfo: dict[str, str]) -> bytes:
+    """A relocatable ELF64 object with a .modinfo section of `key=value`
+    strings, as a kernel module carries it (and nothing else)."""
+    info = b"".join(f"{k}={v}".encode() + b"\0" for k, v in modinfo.items())
+    names = b"\0.modinfo\0.shstrtab\0"
+    info_off, names_off = 64, 64 + len(info)
+    shoff = names_off + len(names) + (-(names_off + len(names)) % 8)
+    eh = bytearray(64)
+    eh[:7] = b"\x7fELF\x02\x01\x01"
+    struct.pack_into("<HHIQQQIHHHHHH", eh, 16, 1, 62, 1, 0, 0, shoff, 0, 64, 0, 0, 64, 3, 2)
+    sections = bytes(64)  # the null section
+    sections += struct.pack("<IIQQQQIIQQ", 1, 1, 2, 0, info_off, len(info), 0, 0, 1, 0)  # .modinfo, PROGBITS
+    sections += struct.pack("<IIQQQQIIQQ", 10, 3, 0, 0, names_off, len(names), 0, 0, 1, 0)  # .shstrtab, STRTAB
+    return bytes(eh) + info + names + bytes(shoff - names_off - len(names)) + sections
+
+
+# As the guest's init printed them in a real busy-virtio run.
+BUSY_LOG = ["BUSY-LOAD virtio_ring.ko virtio.ko virtio_blk.ko",
+            "BUSY-WRITERS 4 /dev/vdb at MiB 64 128 192 256 7.91 4.12",
+            "E2E-CRASHING 10.02 6.31",
+            "BUSY-INFLIGHT /dev/vdb reads 0 writes 1 sectors-written 378880",
+            "[    8.823198] sysrq: Trigger a crash",
+            "[    8.823500] Kernel panic - not syncing: sysrq triggered crash"]  # fmt: skip
+
+
+class BusyTests(unittest.TestCase):
+    def test_writes_in_flight_at_the_crash(self):
+        ok, detail = console.check_busy_writes(BUSY_LOG)
+        self.assertTrue(ok, detail)
+        self.assertIn("4 writers on /dev/vdb", detail)
+        idle = BUSY_LOG[:3] + ["BUSY-INFLIGHT /dev/vdb reads 0 writes 0 sectors-written 378880"] + BUSY_LOG[4:]
+        self.assertFalse(console.check_busy_writes(idle)[0])  # the loop gave up: nothing in flight
+        nothing_written = BUSY_LOG[:3] + ["BUSY-INFLIGHT /dev/vdb reads 0 writes 1 sectors-written 0"] + BUSY_LOG[4:]
+        self.assertFalse(console.check_busy_writes(nothing_written)[0])
+        other_disk = BUSY_LOG[:3] + ["BUSY-INFLIGHT /dev/vda reads 0 writes 1 sectors-written 8"] + BUSY_LOG[4:]
+        self.assertFalse(console.check_busy_writes(other_disk)[0])
+        self.assertFalse(console.check_busy_writes(BUSY_LOG[:4])[0])  # no crash after it
+        late = BUSY_LOG[:4] + ["PATTERN-EXIT 0"] + BUSY_LOG[4:]  # the crash did not follow the reading
+        self.assertFalse(console.check_busy_writes(late)[0])
+        self.assertFalse(console.check_busy_writes(BUSY_LOG[2:])[0])  # writers never said they started
+        ok, detail = console.check_busy_writes(["BUSY-ABORT: no /dev/sda; disks: vda"])
+        self.assertEqual((ok, detail), (False, "BUSY-ABORT: no /dev/sda; disks: vda"))
+
+    def test_guest_disk_names(self):
+        name = initramfs.guest_disk_name
+        self.assertEqual([name("virtio", 1), name("nvme", 0), name("nvme", 1), name("ahci", 0), name("ahci", 2)],
+                         ["vdb", "nvme0n1", "nvme1n1", "sda", "sdc"])  # fmt: skip
+        for bad in (("scsi", 0), ("virtio", 26), ("ahci", -1)):
+            with self.assertRaises(common.HarnessError):
+                name(*bad)
+        self.assertEqual(set(runner.BUSY_DRIVERS), set(scenarios.BUSES))
+
+    def test_busy_init(self):
+        busy = initramfs.BusyDisk("sda", (Path("/m/scsi_mod.ko"), Path("/m/libata.ko"), Path("/m/ahci.ko")))
+        start, crash = initramfs.busy_block(busy), initramfs.busy_crash(busy)
+        # The driver's modules in load order, before the disk is waited for.
+        self.assertEqual(re.findall(r"^insmod /modules/(\S+)", start, re.M), ["scsi_mod.ko", "libata.ko", "ahci.ko"])
+        self.assertLess(start.index("insmod"), start.index("[ ! -b /dev/sda ]"))
+        self.assertIn('insmod /modules/libata.ko || { echo "BUSY-ABORT: insmod libata.ko failed"; poweroff -f; }', start)
+        # The writers: direct 1 MiB writes, each to its own span inside the
+        # dump area (from 2 MiB) and within a 2 GiB capture disk.
+        seeks = [int(x) for x in re.search(r"for seek in ([\d ]+); do", start).group(1).split()]
+        self.assertEqual(len(seeks), initramfs.BUSY_WRITERS)
+        self.assertIn("of=/dev/sda bs=1M seek=$seek oflag=direct", start)
+        self.assertTrue(all(s >= 2 for s in seeks))
+        self.assertTrue(all(b - a >= initramfs.BUSY_SPAN_MIB for a, b in zip(seeks, seeks[1:])))
+        self.assertLessEqual(seeks[-1] + initramfs.BUSY_SPAN_MIB, 2048)
+        # Between reading inflight and the sysrq, only shell builtins run.
+        tail = crash[crash.index("n=0") : crash.index("echo c > /proc/sysrq-trigger")]
+        self.assertIsNone(re.search(r"\$\((?!\()|`", tail))  # no command substitution ($((...)) is arithmetic)
+        self.assertIn("read r w < /sys/block/sda/inflight", tail)
+        self.assertIn('echo "BUSY-INFLIGHT /dev/sda reads $r writes $w sectors-written $wsect"', tail)
+        self.assertIn('echo "BUSY-LOAD (built in)"', initramfs.busy_block(initramfs.BusyDisk("nvme0n1", ())))
+
+    def test_flavour_version(self):
+        fv = kernel.flavour_version
+        self.assertEqual(fv("6.1.0-57-cloud-amd64", "generic"), "6.1.0-57-amd64")
+        self.assertEqual(fv("6.1.0-57-amd64", "generic"), "6.1.0-57-amd64")
+        self.assertEqual(fv("6.1.0-57-amd64", "cloud"), "6.1.0-57-cloud-amd64")
+        for bad in (("6.1.0-57-cloud-arm64", "generic"), ("6.1.0-57-cloud-amd64", "rt")):
+            with self.assertRaises(common.HarnessError):
+                fv(*bad)
+
+    def test_module_load_order(self):
+        import tempfile
+
+        from harness import modules
+
+        with tempfile.TemporaryDirectory() as d:
+            k = kernel.GuestKernel("6.1.0-57-amd64", Path(d))
+            base = k.modules
+            deps = {"drivers/ata/ahci.ko": "libahci,libata", "drivers/ata/libahci.ko": "libata",
+                    "drivers/ata/libata.ko": "scsi_mod", "drivers/scsi/scsi_mod.ko": "scsi_common",
+                    "drivers/scsi/scsi_common.ko": "", "drivers/scsi/sd_mod.ko": "scsi_mod,t10-pi",
+                    "block/t10-pi.ko": "crc-t10dif", "lib/crc-t10dif.ko": "",
+                    "drivers/nvme/host/nvme.ko": "nvme-core"}  # fmt: skip
+            for rel, dep in deps.items():
+                (base / rel).parent.mkdir(parents=True, exist_ok=True)
+                (base / rel).write_bytes(module_object({"license": "GPL", "depends": dep, "vermagic": "6.1.0"}))
+            (base.parent / "modules.builtin").write_text("kernel/drivers/nvme/host/nvme-core.ko\n")
+            order = lambda *names: [p.name for p in modules.load_order(k, names)]  # noqa: E731
+            self.assertEqual(order("ahci", "sd_mod"),
+                             ["scsi_common.ko", "scsi_mod.ko", "libata.ko", "libahci.ko", "ahci.ko", "crc-t10dif.ko",
+                              "t10-pi.ko", "sd_mod.ko"])  # fmt: skip
+            self.assertEqual(order("nvme"), ["nvme.ko"])  # nvme-core is built in
+            self.assertEqual(order("nvme_core"), [])
+            with self.assertRaises(common.HarnessError):
+                order("virtio_blk")  # neither a module nor built in
+            (base / "lib/crc-t10dif.ko").write_bytes(module_object({"depends": "t10-pi"}))
+            with self.assertRaisesRegex(common.HarnessError, "cycle"):
+                order("sd_mod")
+            (base / "lib/crc-t10dif.ko").rename(base / "lib/crc-t10dif.ko.xz")
+            with self.assertRaisesRegex(common.HarnessError, "compressed"):
+                order("sd_mod")
+            self.assertIsNone(modules.elf_section(module_object({}), ".text"))
+            with self.assertRaises(ValueError):
+                modules.elf_section(b"\x7fELF\x01\x01" + bytes(58), ".modinfo")
+
+    def test_candidates(self):
+        # As minicap printed them in a real no-ahci-disk run.
+        lines = ["minicap: virtio-blk 00:01.0: not a candidate (minicap.target=ahci); left alone",
+                 "minicap: NVMe 00:02.0: not a candidate (minicap.target=ahci); left alone",
+                 "minicap: dump disk candidates (minicap.target=ahci): AHCI 00:1f.2",
+                 "minicap: RESULT: failure [no-device]: no AHCI disk on the PCI bus (minicap.target=ahci); ..."]
+        left_out, chosen = ["virtio-blk 00:01.0", "NVMe 00:02.0"], ["AHCI 00:1f.2"]
+        ok, detail = console.check_candidates(lines, "ahci", left_out, chosen)
+        self.assertTrue(ok, detail)
+        self.assertFalse(console.check_candidates(lines, "nvme", left_out, chosen)[0])  # another target
+        self.assertFalse(console.check_candidates(lines[1:], "ahci", left_out, chosen)[0])  # one line missing
+        self.assertFalse(console.check_candidates(lines[:1] + lines, "ahci", left_out, chosen)[0])  # said twice
+        self.assertFalse(console.check_candidates(lines, "ahci", left_out, [])[0])  # the candidates line differs
+        self.assertFalse(console.check_candidates(lines[:2] + lines[3:], "ahci", left_out, chosen)[0])
+        nvme = ["minicap: AHCI 00:1f.2: not a candidate (minicap.target=nvme); left alone",
+                "minicap: dump disk candidates (minicap.target=nvme): none"]
+        self.assertTrue(console.check_candidates(nvme, "nvme", ["AHCI 00:1f.2"], [])[0])
+        # Where the scan meets each disk's function: slots in table order, the HBA last, there even without a disk.
+        self.assertEqual(scenarios.pci_functions(["virtio", "ahci", "nvme", "ahci"]),
+                         [("virtio", "00:01.0"), ("nvme", "00:03.0"), ("ahci", "00:1f.2")])  # fmt: skip
+        self.assertEqual(scenarios.pci_functions([]), [("ahci", "00:1f.2")])
+        self.assertEqual(scenarios.dump_target(scenarios.lookup("no-ahci-disk")), "ahci")
+        self.assertEqual(scenarios.dump_target(scenarios.lookup("capture-modern")), "any")
+        from dataclasses import replace
+
+        bad = replace(scenarios.lookup("no-ahci-disk"), capture_append=("minicap.target=sata",))
+        self.assertNotEqual(scenarios.problems(bad), [])
+
+    def test_device_reports_of_a_folded_run(self):
+        # An unformatted NVMe namespace and an AHCI disk with another id, in one run.
+        lines = ["minicap: NVMe 00:01.0 (QEMU NVMe Ctrl, namespace 1), 64 MiB: not a minicap dump device (no MINICAP "
+                 "signature); left alone",
+                 f"minicap: AHCI 00:1f.2 port 0 (QEMU HARDDISK), 64 MiB: minicap device id {ID} is not the requested "
+                 f"{OTHER}; left alone",
+                 "minicap: RESULT: failure [device-id-mismatch]: no disk has minicap device id ..."]  # fmt: skip
+        ok, detail = console.check_device_reports(lines, unformatted=1, mismatch=(ID, OTHER))
+        self.assertTrue(ok, detail)
+        self.assertIn("NVMe 00:01.0", detail)
+        self.assertIn("AHCI 00:1f.2", detail)
+        self.assertFalse(console.check_device_reports(lines, unformatted=0, mismatch=(ID, OTHER))[0])
+        self.assertFalse(console.check_device_reports(lines[1:], unformatted=1, mismatch=(ID, OTHER))[0])
+        self.assertFalse(console.check_device_reports(lines[:1] + lines[2:], unformatted=1, mismatch=(ID, OTHER))[0])
+
+
 # As the kernel printed it in a real device-error run.
 WRITE_FAILURE = ("writing memory 0x1a100000 to byte 0x1c9d1000: write at byte 0x1c9d1000 "
                  "failed with virtio status 1")  # fmt: skip
@@ -630,11 +792,19 @@ SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-ahci",
          "capture-kdump-zlib-31", "capture-nvme-4kn-kdump", "capture-ahci-ports-kdump", "capture-elf-31", "no-disk",
          "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
          "capture-iommu-identity", "capture-nvme-iommu", "unformatted-disk", "wrong-id", "bad-elfcorehdr",
-         "other-target-kind", "ambiguous", "device-error"]
+         "other-target-kind", "ambiguous", "device-error", "no-ahci-disk", "nvme-unformatted-ahci-wrong-id",
+         "ahci-unformatted-nvme-wrong-id", "busy-virtio"]
+# The runs left out of the suite (on demand: `e2e.py --scenario NAME`).
+ON_DEMAND = ["no-nvme-disk", "nvme-unformatted", "ahci-unformatted", "nvme-wrong-id", "ahci-wrong-id", "busy-nvme",
+             "busy-ahci", "linux-kdump"]
 # The failure code each failure scenario must see.
 CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",
          "wrong-id": "device-id-mismatch", "ambiguous": "ambiguous-device", "bad-elfcorehdr": "bad-elfcorehdr",
-         "device-error": "device-error", "other-target-kind": "no-device"}  # fmt: skip
+         "device-error": "device-error", "other-target-kind": "no-device", "no-ahci-disk": "no-device",
+         "nvme-unformatted-ahci-wrong-id": "device-id-mismatch", "ahci-unformatted-nvme-wrong-id": "device-id-mismatch",
+         "no-nvme-disk": "no-device", "nvme-unformatted": "no-prepared-device",
+         "ahci-unformatted": "no-prepared-device",
+         "nvme-wrong-id": "device-id-mismatch", "ahci-wrong-id": "device-id-mismatch"}  # fmt: skip
 
 
 class ScenarioTableTests(unittest.TestCase):
@@ -655,7 +825,11 @@ class ScenarioTableTests(unittest.TestCase):
                     replace(scenarios.lookup("capture-modern"), options=scenarios.Options(nvme_props="x=1")),
                     replace(base, disks=tuple(replace(base.disks[0], image=f"{i}.img", label=f"disk {i}",
                                                       bus="ahci", target=i == 0) for i in range(7))),
-                    replace(scenarios.lookup("device-error"), checks=frozenset())]:  # fmt: skip
+                    replace(scenarios.lookup("device-error"), checks=frozenset()),
+                    replace(scenarios.lookup("busy-ahci"), guest_kernel="cloud"),
+                    replace(scenarios.lookup("busy-nvme"), guest_kernel="rt"),
+                    replace(base, busy=True),  # a busy run must succeed
+                    replace(scenarios.lookup("linux-kdump"), busy=True)]:  # fmt: skip
             self.assertNotEqual(scenarios.problems(bad), [], bad)
 
     def test_names_unique(self):
@@ -666,7 +840,7 @@ class ScenarioTableTests(unittest.TestCase):
     def test_suite_is_the_run_all_list(self):
         self.assertEqual(list(scenarios.SUITE), SUITE)
         self.assertEqual([s.name for s in scenarios.SCENARIOS if s.in_suite], SUITE)
-        self.assertEqual([s.name for s in scenarios.SCENARIOS if not s.in_suite], ["linux-kdump"])
+        self.assertEqual([s.name for s in scenarios.SCENARIOS if not s.in_suite], ON_DEMAND)
         # run-all.sh runs exactly the suite: it hands everything to `e2e.py --all`.
         script = (Path(__file__).resolve().parent / "run-all.sh").read_text()
         self.assertEqual(re.findall(r"^exec .*$", script, re.M), ['exec "${PYTHON:-python3}" qemu/e2e.py --all "$@"'])
@@ -714,6 +888,14 @@ class ScenarioTableTests(unittest.TestCase):
         self.assertEqual(buses.pop("capture-nvme-4kn-kdump"), ["nvme", "nvme"])
         self.assertEqual(buses.pop("capture-ahci"), ["virtio", "ahci"])
         self.assertEqual(buses.pop("capture-ahci-ports-kdump"), ["ahci", "ahci"])
+        self.assertEqual(buses.pop("no-ahci-disk"), ["virtio", "nvme"])
+        self.assertEqual(buses.pop("no-nvme-disk"), ["virtio", "ahci"])
+        self.assertEqual(buses.pop("nvme-unformatted-ahci-wrong-id"), ["nvme", "ahci"])
+        self.assertEqual(buses.pop("ahci-unformatted-nvme-wrong-id"), ["ahci", "nvme"])
+        for kind in ("nvme", "ahci"):
+            self.assertEqual(buses.pop(f"{kind}-unformatted"), [kind])
+            self.assertEqual(buses.pop(f"{kind}-wrong-id"), [kind])
+            self.assertEqual(buses.pop(f"busy-{kind}"), ["virtio", kind])
         self.assertEqual({b for bs in buses.values() for b in bs}, {"virtio"})
         for name in ("capture-nvme", "capture-nvme-iommu", "capture-ahci"):
             s = get(name)
@@ -723,6 +905,32 @@ class ScenarioTableTests(unittest.TestCase):
         for name in ("capture-nvme-4kn-kdump", "capture-ahci-ports-kdump"):
             self.assertEqual([(d.content, d.guarded, d.target) for d in get(name).disks],
                              [("random", True, False), ("formatted", False, True)])  # fmt: skip
+        # The NVMe and AHCI bad inputs: every disk guarded, the failure's own
+        # "left alone" lines; the folded ones report one disk of each kind.
+        for name in ("no-ahci-disk", "no-nvme-disk", "nvme-unformatted", "ahci-unformatted", "nvme-wrong-id",
+                     "ahci-wrong-id", "nvme-unformatted-ahci-wrong-id", "ahci-unformatted-nvme-wrong-id"):
+            s = get(name)
+            self.assertTrue(s.disks and all(d.guarded for d in s.disks), name)
+            self.assertFalse(s.pattern or s.busy, name)
+        self.assertEqual(get("no-ahci-disk").capture_append, ("minicap.target=ahci",))
+        self.assertEqual(get("no-nvme-disk").capture_append, ("minicap.target=nvme",))
+        for name in ("no-ahci-disk", "no-nvme-disk"):
+            self.assertEqual((get(name).checks, get(name).device_option), ({"candidates"}, "target"))
+        for name in ("nvme-unformatted", "ahci-unformatted"):
+            self.assertEqual((get(name).checks, get(name).device_option), ({"left-alone"}, "none"))
+        for name in ("nvme-wrong-id", "ahci-wrong-id", "nvme-unformatted-ahci-wrong-id",
+                     "ahci-unformatted-nvme-wrong-id"):
+            self.assertEqual((get(name).checks, get(name).device_option), ({"left-alone"}, "other"))
+        self.assertEqual([d.content for d in get("nvme-unformatted-ahci-wrong-id").disks], ["random", "formatted"])
+        # The busy runs: a full capture, the crashed kernel writing to the
+        # dump disk; only AHCI needs the generic kernel.
+        for name in ("busy-virtio", "busy-nvme", "busy-ahci"):
+            s = get(name)
+            self.assertEqual(s.checks, {"left-alone", "stored-log", "vmcore", "header-complete", "triage"}, name)
+            self.assertTrue(s.busy and s.pattern and s.failure is None, name)
+            self.assertEqual(s.guest_kernel, "generic" if name == "busy-ahci" else "cloud", name)
+        self.assertEqual([s.name for s in scenarios.SCENARIOS if s.busy], ["busy-virtio", "busy-nvme", "busy-ahci"])
+        self.assertEqual([s.name for s in scenarios.SCENARIOS if s.guest_kernel != "cloud"], ["busy-ahci"])
         s = get("capture-elf-31")
         self.assertEqual(s.checks, {"left-alone", "stored-log", "elf-filtered", "header-complete", "triage"})
         self.assertEqual(s.capture_append, ("minicap.format=elf", "minicap.dump_level=31"))

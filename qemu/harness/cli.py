@@ -211,8 +211,9 @@ def run_suite(args: argparse.Namespace) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
+        width = max(len(s.name) for s in sc.SCENARIOS)
         for s in sc.SCENARIOS:
-            print(f"{s.name:<24} {'suite' if s.in_suite else '     '}  {s.about}")
+            print(f"{s.name:<{width}} {'suite' if s.in_suite else '     '}  {s.about}")
         return 0
     if args.all:
         return run_suite(args)

@@ -53,27 +53,89 @@ def parse_result_line(line: str) -> ResultLine | None:
 def check_device_reports(lines: list[str], unformatted: int = 0,
                          mismatch: tuple[str, str] | None = None) -> tuple[bool, str]:
     """The per-device lines minicap prints before its RESULT when it skips a
-    disk (`...; left alone`): with `mismatch` = (the disk's id, the requested
-    id), exactly one "minicap device id <disk's> is not the requested
-    <requested>"; otherwise exactly `unformatted` "not a minicap dump device"
-    lines (one per disk of random data)."""
+    disk (`...; left alone`): exactly `unformatted` "not a minicap dump
+    device" lines (one per disk of random data) and, with `mismatch` = (the
+    disk's id, the requested id), exactly one "minicap device id <disk's> is
+    not the requested <requested>"."""
     mc = []
     for l in lines:
         if l.startswith(RESULT_MARKER):
             break
         if l.startswith("minicap: ") and "left alone" in l:
             mc.append(l.strip())
+    hits = [l for l in mc if "not a minicap dump device" in l]
+    ok = len(hits) == unformatted
+    details = [f"{len(hits)} 'not a minicap dump device ... left alone' line(s), want {unformatted}"]
     if mismatch is not None:
         disk_id, wanted_id = mismatch
         want = f"minicap device id {disk_id.lower()} is not the requested {wanted_id.lower()}; left alone"
-        hits = [l for l in mc if want in l.lower()]
-        ok = len(hits) == 1
-        detail = f"{len(hits)} line(s) with {want!r}, want 1"
-    else:
-        hits = [l for l in mc if "not a minicap dump device" in l]
-        ok = len(hits) == unformatted
-        detail = f"{len(hits)} 'not a minicap dump device ... left alone' line(s), want {unformatted}"
-    return ok, detail + (f": {hits[0]}" if hits else (f"; lines seen: {mc}" if mc else "; no 'left alone' lines"))
+        mismatched = [l for l in mc if want in l.lower()]
+        ok = ok and len(mismatched) == 1
+        # The mismatch is what the wrong-id runs are about: say it first.
+        details.insert(0, f"{len(mismatched)} line(s) with {want!r}, want 1")
+        hits = mismatched + hits
+    detail = "; ".join(details)
+    if hits:
+        return ok, f"{detail}: " + " | ".join(hits)
+    return ok, detail + (f"; lines seen: {mc}" if mc else "; no 'left alone' lines")
+
+
+def check_candidates(lines: list[str], target: str, left_out: list[str], candidates: list[str]) -> tuple[bool, str]:
+    """The PCI scan's report before the RESULT: exactly one "<function>: not
+    a candidate (minicap.target=<target>); left alone" line for each of
+    `left_out` ("NVMe 00:02.0", ...) and no other, and the line "dump disk
+    candidates (minicap.target=<target>): <candidates, or none>"."""
+    said, listed = [], None
+    for l in lines:
+        if l.startswith(RESULT_MARKER):
+            break
+        if m := re.match(rf"minicap: (.+): not a candidate \(minicap\.target={re.escape(target)}\); left alone$", l):
+            said.append(m.group(1))
+        elif l.startswith("minicap: dump disk candidates ("):
+            listed = l.removeprefix("minicap: ").strip()
+    want_listed = f"dump disk candidates (minicap.target={target}): {', '.join(candidates) or 'none'}"
+    ok = sorted(said) == sorted(left_out) and len(said) == len(set(said)) and listed == want_listed
+    detail = f"not candidates: {', '.join(said) or 'none'} (want {', '.join(left_out) or 'none'}); {listed!r}"
+    return ok, detail + ("" if listed == want_listed else f" (want {want_listed!r})")
+
+
+# The busy-device scenarios' console lines (initramfs.busy_block and
+# busy_crash): the writers started, then, as the last thing before the
+# crash, the disk's /sys/block/<disk>/inflight (reads and writes the driver
+# has issued and not yet seen complete) and /sys/block/<disk>/stat's
+# sectors written.
+BUSY_WRITERS_RE = re.compile(r"^BUSY-WRITERS (\d+) (/dev/\S+)")
+BUSY_INFLIGHT_RE = re.compile(r"^BUSY-INFLIGHT (/dev/\S+) reads (\d+) writes (\d+) sectors-written (\d+)")
+
+
+def check_busy_writes(lines: list[str]) -> tuple[bool, str]:
+    """The first kernel's writers were running, had written, and had writes
+    in flight on the dump disk when it crashed: a BUSY-WRITERS line, then
+    a BUSY-INFLIGHT line with writes > 0 and sectors written > 0, and the
+    crash right after it (no other line of the guest's init between)."""
+    started = inflight = None
+    for i, l in enumerate(lines):
+        if started is None and (m := BUSY_WRITERS_RE.search(l)):
+            started = m
+        elif started is not None and (m := BUSY_INFLIGHT_RE.search(l)):
+            inflight = (i, m)
+            break
+    if started is None:
+        abort = next((l for l in lines if l.startswith("BUSY-ABORT")), None)
+        return False, abort or "no BUSY-WRITERS line: the writers never started"
+    if inflight is None:
+        return False, f"{started.group(0)}, then no BUSY-INFLIGHT line"
+    i, m = inflight
+    disk, writes, sectors = m.group(1), int(m.group(3)), int(m.group(4))
+    crash = next((j for j in range(i + 1, len(lines)) if any(c in lines[j] for c in CRASH_MARKERS)), None)
+    between = [l for l in lines[i + 1 : crash] if l.startswith(("E2E-", "BUSY-", "PATTERN-"))] if crash else []
+    ok = disk == started.group(2) and writes > 0 and sectors > 0 and crash is not None and not between
+    detail = f"{started.group(1)} writers on {started.group(2)}; at the crash: {m.group(0)}"
+    if crash is None:
+        detail += "; no crash after it"
+    elif between:
+        detail += f"; init went on before the crash: {between[0]!r}"
+    return ok, detail
 
 
 # The writer's failure for a vmcore data write the device rejected

@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from .common import HarnessError, run
@@ -131,6 +132,81 @@ poweroff -f
 """
 
 
+# The busy-device scenarios: the first kernel loads the dump disk's driver
+# (modules in load order, copied to /modules), waits for the disk, and
+# starts BUSY_WRITERS loops, each rewriting its own BUSY_SPAN_MIB MiB of
+# random data with 1 MiB O_DIRECT writes (so each is a request to the
+# device, not a page in the cache), at BUSY_FIRST_MIB, BUSY_FIRST_MIB +
+# BUSY_SPACING_MIB, ...: inside the dump area, which starts at 2 MiB, and
+# within the smallest dump disk of a capture. After BUSY_SETTLE_S seconds
+# of writing, the crash comes as soon as /sys/block/<disk>/inflight shows
+# a write the driver has issued and not seen complete; only shell builtins
+# run between that reading and the sysrq, so the writes are still in
+# flight (or just completed, unseen) when the crashed kernel stops.
+BUSY_WRITERS = 4
+BUSY_SPAN_MIB = 4
+BUSY_FIRST_MIB = 64
+BUSY_SPACING_MIB = 64
+BUSY_SETTLE_S = 2
+BUSY_WAIT_TRIES = 100000  # inflight readings before giving up (the crash then comes anyway, and the check fails)
+
+
+@dataclass(frozen=True)
+class BusyDisk:
+    device: str  # the dump disk's name in the first kernel: vdb, nvme0n1, sda (guest_disk_name)
+    modules: tuple[Path, ...]  # module files to insmod first, dependencies first (modules.load_order)
+
+
+def guest_disk_name(bus: str, index: int) -> str:
+    """Linux's name for the `index`th disk (from 0) of a kind, in the order
+    the harness attaches them: virtio-blk vda, vdb, ... in PCI slot order;
+    NVMe nvme0n1, nvme1n1, ... (namespace 1 of each controller); AHCI sda,
+    sdb, ... in port order (the only SCSI disks of the guest)."""
+    if not 0 <= index < 26:
+        raise HarnessError(f"no single-letter disk name for disk {index}")
+    letter = chr(ord("a") + index)
+    names = {"virtio": f"vd{letter}", "nvme": f"nvme{index}n1", "ahci": f"sd{letter}"}
+    if bus not in names:
+        raise HarnessError(f"unknown bus {bus!r}")
+    return names[bus]
+
+
+def busy_block(busy: BusyDisk) -> str:
+    """The /init lines that load the driver and start the writers (the comment above)."""
+    seeks = " ".join(str(BUSY_FIRST_MIB + i * BUSY_SPACING_MIB) for i in range(BUSY_WRITERS))
+    insmods = "".join(f'insmod /modules/{m.name} || {{ echo "BUSY-ABORT: insmod {m.name} failed"; poweroff -f; }}\n'
+                      for m in busy.modules)  # fmt: skip
+    dev = f"/dev/{busy.device}"
+    return f"""
+echo "BUSY-LOAD {' '.join(m.name for m in busy.modules) or '(built in)'}"
+{insmods}n=0
+while [ ! -b {dev} ] && [ $n -lt 300 ]; do n=$((n+1)); sleep 0.1; done
+if [ ! -b {dev} ]; then echo "BUSY-ABORT: no {dev}; disks: $(ls /sys/block)"; poweroff -f; fi
+dd if=/dev/urandom of=/tmp/busy.bin bs=1M count={BUSY_SPAN_MIB} 2>/dev/null
+for seek in {seeks}; do
+    ( while :; do dd if=/tmp/busy.bin of={dev} bs=1M seek=$seek oflag=direct 2>/dev/null; done ) &
+done
+echo "BUSY-WRITERS {BUSY_WRITERS} {dev} at MiB {seeks} $(cat /proc/uptime)"
+sleep {BUSY_SETTLE_S}
+"""
+
+
+def busy_crash(busy: BusyDisk) -> str:
+    """The crash of a busy run: as INIT_CRASH, but only once a write is in
+    flight, reading /sys with builtins only."""
+    sysfs = f"/sys/block/{busy.device}"
+    return f"""
+echo "E2E-CRASHING $(cat /proc/uptime)"
+n=0
+while read r w < {sysfs}/inflight && [ "$w" -eq 0 ] && [ $n -lt {BUSY_WAIT_TRIES} ]; do n=$((n+1)); done
+read rio rmerge rsect rticks wio wmerge wsect rest < {sysfs}/stat
+echo "BUSY-INFLIGHT /dev/{busy.device} reads $r writes $w sectors-written $wsect"
+echo c > /proc/sysrq-trigger
+echo "E2E-STILL-ALIVE"
+poweroff -f
+"""
+
+
 def kexec_block(kexec_cmd: str) -> str:
     return f"""
 echo "KEXEC-CMD: {kexec_cmd}"
@@ -222,12 +298,14 @@ def build_kdump_initramfs(k: GuestKernel, writer: str = "dd") -> bytes:
 
 def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None, kexec_args: str = "",
                     pattern: Path | None = None, pattern_mib: int = 64, seed: int = 0,
-                    kdump_writer: str = "dd") -> bytes:
+                    kdump_writer: str = "dd", busy: BusyDisk | None = None) -> bytes:
     """The crashing guest's initramfs. With `minicap` its init loads that
     capture kernel with `kexec -p <minicap> <kexec_args>`; without, the
     guest's own kernel with a kdump initramfs whose init writes the vmcore
     with `kdump_writer` (KDUMP_WRITERS; dd for the linux-kdump reference).
-    With `pattern` it plants the memory pattern before crashing."""
+    With `pattern` it plants the memory pattern before crashing; with
+    `busy` it then starts writing to that disk and crashes while writes are
+    in flight (busy_block, busy_crash)."""
     c = Cpio()
     add_busybox(c)
     c.executable_with_libs("sbin/kexec", Path(shutil.which("kexec") or "/sbin/kexec"))
@@ -246,6 +324,11 @@ def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None
     if pattern is not None:
         c.executable_with_libs("pattern", pattern)
         init += INIT_PATTERN.format(mib=pattern_mib, seed=f"{seed:016x}")
-    init += INIT_CRASH
+    if busy is not None:
+        for m in busy.modules:
+            c.host_file(f"modules/{m.name}", m, 0o644)
+        init += busy_block(busy) + busy_crash(busy)
+    else:
+        init += INIT_CRASH
     c.file("init", init.encode())
     return c.finish()

@@ -1,6 +1,9 @@
 """The guest kernel: the current Debian cloud kernel package, fetched with
 `apt-get download` into qemu/cache/ and unpacked with `dpkg-deb -x` (never
-installed); the cache is locked so that parallel runs share it."""
+installed); the cache is locked so that parallel runs share it. A scenario
+whose first kernel must drive an AHCI disk uses the generic flavour of the
+same version (`linux-image-<ver>-amd64`): the cloud flavour is built
+without an AHCI driver (CONFIG_SATA_AHCI is not set)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,18 @@ from .common import QEMU_DIR, HarnessError, log, run
 
 CACHE = QEMU_DIR / "cache"
 KERNEL_META = "linux-image-cloud-amd64"
+CLOUD = "cloud"  # linux-image-<ver>-cloud-amd64: virtio and NVMe, no AHCI
+GENERIC = "generic"  # linux-image-<ver>-amd64: every driver, AHCI and NVMe as modules
+FLAVOURS = (CLOUD, GENERIC)
+
+
+def flavour_version(version: str, flavour: str) -> str:
+    """The release of `flavour` built from the same sources as `version`
+    (either flavour's): 6.1.0-57-cloud-amd64 -> 6.1.0-57-amd64 for GENERIC."""
+    base = re.fullmatch(r"(.+?)-(?:cloud-)?amd64", version)
+    if not base or flavour not in FLAVOURS:
+        raise HarnessError(f"cannot tell the {flavour} flavour of kernel {version!r} (want <ver>[-cloud]-amd64)")
+    return f"{base.group(1)}-cloud-amd64" if flavour == CLOUD else f"{base.group(1)}-amd64"
 
 
 @contextlib.contextmanager
@@ -83,9 +98,13 @@ class GuestKernel:
         return self.root / "lib" / "modules" / self.version / "kernel"
 
 
-def ensure_kernel(version: str | None) -> GuestKernel:
+def ensure_kernel(version: str | None, flavour: str = CLOUD) -> GuestKernel:
+    """The guest kernel of `flavour`, `version` (or the current cloud
+    kernel's) translated to that flavour, unpacked in the cache."""
     with cache_lock():
         ver = version or resolve_kernel_version()
+        if flavour != CLOUD:
+            ver = flavour_version(ver, flavour)
         k = GuestKernel(ver, CACHE / ver)
         if not k.vmlinuz.is_file():
             deb = apt_download(f"linux-image-{ver}")

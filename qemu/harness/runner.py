@@ -16,12 +16,14 @@ from .checks import (Results, check_complete_header, check_crash, check_device_e
                      check_iommu_takeover, check_kdump, check_stored_log, check_triage, check_vmcore_tools,
                      read_header)  # fmt: skip
 from .common import MIB, QEMU_DIR, HarnessError, log, parse_size, run, tail
-from .console import (CRASH_MARKERS, KDUMP_RESULT_RE, RESULT_MARKER, check_device_reports, parse_result_line)
+from .console import (CRASH_MARKERS, KDUMP_RESULT_RE, RESULT_MARKER, check_busy_writes, check_candidates,
+                      check_device_reports, parse_result_line)  # fmt: skip
 from .disks import (blkdebug_config, compare_fingerprints, fingerprint, inject_offset, make_blank_disk,
                     make_formatted_disk, make_random_disk, other_device_id, sparse_copy)  # fmt: skip
 from .elf import vmcore_end
-from .initramfs import build_initramfs
+from .initramfs import BusyDisk, build_initramfs, guest_disk_name
 from .kernel import ensure_kernel
+from .modules import load_order
 from .qemu import check_qemu_version, qemu_command, run_qemu
 
 KDUMP_APPEND = "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=0 loglevel=7 printk.time=1"
@@ -30,6 +32,9 @@ STORED_LOG_WANT = {
     "success": ["capture kernel starting", "target: ", "bytes written and flushed"],
     "failure": ["capture kernel starting", "capture failed after"],
 }
+# The first kernel's drivers for the dump disk of a busy run, by bus (their
+# dependencies are found by modules.load_order; built-in ones need nothing).
+BUSY_DRIVERS = {sc.VIRTIO: ("virtio_pci", "virtio_blk"), sc.NVME: ("nvme",), sc.AHCI: ("ahci", "sd_mod")}
 OUTPUT_FILES = ("serial.log", "vmcore", "dmesg.txt", "crash.txt", "pattern-verify.log", "qemu.stderr",
                 "partial.vmcore", "blkdebug.cfg", "info.log", "save.log", "save-partial.log", "stored.log",
                 "format.log", "gdb.txt", "makedumpfile.log", "triage.txt")  # fmt: skip
@@ -74,7 +79,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
 
     info["qemu_version"] = ".".join(map(str, check_qemu_version(args.qemu)))
 
-    k = ensure_kernel(args.kernel_version)
+    k = ensure_kernel(args.kernel_version, s.guest_kernel)
     info["kernel"] = k.version
     log(f"guest kernel {k.version}")
 
@@ -160,11 +165,19 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         append = " ".join(opts + list(s.capture_append) + [args.append_extra]).strip()
         result_re = re.compile(re.escape(RESULT_MARKER))
     info["capture_append"] = append
+    busy = None
+    if s.busy and target is not None:
+        same_bus = [img for img in attached if (sc.NVME if img in nvme else sc.AHCI if img in ahci else sc.VIRTIO)
+                    == target_bus]  # fmt: skip
+        busy = BusyDisk(guest_disk_name(target_bus, same_bus.index(target)),
+                        tuple(load_order(k, BUSY_DRIVERS[target_bus])))  # fmt: skip
+        info["busy_disk"] = busy.device
     seed = int(args.seed, 16) if args.seed else random.getrandbits(64)
     initrd = out / "initramfs.cpio.gz"
     initrd.write_bytes(build_initramfs(
         k, append, minicap=None if linux else Path(args.minicap), kexec_args=args.kexec_args,
-        pattern=Path(args.pattern) if s.pattern else None, pattern_mib=args.pattern_mib, seed=seed))  # fmt: skip
+        pattern=Path(args.pattern) if s.pattern else None, pattern_mib=args.pattern_mib, seed=seed,
+        busy=busy))  # fmt: skip
     log(f"initramfs {initrd} ({initrd.stat().st_size // 1024} KiB), seed {seed:016x}")
 
     cmd = qemu_command(args, k, initrd, attached, blkdebug, frozenset(nvme), frozenset(ahci))
@@ -199,6 +212,10 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     if s.pattern:
         res.add("pattern ready in guest", ready is not None, ready.text.strip() if ready else "no PATTERN-READY")
 
+    if busy is not None:
+        ok, detail = check_busy_writes(texts)
+        res.add("writes in flight at the crash", ok, detail)
+
     want = "success" if s.failure is None else f"failure [{s.failure}]"
     parsed = None
     if result:
@@ -227,11 +244,20 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
 
     if sc.LEFT_ALONE in s.checks:
         if s.device_option == sc.DEVICE_OTHER:
-            ok, detail = check_device_reports(texts, mismatch=(target_id, wanted_id))
+            ok, detail = check_device_reports(texts, unformatted=random_disks, mismatch=(target_id, wanted_id))
             res.add("per-device report", ok, detail)
         elif random_disks:
             ok, detail = check_device_reports(texts, unformatted=random_disks)
             res.add("decoy disk seen and left alone" if decoy else "per-device report", ok, detail)
+    if sc.CANDIDATES in s.checks:
+        target_kinds = sc.dump_target(s)
+        functions = sc.pci_functions([sc.NVME if img in nvme else sc.AHCI if img in ahci else sc.VIRTIO
+                                      for img in attached])  # fmt: skip
+        named = [(f"{sc.KIND_NAMES[bus]} {address}", target_kinds in sc.KIND_TARGETS[bus])
+                 for bus, address in functions]  # fmt: skip
+        ok, detail = check_candidates(texts, target_kinds, [n for n, chosen in named if not chosen],
+                                      [n for n, chosen in named if chosen])  # fmt: skip
+        res.add("other kinds not candidates", ok, detail)
     for name, img in guarded.items():
         after = fingerprint(img)
         ok, detail = compare_fingerprints(before[name], after)

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field, fields
 
 from .console import FAILURE_CODES
+from .kernel import CLOUD, FLAVOURS, GENERIC
 
 # Disk contents.
 FORMATTED = "formatted"  # a sparse image prepared with `minicap format`
@@ -80,7 +81,10 @@ DATA_AREA_ZERO = "data-area-zero"  # every byte of the target after the first Mi
 KDUMP = "kdump"  # save the kdump-compressed dump; makedumpfile --dump-dmesg, its headers, the pattern in it
 TRIAGE = "triage"  # `minicap dmesg`: the triage text, its log = makedumpfile's (when there is a dump)
 ELF_FILTERED = "elf-filtered"  # save the filtered ELF vmcore; makedumpfile, notes, PT_LOADs, level, no pattern page
-CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE, ELF_FILTERED)
+CANDIDATES = "candidates"  # the PCI scan's report: a "not a candidate (minicap.target=T); left alone" line per
+#                            function of a kind T leaves out, and the candidates line naming the others
+CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE, ELF_FILTERED,
+          CANDIDATES)  # fmt: skip
 
 # minicap.device= on the capture command line.
 DEVICE_TARGET = "target"  # the target disk's id
@@ -104,6 +108,11 @@ class Scenario:
     pattern: bool = False  # plant the memory pattern before the crash
     capture_kernel: str = "minicap"  # "linux": the guest's own kernel copies /proc/vmcore (reference)
     in_suite: bool = True
+    # The first kernel loads the target disk's driver and keeps writing to
+    # it (initramfs.BUSY_WRITERS loops, inside the dump area) until the
+    # crash, which comes with writes in flight (checked on the console).
+    busy: bool = False
+    guest_kernel: str = CLOUD  # GENERIC: the first kernel needs a driver the cloud flavour lacks (AHCI)
 
 
 def decoy(bus: str = VIRTIO) -> Disk:
@@ -145,6 +154,31 @@ def elf_filtered_capture(name: str, about: str, level: int, **options) -> Scenar
                     options=Options(**options), pattern=True, capture_append=append)  # fmt: skip
 
 
+def dump_target(s: Scenario) -> str:
+    """The kinds of disk a scenario lets minicap use (minicap.target=, any without it)."""
+    target = "any"
+    for a in s.capture_append:
+        if a.startswith("minicap.target="):
+            target = a.split("=", 1)[1]
+    return target
+
+
+# minicap's name for each kind of PCI function it considers, and the
+# minicap.target= values that select it.
+KIND_NAMES = {VIRTIO: "virtio-blk", NVME: "NVMe", AHCI: "AHCI"}
+KIND_TARGETS = {VIRTIO: ("any", "virtio-blk"), NVME: ("any", "nvme"), AHCI: ("any", "ahci")}
+Q35_AHCI_HBA = "00:1f.2"  # present in every run, with or without disks
+
+
+def pci_functions(buses: list[str]) -> list[tuple[str, str]]:
+    """The disk functions minicap's PCI scan meets, in its order, as (bus,
+    address), for disks attached in the order of `buses` (qemu.qemu_command:
+    the nth disk in slot n + 1 unless it is on the AHCI HBA, which comes
+    last and is there with no disk too)."""
+    slots = [(bus, f"00:{i + 1:02x}.0") for i, bus in enumerate(buses) if bus != AHCI]
+    return slots + [(AHCI, Q35_AHCI_HBA)]
+
+
 def dump_level(s: Scenario) -> int:
     """The dump level a scenario asks for with minicap.dump_level= (0 without it)."""
     level = 0
@@ -163,6 +197,13 @@ def kdump_settings(s: Scenario) -> tuple[int, str]:
         elif a.startswith("minicap.compress="):
             codec = a.split("=", 1)[1]
     return level, codec
+
+
+def busy_capture(name: str, about: str, bus: str, **kw) -> Scenario:
+    """A full capture onto a disk of `bus` that the crashed kernel was
+    writing to at the moment of the crash; every check of a good dump."""
+    return Scenario(name, about, disks=(decoy(), dump_disk(bus=bus)), checks=CAPTURE_CHECKS, pattern=True, busy=True,
+                    guest_kernel=GENERIC if bus == AHCI else CLOUD, **kw)  # fmt: skip
 
 
 def bad_input(name: str, about: str, code: str, disks: tuple[Disk, ...], **kw) -> Scenario:
@@ -257,6 +298,48 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("device-error", "the dump disk fails one write at ~45 %: failure, header failed, save --partial",
              disks=(decoy(), dump_disk(fails_write=True)), failure="device-error",
              checks=frozenset({LEFT_ALONE, DEVICE_ERROR, STORED_LOG, TRIAGE}), pattern=True),
+    # The bad inputs again on NVMe and AHCI. In the suite, two runs fold the
+    # unformatted and wrong-id cases of both kinds together: the failure is
+    # the mismatch (a prepared disk was found, with another id), and each
+    # disk's own "left alone" line is checked; no-ahci-disk is the HBA with
+    # no disk while disks of the other kinds are there (other-target-kind is
+    # the NVMe counterpart). The single-kind rows are on demand.
+    bad_input("no-ahci-disk", "minicap.target=ahci, formatted NVMe and random virtio-blk disks, no disk on the HBA: "
+              "failure, disks unchanged", "no-device",
+              (Disk("random.img", "random disk", RANDOM, guarded=True), dump_disk(guarded=True, bus=NVME)),
+              capture_append=("minicap.target=ahci",), checks=frozenset({CANDIDATES})),
+    bad_input("nvme-unformatted-ahci-wrong-id", "random NVMe namespace, AHCI disk with another id: failure, "
+              "both left alone and unchanged", "device-id-mismatch",
+              (Disk("random.img", "random disk", RANDOM, guarded=True, bus=NVME), dump_disk(guarded=True, bus=AHCI)),
+              device_option=DEVICE_OTHER, checks=frozenset({LEFT_ALONE})),
+    bad_input("ahci-unformatted-nvme-wrong-id", "random AHCI disk, NVMe namespace with another id: failure, "
+              "both left alone and unchanged", "device-id-mismatch",
+              (Disk("random.img", "random disk", RANDOM, guarded=True, bus=AHCI), dump_disk(guarded=True, bus=NVME)),
+              device_option=DEVICE_OTHER, checks=frozenset({LEFT_ALONE})),
+    bad_input("no-nvme-disk", "minicap.target=nvme, formatted AHCI and random virtio-blk disks: failure, disks "
+              "unchanged", "no-device",
+              (Disk("random.img", "random disk", RANDOM, guarded=True), dump_disk(guarded=True, bus=AHCI)),
+              capture_append=("minicap.target=nvme",), checks=frozenset({CANDIDATES}), in_suite=False),
+    bad_input("nvme-unformatted", "one NVMe namespace of random data: failure, disk unchanged", "no-prepared-device",
+              (Disk("random.img", "random disk", RANDOM, guarded=True, bus=NVME),), disk_size="16M",
+              device_option=DEVICE_NONE, checks=frozenset({LEFT_ALONE}), in_suite=False),
+    bad_input("ahci-unformatted", "one AHCI disk of random data: failure, disk unchanged", "no-prepared-device",
+              (Disk("random.img", "random disk", RANDOM, guarded=True, bus=AHCI),), disk_size="16M",
+              device_option=DEVICE_NONE, checks=frozenset({LEFT_ALONE}), in_suite=False),
+    bad_input("nvme-wrong-id", "minicap.device= names another id, the disk is NVMe: failure, disk unchanged",
+              "device-id-mismatch", (dump_disk(guarded=True, bus=NVME),), device_option=DEVICE_OTHER,
+              checks=frozenset({LEFT_ALONE}), in_suite=False),
+    bad_input("ahci-wrong-id", "minicap.device= names another id, the disk is AHCI: failure, disk unchanged",
+              "device-id-mismatch", (dump_disk(guarded=True, bus=AHCI),), device_option=DEVICE_OTHER,
+              checks=frozenset({LEFT_ALONE}), in_suite=False),
+    # The crashed kernel was writing to the dump disk through its own driver
+    # when it crashed: minicap must stop and reset the device, and nothing
+    # the old requests do may spoil the dump. AHCI needs the generic kernel.
+    busy_capture("busy-virtio", "full capture, virtio-blk dump disk the crashed kernel was writing to", VIRTIO),
+    busy_capture("busy-nvme", "full capture, NVMe dump disk the crashed kernel was writing to", NVME,
+                 in_suite=False),
+    busy_capture("busy-ahci", "full capture, AHCI dump disk the crashed kernel (generic flavour) was writing to",
+                 AHCI, in_suite=False),
     Scenario("linux-kdump", "reference without minicap: the guest's own kernel dd's /proc/vmcore to the disk",
              disks=(Disk("dump.img", "dump disk", BLANK, target=True),), checks=frozenset({VMCORE}),
              options=Options(crashkernel="256M"), pattern=True, capture_kernel="linux", in_suite=False),
@@ -337,6 +420,14 @@ def problems(s: Scenario) -> list[str]:
         out.append("the device-error checks look for the pattern in the partial dump: set pattern=True")
     if LEFT_ALONE in s.checks and s.device_option != DEVICE_OTHER and not any(d.content == RANDOM for d in s.disks):
         out.append("left-alone needs a random disk or device_option other")
+    if dump_target(s) not in ("any", "virtio-blk", "nvme", "ahci"):
+        out.append(f"minicap.target={dump_target(s)}")
+    if s.guest_kernel not in FLAVOURS:
+        out.append(f"guest_kernel {s.guest_kernel!r}")
+    if s.busy and (target is None or linux or s.failure is not None):
+        out.append("busy needs a target disk and a minicap capture that succeeds")
+    if s.busy and target is not None and target.bus == AHCI and s.guest_kernel != GENERIC:
+        out.append("busy on AHCI needs guest_kernel GENERIC (the cloud kernel has no AHCI driver)")
     if target is not None and target.guarded and (target.fails_write or set(s.checks) & success_only):
         out.append("a guarded target cannot be written to")
     return out
