@@ -35,10 +35,15 @@ pub struct AcpiInfo {
     pub drhd_count: usize,
     /// DRHD structures beyond `MAX_DRHD` (not recorded).
     pub drhd_dropped: usize,
-    /// AMD-Vi IOMMU register bases (IVRS IVHD blocks, deduplicated).
+    /// AMD-Vi IOMMU register bases (IVRS IVHD blocks, deduplicated); the
+    /// unit at the same index of `amd_vi_units` describes each.
     pub amd_iommus: [u64; MAX_AMD_IOMMUS],
-    /// How many entries of `amd_iommus` are valid.
+    /// What the IVRS says about each unit of `amd_iommus`.
+    pub amd_vi_units: [AmdViUnit; MAX_AMD_IOMMUS],
+    /// How many entries of `amd_iommus` (and `amd_vi_units`) are valid.
     pub amd_iommu_count: usize,
+    /// IVHD blocks of units beyond `MAX_AMD_IOMMUS` (not recorded).
+    pub amd_iommus_dropped: usize,
 }
 
 /// Most DRHD units recorded (large servers have one per root complex).
@@ -70,6 +75,9 @@ impl Drhd {
         0x1000u64 << self.size_log2_pages.min(8)
     }
 }
+
+mod ivrs;
+pub use ivrs::{AmdViUnit, DeviceAlias, MAX_IVRS_ALIASES};
 
 const MAX_TABLE: u32 = 4 << 20;
 
@@ -231,30 +239,49 @@ fn read_dmar<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiI
 }
 
 /// IVRS: a 48-byte header (the ACPI header, IVinfo, reserved), then IVHD
-/// (types 0x10, 0x11, 0x40: IOMMU base u64 at +8) and IVMD blocks (type u8,
-/// flags u8, length u16).
+/// and IVMD blocks (type u8, flags u8, length u16); see `ivrs` for the IVHD
+/// blocks. Several blocks of different types may describe one unit (an old
+/// OS reads type 0x10, a newer one 0x11 or 0x40); like Linux
+/// (`get_highest_supported_ivhd_type()`), the highest type is the one used.
 fn read_ivrs<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiInfo) {
     let end = addr + u64::from(len);
     let mut at = addr + 48;
+    let mut block = [0u8; ivrs::MAX_IVHD_BYTES];
     while at + 4 <= end {
         let Some(head) = read_bytes::<M, 4>(mem, at) else {
             return;
         };
-        let kind = head[0];
         let entry_len = u64::from(u16::from_le_bytes([head[2], head[3]]));
         if entry_len < 4 || at + entry_len > end {
             return;
         }
-        if matches!(kind, 0x10 | 0x11 | 0x40) && entry_len >= 24 {
-            if let Some(base) = read_bytes::<M, 24>(mem, at).and_then(|e| u64_at(&e, 8)) {
-                let known = &info.amd_iommus[..info.amd_iommu_count];
-                if base != 0 && !known.contains(&base) && info.amd_iommu_count < MAX_AMD_IOMMUS {
-                    info.amd_iommus[info.amd_iommu_count] = base;
-                    info.amd_iommu_count += 1;
-                }
+        // Longer blocks are read up to the buffer: their device entries
+        // beyond it are reported as not read (`AmdViUnit::entries_stopped`).
+        let take = usize::try_from(entry_len).map_or(block.len(), |l| l.min(block.len()));
+        if mem.read(at, &mut block[..take]).is_ok() {
+            if let Some(unit) = AmdViUnit::parse(&block[..take], entry_len) {
+                record_amd_vi_unit(info, unit);
             }
         }
         at += entry_len;
+    }
+}
+
+fn record_amd_vi_unit(info: &mut AcpiInfo, unit: AmdViUnit) {
+    let count = info.amd_iommu_count;
+    if let Some(i) = info.amd_iommus[..count]
+        .iter()
+        .position(|&b| b == unit.base)
+    {
+        if unit.block_type > info.amd_vi_units[i].block_type {
+            info.amd_vi_units[i] = unit;
+        }
+    } else if count < MAX_AMD_IOMMUS {
+        info.amd_iommus[count] = unit.base;
+        info.amd_vi_units[count] = unit;
+        info.amd_iommu_count += 1;
+    } else {
+        info.amd_iommus_dropped += 1;
     }
 }
 

@@ -129,15 +129,8 @@ fn dmar(units: &[(u64, u8, u16)]) -> Vec<u8> {
 }
 
 fn ivrs(bases: &[u64]) -> Vec<u8> {
-    let mut body = vec![0u8; 12];
-    for &base in bases {
-        let mut ivhd = vec![0x11, 0, 24, 0];
-        ivhd.extend_from_slice(&[0; 4]);
-        ivhd.extend_from_slice(&base.to_le_bytes());
-        ivhd.extend_from_slice(&[0; 8]);
-        body.extend_from_slice(&ivhd);
-    }
-    sdt(b"IVRS", &body)
+    let blocks: Vec<_> = bases.iter().map(|&b| ivhd(0x11, b, 0, &[])).collect();
+    ivrs_of(&blocks)
 }
 
 /// A full set: RSDP at 0xf0000 (found by the BIOS-area scan), XSDT, MADT,
@@ -333,4 +326,175 @@ fn a_table_at_the_top_of_the_address_space_is_not_followed() {
     t.put(0xe1000, &xsdt(&[u64::MAX - 8, 0xe3000]));
     let info = discover(&t.mem(), 0).unwrap();
     assert_eq!(info.pm1a_control, Some(0x604));
+}
+
+/// An IVHD block of `kind` (0x10: 24-byte header, else 40) for the unit at
+/// `base` of `segment`, with `entries` appended.
+fn ivhd(kind: u8, base: u64, segment: u16, entries: &[u8]) -> Vec<u8> {
+    let header = if kind == 0x10 { 24 } else { 40 };
+    let mut block = vec![0u8; header];
+    block[0] = kind;
+    block[1] = 0x20; // coherent
+    block[4..6].copy_from_slice(&0x0002u16.to_le_bytes()); // 00:00.2
+    block[8..16].copy_from_slice(&base.to_le_bytes());
+    block[16..18].copy_from_slice(&segment.to_le_bytes());
+    if header == 40 {
+        block[24..32].copy_from_slice(&0x0000_0040_u64.to_le_bytes()); // EFR: IASup
+    }
+    block.extend_from_slice(entries);
+    let len = u16::try_from(block.len()).expect("short block");
+    block[2..4].copy_from_slice(&len.to_le_bytes());
+    block
+}
+
+fn ivrs_of(blocks: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = vec![0u8; 12];
+    for b in blocks {
+        body.extend_from_slice(b);
+    }
+    sdt(b"IVRS", &body)
+}
+
+fn entry4(kind: u8, device_id: u16, setting: u8) -> [u8; 4] {
+    let d = device_id.to_le_bytes();
+    [kind, d[0], d[1], setting]
+}
+
+fn entry8(kind: u8, device_id: u16, other: u16) -> [u8; 8] {
+    let d = device_id.to_le_bytes();
+    let o = other.to_le_bytes();
+    [kind, d[0], d[1], 0, 0, o[0], o[1], 0]
+}
+
+fn with_ivrs(ivrs: Vec<u8>) -> AcpiInfo {
+    let mut t = Tables::new();
+    t.put(0xf0000, &rsdp_v2(0xe1000));
+    t.put(0xe1000, &xsdt(&[0xe6000]));
+    t.put(0xe6000, &ivrs);
+    discover(&t.mem(), 0).expect("RSDP")
+}
+
+#[test]
+fn ivhd_aliases_single_and_ranges_across_every_entry_size() {
+    let mut entries = Vec::new();
+    entries.extend_from_slice(&entry4(0x01, 0, 0)); // ALL
+    entries.extend_from_slice(&entry4(0x02, 0x0010, 0)); // SELECT 00:02.0
+    entries.extend_from_slice(&entry8(0x42, 0x0300, 0x0200)); // 03:00.0 as 02:00.0
+    entries.extend_from_slice(&entry8(0x43, 0x0400, 0x0310)); // range start, alias 03:02.0
+    entries.extend_from_slice(&entry8(0x48, 0x00a0, 0x00a0)); // SPECIAL (IOAPIC), inside the range
+    entries.extend_from_slice(&entry4(0x04, 0x04ff, 0)); // range end
+                                                         // An ACPI-HID entry: 22 bytes plus a 3-byte UID.
+    let mut hid = vec![0xf0u8, 0xa0, 0x00];
+    hid.resize(21, 0);
+    hid.extend_from_slice(&[3, b'a', b'b', b'c']);
+    entries.extend_from_slice(&hid);
+    entries.extend_from_slice(&entry8(0x42, 0x0500, 0x0508));
+    let info = with_ivrs(ivrs_of(&[ivhd(0x40, 0xfd20_0000, 0, &entries)]));
+    assert_eq!(info.amd_iommu_count, 1);
+    let unit = &info.amd_vi_units[0];
+    assert_eq!(
+        (unit.base, unit.segment, unit.device_id, unit.block_type),
+        (0xfd20_0000, 0, 2, 0x40)
+    );
+    assert_eq!(unit.efr_image, 0x40);
+    assert!(!unit.entries_stopped);
+    assert_eq!(
+        &unit.aliases[..unit.alias_count],
+        &[
+            DeviceAlias {
+                first: 0x0300,
+                last: 0x0300,
+                alias: 0x0200
+            },
+            DeviceAlias {
+                first: 0x0400,
+                last: 0x04ff,
+                alias: 0x0310
+            },
+            DeviceAlias {
+                first: 0x0500,
+                last: 0x0500,
+                alias: 0x0508
+            },
+        ]
+    );
+    assert_eq!(unit.alias_of(0x0300), Some(0x0200));
+    assert_eq!(unit.alias_of(0x0480), Some(0x0310));
+    assert_eq!(unit.alias_of(0x0500), Some(0x0508));
+    assert_eq!(unit.alias_of(0x0010), None);
+    assert_eq!(unit.alias_of(0x0301), None);
+}
+
+#[test]
+fn the_highest_ivhd_type_of_a_unit_wins_whatever_the_order() {
+    let old = ivhd(0x10, 0xfd20_0000, 0, &entry8(0x42, 0x0300, 0x0200));
+    let new = ivhd(0x11, 0xfd20_0000, 0, &entry8(0x42, 0x0300, 0x0208));
+    let other = ivhd(0x10, 0xfd30_0000, 1, &[]);
+    for blocks in [
+        [old.clone(), new.clone(), other.clone()],
+        [new.clone(), old.clone(), other.clone()],
+    ] {
+        let info = with_ivrs(ivrs_of(&blocks));
+        assert_eq!(
+            &info.amd_iommus[..info.amd_iommu_count],
+            &[0xfd20_0000, 0xfd30_0000]
+        );
+        let unit = &info.amd_vi_units[0];
+        assert_eq!(unit.block_type, 0x11);
+        assert_eq!(unit.alias_of(0x0300), Some(0x0208));
+        assert_eq!(info.amd_vi_units[1].segment, 1);
+        assert_eq!(info.amd_vi_units[1].efr_image, 0);
+    }
+}
+
+#[test]
+fn an_unsizable_or_truncated_entry_stops_the_entries() {
+    // Type 0x85 has no defined size: the alias after it is not read.
+    let mut entries = entry4(0x02, 0x10, 0).to_vec();
+    entries.extend_from_slice(&[0x85, 0, 0, 0]);
+    entries.extend_from_slice(&entry8(0x42, 0x0300, 0x0200));
+    let info = with_ivrs(ivrs_of(&[ivhd(0x11, 0xfd20_0000, 0, &entries)]));
+    let unit = &info.amd_vi_units[0];
+    assert!(unit.entries_stopped);
+    assert_eq!(unit.alias_count, 0);
+
+    // An 8-byte entry cut by the block's end.
+    let entries = entry8(0x42, 0x0300, 0x0200);
+    let info = with_ivrs(ivrs_of(&[ivhd(0x11, 0xfd20_0000, 0, &entries[..4])]));
+    assert!(info.amd_vi_units[0].entries_stopped);
+    assert_eq!(info.amd_vi_units[0].alias_count, 0);
+}
+
+#[test]
+fn an_alias_range_without_its_end_is_not_recorded() {
+    let mut entries = entry8(0x43, 0x0400, 0x0310).to_vec();
+    entries.extend_from_slice(&entry4(0x03, 0x0500, 0)); // another range start
+    entries.extend_from_slice(&entry4(0x04, 0x05ff, 0));
+    let info = with_ivrs(ivrs_of(&[ivhd(0x40, 0xfd20_0000, 0, &entries)]));
+    assert_eq!(info.amd_vi_units[0].alias_count, 0);
+    assert_eq!(info.amd_vi_units[0].alias_of(0x0400), None);
+}
+
+#[test]
+fn more_alias_entries_than_recorded_are_counted_and_ivmd_blocks_skipped() {
+    let mut entries = Vec::new();
+    for i in 0..u16::try_from(MAX_IVRS_ALIASES + 3).expect("small") {
+        entries.extend_from_slice(&entry8(0x42, 0x1000 + i, 0x0900));
+    }
+    let mut ivmd = vec![0x20u8, 0, 32, 0];
+    ivmd.resize(32, 0);
+    let info = with_ivrs(ivrs_of(&[ivmd, ivhd(0x11, 0xfd20_0000, 0, &entries)]));
+    assert_eq!(info.amd_iommu_count, 1);
+    let unit = &info.amd_vi_units[0];
+    assert_eq!(unit.alias_count, MAX_IVRS_ALIASES);
+    assert_eq!(unit.aliases_dropped, 3);
+}
+
+#[test]
+fn an_ivhd_block_without_a_page_aligned_base_is_ignored() {
+    let info = with_ivrs(ivrs_of(&[
+        ivhd(0x11, 0xfd20_0800, 0, &[]),
+        ivhd(0x11, 0, 0, &[]),
+    ]));
+    assert_eq!(info.amd_iommu_count, 0);
 }
