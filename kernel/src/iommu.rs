@@ -1,30 +1,50 @@
 //! The IOMMU after a crash.
 //!
 //! The panicking kernel does not shut its IOMMU down (docs/entry-contract.md,
-//! "What the panicking kernel did", point 5): a VT-d unit keeps translating every device's DMA through the old
-//! kernel's tables, so the dump device, which minicap points at raw physical
-//! addresses, faults. Turning translation off is not an answer on its own:
-//! a device still busy with the old kernel's addresses would then write to
-//! raw physical memory, the memory being dumped or minicap's own heap.
+//! "What the panicking kernel did", point 5): a VT-d or AMD-Vi unit keeps
+//! translating every device's DMA through the old kernel's tables, so the
+//! dump device, which minicap points at raw physical addresses, faults.
+//! Turning translation off is not an answer on its own: a device still busy
+//! with the old kernel's addresses would then write to raw physical memory,
+//! the memory being dumped or minicap's own heap.
 //!
-//! So every unit with translation on gets minicap's own root table, in which
+//! So every unit with translation on gets minicap's own tables, in which
 //! only the disks minicap may use (the dump disk candidates, virtio-blk,
 //! NVMe and AHCI, of the kinds `minicap.target=` selects; an AHCI HBA is
-//! one function for all its ports) are present (pass-through
-//! if the unit supports it, else an identity map of everything the dump
-//! reads and minicap's memory); every other device's context entry is not
-//! present and its DMA is blocked. All candidates are let through, not just
-//! the dump device: `target::find` resets and reads every candidate to find
-//! the prepared one, and they are the only devices minicap drives. Their bus
-//! mastering is switched off first, so none of them can finish an old
-//! request through the new (identity) path before its driver reset.
+//! one function for all its ports) reach memory, and every other device's
+//! DMA is blocked:
+//! - VT-d: a root table in which only they have a (present) context entry,
+//!   pass-through if the unit supports it, else an identity map of
+//!   everything the dump reads and minicap's memory (`minicap_drivers::vtd`);
+//! - AMD-Vi: a device table in which every device ID is valid and blocked
+//!   except theirs, which reach memory untranslated
+//!   (`minicap_drivers::amdvi`, the sequence and its bounded waits).
 //!
-//! Units with translation off are left alone. AMD-Vi units (IVRS) are only
-//! reported. The tables are built by `minicap_drivers::vtd` (tested on the
-//! host); this module decides and reports, `hw::iommu` programs the unit.
+//! All candidates are let through, not just the dump device: `target::find`
+//! resets and reads every candidate to find the prepared one, and they are
+//! the only devices minicap drives. Each is let through with every
+//! requester ID its DMA can carry: its own, those the bridges above it
+//! substitute (`minicap_drivers::dma_alias`, Linux
+//! `pci_for_each_dma_alias()`) and, on AMD-Vi, the alias the IVRS names.
+//! Their bus mastering is switched off first, so none of them can finish
+//! an old request through the new path before its driver reset.
+//!
+//! Candidates are found through the legacy configuration ports, which
+//! reach PCI segment 0 only: a unit of another segment lets no device
+//! through (all its DMA is blocked). A unit only sees requests from the
+//! devices of its own scope, so letting the candidates through on every
+//! segment-0 unit lets them through exactly on the one that serves them
+//! (the DRHD whose scope lists them, else the segment's INCLUDE_PCI_ALL
+//! unit; the IVHD that lists them).
+//!
+//! Units with translation off are left alone, as they are: their devices
+//! already reach raw memory. This module decides and reports,
+//! `hw::iommu` maps the registers.
+
+mod amd_vi;
 
 use crate::console::FixedString;
-use crate::hw::iommu::{self as vtd, status, VtdError, VtdUnit};
+use crate::hw::iommu::{status, VtdError, VtdUnit};
 use crate::hw::platform::Machine;
 use crate::hw::tsc;
 use crate::say;
@@ -32,9 +52,29 @@ use crate::target::Candidates;
 use core::fmt::{self, Write};
 use core::ops::Range;
 use minicap_acpi::{self as acpi, AcpiInfo, Drhd};
+use minicap_drivers::amdvi::AmdViError;
+use minicap_drivers::dma_alias::{Bridges, RequesterIds};
 use minicap_drivers::pci;
 use minicap_drivers::vtd::{build_tables, choose_mode, Mode};
 use minicap_elfcore::CoreHeaders;
+
+/// What a unit did not do.
+#[derive(Debug, Clone, Copy)]
+pub enum UnitError {
+    /// A VT-d unit.
+    Vtd(VtdError),
+    /// An AMD-Vi unit.
+    AmdVi(AmdViError),
+}
+
+impl fmt::Display for UnitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Vtd(e) => write!(f, "{e}"),
+            Self::AmdVi(e) => write!(f, "AMD-Vi: {e}"),
+        }
+    }
+}
 
 /// A unit did not carry out a command: its state is unknown, so nothing
 /// may be written.
@@ -43,19 +83,78 @@ pub struct IommuError {
     /// The unit's register base.
     pub base: u64,
     /// What it did not do.
-    pub error: VtdError,
+    pub error: UnitError,
 }
 
 impl fmt::Display for IommuError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "IOMMU: VT-d unit at {:#x}: {}", self.base, self.error)
+        write!(f, "IOMMU: unit at {:#x}: {}", self.base, self.error)
     }
 }
 
-/// Take over every VT-d unit that translates (see the module comment).
-/// `core` and `heap` tell what the dump device must reach if a unit cannot
-/// do pass-through. Fails only when a unit does not carry out a command
-/// (then its state is unknown and nothing is written).
+/// The devices a unit lets through, prepared once for all units: their bus
+/// mastering stopped, their requester IDs found (a scan of every bus, done
+/// only if some unit is taken over).
+struct AllowedDevices<'a> {
+    candidates: &'a Candidates,
+    requesters: Option<RequesterIds>,
+}
+
+impl<'a> AllowedDevices<'a> {
+    fn new(candidates: &'a Candidates) -> Self {
+        Self {
+            candidates,
+            requesters: None,
+        }
+    }
+
+    /// The requester IDs of the candidates of a unit of `segment` (none
+    /// outside segment 0, see the module doc).
+    fn of_segment(&mut self, segment: u16) -> RequesterIds {
+        if segment != 0 {
+            return RequesterIds::EMPTY;
+        }
+        let candidates = self.candidates;
+        *self.requesters.get_or_insert_with(|| {
+            // No stale request of theirs may complete through the new path
+            // before their driver has reset them (the driver switches bus
+            // mastering back on after the reset).
+            for &f in candidates.all() {
+                pci::stop_bus_master(&Machine, f);
+            }
+            let bridges = Bridges::scan(&Machine);
+            let ids = bridges.requester_ids(candidates.all());
+            report_aliases(candidates, &bridges, &ids);
+            ids
+        })
+    }
+}
+
+/// Say which requester IDs the bridges add, and what could not be recorded.
+fn report_aliases(candidates: &Candidates, bridges: &Bridges, ids: &RequesterIds) {
+    let mut added = FixedString::<160>::new();
+    for id in ids.all().iter().filter(|id| !candidates.all().contains(id)) {
+        let _ = write!(added, " {id}");
+    }
+    if !added.as_str().is_empty() {
+        say!(
+            "IOMMU: requester IDs the bridges above the candidates give their DMA:{}",
+            added.as_str()
+        );
+    }
+    if bridges.dropped > 0 || ids.dropped > 0 {
+        say!(
+            "warning: IOMMU: {} bridge(s) and {} requester ID(s) beyond what minicap records; DMA with them stays blocked",
+            bridges.dropped,
+            ids.dropped
+        );
+    }
+}
+
+/// Take over every VT-d and AMD-Vi unit that translates (see the module
+/// comment). `core` and `heap` tell what the dump device must reach if a
+/// VT-d unit cannot do pass-through. Fails only when a unit does not carry
+/// out a command (then its state is unknown and nothing is written).
 pub fn take_over(
     acpi: Option<&AcpiInfo>,
     candidates: &Candidates,
@@ -66,28 +165,20 @@ pub fn take_over(
         say!("IOMMU: no ACPI tables found; assuming there is no IOMMU");
         return Ok(());
     };
-    for &base in &acpi.amd_iommus[..acpi.amd_iommu_count] {
-        let state = match vtd::amd_vi_enabled(base) {
-            Some(true) => "translation ON: the dump device's DMA will likely fault",
-            Some(false) => "translation off",
-            None => "registers unreadable",
-        };
-        say!("warning: AMD-Vi IOMMU at {base:#x}: {state}; minicap does not handle AMD-Vi yet");
-    }
     let units = &acpi.drhd[..acpi.drhd_count];
-    if units.is_empty() {
-        if acpi.amd_iommu_count == 0 {
-            say!(
-                "IOMMU: {}",
-                if acpi.dmar_present {
-                    "DMAR table lists no remapping unit"
-                } else {
-                    "none (no DMAR or IVRS table)"
-                }
-            );
-        }
+    if units.is_empty() && acpi.amd_iommu_count == 0 {
+        say!(
+            "IOMMU: {}",
+            if acpi.dmar_present {
+                "DMAR table lists no remapping unit"
+            } else {
+                "none (no DMAR or IVRS table)"
+            }
+        );
         return Ok(());
     }
+    let mut allowed = AllowedDevices::new(candidates);
+    amd_vi::take_over_all(acpi, &mut allowed)?;
     if acpi.drhd_dropped > 0 {
         say!(
             "warning: IOMMU: {} more VT-d unit(s) than minicap records ({}); they are left as they are",
@@ -96,7 +187,6 @@ pub fn take_over(
         );
     }
     let top = dma_top(core, heap);
-    let mut stopped = false;
     for unit in units {
         let vtd = match VtdUnit::open(unit.base, unit.register_bytes()) {
             Ok(vtd) => vtd,
@@ -123,19 +213,11 @@ pub fn take_over(
             );
             continue;
         }
-        if !stopped {
-            // No stale request of theirs may complete through the new path
-            // before their driver has reset them (the driver switches bus
-            // mastering back on after the reset).
-            for &f in candidates.all() {
-                pci::stop_bus_master(&Machine, f);
-            }
-            stopped = true;
-        }
-        take_over_unit(unit, &vtd, before, faults, candidates, top).map_err(|error| {
+        let requesters = allowed.of_segment(unit.segment);
+        take_over_unit(unit, &vtd, before, faults, requesters.all(), top).map_err(|error| {
             IommuError {
                 base: unit.base,
-                error,
+                error: UnitError::Vtd(error),
             }
         })?;
     }
@@ -162,17 +244,10 @@ fn take_over_unit(
     vtd: &VtdUnit,
     before: u32,
     faults: u32,
-    devices: &Candidates,
+    allowed: &[pci::PciAddress],
     top: u64,
 ) -> Result<(), VtdError> {
     let mut done = FixedString::<320>::new();
-    // Only segment 0 is scanned (through the legacy configuration ports);
-    // a unit of another segment lets no device through.
-    let allowed = if unit.segment == 0 {
-        devices.all()
-    } else {
-        &[]
-    };
     if before & status::QI != 0 {
         let drained = vtd.disable_queued_invalidation()?;
         let _ = write!(

@@ -56,13 +56,14 @@ class Options:
     blk_props: str | None = None
     nvme_props: str | None = None
     disk_size: str | None = None
+    disk_slot: int | None = None
 
 
 # The harness's defaults where neither the command line nor the scenario
 # sets an option (disk_size None: 2G, or the RAM + 64 MiB rounded up to a
 # GiB if larger).
 DEFAULTS = Options(virtio="modern", cpu="max", memory=1024, crashkernel="32M", iommu="", guest_append="",
-                   blk_props="", nvme_props="", disk_size=None)  # fmt: skip
+                   blk_props="", nvme_props="", disk_size=None, disk_slot=1)  # fmt: skip
 VIRTIO_MODES = ("modern", "legacy", "transitional")
 
 # Checks a row can ask for. Besides these, every run checks the kexec load,
