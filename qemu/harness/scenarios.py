@@ -238,6 +238,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     # minicap's tables must let the NVMe candidate through.
     capture("capture-nvme-iommu", "full capture onto NVMe, guest left VT-d translating: pass-through tables",
             disks=(decoy(), dump_disk(bus=NVME)), iommu="intel-iommu,intremap=off", guest_append=IOMMU_GUEST),
+    # The guest leaves AMD-Vi translating: minicap must stop the unit, give it
+    # its own device table (the disk candidates untranslated, every other
+    # device blocked) and start it again. The cloud kernel lacks
+    # CONFIG_AMD_IOMMU, so the guest needs the generic flavour; amd-iommu's
+    # own PCI function takes the first free slot, so the disks start at 0x10.
+    capture("capture-amd-iommu", "full capture, guest left AMD-Vi translating: own device table, disks untranslated",
+            iommu="amd-iommu", disk_slot=0x10, guest_append="iommu=nopt"),
     bad_input("unformatted-disk", "one disk of random data, never formatted: failure, disk unchanged",
               "no-prepared-device", (Disk("random.img", "random disk", RANDOM, guarded=True),),
               disk_size="16M", device_option=DEVICE_NONE, checks=frozenset({LEFT_ALONE})),
