@@ -63,6 +63,9 @@ pub struct Drhd {
     pub flags: u8,
     /// Size of the register set: 2^size 4 KiB pages (0 on pre-3.0 tables).
     pub size_log2_pages: u8,
+    /// Its PCI device scope entries (the devices it serves unless
+    /// INCLUDE_PCI_ALL).
+    pub scopes: Scopes,
 }
 
 impl Drhd {
@@ -76,10 +79,15 @@ impl Drhd {
     }
 }
 
+mod dmar_scope;
 mod ivrs;
+pub use dmar_scope::{DeviceScope, Scopes, MAX_SCOPES, MAX_SCOPE_PATH};
 pub use ivrs::{AmdViUnit, DeviceAlias, MAX_IVRS_ALIASES};
 
 const MAX_TABLE: u32 = 4 << 20;
+/// Most bytes of one DRHD structure read (its scope entries beyond are
+/// counted as dropped).
+const MAX_DRHD_BYTES: usize = 1024;
 
 fn read_bytes<M: PhysMem + ?Sized, const N: usize>(mem: &M, addr: u64) -> Option<[u8; N]> {
     let mut buf = [0u8; N];
@@ -202,11 +210,12 @@ fn read_madt<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiI
 /// DMAR: a 48-byte header (the ACPI header, host address width, flags,
 /// reserved), then remapping structures (type u16, length u16). Type 0 is a
 /// DRHD: flags u8 at +4, size u8 at +5, segment u16 at +6, register base
-/// u64 at +8, device scopes from +16 (not needed: see `iommu`).
+/// u64 at +8, device scopes from +16 (see `dmar_scope`).
 fn read_dmar<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiInfo) {
     info.dmar_present = true;
     let end = addr + u64::from(len);
     let mut at = addr + 48;
+    let mut structure = [0u8; MAX_DRHD_BYTES];
     while at + 4 <= end {
         let Some(head) = read_bytes::<M, 4>(mem, at) else {
             return;
@@ -216,22 +225,29 @@ fn read_dmar<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiI
         if entry_len < 4 || at + entry_len > end {
             return;
         }
-        if kind == 0 && entry_len >= 16 {
-            if let Some(entry) = read_bytes::<M, 16>(mem, at) {
-                let unit = Drhd {
-                    flags: entry[4],
-                    size_log2_pages: entry[5] & 0x0f,
-                    segment: u16_at(&entry, 6).unwrap_or(0),
-                    base: u64_at(&entry, 8).unwrap_or(0),
-                };
-                if unit.base == 0 || unit.base & 0xfff != 0 {
-                    // Not a usable register base; ignored.
-                } else if info.drhd_count < MAX_DRHD {
-                    info.drhd[info.drhd_count] = unit;
-                    info.drhd_count += 1;
-                } else {
-                    info.drhd_dropped += 1;
-                }
+        // Longer structures are read up to the buffer: the scope entries
+        // cut there are counted as dropped.
+        let take = usize::try_from(entry_len).map_or(structure.len(), |l| l.min(structure.len()));
+        if kind == 0 && take >= 16 && mem.read(at, &mut structure[..take]).is_ok() {
+            let entry = &structure[..take];
+            let mut scopes = Scopes::parse(&entry[16..]);
+            if take < usize::try_from(entry_len).unwrap_or(usize::MAX) {
+                scopes.dropped += 1;
+            }
+            let unit = Drhd {
+                flags: entry[4],
+                size_log2_pages: entry[5] & 0x0f,
+                segment: u16_at(entry, 6).unwrap_or(0),
+                base: u64_at(entry, 8).unwrap_or(0),
+                scopes,
+            };
+            if unit.base == 0 || unit.base & 0xfff != 0 {
+                // Not a usable register base; ignored.
+            } else if info.drhd_count < MAX_DRHD {
+                info.drhd[info.drhd_count] = unit;
+                info.drhd_count += 1;
+            } else {
+                info.drhd_dropped += 1;
             }
         }
         at += entry_len;

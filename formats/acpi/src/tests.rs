@@ -498,3 +498,104 @@ fn an_ivhd_block_without_a_page_aligned_base_is_ignored() {
     ]));
     assert_eq!(info.amd_iommu_count, 0);
 }
+
+/// A DRHD at `base` of segment 0 with `flags` and these scope entries.
+fn drhd_with_scopes(base: u64, flags: u8, scopes: &[Vec<u8>]) -> Vec<u8> {
+    let mut s = vec![0u8, 0, 0, 0, flags, 0, 0, 0];
+    s.extend_from_slice(&base.to_le_bytes());
+    for scope in scopes {
+        s.extend_from_slice(scope);
+    }
+    let len = u16::try_from(s.len()).expect("short");
+    s[2..4].copy_from_slice(&len.to_le_bytes());
+    s
+}
+
+fn scope(kind: u8, start_bus: u8, path: &[(u8, u8)]) -> Vec<u8> {
+    let mut e = vec![
+        kind,
+        u8::try_from(6 + 2 * path.len()).expect("short"),
+        0,
+        0,
+        0,
+        start_bus,
+    ];
+    for &(d, f) in path {
+        e.extend_from_slice(&[d, f]);
+    }
+    e
+}
+
+fn dmar_of(structures: &[Vec<u8>]) -> AcpiInfo {
+    let mut body = vec![39u8, 0x01];
+    body.extend_from_slice(&[0; 10]);
+    for s in structures {
+        body.extend_from_slice(s);
+    }
+    let mut t = Tables::new();
+    t.put(0xf0000, &rsdp_v2(0xe1000));
+    t.put(0xe1000, &xsdt(&[0xe5000]));
+    t.put(0xe5000, &sdt(b"DMAR", &body));
+    discover(&t.mem(), 0).expect("RSDP")
+}
+
+#[test]
+fn drhd_scopes_keep_pci_endpoints_and_hierarchies_with_their_paths() {
+    let gpu = drhd_with_scopes(
+        0xfed9_0000,
+        0,
+        &[
+            scope(1, 0, &[(2, 0)]),            // endpoint 00:02.0
+            scope(3, 0xf0, &[(0x1f, 0)]),      // IO-APIC: not PCI, skipped
+            scope(2, 0, &[(0x1c, 0), (0, 0)]), // the bridge below 00:1c.0's bus
+        ],
+    );
+    let rest = drhd_with_scopes(
+        0xfed9_1000,
+        Drhd::INCLUDE_PCI_ALL,
+        &[scope(3, 0xf0, &[(0x1f, 0)])],
+    );
+    let info = dmar_of(&[gpu, rest]);
+    assert_eq!(info.drhd_count, 2);
+    let scopes = info.drhd[0].scopes;
+    assert_eq!(scopes.dropped, 0);
+    assert_eq!(scopes.all().len(), 2);
+    assert_eq!(
+        (
+            scopes.all()[0].sub_hierarchy,
+            scopes.all()[0].start_bus,
+            scopes.all()[0].path()
+        ),
+        (false, 0, &[(2, 0)][..])
+    );
+    assert_eq!(
+        (scopes.all()[1].sub_hierarchy, scopes.all()[1].path()),
+        (true, &[(0x1c, 0), (0, 0)][..])
+    );
+    assert!(info.drhd[1].scopes.all().is_empty());
+    assert_eq!(info.drhd[1].flags, Drhd::INCLUDE_PCI_ALL);
+}
+
+#[test]
+fn bad_drhd_scopes_are_counted_not_guessed() {
+    let too_deep: Vec<(u8, u8)> = (0..=u8::try_from(MAX_SCOPE_PATH).expect("small"))
+        .map(|d| (d, 0))
+        .collect();
+    let mut cut = scope(1, 0, &[(3, 0)]);
+    cut[1] = 40; // longer than the structure
+    let unit = drhd_with_scopes(
+        0xfed9_0000,
+        0,
+        &[
+            scope(1, 0, &[]),
+            scope(1, 0, &too_deep),
+            scope(1, 0, &[(4, 0)]),
+            cut,
+        ],
+    );
+    let info = dmar_of(&[unit]);
+    let scopes = info.drhd[0].scopes;
+    assert_eq!(scopes.all().len(), 1);
+    assert_eq!(scopes.all()[0].path(), &[(4, 0)]);
+    assert_eq!(scopes.dropped, 3);
+}
