@@ -128,6 +128,54 @@ impl Bridges {
             .copied()
     }
 
+    /// The function a path names: from `start_bus`, each (device,
+    /// function) but the last is a bridge whose secondary bus the next is
+    /// on (an ACPI DMAR device scope). None if a bridge on the way is not
+    /// known or the path is empty.
+    pub fn path_end(&self, start_bus: u8, path: &[(u8, u8)]) -> Option<PciAddress> {
+        let (&(device, function), bridges) = path.split_last()?;
+        let mut bus = start_bus;
+        for &(device, function) in bridges {
+            let at = PciAddress {
+                bus,
+                device,
+                function,
+            };
+            bus = self
+                .found
+                .iter()
+                .flatten()
+                .find(|b| b.address == at)?
+                .secondary_bus;
+        }
+        Some(PciAddress {
+            bus,
+            device,
+            function,
+        })
+    }
+
+    /// Whether `function` is `target` or lies below the bridge `target`
+    /// (Linux `dmar_pci_device_match()`: the device or a bridge above it).
+    pub fn is_at_or_below(&self, function: PciAddress, target: PciAddress) -> bool {
+        if function == target {
+            return true;
+        }
+        let mut visited = [false; 256];
+        let mut bus = function.bus;
+        while !visited[usize::from(bus)] {
+            visited[usize::from(bus)] = true;
+            let Some(bridge) = self.above(bus) else {
+                return false;
+            };
+            if bridge.address == target {
+                return true;
+            }
+            bus = bridge.address.bus;
+        }
+        false
+    }
+
     /// Every requester ID the DMA of any of `functions` can carry, each
     /// function's own first.
     pub fn requester_ids(&self, functions: &[PciAddress]) -> RequesterIds {

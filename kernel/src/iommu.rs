@@ -31,11 +31,12 @@
 //!
 //! Candidates are found through the legacy configuration ports, which
 //! reach PCI segment 0 only: a unit of another segment lets no device
-//! through (all its DMA is blocked). A unit only sees requests from the
-//! devices of its own scope, so letting the candidates through on every
-//! segment-0 unit lets them through exactly on the one that serves them
-//! (the DRHD whose scope lists them, else the segment's INCLUDE_PCI_ALL
-//! unit; the IVHD that lists them).
+//! through (all its DMA is blocked). A VT-d candidate is let through on the
+//! unit that serves it only: the segment-0 DRHD whose device scope names it
+//! or a bridge above it, else the segment's INCLUDE_PCI_ALL unit (Linux
+//! `dmar_find_matched_drhd_unit()`). An AMD-Vi unit lets every candidate of
+//! its segment through: a unit only sees the requests of the devices its
+//! IVHD lists, so each is let through on its own unit.
 //!
 //! Units with translation off are left alone, as they are: their devices
 //! already reach raw memory. This module decides and reports,
@@ -51,10 +52,10 @@ use crate::say;
 use crate::target::Candidates;
 use core::fmt::{self, Write};
 use core::ops::Range;
-use minicap_acpi::{self as acpi, AcpiInfo, Drhd};
+use minicap_acpi::{self as acpi, AcpiInfo, DeviceScope, Drhd};
 use minicap_drivers::amdvi::AmdViError;
 use minicap_drivers::dma_alias::{Bridges, RequesterIds};
-use minicap_drivers::pci;
+use minicap_drivers::pci::{self, PciAddress};
 use minicap_drivers::vtd::{build_tables, choose_mode, Mode};
 use minicap_elfcore::CoreHeaders;
 
@@ -92,30 +93,27 @@ impl fmt::Display for IommuError {
     }
 }
 
-/// The devices a unit lets through, prepared once for all units: their bus
-/// mastering stopped, their requester IDs found (a scan of every bus, done
-/// only if some unit is taken over).
+/// The devices the units let through, prepared once for all units: the
+/// candidates' bus mastering stopped and the bridges found (a scan of
+/// every bus, done only if some unit is taken over).
 struct AllowedDevices<'a> {
     candidates: &'a Candidates,
-    requesters: Option<RequesterIds>,
+    bridges: Option<Bridges>,
 }
 
 impl<'a> AllowedDevices<'a> {
     fn new(candidates: &'a Candidates) -> Self {
         Self {
             candidates,
-            requesters: None,
+            bridges: None,
         }
     }
 
-    /// The requester IDs of the candidates of a unit of `segment` (none
-    /// outside segment 0, see the module doc).
-    fn of_segment(&mut self, segment: u16) -> RequesterIds {
-        if segment != 0 {
-            return RequesterIds::EMPTY;
-        }
+    /// Every requester ID of the candidates `serves` picks (given the
+    /// bridges, to tell which unit is above a candidate).
+    fn requesters(&mut self, serves: impl Fn(&Bridges, PciAddress) -> bool) -> RequesterIds {
         let candidates = self.candidates;
-        *self.requesters.get_or_insert_with(|| {
+        let bridges = self.bridges.get_or_insert_with(|| {
             // No stale request of theirs may complete through the new path
             // before their driver has reset them (the driver switches bus
             // mastering back on after the reset).
@@ -123,32 +121,40 @@ impl<'a> AllowedDevices<'a> {
                 pci::stop_bus_master(&Machine, f);
             }
             let bridges = Bridges::scan(&Machine);
-            let ids = bridges.requester_ids(candidates.all());
-            report_aliases(candidates, &bridges, &ids);
-            ids
-        })
+            if bridges.dropped > 0 {
+                say!(
+                    "warning: IOMMU: {} bridge(s) beyond what minicap records; DMA a bridge among them gives its own ID stays blocked",
+                    bridges.dropped
+                );
+            }
+            bridges
+        });
+        let mut ids = RequesterIds::EMPTY;
+        for &f in candidates.all().iter().filter(|&&f| serves(bridges, f)) {
+            for &id in bridges.requester_ids(&[f]).all() {
+                ids.add(id);
+            }
+        }
+        if ids.dropped > 0 {
+            say!(
+                "warning: IOMMU: {} requester ID(s) beyond what minicap records; DMA with them stays blocked",
+                ids.dropped
+            );
+        }
+        ids
     }
 }
 
-/// Say which requester IDs the bridges add, and what could not be recorded.
-fn report_aliases(candidates: &Candidates, bridges: &Bridges, ids: &RequesterIds) {
-    let mut added = FixedString::<160>::new();
-    for id in ids.all().iter().filter(|id| !candidates.all().contains(id)) {
-        let _ = write!(added, " {id}");
-    }
-    if !added.as_str().is_empty() {
-        say!(
-            "IOMMU: requester IDs the bridges above the candidates give their DMA:{}",
-            added.as_str()
-        );
-    }
-    if bridges.dropped > 0 || ids.dropped > 0 {
-        say!(
-            "warning: IOMMU: {} bridge(s) and {} requester ID(s) beyond what minicap records; DMA with them stays blocked",
-            bridges.dropped,
-            ids.dropped
-        );
-    }
+/// Whether the VT-d unit `index` of `units` serves `f`, a function of
+/// segment 0 (the unit whose device scope names it or a bridge above it,
+/// else the INCLUDE_PCI_ALL unit).
+fn vtd_unit_serves(units: &[Drhd], index: usize, bridges: &Bridges, f: PciAddress) -> bool {
+    let names_f = |scope: &DeviceScope| {
+        bridges
+            .path_end(scope.start_bus, scope.path())
+            .is_some_and(|target| bridges.is_at_or_below(f, target))
+    };
+    acpi::unit_serving(units, 0, names_f) == Some(index)
 }
 
 /// Take over every VT-d and AMD-Vi unit that translates (see the module
@@ -187,7 +193,7 @@ pub fn take_over(
         );
     }
     let top = dma_top(core, heap);
-    for unit in units {
+    for (index, unit) in units.iter().enumerate() {
         let vtd = match VtdUnit::open(unit.base, unit.register_bytes()) {
             Ok(vtd) => vtd,
             Err(e) => {
@@ -213,7 +219,17 @@ pub fn take_over(
             );
             continue;
         }
-        let requesters = allowed.of_segment(unit.segment);
+        if unit.scopes.dropped > 0 && unit.flags & Drhd::INCLUDE_PCI_ALL == 0 {
+            say!(
+                "warning: IOMMU: VT-d unit {:#x}: {} device scope entries not read; a disk listed there is let through on the INCLUDE_PCI_ALL unit instead",
+                unit.base,
+                unit.scopes.dropped
+            );
+        }
+        // Candidates are on segment 0 (see the module doc).
+        let requesters = allowed.requesters(|bridges, f| {
+            unit.segment == 0 && vtd_unit_serves(units, index, bridges, f)
+        });
         take_over_unit(unit, &vtd, before, faults, requesters.all(), top).map_err(|error| {
             IommuError {
                 base: unit.base,
@@ -244,7 +260,7 @@ fn take_over_unit(
     vtd: &VtdUnit,
     before: u32,
     faults: u32,
-    allowed: &[pci::PciAddress],
+    allowed: &[PciAddress],
     top: u64,
 ) -> Result<(), VtdError> {
     let mut done = FixedString::<320>::new();

@@ -98,3 +98,27 @@ impl Scopes {
         self.count += 1;
     }
 }
+
+/// Which of `units` serves a PCI function of `segment` (Linux
+/// `dmar_find_matched_drhd_unit()`): the first unit of the segment with a
+/// scope entry that `names_it` says is the function or a bridge above it,
+/// else the segment's INCLUDE_PCI_ALL unit (the specification puts it
+/// last). Its index in `units`; None if no unit serves the function (its
+/// DMA is not remapped).
+pub fn unit_serving(
+    units: &[crate::Drhd],
+    segment: u16,
+    names_it: impl Fn(&DeviceScope) -> bool,
+) -> Option<usize> {
+    let include_all = |u: &crate::Drhd| u.flags & crate::Drhd::INCLUDE_PCI_ALL != 0;
+    units
+        .iter()
+        .position(|u| {
+            u.segment == segment && !include_all(u) && u.scopes.all().iter().any(&names_it)
+        })
+        .or_else(|| {
+            units
+                .iter()
+                .position(|u| u.segment == segment && include_all(u))
+        })
+}

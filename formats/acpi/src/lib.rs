@@ -81,7 +81,7 @@ impl Drhd {
 
 mod dmar_scope;
 mod ivrs;
-pub use dmar_scope::{DeviceScope, Scopes, MAX_SCOPES, MAX_SCOPE_PATH};
+pub use dmar_scope::{unit_serving, DeviceScope, Scopes, MAX_SCOPES, MAX_SCOPE_PATH};
 pub use ivrs::{AmdViUnit, DeviceAlias, MAX_IVRS_ALIASES};
 
 const MAX_TABLE: u32 = 4 << 20;

@@ -599,3 +599,40 @@ fn bad_drhd_scopes_are_counted_not_guessed() {
     assert_eq!(scopes.all()[0].path(), &[(4, 0)]);
     assert_eq!(scopes.dropped, 3);
 }
+
+#[test]
+fn the_unit_whose_scope_names_a_device_serves_it_else_the_segments_include_all_unit() {
+    let gpu = drhd_with_scopes(0xfed9_0000, 0, &[scope(1, 0, &[(2, 0)])]);
+    let bridge = drhd_with_scopes(0xfed9_2000, 0, &[scope(2, 0, &[(0x1c, 0)])]);
+    let rest = drhd_with_scopes(0xfed9_1000, Drhd::INCLUDE_PCI_ALL, &[]);
+    let mut other_segment = drhd_with_scopes(0xfed9_3000, Drhd::INCLUDE_PCI_ALL, &[]);
+    other_segment[6] = 1;
+    let info = dmar_of(&[gpu, bridge, rest, other_segment]);
+    let units = &info.drhd[..info.drhd_count];
+    assert_eq!(units[3].segment, 1);
+    // `names` stands for the bridge walk: the device's own path, or a bridge above it.
+    let serving = |segment, names: &[(u8, u8)]| {
+        unit_serving(units, segment, |s| {
+            names.contains(&s.path()[s.path_len - 1])
+        })
+    };
+    assert_eq!(serving(0, &[(2, 0)]), Some(0), "the GPU's unit");
+    assert_eq!(
+        serving(0, &[(0, 0), (0x1c, 0)]),
+        Some(1),
+        "below the listed bridge"
+    );
+    assert_eq!(
+        serving(0, &[(3, 0)]),
+        Some(2),
+        "everything else of segment 0"
+    );
+    assert_eq!(
+        serving(1, &[(2, 0)]),
+        Some(3),
+        "segment 1's own include-all unit"
+    );
+    assert_eq!(serving(2, &[(2, 0)]), None, "no unit for segment 2");
+    let without_include_all = &units[..2];
+    assert_eq!(unit_serving(without_include_all, 0, |_| false), None);
+}

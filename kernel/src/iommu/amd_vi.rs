@@ -55,7 +55,9 @@ fn take_over_unit(
     unit: &AmdViUnit,
     allowed: &mut AllowedDevices<'_>,
 ) -> Result<(), IommuError> {
-    let requesters = allowed.of_segment(ivhd.segment);
+    // A unit only sees the requests of the devices it serves: letting every
+    // candidate of its segment through lets each through on its own unit.
+    let requesters = allowed.requesters(|_, _| ivhd.segment == 0);
     let ids = AllowedIds::new(&requesters, |id| ivhd.alias_of(id));
     // The IVRS image of the extended features (IVHD types 0x11 and 0x40)
     // is what Linux trusts; a type 0x10 block has none, and the register
