@@ -34,9 +34,8 @@
 //! through (all its DMA is blocked). A VT-d candidate is let through on the
 //! unit that serves it only: the segment-0 DRHD whose device scope names it
 //! or a bridge above it, else the segment's INCLUDE_PCI_ALL unit (Linux
-//! `dmar_find_matched_drhd_unit()`). An AMD-Vi unit lets every candidate of
-//! its segment through: a unit only sees the requests of the devices its
-//! IVHD lists, so each is let through on its own unit.
+//! `dmar_find_matched_drhd_unit()`); an AMD-Vi unit lets through the
+//! candidates its IVHD device entries list.
 //!
 //! Units with translation off are left alone, as they are: their devices
 //! already reach raw memory. This module decides and reports,

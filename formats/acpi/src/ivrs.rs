@@ -15,12 +15,14 @@
 //! sized, so the rest of the block is not read. Device IDs are 16-bit
 //! segment-local requester IDs (bus << 8 | device << 3 | function).
 //!
-//! minicap needs only the aliases from the entries: the requester ID a
-//! device's DMA carries when it is not its own (a device behind a bridge
-//! that takes ownership of its requests). `0x42` names one device and its
-//! alias (alias u16 at +5); `0x43` starts a range (its alias at +5) that
-//! the next `0x04` entry ends (the range's last device ID at +1), as in
-//! Linux's `IVHD_DEV_ALIAS` / `IVHD_DEV_ALIAS_RANGE` handling.
+//! minicap reads two things from the entries (Linux `IVHD_DEV_*`):
+//! - which device IDs the unit serves: `0x01` all of them; `0x02`, `0x42`,
+//!   `0x46` one (at +1); `0x03`, `0x43`, `0x47` start a range that the next
+//!   `0x04` entry ends (the range's last device ID at +1);
+//! - the aliases: the requester ID a device's DMA carries when it is not
+//!   its own (a device behind a bridge that takes ownership of its
+//!   requests). `0x42` names one device and its alias (alias u16 at +5);
+//!   `0x43` starts a range with one alias (at +5).
 
 use minicap_physmem::{le_u16 as u16_at, le_u64 as u64_at};
 
@@ -29,11 +31,18 @@ use minicap_physmem::{le_u16 as u16_at, le_u64 as u64_at};
 pub const MAX_IVHD_BYTES: usize = 4096;
 /// Most alias entries recorded per unit.
 pub const MAX_IVRS_ALIASES: usize = 32;
+/// Most device ID ranges recorded per unit.
+pub const MAX_IVRS_RANGES: usize = 32;
 
 const IVHD_TYPE_10: u8 = 0x10;
 const IVHD_TYPE_11: u8 = 0x11;
 const IVHD_TYPE_40: u8 = 0x40;
+const ENTRY_ALL: u8 = 0x01;
+const ENTRY_SELECT: u8 = 0x02;
+const ENTRY_RANGE_START: u8 = 0x03;
 const ENTRY_RANGE_END: u8 = 0x04;
+const ENTRY_EXT_SELECT: u8 = 0x46;
+const ENTRY_EXT_RANGE: u8 = 0x47;
 const ENTRY_ALIAS_SELECT: u8 = 0x42;
 const ENTRY_ALIAS_RANGE: u8 = 0x43;
 const ENTRY_ACPI_HID: u8 = 0xf0;
@@ -77,6 +86,15 @@ pub struct AmdViUnit {
     pub alias_count: usize,
     /// Alias entries beyond `MAX_IVRS_ALIASES` (not recorded).
     pub aliases_dropped: usize,
+    /// An `0x01` entry: the unit serves every device ID of its segment.
+    pub serves_all: bool,
+    /// Device ID ranges (first, last) the unit serves, the first
+    /// `range_count` valid.
+    pub ranges: [(u16, u16); MAX_IVRS_RANGES],
+    /// How many entries of `ranges` are valid.
+    pub range_count: usize,
+    /// Ranges beyond `MAX_IVRS_RANGES` (not recorded).
+    pub ranges_dropped: usize,
     /// The device entries were not all read: an entry of a type that cannot
     /// be sized, an entry crossing the block's end, or a block longer than
     /// [`MAX_IVHD_BYTES`]. Aliases listed after that point are unknown.
@@ -90,6 +108,17 @@ impl AmdViUnit {
             .iter()
             .find(|a| a.covers(device_id))
             .map(|a| a.alias)
+    }
+
+    /// Whether the unit serves `device_id`, or cannot tell (its entries
+    /// were not all read or recorded): then it is assumed to.
+    pub fn may_serve(&self, device_id: u16) -> bool {
+        self.serves_all
+            || self.entries_stopped
+            || self.ranges_dropped > 0
+            || self.ranges[..self.range_count]
+                .iter()
+                .any(|&(first, last)| (first..=last).contains(&device_id))
     }
 
     /// Parse an IVHD block: `block` holds its first bytes, `full_len` is
@@ -128,8 +157,8 @@ impl AmdViUnit {
     }
 
     fn read_entries(&mut self, entries: &[u8]) {
-        // The alias of an open 0x43 range and its first device ID.
-        let mut open_range: Option<(u16, u16)> = None;
+        // The first device ID of an open range, and its alias (0x43).
+        let mut open_range: Option<(u16, Option<u16>)> = None;
         let mut at = 0;
         while at < entries.len() {
             let kind = entries[at];
@@ -147,27 +176,40 @@ impl AmdViUnit {
             };
             let device_id = u16_at(entry, 1).unwrap_or(0);
             match kind {
+                ENTRY_ALL => self.serves_all = true,
+                ENTRY_SELECT | ENTRY_EXT_SELECT => self.add_range(device_id, device_id),
                 ENTRY_ALIAS_SELECT => {
                     let alias = u16_at(entry, 5).unwrap_or(0);
+                    self.add_range(device_id, device_id);
                     self.add_alias(device_id, device_id, alias);
-                    open_range = None;
                 }
+                // A range start closes a range that was never ended.
+                ENTRY_RANGE_START | ENTRY_EXT_RANGE => open_range = Some((device_id, None)),
                 ENTRY_ALIAS_RANGE => {
-                    open_range = Some((device_id, u16_at(entry, 5).unwrap_or(0)));
+                    open_range = Some((device_id, Some(u16_at(entry, 5).unwrap_or(0))));
                 }
                 ENTRY_RANGE_END => {
                     if let Some((first, alias)) = open_range.take() {
                         if first <= device_id {
-                            self.add_alias(first, device_id, alias);
+                            self.add_range(first, device_id);
+                            if let Some(alias) = alias {
+                                self.add_alias(first, device_id, alias);
+                            }
                         }
                     }
                 }
-                // Any other range start (0x03, 0x47) closes an alias range
-                // that was never ended; other entries leave it open.
-                0x03 | 0x47 => open_range = None,
                 _ => {}
             }
             at += len;
+        }
+    }
+
+    fn add_range(&mut self, first: u16, last: u16) {
+        if self.range_count < MAX_IVRS_RANGES {
+            self.ranges[self.range_count] = (first, last);
+            self.range_count += 1;
+        } else {
+            self.ranges_dropped += 1;
         }
     }
 

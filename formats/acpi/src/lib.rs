@@ -82,7 +82,7 @@ impl Drhd {
 mod dmar_scope;
 mod ivrs;
 pub use dmar_scope::{unit_serving, DeviceScope, Scopes, MAX_SCOPES, MAX_SCOPE_PATH};
-pub use ivrs::{AmdViUnit, DeviceAlias, MAX_IVRS_ALIASES};
+pub use ivrs::{AmdViUnit, DeviceAlias, MAX_IVRS_ALIASES, MAX_IVRS_RANGES};
 
 const MAX_TABLE: u32 = 4 << 20;
 /// Most bytes of one DRHD structure read (its scope entries beyond are

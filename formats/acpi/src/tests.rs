@@ -636,3 +636,34 @@ fn the_unit_whose_scope_names_a_device_serves_it_else_the_segments_include_all_u
     let without_include_all = &units[..2];
     assert_eq!(unit_serving(without_include_all, 0, |_| false), None);
 }
+
+#[test]
+fn ivhd_device_entries_tell_which_device_ids_a_unit_serves() {
+    let mut entries = Vec::new();
+    entries.extend_from_slice(&entry4(0x02, 0x0010, 0)); // 00:02.0
+    entries.extend_from_slice(&entry4(0x03, 0x0100, 0)); // 01:00.0 ..
+    entries.extend_from_slice(&entry4(0x04, 0x01ff, 0)); // .. 01:1f.7
+    entries.extend_from_slice(&entry8(0x42, 0x0300, 0x0200)); // 03:00.0 (aliased)
+    entries.extend_from_slice(&entry8(0x46, 0x0400, 0)); // extended select 04:00.0
+    entries.extend_from_slice(&entry8(0x47, 0x0500, 0)); // extended range 05:00.0 ..
+    entries.extend_from_slice(&entry4(0x04, 0x0507, 0)); // .. 05:00.7
+    let info = with_ivrs(ivrs_of(&[ivhd(0x11, 0xfd20_0000, 0, &entries)]));
+    let unit = &info.amd_vi_units[0];
+    assert!(!unit.serves_all);
+    for id in [
+        0x0010, 0x0100, 0x0180, 0x01ff, 0x0300, 0x0400, 0x0500, 0x0507,
+    ] {
+        assert!(unit.may_serve(id), "{id:#06x}");
+    }
+    for id in [0x0011, 0x0200, 0x0301, 0x0508, 0x00ff] {
+        assert!(!unit.may_serve(id), "{id:#06x}");
+    }
+    // An ALL entry serves everything.
+    let info = with_ivrs(ivrs_of(&[ivhd(0x10, 0xfd20_0000, 0, &entry4(0x01, 0, 0))]));
+    assert!(info.amd_vi_units[0].serves_all && info.amd_vi_units[0].may_serve(0xbeef));
+    // Entries not all read: every device ID may be served.
+    let mut stopped = entry4(0x02, 0x0010, 0).to_vec();
+    stopped.extend_from_slice(&[0x85, 0, 0, 0]);
+    let info = with_ivrs(ivrs_of(&[ivhd(0x11, 0xfd20_0000, 0, &stopped)]));
+    assert!(info.amd_vi_units[0].may_serve(0x0900));
+}

@@ -1,6 +1,7 @@
 //! AMD-Vi units (IVRS): take over every unit that translates with a device
-//! table in which only the candidates' requester IDs (and the aliases the
-//! IVRS names for them) reach memory, untranslated; say what was done.
+//! table in which only the requester IDs of the candidates its IVHD lists
+//! (and the aliases the IVRS names for them) reach memory, untranslated;
+//! say what was done.
 //! The sequence and its bounded waits are `minicap_drivers::amdvi::take_over`.
 
 use super::{AllowedDevices, IommuError, UnitError};
@@ -55,9 +56,10 @@ fn take_over_unit(
     unit: &AmdViUnit,
     allowed: &mut AllowedDevices<'_>,
 ) -> Result<(), IommuError> {
-    // A unit only sees the requests of the devices it serves: letting every
-    // candidate of its segment through lets each through on its own unit.
-    let requesters = allowed.requesters(|_, _| ivhd.segment == 0);
+    // The candidates its IVHD lists (all of segment 0 if its entries were
+    // not all read), with every requester ID their DMA can carry.
+    let requesters =
+        allowed.requesters(|_, f| ivhd.segment == 0 && ivhd.may_serve(amdvi::device_id(f)));
     let ids = AllowedIds::new(&requesters, |id| ivhd.alias_of(id));
     // The IVRS image of the extended features (IVHD types 0x11 and 0x40)
     // is what Linux trusts; a type 0x10 block has none, and the register
