@@ -299,6 +299,20 @@ class BadInputTests(unittest.TestCase):
                                 "num-queues=1,iommu_platform=on",
                                 "nvme,serial=minicap1,drive=disk1,addr=0x2,logical_block_size=4096"])  # fmt: skip
 
+    def test_qemu_amd_iommu_moves_the_disks(self):
+        # amd-iommu's own PCI function takes the first free slot (1): the
+        # row starts the disks at 0x10, after the IOMMU.
+        k = kernel.GuestKernel("v", Path("/k"))
+        args = resolved(["--scenario", "capture-amd-iommu"])
+        cmd = qemu.qemu_command(args, k, Path("/i"), [Path("/decoy.img"), Path("/dump.img")])
+        devs = [cmd[i + 1] for i, c in enumerate(cmd) if c == "-device"]
+        self.assertEqual(devs, ["amd-iommu",
+                                "virtio-blk-pci,drive=disk0,addr=0x10,disable-legacy=on,disable-modern=off,"
+                                "iommu_platform=on",
+                                "virtio-blk-pci,drive=disk1,addr=0x11,disable-legacy=on,disable-modern=off,"
+                                "iommu_platform=on"])  # fmt: skip
+        self.assertEqual(resolved(["--scenario", "capture-amd-iommu", "--disk-slot", "0x5"]).disk_slot, 5)
+
     def test_qemu_ahci_disks(self):
         k = kernel.GuestKernel("v", Path("/k"))
         args = resolved(["--scenario", "capture-ahci-ports-kdump", "--blk-props", "num-queues=1"])
@@ -616,6 +630,23 @@ class IommuTests(unittest.TestCase):
         for line in bad:
             self.assertFalse(console.IOMMU_TAKEOVER.search(line), line)
 
+    AMD = "minicap: IOMMU: AMD-Vi unit 0xfed80000 (segment 0, IOMMU 00:01.0, IVHD type 0x10): "
+
+    def test_amd_vi_takeover_lines(self):
+        ok = self.AMD + ("translation was on; own device table (65536 entries), untranslated DMA for 00:10.0 "
+                         "00:11.0 00:1f.2; all other DMA and every interrupt blocked; unit off for 135 us while it "
+                         "was switched; caches flushed (INVALIDATE_IOMMU_ALL); translation on")
+        self.assertTrue(console.IOMMU_TAKEOVER.search(ok), ok)
+        bad = [
+            self.AMD + "translation off; left alone",
+            ok.replace("00:10.0 00:11.0 00:1f.2", "no device"),
+            ok.replace("translation on", "translation OFF"),
+            "minicap: warning: AMD-Vi IOMMU at 0xfed80000: translation ON: the dump device's DMA will likely "
+            "fault; minicap does not handle AMD-Vi yet",
+        ]
+        for line in bad:
+            self.assertFalse(console.IOMMU_TAKEOVER.search(line), line)
+
 
 class QemuVersionTests(unittest.TestCase):
     def test_parse(self):
@@ -791,9 +822,9 @@ SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-ahci",
          "capture-verify-none", "capture-kdump-zlib-1", "capture-kdump-lzo-31", "capture-kdump-lzo-1",
          "capture-kdump-zlib-31", "capture-nvme-4kn-kdump", "capture-ahci-ports-kdump", "capture-elf-31", "no-disk",
          "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
-         "capture-iommu-identity", "capture-nvme-iommu", "unformatted-disk", "wrong-id", "bad-elfcorehdr",
-         "other-target-kind", "ambiguous", "device-error", "no-ahci-disk", "nvme-unformatted-ahci-wrong-id",
-         "ahci-unformatted-nvme-wrong-id", "busy-virtio"]
+         "capture-iommu-identity", "capture-nvme-iommu", "capture-amd-iommu", "unformatted-disk", "wrong-id",
+         "bad-elfcorehdr", "other-target-kind", "ambiguous", "device-error", "no-ahci-disk",
+         "nvme-unformatted-ahci-wrong-id", "ahci-unformatted-nvme-wrong-id", "busy-virtio"]
 # The runs left out of the suite (on demand: `e2e.py --scenario NAME`).
 ON_DEMAND = ["no-nvme-disk", "nvme-unformatted", "ahci-unformatted", "nvme-wrong-id", "ahci-wrong-id", "busy-nvme",
              "busy-ahci", "linux-kdump"]
@@ -852,7 +883,7 @@ class ScenarioTableTests(unittest.TestCase):
     def test_what_each_scenario_checks(self):
         get = scenarios.lookup
         for name in ("capture-modern", "capture-legacy-4kn", "capture-qemu64-4M-3G", "capture-iommu",
-                     "capture-iommu-identity"):  # fmt: skip
+                     "capture-iommu-identity", "capture-amd-iommu"):  # fmt: skip
             s = get(name)
             self.assertEqual(s.checks, {"left-alone", "stored-log", "vmcore", "header-complete", "triage"}, name)
             self.assertEqual([(d.image, d.content, d.guarded, d.target) for d in s.disks],
@@ -930,7 +961,7 @@ class ScenarioTableTests(unittest.TestCase):
             self.assertTrue(s.busy and s.pattern and s.failure is None, name)
             self.assertEqual(s.guest_kernel, "generic" if name == "busy-ahci" else "cloud", name)
         self.assertEqual([s.name for s in scenarios.SCENARIOS if s.busy], ["busy-virtio", "busy-nvme", "busy-ahci"])
-        self.assertEqual([s.name for s in scenarios.SCENARIOS if s.guest_kernel != "cloud"], ["busy-ahci"])
+        self.assertEqual([s.name for s in scenarios.SCENARIOS if s.guest_kernel != "cloud"], ["capture-amd-iommu", "busy-ahci"])
         s = get("capture-elf-31")
         self.assertEqual(s.checks, {"left-alone", "stored-log", "elf-filtered", "header-complete", "triage"})
         self.assertEqual(s.capture_append, ("minicap.format=elf", "minicap.dump_level=31"))

@@ -380,7 +380,7 @@ impl Failure {
                 write!(f, "old memory at {source:#x} is not mapped")
             }
             Self::BadLayout(e) => write!(f, "cannot lay out the vmcore: {e}"),
-            Self::Iommu { unit, detail } => write!(f, "IOMMU: VT-d unit at {unit:#x}: {detail}"),
+            Self::Iommu { unit, detail } => write!(f, "IOMMU: unit at {unit:#x}: {detail}"),
             Self::NoDevice { target } => write!(
                 f,
                 "no {} disk on the PCI bus (minicap.target={target})",

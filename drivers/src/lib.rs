@@ -15,6 +15,8 @@
 
 pub mod access;
 pub mod ahci;
+pub mod amdvi;
+pub mod dma_alias;
 mod inflight;
 pub mod nvme;
 pub mod pci;

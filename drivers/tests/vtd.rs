@@ -321,3 +321,45 @@ fn out_of_memory_for_tables() {
     ));
     m.assert_clean();
 }
+
+#[test]
+fn a_device_behind_a_pcie_to_pci_bridge_is_let_through_with_its_aliases() {
+    use minicap_drivers::dma_alias::{Bridge, BridgeKind, Bridges};
+    // 00:1c.0 root port → bus 1: 01:00.0 PCIe-to-PCI bridge → bus 2:
+    // 02:03.0 conventional bridge → bus 3: the disk 03:04.0.
+    let bridges = Bridges::from_list(&[
+        Bridge {
+            address: at(0, 0x1c, 0),
+            secondary_bus: 1,
+            kind: BridgeKind::PciePort,
+        },
+        Bridge {
+            address: at(1, 0, 0),
+            secondary_bus: 2,
+            kind: BridgeKind::PcieToPci,
+        },
+        Bridge {
+            address: at(2, 3, 0),
+            secondary_bus: 3,
+            kind: BridgeKind::OwnId,
+        },
+    ]);
+    let disk = at(3, 4, 0);
+    let requesters = bridges.requester_ids(&[disk, at(0, 3, 0)]);
+    let m = machine();
+    let unit = caps(0b0_0100, 0, true);
+    let mode = choose_mode(&unit, 8 * GIB).expect("pass-through");
+    let tables = build_tables(&m, &unit, mode, requesters.all()).expect("tables");
+    let root = tables.root().device_address();
+    // The disk's own ID, the conventional bridge's ID and (2, 00.0), the
+    // ID the PCIe-to-PCI bridge gives requests it takes over.
+    for f in [disk, at(2, 3, 0), at(2, 0, 0), at(0, 3, 0)] {
+        assert!(context_of(&m, root, f).is_some(), "{f} let through");
+    }
+    // Not the root port or the PCIe-to-PCI bridge's own ID (01:00.0), nor
+    // a neighbour of the disk.
+    for f in [at(0, 0x1c, 0), at(1, 0, 0), at(3, 4, 1), at(2, 3, 1)] {
+        assert!(context_of(&m, root, f).is_none(), "{f} blocked");
+    }
+    m.assert_clean();
+}

@@ -1,40 +1,80 @@
 //! The IOMMU after a crash.
 //!
 //! The panicking kernel does not shut its IOMMU down (docs/entry-contract.md,
-//! "What the panicking kernel did", point 5): a VT-d unit keeps translating every device's DMA through the old
-//! kernel's tables, so the dump device, which minicap points at raw physical
-//! addresses, faults. Turning translation off is not an answer on its own:
-//! a device still busy with the old kernel's addresses would then write to
-//! raw physical memory, the memory being dumped or minicap's own heap.
+//! "What the panicking kernel did", point 5): a VT-d or AMD-Vi unit keeps
+//! translating every device's DMA through the old kernel's tables, so the
+//! dump device, which minicap points at raw physical addresses, faults.
+//! Turning translation off is not an answer on its own: a device still busy
+//! with the old kernel's addresses would then write to raw physical memory,
+//! the memory being dumped or minicap's own heap.
 //!
-//! So every unit with translation on gets minicap's own root table, in which
+//! So every unit with translation on gets minicap's own tables, in which
 //! only the disks minicap may use (the dump disk candidates, virtio-blk,
 //! NVMe and AHCI, of the kinds `minicap.target=` selects; an AHCI HBA is
-//! one function for all its ports) are present (pass-through
-//! if the unit supports it, else an identity map of everything the dump
-//! reads and minicap's memory); every other device's context entry is not
-//! present and its DMA is blocked. All candidates are let through, not just
-//! the dump device: `target::find` resets and reads every candidate to find
-//! the prepared one, and they are the only devices minicap drives. Their bus
-//! mastering is switched off first, so none of them can finish an old
-//! request through the new (identity) path before its driver reset.
+//! one function for all its ports) reach memory, and every other device's
+//! DMA is blocked:
+//! - VT-d: a root table in which only they have a (present) context entry,
+//!   pass-through if the unit supports it, else an identity map of
+//!   everything the dump reads and minicap's memory (`minicap_drivers::vtd`);
+//! - AMD-Vi: a device table in which every device ID is valid and blocked
+//!   except theirs, which reach memory untranslated
+//!   (`minicap_drivers::amdvi`, the sequence and its bounded waits).
 //!
-//! Units with translation off are left alone. AMD-Vi units (IVRS) are only
-//! reported. The tables are built by `minicap_drivers::vtd` (tested on the
-//! host); this module decides and reports, `hw::iommu` programs the unit.
+//! All candidates are let through, not just the dump device: `target::find`
+//! resets and reads every candidate to find the prepared one, and they are
+//! the only devices minicap drives. Each is let through with every
+//! requester ID its DMA can carry: its own, those the bridges above it
+//! substitute (`minicap_drivers::dma_alias`, Linux
+//! `pci_for_each_dma_alias()`) and, on AMD-Vi, the alias the IVRS names.
+//! Their bus mastering is switched off first, so none of them can finish
+//! an old request through the new path before its driver reset.
+//!
+//! Candidates are found through the legacy configuration ports, which
+//! reach PCI segment 0 only: a unit of another segment lets no device
+//! through (all its DMA is blocked). A VT-d candidate is let through on the
+//! unit that serves it only: the segment-0 DRHD whose device scope names it
+//! or a bridge above it, else the segment's INCLUDE_PCI_ALL unit (Linux
+//! `dmar_find_matched_drhd_unit()`); an AMD-Vi unit lets through the
+//! candidates its IVHD device entries list.
+//!
+//! Units with translation off are left alone, as they are: their devices
+//! already reach raw memory. This module decides and reports,
+//! `hw::iommu` maps the registers.
+
+mod amd_vi;
 
 use crate::console::FixedString;
-use crate::hw::iommu::{self as vtd, status, VtdError, VtdUnit};
+use crate::hw::iommu::{status, VtdError, VtdUnit};
 use crate::hw::platform::Machine;
 use crate::hw::tsc;
 use crate::say;
 use crate::target::Candidates;
 use core::fmt::{self, Write};
 use core::ops::Range;
-use minicap_acpi::{self as acpi, AcpiInfo, Drhd};
-use minicap_drivers::pci;
+use minicap_acpi::{self as acpi, AcpiInfo, DeviceScope, Drhd};
+use minicap_drivers::amdvi::AmdViError;
+use minicap_drivers::dma_alias::{Bridges, RequesterIds};
+use minicap_drivers::pci::{self, PciAddress};
 use minicap_drivers::vtd::{build_tables, choose_mode, Mode};
 use minicap_elfcore::CoreHeaders;
+
+/// What a unit did not do.
+#[derive(Debug, Clone, Copy)]
+pub enum UnitError {
+    /// A VT-d unit.
+    Vtd(VtdError),
+    /// An AMD-Vi unit.
+    AmdVi(AmdViError),
+}
+
+impl fmt::Display for UnitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Vtd(e) => write!(f, "VT-d: {e}"),
+            Self::AmdVi(e) => write!(f, "AMD-Vi: {e}"),
+        }
+    }
+}
 
 /// A unit did not carry out a command: its state is unknown, so nothing
 /// may be written.
@@ -43,19 +83,83 @@ pub struct IommuError {
     /// The unit's register base.
     pub base: u64,
     /// What it did not do.
-    pub error: VtdError,
+    pub error: UnitError,
 }
 
 impl fmt::Display for IommuError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "IOMMU: VT-d unit at {:#x}: {}", self.base, self.error)
+        write!(f, "IOMMU: unit at {:#x}: {}", self.base, self.error)
     }
 }
 
-/// Take over every VT-d unit that translates (see the module comment).
-/// `core` and `heap` tell what the dump device must reach if a unit cannot
-/// do pass-through. Fails only when a unit does not carry out a command
-/// (then its state is unknown and nothing is written).
+/// The devices the units let through, prepared once for all units: the
+/// candidates' bus mastering stopped and the bridges found (a scan of
+/// every bus, done only if some unit is taken over).
+struct AllowedDevices<'a> {
+    candidates: &'a Candidates,
+    bridges: Option<Bridges>,
+}
+
+impl<'a> AllowedDevices<'a> {
+    fn new(candidates: &'a Candidates) -> Self {
+        Self {
+            candidates,
+            bridges: None,
+        }
+    }
+
+    /// Every requester ID of the candidates `serves` picks (given the
+    /// bridges, to tell which unit is above a candidate).
+    fn requesters(&mut self, serves: impl Fn(&Bridges, PciAddress) -> bool) -> RequesterIds {
+        let candidates = self.candidates;
+        let bridges = self.bridges.get_or_insert_with(|| {
+            // No stale request of theirs may complete through the new path
+            // before their driver has reset them (the driver switches bus
+            // mastering back on after the reset).
+            for &f in candidates.all() {
+                pci::stop_bus_master(&Machine, f);
+            }
+            let bridges = Bridges::scan(&Machine);
+            if bridges.dropped > 0 {
+                say!(
+                    "warning: IOMMU: {} bridge(s) beyond what minicap records; DMA a bridge among them gives its own ID stays blocked",
+                    bridges.dropped
+                );
+            }
+            bridges
+        });
+        let mut ids = RequesterIds::EMPTY;
+        for &f in candidates.all().iter().filter(|&&f| serves(bridges, f)) {
+            for &id in bridges.requester_ids(&[f]).all() {
+                ids.add(id);
+            }
+        }
+        if ids.dropped > 0 {
+            say!(
+                "warning: IOMMU: {} requester ID(s) beyond what minicap records; DMA with them stays blocked",
+                ids.dropped
+            );
+        }
+        ids
+    }
+}
+
+/// Whether the VT-d unit `index` of `units` serves `f`, a function of
+/// segment 0 (the unit whose device scope names it or a bridge above it,
+/// else the INCLUDE_PCI_ALL unit).
+fn vtd_unit_serves(units: &[Drhd], index: usize, bridges: &Bridges, f: PciAddress) -> bool {
+    let names_f = |scope: &DeviceScope| {
+        bridges
+            .path_end(scope.start_bus, scope.path())
+            .is_some_and(|target| bridges.is_at_or_below(f, target))
+    };
+    acpi::unit_serving(units, 0, names_f) == Some(index)
+}
+
+/// Take over every VT-d and AMD-Vi unit that translates (see the module
+/// comment). `core` and `heap` tell what the dump device must reach if a
+/// VT-d unit cannot do pass-through. Fails only when a unit does not carry
+/// out a command (then its state is unknown and nothing is written).
 pub fn take_over(
     acpi: Option<&AcpiInfo>,
     candidates: &Candidates,
@@ -66,28 +170,20 @@ pub fn take_over(
         say!("IOMMU: no ACPI tables found; assuming there is no IOMMU");
         return Ok(());
     };
-    for &base in &acpi.amd_iommus[..acpi.amd_iommu_count] {
-        let state = match vtd::amd_vi_enabled(base) {
-            Some(true) => "translation ON: the dump device's DMA will likely fault",
-            Some(false) => "translation off",
-            None => "registers unreadable",
-        };
-        say!("warning: AMD-Vi IOMMU at {base:#x}: {state}; minicap does not handle AMD-Vi yet");
-    }
     let units = &acpi.drhd[..acpi.drhd_count];
-    if units.is_empty() {
-        if acpi.amd_iommu_count == 0 {
-            say!(
-                "IOMMU: {}",
-                if acpi.dmar_present {
-                    "DMAR table lists no remapping unit"
-                } else {
-                    "none (no DMAR or IVRS table)"
-                }
-            );
-        }
+    if units.is_empty() && acpi.amd_iommu_count == 0 {
+        say!(
+            "IOMMU: {}",
+            if acpi.dmar_present {
+                "DMAR table lists no remapping unit"
+            } else {
+                "none (no DMAR or IVRS table)"
+            }
+        );
         return Ok(());
     }
+    let mut allowed = AllowedDevices::new(candidates);
+    amd_vi::take_over_all(acpi, &mut allowed)?;
     if acpi.drhd_dropped > 0 {
         say!(
             "warning: IOMMU: {} more VT-d unit(s) than minicap records ({}); they are left as they are",
@@ -96,8 +192,7 @@ pub fn take_over(
         );
     }
     let top = dma_top(core, heap);
-    let mut stopped = false;
-    for unit in units {
+    for (index, unit) in units.iter().enumerate() {
         let vtd = match VtdUnit::open(unit.base, unit.register_bytes()) {
             Ok(vtd) => vtd,
             Err(e) => {
@@ -123,19 +218,21 @@ pub fn take_over(
             );
             continue;
         }
-        if !stopped {
-            // No stale request of theirs may complete through the new path
-            // before their driver has reset them (the driver switches bus
-            // mastering back on after the reset).
-            for &f in candidates.all() {
-                pci::stop_bus_master(&Machine, f);
-            }
-            stopped = true;
+        if unit.scopes.dropped > 0 && unit.flags & Drhd::INCLUDE_PCI_ALL == 0 {
+            say!(
+                "warning: IOMMU: VT-d unit {:#x}: {} device scope entries not read; a disk listed there is let through on the INCLUDE_PCI_ALL unit instead",
+                unit.base,
+                unit.scopes.dropped
+            );
         }
-        take_over_unit(unit, &vtd, before, faults, candidates, top).map_err(|error| {
+        // Candidates are on segment 0 (see the module doc).
+        let requesters = allowed.requesters(|bridges, f| {
+            unit.segment == 0 && vtd_unit_serves(units, index, bridges, f)
+        });
+        take_over_unit(unit, &vtd, before, faults, requesters.all(), top).map_err(|error| {
             IommuError {
                 base: unit.base,
-                error,
+                error: UnitError::Vtd(error),
             }
         })?;
     }
@@ -162,17 +259,10 @@ fn take_over_unit(
     vtd: &VtdUnit,
     before: u32,
     faults: u32,
-    devices: &Candidates,
+    allowed: &[PciAddress],
     top: u64,
 ) -> Result<(), VtdError> {
     let mut done = FixedString::<320>::new();
-    // Only segment 0 is scanned (through the legacy configuration ports);
-    // a unit of another segment lets no device through.
-    let allowed = if unit.segment == 0 {
-        devices.all()
-    } else {
-        &[]
-    };
     if before & status::QI != 0 {
         let drained = vtd.disable_queued_invalidation()?;
         let _ = write!(

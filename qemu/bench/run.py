@@ -81,7 +81,7 @@ def crash_region_image_bytes(cfg, k: GuestKernel, mode: Mode) -> int:
 def qemu_options(cfg, memory_mib: int, crashkernel: str, out: Path) -> types.SimpleNamespace:
     """The options harness.qemu.qemu_command reads: the same for every mode."""
     return types.SimpleNamespace(qemu=cfg.qemu, cpu=cfg.cpu, memory=memory_mib, smp=cfg.smp, crashkernel=crashkernel,
-                                 guest_append="", virtio=cfg.virtio, blk_props="", nvme_props="", iommu="", qemu_debug=False,
+                                 guest_append="", virtio=cfg.virtio, blk_props="", nvme_props="", iommu="", disk_slot=1, qemu_debug=False,
                                  out_dir=str(out), qemu_extra=[])  # fmt: skip
 
 

@@ -25,7 +25,7 @@ Runs one scenario (--scenario NAME, default capture-modern) or every
 scenario of the suite (--all), as listed in qemu/harness/scenarios.py
 (--list shows them). The options below that a scenario also sets (--virtio,
 --cpu, --memory, --crashkernel, --iommu, --guest-append, --blk-props,
---nvme-props, --disk-size) override the scenario's value when given.
+--nvme-props, --disk-size, --disk-slot) override the scenario's value when given.
 """
 
 
@@ -78,6 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "virtio-blk ones get iommu_platform=on; give the guest intel_iommu=on iommu=nopt "
                          "with --guest-append so that it really translates")  # fmt: skip
     ap.add_argument("--append-extra", default="", help="more minicap options for the capture command line")
+    ap.add_argument("--disk-slot", type=lambda v: int(v, 0), default=None,
+                    help="PCI slot of the first virtio-blk or NVMe disk, the next ones following (default 1; "
+                         "amd-iommu's own PCI function takes the first free slot, so its scenarios move the disks)")
     ap.add_argument("--guest-append", default=None, help="more options for the crashing kernel's command line")
     ap.add_argument("--qemu-debug", action="store_true",
                     help="QEMU -d guest_errors,cpu_reset,unimp -D <out>/qemu-debug.log (register dump at a triple fault)")

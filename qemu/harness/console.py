@@ -177,7 +177,10 @@ def check_write_failure(message: str, injected: int) -> tuple[bool, str]:
 IOMMU_TAKEOVER = re.compile(
     r"minicap: IOMMU: VT-d unit \S+ .*translation was on.*own root table, "
     r"(pass-through|identity map of \[[^)]*\)) for (?!no device)[^;]+; all other DMA blocked; "
-    r"translation on")
+    r"translation on"
+    # AMD-Vi: minicap's device table, the candidates untranslated, the rest blocked.
+    r"|minicap: IOMMU: AMD-Vi unit \S+ .*translation was on.*own device table \(\d+ entries\), "
+    r"untranslated DMA for (?!no device)[^;]+; all other DMA and every interrupt blocked;.*translation on$")
 
 
 def planned_dump_length(lines: list[str]) -> int | None:

@@ -194,13 +194,13 @@ def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
             # No iommu_platform= to set: an NVMe controller's DMA always goes
             # through the IOMMU. The serial is mandatory for QEMU's nvme.
             props = f",{args.nvme_props}" if args.nvme_props else ""
-            device = f"nvme,serial=minicap{i},drive=disk{i},addr={i + 1:#x}{props}"
+            device = f"nvme,serial=minicap{i},drive=disk{i},addr={args.disk_slot + i:#x}{props}"
         elif disk in ahci:
             # The HBA issues one command at a time: nothing to merge.
             device = f"ide-hd,drive=disk{i},bus=ide.{ahci_port}"
             ahci_port += 1
         else:
-            device = f"virtio-blk-pci,drive=disk{i},addr={i + 1:#x},{virtio}{merging}"
+            device = f"virtio-blk-pci,drive=disk{i},addr={args.disk_slot + i:#x},{virtio}{merging}"
         cmd += ["-drive", drive, "-device", device]
     if args.qemu_debug:
         cmd += ["-d", "guest_errors,cpu_reset,unimp", "-D", str(Path(args.out_dir) / "qemu-debug.log")]

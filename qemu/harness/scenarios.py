@@ -57,13 +57,14 @@ class Options:
     blk_props: str | None = None
     nvme_props: str | None = None
     disk_size: str | None = None
+    disk_slot: int | None = None
 
 
 # The harness's defaults where neither the command line nor the scenario
 # sets an option (disk_size None: 2G, or the RAM + 64 MiB rounded up to a
 # GiB if larger).
 DEFAULTS = Options(virtio="modern", cpu="max", memory=1024, crashkernel="32M", iommu="", guest_append="",
-                   blk_props="", nvme_props="", disk_size=None)  # fmt: skip
+                   blk_props="", nvme_props="", disk_size=None, disk_slot=1)  # fmt: skip
 VIRTIO_MODES = ("modern", "legacy", "transitional")
 
 # Checks a row can ask for. Besides these, every run checks the kexec load,
@@ -132,11 +133,12 @@ KDUMP_DEFAULT_CODEC = "lzo"
 
 
 def capture(name: str, about: str, capture_append: tuple[str, ...] = (), disks: tuple[Disk, ...] | None = None,
-            **options) -> Scenario:
+            guest_kernel: str = CLOUD, **options) -> Scenario:
     """A full capture: the decoy, then the dump disk (both virtio-blk unless
     `disks` says otherwise); success; every check of a good dump."""
     return Scenario(name, about, disks=disks or (decoy(), dump_disk()), checks=CAPTURE_CHECKS,
-                    options=Options(**options), pattern=True, capture_append=capture_append)  # fmt: skip
+                    options=Options(**options), pattern=True, capture_append=capture_append,
+                    guest_kernel=guest_kernel)  # fmt: skip
 
 
 def kdump_capture(name: str, about: str, codec: str, level: int, disks: tuple[Disk, ...] | None = None,
@@ -278,6 +280,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     # minicap's tables must let the NVMe candidate through.
     capture("capture-nvme-iommu", "full capture onto NVMe, guest left VT-d translating: pass-through tables",
             disks=(decoy(), dump_disk(bus=NVME)), iommu="intel-iommu,intremap=off", guest_append=IOMMU_GUEST),
+    # The guest leaves AMD-Vi translating: minicap must stop the unit, give it
+    # its own device table (the disk candidates untranslated, every other
+    # device blocked) and start it again. The cloud kernel lacks
+    # CONFIG_AMD_IOMMU, so the guest needs the generic flavour; amd-iommu's
+    # own PCI function takes the first free slot, so the disks start at 0x10.
+    capture("capture-amd-iommu", "full capture, guest left AMD-Vi translating: own device table, disks untranslated",
+            guest_kernel=GENERIC, iommu="amd-iommu", disk_slot=0x10, guest_append="iommu=nopt"),
     bad_input("unformatted-disk", "one disk of random data, never formatted: failure, disk unchanged",
               "no-prepared-device", (Disk("random.img", "random disk", RANDOM, guarded=True),),
               disk_size="16M", device_option=DEVICE_NONE, checks=frozenset({LEFT_ALONE})),

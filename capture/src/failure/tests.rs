@@ -38,10 +38,10 @@ fn exact_texts_and_codes() {
     );
     assert_eq!(f.code(), FailureCode::CrashMemoryTooSmall);
 
-    let f = Failure::iommu(0xfed9_0000, "timed out");
+    let f = Failure::iommu(0xfed9_0000, "VT-d: timed out");
     assert_eq!(
         text(&f),
-        "IOMMU: VT-d unit at 0xfed90000: timed out; nothing was written"
+        "IOMMU: unit at 0xfed90000: VT-d: timed out; nothing was written"
     );
     assert_eq!(f.code(), FailureCode::Iommu);
 

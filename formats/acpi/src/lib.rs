@@ -35,10 +35,15 @@ pub struct AcpiInfo {
     pub drhd_count: usize,
     /// DRHD structures beyond `MAX_DRHD` (not recorded).
     pub drhd_dropped: usize,
-    /// AMD-Vi IOMMU register bases (IVRS IVHD blocks, deduplicated).
+    /// AMD-Vi IOMMU register bases (IVRS IVHD blocks, deduplicated); the
+    /// unit at the same index of `amd_vi_units` describes each.
     pub amd_iommus: [u64; MAX_AMD_IOMMUS],
-    /// How many entries of `amd_iommus` are valid.
+    /// What the IVRS says about each unit of `amd_iommus`.
+    pub amd_vi_units: [AmdViUnit; MAX_AMD_IOMMUS],
+    /// How many entries of `amd_iommus` (and `amd_vi_units`) are valid.
     pub amd_iommu_count: usize,
+    /// IVHD blocks of units beyond `MAX_AMD_IOMMUS` (not recorded).
+    pub amd_iommus_dropped: usize,
 }
 
 /// Most DRHD units recorded (large servers have one per root complex).
@@ -58,6 +63,9 @@ pub struct Drhd {
     pub flags: u8,
     /// Size of the register set: 2^size 4 KiB pages (0 on pre-3.0 tables).
     pub size_log2_pages: u8,
+    /// Its PCI device scope entries (the devices it serves unless
+    /// INCLUDE_PCI_ALL).
+    pub scopes: Scopes,
 }
 
 impl Drhd {
@@ -71,7 +79,15 @@ impl Drhd {
     }
 }
 
+mod dmar_scope;
+mod ivrs;
+pub use dmar_scope::{unit_serving, DeviceScope, Scopes, MAX_SCOPES, MAX_SCOPE_PATH};
+pub use ivrs::{AmdViUnit, DeviceAlias, MAX_IVRS_ALIASES, MAX_IVRS_RANGES};
+
 const MAX_TABLE: u32 = 4 << 20;
+/// Most bytes of one DRHD structure read (its scope entries beyond are
+/// counted as dropped).
+const MAX_DRHD_BYTES: usize = 1024;
 
 fn read_bytes<M: PhysMem + ?Sized, const N: usize>(mem: &M, addr: u64) -> Option<[u8; N]> {
     let mut buf = [0u8; N];
@@ -194,11 +210,12 @@ fn read_madt<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiI
 /// DMAR: a 48-byte header (the ACPI header, host address width, flags,
 /// reserved), then remapping structures (type u16, length u16). Type 0 is a
 /// DRHD: flags u8 at +4, size u8 at +5, segment u16 at +6, register base
-/// u64 at +8, device scopes from +16 (not needed: see `iommu`).
+/// u64 at +8, device scopes from +16 (see `dmar_scope`).
 fn read_dmar<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiInfo) {
     info.dmar_present = true;
     let end = addr + u64::from(len);
     let mut at = addr + 48;
+    let mut structure = [0u8; MAX_DRHD_BYTES];
     while at + 4 <= end {
         let Some(head) = read_bytes::<M, 4>(mem, at) else {
             return;
@@ -208,22 +225,29 @@ fn read_dmar<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiI
         if entry_len < 4 || at + entry_len > end {
             return;
         }
-        if kind == 0 && entry_len >= 16 {
-            if let Some(entry) = read_bytes::<M, 16>(mem, at) {
-                let unit = Drhd {
-                    flags: entry[4],
-                    size_log2_pages: entry[5] & 0x0f,
-                    segment: u16_at(&entry, 6).unwrap_or(0),
-                    base: u64_at(&entry, 8).unwrap_or(0),
-                };
-                if unit.base == 0 || unit.base & 0xfff != 0 {
-                    // Not a usable register base; ignored.
-                } else if info.drhd_count < MAX_DRHD {
-                    info.drhd[info.drhd_count] = unit;
-                    info.drhd_count += 1;
-                } else {
-                    info.drhd_dropped += 1;
-                }
+        // Longer structures are read up to the buffer: the scope entries
+        // cut there are counted as dropped.
+        let take = usize::try_from(entry_len).map_or(structure.len(), |l| l.min(structure.len()));
+        if kind == 0 && take >= 16 && mem.read(at, &mut structure[..take]).is_ok() {
+            let entry = &structure[..take];
+            let mut scopes = Scopes::parse(&entry[16..]);
+            if take < usize::try_from(entry_len).unwrap_or(usize::MAX) {
+                scopes.dropped += 1;
+            }
+            let unit = Drhd {
+                flags: entry[4],
+                size_log2_pages: entry[5] & 0x0f,
+                segment: u16_at(entry, 6).unwrap_or(0),
+                base: u64_at(entry, 8).unwrap_or(0),
+                scopes,
+            };
+            if unit.base == 0 || unit.base & 0xfff != 0 {
+                // Not a usable register base; ignored.
+            } else if info.drhd_count < MAX_DRHD {
+                info.drhd[info.drhd_count] = unit;
+                info.drhd_count += 1;
+            } else {
+                info.drhd_dropped += 1;
             }
         }
         at += entry_len;
@@ -231,30 +255,49 @@ fn read_dmar<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiI
 }
 
 /// IVRS: a 48-byte header (the ACPI header, IVinfo, reserved), then IVHD
-/// (types 0x10, 0x11, 0x40: IOMMU base u64 at +8) and IVMD blocks (type u8,
-/// flags u8, length u16).
+/// and IVMD blocks (type u8, flags u8, length u16); see `ivrs` for the IVHD
+/// blocks. Several blocks of different types may describe one unit (an old
+/// OS reads type 0x10, a newer one 0x11 or 0x40); like Linux
+/// (`get_highest_supported_ivhd_type()`), the highest type is the one used.
 fn read_ivrs<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiInfo) {
     let end = addr + u64::from(len);
     let mut at = addr + 48;
+    let mut block = [0u8; ivrs::MAX_IVHD_BYTES];
     while at + 4 <= end {
         let Some(head) = read_bytes::<M, 4>(mem, at) else {
             return;
         };
-        let kind = head[0];
         let entry_len = u64::from(u16::from_le_bytes([head[2], head[3]]));
         if entry_len < 4 || at + entry_len > end {
             return;
         }
-        if matches!(kind, 0x10 | 0x11 | 0x40) && entry_len >= 24 {
-            if let Some(base) = read_bytes::<M, 24>(mem, at).and_then(|e| u64_at(&e, 8)) {
-                let known = &info.amd_iommus[..info.amd_iommu_count];
-                if base != 0 && !known.contains(&base) && info.amd_iommu_count < MAX_AMD_IOMMUS {
-                    info.amd_iommus[info.amd_iommu_count] = base;
-                    info.amd_iommu_count += 1;
-                }
+        // Longer blocks are read up to the buffer: their device entries
+        // beyond it are reported as not read (`AmdViUnit::entries_stopped`).
+        let take = usize::try_from(entry_len).map_or(block.len(), |l| l.min(block.len()));
+        if mem.read(at, &mut block[..take]).is_ok() {
+            if let Some(unit) = AmdViUnit::parse(&block[..take], entry_len) {
+                record_amd_vi_unit(info, unit);
             }
         }
         at += entry_len;
+    }
+}
+
+fn record_amd_vi_unit(info: &mut AcpiInfo, unit: AmdViUnit) {
+    let count = info.amd_iommu_count;
+    if let Some(i) = info.amd_iommus[..count]
+        .iter()
+        .position(|&b| b == unit.base)
+    {
+        if unit.block_type > info.amd_vi_units[i].block_type {
+            info.amd_vi_units[i] = unit;
+        }
+    } else if count < MAX_AMD_IOMMUS {
+        info.amd_iommus[count] = unit.base;
+        info.amd_vi_units[count] = unit;
+        info.amd_iommu_count += 1;
+    } else {
+        info.amd_iommus_dropped += 1;
     }
 }
 

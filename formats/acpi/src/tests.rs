@@ -129,15 +129,8 @@ fn dmar(units: &[(u64, u8, u16)]) -> Vec<u8> {
 }
 
 fn ivrs(bases: &[u64]) -> Vec<u8> {
-    let mut body = vec![0u8; 12];
-    for &base in bases {
-        let mut ivhd = vec![0x11, 0, 24, 0];
-        ivhd.extend_from_slice(&[0; 4]);
-        ivhd.extend_from_slice(&base.to_le_bytes());
-        ivhd.extend_from_slice(&[0; 8]);
-        body.extend_from_slice(&ivhd);
-    }
-    sdt(b"IVRS", &body)
+    let blocks: Vec<_> = bases.iter().map(|&b| ivhd(0x11, b, 0, &[])).collect();
+    ivrs_of(&blocks)
 }
 
 /// A full set: RSDP at 0xf0000 (found by the BIOS-area scan), XSDT, MADT,
@@ -333,4 +326,344 @@ fn a_table_at_the_top_of_the_address_space_is_not_followed() {
     t.put(0xe1000, &xsdt(&[u64::MAX - 8, 0xe3000]));
     let info = discover(&t.mem(), 0).unwrap();
     assert_eq!(info.pm1a_control, Some(0x604));
+}
+
+/// An IVHD block of `kind` (0x10: 24-byte header, else 40) for the unit at
+/// `base` of `segment`, with `entries` appended.
+fn ivhd(kind: u8, base: u64, segment: u16, entries: &[u8]) -> Vec<u8> {
+    let header = if kind == 0x10 { 24 } else { 40 };
+    let mut block = vec![0u8; header];
+    block[0] = kind;
+    block[1] = 0x20; // coherent
+    block[4..6].copy_from_slice(&0x0002u16.to_le_bytes()); // 00:00.2
+    block[8..16].copy_from_slice(&base.to_le_bytes());
+    block[16..18].copy_from_slice(&segment.to_le_bytes());
+    if header == 40 {
+        block[24..32].copy_from_slice(&0x0000_0040_u64.to_le_bytes()); // EFR: IASup
+    }
+    block.extend_from_slice(entries);
+    let len = u16::try_from(block.len()).expect("short block");
+    block[2..4].copy_from_slice(&len.to_le_bytes());
+    block
+}
+
+fn ivrs_of(blocks: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = vec![0u8; 12];
+    for b in blocks {
+        body.extend_from_slice(b);
+    }
+    sdt(b"IVRS", &body)
+}
+
+fn entry4(kind: u8, device_id: u16, setting: u8) -> [u8; 4] {
+    let d = device_id.to_le_bytes();
+    [kind, d[0], d[1], setting]
+}
+
+fn entry8(kind: u8, device_id: u16, other: u16) -> [u8; 8] {
+    let d = device_id.to_le_bytes();
+    let o = other.to_le_bytes();
+    [kind, d[0], d[1], 0, 0, o[0], o[1], 0]
+}
+
+fn with_ivrs(ivrs: Vec<u8>) -> AcpiInfo {
+    let mut t = Tables::new();
+    t.put(0xf0000, &rsdp_v2(0xe1000));
+    t.put(0xe1000, &xsdt(&[0xe6000]));
+    t.put(0xe6000, &ivrs);
+    discover(&t.mem(), 0).expect("RSDP")
+}
+
+#[test]
+fn ivhd_aliases_single_and_ranges_across_every_entry_size() {
+    let mut entries = Vec::new();
+    entries.extend_from_slice(&entry4(0x01, 0, 0)); // ALL
+    entries.extend_from_slice(&entry4(0x02, 0x0010, 0)); // SELECT 00:02.0
+    entries.extend_from_slice(&entry8(0x42, 0x0300, 0x0200)); // 03:00.0 as 02:00.0
+    entries.extend_from_slice(&entry8(0x43, 0x0400, 0x0310)); // range start, alias 03:02.0
+    entries.extend_from_slice(&entry8(0x48, 0x00a0, 0x00a0)); // SPECIAL (IOAPIC), inside the range
+    entries.extend_from_slice(&entry4(0x04, 0x04ff, 0)); // range end
+                                                         // An ACPI-HID entry: 22 bytes plus a 3-byte UID.
+    let mut hid = vec![0xf0u8, 0xa0, 0x00];
+    hid.resize(21, 0);
+    hid.extend_from_slice(&[3, b'a', b'b', b'c']);
+    entries.extend_from_slice(&hid);
+    entries.extend_from_slice(&entry8(0x42, 0x0500, 0x0508));
+    let info = with_ivrs(ivrs_of(&[ivhd(0x40, 0xfd20_0000, 0, &entries)]));
+    assert_eq!(info.amd_iommu_count, 1);
+    let unit = &info.amd_vi_units[0];
+    assert_eq!(
+        (unit.base, unit.segment, unit.device_id, unit.block_type),
+        (0xfd20_0000, 0, 2, 0x40)
+    );
+    assert_eq!(unit.efr_image, 0x40);
+    assert!(!unit.entries_stopped);
+    assert_eq!(
+        &unit.aliases[..unit.alias_count],
+        &[
+            DeviceAlias {
+                first: 0x0300,
+                last: 0x0300,
+                alias: 0x0200
+            },
+            DeviceAlias {
+                first: 0x0400,
+                last: 0x04ff,
+                alias: 0x0310
+            },
+            DeviceAlias {
+                first: 0x0500,
+                last: 0x0500,
+                alias: 0x0508
+            },
+        ]
+    );
+    assert_eq!(unit.alias_of(0x0300), Some(0x0200));
+    assert_eq!(unit.alias_of(0x0480), Some(0x0310));
+    assert_eq!(unit.alias_of(0x0500), Some(0x0508));
+    assert_eq!(unit.alias_of(0x0010), None);
+    assert_eq!(unit.alias_of(0x0301), None);
+}
+
+#[test]
+fn the_highest_ivhd_type_of_a_unit_wins_whatever_the_order() {
+    let old = ivhd(0x10, 0xfd20_0000, 0, &entry8(0x42, 0x0300, 0x0200));
+    let new = ivhd(0x11, 0xfd20_0000, 0, &entry8(0x42, 0x0300, 0x0208));
+    let other = ivhd(0x10, 0xfd30_0000, 1, &[]);
+    for blocks in [
+        [old.clone(), new.clone(), other.clone()],
+        [new.clone(), old.clone(), other.clone()],
+    ] {
+        let info = with_ivrs(ivrs_of(&blocks));
+        assert_eq!(
+            &info.amd_iommus[..info.amd_iommu_count],
+            &[0xfd20_0000, 0xfd30_0000]
+        );
+        let unit = &info.amd_vi_units[0];
+        assert_eq!(unit.block_type, 0x11);
+        assert_eq!(unit.alias_of(0x0300), Some(0x0208));
+        assert_eq!(info.amd_vi_units[1].segment, 1);
+        assert_eq!(info.amd_vi_units[1].efr_image, 0);
+    }
+}
+
+#[test]
+fn an_unsizable_or_truncated_entry_stops_the_entries() {
+    // Type 0x85 has no defined size: the alias after it is not read.
+    let mut entries = entry4(0x02, 0x10, 0).to_vec();
+    entries.extend_from_slice(&[0x85, 0, 0, 0]);
+    entries.extend_from_slice(&entry8(0x42, 0x0300, 0x0200));
+    let info = with_ivrs(ivrs_of(&[ivhd(0x11, 0xfd20_0000, 0, &entries)]));
+    let unit = &info.amd_vi_units[0];
+    assert!(unit.entries_stopped);
+    assert_eq!(unit.alias_count, 0);
+
+    // An 8-byte entry cut by the block's end.
+    let entries = entry8(0x42, 0x0300, 0x0200);
+    let info = with_ivrs(ivrs_of(&[ivhd(0x11, 0xfd20_0000, 0, &entries[..4])]));
+    assert!(info.amd_vi_units[0].entries_stopped);
+    assert_eq!(info.amd_vi_units[0].alias_count, 0);
+}
+
+#[test]
+fn an_alias_range_without_its_end_is_not_recorded() {
+    let mut entries = entry8(0x43, 0x0400, 0x0310).to_vec();
+    entries.extend_from_slice(&entry4(0x03, 0x0500, 0)); // another range start
+    entries.extend_from_slice(&entry4(0x04, 0x05ff, 0));
+    let info = with_ivrs(ivrs_of(&[ivhd(0x40, 0xfd20_0000, 0, &entries)]));
+    assert_eq!(info.amd_vi_units[0].alias_count, 0);
+    assert_eq!(info.amd_vi_units[0].alias_of(0x0400), None);
+}
+
+#[test]
+fn more_alias_entries_than_recorded_are_counted_and_ivmd_blocks_skipped() {
+    let mut entries = Vec::new();
+    for i in 0..u16::try_from(MAX_IVRS_ALIASES + 3).expect("small") {
+        entries.extend_from_slice(&entry8(0x42, 0x1000 + i, 0x0900));
+    }
+    let mut ivmd = vec![0x20u8, 0, 32, 0];
+    ivmd.resize(32, 0);
+    let info = with_ivrs(ivrs_of(&[ivmd, ivhd(0x11, 0xfd20_0000, 0, &entries)]));
+    assert_eq!(info.amd_iommu_count, 1);
+    let unit = &info.amd_vi_units[0];
+    assert_eq!(unit.alias_count, MAX_IVRS_ALIASES);
+    assert_eq!(unit.aliases_dropped, 3);
+}
+
+#[test]
+fn an_ivhd_block_without_a_page_aligned_base_is_ignored() {
+    let info = with_ivrs(ivrs_of(&[
+        ivhd(0x11, 0xfd20_0800, 0, &[]),
+        ivhd(0x11, 0, 0, &[]),
+    ]));
+    assert_eq!(info.amd_iommu_count, 0);
+}
+
+/// A DRHD at `base` of segment 0 with `flags` and these scope entries.
+fn drhd_with_scopes(base: u64, flags: u8, scopes: &[Vec<u8>]) -> Vec<u8> {
+    let mut s = vec![0u8, 0, 0, 0, flags, 0, 0, 0];
+    s.extend_from_slice(&base.to_le_bytes());
+    for scope in scopes {
+        s.extend_from_slice(scope);
+    }
+    let len = u16::try_from(s.len()).expect("short");
+    s[2..4].copy_from_slice(&len.to_le_bytes());
+    s
+}
+
+fn scope(kind: u8, start_bus: u8, path: &[(u8, u8)]) -> Vec<u8> {
+    let mut e = vec![
+        kind,
+        u8::try_from(6 + 2 * path.len()).expect("short"),
+        0,
+        0,
+        0,
+        start_bus,
+    ];
+    for &(d, f) in path {
+        e.extend_from_slice(&[d, f]);
+    }
+    e
+}
+
+fn dmar_of(structures: &[Vec<u8>]) -> AcpiInfo {
+    let mut body = vec![39u8, 0x01];
+    body.extend_from_slice(&[0; 10]);
+    for s in structures {
+        body.extend_from_slice(s);
+    }
+    let mut t = Tables::new();
+    t.put(0xf0000, &rsdp_v2(0xe1000));
+    t.put(0xe1000, &xsdt(&[0xe5000]));
+    t.put(0xe5000, &sdt(b"DMAR", &body));
+    discover(&t.mem(), 0).expect("RSDP")
+}
+
+#[test]
+fn drhd_scopes_keep_pci_endpoints_and_hierarchies_with_their_paths() {
+    let gpu = drhd_with_scopes(
+        0xfed9_0000,
+        0,
+        &[
+            scope(1, 0, &[(2, 0)]),            // endpoint 00:02.0
+            scope(3, 0xf0, &[(0x1f, 0)]),      // IO-APIC: not PCI, skipped
+            scope(2, 0, &[(0x1c, 0), (0, 0)]), // the bridge below 00:1c.0's bus
+        ],
+    );
+    let rest = drhd_with_scopes(
+        0xfed9_1000,
+        Drhd::INCLUDE_PCI_ALL,
+        &[scope(3, 0xf0, &[(0x1f, 0)])],
+    );
+    let info = dmar_of(&[gpu, rest]);
+    assert_eq!(info.drhd_count, 2);
+    let scopes = info.drhd[0].scopes;
+    assert_eq!(scopes.dropped, 0);
+    assert_eq!(scopes.all().len(), 2);
+    assert_eq!(
+        (
+            scopes.all()[0].sub_hierarchy,
+            scopes.all()[0].start_bus,
+            scopes.all()[0].path()
+        ),
+        (false, 0, &[(2, 0)][..])
+    );
+    assert_eq!(
+        (scopes.all()[1].sub_hierarchy, scopes.all()[1].path()),
+        (true, &[(0x1c, 0), (0, 0)][..])
+    );
+    assert!(info.drhd[1].scopes.all().is_empty());
+    assert_eq!(info.drhd[1].flags, Drhd::INCLUDE_PCI_ALL);
+}
+
+#[test]
+fn bad_drhd_scopes_are_counted_not_guessed() {
+    let too_deep: Vec<(u8, u8)> = (0..=u8::try_from(MAX_SCOPE_PATH).expect("small"))
+        .map(|d| (d, 0))
+        .collect();
+    let mut cut = scope(1, 0, &[(3, 0)]);
+    cut[1] = 40; // longer than the structure
+    let unit = drhd_with_scopes(
+        0xfed9_0000,
+        0,
+        &[
+            scope(1, 0, &[]),
+            scope(1, 0, &too_deep),
+            scope(1, 0, &[(4, 0)]),
+            cut,
+        ],
+    );
+    let info = dmar_of(&[unit]);
+    let scopes = info.drhd[0].scopes;
+    assert_eq!(scopes.all().len(), 1);
+    assert_eq!(scopes.all()[0].path(), &[(4, 0)]);
+    assert_eq!(scopes.dropped, 3);
+}
+
+#[test]
+fn the_unit_whose_scope_names_a_device_serves_it_else_the_segments_include_all_unit() {
+    let gpu = drhd_with_scopes(0xfed9_0000, 0, &[scope(1, 0, &[(2, 0)])]);
+    let bridge = drhd_with_scopes(0xfed9_2000, 0, &[scope(2, 0, &[(0x1c, 0)])]);
+    let rest = drhd_with_scopes(0xfed9_1000, Drhd::INCLUDE_PCI_ALL, &[]);
+    let mut other_segment = drhd_with_scopes(0xfed9_3000, Drhd::INCLUDE_PCI_ALL, &[]);
+    other_segment[6] = 1;
+    let info = dmar_of(&[gpu, bridge, rest, other_segment]);
+    let units = &info.drhd[..info.drhd_count];
+    assert_eq!(units[3].segment, 1);
+    // `names` stands for the bridge walk: the device's own path, or a bridge above it.
+    let serving = |segment, names: &[(u8, u8)]| {
+        unit_serving(units, segment, |s| {
+            names.contains(&s.path()[s.path_len - 1])
+        })
+    };
+    assert_eq!(serving(0, &[(2, 0)]), Some(0), "the GPU's unit");
+    assert_eq!(
+        serving(0, &[(0, 0), (0x1c, 0)]),
+        Some(1),
+        "below the listed bridge"
+    );
+    assert_eq!(
+        serving(0, &[(3, 0)]),
+        Some(2),
+        "everything else of segment 0"
+    );
+    assert_eq!(
+        serving(1, &[(2, 0)]),
+        Some(3),
+        "segment 1's own include-all unit"
+    );
+    assert_eq!(serving(2, &[(2, 0)]), None, "no unit for segment 2");
+    let without_include_all = &units[..2];
+    assert_eq!(unit_serving(without_include_all, 0, |_| false), None);
+}
+
+#[test]
+fn ivhd_device_entries_tell_which_device_ids_a_unit_serves() {
+    let mut entries = Vec::new();
+    entries.extend_from_slice(&entry4(0x02, 0x0010, 0)); // 00:02.0
+    entries.extend_from_slice(&entry4(0x03, 0x0100, 0)); // 01:00.0 ..
+    entries.extend_from_slice(&entry4(0x04, 0x01ff, 0)); // .. 01:1f.7
+    entries.extend_from_slice(&entry8(0x42, 0x0300, 0x0200)); // 03:00.0 (aliased)
+    entries.extend_from_slice(&entry8(0x46, 0x0400, 0)); // extended select 04:00.0
+    entries.extend_from_slice(&entry8(0x47, 0x0500, 0)); // extended range 05:00.0 ..
+    entries.extend_from_slice(&entry4(0x04, 0x0507, 0)); // .. 05:00.7
+    let info = with_ivrs(ivrs_of(&[ivhd(0x11, 0xfd20_0000, 0, &entries)]));
+    let unit = &info.amd_vi_units[0];
+    assert!(!unit.serves_all);
+    for id in [
+        0x0010, 0x0100, 0x0180, 0x01ff, 0x0300, 0x0400, 0x0500, 0x0507,
+    ] {
+        assert!(unit.may_serve(id), "{id:#06x}");
+    }
+    for id in [0x0011, 0x0200, 0x0301, 0x0508, 0x00ff] {
+        assert!(!unit.may_serve(id), "{id:#06x}");
+    }
+    // An ALL entry serves everything.
+    let info = with_ivrs(ivrs_of(&[ivhd(0x10, 0xfd20_0000, 0, &entry4(0x01, 0, 0))]));
+    assert!(info.amd_vi_units[0].serves_all && info.amd_vi_units[0].may_serve(0xbeef));
+    // Entries not all read: every device ID may be served.
+    let mut stopped = entry4(0x02, 0x0010, 0).to_vec();
+    stopped.extend_from_slice(&[0x85, 0, 0, 0]);
+    let info = with_ivrs(ivrs_of(&[ivhd(0x11, 0xfd20_0000, 0, &stopped)]));
+    assert!(info.amd_vi_units[0].may_serve(0x0900));
 }

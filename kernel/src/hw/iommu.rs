@@ -1,17 +1,20 @@
-//! IOMMU registers: Intel VT-d remapping units (and a read-only look at
-//! AMD-Vi units). Every access goes through a claimed `MmioRegion`; this
-//! file needs no `unsafe`. The policy (which devices get what) is in
-//! `crate::iommu`, the tables are built by `minicap_drivers::vtd`.
+//! IOMMU registers: Intel VT-d remapping units and AMD-Vi units. Every
+//! access goes through a claimed `MmioRegion`; this file needs no `unsafe`.
+//! The policy (which devices get what) is in `crate::iommu`, the tables and
+//! the AMD-Vi takeover sequence are in `minicap_drivers::{vtd, amdvi}`.
 //!
-//! Register layout (Intel VT-d specification, chapter 11): VER 0x0, CAP 0x8,
-//! ECAP 0x10, GCMD 0x18, GSTS 0x1C, RTADDR 0x20, CCMD 0x28, FSTS 0x34,
-//! FECTL 0x38, IQH 0x80, IQT 0x88; the IOTLB invalidate register at
-//! ECAP.IRO * 16 + 8.
+//! VT-d register layout (Intel VT-d specification, chapter 11): VER 0x0,
+//! CAP 0x8, ECAP 0x10, GCMD 0x18, GSTS 0x1C, RTADDR 0x20, CCMD 0x28, FSTS
+//! 0x34, FECTL 0x38, IQH 0x80, IQT 0x88; the IOTLB invalidate register at
+//! ECAP.IRO * 16 + 8. AMD-Vi: the 64-bit registers
+//! `minicap_drivers::amdvi::Register` names, in a window of at least
+//! 16 KiB (the command and status registers are at 0x2000 and up).
 
 use super::dma::DmaBuffer;
 use super::mmio::MmioRegion;
 use super::platform::Machine;
 use core::fmt;
+use minicap_drivers::amdvi::{self, AmdViRegisters, Register};
 use minicap_drivers::poll_until;
 use minicap_drivers::vtd::Capabilities;
 
@@ -320,13 +323,39 @@ impl VtdUnit {
     }
 }
 
-/// AMD-Vi: whether the unit at `base` translates (MMIO control register
-/// 0x18, bit 0 IommuEn); None if its registers cannot be read.
-pub fn amd_vi_enabled(base: u64) -> Option<bool> {
-    if base & 0xfff != 0 {
-        return None;
+/// Bytes of an AMD-Vi unit's register window minicap maps (the registers
+/// it uses end at the status register, 0x2020 + 8).
+const AMD_VI_WINDOW: u64 = 0x4000;
+
+/// One AMD-Vi IOMMU, its registers mapped.
+pub struct AmdViUnit {
+    regs: MmioRegion,
+}
+
+impl AmdViUnit {
+    /// Map the unit's registers; None if they cannot be mapped or read as
+    /// all ones (no unit there).
+    pub fn open(base: u64) -> Option<Self> {
+        if base & 0xfff != 0 {
+            return None;
+        }
+        let regs = MmioRegion::claim(base, AMD_VI_WINDOW)?;
+        let unit = Self { regs };
+        (unit.read(Register::Control) != u64::MAX).then_some(unit)
     }
-    let regs = MmioRegion::claim(base, 0x1000)?;
-    let control = regs.read64(0x18);
-    (control != u64::MAX).then_some(control & 1 != 0)
+
+    /// Whether the unit translates (control register IommuEn).
+    pub fn enabled(&self) -> bool {
+        self.read(Register::Control) & amdvi::control::IOMMU_EN != 0
+    }
+}
+
+impl AmdViRegisters for AmdViUnit {
+    fn read(&self, register: Register) -> u64 {
+        self.regs.read64(register.offset())
+    }
+
+    fn write(&self, register: Register, value: u64) {
+        self.regs.write64(register.offset(), value);
+    }
 }
