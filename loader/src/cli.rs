@@ -115,6 +115,35 @@ pub enum Command {
         /// Dump device (block device or image file).
         device: PathBuf,
     },
+
+    // Crash-kernel loading (issue 10): `load`, `recommend`, `status`.
+    /// Load minicap as the crash kernel, without kexec-tools (in progress: only --dry-run).
+    ///
+    /// Reads the crash region and RAM from /proc/iomem, each CPU's crash_notes and VMCOREINFO
+    /// from /sys, the kernel text mapping from /proc/kcore; builds the ELF core headers as
+    /// kexec-tools does, places the image, boot_params, command line and headers in the crash
+    /// region and computes each segment's SHA-256. --dry-run prints all of it. Without
+    /// --dry-run the same checks run and then the command stops: the kexec_load call and the
+    /// purgatory are not implemented yet, and nothing is loaded.
+    #[command(
+        after_help = "Exit status: 0 the dry run succeeded, 1 refused, failed, or a load                       without --dry-run (not implemented yet), 2 usage error."
+    )]
+    Load {
+        /// The minicap image (built by `cargo xtask build` as target/minicap.elf).
+        #[arg(long, value_name = "PATH", default_value = crate::load::DEFAULT_IMAGE)]
+        image: PathBuf,
+        /// Options for minicap, e.g. "minicap.device=<id> minicap.format=kdump".
+        #[arg(
+            long,
+            value_name = "OPTIONS",
+            default_value = "",
+            allow_hyphen_values = true
+        )]
+        append: String,
+        /// Print what would be loaded, load nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `--id`: exactly 32 hex digits, not all zero (reserved for "no id").

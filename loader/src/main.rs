@@ -13,6 +13,7 @@ mod escape;
 mod fmt_util;
 mod format;
 mod info;
+mod load;
 mod log;
 mod save;
 mod signatures;
@@ -37,6 +38,12 @@ fn main() -> ExitCode {
         Command::Info { device, json } => info::info(&device, json),
         Command::Log { device } => log::log(&device),
         Command::Dmesg { device } => dmesg::dmesg(&device),
+        // Crash-kernel loading (issue 10).
+        Command::Load {
+            image,
+            append,
+            dry_run,
+        } => load::load(&image, &append, dry_run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
