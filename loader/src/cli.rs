@@ -143,6 +143,48 @@ pub enum Command {
         /// Print what would be loaded, load nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Read /proc and /sys under this directory instead of / (recorded systems, tests).
+        #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+        root: PathBuf,
+    },
+    /// Print the crashkernel= size minicap needs on this machine.
+    ///
+    /// Adds up the image, the purgatory slot, boot_params and the ELF core headers for this
+    /// machine's CPUs and RAM, minicap's heap floor and the buffers it allocates for the
+    /// chosen format and check (taken from --append), and compares with the reservation
+    /// (/sys/kernel/kexec_crash_size). Every buffer is counted as if all were live at once.
+    #[command(
+        after_help = "Exit status: 0 printed, 1 failed (image or /proc/iomem unreadable), \
+                      2 usage error."
+    )]
+    Recommend {
+        /// The minicap image.
+        #[arg(long, value_name = "PATH", default_value = crate::load::DEFAULT_IMAGE)]
+        image: PathBuf,
+        /// The options minicap will be loaded with (format, verify, dump level).
+        #[arg(
+            long,
+            value_name = "OPTIONS",
+            default_value = "",
+            allow_hyphen_values = true
+        )]
+        append: String,
+        /// Read /proc and /sys under this directory instead of / (recorded systems, tests).
+        #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+        root: PathBuf,
+    },
+    /// Show whether a crash kernel is loaded, the crash region, and the last capture.
+    ///
+    /// With --device, the last capture recorded in the dump device's header: its state,
+    /// crash time, how much was written, and the failure if any.
+    #[command(after_help = "Exit status: 0 shown, 1 failed, 2 usage error.")]
+    Status {
+        /// The prepared dump device, to show the last capture.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<PathBuf>,
+        /// Read /proc and /sys under this directory instead of / (recorded systems, tests).
+        #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+        root: PathBuf,
     },
 }
 

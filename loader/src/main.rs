@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command, EXIT_FAILURE};
+use crate::load::sysfs::SystemFiles;
 
 fn main() -> ExitCode {
     // Usage errors exit with 2 and help and version with 0, from clap.
@@ -43,7 +44,16 @@ fn main() -> ExitCode {
             image,
             append,
             dry_run,
-        } => load::load(&image, &append, dry_run),
+            root,
+        } => load::load(&SystemFiles::under(root), &image, &append, dry_run),
+        Command::Recommend {
+            image,
+            append,
+            root,
+        } => load::recommend(&SystemFiles::under(root), &image, &append),
+        Command::Status { device, root } => {
+            load::status(&SystemFiles::under(root), device.as_deref())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

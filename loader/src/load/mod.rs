@@ -12,6 +12,8 @@ mod image;
 pub mod iomem;
 mod kcore;
 pub mod plan;
+mod recommend;
+mod status;
 pub mod sysfs;
 pub mod system;
 #[cfg(test)]
@@ -37,11 +39,15 @@ pub const NOT_IMPLEMENTED: &str = "loading is not implemented yet (no kexec_load
     purgatory): nothing was loaded. `minicap load --dry-run` shows the plan; to load today use \
     `kexec -p IMAGE --args-linux --append \"OPTIONS\"`";
 
-/// `minicap load [--image PATH] [--append OPTIONS] [--dry-run]`.
-pub fn load(image_path: &Path, append: &str, dry_run: bool) -> Result<()> {
+pub use recommend::recommend;
+pub use status::status;
+
+/// `minicap load [--image PATH] [--append OPTIONS] [--dry-run]`, reading `/proc` and `/sys`
+/// from `files`.
+pub fn load(files: &SystemFiles, image_path: &Path, append: &str, dry_run: bool) -> Result<()> {
     check_append(append)?;
     let image = read_image(image_path)?;
-    let system = read_crash_system(&SystemFiles::live())?;
+    let system = read_crash_system(files)?;
     let (plan, headers) = plan_for(&system, &image, append)?;
     if !dry_run {
         bail!("{NOT_IMPLEMENTED}");

@@ -110,11 +110,6 @@ pub struct SystemFiles {
 }
 
 impl SystemFiles {
-    /// The running system's files.
-    pub fn live() -> Self {
-        Self::under("/")
-    }
-
     /// The files under `root` (`root/sys/kernel/...`).
     pub fn under(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }

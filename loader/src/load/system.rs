@@ -103,11 +103,14 @@ impl From<SysfsError> for SystemError {
     }
 }
 
-/// The kexec state and `/proc/iomem`: enough for `status` and `recommend`.
+/// `/proc/iomem`.
+pub fn read_iomem(files: &SystemFiles) -> Result<Iomem, SystemError> {
+    Iomem::parse(&files.read(IOMEM)?).map_err(SystemError::Iomem)
+}
+
+/// The kexec state and `/proc/iomem`.
 pub fn read_state_and_iomem(files: &SystemFiles) -> Result<(CrashState, Iomem), SystemError> {
-    let state = read_crash_state(files)?;
-    let iomem = Iomem::parse(&files.read(IOMEM)?).map_err(SystemError::Iomem)?;
-    Ok((state, iomem))
+    Ok((read_crash_state(files)?, read_iomem(files)?))
 }
 
 /// Reads everything a load needs, checking in the order a user can fix things: kexec support,
