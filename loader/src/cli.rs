@@ -265,6 +265,41 @@ mod tests {
     }
 
     #[test]
+    fn parses_crash_load_commands() {
+        assert_eq!(
+            parse(&["load", "--dry-run", "--append", "minicap.device=ab -x"]).unwrap(),
+            Command::Load {
+                image: crate::load::DEFAULT_IMAGE.into(),
+                append: "minicap.device=ab -x".into(),
+                dry_run: true,
+                root: "/".into(),
+            }
+        );
+        assert_eq!(
+            parse(&["recommend", "--image", "m.elf"]).unwrap(),
+            Command::Recommend {
+                image: "m.elf".into(),
+                append: String::new(),
+                root: "/".into(),
+            }
+        );
+        assert_eq!(
+            parse(&["status", "--device", "d"]).unwrap(),
+            Command::Status {
+                device: Some("d".into()),
+                root: "/".into(),
+            }
+        );
+        for args in [
+            &["load", "img"][..],
+            &["status", "d"],
+            &["recommend", "--dry-run"],
+        ] {
+            assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
     fn help_and_version_are_not_errors_of_use() {
         for args in [
             &["--help"][..],

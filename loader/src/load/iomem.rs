@@ -252,6 +252,26 @@ mod tests {
         assert_eq!(iomem.firmware_ranges()[0].0, 0..0x1000);
     }
 
+    /// The vmcore kexec-tools' headers produced on that guest (when an end-to-end run left it):
+    /// its RAM PT_LOADs are exactly the guest sample's RAM minus the crash region, and its
+    /// kernel-text PT_LOAD starts at "Kernel code".
+    #[test]
+    fn guest_sample_matches_the_real_vmcore() {
+        let Some(vmcore) = minicap_realvmcore::RealVmcore::open_if_present() else {
+            eprintln!("skipped: no real vmcore");
+            return;
+        };
+        let iomem = Iomem::parse(GUEST_1G).unwrap();
+        let (text, ram): (Vec<_>, Vec<_>) = vmcore
+            .segments()
+            .into_iter()
+            .partition(|s| s.vaddr >= 0xffff_ffff_8000_0000);
+        let ram: Vec<_> = ram.iter().map(|s| s.paddr..s.paddr + s.memsz).collect();
+        assert_eq!(ram, iomem.dump_ram());
+        assert_eq!(text.len(), 1);
+        assert_eq!(Some(text[0].paddr), iomem.kernel_code().map(|r| r.start));
+    }
+
     #[test]
     fn server_sample() {
         let iomem = Iomem::parse(SERVER).unwrap();
