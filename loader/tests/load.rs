@@ -272,6 +272,25 @@ fn a_load_without_dry_run_is_refused_as_not_implemented() {
         stderr(&o)
     );
     assert!(stderr(&o).contains("nothing was loaded"));
+
+    write(
+        &tree.root,
+        "sys/kernel/security/lockdown",
+        b"none [integrity] confidentiality\n",
+    );
+    let o = minicap(&tree, &["load", "--append", DEVICE_OPTION]);
+    assert!(
+        stderr(&o).contains("locked down (integrity): it refuses kexec_load"),
+        "{}",
+        stderr(&o)
+    );
+    let o = minicap(&tree, &["load", "--dry-run", "--append", DEVICE_OPTION]);
+    assert!(o.status.success());
+    assert!(
+        stdout(&o).contains("warning: the kernel is locked down"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]

@@ -28,7 +28,7 @@ use minicap_elfcore::{build_core_headers, CoreHeaderSpec, NoteBuffer};
 use crate::fmt_util::{size, Hex};
 use image::Image;
 use plan::{plan_load, LoadPlan, PlanInput};
-use sysfs::SystemFiles;
+use sysfs::{read_lockdown, SystemFiles};
 use system::{read_crash_system, CrashSystem};
 
 /// Where `minicap load` looks for the image without `--image`.
@@ -49,10 +49,19 @@ pub fn load(files: &SystemFiles, image_path: &Path, append: &str, dry_run: bool)
     let image = read_image(image_path)?;
     let system = read_crash_system(files)?;
     let (plan, headers) = plan_for(&system, &image, append)?;
+    let lockdown = read_lockdown(files)?.map(|mode| {
+        format!(
+            "the kernel is locked down ({mode}): it refuses kexec_load (EPERM); loading under \
+             lockdown needs kexec_file_load and a signed bzImage, which minicap does not have"
+        )
+    });
     if !dry_run {
-        bail!("{NOT_IMPLEMENTED}");
+        bail!("{}", lockdown.as_deref().unwrap_or(NOT_IMPLEMENTED));
     }
     print!("{}", describe(image_path, &image, &system, &headers, &plan));
+    if let Some(lockdown) = lockdown {
+        println!("warning: {lockdown}");
+    }
     println!("dry run: nothing was loaded");
     Ok(())
 }

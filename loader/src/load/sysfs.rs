@@ -33,6 +33,9 @@ pub const VMCOREINFO: &str = "sys/kernel/vmcoreinfo";
 /// `/proc/sys/kernel/kexec_load_disabled`: 1 once set, until reboot.
 pub const KEXEC_LOAD_DISABLED: &str = "proc/sys/kernel/kexec_load_disabled";
 
+/// `/sys/kernel/security/lockdown` (securityfs): the modes, the active one in brackets.
+pub const LOCKDOWN: &str = "sys/kernel/security/lockdown";
+
 /// kexec-tools' size for a `crash_notes` buffer whose size file is missing (kernels before
 /// 4.7 have no `crash_notes_size`).
 pub const DEFAULT_NOTE_BYTES: u64 = 1024;
@@ -239,6 +242,23 @@ pub fn read_vmcoreinfo(files: &SystemFiles) -> Result<NoteBuffer, SysfsError> {
     files.parse(VMCOREINFO, parse_vmcoreinfo)
 }
 
+/// The active lockdown mode, `None` for `[none]`: the file lists every mode with the active
+/// one in brackets, `none [integrity] confidentiality`.
+pub fn parse_lockdown(text: &str) -> Option<Option<String>> {
+    let active = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix('[')?.strip_suffix(']'))?;
+    Some((active != "none").then(|| active.to_owned()))
+}
+
+/// The active lockdown mode, `None` when lockdown is off or securityfs does not show it.
+pub fn read_lockdown(files: &SystemFiles) -> Result<Option<String>, SysfsError> {
+    match files.read_optional(LOCKDOWN)? {
+        None => Ok(None),
+        Some(text) => parse_lockdown(&text).ok_or_else(|| malformed(files.path(LOCKDOWN), &text)),
+    }
+}
+
 /// One decimal number and a newline (`%zu`, `%d`).
 pub fn parse_decimal(text: &str) -> Option<u64> {
     text.trim_end().parse().ok()
@@ -325,6 +345,15 @@ mod tests {
         assert_eq!(parse_cpu_list("3-1"), None);
         assert_eq!(parse_cpu_list("0-100000"), None);
         assert_eq!(parse_cpu_list(""), None);
+        assert_eq!(
+            parse_lockdown("[none] integrity confidentiality\n"),
+            Some(None)
+        );
+        assert_eq!(
+            parse_lockdown("none [integrity] confidentiality\n"),
+            Some(Some("integrity".into()))
+        );
+        assert_eq!(parse_lockdown("none integrity\n"), None);
     }
 
     #[test]
