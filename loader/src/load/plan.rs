@@ -180,12 +180,16 @@ impl std::error::Error for PlanError {}
 /// smallest heap ([`MIN_HEAP`]).
 pub fn region_bytes_needed(image: &Image, core_headers_len: u64) -> u64 {
     let alignment_gap = image.align.saturating_sub(PAGE_SIZE);
-    image.span()
-        + alignment_gap
-        + PURGATORY_RESERVE
-        + BOOT_PARAMS_BYTES
-        + page_ceil(core_headers_len).unwrap_or(u64::MAX)
-        + MIN_HEAP
+    [
+        image.span(),
+        alignment_gap,
+        PURGATORY_RESERVE,
+        BOOT_PARAMS_BYTES,
+        page_ceil(core_headers_len).unwrap_or(u64::MAX),
+        MIN_HEAP,
+    ]
+    .into_iter()
+    .fold(0, u64::saturating_add)
 }
 
 /// Places everything in `input.region`.
@@ -205,14 +209,24 @@ pub fn plan_load(input: &PlanInput<'_>) -> Result<LoadPlan, PlanError> {
         return Err(PlanError::TooManySegments(segment_count));
     }
 
-    let base = align_up(region.start, input.image.align) - input.image.first_link_addr();
+    let too_small = PlanError::RegionTooSmall {
+        region: region_len,
+        needed,
+    };
+    let first_piece_at = region
+        .start
+        .checked_next_multiple_of(input.image.align)
+        .ok_or(too_small)?;
+    // Wrapping: an image linked high still lands at `first_piece_at` (pieces keep their
+    // distances); only minicap's entry offset matters.
+    let base = first_piece_at.wrapping_sub(input.image.first_link_addr());
     let mut segments: Vec<Segment> = input
         .image
         .pieces
         .iter()
         .map(|piece| Segment {
             kind: SegmentKind::Image,
-            addr: base + piece.link_addr,
+            addr: base.wrapping_add(piece.link_addr),
             bytes: piece.bytes.clone(),
         })
         .collect();
@@ -247,7 +261,7 @@ pub fn plan_load(input: &PlanInput<'_>) -> Result<LoadPlan, PlanError> {
     let heap = capture_kernel_heap(&e820, &segments).map_err(PlanError::Capture)?;
     Ok(LoadPlan {
         region,
-        entry: base + input.image.entry,
+        entry: base.wrapping_add(input.image.entry),
         segments,
         purgatory_slot,
         cmdline,
@@ -344,10 +358,6 @@ pub fn check_kexec_rules(
 
 fn len(bytes: &[u8]) -> u64 {
     u64::try_from(bytes.len()).unwrap_or(u64::MAX)
-}
-
-fn align_up(x: u64, align: u64) -> u64 {
-    x.div_ceil(align) * align
 }
 
 #[cfg(test)]
@@ -477,6 +487,15 @@ mod tests {
         let plan = plan_load(&input(&image, &[0; 1024], region)).unwrap();
         assert_eq!(plan.segments[0].addr, 0x3d20_0000);
         assert_eq!(plan.entry, 0x3d20_0040);
+    }
+
+    #[test]
+    fn absurd_alignment_is_too_small_not_a_panic() {
+        let mut bytes = image_with(0, &[(0, &[1; 0x100], 0x1000)]);
+        bytes[64 + 48..64 + 56].copy_from_slice(&(1u64 << 63).to_le_bytes());
+        let image = Image::parse(&bytes).unwrap();
+        let e = plan_load(&input(&image, &[0; 1024], REGION)).unwrap_err();
+        assert!(matches!(e, PlanError::RegionTooSmall { .. }), "{e:?}");
     }
 
     #[test]
