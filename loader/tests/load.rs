@@ -1,6 +1,6 @@
-//! End-to-end tests of `minicap load`, `recommend` and `status` on recorded `/proc` and `/sys`
-//! trees (`--root`): the 1 GiB QEMU guest and a large server with its crash region above
-//! 4 GiB in the middle of a RAM range.
+//! End-to-end tests of `minicap load`, `recommend` and `status` on `/proc` and `/sys` trees
+//! (`--root`): the 1 GiB QEMU guest's recorded `/proc/iomem`, and a synthetic large server
+//! with its crash region above 4 GiB in the middle of a RAM range.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 const GUEST_IOMEM: &str = include_str!("data/iomem-guest-1g.txt");
 const SERVER_IOMEM: &str = include_str!("data/iomem-server.txt");
 const DEVICE_OPTION: &str = "minicap.device=0123456789abcdef0123456789abcdef";
-const TEXT_VADDR: u64 = 0xffff_ffff_9c80_0000;
-const TEXT_SIZE: u64 = 0x282_f000;
+const TEXT_VADDR: u64 = 0xffff_ffff_afc0_0000;
+const TEXT_SIZE: u64 = 0x283_0000;
 
 struct Tree {
     root: PathBuf,
@@ -90,7 +90,7 @@ fn tree(name: &str, iomem: &str, cpus: u32, crash_size: u64, page_offset: u64) -
     let root = dir.join("root");
     write(&root, "proc/iomem", iomem.as_bytes());
     write(&root, "proc/kcore", &kcore(page_offset));
-    write(&root, "proc/kallsyms", b"ffffffff9d000000 T _stext\n");
+    write(&root, "proc/kallsyms", b"ffffffffb0000000 T _stext\n");
     write(&root, "proc/sys/kernel/kexec_load_disabled", b"0\n");
     write(
         &root,
@@ -181,7 +181,7 @@ fn expected_headers_digest(
 
 #[test]
 fn dry_run_on_the_guest() {
-    let page_offset = 0xff13_16ea_c000_0000;
+    let page_offset = 0xff4a_7686_c000_0000;
     let tree = tree("guest", GUEST_IOMEM, 2, 32 << 20, page_offset);
     let o = minicap(&tree, &["load", "--dry-run", "--append", DEVICE_OPTION]);
     let out = stdout(&o);
@@ -218,7 +218,7 @@ fn dry_run_on_the_guest() {
         0x10_0000..0x3d00_0000,
         0x3f00_0000..0x3ffd_a000,
     ];
-    let digest = expected_headers_digest(2, &ram, page_offset, 0x15e0_0000);
+    let digest = expected_headers_digest(2, &ram, page_offset, 0x36c0_0000);
     assert!(segments[3].ends_with(&digest), "{}\n{digest}", segments[3]);
     assert!(out.ends_with("dry run: nothing was loaded\n"), "{out}");
 }

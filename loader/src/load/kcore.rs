@@ -4,7 +4,7 @@
 //! * the direct map's base (`PAGE_OFFSET`, randomized by KASLR): the lowest PT_LOAD `p_vaddr`
 //!   rounded down to 1 GiB;
 //! * the kernel-text mapping: the PT_LOAD holding `_stext` (or, when kallsyms hides addresses,
-//!   the one inside `__START_KERNEL_map` .. +512 MiB), its start rounded down to 1 MiB and its
+//!   the one inside `__START_KERNEL_map` .. +1 GiB), its start rounded down to 1 MiB and its
 //!   size up to a page.
 
 use std::fmt;
@@ -16,9 +16,10 @@ use super::elf_file::{program_headers, ElfFileError};
 
 /// x86_64 `__START_KERNEL_map`: where the kernel text mapping starts without KASLR.
 pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
-/// The kernel text mapping's extent (`KERNEL_IMAGE_SIZE` upper bound, kexec-tools
-/// `X86_64_KERNEL_TEXT_SIZE`).
-pub const KERNEL_TEXT_SPAN: u64 = 512 << 20;
+/// The kernel text mapping's extent: Linux `KERNEL_IMAGE_SIZE` with KASLR (1 GiB). kexec-tools'
+/// `X86_64_KERNEL_TEXT_SIZE` is still 512 MiB, which misses a kernel randomized above it, so
+/// kexec-tools depends on `_stext` there.
+pub const KERNEL_TEXT_SPAN: u64 = 1 << 30;
 const TEXT_VADDR_ALIGN: u64 = 1 << 20;
 const PAGE_OFFSET_ALIGN: u64 = 1 << 30;
 
@@ -108,19 +109,26 @@ pub mod tests {
     use super::*;
     use minicap_elfcore::{PF_R, PF_W, PF_X, PT_NOTE};
 
-    /// The start of a `/proc/kcore` like the 1 GiB guest's: a PT_NOTE, the kernel text, the
-    /// direct map of its RAM (KASLR-randomized base), vmalloc, vmemmap.
-    pub fn guest_kcore_headers() -> Vec<u8> {
-        let direct = 0xff13_16ea_c000_0000;
-        let loads = [
+    /// The start of a `/proc/kcore` for a guest whose kernel text mapping starts at
+    /// `text_vaddr` (`text_size` bytes) and whose direct map starts at `page_offset`: a
+    /// PT_NOTE, the kernel text, the direct map of low RAM, vmalloc, vmemmap.
+    pub fn kcore_for(page_offset: u64, text_vaddr: u64, text_size: u64) -> Vec<u8> {
+        kcore_with(&[
             (PT_NOTE, 0, 0x1000),
-            (PT_LOAD, 0xffff_ffff_9c80_0000, 0x282_f000),
-            (PT_LOAD, direct + 0x1000, 0x9_ec00),
-            (PT_LOAD, direct + 0x10_0000, 0x3fed_a000),
-            (PT_LOAD, 0xffa0_0000_0000_0000, 0x1000_0000),
-            (PT_LOAD, 0xffd4_0000_0000_0000, 0x100_0000),
-        ];
-        kcore_with(&loads)
+            (PT_LOAD, text_vaddr, text_size),
+            (PT_LOAD, page_offset + 0x1000, 0x9_ec00),
+            (PT_LOAD, page_offset + 0x10_0000, 0x3fed_a000),
+            // vmalloc and vmemmap lie above the direct map in both paging modes.
+            (PT_LOAD, page_offset + 0x4000_0000_0000, 0x1000_0000),
+            (PT_LOAD, page_offset + 0x5e00_0000_0000, 0x100_0000),
+        ])
+    }
+
+    /// The 1 GiB guest's boot recorded in `iomem-guest-1g.txt`, with the kernel text and
+    /// direct map kexec-tools found there (its kernel-text PT_LOAD: 0xffffffffafc00000,
+    /// 0x2830000 bytes; RAM at 0xff4a7686c0000000 + paddr).
+    pub fn guest_kcore_headers() -> Vec<u8> {
+        kcore_for(0xff4a_7686_c000_0000, 0xffff_ffff_afc0_0000, 0x283_0000)
     }
 
     pub fn kcore_with(phdrs: &[(u32, u64, u64)]) -> Vec<u8> {
@@ -149,13 +157,13 @@ pub mod tests {
 
     #[test]
     fn guest_layout() {
-        let layout = kernel_layout(&guest_kcore_headers(), Some(0xffff_ffff_9d00_0000)).unwrap();
+        let layout = kernel_layout(&guest_kcore_headers(), Some(0xffff_ffff_b000_0000)).unwrap();
         assert_eq!(
             layout,
             KernelLayout {
-                page_offset: 0xff13_16ea_c000_0000,
-                text_vaddr: 0xffff_ffff_9c80_0000,
-                text_size: 0x282_f000,
+                page_offset: 0xff4a_7686_c000_0000,
+                text_vaddr: 0xffff_ffff_afc0_0000,
+                text_size: 0x283_0000,
             }
         );
         // Without _stext the fixed text window finds the same mapping.

@@ -200,15 +200,20 @@ pub fn rsdp_from_systab(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::image::{tests::image_with, Image};
     use crate::load::kcore::tests::guest_kcore_headers;
+    use crate::load::plan::SegmentKind;
+    use crate::load::plan_for;
     use crate::load::testfs::TestRoot;
+    use minicap_elfcore::parse_core_headers;
+    use minicap_physmem::SliceMem;
 
     fn guest_with_kcore() -> TestRoot {
         let root = TestRoot::guest_2cpu();
         root.write_bytes(KCORE, &guest_kcore_headers());
         root.write(
             KALLSYMS,
-            "ffffffff9c800000 T _text\nffffffff9d000000 T _stext\n",
+            "ffffffffafc00000 T _text\nffffffffb0000000 T _stext\n",
         );
         root.write(
             EFI_SYSTAB,
@@ -226,13 +231,59 @@ mod tests {
         assert_eq!(
             system.kernel_text,
             KernelText {
-                paddr: 0x15e0_0000,
-                vaddr: 0xffff_ffff_9c80_0000,
-                size: 0x282_f000
+                paddr: 0x36c0_0000,
+                vaddr: 0xffff_ffff_afc0_0000,
+                size: 0x283_0000
             }
         );
-        assert_eq!(system.page_offset, 0xff13_16ea_c000_0000);
+        assert_eq!(system.page_offset, 0xff4a_7686_c000_0000);
         assert_eq!(system.acpi_rsdp, 0x3fb7_e014);
+    }
+
+    /// The PT_LOADs kexec-tools built on the same two guests, as minicap printed them at the
+    /// crash (scenarios `capture-modern` and `capture-qemu64-4M-3G`): (paddr, vaddr, size).
+    /// minicap load's headers, read back by the capture kernel's parser, describe the same
+    /// memory at the same addresses. The one difference is deliberate: kexec-tools reads the
+    /// first range from its backup copy, minicap load in place (`p_offset == p_paddr`).
+    #[test]
+    fn the_same_loads_as_kexec_tools_on_the_same_guests() {
+        let kexec_tools_1g = [
+            (0x36c0_0000, 0xffff_ffff_afc0_0000, 0x283_0000),
+            (0x1000, 0xff4a_7686_c000_1000, 0x9_ec00),
+            (0x10_0000, 0xff4a_7686_c010_0000, 0x3cf0_0000),
+            (0x3f00_0000, 0xff4a_7686_ff00_0000, 0xfd_a000),
+        ];
+        let kexec_tools_3g = [
+            (0x35a0_0000, 0xffff_ffff_97a0_0000, 0x283_0000),
+            (0x1000, 0xffff_8c5f_8000_1000, 0x9_ec00),
+            (0x10_0000, 0xffff_8c5f_8010_0000, 0x7ef0_0000),
+            (0x7f40_0000, 0xffff_8c5f_ff40_0000, 0xbd_a000),
+            (0x1_0000_0000, 0xffff_8c60_8000_0000, 0x4000_0000),
+        ];
+        let image = Image::parse(&image_with(0, &[(0, &[0x90; 0x1000], 0x9_9990)])).unwrap();
+        for (root, expected) in [
+            (guest_with_kcore(), &kexec_tools_1g[..]),
+            (TestRoot::guest_3g(), &kexec_tools_3g[..]),
+        ] {
+            let system = read_crash_system(&root.files()).unwrap();
+            let (plan, _) = plan_for(&system, &image, "").unwrap();
+            let headers = plan
+                .segments
+                .iter()
+                .find(|s| s.kind == SegmentKind::CoreHeaders)
+                .unwrap();
+            let mem = SliceMem::new(headers.addr, &headers.bytes);
+            let core = parse_core_headers(&mem, headers.addr).unwrap();
+            let loads: Vec<_> = core
+                .loads
+                .iter()
+                .map(|l| (l.paddr, l.vaddr, l.memsz))
+                .collect();
+            assert_eq!(loads, expected);
+            assert!(core.loads.iter().all(|l| l.source == l.paddr));
+            // The note buffers are not in this memory: one warning per CPU and VMCOREINFO.
+            assert_eq!(core.cpus.len(), 0);
+        }
     }
 
     #[test]

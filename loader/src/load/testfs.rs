@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::kcore::tests::kcore_for;
 use super::sysfs::SystemFiles;
 
 /// A temporary root directory, removed on drop.
@@ -23,16 +24,31 @@ impl TestRoot {
         Self { dir }
     }
 
-    /// The 2-CPU, 1 GiB guest with `crashkernel=32M` and nothing loaded: its `/proc/iomem`
-    /// (see `iomem-guest-1g.txt`), its VMCOREINFO address, per-CPU `crash_notes` buffers of
-    /// the kernel's size (368 bytes: one NT_PRSTATUS note and the terminator).
+    /// The 2-CPU, 1 GiB guest with `crashkernel=32M` and nothing loaded: its recorded
+    /// `/proc/iomem`, a VMCOREINFO address, per-CPU `crash_notes` buffers of the kernel's size
+    /// (368 bytes: one NT_PRSTATUS note and the terminator). No `/proc/kcore`.
     pub fn guest_2cpu() -> Self {
-        let root = Self::empty();
-        root.write(
-            "proc/iomem",
+        Self::guest(
             include_str!("../../tests/data/iomem-guest-1g.txt"),
+            32 << 20,
+        )
+    }
+
+    /// The 2-CPU, 3 GiB guest with `crashkernel=4M` (RAM above 4 GiB), with a `/proc/kcore`
+    /// giving the kernel text and direct map kexec-tools found in that boot.
+    pub fn guest_3g() -> Self {
+        let root = Self::guest(include_str!("../../tests/data/iomem-guest-3g.txt"), 4 << 20);
+        root.write_bytes(
+            "proc/kcore",
+            &kcore_for(0xffff_8c5f_8000_0000, 0xffff_ffff_97a0_0000, 0x283_0000),
         );
-        root.write("sys/kernel/kexec_crash_size", "33554432\n");
+        root
+    }
+
+    fn guest(iomem: &str, crash_size: u64) -> Self {
+        let root = Self::empty();
+        root.write("proc/iomem", iomem);
+        root.write("sys/kernel/kexec_crash_size", &format!("{crash_size}\n"));
         root.write("sys/kernel/kexec_crash_loaded", "0\n");
         root.write("sys/kernel/kexec_loaded", "0\n");
         root.write("proc/sys/kernel/kexec_load_disabled", "0\n");
