@@ -115,6 +115,77 @@ pub enum Command {
         /// Dump device (block device or image file).
         device: PathBuf,
     },
+
+    // Crash-kernel loading (issue 10): `load`, `recommend`, `status`.
+    /// Load minicap as the crash kernel, without kexec-tools (in progress: only --dry-run).
+    ///
+    /// Reads the crash region and RAM from /proc/iomem, each CPU's crash_notes and VMCOREINFO
+    /// from /sys, the kernel text mapping from /proc/kcore; builds the ELF core headers as
+    /// kexec-tools does, places the image, boot_params, command line and headers in the crash
+    /// region and computes each segment's SHA-256. --dry-run prints all of it. Without
+    /// --dry-run the same checks run and then the command stops: the kexec_load call and the
+    /// purgatory are not implemented yet, and nothing is loaded.
+    #[command(
+        after_help = "Exit status: 0 the dry run succeeded, 1 refused, failed, or a load                       without --dry-run (not implemented yet), 2 usage error."
+    )]
+    Load {
+        /// The minicap image (built by `cargo xtask build` as target/minicap.elf).
+        #[arg(long, value_name = "PATH", default_value = crate::load::DEFAULT_IMAGE)]
+        image: PathBuf,
+        /// Options for minicap, e.g. "minicap.device=<id> minicap.format=kdump".
+        #[arg(
+            long,
+            value_name = "OPTIONS",
+            default_value = "",
+            allow_hyphen_values = true
+        )]
+        append: String,
+        /// Print what would be loaded, load nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Read /proc and /sys under this directory instead of / (recorded systems, tests).
+        #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+        root: PathBuf,
+    },
+    /// Print the crashkernel= size minicap needs on this machine.
+    ///
+    /// Adds up the image, the purgatory slot, boot_params and the ELF core headers for this
+    /// machine's CPUs and RAM, minicap's heap floor and the buffers it allocates for the
+    /// chosen format and check (taken from --append), and compares with the reservation
+    /// (/sys/kernel/kexec_crash_size). Every buffer is counted as if all were live at once.
+    #[command(
+        after_help = "Exit status: 0 printed, 1 failed (image or /proc/iomem unreadable), \
+                      2 usage error."
+    )]
+    Recommend {
+        /// The minicap image.
+        #[arg(long, value_name = "PATH", default_value = crate::load::DEFAULT_IMAGE)]
+        image: PathBuf,
+        /// The options minicap will be loaded with (format, verify, dump level).
+        #[arg(
+            long,
+            value_name = "OPTIONS",
+            default_value = "",
+            allow_hyphen_values = true
+        )]
+        append: String,
+        /// Read /proc and /sys under this directory instead of / (recorded systems, tests).
+        #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+        root: PathBuf,
+    },
+    /// Show whether a crash kernel is loaded, the crash region, and the last capture.
+    ///
+    /// With --device, the last capture recorded in the dump device's header: its state,
+    /// crash time, how much was written, and the failure if any.
+    #[command(after_help = "Exit status: 0 shown, 1 failed, 2 usage error.")]
+    Status {
+        /// The prepared dump device, to show the last capture.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<PathBuf>,
+        /// Read /proc and /sys under this directory instead of / (recorded systems, tests).
+        #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+        root: PathBuf,
+    },
 }
 
 /// `--id`: exactly 32 hex digits, not all zero (reserved for "no id").
@@ -191,6 +262,41 @@ mod tests {
             parse(&["dmesg", "d"]).unwrap(),
             Command::Dmesg { device: "d".into() }
         );
+    }
+
+    #[test]
+    fn parses_crash_load_commands() {
+        assert_eq!(
+            parse(&["load", "--dry-run", "--append", "minicap.device=ab -x"]).unwrap(),
+            Command::Load {
+                image: crate::load::DEFAULT_IMAGE.into(),
+                append: "minicap.device=ab -x".into(),
+                dry_run: true,
+                root: "/".into(),
+            }
+        );
+        assert_eq!(
+            parse(&["recommend", "--image", "m.elf"]).unwrap(),
+            Command::Recommend {
+                image: "m.elf".into(),
+                append: String::new(),
+                root: "/".into(),
+            }
+        );
+        assert_eq!(
+            parse(&["status", "--device", "d"]).unwrap(),
+            Command::Status {
+                device: Some("d".into()),
+                root: "/".into(),
+            }
+        );
+        for args in [
+            &["load", "img"][..],
+            &["status", "d"],
+            &["recommend", "--dry-run"],
+        ] {
+            assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
+        }
     }
 
     #[test]

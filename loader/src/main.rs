@@ -13,6 +13,7 @@ mod escape;
 mod fmt_util;
 mod format;
 mod info;
+mod load;
 mod log;
 mod save;
 mod signatures;
@@ -23,6 +24,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command, EXIT_FAILURE};
+use crate::load::sysfs::SystemFiles;
 
 fn main() -> ExitCode {
     // Usage errors exit with 2 and help and version with 0, from clap.
@@ -37,6 +39,21 @@ fn main() -> ExitCode {
         Command::Info { device, json } => info::info(&device, json),
         Command::Log { device } => log::log(&device),
         Command::Dmesg { device } => dmesg::dmesg(&device),
+        // Crash-kernel loading (issue 10).
+        Command::Load {
+            image,
+            append,
+            dry_run,
+            root,
+        } => load::load(&SystemFiles::under(root), &image, &append, dry_run),
+        Command::Recommend {
+            image,
+            append,
+            root,
+        } => load::recommend(&SystemFiles::under(root), &image, &append),
+        Command::Status { device, root } => {
+            load::status(&SystemFiles::under(root), device.as_deref())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,9 @@
 //!   PT_NOTE, every PT_LOAD page-aligned in the file (`merge_note_headers_elf64()`,
 //!   `process_ptload_program_headers_elf64()`).
 //!
+//! * [`build_core_headers`] is the other side, for a loader: the headers kexec-tools builds
+//!   (`crash_create_elf64_headers()`), from the note buffers, the kernel text and the RAM ranges.
+//!
 //! * [`FileHeader`], [`Phdr`], [`dynamic_entries`] and [`relas`] decode ELF64 structures from
 //!   bytes for the host tools that read ELF files (the image check of `cargo xtask build`, the
 //!   vmcore reader of the end-to-end test), so that every ELF field is read in one place.
@@ -26,6 +29,7 @@
 
 extern crate alloc;
 
+mod build;
 mod elf64;
 mod error;
 pub mod le;
@@ -38,6 +42,10 @@ mod prstatus;
 use alloc::vec::Vec;
 use core::ops::Range;
 
+pub use build::{
+    build_core_headers, max_program_headers, program_header_count, BuildError, CoreHeaderSpec,
+    KernelText, NoteBuffer, CORE_HEADER_ALIGN,
+};
 pub use elf64::{
     dynamic_entries, relas, section_header_info, DynamicEntry, FileHeader, Rela, DT_REL, DT_RELA,
     DT_RELASZ, DT_RELR, DYN_SIZE, EHDR_LEN, ET_DYN, PT_DYNAMIC, PT_INTERP, RELA_SIZE,

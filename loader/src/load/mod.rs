@@ -1,0 +1,214 @@
+//! `minicap load`: load minicap as the crash kernel without kexec-tools (issue 10).
+//!
+//! What exists: reading the running system ([`system`]: `/proc/iomem`, the kexec and CPU sysfs
+//! files, `/proc/kcore`), building the ELF core headers (`minicap_elfcore::build_core_headers`),
+//! placing the segments with their SHA-256 digests ([`plan`]) and printing all of it
+//! (`--dry-run`). What does not exist yet: the purgatory and the `kexec_load(2)` call, so a load
+//! without `--dry-run` stops with [`NOT_IMPLEMENTED`] after the same checks.
+
+mod bootparams;
+mod elf_file;
+mod image;
+pub mod iomem;
+mod kcore;
+pub mod plan;
+mod recommend;
+mod status;
+pub mod sysfs;
+pub mod system;
+#[cfg(test)]
+mod testfs;
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use minicap_bootinfo::cmdline::{elfcorehdr, MinicapOptions};
+use minicap_elfcore::{build_core_headers, CoreHeaderSpec, NoteBuffer};
+
+use crate::fmt_util::{size, Hex};
+use image::Image;
+use plan::{plan_load, LoadPlan, PlanInput};
+use sysfs::{read_lockdown, SystemFiles};
+use system::{read_crash_system, CrashSystem};
+
+/// Where `minicap load` looks for the image without `--image`.
+pub const DEFAULT_IMAGE: &str = "/usr/lib/minicap/minicap.elf";
+
+/// What a load without `--dry-run` says until the syscall and the purgatory exist.
+pub const NOT_IMPLEMENTED: &str = "loading is not implemented yet (no kexec_load call, no \
+    purgatory): nothing was loaded. `minicap load --dry-run` shows the plan; to load today use \
+    `kexec -p IMAGE --args-linux --append \"OPTIONS\"`";
+
+pub use recommend::recommend;
+pub use status::status;
+
+/// `minicap load [--image PATH] [--append OPTIONS] [--dry-run]`, reading `/proc` and `/sys`
+/// from `files`.
+pub fn load(files: &SystemFiles, image_path: &Path, append: &str, dry_run: bool) -> Result<()> {
+    check_append(append)?;
+    let image = read_image(image_path)?;
+    let system = read_crash_system(files)?;
+    let (plan, headers) = plan_for(&system, &image, append)?;
+    let lockdown = read_lockdown(files)?.map(|mode| {
+        format!(
+            "the kernel is locked down ({mode}): it refuses kexec_load (EPERM); loading under \
+             lockdown needs kexec_file_load and a signed bzImage, which minicap does not have"
+        )
+    });
+    if !dry_run {
+        bail!("{}", lockdown.as_deref().unwrap_or(NOT_IMPLEMENTED));
+    }
+    print!("{}", describe(image_path, &image, &system, &headers, &plan));
+    if let Some(lockdown) = lockdown {
+        println!("warning: {lockdown}");
+    }
+    println!("dry run: nothing was loaded");
+    Ok(())
+}
+
+/// Reads and parses the image file.
+pub fn read_image(path: &Path) -> Result<Image> {
+    let bytes = std::fs::read(path).with_context(|| {
+        format!(
+            "cannot read the minicap image {} (give it with --image)",
+            path.display()
+        )
+    })?;
+    Image::parse(&bytes).with_context(|| format!("{} is not a minicap image", path.display()))
+}
+
+/// The `minicap.` options must be valid for minicap, and `elfcorehdr=` is the loader's.
+fn check_append(append: &str) -> Result<()> {
+    let mut unknown = Vec::new();
+    MinicapOptions::parse(append, |w| unknown.push(w.to_string()))
+        .map_err(|e| anyhow::anyhow!("--append: {e}"))?;
+    if let Some(w) = unknown.first() {
+        bail!("--append: {w} (a typo? minicap would ignore it)");
+    }
+    if !matches!(elfcorehdr(append), Ok(None)) {
+        bail!("--append must not contain elfcorehdr=: the loader sets it");
+    }
+    Ok(())
+}
+
+/// Core headers as kexec-tools builds them, and the segment plan.
+pub fn plan_for(system: &CrashSystem, image: &Image, append: &str) -> Result<(LoadPlan, Vec<u8>)> {
+    let notes: Vec<NoteBuffer> = system.cpu_notes.iter().map(|n| n.buffer).collect();
+    let ram = system.iomem.dump_ram();
+    let headers = build_core_headers(&CoreHeaderSpec {
+        cpu_notes: &notes,
+        vmcoreinfo: Some(system.vmcoreinfo),
+        kernel_text: Some(system.kernel_text),
+        ram: &ram,
+        page_offset: system.page_offset,
+    })
+    .context("cannot build the ELF core headers")?;
+    let firmware = system.iomem.firmware_ranges();
+    let plan = plan_load(&PlanInput {
+        region: system.region.clone(),
+        image,
+        core_headers: &headers,
+        append,
+        firmware: &firmware,
+        acpi_rsdp: system.acpi_rsdp,
+    })?;
+    Ok((plan, headers))
+}
+
+/// The dry run's report.
+fn describe(
+    image_path: &Path,
+    image: &Image,
+    system: &CrashSystem,
+    headers: &[u8],
+    plan: &LoadPlan,
+) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    let region = &plan.region;
+    line(format!(
+        "crash region   {:#x}-{:#x}, {}; crash kernel loaded now: {}",
+        region.start,
+        region.end - 1,
+        size(region.end - region.start),
+        if system.state.crash_loaded {
+            "yes"
+        } else {
+            "no"
+        }
+    ));
+    line(format!(
+        "image          {}: {} in {} piece(s), entry {:#x}",
+        image_path.display(),
+        size(image.span()),
+        image.pieces.len(),
+        plan.entry
+    ));
+    let ram = system.iomem.dump_ram();
+    let ram_bytes: u64 = ram.iter().map(|r| r.end - r.start).sum();
+    let phnum = u16::from_le_bytes([headers[56], headers[57]]);
+    line(format!(
+        "core headers   {phnum} program headers ({} bytes): {} CPU note(s), VMCOREINFO at \
+         {:#x}, kernel text {:#x} -> {:#x} ({}), {} RAM range(s), {}",
+        64 + 56 * u64::from(phnum),
+        system.cpu_notes.len(),
+        system.vmcoreinfo.addr,
+        system.kernel_text.vaddr,
+        system.kernel_text.paddr,
+        size(system.kernel_text.size),
+        ram.len(),
+        size(ram_bytes)
+    ));
+    for r in &ram {
+        line(format!(
+            "                 RAM {:#x}-{:#x}",
+            r.start,
+            r.end - 1
+        ));
+    }
+    line(format!("command line   {}", plan.cmdline));
+    line(format!(
+        "memory map     {} e820 entries; minicap's heap {:#x}-{:#x}, {}",
+        plan.e820.len(),
+        plan.heap.start,
+        plan.heap.end - 1,
+        size(plan.heap.end - plan.heap.start)
+    ));
+    line("segments (kexec_load, KEXEC_ON_CRASH):".to_owned());
+    let slot = &plan.purgatory_slot;
+    let mut rows: Vec<(u64, String)> = plan
+        .segments
+        .iter()
+        .map(|s| {
+            (
+                s.addr,
+                format!(
+                    "  {:#014x}-{:#014x} {:>8} KiB  {:<27} sha256 {}",
+                    s.addr,
+                    s.range().end - 1,
+                    s.len() / 1024,
+                    s.kind.to_string(),
+                    Hex(&s.digest())
+                ),
+            )
+        })
+        .collect();
+    rows.push((
+        slot.start,
+        format!(
+            "  {:#014x}-{:#014x} {:>8} KiB  {:<27} (reserved: not built yet)",
+            slot.start,
+            slot.end - 1,
+            (slot.end - slot.start) / 1024,
+            "purgatory"
+        ),
+    ));
+    rows.sort_by_key(|(addr, _)| *addr);
+    for (_, row) in rows {
+        line(row);
+    }
+    out
+}

@@ -1,0 +1,369 @@
+//! End-to-end tests of `minicap load`, `recommend` and `status` on `/proc` and `/sys` trees
+//! (`--root`): the 1 GiB QEMU guest's recorded `/proc/iomem`, and a synthetic large server
+//! with its crash region above 4 GiB in the middle of a RAM range.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use minicap_elfcore::{
+    build_core_headers, CoreHeaderSpec, KernelText, NoteBuffer, Phdr, PF_R, PF_W, PF_X, PT_LOAD,
+};
+use sha2::{Digest, Sha256};
+
+const GUEST_IOMEM: &str = include_str!("data/iomem-guest-1g.txt");
+const SERVER_IOMEM: &str = include_str!("data/iomem-server.txt");
+const DEVICE_OPTION: &str = "minicap.device=0123456789abcdef0123456789abcdef";
+const TEXT_VADDR: u64 = 0xffff_ffff_afc0_0000;
+const TEXT_SIZE: u64 = 0x283_0000;
+
+struct Tree {
+    root: PathBuf,
+    image: PathBuf,
+}
+
+fn write(root: &Path, relative: &str, bytes: &[u8]) {
+    let path = root.join(relative);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, bytes).unwrap();
+}
+
+/// A `/proc/kcore` head: the kernel text and the direct map at `page_offset`.
+fn kcore(page_offset: u64) -> Vec<u8> {
+    let loads = [
+        (TEXT_VADDR, TEXT_SIZE),
+        (page_offset + 0x10_0000, 0x3000_0000),
+    ];
+    let mut out = vec![0u8; 64];
+    out[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    out[16..18].copy_from_slice(&4u16.to_le_bytes());
+    out[18..20].copy_from_slice(&62u16.to_le_bytes());
+    out[32..40].copy_from_slice(&64u64.to_le_bytes());
+    out[54..56].copy_from_slice(&56u16.to_le_bytes());
+    out[56..58].copy_from_slice(&2u16.to_le_bytes());
+    for (vaddr, size) in loads {
+        Phdr {
+            p_type: PT_LOAD,
+            p_flags: PF_R | PF_W | PF_X,
+            p_offset: 0,
+            p_vaddr: vaddr,
+            p_paddr: 0,
+            p_filesz: size,
+            p_memsz: size,
+            p_align: 0x1000,
+        }
+        .encode(&mut out);
+    }
+    out
+}
+
+/// A one-PT_LOAD ET_DYN image linked at 0, like minicap.elf.
+fn image() -> Vec<u8> {
+    let code = vec![0x90u8; 0x2_0000];
+    let mut out = vec![0u8; 64];
+    out[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    out[16..18].copy_from_slice(&3u16.to_le_bytes());
+    out[18..20].copy_from_slice(&62u16.to_le_bytes());
+    out[32..40].copy_from_slice(&64u64.to_le_bytes());
+    out[54..56].copy_from_slice(&56u16.to_le_bytes());
+    out[56..58].copy_from_slice(&1u16.to_le_bytes());
+    Phdr {
+        p_type: PT_LOAD,
+        p_flags: PF_R | PF_W | PF_X,
+        p_offset: 0x1000,
+        p_vaddr: 0,
+        p_paddr: 0,
+        p_filesz: code.len() as u64,
+        p_memsz: 0x3_0000,
+        p_align: 0x1000,
+    }
+    .encode(&mut out);
+    out.resize(0x1000, 0);
+    out.extend_from_slice(&code);
+    out
+}
+
+/// A recorded system: `iomem`, `cpus` CPUs, a crash reservation of `crash_size` bytes.
+fn tree(name: &str, iomem: &str, cpus: u32, crash_size: u64, page_offset: u64) -> Tree {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("load-{name}"));
+    let _ = fs::remove_dir_all(&dir);
+    let root = dir.join("root");
+    write(&root, "proc/iomem", iomem.as_bytes());
+    write(&root, "proc/kcore", &kcore(page_offset));
+    write(&root, "proc/kallsyms", b"ffffffffb0000000 T _stext\n");
+    write(&root, "proc/sys/kernel/kexec_load_disabled", b"0\n");
+    write(
+        &root,
+        "sys/kernel/kexec_crash_size",
+        format!("{crash_size}\n").as_bytes(),
+    );
+    write(&root, "sys/kernel/kexec_crash_loaded", b"0\n");
+    write(&root, "sys/kernel/kexec_loaded", b"0\n");
+    write(&root, "sys/kernel/vmcoreinfo", b"0x0000000017a1c000 1024\n");
+    let possible = format!("0-{}\n", cpus - 1);
+    write(
+        &root,
+        "sys/devices/system/cpu/possible",
+        possible.as_bytes(),
+    );
+    for cpu in 0..cpus {
+        let dir = format!("sys/devices/system/cpu/cpu{cpu}");
+        let addr = format!("{:x}\n", cpu_notes_addr(cpu));
+        write(&root, &format!("{dir}/crash_notes"), addr.as_bytes());
+        write(&root, &format!("{dir}/crash_notes_size"), b"368\n");
+    }
+    let image_path = dir.join("minicap.elf");
+    fs::write(&image_path, image()).unwrap();
+    Tree {
+        root,
+        image: image_path,
+    }
+}
+
+fn cpu_notes_addr(cpu: u32) -> u64 {
+    0x3fc1_9e40 + u64::from(cpu) * 0x10_0000
+}
+
+fn minicap(tree: &Tree, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_minicap"))
+        .args(args)
+        .arg("--root")
+        .arg(&tree.root)
+        .arg("--image")
+        .arg(&tree.image)
+        .output()
+        .expect("run minicap")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The SHA-256 the core-headers segment must have: the headers kexec-tools would build for
+/// this system, zero-padded to a page.
+fn expected_headers_digest(
+    cpus: u32,
+    ram: &[std::ops::Range<u64>],
+    page_offset: u64,
+    text_paddr: u64,
+) -> String {
+    let notes: Vec<_> = (0..cpus)
+        .map(|cpu| NoteBuffer {
+            addr: cpu_notes_addr(cpu),
+            size: 368,
+        })
+        .collect();
+    let mut bytes = build_core_headers(&CoreHeaderSpec {
+        cpu_notes: &notes,
+        vmcoreinfo: Some(NoteBuffer {
+            addr: 0x17a1_c000,
+            size: 4132,
+        }),
+        kernel_text: Some(KernelText {
+            paddr: text_paddr,
+            vaddr: TEXT_VADDR,
+            size: TEXT_SIZE,
+        }),
+        ram,
+        page_offset,
+    })
+    .unwrap();
+    bytes.resize(bytes.len().div_ceil(4096) * 4096, 0);
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn dry_run_on_the_guest() {
+    let page_offset = 0xff4a_7686_c000_0000;
+    let tree = tree("guest", GUEST_IOMEM, 2, 32 << 20, page_offset);
+    let o = minicap(&tree, &["load", "--dry-run", "--append", DEVICE_OPTION]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains("crash region   0x3d000000-0x3effffff, 33554432 bytes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("core headers   7 program headers (456 bytes): 2 CPU note(s)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "command line   {DEVICE_OPTION} elfcorehdr=1032188K"
+        )),
+        "{out}"
+    );
+    // Image, purgatory slot, boot_params, headers, in address order.
+    let segments: Vec<&str> = out.lines().filter(|l| l.starts_with("  0x")).collect();
+    assert_eq!(segments.len(), 4, "{out}");
+    assert!(
+        segments[0].contains("0x00003d000000-0x00003d02ffff")
+            && segments[0].contains("minicap image")
+    );
+    assert!(segments[1].contains("purgatory") && segments[1].contains("not built yet"));
+    assert!(segments[2].contains("boot_params"));
+    assert!(
+        segments[3].contains("0x00003efff000-0x00003effffff")
+            && segments[3].contains("ELF core headers")
+    );
+    let ram = [
+        0x1000..0x9_fc00,
+        0x10_0000..0x3d00_0000,
+        0x3f00_0000..0x3ffd_a000,
+    ];
+    let digest = expected_headers_digest(2, &ram, page_offset, 0x36c0_0000);
+    assert!(segments[3].ends_with(&digest), "{}\n{digest}", segments[3]);
+    assert!(out.ends_with("dry run: nothing was loaded\n"), "{out}");
+}
+
+#[test]
+fn dry_run_on_the_server_above_4_gib() {
+    let page_offset = 0xffff_8880_0000_0000;
+    let tree = tree("server", SERVER_IOMEM, 64, 256 << 20, page_offset);
+    let o = minicap(&tree, &["load", "--dry-run", "--append", DEVICE_OPTION]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    // The high crash region, split out of the RAM range around it; the low one excluded too.
+    assert!(
+        out.contains("crash region   0x840000000-0x84fffffff"),
+        "{out}"
+    );
+    assert!(out.contains("64 CPU note(s)"), "{out}");
+    assert!(out.contains("9 RAM range(s)"), "{out}");
+    assert!(out.contains("RAM 0x100000000-0x83fffffff"), "{out}");
+    assert!(out.contains("RAM 0x850000000-0x103fffffff"), "{out}");
+    let ram = [
+        0x1000..0x9_f000,
+        0x10_0000..0x7000_0000,
+        0x7800_0000..0x8000_0000,
+        0x8800_0000..0xb7e4_e000,
+        0xb7f0_0000..0xbae0_0000,
+        0x1_0000_0000..0x8_4000_0000,
+        0x8_5000_0000..0x10_4000_0000,
+        0x10_8000_0000..0x10_c000_0000,
+        0x20_0000_0000..0x20_4000_0000,
+    ];
+    let digest = expected_headers_digest(64, &ram, page_offset, 0x100_0000);
+    assert!(out.contains(&digest), "{out}\n{digest}");
+}
+
+#[test]
+fn a_load_without_dry_run_is_refused_as_not_implemented() {
+    let tree = tree(
+        "not-implemented",
+        GUEST_IOMEM,
+        2,
+        32 << 20,
+        0xffff_8880_0000_0000,
+    );
+    let o = minicap(&tree, &["load", "--append", DEVICE_OPTION]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).is_empty());
+    assert!(
+        stderr(&o).contains("loading is not implemented yet"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("nothing was loaded"));
+
+    write(
+        &tree.root,
+        "sys/kernel/security/lockdown",
+        b"none [integrity] confidentiality\n",
+    );
+    let o = minicap(&tree, &["load", "--append", DEVICE_OPTION]);
+    assert!(
+        stderr(&o).contains("locked down (integrity): it refuses kexec_load"),
+        "{}",
+        stderr(&o)
+    );
+    let o = minicap(&tree, &["load", "--dry-run", "--append", DEVICE_OPTION]);
+    assert!(o.status.success());
+    assert!(
+        stdout(&o).contains("warning: the kernel is locked down"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn clear_refusals() {
+    let tree = tree("small", GUEST_IOMEM, 2, 32 << 20, 0xffff_8880_0000_0000);
+    // A 1 MiB reservation.
+    let small = GUEST_IOMEM.replace(
+        "3d000000-3effffff : Crash kernel",
+        "3d000000-3d0fffff : Crash kernel",
+    );
+    write(&tree.root, "proc/iomem", small.as_bytes());
+    let o = minicap(&tree, &["load", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("the crash region holds 1048576 bytes but minicap needs"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("to crashkernel="));
+
+    let no_region = GUEST_IOMEM.replace("  3d000000-3effffff : Crash kernel\n", "");
+    write(&tree.root, "proc/iomem", no_region.as_bytes());
+    let o = minicap(&tree, &["load", "--dry-run"]);
+    assert!(
+        stderr(&o).contains("add crashkernel=SIZE"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = minicap(
+        &tree,
+        &["load", "--dry-run", "--append", "minicap.format=elf64"],
+    );
+    assert!(
+        stderr(&o).contains("--append: invalid value \"elf64\""),
+        "{}",
+        stderr(&o)
+    );
+    let o = minicap(
+        &tree,
+        &["load", "--dry-run", "--append", "elfcorehdr=0x1000"],
+    );
+    assert!(
+        stderr(&o).contains("must not contain elfcorehdr="),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn recommend_and_status() {
+    let tree = tree("recommend", GUEST_IOMEM, 2, 32 << 20, 0xffff_8880_0000_0000);
+    let o = minicap(&tree, &["recommend", "--append", "minicap.format=kdump"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("2 CPU(s), format kdump"), "{out}");
+    assert!(out.contains("kdump cycle bitmaps"), "{out}");
+    assert!(out.contains("recommended:  crashkernel="), "{out}");
+    assert!(
+        out.contains("reserved now: 33554432 bytes (32.0 MiB): enough"),
+        "{out}"
+    );
+
+    let o = Command::new(env!("CARGO_BIN_EXE_minicap"))
+        .args(["status", "--root"])
+        .arg(&tree.root)
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("crash kernel: not loaded"), "{out}");
+    assert!(
+        out.contains("crash region: 0x3d000000-0x3effffff, 33554432 bytes"),
+        "{out}"
+    );
+}
