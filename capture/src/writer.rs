@@ -57,6 +57,7 @@ pub mod kdump;
 
 use core::cell::Cell;
 use device_sink::{DeviceSink, FileProgress, PageCounts};
+pub use device_sink::{STAGES, STAGE_BYTES};
 pub use elf_filtered::{ElfFilterError, ElfFilterOptions, ElfStats, FilteredElf};
 pub use integrity::{verification, ChunkSize, Verified};
 use integrity::{ChunkTable, Integrity};

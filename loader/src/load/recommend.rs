@@ -24,7 +24,7 @@ use anyhow::{anyhow, Result};
 
 use minicap_bootinfo::cmdline::{Compress, DumpFormat, MinicapOptions, Verify};
 use minicap_capture::memory::MIN_HEAP;
-use minicap_capture::writer::{ElfFilterOptions, HEADER_BLOCK, LOG_BYTES};
+use minicap_capture::writer::{ElfFilterOptions, HEADER_BLOCK, LOG_BYTES, STAGES, STAGE_BYTES};
 use minicap_dumpheader::{chunk_count, chunk_size_for, CHUNK_ENTRY_LEN, TRIAGE_CAPACITY};
 use minicap_kdumpfile::{Lzo, WriterOptions};
 use minicap_physmem::page_ceil;
@@ -38,9 +38,8 @@ use super::sysfs::{
 use super::system::read_iomem;
 use crate::fmt_util::size;
 
-/// The device sink's staging buffers: `STAGES` × `STAGE_BYTES` in
-/// `capture/src/writer/device_sink.rs`, private there. Mirrored until capture exports them.
-const DEVICE_STAGING_BYTES: u64 = 5 * (256 << 10);
+/// The device sink's staging buffers (the kdump-compressed and filtered ELF writers).
+const DEVICE_STAGING_BYTES: u64 = (STAGES * STAGE_BYTES) as u64;
 
 const MIB: u64 = 1 << 20;
 
