@@ -33,7 +33,7 @@ use crate::writer::{
 use crate::{fault, finish, memory, say, target};
 use core::ops::Range;
 use minicap_acpi::AcpiInfo;
-use minicap_bootinfo::cmdline::{Compress, DumpFormat, MinicapOptions};
+use minicap_bootinfo::cmdline::{Compress, DumpFormat, MinicapOptions, Transport};
 use minicap_capture::kdump_plan::{self, FilterPlan, LevelChoice};
 use minicap_capture::profile::{Phase, Profile};
 use minicap_capture::triage::{last_lines, render_triage};
@@ -213,9 +213,9 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
     let layout = plan_vmcore(&core).map_err(Failure::BadLayout)?;
     // The ELF size is known now; a kdump-compressed file's only at its end (the device
     // must hold its headers, and tells when it is full).
-    let least_dump = match options.format {
+    let least_dump = match options.format(Transport::Disk) {
         // A filtered ELF vmcore's size is known after its counting pass.
-        DumpFormat::Elf if options.dump_level() != 0 => KDUMP_LEAST_BYTES,
+        DumpFormat::Elf if options.dump_level(Transport::Disk) != 0 => KDUMP_LEAST_BYTES,
         DumpFormat::Elf => {
             say!(
                 "dump: ELF vmcore of {} bytes ({}): {} PT_LOAD(s), {} bytes of notes",
@@ -279,10 +279,10 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
     };
     let started = tsc::now_us();
     let ram = kdump_plan::dump_ram(&core, &skipped);
-    let (bytes, verified) = match options.format {
+    let (bytes, verified) = match options.format(Transport::Disk) {
         DumpFormat::Elf => {
             out.header.format = dumpheader::DumpFormat::ElfVmcore;
-            let requested = options.dump_level();
+            let requested = options.dump_level(Transport::Disk);
             let plan = (requested != 0)
                 .then(|| kdump_plan::plan_filter(&IdentityMem, &core, &ram, requested));
             if let Some(level) = plan.as_ref().map(|p| p.level) {
@@ -403,7 +403,7 @@ fn write_kdump<D: BlockDevice>(
     ram: &[Range<u64>],
     options: &MinicapOptions,
 ) -> Result<(u64, Verified), Failure> {
-    let plan = kdump_plan::plan_kdump(&IdentityMem, core, ram, options.dump_level());
+    let plan = kdump_plan::plan_kdump(&IdentityMem, core, ram, options.dump_level(Transport::Disk));
     let level = plan.level;
     report_level(&level);
     let ram_bytes: u64 = ram.iter().map(|r| r.end - r.start).sum();
@@ -584,8 +584,8 @@ fn report_options(options: &MinicapOptions) {
     say!(
         "options: target={} format={} dump_level={} compress={} after={} verify={} device={}",
         options.target,
-        options.format,
-        options.dump_level(),
+        options.format(Transport::Disk),
+        options.dump_level(Transport::Disk),
         options.compress,
         options.after,
         options.verify,
