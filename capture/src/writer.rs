@@ -54,6 +54,7 @@ pub mod elf_filtered;
 mod fakes;
 mod integrity;
 pub mod kdump;
+mod stream_sink;
 
 use core::cell::Cell;
 use device_sink::{DeviceSink, FileProgress, PageCounts};
@@ -61,6 +62,7 @@ pub use elf_filtered::{ElfFilterError, ElfFilterOptions, ElfStats, FilteredElf};
 pub use integrity::{verification, ChunkSize, Verified};
 use integrity::{ChunkTable, Integrity};
 pub use kdump::{FrameFilter, KdumpDump, KdumpSummary, KeepAll};
+pub use stream_sink::{stream_filtered_elf, stream_kdump, ByteOutput, StreamSummary, StreamTarget};
 
 /// Bytes of console log kept and stored: the device's log area.
 #[allow(clippy::cast_possible_truncation)] // 64 KiB fits every usize

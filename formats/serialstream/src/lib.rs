@@ -53,7 +53,10 @@ mod scan;
 
 pub use crc32::crc32;
 pub use encode::{Encoder, FrameError};
-pub use payload::{Data, End, EndResult, PayloadError, Start, StreamFormat, END_MESSAGE_MAX};
+pub use payload::{
+    Data, End, EndResult, PayloadError, Start, StreamFormat, END_FIXED_LEN, END_MESSAGE_MAX,
+    START_LEN,
+};
 pub use scan::{scan, Damage, Frame, Scan};
 
 /// The first bytes of every frame.

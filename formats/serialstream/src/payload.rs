@@ -12,19 +12,19 @@
 //! | End | offset | size |
 //! |---|---|---|
 //! | result ([`EndResult`]) | 0 | 1 |
-//! | reserved, 0 | 1 | 1 |
-//! | failure code (minicap's header codes; 0 when complete) | 2 | 2 |
-//! | file size | 4 | 8 |
-//! | Data frames sent | 12 | 8 |
-//! | XXH64 of the Data payloads | 20 | 8 |
-//! | failure message, UTF-8, at most [`END_MESSAGE_MAX`] bytes | 28 | rest |
+//! | reserved, 0 | 1 | 3 |
+//! | failure code (the dump header's codes, `minicap info`; 0 when complete) | 4 | 4 |
+//! | file size | 8 | 8 |
+//! | Data frames sent | 16 | 8 |
+//! | XXH64 of the Data payloads | 24 | 8 |
+//! | failure message, UTF-8, at most [`END_MESSAGE_MAX`] bytes | 32 | rest |
 
 use core::fmt;
 
 /// Length of a Start payload.
 pub const START_LEN: usize = 24;
 /// Length of an End payload without its message.
-pub const END_FIXED_LEN: usize = 28;
+pub const END_FIXED_LEN: usize = 32;
 /// Longest failure message an End frame carries.
 pub const END_MESSAGE_MAX: usize = 256;
 
@@ -192,7 +192,7 @@ pub struct End<'a> {
     /// Complete or failed.
     pub result: EndResult,
     /// The failure's code (0 when complete).
-    pub failure_code: u16,
+    pub failure_code: u32,
     /// The file's size.
     pub file_size: u64,
     /// Data frames sent.
@@ -211,11 +211,11 @@ impl End<'_> {
             EndResult::Complete => 0,
             EndResult::Failed => 1,
         };
-        out[1] = 0;
-        out[2..4].copy_from_slice(&self.failure_code.to_le_bytes());
-        out[4..12].copy_from_slice(&self.file_size.to_le_bytes());
-        out[12..20].copy_from_slice(&self.data_records.to_le_bytes());
-        out[20..28].copy_from_slice(&self.data_xxh64.to_le_bytes());
+        out[1..4].fill(0);
+        out[4..8].copy_from_slice(&self.failure_code.to_le_bytes());
+        out[8..16].copy_from_slice(&self.file_size.to_le_bytes());
+        out[16..24].copy_from_slice(&self.data_records.to_le_bytes());
+        out[24..32].copy_from_slice(&self.data_xxh64.to_le_bytes());
         let mut n = self.message.len().min(END_MESSAGE_MAX);
         while !self.message.is_char_boundary(n) {
             n -= 1;
@@ -245,10 +245,10 @@ impl<'a> End<'a> {
         }
         Ok(Self {
             result,
-            failure_code: u16_at(b, 2),
-            file_size: u64_at(b, 4),
-            data_records: u64_at(b, 12),
-            data_xxh64: u64_at(b, 20),
+            failure_code: u32_at(b, 4),
+            file_size: u64_at(b, 8),
+            data_records: u64_at(b, 16),
+            data_xxh64: u64_at(b, 24),
             message: core::str::from_utf8(message).map_err(|_| PayloadError::BadMessage)?,
         })
     }

@@ -185,7 +185,7 @@ fn start_and_end_round_trip() {
         data_xxh64: 0xdead_beef,
         message: "the serial port stalled",
     };
-    let mut buf = [0u8; 28 + END_MESSAGE_MAX];
+    let mut buf = [0u8; END_FIXED_LEN + END_MESSAGE_MAX];
     let n = end.encode(&mut buf);
     assert_eq!(End::decode(&buf[..n]), Ok(end));
     let long = "é".repeat(200);
