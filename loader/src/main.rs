@@ -14,6 +14,7 @@ mod fmt_util;
 mod format;
 mod info;
 mod log;
+mod receive;
 mod save;
 mod signatures;
 mod verify;
@@ -37,6 +38,11 @@ fn main() -> ExitCode {
         Command::Info { device, json } => info::info(&device, json),
         Command::Log { device } => log::log(&device),
         Command::Dmesg { device } => dmesg::dmesg(&device),
+        Command::Receive {
+            source,
+            out,
+            flattened,
+        } => receive::receive(&source, &out, flattened.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

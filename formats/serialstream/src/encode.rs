@@ -29,6 +29,8 @@ impl fmt::Display for FrameError {
     }
 }
 
+impl core::error::Error for FrameError {}
+
 /// Numbers and seals the frames of one stream, in the order they are sent.
 pub struct Encoder {
     next_seq: Option<u32>,

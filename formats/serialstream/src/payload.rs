@@ -60,6 +60,8 @@ impl fmt::Display for PayloadError {
     }
 }
 
+impl core::error::Error for PayloadError {}
+
 /// The file the Data frames build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamFormat {
