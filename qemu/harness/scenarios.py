@@ -80,7 +80,12 @@ DATA_AREA_ZERO = "data-area-zero"  # every byte of the target after the first Mi
 KDUMP = "kdump"  # save the kdump-compressed dump; makedumpfile --dump-dmesg, its headers, the pattern in it
 TRIAGE = "triage"  # `minicap dmesg`: the triage text, its log = makedumpfile's (when there is a dump)
 ELF_FILTERED = "elf-filtered"  # save the filtered ELF vmcore; makedumpfile, notes, PT_LOADs, level, no pattern page
-CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE, ELF_FILTERED)
+SERIAL_STREAM = "serial-stream"  # the dump streamed on COM2 (a file): `minicap receive` rebuilds it, makedumpfile -R
+#                                  of its flattened copy is the same file; KDUMP and TRIAGE then check what it received
+CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE, ELF_FILTERED,
+          SERIAL_STREAM)  # fmt: skip
+# The UART the serial rows stream on: COM2, QEMU's second -serial.
+SERIAL_STREAM_PORT = "0x2f8"
 
 # minicap.device= on the capture command line.
 DEVICE_TARGET = "target"  # the target disk's id
@@ -217,6 +222,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     # makedumpfile -E: the ELF vmcore without the pages the level leaves out.
     elf_filtered_capture("capture-elf-31", "ELF vmcore filtered at dump level 31 (as makedumpfile -E -d 31): "
                          "user pages out", 31),
+    # No disk at all is looked at: the dump goes over the second UART, at serial's
+    # defaults (kdump-compressed, LZO, level 31), and the random disk stays untouched.
+    Scenario("capture-serial-kdump", "kdump-compressed (serial's default, LZO level 31) streamed on COM2; "
+             "minicap receive rebuilds it, makedumpfile -R agrees; the decoy untouched", disks=(decoy(),),
+             checks=frozenset({SERIAL_STREAM, KDUMP, TRIAGE}), device_option=DEVICE_NONE, pattern=True,
+             capture_append=("minicap.target=serial", f"minicap.serial={SERIAL_STREAM_PORT}")),
     Scenario("no-disk", "no dump disk: minicap must report failure and reboot", failure="no-device",
              device_option=DEVICE_NONE),
     Scenario("small-disk", "4 MiB formatted disk: too small; its data area stays zero",
@@ -320,10 +331,16 @@ def problems(s: Scenario) -> list[str]:
     success_only = {VMCORE, HEADER_COMPLETE, KDUMP, ELF_FILTERED}
     if s.failure is not None and set(s.checks) & success_only:
         out.append(f"{sorted(set(s.checks) & success_only)} need a successful capture")
+    streamed = SERIAL_STREAM in s.checks
     if set(s.checks) & {VMCORE, HEADER_COMPLETE, STORED_LOG, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE,
-                        ELF_FILTERED} and \
+                        ELF_FILTERED} - ({KDUMP, TRIAGE} if streamed else set()) and \
             target is None:  # fmt: skip
         out.append("these checks read the target disk, and there is none")
+    if streamed and (target is not None or KDUMP not in s.checks or s.failure is not None
+                     or "minicap.target=serial" not in s.capture_append
+                     or f"minicap.serial={SERIAL_STREAM_PORT}" not in s.capture_append):  # fmt: skip
+        out.append("serial-stream: a successful kdump capture with minicap.target=serial "
+                   f"minicap.serial={SERIAL_STREAM_PORT} and no target disk")
     if set(s.checks) & {VMCORE, KDUMP, ELF_FILTERED} and not s.pattern:
         out.append("the vmcore checks verify the pattern: set pattern=True")
     if len(set(s.checks) & {VMCORE, KDUMP, ELF_FILTERED}) > 1:
