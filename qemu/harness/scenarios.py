@@ -228,6 +228,12 @@ SCENARIOS: tuple[Scenario, ...] = (
              "minicap receive rebuilds it, makedumpfile -R agrees; the decoy untouched", disks=(decoy(),),
              checks=frozenset({SERIAL_STREAM, KDUMP, TRIAGE}), device_option=DEVICE_NONE, pattern=True,
              capture_append=("minicap.target=serial", f"minicap.serial={SERIAL_STREAM_PORT}")),
+    # The fallback: the only disk is not prepared, so with minicap.fallback=serial the
+    # dump goes over COM2 instead of the capture failing with no-prepared-device.
+    Scenario("serial-fallback", "no prepared disk, minicap.fallback=serial: the random disk is left alone and "
+             "the dump streams on COM2", disks=(decoy(),), checks=frozenset({SERIAL_STREAM, KDUMP, TRIAGE, LEFT_ALONE}),
+             device_option=DEVICE_NONE, pattern=True,
+             capture_append=("minicap.fallback=serial", f"minicap.serial={SERIAL_STREAM_PORT}")),
     Scenario("no-disk", "no dump disk: minicap must report failure and reboot", failure="no-device",
              device_option=DEVICE_NONE),
     Scenario("small-disk", "4 MiB formatted disk: too small; its data area stays zero",
@@ -336,10 +342,10 @@ def problems(s: Scenario) -> list[str]:
                         ELF_FILTERED} - ({KDUMP, TRIAGE} if streamed else set()) and \
             target is None:  # fmt: skip
         out.append("these checks read the target disk, and there is none")
-    if streamed and (target is not None or KDUMP not in s.checks or s.failure is not None
-                     or "minicap.target=serial" not in s.capture_append
+    serial_asked = {"minicap.target=serial", "minicap.fallback=serial"} & set(s.capture_append)
+    if streamed and (target is not None or KDUMP not in s.checks or s.failure is not None or not serial_asked
                      or f"minicap.serial={SERIAL_STREAM_PORT}" not in s.capture_append):  # fmt: skip
-        out.append("serial-stream: a successful kdump capture with minicap.target=serial "
+        out.append("serial-stream: a successful kdump capture with minicap.target=serial or minicap.fallback=serial, "
                    f"minicap.serial={SERIAL_STREAM_PORT} and no target disk")
     if set(s.checks) & {VMCORE, KDUMP, ELF_FILTERED} and not s.pattern:
         out.append("the vmcore checks verify the pattern: set pattern=True")
