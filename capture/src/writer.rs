@@ -28,6 +28,11 @@
 //! "writing" first, checkpoints, "complete" or "failed" last) through one shared device
 //! sink of staged 4 KiB blocks, read back at the end for the checksums.
 //!
+//! The kdump-compressed and filtered ELF writers also run over a line that can only
+//! append (`minicap.target=serial`): [`stream_kdump`] and [`stream_filtered_elf`] send
+//! their writes as the frames of `minicap-serialstream` to a [`ByteOutput`], no header
+//! and no read-back (the stream sink module).
+//!
 //! The writer touches no hardware: the device is a [`BlockDevice`], and old
 //! memory, the console log, the clock and DMA buffers come from a
 //! [`WriterEnv`] (the kernel's thin adapters; fakes in the tests).
