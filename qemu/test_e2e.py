@@ -820,7 +820,8 @@ class DeviceInfoTests(unittest.TestCase):
 # integrity-check variants added with `minicap.verify=`.
 SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-ahci", "capture-verify-sha256",
          "capture-verify-none", "capture-kdump-zlib-1", "capture-kdump-lzo-31", "capture-kdump-lzo-1",
-         "capture-kdump-zlib-31", "capture-nvme-4kn-kdump", "capture-ahci-ports-kdump", "capture-elf-31", "no-disk",
+         "capture-kdump-zlib-31", "capture-nvme-4kn-kdump", "capture-ahci-ports-kdump", "capture-elf-31",
+         "capture-serial-kdump", "serial-fallback", "no-disk",
          "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
          "capture-iommu-identity", "capture-nvme-iommu", "capture-amd-iommu", "unformatted-disk", "wrong-id",
          "bad-elfcorehdr", "other-target-kind", "ambiguous", "device-error", "no-ahci-disk",
@@ -971,6 +972,21 @@ class ScenarioTableTests(unittest.TestCase):
 
         self.assertNotEqual(scenarios.problems(replace(s, capture_append=("minicap.format=elf",))), [])
         self.assertNotEqual(scenarios.problems(replace(s, checks=s.checks | {"vmcore"})), [])
+        # The serial stream: no disk is the target, COM2 carries the dump, the disk
+        # checks of a kdump read what `minicap receive` rebuilt.
+        s = get("capture-serial-kdump")
+        self.assertEqual(s.checks, {"serial-stream", "kdump", "triage"})
+        self.assertEqual(s.capture_append, ("minicap.target=serial", "minicap.serial=0x2f8"))
+        self.assertEqual(scenarios.kdump_settings(s), (31, "lzo"))
+        self.assertEqual([(d.content, d.guarded, d.target) for d in s.disks], [("random", True, False)])
+        self.assertEqual(s.device_option, "none")
+        self.assertNotEqual(scenarios.problems(replace(s, capture_append=("minicap.target=serial",))), [])
+        self.assertNotEqual(scenarios.problems(replace(s, checks=frozenset({"kdump", "triage"}))), [])
+        self.assertNotEqual(scenarios.problems(replace(s, disks=(scenarios.decoy(), scenarios.dump_disk()))), [])
+        s = get("serial-fallback")
+        self.assertEqual(s.checks, {"serial-stream", "kdump", "triage", "left-alone"})
+        self.assertEqual(s.capture_append, ("minicap.fallback=serial", "minicap.serial=0x2f8"))
+        self.assertNotEqual(scenarios.problems(replace(s, capture_append=("minicap.serial=0x2f8",))), [])
 
     def test_options_row_then_command_line(self):
         a = resolved(["--scenario", "capture-qemu64-4M-3G"])

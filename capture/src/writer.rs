@@ -28,6 +28,11 @@
 //! "writing" first, checkpoints, "complete" or "failed" last) through one shared device
 //! sink of staged 4 KiB blocks, read back at the end for the checksums.
 //!
+//! The kdump-compressed and filtered ELF writers also run over a line that can only
+//! append (`minicap.target=serial`): [`stream_kdump`] and [`stream_filtered_elf`] send
+//! their writes as the frames of `minicap-serialstream` to a [`ByteOutput`], no header
+//! and no read-back (the stream sink module).
+//!
 //! The writer touches no hardware: the device is a [`BlockDevice`], and old
 //! memory, the console log, the clock and DMA buffers come from a
 //! [`WriterEnv`] (the kernel's thin adapters; fakes in the tests).
@@ -54,6 +59,7 @@ pub mod elf_filtered;
 mod fakes;
 mod integrity;
 pub mod kdump;
+mod stream_sink;
 
 use core::cell::Cell;
 use device_sink::{DeviceSink, FileProgress, PageCounts};
@@ -62,6 +68,7 @@ pub use elf_filtered::{ElfFilterError, ElfFilterOptions, ElfStats, FilteredElf};
 pub use integrity::{verification, ChunkSize, Verified};
 use integrity::{ChunkTable, Integrity};
 pub use kdump::{FrameFilter, KdumpDump, KdumpSummary, KeepAll};
+pub use stream_sink::{stream_filtered_elf, stream_kdump, ByteOutput, StreamSummary, StreamTarget};
 
 /// Bytes of console log kept and stored: the device's log area.
 #[allow(clippy::cast_possible_truncation)] // 64 KiB fits every usize

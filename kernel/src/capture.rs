@@ -4,10 +4,13 @@
 //! 2. **parse**: boot_params, command line, `minicap.*` options, the ELF core
 //!    headers at `elfcorehdr=`;
 //! 3. **plan**: memory (heap, own page tables), interrupt controllers masked,
-//!    the vmcore layout, the dump device (found, identified, big enough);
-//! 4. **write**: the minicap header ("writing"), the vmcore straight from old
-//!    memory by DMA, progress, the header ("complete", with the chunk table
-//!    or the SHA-256 `minicap.verify=` asks for);
+//!    the vmcore layout, the destination: the dump disk (found, identified, big
+//!    enough) or, with `minicap.target=serial` (or `minicap.fallback=serial` when
+//!    no disk is found), the serial line;
+//! 4. **write**: on a disk, the minicap header ("writing"), the dump, progress,
+//!    the header ("complete", with the chunk table or the SHA-256
+//!    `minicap.verify=` asks for); on the serial line, the framed stream (start,
+//!    triage text, the file, log, end: `minicap_capture::writer`'s stream sink);
 //! 5. **finish**: reboot, halt or power off.
 //!
 //! The time of each phase is measured on the TSC ([`Profile`]) and printed
@@ -18,23 +21,24 @@
 //! its header.
 
 use crate::console::{FixedString, Size};
-use crate::failure::{DeviceName, Failure, ResultLine};
+use crate::failure::{Detail, DeviceName, Failure, ResultLine};
 use crate::handoff::Handoff;
 use crate::hw::dma;
 use crate::hw::phys::IdentityMem;
 use crate::hw::platform::Machine;
-use crate::hw::{apic, cpu, paging, pic, serial, tsc};
+use crate::hw::serial::{self, StreamLine};
+use crate::hw::{apic, cpu, paging, pic, tsc};
 use crate::memory::SkippedRanges;
 use crate::target::Candidates;
 use crate::writer::{
-    mib_per_s_x10, verification, write_dump, write_kdump_dump, Clock, Dump, KdumpDump, KernelEnv,
-    Triage, Verified,
+    mib_per_s_x10, stream_filtered_elf, stream_kdump, verification, write_dump, write_kdump_dump,
+    Clock, Dump, KdumpDump, KernelEnv, SerialOutput, StreamTarget, Triage, Verified,
 };
 use crate::{fault, finish, memory, say, target};
 use core::ops::Range;
 use minicap_acpi::AcpiInfo;
-use minicap_bootinfo::cmdline::{Compress, DumpFormat, MinicapOptions};
-use minicap_capture::kdump_plan::{self, FilterPlan, LevelChoice};
+use minicap_bootinfo::cmdline::{Compress, DumpFormat, Fallback, MinicapOptions, Transport};
+use minicap_capture::kdump_plan::{self, FilterPlan, LevelChoice, PlannedFilter};
 use minicap_capture::profile::{Phase, Profile};
 use minicap_capture::triage::{last_lines, render_triage};
 use minicap_capture::writer::{
@@ -61,8 +65,12 @@ struct Summary {
     bytes: u64,
     elapsed_us: u64,
     device: DeviceName,
-    verified: Verified,
+    /// What was recorded to check the dump.
+    check: Check,
 }
+
+/// The check a capture recorded, as the result line names it.
+type Check = FixedString<120>;
 
 /// The whole run; never returns.
 pub fn run(boot_params: u64, load_base: u64) -> ! {
@@ -98,7 +106,7 @@ pub fn run(boot_params: u64, load_base: u64) -> ! {
                 (s.elapsed_us / 1000) % 1000,
                 rate / 10,
                 rate % 10,
-                s.verified
+                s.check.as_str()
             );
         }
         Err(failure) => say!("{}", ResultLine(&failure)),
@@ -202,20 +210,97 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
     silence_interrupts(acpi.as_ref());
     phase(Phase::Device);
     let machine = Machine;
-    let candidates = Candidates::scan(&machine, options.target);
+    let transport = options.transport();
+    let candidates = match transport {
+        Transport::Disk => Candidates::scan(&machine, options.target),
+        Transport::Serial => Candidates::none(),
+    };
     phase(Phase::Iommu);
     crate::iommu::take_over(acpi.as_ref(), &candidates, &core, &heap)
         .map_err(|e| Failure::iommu(e.base, e.error))?;
     drop(handoff);
 
-    // ---- plan: the vmcore and the device ----
+    // ---- plan: the vmcore and the destination ----
     phase(Phase::Parse);
     let layout = plan_vmcore(&core).map_err(Failure::BadLayout)?;
+    phase(Phase::Device);
+    let destination = choose_destination(&machine, &candidates, &options, &core, &layout)?;
+
+    // ---- write ----
+    let mut env = KernelEnv { clock };
+    let started = tsc::now_us();
+    let (device, bytes, check) = match destination {
+        Destination::Disk(target) => write_to_disk(
+            target, &mut env, &core, &layout, &skipped, &options, profile,
+        )?,
+        Destination::Serial(line) => {
+            write_to_serial(line, &mut env, &core, &skipped, &options, profile)?
+        }
+    };
+    Ok(Summary {
+        bytes,
+        elapsed_us: tsc::now_us().saturating_sub(started),
+        device,
+        check,
+    })
+}
+
+/// Where the dump goes.
+#[allow(clippy::large_enum_variant)] // one value, for the run
+enum Destination<'m> {
+    /// A prepared disk, found and checked.
+    Disk(target::Target<'m>),
+    /// The framed stream on a UART.
+    Serial(StreamLine),
+}
+
+/// The prepared disk `options` select, big enough for the file; else, with
+/// `minicap.fallback=serial`, the serial line. With `minicap.target=serial`, the serial line
+/// and no disk.
+fn choose_destination<'m>(
+    machine: &'m Machine,
+    candidates: &Candidates,
+    options: &MinicapOptions,
+    core: &CoreHeaders,
+    layout: &VmcoreLayout,
+) -> Result<Destination<'m>, Failure> {
+    if options.transport() == Transport::Serial {
+        return open_serial(options).map(Destination::Serial);
+    }
+    match find_disk(machine, candidates, options, core, layout) {
+        Ok(target) => Ok(Destination::Disk(target)),
+        Err(failure) if options.fallback == Fallback::Serial => {
+            say!("no disk to dump to: {failure}; minicap.fallback=serial: streaming on the serial line instead");
+            open_serial(options).map(Destination::Serial)
+        }
+        Err(failure) => Err(failure),
+    }
+}
+
+/// The UART at `minicap.serial=`, programmed and answering.
+fn open_serial(options: &MinicapOptions) -> Result<StreamLine, Failure> {
+    StreamLine::open(options.serial_port.base()).map_err(|e| {
+        Failure::BadOption(Detail::display(format_args!(
+            "minicap.serial={}: {e}",
+            options.serial_port
+        )))
+    })
+}
+
+/// The prepared disk `options` select, checked to hold at least the least the format
+/// needs.
+fn find_disk<'m>(
+    machine: &'m Machine,
+    candidates: &Candidates,
+    options: &MinicapOptions,
+    core: &CoreHeaders,
+    layout: &VmcoreLayout,
+) -> Result<target::Target<'m>, Failure> {
     // The ELF size is known now; a kdump-compressed file's only at its end (the device
     // must hold its headers, and tells when it is full).
-    let least_dump = match options.format {
+    let least_dump = match options.format(Transport::Disk) {
         // A filtered ELF vmcore's size is known after its counting pass.
-        DumpFormat::Elf if options.dump_level() != 0 => KDUMP_LEAST_BYTES,
+        DumpFormat::Elf if options.dump_level(Transport::Disk) != 0 => KDUMP_LEAST_BYTES,
         DumpFormat::Elf => {
             say!(
                 "dump: ELF vmcore of {} bytes ({}): {} PT_LOAD(s), {} bytes of notes",
@@ -228,17 +313,37 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
         }
         DumpFormat::Kdump => KDUMP_LEAST_BYTES,
     };
-    phase(Phase::Device);
-    let mut target = target::find(&machine, &candidates, options.device)?;
-    let device = &mut target.device;
+    let target = target::find(machine, candidates, options.device)?;
     let required = dumpheader::required_capacity(least_dump);
-    if device.capacity() < required {
+    if target.device.capacity() < required {
         return Err(Failure::DeviceTooSmall {
             device: target.name,
             required,
-            capacity: device.capacity(),
+            capacity: target.device.capacity(),
         });
     }
+    Ok(target)
+}
+
+/// VMCOREINFO's `CRASHTIME` (seconds since 1970), 0 if absent.
+fn crash_time(core: &CoreHeaders) -> i64 {
+    core.vmcoreinfo_value("CRASHTIME")
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The dump on a prepared disk, behind the minicap header: (device, bytes, check).
+fn write_to_disk(
+    mut target: target::Target<'_>,
+    env: &mut KernelEnv,
+    core: &CoreHeaders,
+    layout: &VmcoreLayout,
+    skipped: &SkippedRanges,
+    options: &MinicapOptions,
+    profile: &mut Profile,
+) -> Result<(DeviceName, u64, Check), Failure> {
+    let transport = Transport::Disk;
+    let device = &mut target.device;
     if target.header.state != DumpState::Empty {
         say!(
             "note: the device held a {} dump (crash time {}); it is replaced",
@@ -251,59 +356,143 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
         target.name.as_str(),
         DeviceIdHex(&target.header.device_id)
     );
-
-    // ---- write ----
     let mut header = DumpHeader::new_empty(
         target.header.device_id,
         device.capacity(),
         concat!("minicap ", env!("CARGO_PKG_VERSION")),
     );
     header.dump_offset = DUMP_OFFSET;
-    header.crash_time = core
-        .vmcoreinfo_value("CRASHTIME")
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(0);
+    header.crash_time = crash_time(core);
     if let Some(release) = core.vmcoreinfo_value("OSRELEASE") {
         header.set_osrelease(release.trim());
     }
-    let mut env = KernelEnv { clock };
-    let triage = triage_text(&mut env, &core);
+    let triage = triage_text(env, core);
     let out = Output {
         device,
-        env: &mut env,
+        env,
         header: &mut header,
         triage: triage.as_ref(),
         name: &target.name,
         verify: verification(options.verify),
         profile,
     };
-    let started = tsc::now_us();
-    let ram = kdump_plan::dump_ram(&core, &skipped);
-    let (bytes, verified) = match options.format {
+    let ram = kdump_plan::dump_ram(core, skipped);
+    let (bytes, verified) = match options.format(transport) {
         DumpFormat::Elf => {
             out.header.format = dumpheader::DumpFormat::ElfVmcore;
-            let requested = options.dump_level();
+            let requested = options.dump_level(transport);
             let plan = (requested != 0)
-                .then(|| kdump_plan::plan_filter(&IdentityMem, &core, &ram, requested));
+                .then(|| kdump_plan::plan_filter(&IdentityMem, core, &ram, requested));
             if let Some(level) = plan.as_ref().map(|p| p.level) {
                 report_level(&level);
                 set_level(out.header, &level);
             }
             match plan.filter(|p| p.level.applied != 0) {
-                Some(plan) => write_filtered_elf(out, &core, &ram, plan, layout.total_len)?,
+                Some(plan) => write_filtered_elf(out, core, &ram, plan, layout.total_len)?,
                 // Level 0, asked for or all that could be applied: the whole vmcore,
                 // straight from old memory.
-                None => write_whole_elf(out, &core, &layout, &skipped)?,
+                None => write_whole_elf(out, core, layout, skipped)?,
             }
         }
-        DumpFormat::Kdump => write_kdump(out, &core, &ram, &options)?,
+        DumpFormat::Kdump => write_kdump(out, core, &ram, options)?,
     };
-    Ok(Summary {
-        bytes,
-        elapsed_us: tsc::now_us().saturating_sub(started),
-        device: target.name,
-        verified,
-    })
+    Ok((target.name, bytes, Check::display(verified)))
+}
+
+/// The dump as a framed stream on the UART `line` (`minicap.target=serial`, or the
+/// fallback): (line, bytes of the file, check).
+fn write_to_serial(
+    line: StreamLine,
+    env: &mut KernelEnv,
+    core: &CoreHeaders,
+    skipped: &SkippedRanges,
+    options: &MinicapOptions,
+    profile: &mut Profile,
+) -> Result<(DeviceName, u64, Check), Failure> {
+    let transport = Transport::Serial;
+    let mut name = DeviceName::new();
+    let _ = core::fmt::Write::write_fmt(
+        &mut name,
+        format_args!(
+            "serial {:#x}{}",
+            line.base(),
+            if line.shared_with_console() {
+                " (the console's line)"
+            } else {
+                ""
+            }
+        ),
+    );
+    say!(
+        "target: {}: framed stream at 115200 baud (at most {} bytes/s)",
+        name.as_str(),
+        serial::LINE_BYTES_PER_SECOND
+    );
+    let ram = kdump_plan::dump_ram(core, skipped);
+    let refused = || {
+        Failure::BadOption(Detail::display(
+            "the whole ELF vmcore (dump level 0) goes to disks only; on serial use minicap.format=kdump or a dump level of 1 or more",
+        ))
+    };
+    // Decided before the triage text is sent: a refusal sends nothing. `Some`: a filtered
+    // ELF vmcore at this plan's level; `None`: kdump-compressed.
+    let elf_plan = match options.format(transport) {
+        DumpFormat::Elf => {
+            let requested = options.dump_level(transport);
+            if requested == 0 {
+                return Err(refused());
+            }
+            let plan = kdump_plan::plan_filter(&IdentityMem, core, &ram, requested);
+            report_level(&plan.level);
+            if plan.level.applied == 0 {
+                return Err(refused());
+            }
+            Some(plan)
+        }
+        DumpFormat::Kdump => None,
+    };
+    let mut triage = triage_text(env, core);
+    let mut out = SerialOutput(line);
+    let target = StreamTarget {
+        name: &name,
+        crash_time: u64::try_from(crash_time(core)).unwrap_or(0),
+    };
+    let summary = match elf_plan {
+        Some(plan) => {
+            say!(
+                "dump: ELF vmcore filtered at dump level {} (as makedumpfile -E), streamed",
+                plan.level.applied
+            );
+            let elf = FilteredElf {
+                core,
+                ram: &ram,
+                old: plan.old,
+                filter: plan.filter,
+                dump_level: plan.level.applied,
+                options: ElfFilterOptions::default(),
+            };
+            stream_filtered_elf(&mut out, env, target, triage.as_mut(), elf, profile)?
+        }
+        None => {
+            let (dump, _) = kdump_dump(core, &ram, options, transport, &name);
+            stream_kdump(&mut out, env, target, triage.as_mut(), dump, profile)?
+        }
+    };
+    let SerialOutput(line) = out;
+    let bytes_per_s = u128::from(line.sent()) * 1_000_000 / u128::from(summary.elapsed_us.max(1));
+    say!(
+        "stream: {} bytes on the line ({} data frames) in {}.{:03} s: {bytes_per_s} bytes/s (a real 115200-baud line carries at most {} bytes/s)",
+        line.sent(),
+        summary.data_records,
+        summary.elapsed_us / 1_000_000,
+        (summary.elapsed_us / 1000) % 1000,
+        serial::LINE_BYTES_PER_SECOND
+    );
+    let check = Check::display(format_args!(
+        "stream xxh64 {:016x} of {} data frames",
+        summary.data_xxh64, summary.data_records
+    ));
+    Ok((name, summary.file_len, check))
 }
 
 /// What every format's writer gets: the chosen device, the environment, the new header
@@ -403,35 +592,18 @@ fn write_kdump<D: BlockDevice>(
     ram: &[Range<u64>],
     options: &MinicapOptions,
 ) -> Result<(u64, Verified), Failure> {
-    let plan = kdump_plan::plan_kdump(&IdentityMem, core, ram, options.dump_level());
-    let level = plan.level;
-    report_level(&level);
-    let ram_bytes: u64 = ram.iter().map(|r| r.end - r.start).sum();
-    say!(
-        "dump: kdump-compressed, dump level {}, compression {}, {} RAM range(s), {} of RAM",
-        level.applied,
-        options.compress,
-        ram.len(),
-        Size(ram_bytes)
-    );
+    let (mut dump, level) = kdump_dump(core, ram, options, Transport::Disk, out.name);
+    dump.verify = out.verify;
     out.header.format = dumpheader::DumpFormat::KdumpCompressed;
     set_level(out.header, &level);
     out.header.compression = compression(options.compress);
     // A bound until the file's length is known: every page stored raw, plus its
     // descriptor and bitmap bits.
+    let ram_bytes: u64 = ram.iter().map(|r| r.end - r.start).sum();
     let bound = ram_bytes
         .saturating_add(ram_bytes / 128)
         .saturating_add(1 << 20);
     out.header.dump_length = bound.min(out.device.capacity().saturating_sub(DUMP_OFFSET));
-    let dump = KdumpDump {
-        info: plan.info,
-        old: plan.old,
-        filter: plan.filter,
-        compress: options.compress,
-        device_name: out.name,
-        verify: out.verify,
-        options: WriterOptions::default(),
-    };
     let summary = write_kdump_dump(
         out.device,
         out.env,
@@ -441,6 +613,40 @@ fn write_kdump<D: BlockDevice>(
         out.profile,
     )?;
     Ok((summary.stats.file_len, summary.verified))
+}
+
+/// The kdump-compressed file `options` ask for on `transport`, planned and said: what to
+/// write to `name` (no check recorded yet), and the level applied.
+fn kdump_dump<'a>(
+    core: &'a CoreHeaders,
+    ram: &'a [Range<u64>],
+    options: &MinicapOptions,
+    transport: Transport,
+    name: &'a DeviceName,
+) -> (
+    KdumpDump<'a, IdentityMem, PlannedFilter<'a, IdentityMem>>,
+    LevelChoice,
+) {
+    let plan = kdump_plan::plan_kdump(&IdentityMem, core, ram, options.dump_level(transport));
+    report_level(&plan.level);
+    let ram_bytes: u64 = ram.iter().map(|r| r.end - r.start).sum();
+    say!(
+        "dump: kdump-compressed, dump level {}, compression {}, {} RAM range(s), {} of RAM",
+        plan.level.applied,
+        options.compress,
+        ram.len(),
+        Size(ram_bytes)
+    );
+    let dump = KdumpDump {
+        info: plan.info,
+        old: plan.old,
+        filter: plan.filter,
+        compress: options.compress,
+        device_name: name,
+        verify: Verification::None,
+        options: WriterOptions::default(),
+    };
+    (dump, plan.level)
 }
 
 /// Say why the dump level applied is lower than asked, or what VMCOREINFO value was
@@ -581,11 +787,17 @@ fn report_options(options: &MinicapOptions) {
         Some(id) => core::fmt::Write::write_fmt(&mut device, format_args!("{}", DeviceIdHex(id))),
         None => core::fmt::Write::write_str(&mut device, "(any prepared device)"),
     };
+    let transport = options.transport();
     say!(
-        "options: target={} format={} dump_level={} compress={} after={} verify={} device={}",
-        options.target,
-        options.format,
-        options.dump_level(),
+        "options: target={} fallback={} serial={} format={} dump_level={} compress={} after={} verify={} device={}",
+        match transport {
+            Transport::Disk => options.target.as_str(),
+            Transport::Serial => "serial",
+        },
+        options.fallback,
+        options.serial_port,
+        options.format(transport),
+        options.dump_level(transport),
         options.compress,
         options.after,
         options.verify,

@@ -96,6 +96,22 @@ impl Candidates {
         found
     }
 
+    /// No disk at all: the dump streams on a serial line (`minicap.target=serial`), so no
+    /// disk is touched and none is let through the IOMMU.
+    pub fn none() -> Self {
+        say!("minicap.target=serial: no disk is looked at");
+        Self {
+            addresses: [PciAddress {
+                bus: 0,
+                device: 0,
+                function: 0,
+            }; MAX_CANDIDATES],
+            kinds: [DiskKind::VirtioBlk; MAX_CANDIDATES],
+            count: 0,
+            target: DumpTarget::Any,
+        }
+    }
+
     /// One line: what the scan found.
     fn report(&self, target: DumpTarget) {
         let mut list = FixedString::<200>::new();

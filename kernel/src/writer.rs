@@ -1,16 +1,17 @@
 //! The kernel's adapters for the dump writer (`minicap_capture::writer`,
 //! host tested): DMA buffers from the heap, old memory through the identity
 //! map, the console log, the TSC clock (microseconds since entry, the
-//! profile's clock), the console.
+//! profile's clock), the console, and the serial line a stream goes out on.
 
 use crate::console;
+use crate::hw::serial::{SerialError, StreamLine};
 use crate::hw::{cpu, dma, phys, tsc};
 use core::fmt;
 pub use minicap_capture::writer::{
-    block_size_supported, mib_per_s_x10, verification, write_dump, write_kdump_dump, Dump,
-    KdumpDump, Triage, Verified,
+    block_size_supported, mib_per_s_x10, stream_filtered_elf, stream_kdump, verification,
+    write_dump, write_kdump_dump, Dump, KdumpDump, StreamTarget, Triage, Verified,
 };
-use minicap_capture::writer::{DmaBuffer, WriterEnv};
+use minicap_capture::writer::{ByteOutput, DmaBuffer, WriterEnv};
 use minicap_physmem::PAGE_BYTES;
 
 /// The machine as the writer sees it.
@@ -75,5 +76,16 @@ impl WriterEnv for KernelEnv {
 
     fn say(&mut self, line: fmt::Arguments<'_>) {
         console::line(line);
+    }
+}
+
+/// The UART the stream goes out on, as the stream writer's byte output.
+pub struct SerialOutput(pub StreamLine);
+
+impl ByteOutput for SerialOutput {
+    type Error = SerialError;
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), SerialError> {
+        self.0.send(bytes)
     }
 }

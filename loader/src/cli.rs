@@ -16,6 +16,7 @@ Typical use:
   minicap dmesg DEVICE       the crashed kernel's log and registers, saved before the dump
   minicap save DEVICE OUT    copy the dump off the device, checking its checksums
   minicap log DEVICE         what the capture kernel printed
+  minicap receive SRC -o OUT rebuild a dump streamed on a serial line (minicap.target=serial)
 
 Exit status: 0 success, 1 failure or refusal, 2 usage error.";
 
@@ -185,6 +186,29 @@ pub enum Command {
         /// Read /proc and /sys under this directory instead of / (recorded systems, tests).
         #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
         root: PathBuf,
+    },
+    /// Rebuild a dump the capture kernel streamed on a serial line (minicap.target=serial).
+    ///
+    /// SOURCE is a file holding what the line carried, a serial device (set raw here; it
+    /// stops after 25 s of silence), or tcp:HOST:PORT. The frames are checked (CRC, sequence
+    /// numbers) and their data applied to VMCORE, which becomes the file `minicap save`
+    /// would copy off a disk holding the same dump; the End frame's count and XXH64 of the
+    /// data are verified. VMCORE.triage (the crashed kernel's log and registers), VMCORE.log
+    /// (the capture kernel's log) and VMCORE.console (text between the frames) go beside it.
+    #[command(
+        after_help = "Exit status: 0 the dump is whole and verified, 1 a frame missing or \
+                            damaged, no end frame, a failed capture or a checksum mismatch \
+                            (what arrived is kept), 2 usage error."
+    )]
+    Receive {
+        /// A file, a serial device, or tcp:HOST:PORT.
+        source: String,
+        /// File to write the vmcore to (created or overwritten).
+        #[arg(short, long, value_name = "VMCORE")]
+        out: PathBuf,
+        /// Also write makedumpfile's flattened format to FLAT (`makedumpfile -R`).
+        #[arg(long, value_name = "FLAT")]
+        flattened: Option<PathBuf>,
     },
 }
 

@@ -15,6 +15,7 @@ mod format;
 mod info;
 mod load;
 mod log;
+mod receive;
 mod save;
 mod signatures;
 mod verify;
@@ -54,6 +55,11 @@ fn main() -> ExitCode {
         Command::Status { device, root } => {
             load::status(&SystemFiles::under(root), device.as_deref())
         }
+        Command::Receive {
+            source,
+            out,
+            flattened,
+        } => receive::receive(&source, &out, flattened.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

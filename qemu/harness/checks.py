@@ -591,14 +591,20 @@ def check_triage(res: Results, args, out: Path, disk: Path, reference_dmesg: str
     there is a dump to read)."""
     p = run([args.tool, "dmesg", disk])
     (out / "triage.txt").write_text(p.stdout)
-    text = p.stdout
+    check_triage_text(res, "minicap dmesg", p.stdout, p.returncode, p.stdout + (p.stderr or ""), reference_dmesg)
+
+
+def check_triage_text(res: Results, source: str, text: str, returncode: int, output: str,
+                      reference_dmesg: str | None) -> None:
+    """The triage text from `source` (exit status `returncode`, tool output `output`):
+    the crash in its log, and its log equal to makedumpfile's (`reference_dmesg`)."""
     missing = [w for w in CRASH_LINES if w not in text]
     heading = TRIAGE_LOG_HEADING in text
-    res.add("triage text (minicap dmesg)", p.returncode == 0 and not missing and heading,
-            f"exit {p.returncode}, {len(text.splitlines())} lines"
+    res.add(f"triage text ({source})", returncode == 0 and not missing and heading,
+            f"exit {returncode}, {len(text.splitlines())} lines"
             + (f", missing {missing}" if missing else ", has the sysrq and panic lines")
             + ("" if heading else f", no '{TRIAGE_LOG_HEADING}' line")
-            + ("" if p.returncode == 0 else "\n" + tail(p.stdout + p.stderr, 5)))  # fmt: skip
+            + ("" if returncode == 0 else "\n" + tail(output, 5)))  # fmt: skip
     if reference_dmesg is None or not heading:
         return
     log_lines = text.split(TRIAGE_LOG_HEADING, 1)[1].splitlines()
@@ -610,3 +616,46 @@ def check_triage(res: Results, args, out: Path, disk: Path, reference_dmesg: str
             f"{len(log_lines)} lines, makedumpfile {len(ref)}" + ("" if same else
             f"; first difference at line {first_diff + 1}:\n  triage: {log_lines[first_diff:first_diff + 1]}"
             f"\n  makedumpfile: {ref[first_diff:first_diff + 1]}"))  # fmt: skip
+
+
+STREAM_RATE_RE = re.compile(r"^minicap: stream: (\d+) bytes on the line \((\d+) data frames\) in ([\d.]+) s: "
+                            r"(\d+) bytes/s")
+
+
+def check_serial_stream(res: Results, args, out: Path, stream: Path, vmcore: Path, serial: list[str],
+                        info: dict) -> bool:
+    """`minicap receive` on what the guest's second UART carried (`stream`): the frames
+    whole, the End frame's checks right, the vmcore written beside its triage text and
+    log; then `makedumpfile -R` of the flattened copy must give the same bytes (the
+    independent reading of the same records). The rate the kernel measured goes into
+    `info`. True if there is a vmcore to check further."""
+    flat = out / "vmcore.flat"
+    rebuilt = out / "vmcore.rebuilt"
+    for f in (vmcore, flat, rebuilt):
+        f.unlink(missing_ok=True)
+    p = run([args.tool, "receive", stream, "-o", vmcore, "--flattened", flat])
+    (out / "receive.log").write_text(p.stdout)
+    info["stream_bytes"] = stream.stat().st_size if stream.is_file() else 0
+    res.add("minicap receive", p.returncode == 0 and vmcore.is_file(),
+            f"exit {p.returncode}: " + tail(p.stdout, 8 if p.returncode else 2))  # fmt: skip
+    rate = next((m for m in map(STREAM_RATE_RE.match, serial) if m), None)
+    if rate:
+        info["stream_line_bytes"], info["stream_seconds"] = int(rate.group(1)), float(rate.group(3))
+        info["stream_bytes_per_s"] = int(rate.group(4))
+        log(f"serial stream: {rate.group(1)} bytes in {rate.group(3)} s, {rate.group(4)} bytes/s")
+    res.add("stream rate reported", rate is not None, rate.group(0) if rate else "no 'minicap: stream: ...' line")
+    if not vmcore.is_file():
+        return False
+    with open(flat, "rb") as f:
+        p = run(["makedumpfile", "-R", rebuilt], stdin=f)
+    size = vmcore.stat().st_size
+    if p.returncode != 0 or not rebuilt.is_file():
+        same, detail = False, f"makedumpfile -R exit {p.returncode}\n" + tail(p.stdout, 5)
+    elif rebuilt.stat().st_size != size:
+        same, detail = False, f"{rebuilt.stat().st_size} bytes, the received vmcore {size}"
+    else:
+        same, detail = same_bytes(vmcore, 0, rebuilt, 0, size)
+        detail = f"{size} bytes identical" if same else detail
+    res.add("makedumpfile -R of the flattened stream = the received vmcore", same, detail)
+    rebuilt.unlink(missing_ok=True)
+    return True

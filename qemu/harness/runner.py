@@ -13,8 +13,8 @@ from pathlib import Path
 
 from . import scenarios as sc
 from .checks import (Results, check_complete_header, check_crash, check_device_error, check_filtered_elf, check_gdb,
-                     check_iommu_takeover, check_kdump, check_stored_log, check_triage, check_vmcore_tools,
-                     read_header)  # fmt: skip
+                     check_iommu_takeover, check_kdump, check_serial_stream, check_stored_log, check_triage,
+                     check_triage_text, check_vmcore_tools, read_header)  # fmt: skip
 from .common import MIB, QEMU_DIR, HarnessError, log, parse_size, run, tail
 from .console import (CRASH_MARKERS, KDUMP_RESULT_RE, RESULT_MARKER, check_busy_writes, check_candidates,
                       check_device_reports, parse_result_line)  # fmt: skip
@@ -37,7 +37,8 @@ STORED_LOG_WANT = {
 BUSY_DRIVERS = {sc.VIRTIO: ("virtio_pci", "virtio_blk"), sc.NVME: ("nvme",), sc.AHCI: ("ahci", "sd_mod")}
 OUTPUT_FILES = ("serial.log", "vmcore", "dmesg.txt", "crash.txt", "pattern-verify.log", "qemu.stderr",
                 "partial.vmcore", "blkdebug.cfg", "info.log", "save.log", "save-partial.log", "stored.log",
-                "format.log", "gdb.txt", "makedumpfile.log", "triage.txt")  # fmt: skip
+                "format.log", "gdb.txt", "makedumpfile.log", "triage.txt", "stream.bin", "receive.log",
+                "vmcore.flat", "vmcore.triage", "vmcore.log", "vmcore.console")  # fmt: skip
 
 
 def out_dir(args, s: sc.Scenario) -> Path:
@@ -181,6 +182,10 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     log(f"initramfs {initrd} ({initrd.stat().st_size // 1024} KiB), seed {seed:016x}")
 
     cmd = qemu_command(args, k, initrd, attached, blkdebug, frozenset(nvme), frozenset(ahci))
+    stream = out / "stream.bin"
+    if sc.SERIAL_STREAM in s.checks:
+        # The second -serial is COM2 (minicap.serial=0x2f8): the stream, into a file.
+        cmd += ["-serial", f"file:{stream}"]
     info["qemu"] = cmd
     r = run_qemu(cmd, out / "serial.log", args.timeout, args.verbose, result_re, args.exit_grace)
     texts = r.texts()
@@ -283,7 +288,19 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         check_iommu_takeover(res, serial)
 
     vmcore = out / "vmcore"
-    if sc.KDUMP in s.checks and result:
+    streamed = sc.SERIAL_STREAM in s.checks
+    if streamed and result and check_serial_stream(res, args, out, stream, vmcore, serial, info):
+        info["vmcore_bytes"] = vmcore.stat().st_size
+        level, codec = sc.kdump_settings(s)
+        check_kdump(res, out, vmcore, serial, None, k.version, args.smp, level, codec)
+        if sc.TRIAGE in s.checks:
+            dmesg = out / "dmesg.txt"
+            triage = out / "vmcore.triage"
+            check_triage_text(res, "minicap receive: vmcore.triage",
+                              triage.read_text(errors="replace") if triage.is_file() else "",
+                              0 if triage.is_file() else 1, "no vmcore.triage",
+                              dmesg.read_text(errors="replace") if dmesg.is_file() else None)  # fmt: skip
+    if sc.KDUMP in s.checks and result and not streamed:
         p = run([args.tool, "save", target, vmcore])
         (out / "save.log").write_text(p.stdout)
         res.add("minicap save", p.returncode == 0 and vmcore.is_file(),
@@ -336,7 +353,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         else:
             res.add("vmcore checks", False, "no vmcore to check")
 
-    if sc.TRIAGE in s.checks and result:
+    if sc.TRIAGE in s.checks and result and not streamed:
         dmesg = out / "dmesg.txt"
         check_triage(res, args, out, target, dmesg.read_text(errors="replace") if dmesg.is_file() else None)
 
@@ -352,6 +369,6 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
             + ("unchanged" if not diff else f"{len(diff)} bytes changed in {diff[0]:#x}..{diff[-1]:#x}"))  # fmt: skip
 
     if res.ok and not args.keep:
-        for img in attached + [out / "vmcore", out / "partial.vmcore"]:
+        for img in attached + [out / "vmcore", out / "partial.vmcore", stream, out / "vmcore.flat"]:
             img.unlink(missing_ok=True)
     return res, info

@@ -84,8 +84,12 @@ TRIAGE = "triage"  # `minicap dmesg`: the triage text, its log = makedumpfile's 
 ELF_FILTERED = "elf-filtered"  # save the filtered ELF vmcore; makedumpfile, notes, PT_LOADs, level, no pattern page
 CANDIDATES = "candidates"  # the PCI scan's report: a "not a candidate (minicap.target=T); left alone" line per
 #                            function of a kind T leaves out, and the candidates line naming the others
+SERIAL_STREAM = "serial-stream"  # the dump streamed on COM2 (a file): `minicap receive` rebuilds it, makedumpfile -R
+#                                  of its flattened copy is the same file; KDUMP and TRIAGE then check what it received
 CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE, ELF_FILTERED,
-          CANDIDATES)  # fmt: skip
+          CANDIDATES, SERIAL_STREAM)  # fmt: skip
+# The UART the serial rows stream on: COM2, QEMU's second -serial.
+SERIAL_STREAM_PORT = "0x2f8"
 
 # minicap.device= on the capture command line.
 DEVICE_TARGET = "target"  # the target disk's id
@@ -260,6 +264,18 @@ SCENARIOS: tuple[Scenario, ...] = (
     # makedumpfile -E: the ELF vmcore without the pages the level leaves out.
     elf_filtered_capture("capture-elf-31", "ELF vmcore filtered at dump level 31 (as makedumpfile -E -d 31): "
                          "user pages out", 31),
+    # No disk at all is looked at: the dump goes over the second UART, at serial's
+    # defaults (kdump-compressed, LZO, level 31), and the random disk stays untouched.
+    Scenario("capture-serial-kdump", "kdump-compressed (serial's default, LZO level 31) streamed on COM2; "
+             "minicap receive rebuilds it, makedumpfile -R agrees; the decoy untouched", disks=(decoy(),),
+             checks=frozenset({SERIAL_STREAM, KDUMP, TRIAGE}), device_option=DEVICE_NONE, pattern=True,
+             capture_append=("minicap.target=serial", f"minicap.serial={SERIAL_STREAM_PORT}")),
+    # The fallback: the only disk is not prepared, so with minicap.fallback=serial the
+    # dump goes over COM2 instead of the capture failing with no-prepared-device.
+    Scenario("serial-fallback", "no prepared disk, minicap.fallback=serial: the random disk is left alone and "
+             "the dump streams on COM2", disks=(decoy(),), checks=frozenset({SERIAL_STREAM, KDUMP, TRIAGE, LEFT_ALONE}),
+             device_option=DEVICE_NONE, pattern=True,
+             capture_append=("minicap.fallback=serial", f"minicap.serial={SERIAL_STREAM_PORT}")),
     Scenario("no-disk", "no dump disk: minicap must report failure and reboot", failure="no-device",
              device_option=DEVICE_NONE),
     Scenario("small-disk", "4 MiB formatted disk: too small; its data area stays zero",
@@ -412,10 +428,16 @@ def problems(s: Scenario) -> list[str]:
     success_only = {VMCORE, HEADER_COMPLETE, KDUMP, ELF_FILTERED}
     if s.failure is not None and set(s.checks) & success_only:
         out.append(f"{sorted(set(s.checks) & success_only)} need a successful capture")
+    streamed = SERIAL_STREAM in s.checks
     if set(s.checks) & {VMCORE, HEADER_COMPLETE, STORED_LOG, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE,
-                        ELF_FILTERED} and \
+                        ELF_FILTERED} - ({KDUMP, TRIAGE} if streamed else set()) and \
             target is None:  # fmt: skip
         out.append("these checks read the target disk, and there is none")
+    serial_asked = {"minicap.target=serial", "minicap.fallback=serial"} & set(s.capture_append)
+    if streamed and (target is not None or KDUMP not in s.checks or s.failure is not None or not serial_asked
+                     or f"minicap.serial={SERIAL_STREAM_PORT}" not in s.capture_append):  # fmt: skip
+        out.append("serial-stream: a successful kdump capture with minicap.target=serial or minicap.fallback=serial, "
+                   f"minicap.serial={SERIAL_STREAM_PORT} and no target disk")
     if set(s.checks) & {VMCORE, KDUMP, ELF_FILTERED} and not s.pattern:
         out.append("the vmcore checks verify the pattern: set pattern=True")
     if len(set(s.checks) & {VMCORE, KDUMP, ELF_FILTERED}) > 1:
@@ -429,7 +451,7 @@ def problems(s: Scenario) -> list[str]:
         out.append("the device-error checks look for the pattern in the partial dump: set pattern=True")
     if LEFT_ALONE in s.checks and s.device_option != DEVICE_OTHER and not any(d.content == RANDOM for d in s.disks):
         out.append("left-alone needs a random disk or device_option other")
-    if dump_target(s) not in ("any", "virtio-blk", "nvme", "ahci"):
+    if dump_target(s) not in ("any", "virtio-blk", "nvme", "ahci", "serial"):
         out.append(f"minicap.target={dump_target(s)}")
     if s.guest_kernel not in FLAVOURS:
         out.append(f"guest_kernel {s.guest_kernel!r}")

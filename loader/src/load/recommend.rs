@@ -118,7 +118,8 @@ pub fn budget(image: &Image, machine: &Machine, options: &MinicapOptions) -> Bud
             bytes: page_ceil(chunks * CHUNK_ENTRY_LEN).unwrap_or(u64::MAX),
         });
     }
-    match options.format {
+    let transport = options.transport();
+    match options.format(transport) {
         DumpFormat::Kdump => {
             terms.push(Term {
                 what: "kdump cycle bitmaps",
@@ -131,7 +132,7 @@ pub fn budget(image: &Image, machine: &Machine, options: &MinicapOptions) -> Bud
                 });
             }
         }
-        DumpFormat::Elf if options.dump_level() != 0 => terms.push(Term {
+        DumpFormat::Elf if options.dump_level(transport) != 0 => terms.push(Term {
             what: "filtered-ELF cycle bitmap",
             bytes: ElfFilterOptions::default().cycle_frames / 8,
         }),
@@ -164,7 +165,7 @@ pub fn recommend(files: &SystemFiles, image_path: &Path, append: &str) -> Result
         size(machine.ram_bytes),
         machine.ram_ranges,
         machine.cpus,
-        options.format,
+        options.format(options.transport()),
         options.verify
     );
     print!("{budget}");

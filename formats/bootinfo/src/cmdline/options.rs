@@ -23,6 +23,64 @@ pub enum DumpTarget {
     Ahci,
 }
 
+/// Where the dump goes: a disk (`minicap.target=` one of the [`DumpTarget`] kinds), or the
+/// framed stream on a serial port (`minicap.target=serial`, or `minicap.fallback=serial`
+/// when no disk is found).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// A prepared disk.
+    #[default]
+    Disk,
+    /// The 16550 UART at `minicap.serial=`.
+    Serial,
+}
+
+/// What to do when no disk target is found (`minicap.fallback=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fallback {
+    /// Fail (`none`): a dump goes over serial only if asked for.
+    #[default]
+    None,
+    /// Stream the dump on the serial port instead (`serial`).
+    Serial,
+}
+
+/// The I/O port base of the 16550 UART the serial stream uses (`minicap.serial=`): one of the
+/// four standard PC COM ports, so that a typo cannot make minicap write to another device's
+/// ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SerialPortBase(u16);
+
+impl SerialPortBase {
+    /// COM1, Linux's ttyS0: the default, which is also the console.
+    pub const COM1: Self = Self(0x3f8);
+    /// The four standard COM ports' bases, COM1 to COM4.
+    pub const STANDARD: [u16; 4] = [0x3f8, 0x2f8, 0x3e8, 0x2e8];
+
+    /// The port base.
+    pub fn base(self) -> u16 {
+        self.0
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))?;
+        let base = u16::from_str_radix(hex, 16).ok()?;
+        Self::STANDARD.contains(&base).then_some(Self(base))
+    }
+}
+
+impl Default for SerialPortBase {
+    fn default() -> Self {
+        Self::COM1
+    }
+}
+
+impl fmt::Display for SerialPortBase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
 /// How the dump is encoded (`minicap.format=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DumpFormat {
@@ -100,6 +158,12 @@ impl Named for DumpTarget {
     const ACCEPTED: &'static str = "any, virtio-blk, nvme, ahci";
 }
 
+impl Named for Fallback {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("none", Self::None), ("serial", Self::Serial)];
+    const ACCEPTED: &'static str = "none, serial";
+}
+
 impl Named for DumpFormat {
     const NAMES: &'static [(&'static str, Self)] = &[("elf", Self::Elf), ("kdump", Self::Kdump)];
     const ACCEPTED: &'static str = "elf, kdump";
@@ -149,7 +213,11 @@ macro_rules! impl_as_str_display {
     )*};
 }
 
-impl_as_str_display!(DumpTarget, DumpFormat, Compress, AfterDump, Verify);
+impl_as_str_display!(DumpTarget, Fallback, DumpFormat, Compress, AfterDump, Verify);
+
+/// What `minicap.target=` accepts: the disk kinds, and the serial stream.
+const TARGET_ACCEPTED: &str = "any, virtio-blk, nvme, ahci, serial";
+const SERIAL_ACCEPTED: &str = "0x3f8, 0x2f8, 0x3e8 or 0x2e8 (COM1 to COM4)";
 
 /// Something on the command line that was ignored but may be a typo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,10 +274,16 @@ impl core::error::Error for OptionError<'_> {}
 /// The capture kernel's settings from `minicap.*` parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MinicapOptions {
-    /// `minicap.target=`, default `any`.
+    /// `minicap.target=`, default `any`: the kinds of disk searched (`any` with `serial`).
     pub target: DumpTarget,
-    /// `minicap.format=`, default `elf`.
-    pub format: DumpFormat,
+    /// `minicap.target=serial` (the last `minicap.target=` wins).
+    pub serial_target: bool,
+    /// `minicap.fallback=`, default `none`.
+    pub fallback: Fallback,
+    /// `minicap.serial=`, default COM1 (0x3f8).
+    pub serial_port: SerialPortBase,
+    /// `minicap.format=`; `None`: the transport's default ([`MinicapOptions::format`]).
+    pub format: Option<DumpFormat>,
     /// `minicap.compress=`, default `lzo` (kdump format only).
     pub compress: Compress,
     /// `minicap.dump_level=0..31`, makedumpfile's `-d` bits (1 zero pages, 2 page cache,
@@ -232,10 +306,30 @@ const DUMP_LEVEL_ACCEPTED: &str = "0 to 31 (makedumpfile -d bits)";
 pub const MAX_DUMP_LEVEL: u8 = 31;
 
 impl MinicapOptions {
-    /// The dump level to apply: the one asked for, else 31 for the kdump format (what
-    /// kdump users run: `makedumpfile -d 31`) and 0 for ELF (the whole vmcore).
-    pub fn dump_level(&self) -> u8 {
-        self.dump_level.unwrap_or(match self.format {
+    /// Where the dump goes first: the serial stream if `minicap.target=serial`, else a disk
+    /// (and the serial stream after it only with `minicap.fallback=serial`).
+    pub fn transport(&self) -> Transport {
+        if self.serial_target {
+            Transport::Serial
+        } else {
+            Transport::Disk
+        }
+    }
+
+    /// The format to write on `transport`: the one asked for, else ELF on a disk (the file
+    /// /proc/vmcore gives) and kdump-compressed on a serial line, where every byte saved
+    /// counts (a 115200-baud line carries about 11 KiB/s).
+    pub fn format(&self, transport: Transport) -> DumpFormat {
+        self.format.unwrap_or(match transport {
+            Transport::Disk => DumpFormat::Elf,
+            Transport::Serial => DumpFormat::Kdump,
+        })
+    }
+
+    /// The dump level to apply on `transport`: the one asked for, else 31 for the kdump
+    /// format (what kdump users run: `makedumpfile -d 31`) and 0 for ELF (the whole vmcore).
+    pub fn dump_level(&self, transport: Transport) -> u8 {
+        self.dump_level.unwrap_or(match self.format(transport) {
             DumpFormat::Kdump => MAX_DUMP_LEVEL,
             DumpFormat::Elf => 0,
         })
@@ -258,8 +352,20 @@ impl MinicapOptions {
                 continue;
             };
             match name {
-                "target" => opts.target = named(p.key, p.value)?,
-                "format" => opts.format = named(p.key, p.value)?,
+                "target" if p.value == Some("serial") => {
+                    opts.serial_target = true;
+                    opts.target = DumpTarget::Any;
+                }
+                "target" => {
+                    opts.target = value_of(p.key, p.value, TARGET_ACCEPTED, DumpTarget::parse)?;
+                    opts.serial_target = false;
+                }
+                "fallback" => opts.fallback = named(p.key, p.value)?,
+                "serial" => {
+                    opts.serial_port =
+                        value_of(p.key, p.value, SERIAL_ACCEPTED, SerialPortBase::parse)?;
+                }
+                "format" => opts.format = Some(named(p.key, p.value)?),
                 "after" => opts.after = named(p.key, p.value)?,
                 "compress" => opts.compress = named(p.key, p.value)?,
                 "dump_level" => {
@@ -294,10 +400,19 @@ impl MinicapOptions {
 }
 
 fn named<'a, T: Named>(key: &'a str, value: Option<&'a str>) -> Result<T, OptionError<'a>> {
-    value.and_then(T::parse).ok_or(OptionError {
+    value_of(key, value, T::ACCEPTED, T::parse)
+}
+
+fn value_of<'a, T>(
+    key: &'a str,
+    value: Option<&'a str>,
+    accepted: &'static str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, OptionError<'a>> {
+    value.and_then(parse).ok_or(OptionError {
         key,
         value,
-        accepted: T::ACCEPTED,
+        accepted,
     })
 }
 
@@ -339,7 +454,10 @@ mod tests {
         assert!(w.is_empty());
         let d = MinicapOptions::default();
         assert_eq!(d.target, DumpTarget::Any);
-        assert_eq!(d.format, DumpFormat::Elf);
+        assert_eq!(d.format(Transport::Disk), DumpFormat::Elf);
+        assert_eq!(d.transport(), Transport::Disk);
+        assert_eq!(d.fallback, Fallback::None);
+        assert_eq!(d.serial_port.base(), 0x3f8);
         assert_eq!(d.after, AfterDump::Reboot);
         assert_eq!(d.verify, Verify::Chunks);
         assert_eq!(d.device, None);
@@ -356,7 +474,10 @@ mod tests {
             r.unwrap(),
             MinicapOptions {
                 target: DumpTarget::VirtioBlk,
-                format: DumpFormat::Elf,
+                serial_target: false,
+                fallback: Fallback::None,
+                serial_port: SerialPortBase::COM1,
+                format: Some(DumpFormat::Elf),
                 compress: Compress::Lzo,
                 dump_level: None,
                 after: AfterDump::Poweroff,
@@ -388,13 +509,64 @@ mod tests {
     }
 
     #[test]
+    fn serial_target_fallback_and_port() {
+        let o = parse("minicap.target=serial").0.unwrap();
+        assert_eq!(o.transport(), Transport::Serial);
+        // Serial's defaults: kdump-compressed at level 31; what is asked for still wins.
+        assert_eq!(o.format(Transport::Serial), DumpFormat::Kdump);
+        assert_eq!(o.dump_level(Transport::Serial), 31);
+        assert_eq!(o.format(Transport::Disk), DumpFormat::Elf);
+        let o = parse("minicap.target=serial minicap.format=elf minicap.dump_level=1")
+            .0
+            .unwrap();
+        assert_eq!(o.format(Transport::Serial), DumpFormat::Elf);
+        assert_eq!(o.dump_level(Transport::Serial), 1);
+        // The last minicap.target= wins, serial or not.
+        let o = parse("minicap.target=serial minicap.target=nvme")
+            .0
+            .unwrap();
+        assert_eq!(
+            (o.transport(), o.target),
+            (Transport::Disk, DumpTarget::Nvme)
+        );
+        let o = parse("minicap.target=nvme minicap.target=serial")
+            .0
+            .unwrap();
+        assert_eq!(
+            (o.transport(), o.target),
+            (Transport::Serial, DumpTarget::Any)
+        );
+        let e = parse("minicap.target=uart").0.unwrap_err();
+        assert_eq!(e.accepted, TARGET_ACCEPTED);
+
+        let o = parse("minicap.fallback=serial minicap.serial=0x2F8")
+            .0
+            .unwrap();
+        assert_eq!(o.transport(), Transport::Disk);
+        assert_eq!(o.fallback, Fallback::Serial);
+        assert_eq!(o.serial_port.base(), 0x2f8);
+        assert_eq!(o.serial_port.to_string(), "0x2f8");
+        assert_eq!(
+            parse("minicap.fallback=none").0.unwrap().fallback,
+            Fallback::None
+        );
+        assert!(parse("minicap.fallback=disk").0.is_err());
+        for bad in ["0x3f9", "3f8", "0x80", "ttyS0", ""] {
+            let cl = format!("minicap.serial={bad}");
+            let e = parse(&cl).0.unwrap_err();
+            assert_eq!(e.accepted, SERIAL_ACCEPTED, "{bad}");
+        }
+        assert!(parse("minicap.serial").0.is_err());
+    }
+
+    #[test]
     fn kdump_format_compress_and_dump_level() {
         let o = parse("minicap.format=kdump minicap.compress=zlib minicap.dump_level=17")
             .0
             .unwrap();
-        assert_eq!(o.format, DumpFormat::Kdump);
+        assert_eq!(o.format, Some(DumpFormat::Kdump));
         assert_eq!(o.compress, Compress::Zlib);
-        assert_eq!(o.dump_level(), 17);
+        assert_eq!(o.dump_level(Transport::Disk), 17);
         for (text, c) in [
             ("lzo", Compress::Lzo),
             ("zlib", Compress::Zlib),
@@ -406,10 +578,34 @@ mod tests {
         }
         // The format's default level: everything makedumpfile can drop for kdump, nothing
         // for ELF.
-        assert_eq!(parse("minicap.format=kdump").0.unwrap().dump_level(), 31);
-        assert_eq!(parse("minicap.format=elf").0.unwrap().dump_level(), 0);
-        assert_eq!(parse("minicap.dump_level=0").0.unwrap().dump_level(), 0);
-        assert_eq!(parse("minicap.dump_level=31").0.unwrap().dump_level(), 31);
+        assert_eq!(
+            parse("minicap.format=kdump")
+                .0
+                .unwrap()
+                .dump_level(Transport::Disk),
+            31
+        );
+        assert_eq!(
+            parse("minicap.format=elf")
+                .0
+                .unwrap()
+                .dump_level(Transport::Disk),
+            0
+        );
+        assert_eq!(
+            parse("minicap.dump_level=0")
+                .0
+                .unwrap()
+                .dump_level(Transport::Disk),
+            0
+        );
+        assert_eq!(
+            parse("minicap.dump_level=31")
+                .0
+                .unwrap()
+                .dump_level(Transport::Disk),
+            31
+        );
         for bad in ["32", "-1", "0x1f", "", "high"] {
             let cl = format!("minicap.dump_level={bad}");
             let e = parse(&cl).0.unwrap_err();
