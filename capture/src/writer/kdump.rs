@@ -168,12 +168,13 @@ where
     result.map_err(|failure| sink.fail(failure))
 }
 
-/// Old memory, page by page, and the filter of the dump level.
-struct OldPages<'a, M: ?Sized, F> {
-    old: OldMemory<'a, M>,
-    filter: F,
+/// Old memory, page by page, and the filter of the dump level (the disk and the serial
+/// stream read pages the same way).
+pub(super) struct OldPages<'a, M: ?Sized, F> {
+    pub(super) old: OldMemory<'a, M>,
+    pub(super) filter: F,
     /// The frame being read, for the progress the sink reports.
-    current_pfn: &'a Cell<u64>,
+    pub(super) current_pfn: &'a Cell<u64>,
 }
 
 impl<M: PhysMem + ?Sized, F: FrameFilter> PageSource for OldPages<'_, M, F> {

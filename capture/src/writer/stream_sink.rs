@@ -23,7 +23,7 @@
 //! vector in the tests).
 
 use super::device_sink::FileProgress;
-use super::kdump::{FrameFilter, KdumpDump};
+use super::kdump::{FrameFilter, KdumpDump, OldPages};
 use super::{elf_failure, Triage, WriterEnv, LOG_BYTES};
 use crate::failure::{DeviceName, WriteStep};
 use crate::profile::{Phase, Profile};
@@ -36,14 +36,11 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 use core::fmt;
 use minicap_bootinfo::cmdline::Compress;
-use minicap_kdumpfile::{
-    write_kdump, CycleBitmap, KdumpError, Lzo, NoCompression, PageSource, Sink, Zlib, PAGE_SIZE,
-};
+use minicap_kdumpfile::{write_kdump, KdumpError, Lzo, NoCompression, Sink, Zlib, PAGE_SIZE};
 use minicap_physmem::PhysMem;
 use minicap_serialstream::{
     Encoder, End, EndResult, Kind, Start, StreamFormat, END_FIXED_LEN, END_MESSAGE_MAX, MAX_PAYLOAD,
 };
-use minicap_vmcoreinfo::OldMemory;
 
 /// Most file bytes in one Data frame: a 4 KiB block (the payload adds its offset).
 const DATA_BYTES: usize = MAX_PAYLOAD - 8;
@@ -400,37 +397,6 @@ where
             Ok((layout.file_len, stats.ram_pages, stats.dumped_pages))
         });
     sink.finish(outcome, profile)
-}
-
-/// Old memory, page by page, and the filter of the dump level (as the disk path's
-/// kdump writer reads it).
-struct OldPages<'a, M: ?Sized, F> {
-    old: OldMemory<'a, M>,
-    filter: F,
-    /// The frame being read, for the progress lines.
-    current_pfn: &'a Cell<u64>,
-}
-
-impl<M: PhysMem + ?Sized, F: FrameFilter> PageSource for OldPages<'_, M, F> {
-    type Error = ();
-
-    fn read_page(&mut self, pfn: u64, page: &mut [u8; PAGE_SIZE]) -> Result<(), ()> {
-        self.current_pfn.set(pfn);
-        let addr = pfn.checked_mul(PAGE_SIZE as u64).ok_or(())?;
-        self.old.read_phys(addr, page).map_err(|_| ())
-    }
-
-    fn filter(&mut self, dumpable: &mut CycleBitmap<'_>) {
-        let pfns = dumpable.pfns();
-        self.current_pfn.set(pfns.start);
-        self.filter
-            .exclude(pfns, &mut |range| dumpable.clear_range(range));
-    }
-
-    fn restart(&mut self) {
-        self.current_pfn.set(0);
-        self.filter.restart();
-    }
 }
 
 #[cfg(test)]

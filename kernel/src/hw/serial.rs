@@ -12,6 +12,10 @@
 //! allows), 8 data bits, no parity, 1 stop bit, FIFOs on and cleared, DTR and RTS up.
 //! Sending: wait until the transmit holding register is empty (LSR.THRE: the 16-byte FIFO
 //! has drained), then write up to 16 bytes at once.
+//!
+//! Not the `uart_16550` crate: its only non-blocking send checks LSR before every byte,
+//! twice the port accesses per byte of a FIFO burst, and the dump stream is bound by
+//! exactly that cost (port I/O is what an emulated or real UART charges for).
 
 use super::port::PortRange;
 use super::tsc;

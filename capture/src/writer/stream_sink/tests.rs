@@ -17,6 +17,7 @@ use minicap_dumpheader::FailureCode;
 use minicap_elfcore::{CoreHeaders, LoadSegment};
 use minicap_kdumpfile::{DumpInfo, Utsname, WriterOptions};
 use minicap_serialstream::{scan, Data, Scan};
+use minicap_vmcoreinfo::OldMemory;
 use xxhash_rust::xxh64::xxh64;
 
 const NOTES: &[u8] = b"fake notes: CORE and VMCOREINFO would be here; OSRELEASE=6.1.0-test\n";
