@@ -1,6 +1,7 @@
 //! Just enough ACPI for a capture kernel: where the IO-APICs are (MADT), how
 //! to power off (FADT PM1 control blocks + the DSDT's \_S5 package), and
-//! the IOMMUs (DMAR remapping units, IVRS units).
+//! the IOMMUs (DMAR remapping units, IVRS units), the PCI segments' ECAM
+//! windows (MCFG).
 //! Tables are read through `PhysMem`, never trusted: every table's checksum
 //! and length is checked. Pure logic, host tested against tables built in
 //! fake physical memory.
@@ -44,6 +45,9 @@ pub struct AcpiInfo {
     pub amd_iommu_count: usize,
     /// IVHD blocks of units beyond `MAX_AMD_IOMMUS` (not recorded).
     pub amd_iommus_dropped: usize,
+    /// The ECAM windows of the PCI segment groups (MCFG), if the table is
+    /// there.
+    pub mcfg: Option<Mcfg>,
 }
 
 /// Most DRHD units recorded (large servers have one per root complex).
@@ -81,8 +85,12 @@ impl Drhd {
 
 mod dmar_scope;
 mod ivrs;
+mod mcfg;
 pub use dmar_scope::{unit_serving, DeviceScope, Scopes, MAX_SCOPES, MAX_SCOPE_PATH};
 pub use ivrs::{AmdViUnit, DeviceAlias, MAX_IVRS_ALIASES, MAX_IVRS_RANGES};
+pub use mcfg::{
+    EcamAllocation, Mcfg, McfgError, ECAM_BUS_BYTES, MAX_MCFG_ALLOCATIONS, MAX_MCFG_BYTES,
+};
 
 const MAX_TABLE: u32 = 4 << 20;
 /// Most bytes of one DRHD structure read (its scope entries beyond are
@@ -174,6 +182,7 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, rsdp_hint: u64) -> Option<AcpiInfo
             b"FACP" => read_fadt(mem, addr, len, &mut info),
             b"DMAR" => read_dmar(mem, addr, len, &mut info),
             b"IVRS" => read_ivrs(mem, addr, len, &mut info),
+            b"MCFG" => read_mcfg(mem, addr, len, &mut info),
             _ => {}
         }
     }
@@ -299,6 +308,18 @@ fn record_amd_vi_unit(info: &mut AcpiInfo, unit: AmdViUnit) {
     } else {
         info.amd_iommus_dropped += 1;
     }
+}
+
+/// MCFG: see `mcfg`. At most `MAX_MCFG_BYTES` of it are read.
+fn read_mcfg<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiInfo) {
+    let mut bytes = [0u8; MAX_MCFG_BYTES];
+    let take = usize::try_from(len).map_or(bytes.len(), |l| l.min(bytes.len()));
+    if mem.read(addr, &mut bytes[..take]).is_err() {
+        return;
+    }
+    info.mcfg
+        .get_or_insert_with(Mcfg::default)
+        .add_table(&bytes[..take], len);
 }
 
 fn read_fadt<M: PhysMem + ?Sized>(mem: &M, addr: u64, len: u32, info: &mut AcpiInfo) {

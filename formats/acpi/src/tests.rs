@@ -667,3 +667,132 @@ fn ivhd_device_entries_tell_which_device_ids_a_unit_serves() {
     let info = with_ivrs(ivrs_of(&[ivhd(0x11, 0xfd20_0000, 0, &stopped)]));
     assert!(info.amd_vi_units[0].may_serve(0x0900));
 }
+
+/// An MCFG allocation structure: base, segment, start bus, end bus.
+fn allocation(base: u64, segment: u16, start_bus: u8, end_bus: u8) -> Vec<u8> {
+    let mut a = base.to_le_bytes().to_vec();
+    a.extend_from_slice(&segment.to_le_bytes());
+    a.extend_from_slice(&[start_bus, end_bus, 0, 0, 0, 0]);
+    a
+}
+
+fn mcfg_table(allocations: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = vec![0u8; 8]; // reserved
+    for a in allocations {
+        body.extend_from_slice(a);
+    }
+    sdt(b"MCFG", &body)
+}
+
+fn with_mcfg(table: &[u8]) -> AcpiInfo {
+    let mut t = full_machine();
+    t.put(0xe1000, &xsdt(&[0xe2000, 0xe7000]));
+    t.put(0xe7000, table);
+    discover(&t.mem(), 0).unwrap()
+}
+
+#[test]
+fn mcfg_gives_each_segments_ecam_window() {
+    let info = with_mcfg(&mcfg_table(&[
+        allocation(0xb000_0000, 0, 0, 0xff),
+        allocation(0x40_0000_0000, 1, 0x80, 0x83),
+    ]));
+    assert_eq!(info.io_apic_count, 2, "the other tables are still read");
+    let mcfg = info.mcfg.expect("an MCFG");
+    assert_eq!(
+        mcfg.all(),
+        &[
+            EcamAllocation {
+                base: 0xb000_0000,
+                segment: 0,
+                start_bus: 0,
+                end_bus: 0xff
+            },
+            EcamAllocation {
+                base: 0x40_0000_0000,
+                segment: 1,
+                start_bus: 0x80,
+                end_bus: 0x83
+            },
+        ]
+    );
+    assert_eq!((mcfg.refused, mcfg.dropped, mcfg.first_error), (0, 0, None));
+    // The base is bus 0's: the window of a range starting at bus 0x80
+    // starts 128 MiB above it, 1 MiB per bus.
+    let second = mcfg.all()[1];
+    assert_eq!(second.window_start(), 0x40_0000_0000 + (0x80 << 20));
+    assert_eq!(second.window_bytes(), 4 << 20);
+    assert_eq!(mcfg.all()[0].window_bytes(), 256 << 20);
+}
+
+#[test]
+fn no_mcfg_table_means_no_ecam_windows() {
+    let info = discover(&full_machine().mem(), 0).unwrap();
+    assert!(info.mcfg.is_none());
+}
+
+#[test]
+fn an_mcfg_of_a_strange_length_is_refused_whole() {
+    // 44 + 16 + 4 bytes: the last allocation is cut.
+    let mut body = vec![0u8; 8];
+    body.extend_from_slice(&allocation(0xb000_0000, 0, 0, 0xff));
+    body.extend_from_slice(&[0; 4]);
+    let info = with_mcfg(&sdt(b"MCFG", &body));
+    let mcfg = info.mcfg.expect("an MCFG");
+    assert!(mcfg.all().is_empty());
+    assert_eq!(mcfg.first_error, Some(McfgError::StrangeLength(64)));
+    // Shorter than its own header.
+    let info = with_mcfg(&sdt(b"MCFG", &[0; 4]));
+    assert_eq!(
+        info.mcfg.expect("an MCFG").first_error,
+        Some(McfgError::StrangeLength(40))
+    );
+    // Empty: a header and no allocation is not strange, just nothing.
+    let info = with_mcfg(&mcfg_table(&[]));
+    let empty = info.mcfg.expect("an MCFG");
+    assert!(empty.all().is_empty() && empty.first_error.is_none());
+}
+
+#[test]
+fn unusable_mcfg_allocations_are_refused_one_by_one() {
+    let info = with_mcfg(&mcfg_table(&[
+        allocation(0xb000_0000, 2, 0x10, 0x0f), // reversed
+        allocation(0, 3, 0, 0xff),              // no base
+        allocation(0xb008_0000, 4, 0, 0),       // not 1 MiB aligned
+        allocation(!0xf_ffff, 5, 0, 0xff),      // past the top
+        allocation(0xc000_0000, 6, 0, 0),       // fine
+    ]));
+    let mcfg = info.mcfg.expect("an MCFG");
+    assert_eq!(mcfg.all().len(), 1);
+    assert_eq!(mcfg.all()[0].segment, 6);
+    assert_eq!(mcfg.refused, 4);
+    assert_eq!(
+        mcfg.first_error,
+        Some(McfgError::ReversedBuses {
+            segment: 2,
+            start_bus: 0x10,
+            end_bus: 0x0f
+        })
+    );
+    assert_eq!(
+        McfgError::BadBase {
+            segment: 4,
+            base: 0xb008_0000
+        }
+        .to_string(),
+        "MCFG allocation of segment 0004: base 0xb0080000 is not a 1 MiB aligned window in the address space; ignored"
+    );
+}
+
+#[test]
+fn mcfg_allocations_beyond_what_is_recorded_or_read_are_counted() {
+    let many: Vec<_> = (0..70u16)
+        .map(|s| allocation(0x80_0000_0000 + (u64::from(s) << 28), s, 0, 0xff))
+        .collect();
+    let info = with_mcfg(&mcfg_table(&many));
+    let mcfg = info.mcfg.expect("an MCFG");
+    assert_eq!(mcfg.all().len(), MAX_MCFG_ALLOCATIONS);
+    // 64 read, 16 kept, 48 beyond the record and 6 beyond what is read.
+    assert_eq!(mcfg.dropped, 70 - MAX_MCFG_ALLOCATIONS);
+    assert_eq!(mcfg.refused, 0);
+}
