@@ -242,16 +242,23 @@ pub struct AllowedIds {
 }
 
 impl AllowedIds {
-    /// The requester IDs of the allowed functions (their own and their
-    /// bridges' aliases) plus the alias the IVRS names for each
-    /// (`ivrs_alias`), as Linux gives an aliased device's DTE to its alias.
-    pub fn new(requesters: &RequesterIds, ivrs_alias: impl Fn(u16) -> Option<u16>) -> Self {
+    /// The requester IDs of the allowed functions of PCI `segment` (their
+    /// own and their bridges' aliases) plus the alias the IVRS names for
+    /// each (`ivrs_alias`), as Linux gives an aliased device's DTE to its
+    /// alias. A unit's device IDs are segment-local: functions of other
+    /// segments are left out, or the function with the same numbers on
+    /// this unit's segment would be let through instead.
+    pub fn new(
+        requesters: &RequesterIds,
+        segment: u16,
+        ivrs_alias: impl Fn(u16) -> Option<u16>,
+    ) -> Self {
         let mut allowed = Self {
             ids: [0; MAX_ALLOWED_IDS],
             count: 0,
             dropped: requesters.dropped,
         };
-        for &f in requesters.all() {
+        for &f in requesters.all().iter().filter(|f| f.segment == segment) {
             let id = device_id(f);
             allowed.add(id);
             if let Some(alias) = ivrs_alias(id) {

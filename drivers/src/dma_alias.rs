@@ -18,8 +18,10 @@
 //!
 //! The bridges are found by the same brute-force scan as the devices
 //! ([`crate::pci::enumerate`]): a bus's parent is the bridge whose secondary
-//! bus number it is; a bus no bridge leads to is a root bus. The walk is
-//! bounded and stops at a bus seen before, so a corrupt topology cannot
+//! bus number it is; a bus no bridge leads to is a root bus. Each PCI
+//! segment has buses of its own: a bridge is only ever the parent of a bus
+//! of its segment, and an alias keeps the segment of the function. The walk
+//! is bounded and stops at a bus seen before, so a corrupt topology cannot
 //! loop it.
 
 use crate::pci::{self, PciAddress};
@@ -92,7 +94,8 @@ impl Bridges {
         }
     }
 
-    /// Find every PCI-to-PCI bridge (header type 1) on every bus.
+    /// Find every PCI-to-PCI bridge (header type 1) on every bus of every
+    /// segment.
     pub fn scan<P: Platform + ?Sized>(p: &P) -> Self {
         let mut bridges = Self::NONE;
         pci::enumerate(p, |f| {
@@ -119,24 +122,27 @@ impl Bridges {
         bridges
     }
 
-    /// The bridge whose secondary bus is `bus`, if any.
-    fn above(&self, bus: u8) -> Option<Bridge> {
+    /// The bridge of `segment` whose secondary bus is `bus`, if any.
+    fn above(&self, segment: u16, bus: u8) -> Option<Bridge> {
         self.found
             .iter()
             .flatten()
-            .find(|b| b.secondary_bus == bus && b.address.bus != bus)
+            .find(|b| {
+                b.address.segment == segment && b.secondary_bus == bus && b.address.bus != bus
+            })
             .copied()
     }
 
-    /// The function a path names: from `start_bus`, each (device,
-    /// function) but the last is a bridge whose secondary bus the next is
-    /// on (an ACPI DMAR device scope). None if a bridge on the way is not
-    /// known or the path is empty.
-    pub fn path_end(&self, start_bus: u8, path: &[(u8, u8)]) -> Option<PciAddress> {
+    /// The function a path of `segment` names: from `start_bus`, each
+    /// (device, function) but the last is a bridge whose secondary bus the
+    /// next is on (an ACPI DMAR device scope). None if a bridge on the way
+    /// is not known or the path is empty.
+    pub fn path_end(&self, segment: u16, start_bus: u8, path: &[(u8, u8)]) -> Option<PciAddress> {
         let (&(device, function), bridges) = path.split_last()?;
         let mut bus = start_bus;
         for &(device, function) in bridges {
             let at = PciAddress {
+                segment,
                 bus,
                 device,
                 function,
@@ -149,6 +155,7 @@ impl Bridges {
                 .secondary_bus;
         }
         Some(PciAddress {
+            segment,
             bus,
             device,
             function,
@@ -161,11 +168,14 @@ impl Bridges {
         if function == target {
             return true;
         }
+        if function.segment != target.segment {
+            return false;
+        }
         let mut visited = [false; 256];
         let mut bus = function.bus;
         while !visited[usize::from(bus)] {
             visited[usize::from(bus)] = true;
-            let Some(bridge) = self.above(bus) else {
+            let Some(bridge) = self.above(function.segment, bus) else {
                 return false;
             };
             if bridge.address == target {
@@ -192,12 +202,13 @@ impl Bridges {
         let mut bus = function.bus;
         while !visited[usize::from(bus)] {
             visited[usize::from(bus)] = true;
-            let Some(bridge) = self.above(bus) else {
+            let Some(bridge) = self.above(function.segment, bus) else {
                 break; // a root bus
             };
             match bridge.kind {
                 BridgeKind::PciePort => {}
                 BridgeKind::PcieToPci => aliases.add(PciAddress {
+                    segment: function.segment,
                     bus: bridge.secondary_bus,
                     device: 0,
                     function: 0,
@@ -222,11 +233,7 @@ pub struct RequesterIds {
 impl RequesterIds {
     /// No IDs.
     pub const EMPTY: Self = Self {
-        ids: [PciAddress {
-            bus: 0,
-            device: 0,
-            function: 0,
-        }; MAX_REQUESTER_IDS],
+        ids: [PciAddress::new(0, 0, 0); MAX_REQUESTER_IDS],
         count: 0,
         dropped: 0,
     };

@@ -65,6 +65,9 @@ pub trait Platform {
     /// Port output of `width` at `offset` in `ports`.
     fn port_write(&self, ports: &Self::Ports, offset: u64, width: access::Width, value: u64);
 
+    /// The PCI segments (and their buses) `pci_read32`/`pci_write32`
+    /// reach; a function elsewhere reads as absent.
+    fn pci_segments(&self) -> pci::PciSegments;
     /// Read a 32-bit register of a PCI function's configuration space.
     fn pci_read32(&self, function: pci::PciAddress, offset: u16) -> u32;
     /// Write a 32-bit register of a PCI function's configuration space.

@@ -1,11 +1,18 @@
 //! PCI configuration space helpers on top of [`Platform::pci_read32`].
+//!
+//! A machine may have several PCI segment groups ("segments", "domains" in
+//! Linux), each with its own 256 buses; [`Platform::pci_segments`] says
+//! which ones (and which of their buses) the platform's configuration
+//! access reaches, and [`enumerate`] walks them all.
 
 use crate::Platform;
 use core::fmt;
 
-/// Bus/device/function of a PCI function.
+/// Segment/bus/device/function of a PCI function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PciAddress {
+    /// PCI segment group (0 on machines with one).
+    pub segment: u16,
     /// Bus number.
     pub bus: u8,
     /// Device number (0..32).
@@ -14,9 +21,99 @@ pub struct PciAddress {
     pub function: u8,
 }
 
+impl PciAddress {
+    /// A function of segment 0 (the only one most machines have).
+    pub const fn new(bus: u8, device: u8, function: u8) -> Self {
+        Self {
+            segment: 0,
+            bus,
+            device,
+            function,
+        }
+    }
+}
+
+/// As `lspci` writes it: `00:1f.2` on segment 0, `0001:00:03.0` on others
+/// (Linux's `0000:` prefix is left out for segment 0, as `lspci` without
+/// `-D` does).
 impl fmt::Display for PciAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.segment != 0 {
+            write!(f, "{:04x}:", self.segment)?;
+        }
         write!(f, "{:02x}:{:02x}.{}", self.bus, self.device, self.function)
+    }
+}
+
+/// The buses of one PCI segment the platform's configuration access
+/// reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciSegment {
+    /// Segment group number.
+    pub segment: u16,
+    /// First bus reached.
+    pub first_bus: u8,
+    /// Last bus reached.
+    pub last_bus: u8,
+}
+
+impl PciSegment {
+    /// Segment 0 through the legacy configuration ports: every bus.
+    pub const LEGACY: Self = Self {
+        segment: 0,
+        first_bus: 0,
+        last_bus: 255,
+    };
+
+    /// Whether `f` is on one of these buses.
+    pub fn holds(&self, f: PciAddress) -> bool {
+        f.segment == self.segment && (self.first_bus..=self.last_bus).contains(&f.bus)
+    }
+}
+
+/// Most segments a platform lists.
+pub const MAX_PCI_SEGMENTS: usize = 16;
+
+/// The segments a platform reaches (see [`Platform::pci_segments`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciSegments {
+    list: [PciSegment; MAX_PCI_SEGMENTS],
+    count: usize,
+}
+
+impl PciSegments {
+    /// Segment 0 only, every bus (machines without ECAM).
+    pub const LEGACY: Self = Self {
+        list: [PciSegment::LEGACY; MAX_PCI_SEGMENTS],
+        count: 1,
+    };
+
+    /// No segment at all.
+    pub const NONE: Self = Self {
+        list: [PciSegment::LEGACY; MAX_PCI_SEGMENTS],
+        count: 0,
+    };
+
+    /// Add `segment`'s buses (a segment may be listed more than once, with
+    /// other buses each time); false (nothing added) if the list is full or
+    /// some of these buses are listed already.
+    pub fn add(&mut self, segment: PciSegment) -> bool {
+        let overlaps = |s: &PciSegment| {
+            s.segment == segment.segment
+                && s.first_bus <= segment.last_bus
+                && segment.first_bus <= s.last_bus
+        };
+        if self.count == MAX_PCI_SEGMENTS || self.all().iter().any(overlaps) {
+            return false;
+        }
+        self.list[self.count] = segment;
+        self.count += 1;
+        true
+    }
+
+    /// The segments, in the order added.
+    pub fn all(&self) -> &[PciSegment] {
+        &self.list[..self.count]
     }
 }
 
@@ -70,13 +167,26 @@ pub fn write16<P: Platform + ?Sized>(p: &P, f: PciAddress, offset: u16, value: u
     p.pci_write32(f, aligned, word);
 }
 
-/// Call `visit` for every present function on every bus (brute force: it is
-/// cheap, finds functions behind any bridge the firmware configured, and does
-/// not depend on the bridge topology being sane after a crash).
+/// Call `visit` for every present function on every bus of every segment
+/// the platform reaches, segment by segment in the platform's order (brute
+/// force: it is cheap, finds functions behind any bridge the firmware
+/// configured, and does not depend on the bridge topology being sane after
+/// a crash).
 pub fn enumerate<P: Platform + ?Sized>(p: &P, mut visit: impl FnMut(PciFunction)) {
-    for bus in 0..=255u8 {
+    for segment in p.pci_segments().all() {
+        enumerate_segment(p, segment, &mut visit);
+    }
+}
+
+fn enumerate_segment<P: Platform + ?Sized>(
+    p: &P,
+    segment: &PciSegment,
+    visit: &mut impl FnMut(PciFunction),
+) {
+    for bus in segment.first_bus..=segment.last_bus {
         for device in 0..32u8 {
             let f0 = PciAddress {
+                segment: segment.segment,
                 bus,
                 device,
                 function: 0,
@@ -88,11 +198,7 @@ pub fn enumerate<P: Platform + ?Sized>(p: &P, mut visit: impl FnMut(PciFunction)
             let multifunction = read8(p, f0, 0x0e) & 0x80 != 0;
             let functions = if multifunction { 8 } else { 1 };
             for function in 0..functions {
-                let address = PciAddress {
-                    bus,
-                    device,
-                    function,
-                };
+                let address = PciAddress { function, ..f0 };
                 let id = p.pci_read32(address, 0);
                 if id & 0xffff == 0xffff {
                     continue;

@@ -213,13 +213,17 @@ impl<P: Platform + ?Sized> Tables<P> {
     }
 }
 
-/// Build the root table, a context table for each bus with an allowed
-/// device and (identity mode) the second-level tables. Only `allowed`
-/// devices get a (present) context entry.
+/// Build the root table of a unit of PCI `segment`, a context table for
+/// each bus with an allowed device and (identity mode) the second-level
+/// tables. Only `allowed` devices of `segment` get a (present) context
+/// entry: a unit's tables are indexed by bus and devfn alone, so an entry
+/// for a function of another segment would let through the function with
+/// the same numbers on this unit's segment instead.
 pub fn build_tables<P: Platform + ?Sized>(
     p: &P,
     caps: &Capabilities,
     mode: Mode,
+    segment: u16,
     allowed: &[PciAddress],
 ) -> Result<Tables<P>, TableError> {
     let mut pages = 0;
@@ -239,13 +243,15 @@ pub fn build_tables<P: Platform + ?Sized>(
     };
     let context_low = translation | PRESENT;
     let context_high = aw | (DOMAIN_ID << 8);
-    for (i, first) in allowed.iter().enumerate() {
+    let on_segment = |f: &&PciAddress| f.segment == segment;
+    for (i, first) in allowed.iter().enumerate().filter(|(_, f)| on_segment(f)) {
         // One context table per bus, made at the bus's first device.
-        if allowed[..i].iter().any(|f| f.bus == first.bus) {
+        let same_bus = |f: &&PciAddress| on_segment(f) && f.bus == first.bus;
+        if allowed[..i].iter().any(|f| same_bus(&f)) {
             continue;
         }
         let context = TablePage::new(p, &mut pages)?;
-        for f in allowed[i..].iter().filter(|f| f.bus == first.bus) {
+        for f in allowed[i..].iter().filter(same_bus) {
             let devfn = (f.device & 0x1f) << 3 | (f.function & 7);
             context.set_entry128(p, devfn, context_low, context_high);
         }

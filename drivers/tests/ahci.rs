@@ -75,11 +75,7 @@ fn check_transfers(
 fn class_code_identifies_ahci() {
     let m = machine();
     assert!(is_ahci(&m, AHCI_FN));
-    let ide = PciAddress {
-        bus: 0,
-        device: 2,
-        function: 0,
-    };
+    let ide = PciAddress::new(0, 2, 0);
     let mut space = ConfigSpace::new(0x8086, 0x7010);
     space.set8(0x09, 0x80); // IDE prog-if
     space.set8(0x0a, 0x01);

@@ -22,11 +22,7 @@ const ENTRIES: u32 = 4096;
 const KEPT: u64 = 1 << 10 | 7 << 5;
 
 fn at(bus: u8, device: u8, function: u8) -> PciAddress {
-    PciAddress {
-        bus,
-        device,
-        function,
-    }
+    PciAddress::new(bus, device, function)
 }
 
 fn machine() -> FakeMachine {
@@ -222,7 +218,7 @@ fn allowed(ids: &[PciAddress]) -> AllowedIds {
     for &f in ids {
         requesters.add(f);
     }
-    AllowedIds::new(&requesters, |_| None)
+    AllowedIds::new(&requesters, 0, |_| None)
 }
 
 const RUNNING_BEFORE: u64 =
@@ -367,7 +363,7 @@ fn allowed_ids_add_the_bridge_aliases_and_the_ivrs_alias_once() {
         },
     ]);
     let requesters = bridges.requester_ids(&[at(3, 4, 1)]);
-    let ids = AllowedIds::new(&requesters, |id| (id == 0x0321).then_some(0x0218));
+    let ids = AllowedIds::new(&requesters, 0, |id| (id == 0x0321).then_some(0x0218));
     assert_eq!(ids.all(), &[0x0321, 0x0218, 0x0200]);
     assert_eq!(ids.dropped, 0);
 }

@@ -9,11 +9,7 @@ use minicap_drivers::dma_alias::{Bridge, BridgeKind, Bridges, MAX_REQUESTER_IDS}
 use minicap_drivers::pci::PciAddress;
 
 fn at(bus: u8, device: u8, function: u8) -> PciAddress {
-    PciAddress {
-        bus,
-        device,
-        function,
-    }
+    PciAddress::new(bus, device, function)
 }
 
 fn bridge(address: PciAddress, secondary_bus: u8, kind: BridgeKind) -> Bridge {
@@ -125,16 +121,16 @@ fn scope_paths_resolve_through_bridges_and_match_the_hierarchy_below() {
     let b = topology();
     // 00:1c.0 → bus 1, 01:00.0 → bus 2, then 02:03.0.
     assert_eq!(
-        b.path_end(0, &[(0x1c, 0), (0, 0), (3, 0)]),
+        b.path_end(0, 0, &[(0x1c, 0), (0, 0), (3, 0)]),
         Some(at(2, 3, 0))
     );
-    assert_eq!(b.path_end(0, &[(2, 0)]), Some(at(0, 2, 0)));
+    assert_eq!(b.path_end(0, 0, &[(2, 0)]), Some(at(0, 2, 0)));
     assert_eq!(
-        b.path_end(0, &[(0x1b, 0), (0, 0)]),
+        b.path_end(0, 0, &[(0x1b, 0), (0, 0)]),
         None,
         "no bridge at 00:1b.0"
     );
-    assert_eq!(b.path_end(0, &[]), None);
+    assert_eq!(b.path_end(0, 0, &[]), None);
     // Below the PCIe-to-PCI bridge: everything on buses 2 and 3.
     assert!(b.is_at_or_below(at(3, 4, 1), at(1, 0, 0)));
     assert!(b.is_at_or_below(at(2, 5, 0), at(1, 0, 0)));

@@ -53,11 +53,7 @@ fn assert_given_up(m: &FakeNvme) {
 fn nvme_functions_are_recognised_by_class_code() {
     let m = machine();
     assert!(is_nvme(&m, NVME_FN));
-    let absent = PciAddress {
-        bus: 0,
-        device: 5,
-        function: 0,
-    };
+    let absent = PciAddress::new(0, 5, 0);
     assert!(!is_nvme(&m, absent));
     assert!(is_nvme_class(0x01, 0x08, 0x02));
     assert!(

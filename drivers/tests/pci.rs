@@ -8,11 +8,7 @@ use minicap_drivers::virtio::{is_virtio_blk, VIRTIO_VENDOR};
 use minicap_drivers::Platform;
 
 fn at(bus: u8, device: u8, function: u8) -> PciAddress {
-    PciAddress {
-        bus,
-        device,
-        function,
-    }
+    PciAddress::new(bus, device, function)
 }
 
 fn bare() -> FakeMachine {

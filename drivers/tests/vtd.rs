@@ -15,11 +15,7 @@ const MIB: u64 = 1 << 20;
 const ADDRESS: u64 = 0x000f_ffff_ffff_f000;
 
 fn at(bus: u8, device: u8, function: u8) -> PciAddress {
-    PciAddress {
-        bus,
-        device,
-        function,
-    }
+    PciAddress::new(bus, device, function)
 }
 
 fn caps(sagaw: u8, large_pages: u8, pass_through: bool) -> Capabilities {
@@ -108,7 +104,7 @@ fn pass_through_entries_for_the_allowed_devices_only() {
     let mode = choose_mode(&unit, 8 * GIB).expect("pass-through");
     assert_eq!(mode, Mode::PassThrough { aw: 2 }, "the widest AGAW");
     let allowed = [at(0, 3, 0), at(0, 4, 2), at(2, 0, 0)];
-    let tables = build_tables(&m, &unit, mode, &allowed).expect("tables");
+    let tables = build_tables(&m, &unit, mode, 0, &allowed).expect("tables");
     assert_eq!(tables.pages, 3, "root and one context table per bus");
     let root = tables.root().device_address();
     assert_eq!(root % 4096, 0);
@@ -151,7 +147,7 @@ fn identity_map_covers_zero_to_top() {
         }
     );
     let device = at(0, 1, 0);
-    let tables = build_tables(&m, &unit, mode, &[device]).expect("tables");
+    let tables = build_tables(&m, &unit, mode, 0, &[device]).expect("tables");
     let root = tables.root().device_address();
     let (low, high) = context_of(&m, root, device).expect("allowed");
     assert_eq!(low & 0xf, 1, "present, translation type 00b");
@@ -206,7 +202,7 @@ fn large_pages_when_the_unit_supports_them() {
         };
         assert_eq!(got, leaf, "SLLPS {large_pages:#b}");
         let device = at(0, 2, 0);
-        let tables = build_tables(&m, &unit, mode, &[device]).expect("tables");
+        let tables = build_tables(&m, &unit, mode, 0, &[device]).expect("tables");
         assert_eq!(tables.pages, pages, "SLLPS {large_pages:#b}");
         let root = tables.root().device_address();
         let second_level = context_of(&m, root, device).expect("allowed").0 & ADDRESS;
@@ -296,7 +292,7 @@ fn non_coherent_units_get_every_table_page_flushed() {
         ..caps(0b0_0010, 0b01, false)
     };
     let mode = choose_mode(&unit, 4 * MIB).expect("identity");
-    let tables = build_tables(&m, &unit, mode, &[at(0, 1, 0), at(1, 1, 0)]).expect("tables");
+    let tables = build_tables(&m, &unit, mode, 0, &[at(0, 1, 0), at(1, 1, 0)]).expect("tables");
     let flushed = m.dma_flushes();
     assert_eq!(flushed.len() as u64, tables.pages, "every page once");
     assert_eq!(
@@ -316,7 +312,7 @@ fn out_of_memory_for_tables() {
     let unit = caps(0b0_0010, 0, false);
     let mode = choose_mode(&unit, 16 * MIB).expect("identity");
     assert!(matches!(
-        build_tables(&m, &unit, mode, &[at(0, 1, 0)]),
+        build_tables(&m, &unit, mode, 0, &[at(0, 1, 0)]),
         Err(TableError::OutOfMemory)
     ));
     m.assert_clean();
@@ -349,7 +345,7 @@ fn a_device_behind_a_pcie_to_pci_bridge_is_let_through_with_its_aliases() {
     let m = machine();
     let unit = caps(0b0_0100, 0, true);
     let mode = choose_mode(&unit, 8 * GIB).expect("pass-through");
-    let tables = build_tables(&m, &unit, mode, requesters.all()).expect("tables");
+    let tables = build_tables(&m, &unit, mode, 0, requesters.all()).expect("tables");
     let root = tables.root().device_address();
     // The disk's own ID, the conventional bridge's ID and (2, 00.0), the
     // ID the PCIe-to-PCI bridge gives requests it takes over.

@@ -212,7 +212,11 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
     let machine = Machine;
     let transport = options.transport();
     let candidates = match transport {
-        Transport::Disk => Candidates::scan(&machine, options.target),
+        Transport::Disk => Candidates::scan(
+            &machine,
+            acpi.as_ref().and_then(|a| a.mcfg.as_ref()),
+            options.target,
+        ),
         Transport::Serial => Candidates::none(),
     };
     phase(Phase::Iommu);

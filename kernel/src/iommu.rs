@@ -29,13 +29,17 @@
 //! Their bus mastering is switched off first, so none of them can finish
 //! an old request through the new path before its driver reset.
 //!
-//! Candidates are found through the legacy configuration ports, which
-//! reach PCI segment 0 only: a unit of another segment lets no device
-//! through (all its DMA is blocked). A VT-d candidate is let through on the
-//! unit that serves it only: the segment-0 DRHD whose device scope names it
-//! or a bridge above it, else the segment's INCLUDE_PCI_ALL unit (Linux
-//! `dmar_find_matched_drhd_unit()`); an AMD-Vi unit lets through the
-//! candidates its IVHD device entries list.
+//! Candidates are found on every PCI segment the platform reaches (segment
+//! 0 through the legacy configuration ports, the others through the ECAM
+//! windows the MCFG lists: `crate::hw::pci_config`). Each unit serves one
+//! segment, and its tables are indexed by bus/device/function alone, so a
+//! candidate is let through only on units of its own segment. A VT-d
+//! candidate is let through on the unit that serves it only: the DRHD of
+//! its segment whose device scope names it or a bridge above it, else the
+//! segment's INCLUDE_PCI_ALL unit (Linux `dmar_find_matched_drhd_unit()`);
+//! an AMD-Vi unit lets through the candidates of its segment its IVHD
+//! device entries list. A unit of a segment without candidates lets no
+//! device through (all its DMA is blocked).
 //!
 //! Units with translation off are left alone, as they are: their devices
 //! already reach raw memory. This module decides and reports,
@@ -144,16 +148,17 @@ impl<'a> AllowedDevices<'a> {
     }
 }
 
-/// Whether the VT-d unit `index` of `units` serves `f`, a function of
-/// segment 0 (the unit whose device scope names it or a bridge above it,
-/// else the INCLUDE_PCI_ALL unit).
+/// Whether the VT-d unit `index` of `units` serves `f` (the unit of its
+/// segment whose device scope names it or a bridge above it, else that
+/// segment's INCLUDE_PCI_ALL unit).
 fn vtd_unit_serves(units: &[Drhd], index: usize, bridges: &Bridges, f: PciAddress) -> bool {
+    // Only units of f's segment are asked, so a scope's path is on it.
     let names_f = |scope: &DeviceScope| {
         bridges
-            .path_end(scope.start_bus, scope.path())
+            .path_end(f.segment, scope.start_bus, scope.path())
             .is_some_and(|target| bridges.is_at_or_below(f, target))
     };
-    acpi::unit_serving(units, 0, names_f) == Some(index)
+    acpi::unit_serving(units, f.segment, names_f) == Some(index)
 }
 
 /// Take over every VT-d and AMD-Vi unit that translates (see the module
@@ -225,10 +230,7 @@ pub fn take_over(
                 unit.scopes.dropped
             );
         }
-        // Candidates are on segment 0 (see the module doc).
-        let requesters = allowed.requesters(|bridges, f| {
-            unit.segment == 0 && vtd_unit_serves(units, index, bridges, f)
-        });
+        let requesters = allowed.requesters(|bridges, f| vtd_unit_serves(units, index, bridges, f));
         take_over_unit(unit, &vtd, before, faults, requesters.all(), top).map_err(|error| {
             IommuError {
                 base: unit.base,
@@ -277,8 +279,9 @@ fn take_over_unit(
     }
     vtd.mask_fault_events();
     let caps = vtd.capabilities();
-    let tables = choose_mode(&caps, top)
-        .and_then(|mode| build_tables(&Machine, &caps, mode, allowed).map(|t| (mode, t)));
+    let tables = choose_mode(&caps, top).and_then(|mode| {
+        build_tables(&Machine, &caps, mode, unit.segment, allowed).map(|t| (mode, t))
+    });
     match tables {
         Ok((mode, tables)) => {
             // The translation table mode (legacy/scalable) may change only

@@ -2,7 +2,10 @@
 //! minicap header (written by `minicap format`) with the requested id.
 //!
 //! The candidates are the PCI functions of every kind `minicap.target=`
-//! selects (virtio-blk, NVMe, AHCI: [`DiskKind`]), in bus scan order; a
+//! selects (virtio-blk, NVMe, AHCI: [`DiskKind`]), in bus scan order, on
+//! every PCI segment: segment 0 through the configuration ports, every
+//! other segment the ACPI MCFG lists through its ECAM window, on the buses
+//! the MCFG gives it ([`reach_pci_segments`]); a
 //! virtio-blk function or NVMe controller is one disk, an AHCI HBA one disk
 //! per port holding an ATA disk, in port order (`function`). Every disk is
 //! reset by its driver before use (the crashed kernel may have left
@@ -23,12 +26,14 @@ use function::{DiskPlace, FunctionDisks};
 use crate::console::FixedString;
 use crate::failure::{DeviceName, Failure};
 use crate::hw::dma::DmaBuffer;
+use crate::hw::pci_config::{self, Reach};
 use crate::hw::platform::Machine;
 use crate::say;
 use crate::writer::block_size_supported;
 use core::fmt::Write as _;
+use minicap_acpi::Mcfg;
 use minicap_bootinfo::cmdline::DumpTarget;
-use minicap_drivers::pci::{self, PciAddress};
+use minicap_drivers::pci::{self, PciAddress, PciSegment};
 use minicap_drivers::{BlockDevice, Platform};
 use minicap_dumpheader::{DeviceIdHex, DumpHeader, HeaderError, HEADER_LEN};
 use minicap_physmem::{PAGE_BYTES, PAGE_SIZE};
@@ -61,16 +66,14 @@ pub struct Candidates {
 }
 
 impl Candidates {
-    /// Scan every bus for disks of the kinds `target` selects. Disks of
+    /// Scan every bus of every segment (segment 0, and those of `mcfg`,
+    /// reached first) for disks of the kinds `target` selects. Disks of
     /// other kinds, and any beyond [`MAX_CANDIDATES`], are said and left
     /// alone.
-    pub fn scan(machine: &Machine, target: DumpTarget) -> Self {
+    pub fn scan(machine: &Machine, mcfg: Option<&Mcfg>, target: DumpTarget) -> Self {
+        reach_pci_segments(mcfg);
         let mut found = Self {
-            addresses: [PciAddress {
-                bus: 0,
-                device: 0,
-                function: 0,
-            }; MAX_CANDIDATES],
+            addresses: [PciAddress::new(0, 0, 0); MAX_CANDIDATES],
             kinds: [DiskKind::VirtioBlk; MAX_CANDIDATES],
             count: 0,
             target,
@@ -101,11 +104,7 @@ impl Candidates {
     pub fn none() -> Self {
         say!("minicap.target=serial: no disk is looked at");
         Self {
-            addresses: [PciAddress {
-                bus: 0,
-                device: 0,
-                function: 0,
-            }; MAX_CANDIDATES],
+            addresses: [PciAddress::new(0, 0, 0); MAX_CANDIDATES],
             kinds: [DiskKind::VirtioBlk; MAX_CANDIDATES],
             count: 0,
             target: DumpTarget::Any,
@@ -135,6 +134,47 @@ impl Candidates {
     /// The functions found, each with its kind.
     fn iter(&self) -> impl Iterator<Item = (PciAddress, DiskKind)> + '_ {
         self.all().iter().copied().zip(self.kinds.iter().copied())
+    }
+}
+
+/// Map the ECAM window of every segment other than 0 the MCFG lists, so the
+/// scan (and the IOMMU's bridge scan) reach its buses; say each, and every
+/// allocation refused.
+fn reach_pci_segments(mcfg: Option<&Mcfg>) {
+    let Some(mcfg) = mcfg else {
+        return; // No MCFG: segment 0 only, through the ports.
+    };
+    if let Some(error) = mcfg.first_error {
+        say!(
+            "warning: PCI: {error} ({} refused in all); a disk on that segment is not found",
+            mcfg.refused
+        );
+    }
+    if mcfg.dropped > 0 {
+        say!(
+            "warning: PCI: {} MCFG allocation(s) beyond what minicap records; a disk there is not found",
+            mcfg.dropped
+        );
+    }
+    for a in mcfg.all() {
+        let buses = PciSegment {
+            segment: a.segment,
+            first_bus: a.start_bus,
+            last_bus: a.end_bus,
+        };
+        let how = pci_config::reach_segment(buses, a.base);
+        let (segment, first, last) = (a.segment, a.start_bus, a.end_bus);
+        match how {
+            Ok(Reach::ThroughPorts) => {}
+            Ok(Reach::Mapped) => say!(
+                "PCI: segment {segment:04x} buses {first:02x}-{last:02x}: ECAM at {:#x}",
+                a.window_start()
+            ),
+            Err(e) => say!(
+                "warning: PCI: segment {segment:04x} buses {first:02x}-{last:02x}: ECAM at {:#x} not used: {e}; a disk there is not found",
+                a.window_start()
+            ),
+        }
     }
 }
 

@@ -30,11 +30,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 /// Where the HBA sits (q35's built-in one is at 00:1f.2).
-pub const AHCI_FN: PciAddress = PciAddress {
-    bus: 0,
-    device: 0x1f,
-    function: 2,
-};
+pub const AHCI_FN: PciAddress = PciAddress::new(0, 0x1f, 2);
 /// BAR 5 (ABAR): 32-bit memory.
 pub const ABAR_BASE: u64 = 0xfebf_0000;
 pub const ABAR_LEN: u64 = 0x2000;

@@ -34,11 +34,7 @@ pub const PAGE: u64 = 4096;
 const PAGE_BYTES: usize = 4096;
 
 /// Where the virtio-blk function sits.
-pub const VIRTIO_FN: PciAddress = PciAddress {
-    bus: 0,
-    device: 3,
-    function: 0,
-};
+pub const VIRTIO_FN: PciAddress = PciAddress::new(0, 3, 0);
 
 /// BAR 4/5 (64-bit, prefetchable): the modern register window.
 pub const MMIO_BASE: u64 = 0x80_0000_0000;
@@ -558,8 +554,8 @@ pub struct VirtioBlk {
     in_flight: Held<InFlight>,
 }
 
-fn key(f: PciAddress) -> (u8, u8, u8) {
-    (f.bus, f.device, f.function)
+fn key(f: PciAddress) -> (u16, u8, u8, u8) {
+    (f.segment, f.bus, f.device, f.function)
 }
 
 impl FakeMachine {

@@ -28,11 +28,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 /// Where the NVMe function sits.
-pub const NVME_FN: PciAddress = PciAddress {
-    bus: 0,
-    device: 4,
-    function: 0,
-};
+pub const NVME_FN: PciAddress = PciAddress::new(0, 4, 0);
 /// BAR 0/1 (64-bit memory): the controller registers.
 pub const BAR0: u64 = 0xfe80_0000;
 pub const BAR_LEN: u64 = 0x4000;

@@ -1,7 +1,10 @@
 //! The fake `Platform` every device model shares: sparse physical memory
 //! with a DMA bump allocator, a PCI configuration space per function, a
 //! clock that advances on every read, the register windows handed out and
-//! the log of *violations*.
+//! the log of *violations*. Its PCI configuration access reaches segment 0
+//! (every bus) unless a test lists other segments ([`Fake::set_segments`]);
+//! a configuration access outside them is a violation, so a scan that
+//! strays from the listed segments and bus ranges is caught.
 //!
 //! A device model (virtio-blk, NVMe, AHCI) implements [`DeviceModel`]: it
 //! owns a [`Core`] and answers only what is its own — its register
@@ -13,7 +16,7 @@
 
 use super::{idx, key, mask, ConfigSpace, FakeDma, FakeMmio, FakePorts, Sparse};
 use minicap_drivers::access::{in_bounds, Width};
-use minicap_drivers::pci::{self, Bar, PciAddress};
+use minicap_drivers::pci::{self, Bar, PciAddress, PciSegments};
 use minicap_drivers::Platform;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -22,7 +25,9 @@ use std::ops::Deref;
 /// What every fake machine has besides its device.
 pub struct Core {
     pub(super) mem: RefCell<Sparse>,
-    pub(super) pci: RefCell<BTreeMap<(u8, u8, u8), ConfigSpace>>,
+    pub(super) pci: RefCell<BTreeMap<(u16, u8, u8, u8), ConfigSpace>>,
+    /// The segments configuration access reaches.
+    segments: Cell<PciSegments>,
     pub(super) clock: Cell<u64>,
     /// How far the clock moves on each `now_us`.
     clock_step_us: Cell<u64>,
@@ -42,6 +47,7 @@ impl Core {
         Self {
             mem: RefCell::default(),
             pci: RefCell::default(),
+            segments: Cell::new(PciSegments::LEGACY),
             clock: Cell::new(0),
             clock_step_us: Cell::new(clock_step_us),
             dma_next: Cell::new(dma_base),
@@ -51,6 +57,17 @@ impl Core {
             mapped: RefCell::default(),
             dma_flushes: RefCell::default(),
         }
+    }
+
+    /// Whether configuration access reaches `f`; a violation if not.
+    fn reaches(&self, f: PciAddress) -> bool {
+        let reached = self.segments.get().all().iter().any(|s| s.holds(f));
+        if !reached {
+            self.violation(format!(
+                "config access to {f}, outside the segments and buses the platform reaches"
+            ));
+        }
+        reached
     }
 
     pub fn violation(&self, what: String) {
@@ -211,6 +228,11 @@ impl<D: DeviceModel> Fake<D> {
         (self.core().dma_base, self.dma_next())
     }
 
+    /// From now on configuration access reaches these segments only.
+    pub fn set_segments(&self, segments: PciSegments) {
+        self.core().segments.set(segments);
+    }
+
     pub fn add_function(&self, f: PciAddress, space: ConfigSpace) {
         self.core().pci.borrow_mut().insert(key(f), space);
     }
@@ -313,10 +335,17 @@ impl<D: DeviceModel> Platform for Fake<D> {
         self.0.io_write(port, width, value);
     }
 
+    fn pci_segments(&self) -> PciSegments {
+        self.core().segments.get()
+    }
+
     fn pci_read32(&self, function: PciAddress, offset: u16) -> u32 {
         if !offset.is_multiple_of(4) {
             self.core()
                 .violation(format!("unaligned config read at {offset:#x}"));
+        }
+        if !self.core().reaches(function) {
+            return u32::MAX;
         }
         match self.core().pci.borrow().get(&key(function)) {
             None => u32::MAX,
@@ -329,6 +358,9 @@ impl<D: DeviceModel> Platform for Fake<D> {
         let core = self.core();
         if !offset.is_multiple_of(4) {
             core.violation(format!("unaligned config write at {offset:#x}"));
+        }
+        if !core.reaches(function) {
+            return;
         }
         let command = {
             let mut pci = core.pci.borrow_mut();

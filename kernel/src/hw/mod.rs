@@ -14,6 +14,7 @@
 pub mod apic;
 pub mod cpu;
 pub mod dma;
+mod ecam;
 mod entry;
 pub mod heap;
 pub mod heap_init;

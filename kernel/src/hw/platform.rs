@@ -52,6 +52,9 @@ impl Platform for Machine {
         ports.write(offset, width, value)
     }
 
+    fn pci_segments(&self) -> pci::PciSegments {
+        pci_config::segments()
+    }
     fn pci_read32(&self, function: PciAddress, offset: u16) -> u32 {
         pci_config::read32(function, offset)
     }

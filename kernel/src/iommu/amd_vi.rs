@@ -56,11 +56,12 @@ fn take_over_unit(
     unit: &AmdViUnit,
     allowed: &mut AllowedDevices<'_>,
 ) -> Result<(), IommuError> {
-    // The candidates its IVHD lists (all of segment 0 if its entries were
-    // not all read), with every requester ID their DMA can carry.
+    // The candidates of its segment its IVHD lists (all of them if its
+    // entries were not all read), with every requester ID their DMA can
+    // carry.
     let requesters =
-        allowed.requesters(|_, f| ivhd.segment == 0 && ivhd.may_serve(amdvi::device_id(f)));
-    let ids = AllowedIds::new(&requesters, |id| ivhd.alias_of(id));
+        allowed.requesters(|_, f| f.segment == ivhd.segment && ivhd.may_serve(amdvi::device_id(f)));
+    let ids = AllowedIds::new(&requesters, ivhd.segment, |id| ivhd.alias_of(id));
     // The IVRS image of the extended features (IVHD types 0x11 and 0x40)
     // is what Linux trusts; a type 0x10 block has none, and the register
     // reads 0 on a unit without one (so each entry is flushed on its own).
