@@ -393,3 +393,20 @@ fn register_and_command_encodings() {
     assert_eq!(dte::BLOCKED[0], 0b11);
     assert_eq!(dte::UNTRANSLATED[0], 0b11 | 3 << 61);
 }
+
+#[test]
+fn a_unit_lets_through_the_device_ids_of_its_own_segment_only() {
+    // Device IDs are segment-local: 0001:00:03.0 and 0000:00:03.0 are both
+    // 0x0018; only the unit of the function's segment may list it.
+    let mut requesters = RequesterIds::EMPTY;
+    requesters.add(PciAddress {
+        segment: 1,
+        ..at(0, 3, 0)
+    });
+    requesters.add(at(0, 4, 0));
+    let segment_1 = AllowedIds::new(&requesters, 1, |_| None);
+    assert_eq!(segment_1.all(), &[0x0018]);
+    let segment_0 = AllowedIds::new(&requesters, 0, |_| None);
+    assert_eq!(segment_0.all(), &[0x0020]);
+    assert!(AllowedIds::new(&requesters, 2, |_| None).all().is_empty());
+}

@@ -6,7 +6,7 @@ mod fake_machine;
 
 use fake_machine::*;
 use minicap_drivers::dma_alias::{Bridge, BridgeKind, Bridges, MAX_REQUESTER_IDS};
-use minicap_drivers::pci::PciAddress;
+use minicap_drivers::pci::{PciAddress, PciSegment, PciSegments};
 
 fn at(bus: u8, device: u8, function: u8) -> PciAddress {
     PciAddress::new(bus, device, function)
@@ -143,4 +143,44 @@ fn scope_paths_resolve_through_bridges_and_match_the_hierarchy_below() {
         !b.is_at_or_below(at(0, 3, 0), at(1, 0, 0)),
         "on the root bus"
     );
+}
+
+fn on(segment: u16, bus: u8, device: u8, function: u8) -> PciAddress {
+    PciAddress {
+        segment,
+        ..at(bus, device, function)
+    }
+}
+
+#[test]
+fn each_segment_has_its_own_bridges_and_aliases() {
+    let m = FakeMachine::bare(FakeConfig::modern());
+    let mut reached = PciSegments::LEGACY;
+    assert!(reached.add(PciSegment {
+        segment: 1,
+        first_bus: 0,
+        last_bus: 0x0f
+    }));
+    m.set_segments(reached);
+    // Segment 0: a PCIe root port 00:1c.0 → bus 2. Segment 1: a
+    // PCIe-to-PCI bridge at the same numbers, 0001:00:1c.0 → bus 2.
+    m.add_function(at(0, 0x1c, 0), bridge_config(2, Some(4)));
+    m.add_function(on(1, 0, 0x1c, 0), bridge_config(2, Some(7)));
+    let found = Bridges::scan(&m);
+    m.assert_clean();
+    // A disk on bus 2 of segment 1 may carry (0001:02, 00.0); its twin on
+    // segment 0 is behind a root port and carries only its own ID.
+    assert_eq!(
+        found.requester_ids(&[on(1, 2, 5, 0)]).all(),
+        &[on(1, 2, 5, 0), on(1, 2, 0, 0)]
+    );
+    assert_eq!(found.requester_ids(&[at(2, 5, 0)]).all(), &[at(2, 5, 0)]);
+    // DMAR scope paths resolve through the bridges of their own segment.
+    assert_eq!(
+        found.path_end(1, 0, &[(0x1c, 0), (5, 0)]),
+        Some(on(1, 2, 5, 0))
+    );
+    assert!(found.is_at_or_below(on(1, 2, 5, 0), on(1, 0, 0x1c, 0)));
+    assert!(!found.is_at_or_below(on(1, 2, 5, 0), at(0, 0x1c, 0)));
+    assert!(!found.is_at_or_below(at(2, 5, 0), on(1, 0, 0x1c, 0)));
 }

@@ -3,7 +3,7 @@
 mod fake_machine;
 
 use fake_machine::*;
-use minicap_drivers::pci::{self, Bar, PciAddress};
+use minicap_drivers::pci::{self, Bar, PciAddress, PciSegment, PciSegments};
 use minicap_drivers::virtio::{is_virtio_blk, VIRTIO_VENDOR};
 use minicap_drivers::Platform;
 
@@ -272,4 +272,93 @@ fn regions_bound_every_access() {
         .iter()
         .all(|v| v.contains("outside its region")));
     assert!(violations[3].contains("not an I/O BAR"));
+}
+
+fn on(segment: u16, bus: u8, device: u8, function: u8) -> PciAddress {
+    PciAddress {
+        segment,
+        ..at(bus, device, function)
+    }
+}
+
+fn segments(list: &[(u16, u8, u8)]) -> PciSegments {
+    let mut all = PciSegments::NONE;
+    for &(segment, first_bus, last_bus) in list {
+        assert!(all.add(PciSegment {
+            segment,
+            first_bus,
+            last_bus
+        }));
+    }
+    all
+}
+
+#[test]
+fn enumerate_walks_every_segment_on_its_buses_only() {
+    let m = bare();
+    // Segment 0 through the ports (every bus); segment 1 has buses
+    // 0x80-0x81 in its ECAM window (as an MCFG allocation gives them).
+    m.set_segments(segments(&[(0, 0, 255), (1, 0x80, 0x81)]));
+    m.add_function(at(0, 3, 0), ConfigSpace::new(0x8086, 0x2922));
+    // The same bus/device/function numbers on segment 1: another function.
+    m.add_function(on(1, 0, 3, 0), ConfigSpace::new(0x1b36, 0x0010));
+    m.add_function(on(1, 0x80, 0, 0), ConfigSpace::new(0x1b36, 0x0010));
+    m.add_function(on(1, 0x81, 2, 0), multifunction(0x8086, 0x1234));
+    m.add_function(on(1, 0x81, 2, 1), ConfigSpace::new(0x8086, 0x1235));
+    // Outside what the platform reaches: never looked at.
+    m.add_function(on(2, 0x80, 0, 0), ConfigSpace::new(0x1b36, 0x0010));
+
+    let mut found = Vec::new();
+    pci::enumerate(&m, |f| found.push((f.address, f.device)));
+    assert_eq!(
+        found,
+        vec![
+            (at(0, 3, 0), 0x2922),
+            (on(1, 0x80, 0, 0), 0x0010),
+            (on(1, 0x81, 2, 0), 0x1234),
+            (on(1, 0x81, 2, 1), 0x1235),
+        ]
+    );
+    // Not one configuration access outside the listed segments and buses.
+    m.assert_clean();
+}
+
+#[test]
+fn a_segment_listed_twice_with_other_buses_is_walked_on_both() {
+    let m = bare();
+    m.set_segments(segments(&[(0, 0, 255), (1, 0, 0), (1, 0x40, 0x40)]));
+    m.add_function(on(1, 0, 1, 0), ConfigSpace::new(0x1b36, 0x0010));
+    m.add_function(on(1, 0x40, 1, 0), ConfigSpace::new(0x1b36, 0x0010));
+    let mut found = Vec::new();
+    pci::enumerate(&m, |f| found.push(f.address));
+    assert_eq!(found, vec![on(1, 0, 1, 0), on(1, 0x40, 1, 0)]);
+    m.assert_clean();
+    // Overlapping bus ranges of one segment are refused.
+    let mut list = segments(&[(1, 0, 0x10)]);
+    assert!(!list.add(PciSegment {
+        segment: 1,
+        first_bus: 0x10,
+        last_bus: 0x20
+    }));
+    assert!(list.add(PciSegment {
+        segment: 2,
+        first_bus: 0x10,
+        last_bus: 0x20
+    }));
+    assert_eq!(list.all().len(), 2);
+}
+
+#[test]
+fn an_access_outside_the_reached_segments_is_caught() {
+    let m = bare();
+    assert_eq!(m.pci_segments(), PciSegments::LEGACY);
+    assert_eq!(m.pci_read32(on(1, 0, 0, 0), 0), u32::MAX);
+    assert_eq!(m.violations().len(), 1, "{:?}", m.violations());
+}
+
+#[test]
+fn addresses_read_as_lspci_writes_them() {
+    assert_eq!(at(0, 0x1f, 2).to_string(), "00:1f.2");
+    assert_eq!(on(1, 0x80, 3, 0).to_string(), "0001:80:03.0");
+    assert_eq!(on(0xabcd, 0, 0, 7).to_string(), "abcd:00:00.7");
 }

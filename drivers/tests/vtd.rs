@@ -359,3 +359,87 @@ fn a_device_behind_a_pcie_to_pci_bridge_is_let_through_with_its_aliases() {
     }
     m.assert_clean();
 }
+
+#[test]
+fn a_units_tables_let_through_the_disks_of_its_own_segment_only() {
+    // A disk at 0001:00:03.0 and another at 0000:00:04.0. Tables are
+    // indexed by bus/devfn only: the segment-1 unit must not get an entry
+    // for 00:04.0 (that would let 0001:00:04.0 through), nor the segment-0
+    // unit one for 00:03.0.
+    let on_segment_1 = PciAddress {
+        segment: 1,
+        ..at(0, 3, 0)
+    };
+    let allowed = [on_segment_1, at(0, 4, 0)];
+    let m = machine();
+    let unit = caps(0b0_0100, 0, true);
+    let mode = choose_mode(&unit, 8 * GIB).expect("pass-through");
+    let segment_1 = build_tables(&m, &unit, mode, 1, &allowed).expect("tables");
+    let root = segment_1.root().device_address();
+    assert!(context_of(&m, root, at(0, 3, 0)).is_some());
+    assert!(context_of(&m, root, at(0, 4, 0)).is_none());
+    let segment_0 = build_tables(&m, &unit, mode, 0, &allowed).expect("tables");
+    let root = segment_0.root().device_address();
+    assert!(context_of(&m, root, at(0, 4, 0)).is_some());
+    assert!(context_of(&m, root, at(0, 3, 0)).is_none());
+    // A unit of a segment without disks: a root table with nothing
+    // present, so all its DMA is blocked.
+    let segment_2 = build_tables(&m, &unit, mode, 2, &allowed).expect("tables");
+    let root = segment_2.root().device_address();
+    for bus in 0..=255u8 {
+        assert_eq!(entry128(&m, root, u64::from(bus)).0 & 1, 0, "bus {bus}");
+    }
+    m.assert_clean();
+}
+
+#[test]
+fn a_disk_on_segment_1_is_let_through_on_that_segments_unit_only() {
+    use minicap_drivers::dma_alias::Bridges;
+    use minicap_drivers::pci::{self, PciSegment, PciSegments};
+    let on_1 = |bus, device, function| PciAddress {
+        segment: 1,
+        ..at(bus, device, function)
+    };
+    // Segment 1 (buses 0-7 in its ECAM window): a PCIe-to-PCI bridge
+    // 0001:00:1e.0 → bus 3, a disk 0001:03:02.0 behind it. Segment 0 has a
+    // function at the disk's numbers, which must stay blocked.
+    let m = machine();
+    let mut reached = PciSegments::LEGACY;
+    assert!(reached.add(PciSegment {
+        segment: 1,
+        first_bus: 0,
+        last_bus: 7
+    }));
+    m.set_segments(reached);
+    let mut bridge = ConfigSpace::new(0x8086, 0x244e);
+    bridge.set8(0x0e, 0x01);
+    bridge.set8(0x19, 3);
+    bridge.add_capability(0x40, 0x10, &(7u16 << 4 | 2).to_le_bytes());
+    m.add_function(on_1(0, 0x1e, 0), bridge);
+    m.add_function(on_1(3, 2, 0), ConfigSpace::new(0x1b36, 0x0010));
+    m.add_function(at(3, 2, 0), ConfigSpace::new(0x8086, 0x10d3));
+    // The candidates as the kernel finds them: by the scan of every segment.
+    let mut disks = Vec::new();
+    pci::enumerate(&m, |f| {
+        if f.vendor == 0x1b36 {
+            disks.push(f.address);
+        }
+    });
+    assert_eq!(disks, vec![on_1(3, 2, 0)]);
+    let requesters = Bridges::scan(&m).requester_ids(&disks);
+    assert_eq!(requesters.all(), &[on_1(3, 2, 0), on_1(3, 0, 0)]);
+
+    let unit = caps(0b0_0100, 0, true);
+    let mode = choose_mode(&unit, 8 * GIB).expect("pass-through");
+    let segment_1 = build_tables(&m, &unit, mode, 1, requesters.all()).expect("tables");
+    let root = segment_1.root().device_address();
+    assert!(context_of(&m, root, at(3, 2, 0)).is_some(), "the disk");
+    assert!(context_of(&m, root, at(3, 0, 0)).is_some(), "its alias");
+    assert!(context_of(&m, root, at(0, 0x1e, 0)).is_none());
+    let segment_0 = build_tables(&m, &unit, mode, 0, requesters.all()).expect("tables");
+    let root = segment_0.root().device_address();
+    for bus in 0..=255u8 {
+        assert_eq!(entry128(&m, root, u64::from(bus)).0 & 1, 0, "bus {bus}");
+    }
+    m.assert_clean();
+}
