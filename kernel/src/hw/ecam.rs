@@ -6,9 +6,10 @@
 //! 4 KiB at `window + ((b - first bus) << 20 | d << 15 | f << 12)`.
 //!
 //! Each window is an `MmioRegion` (mapped uncached, refused if it touches
-//! RAM or another claimed region) held for the rest of the run, so no
-//! access here needs `unsafe`: the region checks every offset. Only
-//! segments other than 0 are reached this way (`super::pci_config`).
+//! RAM or another claimed region, so an MCFG base pointing at memory
+//! cannot make configuration writes land in it) held for the rest of the
+//! run, so no access here needs `unsafe`: the region checks every offset.
+//! Only segments other than 0 are reached this way (`super::pci_config`).
 
 use super::mmio::MmioRegion;
 use core::fmt;
