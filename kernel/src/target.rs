@@ -146,7 +146,7 @@ fn reach_pci_segments(mcfg: Option<&Mcfg>) {
     };
     if let Some(error) = mcfg.first_error {
         say!(
-            "warning: PCI: {error} ({} refused in all); a disk on that segment is not found",
+            "warning: PCI: {error} ({} refused in all); disks there are not found unless on segment 0 (reached through the ports)",
             mcfg.refused
         );
     }
