@@ -242,7 +242,13 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     if r.timed_out:
         res.add("QEMU run", False, f"timed out after {args.timeout:.0f} s; last 50 lines:\n" + "\n".join(texts[-50:]))
     kl = r.first(lambda t: t.startswith("KEXEC-LOADED") or t.startswith("KEXEC-FAILED"))
-    res.add("kexec -p load", bool(kl and kl.text.startswith("KEXEC-LOADED")), kl.text if kl else "no KEXEC-* line")
+    loaded_by = "minicap load" if s.loader == sc.LOADER_MINICAP else "kexec -p load"
+    res.add(loaded_by, bool(kl and kl.text.startswith("KEXEC-LOADED")), kl.text if kl else "no KEXEC-* line")
+    if s.loader == sc.LOADER_MINICAP and not refusal:
+        # minicap's purgatory ran (not some other loader's) and checked every segment.
+        checked = r.first(lambda t: "minicap purgatory:" in t)
+        res.add("purgatory checked the segments", bool(checked and "match their SHA-256" in checked.text),
+                checked.text.strip() if checked else "no 'minicap purgatory:' line")  # fmt: skip
     res.add("crash triggered", crash is not None, crash.text.strip() if crash else "no sysrq/panic line")
     if s.pattern:
         res.add("pattern ready in guest", ready is not None, ready.text.strip() if ready else "no PATTERN-READY")
