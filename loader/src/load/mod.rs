@@ -80,7 +80,14 @@ pub fn load(files: &SystemFiles, request: &LoadRequest<'_>) -> Result<()> {
         }
         return load_for_real(request, &plan);
     }
-    print!("{}", describe(image_path, &image, &system, &headers, &plan));
+    let placed = place_purgatory(request, &plan);
+    print!(
+        "{}",
+        describe(image_path, &image, &system, &headers, &plan, &placed)
+    );
+    if let Err(e) = &placed {
+        println!("warning: {e:#}");
+    }
     if let Some(lockdown) = lockdown {
         println!("warning: {lockdown}");
     }
@@ -96,6 +103,29 @@ fn load_for_real(request: &LoadRequest<'_>, plan: &LoadPlan) -> Result<()> {
              (use --dry-run)"
         );
     }
+    let (segment, entry) = place_purgatory(request, plan)?;
+    let mut segments = plan.segments.clone();
+    segments.push(segment);
+    segments.sort_by_key(|s| s.addr);
+    plan::check_kexec_rules(&segments, None, &plan.region)?;
+    kexec::load_crash_kernel(entry, &segments)?;
+    println!(
+        "loaded minicap as the crash kernel: {} segments in {:#x}-{:#x}, purgatory entry {entry:#x}",
+        segments.len(),
+        plan.region.start,
+        plan.region.end - 1
+    );
+    print!("{}", kexec::describe_segments(&segments));
+    if let Some(n) = request.corrupt_digest {
+        println!("warning: segment {n}'s digest was stored wrong on purpose: the purgatory will refuse to start minicap");
+    }
+    Ok(())
+}
+
+/// Reads the purgatory (`--purgatory`, or [`PURGATORY_FILE`] next to the image) and places
+/// it in the plan's slot with the digests of the other segments: the segment and the
+/// `kexec_load` entry.
+fn place_purgatory(request: &LoadRequest<'_>, plan: &LoadPlan) -> Result<(plan::Segment, u64)> {
     let path = request.purgatory.map_or_else(
         || {
             request
@@ -115,25 +145,9 @@ fn load_for_real(request: &LoadRequest<'_>, plan: &LoadPlan) -> Result<()> {
     })?;
     let purgatory = purgatory::Purgatory::parse(&bytes)
         .with_context(|| format!("{} is not minicap's purgatory", path.display()))?;
-    let (segment, entry) = purgatory
+    purgatory
         .place(plan, request.corrupt_digest)
-        .with_context(|| format!("cannot place the purgatory {}", path.display()))?;
-    let mut segments = plan.segments.clone();
-    segments.push(segment);
-    segments.sort_by_key(|s| s.addr);
-    plan::check_kexec_rules(&segments, None, &plan.region)?;
-    kexec::load_crash_kernel(entry, &segments)?;
-    println!(
-        "loaded minicap as the crash kernel: {} segments in {:#x}-{:#x}, purgatory entry {entry:#x}",
-        segments.len(),
-        plan.region.start,
-        plan.region.end - 1
-    );
-    print!("{}", kexec::describe_segments(&segments));
-    if let Some(n) = request.corrupt_digest {
-        println!("warning: segment {n}'s digest was stored wrong on purpose: the purgatory will refuse to start minicap");
-    }
-    Ok(())
+        .with_context(|| format!("cannot place the purgatory {}", path.display()))
 }
 
 /// `minicap unload`: unloads the crash kernel, whoever loaded it.
@@ -199,6 +213,7 @@ fn describe(
     system: &CrashSystem,
     headers: &[u8],
     plan: &LoadPlan,
+    purgatory: &Result<(plan::Segment, u64)>,
 ) -> String {
     let mut out = String::new();
     let mut line = |s: String| {
@@ -273,13 +288,29 @@ fn describe(
             )
         })
         .collect();
-    rows.push((
-        slot.start,
-        format!(
-            "  {:#014x}-{:#014x} {:>8} KiB  {:<27} (reserved: not built yet)",
+    // The purgatory's own segment is not in its digest table: no digest to show.
+    let (start, end, note) = match purgatory {
+        Ok((segment, entry)) => (
+            segment.addr,
+            segment.range().end,
+            format!(
+                "entry {entry:#x}; checks the other {} segments",
+                plan.segments.len()
+            ),
+        ),
+        Err(_) => (
             slot.start,
-            slot.end - 1,
-            (slot.end - slot.start) / 1024,
+            slot.end,
+            "(slot only: no purgatory file)".to_owned(),
+        ),
+    };
+    rows.push((
+        start,
+        format!(
+            "  {:#014x}-{:#014x} {:>8} KiB  {:<27} {note}",
+            start,
+            end - 1,
+            (end - start) / 1024,
             "purgatory"
         ),
     ));
