@@ -11,6 +11,7 @@ import json
 import re
 import struct
 import sys
+import tempfile
 import unittest
 import zlib
 from pathlib import Path
@@ -825,7 +826,7 @@ SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-ahci",
          "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
          "capture-iommu-identity", "capture-nvme-iommu", "capture-amd-iommu", "unformatted-disk", "wrong-id",
          "bad-elfcorehdr", "other-target-kind", "ambiguous", "device-error", "no-ahci-disk",
-         "nvme-unformatted-ahci-wrong-id", "ahci-unformatted-nvme-wrong-id", "busy-virtio"]
+         "nvme-unformatted-ahci-wrong-id", "ahci-unformatted-nvme-wrong-id", "busy-virtio", "load-minicap", "load-bad-digest"]
 # The runs left out of the suite (on demand: `e2e.py --scenario NAME`).
 ON_DEMAND = ["no-nvme-disk", "nvme-unformatted", "ahci-unformatted", "nvme-wrong-id", "ahci-wrong-id", "busy-nvme",
              "busy-ahci", "linux-kdump"]
@@ -837,6 +838,47 @@ CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-
          "no-nvme-disk": "no-device", "nvme-unformatted": "no-prepared-device",
          "ahci-unformatted": "no-prepared-device",
          "nvme-wrong-id": "device-id-mismatch", "ahci-wrong-id": "device-id-mismatch"}  # fmt: skip
+
+
+REFUSAL = ("minicap purgatory: segment 0 at 0x3d000000, 716800 bytes: SHA-256 mismatch, not starting the "
+           "capture kernel")  # fmt: skip
+
+
+class MinicapLoadTests(unittest.TestCase):
+    def test_purgatory_refusal(self):
+        crash = object()
+        log = ["KEXEC-LOADED", "[    7.361966] sysrq: Trigger a crash", REFUSAL]
+
+        def verdicts(texts, crash=crash, segment=0):
+            res = checks.Results()
+            with contextlib.redirect_stdout(io.StringIO()):
+                runner.check_purgatory_refusal(res, texts, crash, segment)
+            return [c.ok for c in res.checks]
+
+        self.assertEqual(verdicts(log), [True, True])
+        self.assertEqual(verdicts(log, segment=2), [False, True])  # another segment named
+        self.assertEqual(verdicts(log[:2]), [False, True])  # no refusal at all
+        self.assertEqual(verdicts(log, crash=None), [False, True])  # no crash before it
+        self.assertEqual(verdicts(log + ["minicap: minicap 0.1.0 starting"]), [True, False])
+        ok = "minicap purgatory: 3 segments match their SHA-256, starting minicap"
+        self.assertEqual(verdicts([ok]), [False, False])
+
+    def test_the_initramfs_loads_with_minicap_and_has_no_kexec(self):
+        tool = Path(sys.executable)  # any dynamically linked program stands for the host tool
+        with tempfile.TemporaryDirectory() as d:
+            image, purgatory = Path(d, "minicap.elf"), Path(d, "purgatory.elf")
+            image.write_bytes(b"image")
+            purgatory.write_bytes(b"purgatory")
+            load = initramfs.MinicapLoad(tool, purgatory, corrupt_digest=0)
+            raw = __import__("gzip").decompress(initramfs.build_initramfs(
+                None, "minicap.device=ab minicap.after=reboot", minicap=image, minicap_load=load))  # fmt: skip
+        self.assertNotIn(b"sbin/kexec\0", raw)
+        for name in (b"sbin/minicap\0", b"purgatory.elf\0", b"minicap.elf\0"):
+            self.assertIn(name, raw)
+        init = raw[raw.index(b"#!/bin/busybox sh"):].decode(errors="replace")
+        self.assertIn("minicap load --image /minicap.elf --corrupt-digest 0 "
+                      "--append='minicap.device=ab minicap.after=reboot'", init)  # fmt: skip
+        self.assertNotIn("kexec -p", init)
 
 
 class ScenarioTableTests(unittest.TestCase):
@@ -860,6 +902,8 @@ class ScenarioTableTests(unittest.TestCase):
                     replace(scenarios.lookup("device-error"), checks=frozenset()),
                     replace(scenarios.lookup("busy-ahci"), guest_kernel="cloud"),
                     replace(scenarios.lookup("busy-nvme"), guest_kernel="rt"),
+                    replace(base, loader="tftp"),
+                    replace(scenarios.lookup("load-bad-digest"), loader=scenarios.LOADER_KEXEC),
                     replace(base, busy=True),  # a busy run must succeed
                     replace(scenarios.lookup("linux-kdump"), busy=True)]:  # fmt: skip
             self.assertNotEqual(scenarios.problems(bad), [], bad)

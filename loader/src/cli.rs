@@ -118,21 +118,25 @@ pub enum Command {
     },
 
     // Crash-kernel loading (issue 10): `load`, `recommend`, `status`.
-    /// Load minicap as the crash kernel, without kexec-tools (in progress: only --dry-run).
+    /// Load minicap as the crash kernel, without kexec-tools.
     ///
     /// Reads the crash region and RAM from /proc/iomem, each CPU's crash_notes and VMCOREINFO
     /// from /sys, the kernel text mapping from /proc/kcore; builds the ELF core headers as
     /// kexec-tools does, places the image, boot_params, command line and headers in the crash
-    /// region and computes each segment's SHA-256. --dry-run prints all of it. Without
-    /// --dry-run the same checks run and then the command stops: the kexec_load call and the
-    /// purgatory are not implemented yet, and nothing is loaded.
+    /// region, computes each segment's SHA-256, stores the digests in minicap's purgatory and
+    /// loads everything with kexec_load(2) (KEXEC_ON_CRASH). After a panic the purgatory
+    /// checks every segment and starts minicap only if all match. --dry-run prints the plan.
     #[command(
-        after_help = "Exit status: 0 the dry run succeeded, 1 refused, failed, or a load                       without --dry-run (not implemented yet), 2 usage error."
+        after_help = "Exit status: 0 loaded (or the dry run succeeded), 1 refused or failed, \
+                      2 usage error."
     )]
     Load {
         /// The minicap image (built by `cargo xtask build` as target/minicap.elf).
         #[arg(long, value_name = "PATH", default_value = crate::load::DEFAULT_IMAGE)]
         image: PathBuf,
+        /// The purgatory (target/purgatory.elf); default: purgatory.elf next to the image.
+        #[arg(long, value_name = "PATH")]
+        purgatory: Option<PathBuf>,
         /// Options for minicap, e.g. "minicap.device=<id> minicap.format=kdump".
         #[arg(
             long,
@@ -144,10 +148,19 @@ pub enum Command {
         /// Print what would be loaded, load nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Test only: store a wrong SHA-256 for segment N (in address order, the purgatory's
+        /// excluded), so that the purgatory refuses to start minicap.
+        #[arg(long, value_name = "N", hide = true)]
+        corrupt_digest: Option<usize>,
         /// Read /proc and /sys under this directory instead of / (recorded systems, tests).
         #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
         root: PathBuf,
     },
+    /// Unload the crash kernel (whoever loaded it): kexec_load with no segments.
+    #[command(
+        after_help = "Exit status: 0 unloaded (or none was loaded), 1 refused, 2 usage error."
+    )]
+    Unload,
     /// Print the crashkernel= size minicap needs on this machine.
     ///
     /// Adds up the image, the purgatory slot, boot_params and the ELF core headers for this
@@ -294,11 +307,25 @@ mod tests {
             parse(&["load", "--dry-run", "--append", "minicap.device=ab -x"]).unwrap(),
             Command::Load {
                 image: crate::load::DEFAULT_IMAGE.into(),
+                purgatory: None,
                 append: "minicap.device=ab -x".into(),
                 dry_run: true,
+                corrupt_digest: None,
                 root: "/".into(),
             }
         );
+        assert_eq!(
+            parse(&["load", "--purgatory", "p.elf", "--corrupt-digest", "2"]).unwrap(),
+            Command::Load {
+                image: crate::load::DEFAULT_IMAGE.into(),
+                purgatory: Some("p.elf".into()),
+                append: String::new(),
+                dry_run: false,
+                corrupt_digest: Some(2),
+                root: "/".into(),
+            }
+        );
+        assert_eq!(parse(&["unload"]).unwrap(), Command::Unload);
         assert_eq!(
             parse(&["recommend", "--image", "m.elf"]).unwrap(),
             Command::Recommend {
@@ -318,6 +345,8 @@ mod tests {
             &["load", "img"][..],
             &["status", "d"],
             &["recommend", "--dry-run"],
+            &["unload", "--dry-run"],
+            &["load", "--corrupt-digest", "x"],
         ] {
             assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
         }

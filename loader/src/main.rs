@@ -43,10 +43,23 @@ fn main() -> ExitCode {
         // Crash-kernel loading (issue 10).
         Command::Load {
             image,
+            purgatory,
             append,
             dry_run,
+            corrupt_digest,
             root,
-        } => load::load(&SystemFiles::under(root), &image, &append, dry_run),
+        } => load::load(
+            &SystemFiles::under(root.clone()),
+            &load::LoadRequest {
+                image: &image,
+                purgatory: purgatory.as_deref(),
+                append: &append,
+                dry_run,
+                corrupt_digest,
+                recorded: root != std::path::Path::new("/"),
+            },
+        ),
+        Command::Unload => load::unload(),
         Command::Recommend {
             image,
             append,

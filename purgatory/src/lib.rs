@@ -7,10 +7,11 @@
 //! `purgatory/purgatory.c`); this one keeps a digest per segment so that it can say which
 //! segment failed.
 //!
-//! This crate holds the part both sides share and the part that can be tested on the host:
-//! the digest table's byte layout ([`DigestTable::encode`], [`DigestTable::decode`]) and the
-//! check ([`DigestTable::check`]). The purgatory binary (entry, stack, serial output, the
-//! jump to minicap with the boot-protocol registers) is not written yet.
+//! This library holds the part both sides share and the part that can be tested on the host:
+//! the digest table's byte layout ([`DigestTable::encode`], [`DigestTable::decode`]), the
+//! check ([`DigestTable::check`]) and the parameter block the loader patches ([`params`]).
+//! The purgatory binary (`src/main.rs`: entry, stack, serial output, the jump to minicap with
+//! the boot-protocol registers) is built from it by `cargo xtask build`.
 //!
 //! # Table layout (little-endian, [`TABLE_LEN`] bytes)
 //!
@@ -32,6 +33,8 @@
 use core::fmt;
 
 use sha2::{Digest, Sha256};
+
+pub mod params;
 
 /// The most regions checked: `kexec_load` takes at most 16 segments, the purgatory's own among
 /// them.

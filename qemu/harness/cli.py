@@ -37,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--minicap", default=str(REPO / "target/minicap.elf"), help="capture kernel ELF")
     ap.add_argument("--tool", default=str(REPO / "target/release/minicap"), help="host tool `minicap`")
     ap.add_argument("--pattern", default=str(REPO / "target/release/minicap-pattern"), help="minicap-pattern binary")
+    ap.add_argument("--purgatory", default=str(REPO / "target/purgatory.elf"),
+                    help="minicap's purgatory (scenarios loaded with `minicap load`)")
     ap.add_argument("--scenario", choices=names, default="capture-modern", metavar="NAME",
                     help=f"the scenario to run (capture = capture-modern): {', '.join(names)}")
     ap.add_argument("--all", action="store_true",

@@ -296,21 +296,47 @@ def build_kdump_initramfs(k: GuestKernel, writer: str = "dd") -> bytes:
     return c.finish()
 
 
+@dataclass(frozen=True)
+class MinicapLoad:
+    """`minicap load` in place of kexec: the host tool (a glibc binary, copied with the
+    libraries ldd lists: the harness does that for kexec already, and a +crt-static
+    build would be a second build of the tool for one test), the purgatory beside
+    the image, and the test-only --corrupt-digest."""
+
+    tool: Path
+    purgatory: Path
+    corrupt_digest: int | None = None
+
+
+def minicap_load_block(c: Cpio, load: MinicapLoad, capture_append: str) -> str:
+    """Adds the tool and the purgatory; returns the load command."""
+    c.executable_with_libs("sbin/minicap", load.tool)
+    c.host_file("purgatory.elf", load.purgatory, 0o644)
+    corrupt = "" if load.corrupt_digest is None else f" --corrupt-digest {load.corrupt_digest}"
+    return f"minicap load --image /minicap.elf{corrupt} --append={shell_quote(capture_append)}"
+
+
 def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None, kexec_args: str = "",
                     pattern: Path | None = None, pattern_mib: int = 64, seed: int = 0,
-                    kdump_writer: str = "dd", busy: BusyDisk | None = None) -> bytes:
+                    kdump_writer: str = "dd", busy: BusyDisk | None = None,
+                    minicap_load: MinicapLoad | None = None) -> bytes:
     """The crashing guest's initramfs. With `minicap` its init loads that
     capture kernel with `kexec -p <minicap> <kexec_args>`; without, the
     guest's own kernel with a kdump initramfs whose init writes the vmcore
     with `kdump_writer` (KDUMP_WRITERS; dd for the linux-kdump reference).
     With `pattern` it plants the memory pattern before crashing; with
     `busy` it then starts writing to that disk and crashes while writes are
-    in flight (busy_block, busy_crash)."""
+    in flight (busy_block, busy_crash). With `minicap_load` the host tool
+    loads minicap (`minicap load`) and the initramfs has no kexec binary."""
     c = Cpio()
     add_busybox(c)
-    c.executable_with_libs("sbin/kexec", Path(shutil.which("kexec") or "/sbin/kexec"))
+    if minicap_load is None:
+        c.executable_with_libs("sbin/kexec", Path(shutil.which("kexec") or "/sbin/kexec"))
     init = INIT_HEAD
-    if minicap is None:
+    if minicap is not None and minicap_load is not None:
+        c.host_file("minicap.elf", minicap, 0o644)
+        kcmd = minicap_load_block(c, minicap_load, capture_append)
+    elif minicap is None:
         c.host_file("capture/vmlinuz", k.vmlinuz, 0o644)
         c.file("capture/initrd.gz", build_kdump_initramfs(k, kdump_writer), 0o644)
         kcmd = (

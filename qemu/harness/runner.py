@@ -21,7 +21,7 @@ from .console import (CRASH_MARKERS, KDUMP_RESULT_RE, RESULT_MARKER, check_busy_
 from .disks import (blkdebug_config, compare_fingerprints, fingerprint, inject_offset, make_blank_disk,
                     make_formatted_disk, make_random_disk, other_device_id, sparse_copy)  # fmt: skip
 from .elf import vmcore_end
-from .initramfs import BusyDisk, build_initramfs, guest_disk_name
+from .initramfs import BusyDisk, MinicapLoad, build_initramfs, guest_disk_name
 from .kernel import ensure_kernel
 from .modules import load_order
 from .qemu import check_qemu_version, qemu_command, run_qemu
@@ -41,6 +41,23 @@ OUTPUT_FILES = ("serial.log", "vmcore", "dmesg.txt", "crash.txt", "pattern-verif
                 "vmcore.flat", "vmcore.triage", "vmcore.log", "vmcore.console")  # fmt: skip
 
 
+# What minicap's purgatory prints when a segment's SHA-256 differs from the stored one
+# (minicap_purgatory::CheckError::Mismatch), and how long to watch after it: the purgatory
+# halts for good, so minicap must print nothing in that time.
+PURGATORY_REFUSAL_RE = re.compile(r"minicap purgatory: segment (\d+) at (0x[0-9a-f]+), (\d+) bytes: SHA-256 mismatch")
+PURGATORY_HALT_WAIT_S = 5.0
+
+
+def check_purgatory_refusal(res: Results, texts: list[str], crash, segment: int) -> None:
+    """The purgatory named `segment` after the crash, and minicap never started."""
+    refusal = next((t for t in texts if PURGATORY_REFUSAL_RE.search(t)), None)
+    m = PURGATORY_REFUSAL_RE.search(refusal) if refusal else None
+    res.add(f"purgatory refused segment {segment}", bool(m and int(m.group(1)) == segment and crash),
+            refusal.strip() if refusal else "no 'minicap purgatory: segment N ... SHA-256 mismatch' line")  # fmt: skip
+    started = [t for t in texts if t.startswith("minicap: ") or "starting minicap" in t]
+    res.add("minicap never started", not started, started[0].strip() if started else "no minicap line")
+
+
 def out_dir(args, s: sc.Scenario) -> Path:
     return Path(args.out) if args.out else QEMU_DIR / "out" / s.name
 
@@ -52,8 +69,11 @@ def needed_files(args, s: sc.Scenario) -> list[str]:
     needs = []
     if s.capture_kernel == "minicap":
         needs.append("minicap")
-        if any(d.content == sc.FORMATTED for d in s.disks) or s.checks & {sc.VMCORE, sc.STORED_LOG}:
+        if (any(d.content == sc.FORMATTED for d in s.disks) or s.checks & {sc.VMCORE, sc.STORED_LOG}
+                or s.loader == sc.LOADER_MINICAP):
             needs.append("tool")
+        if s.loader == sc.LOADER_MINICAP:
+            needs.append("purgatory")
     if s.pattern:
         needs.append("pattern")
     return needs
@@ -165,6 +185,16 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         opts.append("minicap.after=reboot")
         append = " ".join(opts + list(s.capture_append) + [args.append_extra]).strip()
         result_re = re.compile(re.escape(RESULT_MARKER))
+    refusal = s.corrupt_digest is not None
+    exit_grace = args.exit_grace
+    if refusal:
+        # The purgatory's refusal ends the run: it halts for good, so after a few seconds
+        # (to see that minicap does not start anyway) QEMU is stopped.
+        result_re = PURGATORY_REFUSAL_RE
+        exit_grace = PURGATORY_HALT_WAIT_S
+    minicap_load = None
+    if s.loader == sc.LOADER_MINICAP:
+        minicap_load = MinicapLoad(Path(args.tool), Path(args.purgatory), s.corrupt_digest)
     info["capture_append"] = append
     busy = None
     if s.busy and target is not None:
@@ -178,7 +208,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     initrd.write_bytes(build_initramfs(
         k, append, minicap=None if linux else Path(args.minicap), kexec_args=args.kexec_args,
         pattern=Path(args.pattern) if s.pattern else None, pattern_mib=args.pattern_mib, seed=seed,
-        busy=busy))  # fmt: skip
+        busy=busy, minicap_load=minicap_load))  # fmt: skip
     log(f"initramfs {initrd} ({initrd.stat().st_size // 1024} KiB), seed {seed:016x}")
 
     cmd = qemu_command(args, k, initrd, attached, blkdebug, frozenset(nvme), frozenset(ahci))
@@ -187,7 +217,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         # The second -serial is COM2 (minicap.serial=0x2f8): the stream, into a file.
         cmd += ["-serial", f"file:{stream}"]
     info["qemu"] = cmd
-    r = run_qemu(cmd, out / "serial.log", args.timeout, args.verbose, result_re, args.exit_grace)
+    r = run_qemu(cmd, out / "serial.log", args.timeout, args.verbose, result_re, exit_grace)
     texts = r.texts()
 
     crash = r.first(lambda t: any(m in t for m in CRASH_MARKERS))
@@ -212,7 +242,13 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     if r.timed_out:
         res.add("QEMU run", False, f"timed out after {args.timeout:.0f} s; last 50 lines:\n" + "\n".join(texts[-50:]))
     kl = r.first(lambda t: t.startswith("KEXEC-LOADED") or t.startswith("KEXEC-FAILED"))
-    res.add("kexec -p load", bool(kl and kl.text.startswith("KEXEC-LOADED")), kl.text if kl else "no KEXEC-* line")
+    loaded_by = "minicap load" if s.loader == sc.LOADER_MINICAP else "kexec -p load"
+    res.add(loaded_by, bool(kl and kl.text.startswith("KEXEC-LOADED")), kl.text if kl else "no KEXEC-* line")
+    if s.loader == sc.LOADER_MINICAP and not refusal:
+        # minicap's purgatory ran (not some other loader's) and checked every segment.
+        checked = r.first(lambda t: "minicap purgatory:" in t)
+        res.add("purgatory checked the segments", bool(checked and "match their SHA-256" in checked.text),
+                checked.text.strip() if checked else "no 'minicap purgatory:' line")  # fmt: skip
     res.add("crash triggered", crash is not None, crash.text.strip() if crash else "no sysrq/panic line")
     if s.pattern:
         res.add("pattern ready in guest", ready is not None, ready.text.strip() if ready else "no PATTERN-READY")
@@ -223,7 +259,10 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
 
     want = "success" if s.failure is None else f"failure [{s.failure}]"
     parsed = None
-    if result:
+    if refusal:
+        check_purgatory_refusal(res, texts, crash, s.corrupt_digest)
+        result = None  # no capture ran: none of the dump checks below apply
+    elif result:
         info["result"] = result.text.strip()
         detail = result.text.strip()
         if linux:
@@ -240,12 +279,14 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     else:
         res.add(f"RESULT {want}", False, "no RESULT line; last 50 lines:\n" + "\n".join(texts[-50:]))
     exited = r.t_exit is not None and not r.timed_out and not r.killed_after_result and r.returncode == 0
-    res.add(
-        "QEMU exited (reboot)",
-        exited,
-        f"exit status {r.returncode}" if exited else ("killed: no exit after RESULT" if r.killed_after_result else "killed")
-        + (("\nqemu stderr: " + tail(r.stderr, 5)) if r.stderr.strip() else ""),
-    )
+    if not refusal:  # the purgatory halts after refusing: QEMU is stopped, not exited
+        res.add(
+            "QEMU exited (reboot)",
+            exited,
+            f"exit status {r.returncode}" if exited else ("killed: no exit after RESULT" if r.killed_after_result
+                                                          else "killed")
+            + (("\nqemu stderr: " + tail(r.stderr, 5)) if r.stderr.strip() else ""),
+        )  # fmt: skip
 
     if sc.LEFT_ALONE in s.checks:
         if s.device_option == sc.DEVICE_OTHER:

@@ -7,7 +7,7 @@ table order. Adding a run is adding a row; see qemu/README.md."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from .console import FAILURE_CODES
 from .kernel import CLOUD, FLAVOURS, GENERIC
@@ -91,6 +91,11 @@ CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AR
 # The UART the serial rows stream on: COM2, QEMU's second -serial.
 SERIAL_STREAM_PORT = "0x2f8"
 
+# Who loads minicap (Scenario.loader).
+LOADER_KEXEC = "kexec"
+LOADER_MINICAP = "minicap"
+LOADERS = (LOADER_KEXEC, LOADER_MINICAP)
+
 # minicap.device= on the capture command line.
 DEVICE_TARGET = "target"  # the target disk's id
 DEVICE_OTHER = "other"  # a random id that no disk has
@@ -118,6 +123,12 @@ class Scenario:
     # crash, which comes with writes in flight (checked on the console).
     busy: bool = False
     guest_kernel: str = CLOUD  # GENERIC: the first kernel needs a driver the cloud flavour lacks (AHCI)
+    # Who loads minicap in the first kernel: LOADER_KEXEC (`kexec -p --args-linux`, kexec-tools'
+    # purgatory) or LOADER_MINICAP (`minicap load`, minicap's purgatory; the initramfs has no kexec).
+    loader: str = "kexec"
+    # LOADER_MINICAP only: `minicap load --corrupt-digest N` stores a wrong SHA-256 for segment
+    # N; the purgatory must refuse on the console and minicap must never start.
+    corrupt_digest: int | None = None
 
 
 def decoy(bus: str = VIRTIO) -> Disk:
@@ -365,6 +376,15 @@ SCENARIOS: tuple[Scenario, ...] = (
                  in_suite=False),
     busy_capture("busy-ahci", "full capture, AHCI dump disk the crashed kernel (generic flavour) was writing to",
                  AHCI, in_suite=False),
+    # `minicap load` instead of kexec-tools: the first kernel's initramfs has no kexec binary.
+    # A full capture checked like capture-modern; then the purgatory's refusal of a segment
+    # whose stored SHA-256 is wrong (segment 0: minicap's image): minicap never starts and the
+    # dump disk stays byte-identical. The refusal row costs one boot and no capture.
+    replace(capture("load-minicap", "full capture, loaded by `minicap load` (minicap's purgatory, no kexec-tools)"),
+            loader=LOADER_MINICAP),
+    Scenario("load-bad-digest", "`minicap load --corrupt-digest 0`: the purgatory refuses, minicap never starts, "
+             "the dump disk is unchanged", disks=(dump_disk(guarded=True),), loader=LOADER_MINICAP,
+             corrupt_digest=0),
     Scenario("linux-kdump", "reference without minicap: the guest's own kernel dd's /proc/vmcore to the disk",
              disks=(Disk("dump.img", "dump disk", BLANK, target=True),), checks=frozenset({VMCORE}),
              options=Options(crashkernel="256M"), pattern=True, capture_kernel="linux", in_suite=False),
@@ -391,6 +411,10 @@ def problems(s: Scenario) -> list[str]:
         out.append(f"unknown checks {sorted(unknown)}")
     if s.device_option not in DEVICE_OPTIONS:
         out.append(f"device_option {s.device_option!r}")
+    if s.loader not in LOADERS:
+        out.append(f"loader {s.loader!r}")
+    if s.corrupt_digest is not None and s.loader != LOADER_MINICAP:
+        out.append("corrupt_digest without loader minicap")
     if s.capture_kernel not in ("minicap", "linux"):
         out.append(f"capture_kernel {s.capture_kernel!r}")
     if s.options.virtio is not None and s.options.virtio not in VIRTIO_MODES:

@@ -3,7 +3,9 @@
 //!
 //! * `build`: build the capture kernel and write `target/minicap.elf`,
 //!   checking that it is what loaders expect (static PIE, ET_DYN, no
-//!   interpreter, one loadable segment, only R_X86_64_RELATIVE relocations);
+//!   interpreter, one loadable segment, only R_X86_64_RELATIVE relocations),
+//!   and the purgatory `minicap load` places before it, `target/purgatory.elf`
+//!   (the same checks: the loader applies those relocations);
 //! * `demo`: build, then crash a Linux VM in QEMU and capture it (verbose);
 //! * `test`: everything CI runs: fmt, clippy, host unit tests, then the QEMU
 //!   end-to-end scenarios against a real Linux kernel;
@@ -87,8 +89,16 @@ fn build() -> Result<PathBuf, String> {
         "minicap",
         "-p",
         "minicap-pattern",
+        "-p",
+        "minicap-purgatory",
     ]))?;
     let target = root().join("target");
+    let built = target.join("release/minicap-purgatory");
+    let purgatory = std::fs::read(&built).map_err(|e| format!("{}: {e}", built.display()))?;
+    check_image(&purgatory).map_err(|e| format!("purgatory: {e}"))?;
+    let out = target.join("purgatory.elf");
+    std::fs::write(&out, &purgatory).map_err(|e| format!("{}: {e}", out.display()))?;
+    eprintln!("built {} ({} bytes)", out.display(), purgatory.len());
     let built = target.join("release/minicap-kernel");
     let image = std::fs::read(&built).map_err(|e| format!("{}: {e}", built.display()))?;
     check_image(&image)?;

@@ -1,17 +1,20 @@
 //! `minicap load`: load minicap as the crash kernel without kexec-tools (issue 10).
 //!
-//! What exists: reading the running system ([`system`]: `/proc/iomem`, the kexec and CPU sysfs
-//! files, `/proc/kcore`), building the ELF core headers (`minicap_elfcore::build_core_headers`),
-//! placing the segments with their SHA-256 digests ([`plan`]) and printing all of it
-//! (`--dry-run`). What does not exist yet: the purgatory and the `kexec_load(2)` call, so a load
-//! without `--dry-run` stops with [`NOT_IMPLEMENTED`] after the same checks.
+//! Reading the running system ([`system`]: `/proc/iomem`, the kexec and CPU sysfs files,
+//! `/proc/kcore`), building the ELF core headers (`minicap_elfcore::build_core_headers`),
+//! placing the segments with their SHA-256 digests ([`plan`]), printing all of it
+//! (`--dry-run`), or placing minicap's purgatory with those digests ([`purgatory`]) and
+//! calling `kexec_load(2)` with `KEXEC_ON_CRASH` ([`kexec`]). `minicap unload` is the same call
+//! with no segments.
 
 mod bootparams;
 mod elf_file;
 mod image;
 pub mod iomem;
 mod kcore;
+mod kexec;
 pub mod plan;
+mod purgatory;
 mod recommend;
 mod status;
 pub mod sysfs;
@@ -19,7 +22,7 @@ pub mod system;
 #[cfg(test)]
 mod testfs;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use minicap_bootinfo::cmdline::{elfcorehdr, MinicapOptions};
@@ -34,17 +37,33 @@ use system::{read_crash_system, CrashSystem};
 /// Where `minicap load` looks for the image without `--image`.
 pub const DEFAULT_IMAGE: &str = "/usr/lib/minicap/minicap.elf";
 
-/// What a load without `--dry-run` says until the syscall and the purgatory exist.
-pub const NOT_IMPLEMENTED: &str = "loading is not implemented yet (no kexec_load call, no \
-    purgatory): nothing was loaded. `minicap load --dry-run` shows the plan; to load today use \
-    `kexec -p IMAGE --args-linux --append \"OPTIONS\"`";
+/// The purgatory's file name, looked up next to the image without `--purgatory`.
+pub const PURGATORY_FILE: &str = "purgatory.elf";
 
 pub use recommend::recommend;
 pub use status::status;
 
+/// How `minicap load` was asked to load.
+#[derive(Debug, Clone)]
+pub struct LoadRequest<'a> {
+    /// minicap's image.
+    pub image: &'a Path,
+    /// The purgatory image (`None`: [`PURGATORY_FILE`] next to the image).
+    pub purgatory: Option<&'a Path>,
+    /// Options for minicap.
+    pub append: &'a str,
+    /// Print, load nothing.
+    pub dry_run: bool,
+    /// Fault injection: store a wrong digest for this segment (the purgatory must refuse).
+    pub corrupt_digest: Option<usize>,
+    /// `/proc` and `/sys` are a recorded system (`--root`), not this one: plan, never load.
+    pub recorded: bool,
+}
+
 /// `minicap load [--image PATH] [--append OPTIONS] [--dry-run]`, reading `/proc` and `/sys`
 /// from `files`.
-pub fn load(files: &SystemFiles, image_path: &Path, append: &str, dry_run: bool) -> Result<()> {
+pub fn load(files: &SystemFiles, request: &LoadRequest<'_>) -> Result<()> {
+    let (image_path, append, dry_run) = (request.image, request.append, request.dry_run);
     check_append(append)?;
     let image = read_image(image_path)?;
     let system = read_crash_system(files)?;
@@ -56,13 +75,85 @@ pub fn load(files: &SystemFiles, image_path: &Path, append: &str, dry_run: bool)
         )
     });
     if !dry_run {
-        bail!("{}", lockdown.as_deref().unwrap_or(NOT_IMPLEMENTED));
+        if let Some(lockdown) = lockdown {
+            bail!("{lockdown}");
+        }
+        return load_for_real(request, &plan);
     }
-    print!("{}", describe(image_path, &image, &system, &headers, &plan));
+    let placed = place_purgatory(request, &plan);
+    print!(
+        "{}",
+        describe(image_path, &image, &system, &headers, &plan, &placed)
+    );
+    if let Err(e) = &placed {
+        println!("warning: {e:#}");
+    }
     if let Some(lockdown) = lockdown {
         println!("warning: {lockdown}");
     }
     println!("dry run: nothing was loaded");
+    Ok(())
+}
+
+/// Places the purgatory and calls `kexec_load`.
+fn load_for_real(request: &LoadRequest<'_>, plan: &LoadPlan) -> Result<()> {
+    if request.recorded {
+        bail!(
+            "--root reads a recorded system: its plan cannot be loaded into this kernel \
+             (use --dry-run)"
+        );
+    }
+    let (segment, entry) = place_purgatory(request, plan)?;
+    let mut segments = plan.segments.clone();
+    segments.push(segment);
+    segments.sort_by_key(|s| s.addr);
+    plan::check_kexec_rules(&segments, None, &plan.region)?;
+    kexec::load_crash_kernel(entry, &segments)?;
+    println!(
+        "loaded minicap as the crash kernel: {} segments in {:#x}-{:#x}, purgatory entry {entry:#x}",
+        segments.len(),
+        plan.region.start,
+        plan.region.end - 1
+    );
+    print!("{}", kexec::describe_segments(&segments));
+    if let Some(n) = request.corrupt_digest {
+        println!("warning: segment {n}'s digest was stored wrong on purpose: the purgatory will refuse to start minicap");
+    }
+    Ok(())
+}
+
+/// Reads the purgatory (`--purgatory`, or [`PURGATORY_FILE`] next to the image) and places
+/// it in the plan's slot with the digests of the other segments: the segment and the
+/// `kexec_load` entry.
+fn place_purgatory(request: &LoadRequest<'_>, plan: &LoadPlan) -> Result<(plan::Segment, u64)> {
+    let path = request.purgatory.map_or_else(
+        || {
+            request
+                .image
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(PURGATORY_FILE)
+        },
+        PathBuf::from,
+    );
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "cannot read the purgatory {} (built by `cargo xtask build` as \
+             target/purgatory.elf; give it with --purgatory)",
+            path.display()
+        )
+    })?;
+    let purgatory = purgatory::Purgatory::parse(&bytes)
+        .with_context(|| format!("{} is not minicap's purgatory", path.display()))?;
+    purgatory
+        .place(plan, request.corrupt_digest)
+        .with_context(|| format!("cannot place the purgatory {}", path.display()))
+}
+
+/// `minicap unload`: unloads the crash kernel, whoever loaded it.
+pub fn unload() -> Result<()> {
+    kexec::unload_crash_kernel()?;
+    println!("crash kernel unloaded");
     Ok(())
 }
 
@@ -122,6 +213,7 @@ fn describe(
     system: &CrashSystem,
     headers: &[u8],
     plan: &LoadPlan,
+    purgatory: &Result<(plan::Segment, u64)>,
 ) -> String {
     let mut out = String::new();
     let mut line = |s: String| {
@@ -196,13 +288,29 @@ fn describe(
             )
         })
         .collect();
-    rows.push((
-        slot.start,
-        format!(
-            "  {:#014x}-{:#014x} {:>8} KiB  {:<27} (reserved: not built yet)",
+    // The purgatory's own segment is not in its digest table: no digest to show.
+    let (start, end, note) = match purgatory {
+        Ok((segment, entry)) => (
+            segment.addr,
+            segment.range().end,
+            format!(
+                "entry {entry:#x}; checks the other {} segments",
+                plan.segments.len()
+            ),
+        ),
+        Err(_) => (
             slot.start,
-            slot.end - 1,
-            (slot.end - slot.start) / 1024,
+            slot.end,
+            "(slot only: no purgatory file)".to_owned(),
+        ),
+    };
+    rows.push((
+        start,
+        format!(
+            "  {:#014x}-{:#014x} {:>8} KiB  {:<27} {note}",
+            start,
+            end - 1,
+            (end - start) / 1024,
             "purgatory"
         ),
     ));

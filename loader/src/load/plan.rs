@@ -9,8 +9,8 @@
 //! ```
 //!
 //! * The image at the lowest aligned address, as kexec-tools places an ELF image.
-//! * The purgatory slot right after it ([`PURGATORY_RESERVE`] bytes, one segment once the
-//!   purgatory exists).
+//! * The purgatory slot right after it ([`PURGATORY_RESERVE`] bytes; the purgatory segment
+//!   is placed there once the digests of the others are known, `super::purgatory`).
 //! * `boot_params` and, in the next page, the command line (kexec-tools' order).
 //! * The ELF core headers at the top, as kexec-tools places them, so that the free memory
 //!   between is one range: minicap gives its largest free range to its heap.
@@ -41,8 +41,9 @@ use super::image::Image;
 
 /// The most segments one `kexec_load` call takes (Linux `KEXEC_SEGMENT_MAX`).
 pub const KEXEC_SEGMENT_MAX: usize = 16;
-/// Memory kept for the purgatory (its code, the digest list and its stack).
-pub const PURGATORY_RESERVE: u64 = 32 << 10;
+/// Memory kept for the purgatory (its code, the digest list and its stack; about 44 KiB
+/// built, checked against the file when it is placed).
+pub const PURGATORY_RESERVE: u64 = 64 << 10;
 /// `boot_params` plus the command line page.
 const BOOT_PARAMS_BYTES: u64 = 2 * PAGE_SIZE;
 
@@ -55,6 +56,8 @@ pub enum SegmentKind {
     BootParams,
     /// The ELF core headers.
     CoreHeaders,
+    /// The purgatory, placed in the plan's purgatory slot.
+    Purgatory,
 }
 
 impl fmt::Display for SegmentKind {
@@ -63,6 +66,7 @@ impl fmt::Display for SegmentKind {
             Self::Image => "minicap image",
             Self::BootParams => "boot_params + command line",
             Self::CoreHeaders => "ELF core headers",
+            Self::Purgatory => "purgatory",
         })
     }
 }
@@ -401,12 +405,12 @@ mod tests {
             kinds,
             vec![
                 (SegmentKind::Image, 0x3d00_0000, 0x9_a000),
-                (SegmentKind::BootParams, 0x3d0a_2000, 0x2000),
+                (SegmentKind::BootParams, 0x3d0a_a000, 0x2000),
                 (SegmentKind::CoreHeaders, 0x3eff_f000, 0x1000),
             ]
         );
         assert_eq!(plan.entry, 0x3d00_0000);
-        assert_eq!(plan.purgatory_slot, 0x3d09_a000..0x3d0a_2000);
+        assert_eq!(plan.purgatory_slot, 0x3d09_a000..0x3d0a_a000);
         assert_eq!(
             plan.cmdline,
             "minicap.device=0123456789abcdef0123456789abcdef elfcorehdr=1032188K"
@@ -414,7 +418,7 @@ mod tests {
         // The capture kernel's parsers read back what the loader wrote.
         let boot = &plan.segments[1].bytes;
         let params = BootParams::parse(boot).unwrap();
-        assert_eq!(params.cmd_line_addr(), 0x3d0a_3000);
+        assert_eq!(params.cmd_line_addr(), 0x3d0a_b000);
         let text = &boot[0x1000..];
         let text =
             std::str::from_utf8(&text[..text.iter().position(|&b| b == 0).unwrap()]).unwrap();
@@ -428,7 +432,7 @@ mod tests {
             kind: E820Kind::Ram
         }));
         // minicap's heap: everything between the command line and the core headers.
-        assert_eq!(plan.heap, 0x3d0a_4000..0x3eff_f000);
+        assert_eq!(plan.heap, 0x3d0a_c000..0x3eff_f000);
         // Digests are of the exact segment bytes.
         let seg = &plan.segments[2];
         assert_eq!(seg.digest(), <[u8; 32]>::from(Sha256::digest(&seg.bytes)));

@@ -237,7 +237,7 @@ mod tests {
         // 1006 MiB in 1 MiB chunks: 1006 entries, one page of table.
         assert_eq!(b.terms[5].bytes, 0x2000);
         // Image, purgatory, boot_params and one page of headers.
-        assert_eq!(b.terms[0].bytes, 0x9_a000 + (32 << 10) + 0x2000 + 0x1000);
+        assert_eq!(b.terms[0].bytes, 0x9_a000 + (64 << 10) + 0x2000 + 0x1000);
         assert_eq!(b.crashkernel_mib(), b.total().div_ceil(MIB));
         assert!(
             (4..=6).contains(&b.crashkernel_mib()),

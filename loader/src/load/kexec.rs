@@ -1,0 +1,247 @@
+//! The `kexec_load(2)` system call for a crash kernel, and its errors with the fix in the
+//! message.
+//!
+//! `long kexec_load(unsigned long entry, unsigned long nr_segments,
+//! struct kexec_segment *segments, unsigned long flags)`, syscall 246 on x86_64, with
+//! `KEXEC_ON_CRASH | KEXEC_ARCH_X86_64`. Each `struct kexec_segment` is
+//! `{ const void *buf; size_t bufsz; const void *mem; size_t memsz; }`; the kernel copies
+//! `bufsz` bytes to physical `mem` and zeroes the rest of `memsz` when the crash kernel is
+//! loaded (Linux `kimage_load_crash_segment()`). `nr_segments` 0 unloads the crash kernel
+//! (what `kexec -p -u` does). The call is made directly (`syscall` instruction): the loader
+//! links no C library wrapper for it.
+
+use std::fmt;
+
+use super::plan::Segment;
+
+/// `__NR_kexec_load` on x86_64.
+const SYS_KEXEC_LOAD: u64 = 246;
+/// `__NR_geteuid` on x86_64.
+const SYS_GETEUID: u64 = 107;
+/// Load into the crash region, to run on panic.
+const KEXEC_ON_CRASH: u64 = 0x0000_0001;
+/// `KEXEC_ARCH_X86_64`: EM_X86_64 (62) in bits 16..31.
+const KEXEC_ARCH_X86_64: u64 = 62 << 16;
+
+const EPERM: i64 = 1;
+const EBUSY: i64 = 16;
+const EINVAL: i64 = 22;
+const EADDRNOTAVAIL: i64 = 99;
+
+/// Why the kernel refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KexecError {
+    /// EPERM as a user without root.
+    NotRoot {
+        /// The effective user id.
+        euid: u64,
+    },
+    /// EPERM as root: lockdown, or `kexec_load_disabled` set since it was read.
+    Refused,
+    /// EBUSY: the crash kernel is in use (being loaded by another process, or running).
+    Busy(String),
+    /// EINVAL or EADDRNOTAVAIL: the kernel disagrees with a segment.
+    BadSegments {
+        /// The errno.
+        errno: i64,
+        /// The segment list.
+        segments: String,
+    },
+    /// Any other errno.
+    Other {
+        /// The errno.
+        errno: i64,
+        /// The segment list.
+        segments: String,
+    },
+}
+
+impl fmt::Display for KexecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotRoot { euid } => write!(
+                f,
+                "kexec_load: not permitted for user {euid}: loading a crash kernel needs \
+                 root (CAP_SYS_BOOT); run `sudo minicap load ...`"
+            ),
+            Self::Refused => f.write_str(
+                "kexec_load: not permitted although running as root: either \
+                 /proc/sys/kernel/kexec_load_disabled is 1 (it stays set until reboot: boot \
+                 without whatever sets it, then load before it is set), or the kernel is locked \
+                 down, where kexec_load is refused and only kexec_file_load with a signed \
+                 bzImage is accepted (minicap has none)",
+            ),
+            Self::Busy(segments) => write!(
+                f,
+                "kexec_load: busy (another process is loading a crash kernel, or one is \
+                 running): retry once it has finished. Segments:\n{segments}"
+            ),
+            Self::BadSegments { errno, segments } => write!(
+                f,
+                "kexec_load: the kernel refused the segments (errno {errno}: a segment \
+                 outside the crash region, not page-aligned, or overlapping; a bug in the \
+                 plan, please report it with this list). Segments:\n{segments}"
+            ),
+            Self::Other { errno, segments } => write!(
+                f,
+                "kexec_load failed with {}. Segments:\n{segments}",
+                std::io::Error::from_raw_os_error(i32::try_from(*errno).unwrap_or(0))
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KexecError {}
+
+/// The `struct kexec_segment` the kernel reads.
+#[repr(C)]
+struct KexecSegment {
+    buf: *const u8,
+    bufsz: usize,
+    mem: usize,
+    memsz: usize,
+}
+
+/// Loads `segments` as the crash kernel, to be entered at `entry` (the purgatory's).
+pub fn load_crash_kernel(entry: u64, segments: &[Segment]) -> Result<(), KexecError> {
+    let table: Vec<KexecSegment> = segments
+        .iter()
+        .map(|s| KexecSegment {
+            buf: s.bytes.as_ptr(),
+            bufsz: s.bytes.len(),
+            mem: usize::try_from(s.addr).unwrap_or(usize::MAX),
+            memsz: s.bytes.len(),
+        })
+        .collect();
+    let result = kexec_load(entry, &table);
+    classify(result, || describe_segments(segments))
+}
+
+/// Unloads the crash kernel (any loaded one, minicap's or kexec-tools').
+pub fn unload_crash_kernel() -> Result<(), KexecError> {
+    classify(kexec_load(0, &[]), String::new)
+}
+
+/// Maps a return value to the error with its fix.
+fn classify(result: i64, segments: impl Fn() -> String) -> Result<(), KexecError> {
+    match -result {
+        n if n <= 0 => Ok(()),
+        EPERM => match geteuid() {
+            0 => Err(KexecError::Refused),
+            euid => Err(KexecError::NotRoot { euid }),
+        },
+        EBUSY => Err(KexecError::Busy(segments())),
+        errno @ (EINVAL | EADDRNOTAVAIL) => Err(KexecError::BadSegments {
+            errno,
+            segments: segments(),
+        }),
+        errno => Err(KexecError::Other {
+            errno,
+            segments: segments(),
+        }),
+    }
+}
+
+/// One line per segment: address range, size, what it holds.
+pub fn describe_segments(segments: &[Segment]) -> String {
+    segments
+        .iter()
+        .map(|s| {
+            format!(
+                "  {:#014x}-{:#014x} {:>8} KiB  {}\n",
+                s.addr,
+                s.range().end - 1,
+                s.len() / 1024,
+                s.kind
+            )
+        })
+        .collect()
+}
+
+/// The raw call: the kernel's return value (negative errno on failure).
+fn kexec_load(entry: u64, segments: &[KexecSegment]) -> i64 {
+    let ret: i64;
+    // SAFETY: kexec_load only reads `segments.len()` `struct kexec_segment`s at the pointer
+    // and `bufsz` bytes at each `buf`, all borrowed for the duration of the call; the
+    // `syscall` instruction clobbers rcx and r11 only.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") SYS_KEXEC_LOAD as i64 => ret,
+            in("rdi") entry,
+            in("rsi") segments.len(),
+            in("rdx") segments.as_ptr(),
+            in("r10") KEXEC_ON_CRASH | KEXEC_ARCH_X86_64,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack)
+        );
+    }
+    ret
+}
+
+/// The effective user id (`geteuid(2)`, which cannot fail).
+fn geteuid() -> u64 {
+    let ret: u64;
+    // SAFETY: geteuid takes no arguments and touches no memory.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") SYS_GETEUID => ret,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack, nomem)
+        );
+    }
+    ret
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::plan::SegmentKind;
+
+    fn segments() -> Vec<Segment> {
+        vec![Segment {
+            kind: SegmentKind::Image,
+            addr: 0x3d00_0000,
+            bytes: vec![0; 0x2000],
+        }]
+    }
+
+    #[test]
+    fn errors_carry_the_fix_and_the_segments() {
+        assert_eq!(classify(0, String::new), Ok(()));
+        let list = || describe_segments(&segments());
+        assert_eq!(
+            list(),
+            "  0x00003d000000-0x00003d001fff        8 KiB  minicap image\n"
+        );
+        let busy = classify(-EBUSY, list).unwrap_err();
+        assert!(busy.to_string().contains("retry") && busy.to_string().contains("0x00003d000000"));
+        let inval = classify(-EINVAL, list).unwrap_err();
+        assert!(matches!(inval, KexecError::BadSegments { errno: 22, .. }));
+        assert!(inval.to_string().contains("minicap image"), "{inval}");
+        let other = classify(-12, list).unwrap_err();
+        assert!(
+            other.to_string().contains("Cannot allocate memory"),
+            "{other}"
+        );
+        // EPERM depends on who runs the test: either message names its fix.
+        let eperm = classify(-EPERM, list).unwrap_err().to_string();
+        assert!(
+            eperm.contains("needs root") || eperm.contains("kexec_load_disabled"),
+            "{eperm}"
+        );
+        assert!(
+            KexecError::Refused.to_string().contains("locked down"),
+            "lockdown named"
+        );
+    }
+
+    #[test]
+    fn the_segment_struct_is_the_kernels() {
+        assert_eq!(std::mem::size_of::<KexecSegment>(), 32);
+        assert_eq!(KEXEC_ON_CRASH | KEXEC_ARCH_X86_64, 0x003e_0001);
+    }
+}
