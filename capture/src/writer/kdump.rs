@@ -16,13 +16,14 @@ use crate::profile::Profile;
 use crate::text::FixedString;
 use crate::Failure;
 use core::cell::Cell;
+use core::fmt;
 use core::ops::Range;
 use minicap_bootinfo::cmdline::Compress;
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{DumpHeader, Verification};
 use minicap_kdumpfile::{
-    write_kdump, CycleBitmap, DumpInfo, KdumpError, Lzo, NoCompression, PageSource, WriteStats,
-    WriterOptions, Zlib, PAGE_SIZE,
+    write_kdump, CycleBitmap, DumpInfo, KdumpError, Lzo, NoCompression, PageSource, Sink,
+    WriteStats, WriterOptions, Zlib, PAGE_SIZE,
 };
 use minicap_physmem::PhysMem;
 use minicap_vmcoreinfo::OldMemory;
@@ -89,20 +90,8 @@ where
     M: PhysMem + ?Sized,
     F: FrameFilter,
 {
-    let max_pfn = dump
-        .info
-        .ram
-        .iter()
-        .map(|r| r.end.div_ceil(PAGE_SIZE as u64))
-        .max()
-        .unwrap_or(0);
     let current_pfn = Cell::new(0);
-    let progress = FileProgress {
-        done: &current_pfn,
-        total: max_pfn,
-        what: "kdump file",
-        step: |offset| WriteStep::KdumpFile { offset },
-    };
+    let progress = kdump_progress(&dump.info, &current_pfn);
     let mut sink = DeviceSink::new(
         device,
         env,
@@ -112,60 +101,97 @@ where
         dump.device_name,
         progress,
     )?;
+    let verify = dump.verify;
+    let result = write_kdump_pages(&mut sink, dump, &current_pfn).and_then(|stats| {
+        let pages = PageCounts {
+            ram: stats.ram_pages,
+            dumped: stats.dumped_pages,
+        };
+        let verified = sink.finish(
+            stats.file_len,
+            verify,
+            pages,
+            format_args!(
+                "kdump-compressed file of {} bytes written and flushed: {}",
+                stats.file_len,
+                PageTally(&stats)
+            ),
+        )?;
+        Ok(KdumpSummary { stats, verified })
+    });
+    result.map_err(|failure| sink.fail(failure))
+}
+
+/// The progress of a kdump-compressed file, for the checkpoints and progress lines: the
+/// page frame being read (`current_pfn`, set by the [`OldPages`]) out of the highest RAM
+/// frame.
+pub(super) fn kdump_progress<'a>(
+    info: &DumpInfo<'_>,
+    current_pfn: &'a Cell<u64>,
+) -> FileProgress<'a> {
+    let max_pfn = info
+        .ram
+        .iter()
+        .map(|r| r.end.div_ceil(PAGE_SIZE as u64))
+        .max()
+        .unwrap_or(0);
+    FileProgress {
+        done: current_pfn,
+        total: max_pfn,
+        what: "kdump file",
+        step: |offset| WriteStep::KdumpFile { offset },
+    }
+}
+
+/// Old memory, filtered, into `sink` as a kdump-compressed file with the codec
+/// `minicap.compress=` chose: what the disk and the serial stream share.
+pub(super) fn write_kdump_pages<S, M, F>(
+    sink: &mut S,
+    dump: KdumpDump<'_, M, F>,
+    current_pfn: &Cell<u64>,
+) -> Result<WriteStats, Failure>
+where
+    S: Sink<Error = Failure>,
+    M: PhysMem + ?Sized,
+    F: FrameFilter,
+{
     let mut source = OldPages {
         old: dump.old,
         filter: dump.filter,
-        current_pfn: &current_pfn,
+        current_pfn,
     };
-    let options = dump.options;
+    let (info, options) = (&dump.info, dump.options);
     let written = match dump.compress {
-        Compress::Lzo => write_kdump(&mut sink, &mut source, &mut Lzo::new(), &dump.info, options),
-        Compress::Zlib => write_kdump(
-            &mut sink,
-            &mut source,
-            &mut Zlib::new(),
-            &dump.info,
-            options,
-        ),
-        Compress::None => write_kdump(
-            &mut sink,
-            &mut source,
-            &mut NoCompression,
-            &dump.info,
-            options,
-        ),
+        Compress::Lzo => write_kdump(sink, &mut source, &mut Lzo::new(), info, options),
+        Compress::Zlib => write_kdump(sink, &mut source, &mut Zlib::new(), info, options),
+        Compress::None => write_kdump(sink, &mut source, &mut NoCompression, info, options),
     };
-    let result = written
-        .map_err(|e| match e {
-            KdumpError::Sink(failure) => failure,
-            other => Failure::Internal(FixedString::display(format_args!(
-                "kdump-compressed format: {other}"
-            ))),
-        })
-        .and_then(|stats| {
-            let pages = PageCounts {
-                ram: stats.ram_pages,
-                dumped: stats.dumped_pages,
-            };
-            let verified = sink.finish(
-                stats.file_len,
-                dump.verify,
-                pages,
-                format_args!(
-                "kdump-compressed file of {} bytes written and flushed: {} RAM pages, {} filtered out, {} unreadable, {} dumped ({} zero, {} compressed, {} stored raw)",
-                stats.file_len,
-                stats.ram_pages,
-                stats.filtered_pages,
-                stats.unreadable_pages,
-                stats.dumped_pages,
-                stats.zero_pages,
-                stats.compressed_pages,
-                stats.raw_pages
-            ),
-            )?;
-            Ok(KdumpSummary { stats, verified })
-        });
-    result.map_err(|failure| sink.fail(failure))
+    written.map_err(|e| match e {
+        KdumpError::Sink(failure) => failure,
+        other => Failure::Internal(FixedString::display(format_args!(
+            "kdump-compressed format: {other}"
+        ))),
+    })
+}
+
+/// "N RAM pages, N filtered out, ...": what became of the pages, for the closing line.
+pub(super) struct PageTally<'a>(pub(super) &'a WriteStats);
+
+impl fmt::Display for PageTally<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        write!(
+            f,
+            "{} RAM pages, {} filtered out, {} unreadable, {} dumped ({} zero, {} compressed, {} stored raw)",
+            s.ram_pages,
+            s.filtered_pages,
+            s.unreadable_pages,
+            s.dumped_pages,
+            s.zero_pages,
+            s.compressed_pages,
+            s.raw_pages
+        )
+    }
 }
 
 /// Old memory, page by page, and the filter of the dump level (the disk and the serial

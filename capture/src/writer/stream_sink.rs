@@ -23,7 +23,7 @@
 //! vector in the tests).
 
 use super::device_sink::FileProgress;
-use super::kdump::{FrameFilter, KdumpDump, OldPages};
+use super::kdump::{kdump_progress, write_kdump_pages, FrameFilter, KdumpDump, PageTally};
 use super::{elf_failure, Triage, WriterEnv, LOG_BYTES};
 use crate::failure::{DeviceName, WriteStep};
 use crate::profile::{Phase, Profile};
@@ -35,8 +35,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::cell::Cell;
 use core::fmt;
-use minicap_bootinfo::cmdline::Compress;
-use minicap_kdumpfile::{write_kdump, KdumpError, Lzo, NoCompression, Sink, Zlib, PAGE_SIZE};
+use minicap_kdumpfile::{Sink, PAGE_SIZE};
 use minicap_physmem::PhysMem;
 use minicap_serialstream::{
     Encoder, End, EndResult, Kind, Start, StreamFormat, END_FIXED_LEN, END_MESSAGE_MAX, MAX_PAYLOAD,
@@ -293,20 +292,8 @@ where
     M: PhysMem + ?Sized,
     F: FrameFilter,
 {
-    let max_pfn = dump
-        .info
-        .ram
-        .iter()
-        .map(|r| r.end.div_ceil(PAGE_SIZE as u64))
-        .max()
-        .unwrap_or(0);
     let current_pfn = Cell::new(0);
-    let progress = FileProgress {
-        done: &current_pfn,
-        total: max_pfn,
-        what: "kdump file",
-        step: |offset| WriteStep::KdumpFile { offset },
-    };
+    let progress = kdump_progress(&dump.info, &current_pfn);
     let mut sink = StreamSink::start(
         out,
         env,
@@ -316,38 +303,14 @@ where
         progress,
         profile,
     )?;
-    let mut source = OldPages {
-        old: dump.old,
-        filter: dump.filter,
-        current_pfn: &current_pfn,
-    };
-    let (info, options) = (&dump.info, dump.options);
-    let written = match dump.compress {
-        Compress::Lzo => write_kdump(&mut sink, &mut source, &mut Lzo::new(), info, options),
-        Compress::Zlib => write_kdump(&mut sink, &mut source, &mut Zlib::new(), info, options),
-        Compress::None => write_kdump(&mut sink, &mut source, &mut NoCompression, info, options),
-    };
-    let outcome = written
-        .map(|stats| {
-            sink.env.say(format_args!(
-                "kdump-compressed file of {} bytes sent: {} RAM pages, {} filtered out, {} unreadable, {} dumped ({} zero, {} compressed, {} stored raw)",
-                stats.file_len,
-                stats.ram_pages,
-                stats.filtered_pages,
-                stats.unreadable_pages,
-                stats.dumped_pages,
-                stats.zero_pages,
-                stats.compressed_pages,
-                stats.raw_pages
-            ));
-            (stats.file_len, stats.ram_pages, stats.dumped_pages)
-        })
-        .map_err(|e| match e {
-            KdumpError::Sink(failure) => failure,
-            other => Failure::Internal(FixedString::display(format_args!(
-                "kdump-compressed format: {other}"
-            ))),
-        });
+    let outcome = write_kdump_pages(&mut sink, dump, &current_pfn).map(|stats| {
+        sink.env.say(format_args!(
+            "kdump-compressed file of {} bytes sent: {}",
+            stats.file_len,
+            PageTally(&stats)
+        ));
+        (stats.file_len, stats.ram_pages, stats.dumped_pages)
+    });
     sink.finish(outcome, profile)
 }
 

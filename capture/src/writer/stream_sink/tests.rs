@@ -11,10 +11,13 @@ use crate::writer::elf_filtered::ElfFilterOptions;
 use crate::writer::fakes::{
     phys, DropFrames, Env, OldRam, VecSink, OLD_BASE, OLD_PAGES, TRIAGE_TEXT,
 };
+use crate::writer::kdump::OldPages;
 use crate::writer::KeepAll;
 use core::ops::Range;
+use minicap_bootinfo::cmdline::Compress;
 use minicap_dumpheader::FailureCode;
 use minicap_elfcore::{CoreHeaders, LoadSegment};
+use minicap_kdumpfile::{write_kdump, Lzo};
 use minicap_kdumpfile::{DumpInfo, Utsname, WriterOptions};
 use minicap_serialstream::{scan, Data, Scan};
 use minicap_vmcoreinfo::OldMemory;
