@@ -362,3 +362,63 @@ fn recommend_and_status() {
         "{out}"
     );
 }
+
+#[test]
+fn the_configuration_file_gives_the_options_and_the_command_line_wins() {
+    let tree = tree("config", GUEST_IOMEM, 2, 32 << 20, 0xff4a_7686_c000_0000);
+    let config = tree.root.join("minicap.conf");
+    fs::write(
+        &config,
+        "# test\nMINICAP_DEVICE=000102030405060708090a0b0c0d0e0f\nMINICAP_FORMAT=kdump\n",
+    )
+    .unwrap();
+    let conf = config.to_str().unwrap();
+    let o = minicap(&tree, &["load", "--dry-run", "--config", conf]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains(
+            "command line   minicap.device=000102030405060708090a0b0c0d0e0f \
+             minicap.format=kdump elfcorehdr="
+        ),
+        "{out}"
+    );
+    // --append replaces the file's options.
+    let o = minicap(
+        &tree,
+        &[
+            "load",
+            "--dry-run",
+            "--config",
+            conf,
+            "--append",
+            DEVICE_OPTION,
+        ],
+    );
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("command line   {DEVICE_OPTION} elfcorehdr=")),
+        "{out}"
+    );
+    // A bad value: the file, the line, the accepted values; nothing is planned.
+    fs::write(&config, "\n\nMINICAP_AFTER=sleep\n").unwrap();
+    let o = minicap(&tree, &["load", "--dry-run", "--config", conf]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "minicap: {conf}:3: MINICAP_AFTER: invalid value \"sleep\" for minicap.after: \
+             accepted values: reboot, halt, poweroff\n"
+        )
+    );
+    let o = minicap(&tree, &["recommend", "--config", conf]);
+    assert!(stderr(&o).contains(":3: MINICAP_AFTER"), "{}", stderr(&o));
+    // A file named on the command line must exist.
+    fs::remove_file(&config).unwrap();
+    let o = minicap(&tree, &["load", "--dry-run", "--config", conf]);
+    assert!(
+        stderr(&o).starts_with(&format!("minicap: cannot read the configuration {conf}: ")),
+        "{}",
+        stderr(&o)
+    );
+}
