@@ -372,6 +372,9 @@ def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None
         c.host_file("minicap.elf", minicap, 0o644)
         kcmd = f"kexec -p /minicap.elf {kexec_args} --append={shell_quote(capture_append)}"
     init += kexec_block(kcmd)
+    if minicap_load is not None:
+        # What an operator would check: "loaded by minicap load", from the load record.
+        init += "minicap status\n"
     if pattern is not None:
         c.executable_with_libs("pattern", pattern)
         init += INIT_PATTERN.format(mib=pattern_mib, seed=f"{seed:016x}")
