@@ -383,6 +383,7 @@ fn the_configuration_file_gives_the_options_and_the_command_line_wins() {
         ),
         "{out}"
     );
+    assert!(out.contains(&format!("\noptions        minicap.device=000102030405060708090a0b0c0d0e0f minicap.format=kdump (from {conf})\n")), "{out}");
     // --append replaces the file's options.
     let o = minicap(
         &tree,
@@ -421,4 +422,46 @@ fn the_configuration_file_gives_the_options_and_the_command_line_wins() {
         "{}",
         stderr(&o)
     );
+}
+
+/// `minicap status --root`: who loaded the crash kernel, from the kernel's flag and the record
+/// `minicap load` leaves in /run/minicap/loaded.
+#[test]
+fn status_tells_who_loaded_the_crash_kernel() {
+    let tree = tree("status", GUEST_IOMEM, 2, 32 << 20, 0xff4a_7686_c000_0000);
+    let status = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_minicap"))
+            .args(["status", "--root"])
+            .arg(&tree.root)
+            .output()
+            .expect("run minicap");
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let loaded = |flag: &[u8]| write(&tree.root, "sys/kernel/kexec_crash_loaded", flag);
+    assert!(status().starts_with("crash kernel: not loaded\n"));
+    loaded(b"1\n");
+    assert!(status().starts_with("crash kernel: loaded by another loader"));
+    let record = format!(
+        r#"{{"image": "{}", "image_sha256": "{}", "purgatory": "/p.elf", "config": null,
+            "options": "{DEVICE_OPTION}", "region_start": 1023410176, "region_end": 1056964608,
+            "loaded_at": 1700000000}}"#,
+        tree.image.display(),
+        "00".repeat(32)
+    );
+    write(&tree.root, "run/minicap/loaded", record.as_bytes());
+    let out = status();
+    assert!(
+        out.starts_with("crash kernel: loaded by minicap load, 2023-11-14 22:13:20 UTC"),
+        "{out}"
+    );
+    // The recorded digest is not the image's: the file changed since the load.
+    assert!(out.contains("CHANGED since"), "{out}");
+    assert!(
+        out.contains(&format!("  options:    {DEVICE_OPTION}\n")),
+        "{out}"
+    );
+    assert!(!out.contains("not the crash region now"), "{out}");
+    loaded(b"0\n");
+    assert!(status().contains("is stale"));
 }

@@ -90,6 +90,7 @@ pub fn load(files: &SystemFiles, request: &LoadRequest<'_>) -> Result<()> {
         "{}",
         describe(image_path, &image, &system, &headers, &plan, &placed)
     );
+    println!("{}", options_line(request));
     if let Err(e) = &placed {
         println!("warning: {e:#}");
     }
@@ -125,6 +126,7 @@ fn load_for_real(
         plan.region.start,
         plan.region.end - 1
     );
+    println!("{}", options_line(request));
     print!("{}", kexec::describe_segments(&segments));
     let record = state::LoadRecord {
         image: request.image.to_owned(),
@@ -144,6 +146,16 @@ fn load_for_real(
         println!("warning: segment {n}'s digest was stored wrong on purpose: the purgatory will refuse to start minicap");
     }
     Ok(())
+}
+
+/// The options for minicap and where they came from.
+fn options_line(request: &LoadRequest<'_>) -> String {
+    let options = if request.append.is_empty() {
+        "(none)"
+    } else {
+        request.append
+    };
+    format!("options        {options} (from {})", request.options_source)
 }
 
 /// Seconds since the epoch.
