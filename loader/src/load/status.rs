@@ -105,8 +105,8 @@ fn describe_kexec(state: &CrashState, iomem: &Iomem, record: Result<Option<LoadR
 /// What the record says minicap loaded.
 fn describe_record(line: &mut impl FnMut(String), r: &LoadRecord) {
     let image = match check_image(r, &r.image) {
-        ImageCheck::Unchanged => "unchanged since",
-        ImageCheck::Changed => "CHANGED since: minicap load again to load the new one",
+        ImageCheck::Unchanged => "unchanged since the load",
+        ImageCheck::Changed => "CHANGED since the load: run minicap load again to load it",
         ImageCheck::Unreadable(_) => "unreadable now",
     };
     line(format!(
