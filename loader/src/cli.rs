@@ -131,20 +131,22 @@ pub enum Command {
                       2 usage error."
     )]
     Load {
-        /// The minicap image (built by `cargo xtask build` as target/minicap.elf).
-        #[arg(long, value_name = "PATH", default_value = crate::load::DEFAULT_IMAGE)]
-        image: PathBuf,
-        /// The purgatory (target/purgatory.elf); default: purgatory.elf next to the image.
+        /// The minicap image (built by `cargo xtask build` as target/minicap.elf); default:
+        /// MINICAP_IMAGE of the configuration, else /usr/lib/minicap/minicap.elf.
+        #[arg(long, value_name = "PATH")]
+        image: Option<PathBuf>,
+        /// The purgatory (target/purgatory.elf); default: MINICAP_PURGATORY of the
+        /// configuration, else purgatory.elf next to the image.
         #[arg(long, value_name = "PATH")]
         purgatory: Option<PathBuf>,
-        /// Options for minicap, e.g. "minicap.device=<id> minicap.format=kdump".
-        #[arg(
-            long,
-            value_name = "OPTIONS",
-            default_value = "",
-            allow_hyphen_values = true
-        )]
-        append: String,
+        /// Options for minicap, e.g. "minicap.device=<id> minicap.format=kdump"; replaces
+        /// the options of the configuration file.
+        #[arg(long, value_name = "OPTIONS", allow_hyphen_values = true)]
+        append: Option<String>,
+        /// The configuration file (KEY=value lines; see the shipped minicap.conf); default:
+        /// /etc/minicap.conf if it exists.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Print what would be loaded, load nothing.
         #[arg(long)]
         dry_run: bool,
@@ -157,6 +159,8 @@ pub enum Command {
         root: PathBuf,
     },
     /// Unload the crash kernel (whoever loaded it): kexec_load with no segments.
+    ///
+    /// Also removes /run/minicap/loaded, the record minicap load leaves for minicap status.
     #[command(
         after_help = "Exit status: 0 unloaded (or none was loaded), 1 refused, 2 usage error."
     )]
@@ -172,23 +176,26 @@ pub enum Command {
                       2 usage error."
     )]
     Recommend {
-        /// The minicap image.
-        #[arg(long, value_name = "PATH", default_value = crate::load::DEFAULT_IMAGE)]
-        image: PathBuf,
-        /// The options minicap will be loaded with (format, verify, dump level).
-        #[arg(
-            long,
-            value_name = "OPTIONS",
-            default_value = "",
-            allow_hyphen_values = true
-        )]
-        append: String,
+        /// The minicap image; default: as for load.
+        #[arg(long, value_name = "PATH")]
+        image: Option<PathBuf>,
+        /// The options minicap will be loaded with (format, verify, dump level); default: the
+        /// configuration file's.
+        #[arg(long, value_name = "OPTIONS", allow_hyphen_values = true)]
+        append: Option<String>,
+        /// The configuration file; default: /etc/minicap.conf if it exists.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Read /proc and /sys under this directory instead of / (recorded systems, tests).
         #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
         root: PathBuf,
     },
-    /// Show whether a crash kernel is loaded, the crash region, and the last capture.
+    /// Show whether a crash kernel is loaded and by whom, the crash region, and the last capture.
     ///
+    /// "Loaded by minicap" means the kernel reports a crash kernel and minicap load left its
+    /// record (/run/minicap/loaded): the image (and whether the file changed since), the
+    /// options and the time are shown. Loaded without a record: another loader (kexec -p).
+    /// A record but nothing loaded: the record is stale (unloaded by another tool).
     /// With --device, the last capture recorded in the dump device's header: its state,
     /// crash time, how much was written, and the failure if any.
     #[command(after_help = "Exit status: 0 shown, 1 failed, 2 usage error.")]
@@ -306,20 +313,31 @@ mod tests {
         assert_eq!(
             parse(&["load", "--dry-run", "--append", "minicap.device=ab -x"]).unwrap(),
             Command::Load {
-                image: crate::load::DEFAULT_IMAGE.into(),
+                image: None,
                 purgatory: None,
-                append: "minicap.device=ab -x".into(),
+                append: Some("minicap.device=ab -x".into()),
+                config: None,
                 dry_run: true,
                 corrupt_digest: None,
                 root: "/".into(),
             }
         );
         assert_eq!(
-            parse(&["load", "--purgatory", "p.elf", "--corrupt-digest", "2"]).unwrap(),
+            parse(&[
+                "load",
+                "--purgatory",
+                "p.elf",
+                "--corrupt-digest",
+                "2",
+                "--config",
+                "c"
+            ])
+            .unwrap(),
             Command::Load {
-                image: crate::load::DEFAULT_IMAGE.into(),
+                image: None,
                 purgatory: Some("p.elf".into()),
-                append: String::new(),
+                append: None,
+                config: Some("c".into()),
                 dry_run: false,
                 corrupt_digest: Some(2),
                 root: "/".into(),
@@ -329,8 +347,9 @@ mod tests {
         assert_eq!(
             parse(&["recommend", "--image", "m.elf"]).unwrap(),
             Command::Recommend {
-                image: "m.elf".into(),
-                append: String::new(),
+                image: Some("m.elf".into()),
+                append: None,
+                config: None,
                 root: "/".into(),
             }
         );

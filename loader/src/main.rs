@@ -7,6 +7,7 @@
 //! `minicap-dumpheader` crate.
 
 mod cli;
+mod config;
 mod device;
 mod dmesg;
 mod escape;
@@ -25,6 +26,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command, EXIT_FAILURE};
+use crate::config::Config;
 use crate::load::sysfs::SystemFiles;
 
 fn main() -> ExitCode {
@@ -45,26 +47,40 @@ fn main() -> ExitCode {
             image,
             purgatory,
             append,
+            config,
             dry_run,
             corrupt_digest,
             root,
-        } => load::load(
-            &SystemFiles::under(root.clone()),
-            &load::LoadRequest {
-                image: &image,
-                purgatory: purgatory.as_deref(),
-                append: &append,
-                dry_run,
-                corrupt_digest,
-                recorded: root != std::path::Path::new("/"),
-            },
-        ),
-        Command::Unload => load::unload(),
+        } => Config::read(config.as_deref())
+            .map_err(anyhow::Error::from)
+            .and_then(|file| {
+                let chosen = file.resolve(image, purgatory, append);
+                load::load(
+                    &SystemFiles::under(root.clone()),
+                    &load::LoadRequest {
+                        image: &chosen.image,
+                        purgatory: chosen.purgatory.as_deref(),
+                        append: &chosen.options,
+                        options_source: &chosen.options_source,
+                        config: chosen.config.as_deref(),
+                        dry_run,
+                        corrupt_digest,
+                        recorded: root != std::path::Path::new("/"),
+                    },
+                )
+            }),
+        Command::Unload => load::unload(&SystemFiles::under("/")),
         Command::Recommend {
             image,
             append,
+            config,
             root,
-        } => load::recommend(&SystemFiles::under(root), &image, &append),
+        } => Config::read(config.as_deref())
+            .map_err(anyhow::Error::from)
+            .and_then(|file| {
+                let chosen = file.resolve(image, None, append);
+                load::recommend(&SystemFiles::under(root), &chosen.image, &chosen.options)
+            }),
         Command::Status { device, root } => {
             load::status(&SystemFiles::under(root), device.as_deref())
         }

@@ -362,3 +362,106 @@ fn recommend_and_status() {
         "{out}"
     );
 }
+
+#[test]
+fn the_configuration_file_gives_the_options_and_the_command_line_wins() {
+    let tree = tree("config", GUEST_IOMEM, 2, 32 << 20, 0xff4a_7686_c000_0000);
+    let config = tree.root.join("minicap.conf");
+    fs::write(
+        &config,
+        "# test\nMINICAP_DEVICE=000102030405060708090a0b0c0d0e0f\nMINICAP_FORMAT=kdump\n",
+    )
+    .unwrap();
+    let conf = config.to_str().unwrap();
+    let o = minicap(&tree, &["load", "--dry-run", "--config", conf]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains(
+            "command line   minicap.device=000102030405060708090a0b0c0d0e0f \
+             minicap.format=kdump elfcorehdr="
+        ),
+        "{out}"
+    );
+    assert!(out.contains(&format!("\noptions        minicap.device=000102030405060708090a0b0c0d0e0f minicap.format=kdump (from {conf})\n")), "{out}");
+    // --append replaces the file's options.
+    let o = minicap(
+        &tree,
+        &[
+            "load",
+            "--dry-run",
+            "--config",
+            conf,
+            "--append",
+            DEVICE_OPTION,
+        ],
+    );
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("command line   {DEVICE_OPTION} elfcorehdr=")),
+        "{out}"
+    );
+    // A bad value: the file, the line, the accepted values; nothing is planned.
+    fs::write(&config, "\n\nMINICAP_AFTER=sleep\n").unwrap();
+    let o = minicap(&tree, &["load", "--dry-run", "--config", conf]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "minicap: {conf}:3: MINICAP_AFTER: invalid value \"sleep\" for minicap.after: \
+             accepted values: reboot, halt, poweroff\n"
+        )
+    );
+    let o = minicap(&tree, &["recommend", "--config", conf]);
+    assert!(stderr(&o).contains(":3: MINICAP_AFTER"), "{}", stderr(&o));
+    // A file named on the command line must exist.
+    fs::remove_file(&config).unwrap();
+    let o = minicap(&tree, &["load", "--dry-run", "--config", conf]);
+    assert!(
+        stderr(&o).starts_with(&format!("minicap: cannot read the configuration {conf}: ")),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// `minicap status --root`: who loaded the crash kernel, from the kernel's flag and the record
+/// `minicap load` leaves in /run/minicap/loaded.
+#[test]
+fn status_tells_who_loaded_the_crash_kernel() {
+    let tree = tree("status", GUEST_IOMEM, 2, 32 << 20, 0xff4a_7686_c000_0000);
+    let status = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_minicap"))
+            .args(["status", "--root"])
+            .arg(&tree.root)
+            .output()
+            .expect("run minicap");
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let loaded = |flag: &[u8]| write(&tree.root, "sys/kernel/kexec_crash_loaded", flag);
+    assert!(status().starts_with("crash kernel: not loaded\n"));
+    loaded(b"1\n");
+    assert!(status().starts_with("crash kernel: loaded by another loader"));
+    let record = format!(
+        r#"{{"image": "{}", "image_sha256": "{}", "purgatory": "/p.elf", "config": null,
+            "options": "{DEVICE_OPTION}", "region_start": 1023410176, "region_end": 1056964608,
+            "loaded_at": 1700000000}}"#,
+        tree.image.display(),
+        "00".repeat(32)
+    );
+    write(&tree.root, "run/minicap/loaded", record.as_bytes());
+    let out = status();
+    assert!(
+        out.starts_with("crash kernel: loaded by minicap load, 2023-11-14 22:13:20 UTC"),
+        "{out}"
+    );
+    // The recorded digest is not the image's: the file changed since the load.
+    assert!(out.contains("CHANGED since"), "{out}");
+    assert!(
+        out.contains(&format!("  options:    {DEVICE_OPTION}\n")),
+        "{out}"
+    );
+    assert!(!out.contains("not the crash region now"), "{out}");
+    loaded(b"0\n");
+    assert!(status().contains("is stale"));
+}

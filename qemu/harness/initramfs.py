@@ -298,19 +298,44 @@ def build_kdump_initramfs(k: GuestKernel, writer: str = "dd") -> bytes:
 
 @dataclass(frozen=True)
 class MinicapLoad:
-    """`minicap load` in place of kexec: the host tool (a glibc binary, copied with the
-    libraries ldd lists: the harness does that for kexec already, and a +crt-static
-    build would be a second build of the tool for one test), the purgatory beside
-    the image, and the test-only --corrupt-digest."""
+    """`minicap load` in place of kexec: the host tool, the purgatory beside the
+    image, and the test-only --corrupt-digest. `cargo xtask build` makes the tool
+    static (glibc's libc.a, +crt-static), so it goes in alone, as it would into a
+    bare busybox initramfs; a dynamic build (plain `cargo build`) still works,
+    carried with the libraries ldd lists."""
 
     tool: Path
     purgatory: Path
     corrupt_digest: int | None = None
 
 
+PT_INTERP = 3
+
+
+def needs_interpreter(path: Path) -> bool:
+    """Whether the ELF64 file at `path` asks for a dynamic loader (PT_INTERP):
+    a static-pie has none."""
+    elf = Path(path).read_bytes()
+    if elf[:6] != b"\x7fELF\x02\x01":
+        raise HarnessError(f"{path}: not an ELF64 little-endian file")
+    phoff = int.from_bytes(elf[32:40], "little")
+    phentsize = int.from_bytes(elf[54:56], "little")
+    phnum = int.from_bytes(elf[56:58], "little")
+    for i in range(phnum):
+        at = phoff + i * phentsize
+        if at + 4 > len(elf):
+            raise HarnessError(f"{path}: program header table outside the file")
+        if int.from_bytes(elf[at:at + 4], "little") == PT_INTERP:
+            return True
+    return False
+
+
 def minicap_load_block(c: Cpio, load: MinicapLoad, capture_append: str) -> str:
     """Adds the tool and the purgatory; returns the load command."""
-    c.executable_with_libs("sbin/minicap", load.tool)
+    if needs_interpreter(load.tool):
+        c.executable_with_libs("sbin/minicap", load.tool)
+    else:
+        c.host_file("sbin/minicap", load.tool)
     c.host_file("purgatory.elf", load.purgatory, 0o644)
     corrupt = "" if load.corrupt_digest is None else f" --corrupt-digest {load.corrupt_digest}"
     return f"minicap load --image /minicap.elf{corrupt} --append={shell_quote(capture_append)}"
@@ -347,6 +372,9 @@ def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None
         c.host_file("minicap.elf", minicap, 0o644)
         kcmd = f"kexec -p /minicap.elf {kexec_args} --append={shell_quote(capture_append)}"
     init += kexec_block(kcmd)
+    if minicap_load is not None:
+        # What an operator would check: "loaded by minicap load", from the load record.
+        init += "minicap status\n"
     if pattern is not None:
         c.executable_with_libs("pattern", pattern)
         init += INIT_PATTERN.format(mib=pattern_mib, seed=f"{seed:016x}")

@@ -5,7 +5,9 @@
 //!   checking that it is what loaders expect (static PIE, ET_DYN, no
 //!   interpreter, one loadable segment, only R_X86_64_RELATIVE relocations),
 //!   and the purgatory `minicap load` places before it, `target/purgatory.elf`
-//!   (the same checks: the loader applies those relocations);
+//!   (the same checks: the loader applies those relocations), and the host tool
+//!   `target/release/minicap` as a static binary (glibc's `libc.a`, `+crt-static`), so that it
+//!   runs in an initramfs with no shared libraries (`static_tool.rs`);
 //! * `demo`: build, then crash a Linux VM in QEMU and capture it (verbose);
 //! * `test`: everything CI runs: fmt, clippy, host unit tests, then the QEMU
 //!   end-to-end scenarios against a real Linux kernel;
@@ -19,6 +21,7 @@
 
 mod checksum_bench;
 mod codec_bench;
+mod static_tool;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -86,8 +89,6 @@ fn build() -> Result<PathBuf, String> {
         "-p",
         "minicap-kernel",
         "-p",
-        "minicap",
-        "-p",
         "minicap-pattern",
         "-p",
         "minicap-purgatory",
@@ -105,6 +106,7 @@ fn build() -> Result<PathBuf, String> {
     let out = target.join("minicap.elf");
     std::fs::write(&out, &image).map_err(|e| format!("{}: {e}", out.display()))?;
     eprintln!("built {} ({} bytes)", out.display(), image.len());
+    static_tool::build()?;
     Ok(out)
 }
 

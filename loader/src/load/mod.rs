@@ -16,6 +16,7 @@ mod kexec;
 pub mod plan;
 mod purgatory;
 mod recommend;
+mod state;
 mod status;
 pub mod sysfs;
 pub mod system;
@@ -52,6 +53,10 @@ pub struct LoadRequest<'a> {
     pub purgatory: Option<&'a Path>,
     /// Options for minicap.
     pub append: &'a str,
+    /// Where `append` came from, for errors: `--append` or the configuration file.
+    pub options_source: &'a str,
+    /// The configuration file read, if any (kept in the load record).
+    pub config: Option<&'a Path>,
     /// Print, load nothing.
     pub dry_run: bool,
     /// Fault injection: store a wrong digest for this segment (the purgatory must refuse).
@@ -64,8 +69,8 @@ pub struct LoadRequest<'a> {
 /// from `files`.
 pub fn load(files: &SystemFiles, request: &LoadRequest<'_>) -> Result<()> {
     let (image_path, append, dry_run) = (request.image, request.append, request.dry_run);
-    check_append(append)?;
-    let image = read_image(image_path)?;
+    check_options(append).context(request.options_source.to_owned())?;
+    let (image, image_sha256) = read_image(image_path)?;
     let system = read_crash_system(files)?;
     let (plan, headers) = plan_for(&system, &image, append)?;
     let lockdown = read_lockdown(files)?.map(|mode| {
@@ -78,13 +83,14 @@ pub fn load(files: &SystemFiles, request: &LoadRequest<'_>) -> Result<()> {
         if let Some(lockdown) = lockdown {
             bail!("{lockdown}");
         }
-        return load_for_real(request, &plan);
+        return load_for_real(files, request, &plan, image_sha256);
     }
-    let placed = place_purgatory(request, &plan);
+    let placed = place_purgatory(request, &plan).map(|(segment, entry, _)| (segment, entry));
     print!(
         "{}",
         describe(image_path, &image, &system, &headers, &plan, &placed)
     );
+    println!("{}", options_line(request));
     if let Err(e) = &placed {
         println!("warning: {e:#}");
     }
@@ -95,15 +101,20 @@ pub fn load(files: &SystemFiles, request: &LoadRequest<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Places the purgatory and calls `kexec_load`.
-fn load_for_real(request: &LoadRequest<'_>, plan: &LoadPlan) -> Result<()> {
+/// Places the purgatory, calls `kexec_load` and leaves the load record.
+fn load_for_real(
+    files: &SystemFiles,
+    request: &LoadRequest<'_>,
+    plan: &LoadPlan,
+    image_sha256: String,
+) -> Result<()> {
     if request.recorded {
         bail!(
             "--root reads a recorded system: its plan cannot be loaded into this kernel \
              (use --dry-run)"
         );
     }
-    let (segment, entry) = place_purgatory(request, plan)?;
+    let (segment, entry, purgatory_path) = place_purgatory(request, plan)?;
     let mut segments = plan.segments.clone();
     segments.push(segment);
     segments.sort_by_key(|s| s.addr);
@@ -115,17 +126,52 @@ fn load_for_real(request: &LoadRequest<'_>, plan: &LoadPlan) -> Result<()> {
         plan.region.start,
         plan.region.end - 1
     );
+    println!("{}", options_line(request));
     print!("{}", kexec::describe_segments(&segments));
+    let record = state::LoadRecord {
+        image: request.image.to_owned(),
+        image_sha256,
+        purgatory: purgatory_path,
+        config: request.config.map(Path::to_owned),
+        options: request.append.to_owned(),
+        region_start: plan.region.start,
+        region_end: plan.region.end,
+        loaded_at: now(),
+    };
+    // The crash kernel is loaded either way: without the record, status blames another loader.
+    if let Err(e) = state::write(files, &record) {
+        println!("warning: {e:#}: minicap status will not know minicap loaded it");
+    }
     if let Some(n) = request.corrupt_digest {
         println!("warning: segment {n}'s digest was stored wrong on purpose: the purgatory will refuse to start minicap");
     }
     Ok(())
 }
 
+/// The options for minicap and where they came from.
+fn options_line(request: &LoadRequest<'_>) -> String {
+    let options = if request.append.is_empty() {
+        "(none)"
+    } else {
+        request.append
+    };
+    format!("options        {options} (from {})", request.options_source)
+}
+
+/// Seconds since the epoch.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Reads the purgatory (`--purgatory`, or [`PURGATORY_FILE`] next to the image) and places
-/// it in the plan's slot with the digests of the other segments: the segment and the
-/// `kexec_load` entry.
-fn place_purgatory(request: &LoadRequest<'_>, plan: &LoadPlan) -> Result<(plan::Segment, u64)> {
+/// it in the plan's slot with the digests of the other segments: the segment, the
+/// `kexec_load` entry and the file read.
+fn place_purgatory(
+    request: &LoadRequest<'_>,
+    plan: &LoadPlan,
+) -> Result<(plan::Segment, u64, PathBuf)> {
     let path = request.purgatory.map_or_else(
         || {
             request
@@ -145,39 +191,45 @@ fn place_purgatory(request: &LoadRequest<'_>, plan: &LoadPlan) -> Result<(plan::
     })?;
     let purgatory = purgatory::Purgatory::parse(&bytes)
         .with_context(|| format!("{} is not minicap's purgatory", path.display()))?;
-    purgatory
+    let (segment, entry) = purgatory
         .place(plan, request.corrupt_digest)
-        .with_context(|| format!("cannot place the purgatory {}", path.display()))
+        .with_context(|| format!("cannot place the purgatory {}", path.display()))?;
+    Ok((segment, entry, path))
 }
 
-/// `minicap unload`: unloads the crash kernel, whoever loaded it.
-pub fn unload() -> Result<()> {
+/// `minicap unload`: unloads the crash kernel, whoever loaded it, and removes minicap's load
+/// record.
+pub fn unload(files: &SystemFiles) -> Result<()> {
     kexec::unload_crash_kernel()?;
+    state::remove(files)?;
     println!("crash kernel unloaded");
     Ok(())
 }
 
-/// Reads and parses the image file.
-pub fn read_image(path: &Path) -> Result<Image> {
+/// Reads and parses the image file; also returns the file's SHA-256 (for the load record).
+pub fn read_image(path: &Path) -> Result<(Image, String)> {
     let bytes = std::fs::read(path).with_context(|| {
         format!(
             "cannot read the minicap image {} (give it with --image)",
             path.display()
         )
     })?;
-    Image::parse(&bytes).with_context(|| format!("{} is not a minicap image", path.display()))
+    let image = Image::parse(&bytes)
+        .with_context(|| format!("{} is not a minicap image", path.display()))?;
+    Ok((image, state::sha256_hex(&bytes)))
 }
 
-/// The `minicap.` options must be valid for minicap, and `elfcorehdr=` is the loader's.
-fn check_append(append: &str) -> Result<()> {
+/// Options for minicap (`--append`, the configuration file): the `minicap.` options must be
+/// valid for minicap, and `elfcorehdr=` is the loader's.
+pub fn check_options(options: &str) -> Result<()> {
     let mut unknown = Vec::new();
-    MinicapOptions::parse(append, |w| unknown.push(w.to_string()))
-        .map_err(|e| anyhow::anyhow!("--append: {e}"))?;
+    MinicapOptions::parse(options, |w| unknown.push(w.to_string()))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(w) = unknown.first() {
-        bail!("--append: {w} (a typo? minicap would ignore it)");
+        bail!("{w} (a typo? minicap would ignore it)");
     }
-    if !matches!(elfcorehdr(append), Ok(None)) {
-        bail!("--append must not contain elfcorehdr=: the loader sets it");
+    if !matches!(elfcorehdr(options), Ok(None)) {
+        bail!("must not contain elfcorehdr=: the loader sets it");
     }
     Ok(())
 }
