@@ -465,3 +465,58 @@ fn status_tells_who_loaded_the_crash_kernel() {
     loaded(b"0\n");
     assert!(status().contains("is stale"));
 }
+
+/// A disk `name` in the tree's `/sys/block`, its `/dev/<name>` prepared with `id`.
+fn prepared_disk(tree: &Tree, name: &str, id: [u8; 16]) {
+    let header = minicap_dumpheader::DumpHeader::new_empty(id, 64 << 20, "test").encode();
+    write(&tree.root, &format!("sys/block/{name}/size"), b"131072\n");
+    write(&tree.root, &format!("dev/{name}"), &header);
+}
+
+#[test]
+fn a_load_checks_that_the_dump_device_is_there() {
+    let tree = tree(
+        "dump-device",
+        GUEST_IOMEM,
+        2,
+        32 << 20,
+        0xffff_8880_0000_0000,
+    );
+    // No disk to read: a warning, the dry run goes on.
+    let o = minicap(&tree, &["load", "--dry-run", "--append", DEVICE_OPTION]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("warning: no disk in /sys/block to check for the dump device"),
+        "{}",
+        stdout(&o)
+    );
+    // A prepared disk with another id: refused, naming it and the fix.
+    prepared_disk(&tree, "vdb", [0x11; 16]);
+    let o = minicap(&tree, &["load", "--dry-run", "--append", DEVICE_OPTION]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("no disk is prepared with id 0123456789abcdef0123456789abcdef (read: vdb); /dev/vdb is prepared with id 11111111111111111111111111111111"), "{err}");
+    assert!(err.contains("minicap format /dev/DISK"), "{err}");
+    // ... unless the dump may stream on the serial line instead.
+    let fallback = format!("{DEVICE_OPTION} minicap.fallback=serial");
+    let o = minicap(&tree, &["load", "--dry-run", "--append", &fallback]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("minicap.fallback=serial would stream the dump instead"));
+    // The right disk is named.
+    prepared_disk(
+        &tree,
+        "vdc",
+        [
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+            0xcd, 0xef,
+        ],
+    );
+    let o = minicap(&tree, &["load", "--dry-run", "--append", DEVICE_OPTION]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o)
+            .contains("dump device: /dev/vdc (prepared, id 0123456789abcdef0123456789abcdef)"),
+        "{}",
+        stdout(&o)
+    );
+}

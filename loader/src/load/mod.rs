@@ -8,6 +8,7 @@
 //! with no segments.
 
 mod bootparams;
+mod dump_device;
 mod elf_file;
 mod image;
 pub mod iomem;
@@ -26,10 +27,11 @@ mod testfs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use minicap_bootinfo::cmdline::{elfcorehdr, MinicapOptions};
+use minicap_bootinfo::cmdline::{elfcorehdr, Fallback, MinicapOptions};
 use minicap_elfcore::{build_core_headers, CoreHeaderSpec, NoteBuffer};
 
 use crate::fmt_util::{size, Hex};
+use dump_device::{check_dump_device, DumpDeviceCheck};
 use image::Image;
 use plan::{plan_load, LoadPlan, PlanInput};
 use sysfs::{read_lockdown, SystemFiles};
@@ -79,11 +81,16 @@ pub fn load(files: &SystemFiles, request: &LoadRequest<'_>) -> Result<()> {
              lockdown needs kexec_file_load and a signed bzImage, which minicap does not have"
         )
     });
+    let dump_device = dump_device_line(files, append)?;
     if !dry_run {
         if let Some(lockdown) = lockdown {
             bail!("{lockdown}");
         }
-        return load_for_real(files, request, &plan, image_sha256);
+        load_for_real(files, request, &plan, image_sha256)?;
+        if let Some(line) = &dump_device {
+            println!("{line}");
+        }
+        return Ok(());
     }
     let placed = place_purgatory(request, &plan).map(|(segment, entry, _)| (segment, entry));
     print!(
@@ -97,8 +104,31 @@ pub fn load(files: &SystemFiles, request: &LoadRequest<'_>) -> Result<()> {
     if let Some(lockdown) = lockdown {
         println!("warning: {lockdown}");
     }
+    if let Some(line) = &dump_device {
+        println!("{line}");
+    }
     println!("dry run: nothing was loaded");
     Ok(())
+}
+
+/// What the disks say about the dump device the capture will look for: a line to print,
+/// or an error when disks were read and none is prepared (the capture would have nowhere to
+/// write). Nothing to check when the dump streams on a serial line; only a warning when a
+/// serial fallback would take over.
+fn dump_device_line(files: &SystemFiles, append: &str) -> Result<Option<String>> {
+    let options = MinicapOptions::parse(append, |_| {}).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if options.serial_target {
+        return Ok(None);
+    }
+    let check = check_dump_device(files, options.device);
+    Ok(Some(match check {
+        DumpDeviceCheck::Found { .. } => check.to_string(),
+        DumpDeviceCheck::Missing { .. } if options.fallback == Fallback::Serial => {
+            format!("warning: {check} (minicap.fallback=serial would stream the dump instead)")
+        }
+        DumpDeviceCheck::Missing { .. } => bail!("{check}"),
+        DumpDeviceCheck::Unknown { .. } => format!("warning: {check}"),
+    }))
 }
 
 /// Places the purgatory, calls `kexec_load` and leaves the load record.
