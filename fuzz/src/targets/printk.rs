@@ -127,3 +127,56 @@ fn run(input: &[u8]) -> u64 {
             .map_err(|e| core::mem::discriminant(&e)),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed seed from the real vmcore holds enough memory to walk its first
+    /// records: mutations start from a ring that works, not from an early error.
+    #[test]
+    fn the_real_seed_walks_its_first_records() {
+        let seed = include_bytes!("../../corpus/printk/real-6.1");
+        let (text, regions) = split(seed);
+        assert_eq!(
+            join(
+                text,
+                &regions
+                    .iter()
+                    .map(|&(p, v, b)| (p, v, b.to_vec()))
+                    .collect::<Vec<_>>()
+            ),
+            seed
+        );
+        let v = VmcoreInfo::new(text);
+        let layout = LogLayout::from_vmcoreinfo(&v).unwrap();
+        let slices: Vec<SliceMem<'_>> = regions
+            .iter()
+            .map(|&(p, _, b)| SliceMem::new(p, b))
+            .collect();
+        let loads: Vec<LoadSegment> = regions
+            .iter()
+            .map(|&(paddr, vaddr, b)| LoadSegment {
+                paddr,
+                vaddr,
+                memsz: b.len() as u64,
+                source: paddr,
+                flags: 7,
+            })
+            .collect();
+        let mem = MultiMem::new(&slices);
+        let old = OldMemory::new(&mem, &loads, v.phys_base());
+        let mut texts = Vec::new();
+        let _ = for_each_log_record(&old, &layout, |r| {
+            texts.push(String::from_utf8_lossy(r.text).into_owned());
+            if texts.len() < 5 {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        })
+        .unwrap();
+        assert_eq!(texts.len(), 5);
+        assert!(texts[0].starts_with("Linux version"), "{texts:?}");
+    }
+}
