@@ -72,18 +72,13 @@ pub fn join(vmcoreinfo: &[u8], regions: &[(u64, u64, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-fn run(input: &[u8]) -> u64 {
-    let (text, regions) = split(input);
-    let v = VmcoreInfo::new(text);
-    let layout = match LogLayout::from_vmcoreinfo(&v) {
-        Ok(l) => l,
-        Err(e) => return signature(("layout", core::mem::discriminant(&e))),
-    };
-    let slices: Vec<SliceMem<'_>> = regions
+/// The regions as physical memory, and as the old kernel's PT_LOADs (read where they are).
+fn memory<'a>(regions: &[Region<'a>]) -> (Vec<SliceMem<'a>>, Vec<LoadSegment>) {
+    let slices = regions
         .iter()
         .map(|&(paddr, _, bytes)| SliceMem::new(paddr, bytes))
         .collect();
-    let loads: Vec<LoadSegment> = regions
+    let loads = regions
         .iter()
         .filter(|(_, _, bytes)| !bytes.is_empty())
         .map(|&(paddr, vaddr, bytes)| LoadSegment {
@@ -94,6 +89,17 @@ fn run(input: &[u8]) -> u64 {
             flags: 7,
         })
         .collect();
+    (slices, loads)
+}
+
+fn run(input: &[u8]) -> u64 {
+    let (text, regions) = split(input);
+    let v = VmcoreInfo::new(text);
+    let layout = match LogLayout::from_vmcoreinfo(&v) {
+        Ok(l) => l,
+        Err(e) => return signature(("layout", core::mem::discriminant(&e))),
+    };
+    let (slices, loads) = memory(&regions);
     let mem = MultiMem::new(&slices);
     let mut old = OldMemory::new(&mem, &loads, v.phys_base());
     if let Some(tables) = PageTables::from_vmcoreinfo(&v) {
@@ -132,51 +138,57 @@ fn run(input: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
-    /// The committed seed from the real vmcore holds enough memory to walk its first
-    /// records: mutations start from a ring that works, not from an early error.
-    #[test]
-    fn the_real_seed_walks_its_first_records() {
-        let seed = include_bytes!("../../corpus/printk/real-6.1");
+    /// The first `n` records' texts of a seed.
+    fn first_texts(seed: &[u8], n: usize) -> Vec<String> {
         let (text, regions) = split(seed);
-        assert_eq!(
-            join(
-                text,
-                &regions
-                    .iter()
-                    .map(|&(p, v, b)| (p, v, b.to_vec()))
-                    .collect::<Vec<_>>()
-            ),
-            seed
-        );
         let v = VmcoreInfo::new(text);
         let layout = LogLayout::from_vmcoreinfo(&v).unwrap();
-        let slices: Vec<SliceMem<'_>> = regions
-            .iter()
-            .map(|&(p, _, b)| SliceMem::new(p, b))
-            .collect();
-        let loads: Vec<LoadSegment> = regions
-            .iter()
-            .map(|&(paddr, vaddr, b)| LoadSegment {
-                paddr,
-                vaddr,
-                memsz: b.len() as u64,
-                source: paddr,
-                flags: 7,
-            })
-            .collect();
+        let (slices, loads) = memory(&regions);
         let mem = MultiMem::new(&slices);
         let old = OldMemory::new(&mem, &loads, v.phys_base());
         let mut texts = Vec::new();
-        let _ = for_each_log_record(&old, &layout, |r| {
+        for_each_log_record(&old, &layout, |r| {
             texts.push(String::from_utf8_lossy(r.text).into_owned());
-            if texts.len() < 5 {
+            if texts.len() < n {
                 ControlFlow::Continue(())
             } else {
                 ControlFlow::Break(())
             }
         })
         .unwrap();
+        texts
+    }
+
+    /// The committed seeds hold rings that work, so that mutations start from records
+    /// rather than from an early error: the real vmcore's first records, and the
+    /// hand-made `log_buf` of a 3.x kernel whole.
+    #[test]
+    fn the_ring_seeds_walk_their_records() {
+        let real = include_bytes!("../../corpus/printk/real-6.1");
+        let texts = first_texts(real, 5);
         assert_eq!(texts.len(), 5);
         assert!(texts[0].starts_with("Linux version"), "{texts:?}");
+        let legacy = include_bytes!("../../corpus/printk/legacy-3.10");
+        assert_eq!(
+            first_texts(legacy, 10),
+            [
+                "Linux version 3.10.0",
+                "second record",
+                "Kernel panic - not syncing"
+            ]
+        );
+    }
+
+    #[test]
+    fn join_inverts_split() {
+        let regions = vec![
+            (0x1000, 0xffff_8880_0000_1000, vec![1, 2, 3]),
+            (0, 0, vec![]),
+        ];
+        let input = join(b"A=1\n", &regions);
+        let (text, back) = split(&input);
+        assert_eq!(text, b"A=1\n");
+        let back: Vec<_> = back.iter().map(|&(p, v, b)| (p, v, b.to_vec())).collect();
+        assert_eq!(back, regions);
     }
 }
