@@ -2,10 +2,10 @@
 //! `catch_unwind`, the time limit and the heap limit ([`crate::limits`]); a panicking input
 //! saved to `fuzz/crashes/<target>/` and reported once per panic location.
 //!
-//! There is no coverage instrumentation on the stable toolchain. As a cheap stand-in, each
-//! target returns a signature of what the parser concluded (which error, how many records);
-//! an input with a signature not seen before joins the in-memory corpus, so that inputs that
-//! got further are mutated further.
+//! An input joins the in-memory corpus, to be mutated further, if it reached new code
+//! ([`crate::coverage`], in a build with coverage counters) or if the parser concluded
+//! something new: each target returns a signature of its outcome (which error, how many
+//! records), the only guidance in a build without counters.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -16,6 +16,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::coverage::Coverage;
 use crate::limits::{self, CURRENT};
 use crate::mutate::mutate;
 use crate::rng::Rng;
@@ -48,6 +49,8 @@ pub struct Report {
     pub seeds: usize,
     /// Distinct signatures seen.
     pub signatures: usize,
+    /// Coverage counters reached and in the build (0 and 0 without counters).
+    pub counters: (usize, usize),
     /// Inputs in memory at the end.
     pub corpus: usize,
     /// One line per distinct panic location: message and saved input.
@@ -70,10 +73,16 @@ pub fn fuzz(target: &Target, settings: &Settings) -> io::Result<Report> {
     let mut rng = Rng::new(settings.seed);
     let started = Instant::now();
 
-    let mut check = |input: &[u8], report: &mut Report| -> Option<u64> {
+    let mut coverage = Coverage::default();
+    // An input's outcome: its signature and whether it reached new code; None if it failed.
+    let mut check = |input: &[u8], report: &mut Report| -> Option<(u64, bool)> {
         report.runs += 1;
-        match run_one(target, &crash_dir, input, settings.heap_limit) {
-            Ok(signature) => Some(signature),
+        coverage.reset();
+        let result = run_one(target, &crash_dir, input, settings.heap_limit);
+        let new_code = coverage.update();
+        report.counters = coverage.reached();
+        match result {
+            Ok(signature) => Some((signature, new_code)),
             Err(message) => {
                 if let Entry::Vacant(slot) = seen_panics.entry(message) {
                     let saved = save_failure(&crash_dir, "panic", input)
@@ -89,7 +98,7 @@ pub fn fuzz(target: &Target, settings: &Settings) -> io::Result<Report> {
     };
 
     for seed in &corpus {
-        if let Some(signature) = check(seed, &mut report) {
+        if let Some((signature, _)) = check(seed, &mut report) {
             seen_signatures.insert(signature);
         }
     }
@@ -105,8 +114,9 @@ pub fn fuzz(target: &Target, settings: &Settings) -> io::Result<Report> {
                 target.dictionary,
                 target.max_len,
             );
-            if let Some(signature) = check(&child, &mut report) {
-                if seen_signatures.insert(signature) && corpus.len() < MAX_CORPUS {
+            if let Some((signature, new_code)) = check(&child, &mut report) {
+                let new_outcome = seen_signatures.insert(signature);
+                if (new_code || new_outcome) && corpus.len() < MAX_CORPUS {
                     corpus.push(child);
                 }
             }

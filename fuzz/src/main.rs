@@ -101,8 +101,14 @@ fn fuzz(fuzz_dir: &std::path::Path, args: &[String]) -> Result<ExitCode, String>
             heap_limit: HEAP_LIMIT,
         };
         let report = engine::fuzz(t, &settings).map_err(|e| format!("{}: {e}", t.name))?;
+        let (reached, counters) = report.counters;
+        let coverage = if counters == 0 {
+            "no coverage counters".to_string()
+        } else {
+            format!("{reached} of {counters} counters reached")
+        };
         println!(
-            "fuzz {:13} seed {seed}: {} runs in {seconds} s ({}/s), {} seeds, corpus {}, {} outcomes, {} failures",
+            "fuzz {:13} seed {seed}: {} runs in {seconds} s ({}/s), {} seeds, corpus {}, {} outcomes, {coverage}, {} failures",
             t.name,
             report.runs,
             report.runs / seconds.max(1),
