@@ -238,19 +238,26 @@ fn test(extra: &[String]) -> Result<(), String> {
 const CI_FUZZ_SECONDS_PER_TARGET: u64 = 8;
 
 /// The parser fuzzer, built with the `fuzz` profile (unwinding, overflow checks, debug
-/// assertions); `args` go to it as they are. A failing input is saved under `fuzz/crashes/`.
+/// assertions) and LLVM's coverage counters, which guide it (`fuzz/src/coverage.rs`); in a
+/// target directory of its own, since the flags apply to every crate. `args` go to it as they
+/// are. A failing input is saved under `fuzz/crashes/`.
 fn fuzz(args: &[String]) -> Result<(), String> {
-    run(cargo()
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "minicap-fuzz",
-            "--profile",
-            "fuzz",
-            "--",
-        ])
-        .args(args))
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "minicap-fuzz",
+        "--profile",
+        "fuzz",
+        "--",
+    ])
+    .args(args)
+    .env("RUSTFLAGS", "-C instrument-coverage --cfg fuzz_coverage")
+    .env("CARGO_TARGET_DIR", root().join("target/fuzz-coverage"))
+    // The counters are read in process; no profile file is wanted at exit.
+    .env("LLVM_PROFILE_FILE", "/dev/null");
+    run(&mut cmd)
 }
 
 /// The side-by-side benchmark against kdump; `extra` goes to
