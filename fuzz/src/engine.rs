@@ -116,7 +116,10 @@ pub fn fuzz(target: &Target, settings: &Settings) -> io::Result<Report> {
             );
             if let Some((signature, new_code)) = check(&child, &mut report) {
                 let new_outcome = seen_signatures.insert(signature);
-                if (new_code || new_outcome) && corpus.len() < MAX_CORPUS {
+                // Outcomes can be many (every combination of warnings): they may fill only
+                // half the corpus, so that inputs reaching new code always find room.
+                let room = if new_code { MAX_CORPUS } else { MAX_CORPUS / 2 };
+                if (new_code || new_outcome) && corpus.len() < room {
                     corpus.push(child);
                 }
             }
