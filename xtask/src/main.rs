@@ -1,5 +1,5 @@
-//! Developer commands for minicap: `cargo xtask build | demo | test | lint | bench | checksum-bench |
-//! codec-bench`.
+//! Developer commands for minicap: `cargo xtask build | demo | test | lint | fuzz | bench |
+//! checksum-bench | codec-bench`.
 //!
 //! * `build`: build the capture kernel and write `target/minicap.elf`,
 //!   checking that it is what loaders expect (static PIE, ET_DYN, no
@@ -9,9 +9,12 @@
 //!   `target/release/minicap` as a static binary (glibc's `libc.a`, `+crt-static`), so that it
 //!   runs in an initramfs with no shared libraries (`static_tool.rs`);
 //! * `demo`: build, then crash a Linux VM in QEMU and capture it (verbose);
-//! * `test`: everything CI runs: fmt, clippy, host unit tests, then the QEMU
-//!   end-to-end scenarios against a real Linux kernel;
+//! * `test`: everything CI runs: fmt, clippy, host unit tests, a short fuzz run
+//!   of every parser target, then the QEMU end-to-end scenarios against a real
+//!   Linux kernel;
 //! * `lint`: fmt and clippy only;
+//! * `fuzz [--seconds N] [--seed S] [TARGET...]`: the parser fuzzer (`fuzz/`),
+//!   N seconds per target (default 10), every target unless some are named;
 //! * `bench`: build, then benchmark minicap against stock kdump in QEMU
 //!   (`qemu/benchmark.py`; on demand, not part of `test`);
 //! * `checksum-bench`: checksum throughput natively and under QEMU TCG
@@ -38,12 +41,13 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("lint") => lint(),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("checksum-bench") => checksum_bench::checksum_bench(&args[1..]),
         Some("codec-bench") => codec_bench::codec_bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  build   build target/minicap.elf\n  demo    crash a Linux VM in QEMU and capture it with minicap\n  test    fmt, clippy, unit tests and the QEMU end-to-end tests\n  lint    fmt and clippy\n  bench   minicap against stock kdump in QEMU (options: cargo xtask bench --help)\n  checksum-bench [--mib N] [--passes P]\n          checksum throughput natively and under qemu-x86_64\n  codec-bench [--mib N] [--passes P]\n          page compression ratio and speed on the real vmcore, natively and under qemu-x86_64"
+                "usage: cargo xtask <command>\n\n  build   build target/minicap.elf\n  demo    crash a Linux VM in QEMU and capture it with minicap\n  test    fmt, clippy, unit tests and the QEMU end-to-end tests\n  lint    fmt and clippy\n  fuzz [--seconds N] [--seed S] [TARGET...]\n          fuzz the parsers, N seconds per target (`cargo xtask fuzz list` names them)\n  bench   minicap against stock kdump in QEMU (options: cargo xtask bench --help)\n  checksum-bench [--mib N] [--passes P]\n          checksum throughput natively and under qemu-x86_64\n  codec-bench [--mib N] [--passes P]\n          page compression ratio and speed on the real vmcore, natively and under qemu-x86_64"
             );
             return ExitCode::from(2);
         }
@@ -221,6 +225,7 @@ fn lint() -> Result<(), String> {
 fn test(extra: &[String]) -> Result<(), String> {
     lint()?;
     run(cargo().args(["test", "--workspace"]))?;
+    fuzz(&["--seconds".into(), CI_FUZZ_SECONDS_PER_TARGET.to_string()])?;
     run(Command::new("python3").arg("qemu/test_e2e.py"))?;
     run(Command::new("python3").arg("qemu/test_bench.py"))?;
     let image = build()?;
@@ -228,6 +233,32 @@ fn test(extra: &[String]) -> Result<(), String> {
     cmd.arg("qemu/run-all.sh")
         .args(e2e_args(&image))
         .args(extra);
+    run(&mut cmd)
+}
+
+/// Seconds `test` fuzzes each parser: seven targets make about a minute of CI time.
+const CI_FUZZ_SECONDS_PER_TARGET: u64 = 8;
+
+/// The parser fuzzer, built with the `fuzz` profile (unwinding, overflow checks, debug
+/// assertions) and LLVM's coverage counters, which guide it (`fuzz/src/coverage.rs`); in a
+/// target directory of its own, since the flags apply to every crate. `args` go to it as they
+/// are. A failing input is saved under `fuzz/crashes/`.
+fn fuzz(args: &[String]) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "minicap-fuzz",
+        "--profile",
+        "fuzz",
+        "--",
+    ])
+    .args(args)
+    .env("RUSTFLAGS", "-C instrument-coverage --cfg fuzz_coverage")
+    .env("CARGO_TARGET_DIR", root().join("target/fuzz-coverage"))
+    // The counters are read in process; no profile file is wanted at exit.
+    .env("LLVM_PROFILE_FILE", "/dev/null");
     run(&mut cmd)
 }
 
