@@ -88,6 +88,14 @@ pub enum ElfCoreError {
         /// Merged size including that program header's notes.
         total: u64,
     },
+    /// The PT_NOTEs up to `phdr` would have more than [`crate::MAX_NOTE_BYTES_READ`] bytes
+    /// of old memory read.
+    NoteSegmentsTooLarge {
+        /// Index of the program header that crossed the limit.
+        phdr: usize,
+        /// The PT_NOTEs' `p_memsz` so far, that one included.
+        total: u64,
+    },
     /// [`crate::plan_vmcore`]: more PT_LOADs than an ELF header can count without `PN_XNUM`.
     TooManyLoads(usize),
     /// [`crate::plan_vmcore`]: `loads[load].source + memsz`, rounded up to a page, overflows.
@@ -180,6 +188,11 @@ impl fmt::Display for ElfCoreError {
                 f,
                 "ELF core headers: notes up to PT_NOTE #{phdr} total {total:#x} bytes, over the {:#x}-byte limit",
                 crate::MAX_TOTAL_NOTES_SIZE
+            ),
+            Self::NoteSegmentsTooLarge { phdr, total } => write!(
+                f,
+                "ELF core headers: the PT_NOTEs up to #{phdr} span {total:#x} bytes, over the {:#x}-byte limit",
+                crate::MAX_NOTE_BYTES_READ
             ),
             Self::TooManyLoads(n) => write!(
                 f,

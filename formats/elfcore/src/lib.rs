@@ -101,6 +101,9 @@ pub const MAX_HEADER_SIZE: u64 = 1 << 20;
 pub const MAX_NOTE_SEGMENT_SIZE: u64 = 1 << 20;
 /// Upper bound on the merged notes of all PT_NOTEs together (bounds the heap used).
 pub const MAX_TOTAL_NOTES_SIZE: u64 = 16 << 20;
+/// Upper bound on the `p_memsz` of all PT_NOTEs together: the old memory read for notes
+/// (a real kernel's are one buffer per possible CPU, a few hundred bytes each, and VMCOREINFO).
+pub const MAX_NOTE_BYTES_READ: u64 = 32 << 20;
 
 /// One PT_LOAD of the crashed kernel's ELF core headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

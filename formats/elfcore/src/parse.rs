@@ -13,8 +13,8 @@ use crate::phdr::Phdr;
 use crate::{
     page_round_up, to_u64, CoreHeaders, CoreWarning, ElfCoreError, LoadSegment, PrStatus,
     EHDR_SIZE, ELFCLASS64, ELFDATA2LSB, ELF_MAGIC, EM_X86_64, ET_CORE, EV_CURRENT, MAX_HEADER_SIZE,
-    MAX_NOTE_SEGMENT_SIZE, MAX_TOTAL_NOTES_SIZE, NT_PRSTATUS, NT_VMCOREINFO, PHDR_SIZE, PN_XNUM,
-    PT_LOAD, PT_NOTE,
+    MAX_NOTE_BYTES_READ, MAX_NOTE_SEGMENT_SIZE, MAX_TOTAL_NOTES_SIZE, NT_PRSTATUS, NT_VMCOREINFO,
+    PHDR_SIZE, PN_XNUM, PT_LOAD, PT_NOTE,
 };
 
 /// Reads and validates the ELF core headers at physical address `addr` (the `elfcorehdr=`
@@ -183,11 +183,25 @@ pub fn parse_core_headers<M: PhysMem + ?Sized>(
         warnings: Vec::new(),
     };
 
+    // Bytes of old memory read for PT_NOTEs so far. The merged-notes limit alone does not
+    // bound the reading: empty or unreadable buffers add nothing to the merged notes, so a
+    // corrupt table of thousands of 1 MiB PT_NOTEs would have the capture read gigabytes
+    // before giving up.
+    let mut note_bytes_read: u64 = 0;
     // Every chunk is 56 bytes long, so `read` decodes each and the indices stay right.
     for (i, ph) in table.chunks_exact(56).filter_map(Phdr::read).enumerate() {
         match ph.p_type {
             PT_LOAD => add_load(&mut out, i, &ph)?,
-            PT_NOTE => add_notes(&mut out, mem, i, &ph)?,
+            PT_NOTE => {
+                note_bytes_read = note_bytes_read.saturating_add(ph.p_memsz);
+                if note_bytes_read > MAX_NOTE_BYTES_READ {
+                    return Err(ElfCoreError::NoteSegmentsTooLarge {
+                        phdr: i,
+                        total: note_bytes_read,
+                    });
+                }
+                add_notes(&mut out, mem, i, &ph)?;
+            }
             _ => {}
         }
     }

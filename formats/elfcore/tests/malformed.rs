@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use minicap_elfcore::{
     parse_core_headers, plan_vmcore, CoreHeaders, CoreWarning, ElfCoreError, LoadSegment,
-    PhysMemError, PrStatus, MAX_TOTAL_NOTES_SIZE,
+    PhysMemError, PrStatus, MAX_NOTE_BYTES_READ, MAX_TOTAL_NOTES_SIZE,
 };
 
 const HDR: u64 = 0x3f00_0000;
@@ -302,6 +302,24 @@ fn merged_notes_over_the_total_limit() {
     let total = 17 * real as u64;
     assert!(total > MAX_TOTAL_NOTES_SIZE && 16 * (real as u64) <= MAX_TOTAL_NOTES_SIZE);
     assert_eq!(r, Err(ElfCoreError::NotesTooLarge { phdr: 17, total }));
+}
+
+#[test]
+fn note_segments_read_are_bounded_even_when_empty() {
+    // Zeroed buffers add nothing to the merged notes; without a bound on what is read,
+    // thousands of them would have the capture read gigabytes (found while fuzzing).
+    let mut phdrs = vec![one_load()];
+    phdrs.extend((0..40).map(|_| Ph::note(NOTE, 1 << 20)));
+    let mut m = Fake::strict();
+    m.put(HDR, elfcorehdr(&phdrs)).put(NOTE, vec![0u8; 1 << 20]);
+    assert_eq!(MAX_NOTE_BYTES_READ, 32 << 20);
+    assert_eq!(
+        parse_core_headers(&m, HDR),
+        Err(ElfCoreError::NoteSegmentsTooLarge {
+            phdr: 33,
+            total: 33 << 20
+        })
+    );
 }
 
 #[test]
