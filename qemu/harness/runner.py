@@ -208,7 +208,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     initrd.write_bytes(build_initramfs(
         k, append, minicap=None if linux else Path(args.minicap), kexec_args=args.kexec_args,
         pattern=Path(args.pattern) if s.pattern else None, pattern_mib=args.pattern_mib, seed=seed,
-        busy=busy, minicap_load=minicap_load))  # fmt: skip
+        busy=busy, minicap_load=minicap_load, crash_point=getattr(args, "crash_point", None)))  # fmt: skip
     log(f"initramfs {initrd} ({initrd.stat().st_size // 1024} KiB), seed {seed:016x}")
 
     cmd = qemu_command(args, k, initrd, attached, blkdebug, frozenset(nvme), frozenset(ahci))
@@ -396,7 +396,8 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
 
     if sc.TRIAGE in s.checks and result and not streamed:
         dmesg = out / "dmesg.txt"
-        check_triage(res, args, out, target, dmesg.read_text(errors="replace") if dmesg.is_file() else None)
+        check_triage(res, args, out, target, dmesg.read_text(errors="replace") if dmesg.is_file() else None,
+                     getattr(args, "crash_lines", None))
 
     if sc.DATA_AREA_ZERO in s.checks:
         data = target.read_bytes()

@@ -1,0 +1,120 @@
+"""The matrix as data: crash types (with the message each crash prints,
+which the dump's log must hold), contexts, machine variants, and the cells
+they make. The module's own names (qemu/crashpoint/crashpoint.c) are used
+throughout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.kernel import CLOUD, GENERIC
+
+
+@dataclass(frozen=True)
+class CrashType:
+    name: str  # the module's type= value
+    label: str  # the table's row heading
+    message: str  # the crash's own line in the kernel log
+    guest_append: str = ""  # what the first kernel needs for this crash to end in a panic
+    needs_nmi: bool = False  # only an NMI from outside ends it (QEMU's monitor `nmi`)
+    needs_irqs: bool = False  # cannot happen with interrupts off (irqsoff, hardirq)
+
+
+# The guest always runs with oops=panic (panic_on_oops), so every oops is a panic.
+TYPES = (
+    CrashType("panic", "panic()", "Kernel panic - not syncing: crashpoint: panic"),
+    CrashType("bug", "BUG() (oops)", "kernel BUG at"),
+    CrashType("null", "NULL dereference", "BUG: kernel NULL pointer dereference"),
+    CrashType("divide", "divide error", "divide error"),
+    CrashType("gpf", "general protection", "general protection fault"),
+    CrashType("overflow", "stack overflow", "stack guard page"),
+    CrashType("smash", "stack corrupted", "stack-protector: Kernel stack is corrupted"),
+    CrashType("hardhang", "hang, irqs off + NMI", "NMI: Not continuing", "unknown_nmi_panic=1", needs_nmi=True),
+    # watchdog_thresh=5: a soft lockup after 10 s of not scheduling (the default, 20 s, only costs time).
+    CrashType("softhang", "soft lockup", "soft lockup", "softlockup_panic=1 watchdog_thresh=5", needs_irqs=True),
+)
+TYPE_BY_NAME = {t.name: t for t in TYPES}
+
+# The module's context= values, in table order, with their column headings.
+CONTEXTS = {
+    "process": "process",
+    "irqsoff": "irqs off",
+    "timer": "timer (softirq)",
+    "tasklet": "tasklet",
+    "work": "workqueue",
+    "hardirq": "hardirq",
+}
+IRQS_OFF_CONTEXTS = ("irqsoff", "hardirq")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    about: str
+    smp: int = 2
+    cpu: str | None = None  # QEMU -cpu (None: the harness's, max)
+    memory: int | None = None  # MiB (None: 1024)
+    iommu: str | None = None
+    guest_append: str = ""
+    kernel: str = CLOUD
+    expect_line: str = ""  # a line the crashed kernel's log must hold to show the variant took effect
+
+    @property
+    def crash_cpu(self) -> int:
+        """The last CPU: not the boot CPU whenever there are two or more."""
+        return self.smp - 1
+
+
+VARIANTS = (
+    Variant("2cpu", "2 CPUs, crash on CPU 1 (the base)"),
+    Variant("1cpu", "1 CPU", smp=1),
+    Variant("4cpu", "4 CPUs, crash on CPU 3", smp=4),
+    Variant("x2apic", "-cpu max,+x2apic, 4 CPUs, crash on CPU 3", smp=4, cpu="max,+x2apic", expect_line="x2apic"),
+    Variant("highmem", "5 GiB RAM (above 4 GiB)", memory=5120),
+    Variant("iommu", "intel-iommu, guest translating", iommu="intel-iommu,intremap=off",
+            guest_append="intel_iommu=on iommu=nopt"),
+    Variant("generic", "Debian's generic kernel instead of the cloud one", kernel=GENERIC),
+)
+VARIANT_BY_NAME = {v.name: v for v in VARIANTS}
+BASE = VARIANTS[0]
+
+# The fast subset (the CI's): one crash from process context, one from a
+# softirq, and a hard hang ended by an NMI.
+FAST = (("panic", "process"), ("null", "timer"), ("hardhang", "irqsoff"))
+
+
+def applies(t: CrashType, context: str) -> bool:
+    """False where the crash cannot happen: a soft lockup with interrupts off is a hard hang."""
+    return not (t.needs_irqs and context in IRQS_OFF_CONTEXTS)
+
+
+@dataclass(frozen=True)
+class Cell:
+    type: CrashType
+    context: str
+    variant: Variant
+
+    @property
+    def name(self) -> str:
+        return f"{self.type.name}-{self.context}-{self.variant.name}"
+
+    def dmesg_lines(self) -> list[str]:
+        """What the dump's log must hold: the module's announcement (type, context,
+        CPU), the crash's own message and the panic."""
+        lines = [f"crashpoint: {self.type.name} in {self.context} on CPU {self.variant.crash_cpu}",
+                 self.type.message, "Kernel panic - not syncing"]  # fmt: skip
+        return lines + ([self.variant.expect_line] if self.variant.expect_line else [])
+
+
+def cells(variants, types=None, contexts=None, fast: bool = False) -> list[Cell]:
+    out = []
+    for v in variants:
+        for t in TYPES:
+            for c in CONTEXTS:
+                if types and t.name not in types or contexts and c not in contexts:
+                    continue
+                if fast and (t.name, c) not in FAST:
+                    continue
+                if applies(t, c):
+                    out.append(Cell(t, c, v))
+    return out
