@@ -98,11 +98,14 @@ class Cell:
     def name(self) -> str:
         return f"{self.type.name}-{self.context}-{self.variant.name}"
 
+    def announcement(self) -> str:
+        """The line the module prints right before the crash (type, context, CPU)."""
+        return f"crashpoint: {self.type.name} in {self.context} on CPU {self.variant.crash_cpu}"
+
     def dmesg_lines(self) -> list[str]:
-        """What the dump's log must hold: the module's announcement (type, context,
-        CPU), the crash's own message and the panic."""
-        lines = [f"crashpoint: {self.type.name} in {self.context} on CPU {self.variant.crash_cpu}",
-                 self.type.message, "Kernel panic - not syncing"]  # fmt: skip
+        """What the dump's log must hold: the module's announcement, the crash's own
+        message and the panic."""
+        lines = [self.announcement(), self.type.message, "Kernel panic - not syncing"]
         return lines + ([self.variant.expect_line] if self.variant.expect_line else [])
 
 

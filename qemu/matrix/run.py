@@ -61,6 +61,9 @@ def cell_args(base: argparse.Namespace, cell: cl.Cell, module: Path, out: Path) 
     a.json = None
     a.crash_point = CrashPoint(((GUEST_MODULE, module),), crash_command(cell))
     a.crash_lines = cell.dmesg_lines()
+    # The crash's time is the module's announcement, printed just before it: a hang's panic
+    # comes seconds later, and one in NMI context never reaches the console.
+    a.crash_markers = (cell.announcement(),)
     if cell.type.needs_nmi:
         a.qemu_extra = list(a.qemu_extra) + monitor_args(out / "monitor.sock")
     return a, s
@@ -84,7 +87,7 @@ def run_cell(base: argparse.Namespace, cell: cl.Cell, out_base: Path) -> dict:
         module = ensure_module(k)
         a, s = cell_args(base, cell, module, out)
         if cell.type.needs_nmi:
-            marker = f"crashpoint: {cell.type.name} in {cell.context}".encode()
+            marker = cell.announcement().encode()
             with NmiButton(out / "serial.log", out / "monitor.sock", marker) as button:
                 res, info = run_scenario(a, s)
             info["nmi_sent"] = button.sent is not None
