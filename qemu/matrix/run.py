@@ -135,9 +135,28 @@ def table(records: list[dict], variant: cl.Variant) -> list[str]:
     return lines
 
 
+# Options whose values are this machine's paths (xtask passes them): left out of the table's command.
+PATH_OPTIONS = ("--minicap", "--tool", "--pattern", "--purgatory", "--out")
+
+
+def shown_command(argv: list[str]) -> str:
+    """The command as the table shows it: without the binaries' and output paths."""
+    words, skip = [], False
+    for w in argv:
+        if skip:
+            skip = False
+        elif w in PATH_OPTIONS:
+            skip = True
+        elif not w.split("=", 1)[0] in PATH_OPTIONS:
+            words.append(w)
+    return " ".join(["python3 qemu/matrix.py"] + words)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="The crash matrix: crash types x contexts x machine variants, each "
-                                             "captured by minicap and verified (qemu/README.md).")  # fmt: skip
+                                             "captured by minicap and verified (qemu/README.md). Any other option "
+                                             "is qemu/e2e.py's (--minicap, --tool, --pattern, --kernel-version, "
+                                             "--keep, -v, --timeout).")  # fmt: skip
     ap.add_argument("--full", action="store_true", help="every variant (default: the base variant, 2 CPUs)")
     ap.add_argument("--fast", action="store_true", help=f"only the fast subset {cl.FAST}")
     ap.add_argument("--variant", action="append", choices=list(cl.VARIANT_BY_NAME), help="these variants")
@@ -160,7 +179,7 @@ def main(argv=None) -> int:
         return 0
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = "python3 qemu/matrix.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = shown_command(argv if argv is not None else sys.argv[1:])
     records = []
     started = time.monotonic()
     for i, cell in enumerate(todo):
