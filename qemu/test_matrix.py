@@ -39,7 +39,7 @@ class Cells(unittest.TestCase):
     def test_dmesg_lines(self):
         c = cl.Cell(cl.TYPE_BY_NAME["hardhang"], "hardirq", cl.VARIANT_BY_NAME["x2apic"])
         self.assertEqual(c.dmesg_lines(), ["crashpoint: hardhang in hardirq on CPU 3", "NMI: Not continuing",
-                                           "Kernel panic - not syncing", "x2apic"])  # fmt: skip
+                                           "Kernel panic - not syncing", "x2apic."])  # fmt: skip
 
     def test_every_type_and_context_is_in_the_module(self):
         src = (Path(__file__).resolve().parent / "crashpoint" / "crashpoint.c").read_text()

@@ -69,7 +69,14 @@ VARIANTS = (
     Variant("2cpu", "2 CPUs, crash on CPU 1 (the base)"),
     Variant("1cpu", "1 CPU", smp=1),
     Variant("4cpu", "4 CPUs, crash on CPU 3", smp=4),
-    Variant("x2apic", "-cpu max,+x2apic, 4 CPUs, crash on CPU 3", smp=4, cpu="max,+x2apic", expect_line="x2apic"),
+    # Linux keeps x2APIC mode off unless interrupt remapping supports it (or a hypervisor says
+    # x2APIC is safe, which TCG does not): so VT-d with interrupt remapping and EIM. QEMU 7.2
+    # allows eim=on without KVM's split irqchip only as x-buggy-eim. Linux then prints
+    # "Switched APIC routing to cluster x2apic." (or physical); the line that x2APIC was
+    # refused ("x2apic: IRQ remapping doesn't support X2APIC mode") lacks the final dot.
+    Variant("x2apic", "x2APIC mode: -cpu max,+x2apic, VT-d with interrupt remapping (EIM), 4 CPUs, crash on CPU 3",
+            smp=4, cpu="max,+x2apic", iommu="intel-iommu,intremap=on,eim=on,x-buggy-eim=on",
+            guest_append="intel_iommu=on", expect_line="x2apic."),
     Variant("highmem", "5 GiB RAM (above 4 GiB)", memory=5120),
     Variant("iommu", "intel-iommu, guest translating", iommu="intel-iommu,intremap=off",
             guest_append="intel_iommu=on iommu=nopt"),
