@@ -18,22 +18,28 @@ class CrashType:
     guest_append: str = ""  # what the first kernel needs for this crash to end in a panic
     needs_nmi: bool = False  # only an NMI from outside ends it (QEMU's monitor `nmi`)
     needs_irqs: bool = False  # cannot happen with interrupts off (irqsoff, hardirq)
+    # An oops (die()) with panic_on_oops goes straight to the crash kernel from oops_end(),
+    # before the panic() that would print "Kernel panic": its log ends with the oops, whose
+    # header carries the oops count, "[#1]". The others call panic() themselves.
+    oops: bool = False
 
 
-# The guest always runs with oops=panic (panic_on_oops), so every oops is a panic.
+# The guest always runs with oops=panic (panic_on_oops), so every oops ends in the crash kernel.
 TYPES = (
     CrashType("panic", "panic()", "Kernel panic - not syncing: crashpoint: panic"),
-    CrashType("bug", "BUG() (oops)", "kernel BUG at"),
-    CrashType("null", "NULL dereference", "BUG: kernel NULL pointer dereference"),
-    CrashType("divide", "divide error", "divide error"),
-    CrashType("gpf", "general protection", "general protection fault"),
-    CrashType("overflow", "stack overflow", "stack guard page"),
+    CrashType("bug", "BUG() (oops)", "kernel BUG at", oops=True),
+    CrashType("null", "NULL dereference", "BUG: kernel NULL pointer dereference", oops=True),
+    CrashType("divide", "divide error", "divide error", oops=True),
+    CrashType("gpf", "general protection", "general protection fault", oops=True),
+    CrashType("overflow", "stack overflow", "stack guard page", oops=True),
     CrashType("smash", "stack corrupted", "stack-protector: Kernel stack is corrupted"),
     CrashType("hardhang", "hang, irqs off + NMI", "NMI: Not continuing", "unknown_nmi_panic=1", needs_nmi=True),
     # watchdog_thresh=5: a soft lockup after 10 s of not scheduling (the default, 20 s, only costs time).
     CrashType("softhang", "soft lockup", "soft lockup", "softlockup_panic=1 watchdog_thresh=5", needs_irqs=True),
 )
 TYPE_BY_NAME = {t.name: t for t in TYPES}
+PANIC_LINE = "Kernel panic - not syncing"
+OOPS_COUNT = "[#1]"  # __die_header(): "<message>: <error code> [#1] PREEMPT SMP NOPTI"
 
 # The module's context= values, in table order, with their column headings.
 CONTEXTS = {
@@ -111,8 +117,8 @@ class Cell:
 
     def dmesg_lines(self) -> list[str]:
         """What the dump's log must hold: the module's announcement, the crash's own
-        message and the panic."""
-        lines = [self.announcement(), self.type.message, "Kernel panic - not syncing"]
+        message, and the oops header's count or the panic."""
+        lines = [self.announcement(), self.type.message, OOPS_COUNT if self.type.oops else PANIC_LINE]
         return lines + ([self.variant.expect_line] if self.variant.expect_line else [])
 
 
