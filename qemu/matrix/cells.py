@@ -31,8 +31,8 @@ TYPES = (
     CrashType("null", "NULL dereference", "BUG: kernel NULL pointer dereference", oops=True),
     CrashType("divide", "divide error", "divide error", oops=True),
     CrashType("gpf", "general protection", "general protection fault", oops=True),
-    CrashType("overflow", "stack overflow", "stack guard page", oops=True),
-    CrashType("smash", "stack corrupted", "stack-protector: Kernel stack is corrupted"),
+    CrashType("overflow", "stack overflow (guard page)", "stack guard page", oops=True),
+    CrashType("smash", "stack corrupted (canary)", "stack-protector: Kernel stack is corrupted"),
     CrashType("hardhang", "hang, irqs off + NMI", "NMI: Not continuing", "unknown_nmi_panic=1", needs_nmi=True),
     # watchdog_thresh=5: a soft lockup after 10 s of not scheduling (the default, 20 s, only costs time).
     CrashType("softhang", "soft lockup", "soft lockup", "softlockup_panic=1 watchdog_thresh=5", needs_irqs=True),
