@@ -39,9 +39,14 @@ fi
 
 # QEMU runs the guest; kexec-tools loads minicap in it; busybox and cpio make
 # the guest's initramfs; dpkg-dev gives `dpkg-deb` for the guest kernel
-# package; makedumpfile, crash and gdb read the dumps minicap writes.
+# package; makedumpfile, crash and gdb read the dumps minicap writes. The
+# crash matrix (qemu/matrix.py) builds its module with kbuild against the
+# guest kernel's headers package (unpacked, not installed): that needs the
+# compiler the kernel was built with (gcc-12 for Debian 12's 6.1 kernels, as
+# the headers' linux-compiler-gcc-12-x86 dependency says), make, and libelf1
+# for the packaged objtool.
 $SUDO apt-get install -y --no-install-recommends "${align[@]}" \
     qemu-system-x86 kexec-tools makedumpfile crash gdb busybox-static cpio \
-    dpkg-dev ca-certificates python3 gzip
+    dpkg-dev ca-certificates python3 gzip gcc-12 make libelf1
 
 qemu-system-x86_64 --version | head -1

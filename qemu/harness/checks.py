@@ -121,7 +121,7 @@ def check_notes(res: Results, vmcore: Path, smp: int, version: str) -> None:
 
 
 def check_vmcore_tools(res: Results, args, out: Path, vmcore: Path, k: GuestKernel, version: str) -> None:
-    run_dump_dmesg(res, out, vmcore, "ELF")
+    run_dump_dmesg(res, out, vmcore, "ELF", getattr(args, "crash_lines", None))
     pv = run([args.pattern, "verify", vmcore, out / "serial.log"])
     (out / "pattern-verify.log").write_text(pv.stdout)
     summary = [l for l in pv.stdout.splitlines() if "pages intact" in l or "FAILED" in l]
@@ -424,18 +424,19 @@ TRIAGE_LOG_HEADING = "--- kernel log ---"
 CRASH_LINES = ["sysrq: Trigger a crash", "Kernel panic - not syncing"]
 
 
-def run_dump_dmesg(res: Results, out: Path, vmcore: Path, what: str) -> str:
+def run_dump_dmesg(res: Results, out: Path, vmcore: Path, what: str, want: list[str] | None = None) -> str:
     """`makedumpfile --dump-dmesg` on `vmcore` (into out/dmesg.txt): the crashed kernel's
-    log as the real tool reads it; the check that it has the sysrq and panic lines."""
+    log as the real tool reads it; the check that it has the sysrq and panic lines (or
+    `want`, the lines of another crash: qemu/matrix/)."""
     dmesg = out / "dmesg.txt"
     dmesg.unlink(missing_ok=True)
     p = run(["makedumpfile", "--dump-dmesg", vmcore, dmesg])
     (out / "makedumpfile.log").write_text(p.stdout)
     text = dmesg.read_text(errors="replace") if dmesg.exists() else ""
-    missing = [w for w in CRASH_LINES if w not in text]
+    missing = [w for w in want or CRASH_LINES if w not in text]
     res.add(f"makedumpfile --dump-dmesg ({what})", p.returncode == 0 and not missing,
             f"exit {p.returncode}, {len(text.splitlines())} lines"
-            + (f", missing {missing}" if missing else ", has the sysrq and panic lines")
+            + (f", missing {missing}" if missing else f", has {', '.join(want or CRASH_LINES)!r}")
             + ("" if p.returncode == 0 else "\n" + tail(p.stdout, 10)))  # fmt: skip
     return text
 
@@ -585,24 +586,27 @@ def check_pattern_pages(res: Results, k, pfns: list[tuple[int, int]], seed: int,
             f"{intact} of {len(pfns)} pages intact ({how})" + "".join(f"\n{p}" for p in problems[:8]))  # fmt: skip
 
 
-def check_triage(res: Results, args, out: Path, disk: Path, reference_dmesg: str | None) -> None:
+def check_triage(res: Results, args, out: Path, disk: Path, reference_dmesg: str | None,
+                 want: list[str] | None = None) -> None:
     """`minicap dmesg`: the triage text written before the dump, with the crash in its
     log; its log equal, line for line, to what makedumpfile reads from the dump (when
     there is a dump to read)."""
     p = run([args.tool, "dmesg", disk])
     (out / "triage.txt").write_text(p.stdout)
-    check_triage_text(res, "minicap dmesg", p.stdout, p.returncode, p.stdout + (p.stderr or ""), reference_dmesg)
+    check_triage_text(res, "minicap dmesg", p.stdout, p.returncode, p.stdout + (p.stderr or ""), reference_dmesg,
+                      want)
 
 
 def check_triage_text(res: Results, source: str, text: str, returncode: int, output: str,
-                      reference_dmesg: str | None) -> None:
+                      reference_dmesg: str | None, want: list[str] | None = None) -> None:
     """The triage text from `source` (exit status `returncode`, tool output `output`):
-    the crash in its log, and its log equal to makedumpfile's (`reference_dmesg`)."""
-    missing = [w for w in CRASH_LINES if w not in text]
+    the crash in its log (CRASH_LINES, or `want`), and its log equal to makedumpfile's
+    (`reference_dmesg`)."""
+    missing = [w for w in want or CRASH_LINES if w not in text]
     heading = TRIAGE_LOG_HEADING in text
     res.add(f"triage text ({source})", returncode == 0 and not missing and heading,
             f"exit {returncode}, {len(text.splitlines())} lines"
-            + (f", missing {missing}" if missing else ", has the sysrq and panic lines")
+            + (f", missing {missing}" if missing else f", has {', '.join(want or CRASH_LINES)!r}")
             + ("" if heading else f", no '{TRIAGE_LOG_HEADING}' line")
             + ("" if returncode == 0 else "\n" + tail(output, 5)))  # fmt: skip
     if reference_dmesg is None or not heading:

@@ -297,6 +297,16 @@ def build_kdump_initramfs(k: GuestKernel, writer: str = "dd") -> bytes:
 
 
 @dataclass(frozen=True)
+class CrashPoint:
+    """A crash other than the sysrq: `files` (guest path -> host file, e.g. the
+    crash-point module) go into the initramfs and `command` (shell lines)
+    replaces INIT_CRASH. qemu/matrix/ builds these."""
+
+    files: tuple[tuple[str, Path], ...]
+    command: str
+
+
+@dataclass(frozen=True)
 class MinicapLoad:
     """`minicap load` in place of kexec: the host tool, the purgatory beside the
     image, and the test-only --corrupt-digest. `cargo xtask build` makes the tool
@@ -344,7 +354,7 @@ def minicap_load_block(c: Cpio, load: MinicapLoad, capture_append: str) -> str:
 def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None, kexec_args: str = "",
                     pattern: Path | None = None, pattern_mib: int = 64, seed: int = 0,
                     kdump_writer: str = "dd", busy: BusyDisk | None = None,
-                    minicap_load: MinicapLoad | None = None) -> bytes:
+                    minicap_load: MinicapLoad | None = None, crash_point: CrashPoint | None = None) -> bytes:
     """The crashing guest's initramfs. With `minicap` its init loads that
     capture kernel with `kexec -p <minicap> <kexec_args>`; without, the
     guest's own kernel with a kdump initramfs whose init writes the vmcore
@@ -352,7 +362,8 @@ def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None
     With `pattern` it plants the memory pattern before crashing; with
     `busy` it then starts writing to that disk and crashes while writes are
     in flight (busy_block, busy_crash). With `minicap_load` the host tool
-    loads minicap (`minicap load`) and the initramfs has no kexec binary."""
+    loads minicap (`minicap load`) and the initramfs has no kexec binary.
+    With `crash_point` its command crashes the guest instead of the sysrq."""
     c = Cpio()
     add_busybox(c)
     if minicap_load is None:
@@ -382,6 +393,10 @@ def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None
         for m in busy.modules:
             c.host_file(f"modules/{m.name}", m, 0o644)
         init += busy_block(busy) + busy_crash(busy)
+    elif crash_point is not None:
+        for name, path in crash_point.files:
+            c.host_file(name, path, 0o644)
+        init += crash_point.command
     else:
         init += INIT_CRASH
     c.file("init", init.encode())

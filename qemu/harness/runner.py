@@ -208,7 +208,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     initrd.write_bytes(build_initramfs(
         k, append, minicap=None if linux else Path(args.minicap), kexec_args=args.kexec_args,
         pattern=Path(args.pattern) if s.pattern else None, pattern_mib=args.pattern_mib, seed=seed,
-        busy=busy, minicap_load=minicap_load))  # fmt: skip
+        busy=busy, minicap_load=minicap_load, crash_point=getattr(args, "crash_point", None)))  # fmt: skip
     log(f"initramfs {initrd} ({initrd.stat().st_size // 1024} KiB), seed {seed:016x}")
 
     cmd = qemu_command(args, k, initrd, attached, blkdebug, frozenset(nvme), frozenset(ahci))
@@ -220,7 +220,10 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     r = run_qemu(cmd, out / "serial.log", args.timeout, args.verbose, result_re, exit_grace)
     texts = r.texts()
 
-    crash = r.first(lambda t: any(m in t for m in CRASH_MARKERS))
+    # A crash other than the sysrq (qemu/matrix/) names its own first line: a panic in NMI
+    # context reaches the console only through printk's deferred flush, which kexec preempts.
+    markers = getattr(args, "crash_markers", None) or CRASH_MARKERS
+    crash = r.first(lambda t: any(m in t for m in markers))
     result = r.first(lambda t: bool(result_re.search(t)))
     first_mc = r.first(lambda t: t.startswith("minicap: "))
     ready = r.first(lambda t: "PATTERN-READY" in t)
@@ -396,7 +399,8 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
 
     if sc.TRIAGE in s.checks and result and not streamed:
         dmesg = out / "dmesg.txt"
-        check_triage(res, args, out, target, dmesg.read_text(errors="replace") if dmesg.is_file() else None)
+        check_triage(res, args, out, target, dmesg.read_text(errors="replace") if dmesg.is_file() else None,
+                     getattr(args, "crash_lines", None))
 
     if sc.DATA_AREA_ZERO in s.checks:
         data = target.read_bytes()

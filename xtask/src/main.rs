@@ -1,4 +1,4 @@
-//! Developer commands for minicap: `cargo xtask build | demo | test | lint | fuzz | bench |
+//! Developer commands for minicap: `cargo xtask build | demo | test | lint | fuzz | bench | matrix |
 //! checksum-bench | codec-bench`.
 //!
 //! * `build`: build the capture kernel and write `target/minicap.elf`,
@@ -17,6 +17,9 @@
 //!   N seconds per target (default 10), every target unless some are named;
 //! * `bench`: build, then benchmark minicap against stock kdump in QEMU
 //!   (`qemu/benchmark.py`; on demand, not part of `test`);
+//! * `matrix`: build, then the crash matrix in QEMU (`qemu/matrix.py`: crash types x contexts x
+//!   machine variants, each a verified capture; `--fast` is the subset `test` runs, `--full`
+//!   every variant);
 //! * `checksum-bench`: checksum throughput natively and under QEMU TCG
 //!   (`checksum_bench.rs`);
 //! * `codec-bench`: page compression ratio and speed on the real vmcore, natively and under
@@ -43,11 +46,12 @@ fn main() -> ExitCode {
         Some("lint") => lint(),
         Some("fuzz") => fuzz(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("matrix") => matrix(&args[1..]),
         Some("checksum-bench") => checksum_bench::checksum_bench(&args[1..]),
         Some("codec-bench") => codec_bench::codec_bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  build   build target/minicap.elf\n  demo    crash a Linux VM in QEMU and capture it with minicap\n  test    fmt, clippy, unit tests and the QEMU end-to-end tests\n  lint    fmt and clippy\n  fuzz [--seconds N] [--seed S] [TARGET...]\n          fuzz the parsers, N seconds per target (`cargo xtask fuzz list` names them)\n  bench   minicap against stock kdump in QEMU (options: cargo xtask bench --help)\n  checksum-bench [--mib N] [--passes P]\n          checksum throughput natively and under qemu-x86_64\n  codec-bench [--mib N] [--passes P]\n          page compression ratio and speed on the real vmcore, natively and under qemu-x86_64"
+                "usage: cargo xtask <command>\n\n  build   build target/minicap.elf\n  demo    crash a Linux VM in QEMU and capture it with minicap\n  test    fmt, clippy, unit tests and the QEMU end-to-end tests\n  lint    fmt and clippy\n  fuzz [--seconds N] [--seed S] [TARGET...]\n          fuzz the parsers, N seconds per target (`cargo xtask fuzz list` names them)\n  bench   minicap against stock kdump in QEMU (options: cargo xtask bench --help)\n  matrix  the crash matrix in QEMU: crash types x contexts [--fast | --full] (options: --help)\n  checksum-bench [--mib N] [--passes P]\n          checksum throughput natively and under qemu-x86_64\n  codec-bench [--mib N] [--passes P]\n          page compression ratio and speed on the real vmcore, natively and under qemu-x86_64"
             );
             return ExitCode::from(2);
         }
@@ -228,11 +232,32 @@ fn test(extra: &[String]) -> Result<(), String> {
     fuzz(&["--seconds".into(), CI_FUZZ_SECONDS_PER_TARGET.to_string()])?;
     run(Command::new("python3").arg("qemu/test_e2e.py"))?;
     run(Command::new("python3").arg("qemu/test_bench.py"))?;
+    run(Command::new("python3").arg("qemu/test_matrix.py"))?;
     let image = build()?;
     let mut cmd = Command::new("bash");
     cmd.arg("qemu/run-all.sh")
         .args(e2e_args(&image))
         .args(extra);
+    run(&mut cmd)?;
+    // The crash matrix's fast subset (3 crashes: a panic from process context, a NULL
+    // dereference in a timer softirq, a hard hang with interrupts off ended by an NMI).
+    run(Command::new("python3")
+        .arg("qemu/matrix.py")
+        .arg("--fast")
+        .args(e2e_args(&image)))
+}
+
+/// The crash matrix; `extra` goes to qemu/matrix.py as it is (`--help` lists the options).
+fn matrix(extra: &[String]) -> Result<(), String> {
+    if extra
+        .iter()
+        .any(|a| a == "-h" || a == "--help" || a == "--list")
+    {
+        return run(Command::new("python3").arg("qemu/matrix.py").args(extra));
+    }
+    let image = build()?;
+    let mut cmd = Command::new("python3");
+    cmd.arg("qemu/matrix.py").args(extra).args(e2e_args(&image));
     run(&mut cmd)
 }
 
