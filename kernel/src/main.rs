@@ -34,6 +34,7 @@ mod writer;
 #[no_mangle]
 extern "C" fn minicap_main(boot_params: u64, load_base: u64) -> ! {
     minicap_boot::link_entry();
+    minicap_freestanding::link_intrinsics();
     hw::set_exception_handler(fault::exception);
     capture::run(boot_params, load_base)
 }

@@ -18,7 +18,6 @@ mod ecam;
 mod entry;
 pub mod heap;
 pub mod heap_init;
-pub mod intrinsics;
 pub mod iommu;
 pub mod mmio;
 pub mod paging;

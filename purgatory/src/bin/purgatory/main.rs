@@ -15,8 +15,6 @@
 
 #[allow(unsafe_code)]
 mod hw;
-#[allow(unsafe_code)]
-mod intrinsics;
 
 use core::fmt::{self, Write};
 
@@ -28,6 +26,7 @@ use minicap_purgatory::params::Params;
 #[allow(unsafe_code)]
 #[no_mangle]
 extern "C" fn purgatory_main() -> ! {
+    minicap_freestanding::link_intrinsics();
     let block = hw::read_params();
     let params = match Params::decode(&block) {
         Ok(params) => params,

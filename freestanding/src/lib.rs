@@ -1,6 +1,12 @@
-//! The memory functions the compiler calls. The host target's
-//! compiler_builtins does not export them, and a plain Rust loop could be
+//! The memory functions the compiler calls, for the two freestanding binaries built for
+//! the host target (the capture kernel and the purgatory): the host target's
+//! compiler_builtins does not export them (it expects libc), and a plain Rust loop could be
 //! turned back into a call to itself, so they are single string instructions.
+#![no_std]
+
+/// Link anchor: referencing it from a binary keeps this crate (and thus its symbols) in
+/// the link.
+pub fn link_intrinsics() {}
 
 /// # Safety
 /// Standard C `memcpy` contract: `n` bytes readable at `src`, writable at
@@ -27,6 +33,9 @@ pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut
     dest
 }
 
+/// # Safety
+/// Standard C `memmove` contract: `n` bytes readable at `src`, writable at
+/// `dest`; the ranges may overlap.
 #[no_mangle]
 pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     if (dest as usize) <= (src as usize) || (dest as usize) >= (src as usize).wrapping_add(n) {
@@ -73,6 +82,8 @@ pub unsafe extern "C" fn memset(dest: *mut u8, value: i32, n: usize) -> *mut u8 
     dest
 }
 
+/// # Safety
+/// Standard C `memcmp` contract: `n` bytes readable at both pointers.
 #[no_mangle]
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     let mut i = 0;
