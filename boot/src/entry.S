@@ -12,6 +12,39 @@
  * The image is a static PIE linked at 0 and placed anywhere by the loader,
  * which applies no relocations: this code applies the R_X86_64_RELATIVE ones.
  */
+/*
+ * The image head: the first 0x200 bytes of the image, so that `_start` sits at image offset
+ * 0x200, where the Linux x86_64 boot protocol enters a 64-bit bzImage payload (kexec_file_load's
+ * bzImage64_load() and kexec-tools' do_bzImage64_load() jump to load address + 0x200). The image
+ * start stays page aligned because .bss holds page tables; `linker/minicap.ld` places this
+ * section first and checks that `_start` lands at 0x200.
+ */
+    .section .text.head, "ax"
+    .code32
+image_head:
+    /*
+     * Offset 0: where a loader using the 32-bit boot protocol would jump (the bzImage's
+     * code32_start). minicap has no 32-bit entry, so it stops here, interrupts off. These bytes
+     * decode the same in 32- and 64-bit mode.
+     */
+    cli
+1:  hlt
+    jmp     1b
+
+    /*
+     * The boot protocol 2.15 `kernel_info` (setup header `kernel_info_offset`, which the bzImage
+     * builder in formats/bzimage sets to this fixed offset and checks): magic "LToP", its size,
+     * its total size (no variable-length data) and the highest setup_data type minicap reads
+     * (1, SETUP_E820_EXT; it skips every other node).
+     */
+    .org    image_head + 0x10
+    .ascii  "LToP"
+    .long   16
+    .long   16
+    .long   1
+
+    .org    image_head + 0x200
+
     .section .text.entry, "ax"
     .code64
     .globl _start

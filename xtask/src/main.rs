@@ -4,6 +4,8 @@
 //! * `build`: build the capture kernel and write `target/minicap.elf`,
 //!   checking that it is what loaders expect (static PIE, ET_DYN, no
 //!   interpreter, one loadable segment, only R_X86_64_RELATIVE relocations),
+//!   the same image as `target/minicap.bzImage` (Linux boot protocol + PE/COFF, for
+//!   `kexec_file_load` and `sbsign`; `bzimage.rs`),
 //!   and the purgatory `minicap load` places before it, `target/purgatory.elf`
 //!   (the same checks: the loader applies those relocations), and the host tool
 //!   `target/release/minicap` as a static binary (glibc's `libc.a`, `+crt-static`), so that it
@@ -25,6 +27,7 @@
 //! * `codec-bench`: page compression ratio and speed on the real vmcore, natively and under
 //!   QEMU TCG (`codec_bench.rs`).
 
+mod bzimage;
 mod checksum_bench;
 mod codec_bench;
 mod static_tool;
@@ -51,7 +54,7 @@ fn main() -> ExitCode {
         Some("codec-bench") => codec_bench::codec_bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  build   build target/minicap.elf\n  demo    crash a Linux VM in QEMU and capture it with minicap\n  test    fmt, clippy, unit tests and the QEMU end-to-end tests\n  lint    fmt and clippy\n  fuzz [--seconds N] [--seed S] [TARGET...]\n          fuzz the parsers, N seconds per target (`cargo xtask fuzz list` names them)\n  bench   minicap against stock kdump in QEMU (options: cargo xtask bench --help)\n  matrix  the crash matrix in QEMU: crash types x contexts [--fast | --full] (options: --help)\n  checksum-bench [--mib N] [--passes P]\n          checksum throughput natively and under qemu-x86_64\n  codec-bench [--mib N] [--passes P]\n          page compression ratio and speed on the real vmcore, natively and under qemu-x86_64"
+                "usage: cargo xtask <command>\n\n  build   build target/minicap.elf and target/minicap.bzImage\n  demo    crash a Linux VM in QEMU and capture it with minicap\n  test    fmt, clippy, unit tests and the QEMU end-to-end tests\n  lint    fmt and clippy\n  fuzz [--seconds N] [--seed S] [TARGET...]\n          fuzz the parsers, N seconds per target (`cargo xtask fuzz list` names them)\n  bench   minicap against stock kdump in QEMU (options: cargo xtask bench --help)\n  matrix  the crash matrix in QEMU: crash types x contexts [--fast | --full] (options: --help)\n  checksum-bench [--mib N] [--passes P]\n          checksum throughput natively and under qemu-x86_64\n  codec-bench [--mib N] [--passes P]\n          page compression ratio and speed on the real vmcore, natively and under qemu-x86_64"
             );
             return ExitCode::from(2);
         }
@@ -114,6 +117,7 @@ fn build() -> Result<PathBuf, String> {
     let out = target.join("minicap.elf");
     std::fs::write(&out, &image).map_err(|e| format!("{}: {e}", out.display()))?;
     eprintln!("built {} ({} bytes)", out.display(), image.len());
+    bzimage::write(&image, &target.join("minicap.bzImage"))?;
     static_tool::build()?;
     Ok(out)
 }
