@@ -117,8 +117,8 @@ impl fmt::Display for ParseError {
 
 impl core::error::Error for ParseError {}
 
-/// A bzImage64 as the loaders see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A bzImage64 as the loaders see it. (`Debug` shows the slices' lengths, not their bytes.)
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct BzImage<'a> {
     /// The setup header bytes the loaders copy into `boot_params` at 0x1f1
     /// (`0x202 + byte[0x201] - 0x1f1` of them).
@@ -150,6 +150,23 @@ pub struct BzImage<'a> {
     pub handover_offset: u32,
     /// `kernel_info_offset` (0 below protocol 2.15).
     pub kernel_info_offset: u32,
+}
+
+impl fmt::Debug for BzImage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BzImage")
+            .field("setup_header_len", &self.setup_header.len())
+            .field("payload_len", &self.payload.len())
+            .field("setup_sects", &self.setup_sects)
+            .field("version", &format_args!("{:#06x}", self.version))
+            .field("xloadflags", &format_args!("{:#x}", self.xloadflags))
+            .field(
+                "kernel_alignment",
+                &format_args!("{:#x}", self.kernel_alignment),
+            )
+            .field("init_size", &format_args!("{:#x}", self.init_size))
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> BzImage<'a> {
