@@ -267,3 +267,6 @@ pub fn skipped_totals(skipped: &SkippedRanges) -> (u32, u64) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod kexec_file_tests;
