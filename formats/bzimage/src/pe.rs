@@ -11,6 +11,7 @@
 //! [`PeImage::parse`] checks.
 
 use core::fmt;
+use core::ops::Range;
 
 use crate::bytes::{get, get_u16, get_u32};
 use crate::layout::*;
@@ -242,6 +243,39 @@ impl PeImage {
     /// The sections, in table order.
     pub fn sections(&self) -> &[Section] {
         &self.sections[..self.section_count]
+    }
+
+    /// The file ranges the Authenticode digest covers, in the order the kernel hashes them
+    /// (`pefile_digest_pe_contents()`): the headers without `CheckSum` and the certificate
+    /// entry, each section's raw data in file order, then the rest of the file before the
+    /// certificate table. `file_len` is the length of the file this header was parsed from.
+    pub fn digest_ranges(&self, file_len: usize) -> impl Iterator<Item = Range<usize>> {
+        let headers = self.size_of_headers as usize;
+        let checksum = self.checksum_offset;
+        let cert_entry = self.cert_entry_offset;
+        let mut order = self.sections;
+        let order = &mut order[..self.section_count];
+        order.sort_unstable_by_key(|s| s.raw_offset);
+        let mut sections: [Range<usize>; MAX_SECTIONS] = core::array::from_fn(|_| 0..0);
+        let mut hashed = headers;
+        for (slot, s) in sections.iter_mut().zip(order.iter()) {
+            let start = s.raw_offset as usize;
+            *slot = start..start + s.raw_size as usize;
+            hashed += s.raw_size as usize;
+        }
+        let trailing = hashed
+            ..file_len
+                .saturating_sub(self.cert_table.1 as usize)
+                .max(hashed);
+        [
+            0..checksum,
+            checksum + 4..cert_entry,
+            cert_entry + 8..headers,
+        ]
+        .into_iter()
+        .chain(sections.into_iter().take(self.section_count))
+        .chain(core::iter::once(trailing))
+        .filter(|r| !r.is_empty())
     }
 
     /// Sections with file data must tile the file from `SizeOfHeaders` (in file order, as the

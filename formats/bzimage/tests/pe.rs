@@ -187,3 +187,28 @@ fn broken_headers_are_refused_with_the_reason() {
         PeError::SectionOutsideFile { index: 1 }
     );
 }
+
+/// Unsigned, the digest covers every byte but the checksum and the certificate entry, in file
+/// order: nothing of the setup header or the payload escapes the signature.
+#[test]
+fn the_digest_covers_everything_but_the_checksum_and_certificate_entry() {
+    let image = common::image(LEN, MEMSZ);
+    let pe = PeImage::parse(&image).unwrap();
+    let ranges: Vec<_> = pe.digest_ranges(image.len()).collect();
+    let mut expected_start = 0;
+    let mut gaps = Vec::new();
+    for r in &ranges {
+        if r.start != expected_start {
+            gaps.push(expected_start..r.start);
+        }
+        expected_start = r.end;
+    }
+    assert_eq!(expected_start, image.len());
+    assert_eq!(
+        gaps,
+        [
+            pe.checksum_offset..pe.checksum_offset + 4,
+            pe.cert_entry_offset..pe.cert_entry_offset + 8
+        ]
+    );
+}

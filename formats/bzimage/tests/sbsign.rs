@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use minicap_bzimage::{BzImage, PeImage};
+use sha2::{Digest, Sha256};
 
 fn have(tool: &str) -> bool {
     Command::new(tool).arg("--help").output().is_ok()
@@ -67,6 +68,19 @@ fn sbsign_signs_and_sbverify_accepts() {
     assert_eq!(
         bz.setup_header,
         BzImage::parse(&image).unwrap().setup_header
+    );
+
+    // The digest the kernel computes (pefile_digest_pe_contents(), mirrored by
+    // PeImage::digest_ranges) is the one sbsign signed: it sits in the PKCS#7 blob.
+    let mut sha = Sha256::new();
+    for range in pe.digest_ranges(signed.len()) {
+        sha.update(&signed[range]);
+    }
+    let digest = sha.finalize();
+    let table = &signed[offset as usize..];
+    assert!(
+        table.windows(digest.len()).any(|w| w == digest.as_slice()),
+        "the signed digest differs from the kernel-style digest"
     );
 
     // A byte changed in the payload breaks the signature.
