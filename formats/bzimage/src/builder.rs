@@ -108,7 +108,8 @@ pub fn build(source: &ImageSource<'_>) -> Result<Vec<u8>, BuildError> {
         .ok_or(too_large(needed))?;
     let text_raw = u32::try_from(file_len).map_err(|_| too_large(file_len))?;
     // In memory (as a PE image) .text is the runtime image, .bss included.
-    let text_virtual = u32::try_from(source.memsz.max(file_len)).map_err(|_| too_large(needed))?;
+    let text_virtual =
+        u32::try_from(source.memsz.max(file_len)).map_err(|_| too_large(source.memsz))?;
     let size_of_image = u64::from(TEXT_SECTION_RVA) + u64::from(text_virtual);
     let size_of_image = align_up(size_of_image, u64::from(SECTION_ALIGNMENT))
         .and_then(|n| u32::try_from(n).ok())
