@@ -44,6 +44,11 @@ pub fn make_seeds(corpus: &Path) -> io::Result<()> {
     complete.validate().map_err(io::Error::other)?;
     write("dumpheader", "complete", &complete.encode())?;
 
+    let image = bzimage()?;
+    write("bzimage", "built", &image)?;
+    // Its headers alone: the payload the setup header promises is missing.
+    write("bzimage", "headers-only", &image[..0x400])?;
+
     write("serialstream", "whole", &stream(false))?;
     write("serialstream", "damaged", &stream(true))?;
 
@@ -184,4 +189,17 @@ fn printk_seed(real: &RealVmcore, vmcoreinfo: &[u8]) -> io::Result<Vec<u8>> {
         regions.push((start, load.vaddr + (start - load.paddr), bytes));
     }
     Ok(printk::join(vmcoreinfo, &regions))
+}
+
+/// A bzImage built the way `cargo xtask build` builds minicap's, around a small payload with
+/// the head the builder requires (`kernel_info` at 0x10) and room for .bss.
+fn bzimage() -> io::Result<Vec<u8>> {
+    let mut payload = vec![0xccu8; 0x1000];
+    payload[0x10..0x14].copy_from_slice(b"LToP");
+    let source = minicap_bzimage::ImageSource {
+        payload: &payload,
+        memsz: 0x3000,
+        version: "minicap fuzz seed",
+    };
+    minicap_bzimage::build(&source).map_err(io::Error::other)
 }

@@ -265,7 +265,7 @@ fn matrix(extra: &[String]) -> Result<(), String> {
     run(&mut cmd)
 }
 
-/// Seconds `test` fuzzes each parser: seven targets make about a minute of CI time.
+/// Seconds `test` fuzzes each parser: eight targets make about a minute of CI time.
 const CI_FUZZ_SECONDS_PER_TARGET: u64 = 8;
 
 /// The parser fuzzer, built with the `fuzz` profile (unwinding, overflow checks, debug

@@ -3,6 +3,7 @@
 //! [`crate::engine`]). A target must not panic itself: any panic is the parser's.
 
 mod bootparams;
+mod bzimage;
 mod cmdline;
 mod dumpheader;
 mod elfcore;
@@ -36,6 +37,7 @@ pub const ALL: &[Target] = &[
     dumpheader::TARGET,
     serialstream::TARGET,
     printk::TARGET,
+    bzimage::TARGET,
 ];
 
 /// The target called `name`.
