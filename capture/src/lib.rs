@@ -28,7 +28,9 @@ pub mod kdump_plan;
 pub mod memory;
 pub mod profile;
 pub mod text;
+pub mod time_limit;
 pub mod triage;
 pub mod writer;
 
-pub use failure::{Detail, DeviceEffect, DeviceName, Failure, ResultLine, WriteStep};
+pub use failure::{Detail, DeviceEffect, DeviceName, Failure, HeldDump, ResultLine, WriteStep};
+pub use time_limit::TimeLimit;
