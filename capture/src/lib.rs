@@ -26,6 +26,7 @@ extern crate alloc;
 mod failure;
 pub mod kdump_plan;
 pub mod memory;
+pub mod overwrite;
 pub mod profile;
 pub mod text;
 pub mod time_limit;

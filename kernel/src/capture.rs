@@ -44,12 +44,13 @@ use minicap_bootinfo::cmdline::{
     Compress, DumpFormat, Fallback, MinicapOptions, Overwrite, Transport,
 };
 use minicap_capture::kdump_plan::{self, FilterPlan, LevelChoice, PlannedFilter};
+use minicap_capture::overwrite::{target_use, TargetUse};
 use minicap_capture::profile::{Phase, Profile};
 use minicap_capture::triage::{last_lines, render_triage};
 use minicap_capture::writer::{
     write_filtered_elf_dump, ElfFilterOptions, FilteredElf, FilteredElfDump, WriterEnv as _,
 };
-use minicap_capture::{HeldDump, TimeLimit};
+use minicap_capture::TimeLimit;
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{
     self as dumpheader, DeviceIdHex, DumpHeader, DumpState, Verification, DUMP_OFFSET,
@@ -372,34 +373,15 @@ fn find_disk<'m>(
 }
 
 /// Refuses a target that holds a dump `minicap save` has not copied off, unless
-/// `minicap.overwrite=any`: in a crash loop the first crash is the one to keep, and a later
-/// one must not replace it before anyone saved it. A header that claims no dump byte (a
-/// capture that failed before writing any) holds nothing to keep.
+/// `minicap.overwrite=any` (`minicap_capture::overwrite`), which is said.
 fn keep_unsaved_dump(target: &target::Target<'_>, overwrite: Overwrite) -> Result<(), Failure> {
-    let h = &target.header;
-    if !h.holds_unsaved_dump() {
-        return Ok(());
+    if let TargetUse::Replace(held) = target_use(&target.header, &target.name, overwrite)? {
+        say!(
+            "warning: {} holds {held}, never saved: replaced (minicap.overwrite=any)",
+            target.name.as_str()
+        );
     }
-    let held = HeldDump {
-        state: h.state,
-        crash_time: h.crash_time,
-        osrelease: FixedString::display(h.osrelease_str()),
-        written: h.written,
-        dump_length: h.dump_length,
-    };
-    match overwrite {
-        Overwrite::Saved => Err(Failure::UnsavedDumpPresent {
-            device: target.name,
-            held,
-        }),
-        Overwrite::Any => {
-            say!(
-                "warning: {} holds {held}, never saved: replaced (minicap.overwrite=any)",
-                target.name.as_str()
-            );
-            Ok(())
-        }
-    }
+    Ok(())
 }
 
 /// VMCOREINFO's `CRASHTIME` (seconds since 1970), 0 if absent.
