@@ -856,6 +856,9 @@ class LimitsTests(unittest.TestCase):
                              "elf-vmcore", 0))  # fmt: skip
             self.assertEqual((info.written, info.osrelease, info.crash_time),
                              (disks.UNSAVED_DUMP_BYTES, disks.UNSAVED_OSRELEASE, disks.UNSAVED_CRASH_TIME))
+            disks.make_unsaved_dump_disk(str(TOOL), img, 8 << 20, saved=True)
+            info = device_info.read_device_info(str(TOOL), img)
+            self.assertEqual((info.state, info.saved_time), ("complete", disks.UNSAVED_CRASH_TIME + 3600))
 
 
 # The runs of run-all.sh before the table, in its order, plus the two
@@ -870,7 +873,7 @@ SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-ahci",
          "capture-timeout", "unsaved-dump", "no-ahci-disk",
          "nvme-unformatted-ahci-wrong-id", "ahci-unformatted-nvme-wrong-id", "busy-virtio", "load-minicap", "load-bad-digest"]
 # The runs left out of the suite (on demand: `e2e.py --scenario NAME`).
-ON_DEMAND = ["no-nvme-disk", "nvme-unformatted", "ahci-unformatted", "nvme-wrong-id", "ahci-wrong-id", "busy-nvme",
+ON_DEMAND = ["saved-dump-replaced", "no-nvme-disk", "nvme-unformatted", "ahci-unformatted", "nvme-wrong-id", "ahci-wrong-id", "busy-nvme",
              "busy-ahci", "linux-kdump"]
 # The failure code each failure scenario must see.
 CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",

@@ -137,8 +137,8 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         if d.content == sc.FORMATTED:
             ids[d.image], text = make_formatted_disk(args.tool, img, size)
             format_logs.append(text)
-        elif d.content == sc.UNSAVED:
-            ids[d.image], text = make_unsaved_dump_disk(args.tool, img, size)
+        elif d.content in (sc.UNSAVED, sc.SAVED):
+            ids[d.image], text = make_unsaved_dump_disk(args.tool, img, size, saved=d.content == sc.SAVED)
             format_logs.append(text)
         elif d.content == sc.RANDOM:
             make_random_disk(img, size)

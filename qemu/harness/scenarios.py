@@ -17,7 +17,8 @@ FORMATTED = "formatted"  # a sparse image prepared with `minicap format`
 RANDOM = "random"  # random bytes: not a minicap device
 BLANK = "blank"  # a sparse image of zeros (the linux-kdump reference dd's its vmcore onto it)
 UNSAVED = "unsaved"  # formatted, then a complete dump nobody saved (disks.make_unsaved_dump_disk)
-CONTENTS = (FORMATTED, RANDOM, BLANK, UNSAVED)
+SAVED = "saved"  # the same dump, marked saved as `minicap save` marks it
+CONTENTS = (FORMATTED, RANDOM, BLANK, UNSAVED, SAVED)
 
 # How a disk is attached.
 VIRTIO = "virtio"  # a virtio-blk-pci function (--virtio mode, --blk-props)
@@ -359,6 +360,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("unsaved-dump", "the dump disk holds a complete dump never saved: kept byte for byte, failure "
              "unsaved-dump naming it", disks=(Disk("dump.img", "dump disk", UNSAVED, guarded=True, target=True),),
              failure="unsaved-dump", checks=frozenset({UNSAVED_KEPT})),
+    # The counterpart: the same dump marked saved is captured over (on demand; the decision
+    # itself is host tested in minicap-capture's overwrite module).
+    replace(capture("saved-dump-replaced", "the dump disk holds a complete dump marked saved: a full capture "
+                    "replaces it", disks=(decoy(), Disk("dump.img", "dump disk", SAVED, target=True))),
+            in_suite=False),
     # The bad inputs again on NVMe and AHCI. In the suite, two runs fold the
     # unformatted and wrong-id cases of both kinds together: the failure is
     # the mismatch (a prepared disk was found, with another id), and each
@@ -469,7 +475,7 @@ def problems(s: Scenario) -> list[str]:
     linux = s.capture_kernel == "linux"
     # An UNSAVED disk is a formatted one (with a dump on it): it has an id too.
     if s.device_option in (DEVICE_TARGET, DEVICE_OTHER) and not linux and (
-            target is None or target.content not in (FORMATTED, UNSAVED)):  # fmt: skip
+            target is None or target.content not in (FORMATTED, UNSAVED, SAVED)):  # fmt: skip
         out.append(f"device_option {s.device_option} needs a formatted target disk")
     if linux and (target is None or target.content != BLANK or s.failure is not None):
         out.append("the linux reference needs a blank target disk and expects success")
