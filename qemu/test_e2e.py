@@ -16,6 +16,8 @@ import unittest
 import zlib
 from pathlib import Path
 
+TOOL = Path(__file__).resolve().parent.parent / "target/release/minicap"
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (checks, cli, common, console, device_info, disks, elf, initramfs, iomem, kdumpfile,  # noqa: E402
                      kernel, pattern, qemu, runner, scenarios)  # fmt: skip
@@ -675,7 +677,7 @@ INFO = {
     "message": WRITE_FAILURE, "failure_code": "device-error", "skipped_ranges": 0, "skipped_bytes": 0,
     "log_length": 2345, "verify": "xxh64-chunks", "chunk_size": 1 << 20, "triage_length": 25877,
     "dump_level_requested": 0, "dump_level": 0, "level_note": "", "compression": "none", "pages_ram": 0,
-    "pages_dumped": 0,
+    "pages_dumped": 0, "saved_time": 0,
 }  # fmt: skip
 
 
@@ -817,6 +819,48 @@ class DeviceInfoTests(unittest.TestCase):
         self.assertFalse(run({"verify": "sha256"}, text=none))
 
 
+# As the kernel prints them (capture/src/failure.rs).
+TIMED_OUT = ("the capture ran past its time limit: 2.004 s since minicap started, limit 2 s (minicap.timeout=); "
+             "no further write was started, what the device confirmed is kept")  # fmt: skip
+KEPT = ("dump device virtio-blk 00:01.0 (modern), 2048 MiB holds a complete dump of kernel 6.1.0-first-crash-amd64 "
+        "that crashed at 2023-11-14 22:13:20 UTC, 1048576 of 1048576 bytes (1.0 MiB) on the device, not yet saved: "
+        "it is kept; copy it off with `minicap save DEVICE` (the next crash is then captured), or boot the capture "
+        "kernel with minicap.overwrite=any to replace it; nothing was written")  # fmt: skip
+
+
+class LimitsTests(unittest.TestCase):
+    def test_time_limit_message(self):
+        self.assertEqual(checks.check_time_limit_message(TIMED_OUT, 2),
+                         (True, "elapsed 2.004 s, limit 2 s (asked for 2 s)"))
+        self.assertFalse(checks.check_time_limit_message(TIMED_OUT, 3)[0])
+        self.assertFalse(checks.check_time_limit_message(TIMED_OUT.replace("2.004", "1.999"), 2)[0])
+        self.assertFalse(checks.check_time_limit_message(WRITE_FAILURE, 2)[0])
+        self.assertEqual(scenarios.time_limit(scenarios.lookup("capture-timeout")), 2)
+        self.assertIsNone(scenarios.time_limit(scenarios.lookup("capture-modern")))
+
+    def test_unsaved_kept(self):
+        res = checks.Results()
+        checks.check_unsaved_kept(res, KEPT)
+        self.assertTrue(res.ok)
+        res = checks.Results()
+        checks.check_unsaved_kept(res, KEPT.replace("2023-11-14", "2023-11-15"))
+        self.assertFalse(res.ok)
+
+    @unittest.skipUnless(TOOL.is_file(), f"{TOOL} not built")
+    def test_unsaved_dump_disk(self):
+        with tempfile.TemporaryDirectory() as d:
+            img = Path(d) / "dump.img"
+            device_id, _ = disks.make_unsaved_dump_disk(str(TOOL), img, 8 << 20)
+            info = device_info.read_device_info(str(TOOL), img)
+            self.assertEqual((info.device_id, info.state, info.format, info.saved_time), (device_id, "complete",
+                             "elf-vmcore", 0))  # fmt: skip
+            self.assertEqual((info.written, info.osrelease, info.crash_time),
+                             (disks.UNSAVED_DUMP_BYTES, disks.UNSAVED_OSRELEASE, disks.UNSAVED_CRASH_TIME))
+            disks.make_unsaved_dump_disk(str(TOOL), img, 8 << 20, saved=True)
+            info = device_info.read_device_info(str(TOOL), img)
+            self.assertEqual((info.state, info.saved_time), ("complete", disks.UNSAVED_CRASH_TIME + 3600))
+
+
 # The runs of run-all.sh before the table, in its order, plus the two
 # integrity-check variants added with `minicap.verify=`.
 SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-ahci", "capture-verify-sha256",
@@ -825,10 +869,11 @@ SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-ahci",
          "capture-serial-kdump", "serial-fallback", "no-disk",
          "small-disk", "capture-qemu64-4M-3G", "capture-iommu",
          "capture-iommu-identity", "capture-nvme-iommu", "capture-amd-iommu", "unformatted-disk", "wrong-id",
-         "bad-elfcorehdr", "other-target-kind", "ambiguous", "device-error", "no-ahci-disk",
+         "bad-elfcorehdr", "other-target-kind", "ambiguous", "device-error",
+         "capture-timeout", "unsaved-dump", "no-ahci-disk",
          "nvme-unformatted-ahci-wrong-id", "ahci-unformatted-nvme-wrong-id", "busy-virtio", "load-minicap", "load-bad-digest"]
 # The runs left out of the suite (on demand: `e2e.py --scenario NAME`).
-ON_DEMAND = ["no-nvme-disk", "nvme-unformatted", "ahci-unformatted", "nvme-wrong-id", "ahci-wrong-id", "busy-nvme",
+ON_DEMAND = ["saved-dump-replaced", "no-nvme-disk", "nvme-unformatted", "ahci-unformatted", "nvme-wrong-id", "ahci-wrong-id", "busy-nvme",
              "busy-ahci", "linux-kdump"]
 # The failure code each failure scenario must see.
 CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",
@@ -837,7 +882,8 @@ CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-
          "nvme-unformatted-ahci-wrong-id": "device-id-mismatch", "ahci-unformatted-nvme-wrong-id": "device-id-mismatch",
          "no-nvme-disk": "no-device", "nvme-unformatted": "no-prepared-device",
          "ahci-unformatted": "no-prepared-device",
-         "nvme-wrong-id": "device-id-mismatch", "ahci-wrong-id": "device-id-mismatch"}  # fmt: skip
+         "nvme-wrong-id": "device-id-mismatch", "ahci-wrong-id": "device-id-mismatch",
+         "capture-timeout": "timeout", "unsaved-dump": "unsaved-dump"}  # fmt: skip
 
 
 REFUSAL = ("minicap purgatory: segment 0 at 0x3d000000, 716800 bytes: SHA-256 mismatch, not starting the "

@@ -8,7 +8,7 @@ use crate::text::{FixedString, Size};
 use core::fmt;
 use minicap_bootinfo::cmdline::DumpTarget;
 use minicap_bootinfo::{BootParamsError, RangeSetError};
-use minicap_dumpheader::{DeviceIdHex, FailureCode};
+use minicap_dumpheader::{DeviceIdHex, DumpState, FailureCode, UtcTime};
 use minicap_elfcore::ElfCoreError;
 use minicap_physmem::PhysMemError;
 
@@ -259,6 +259,58 @@ pub enum Failure {
     },
     /// A panic inside minicap (a bug).
     Internal(FixedString<240>),
+    /// The whole capture ran past `minicap.timeout=`.
+    TimedOut {
+        /// Microseconds since minicap's entry when it was noticed.
+        elapsed_us: u64,
+        /// The bound, in seconds since entry.
+        limit_s: u64,
+        /// Whether writing had begun (part of the dump may be on the device).
+        writing: bool,
+    },
+    /// The target holds a dump `minicap save` has not copied off; it is kept.
+    UnsavedDumpPresent {
+        /// The device.
+        device: DeviceName,
+        /// What its header says about the dump held.
+        held: HeldDump,
+    },
+}
+
+/// What a device's header says about the dump it holds (for the console and the message).
+#[derive(Debug, Clone, Copy)]
+pub struct HeldDump {
+    /// Its state.
+    pub state: DumpState,
+    /// The crashed kernel's CRASHTIME (seconds since 1970), 0 if unknown.
+    pub crash_time: i64,
+    /// The crashed kernel's release.
+    pub osrelease: FixedString<64>,
+    /// Bytes of it on the device.
+    pub written: u64,
+    /// Its planned length.
+    pub dump_length: u64,
+}
+
+impl fmt::Display for HeldDump {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} dump of ", self.state)?;
+        if self.osrelease.as_str().is_empty() {
+            f.write_str("an unknown kernel")?;
+        } else {
+            write!(f, "kernel {}", self.osrelease.as_str())?;
+        }
+        if self.crash_time != 0 {
+            write!(f, " that crashed at {}", UtcTime(self.crash_time))?;
+        }
+        write!(
+            f,
+            ", {} of {} bytes ({}) on the device",
+            self.written,
+            self.dump_length,
+            Size(self.written)
+        )
+    }
 }
 
 impl Failure {
@@ -313,6 +365,8 @@ impl Failure {
             Self::DumpDeviceFull { .. } => FailureCode::DeviceTooSmall,
             Self::CpuException { .. } => FailureCode::CpuException,
             Self::Internal(_) => FailureCode::Internal,
+            Self::TimedOut { .. } => FailureCode::Timeout,
+            Self::UnsavedDumpPresent { .. } => FailureCode::UnsavedDumpPresent,
         }
     }
 
@@ -327,6 +381,7 @@ impl Failure {
             Self::DeviceError { .. }
             | Self::OldMemoryUnmapped { .. }
             | Self::DumpDeviceFull { .. } => Some(DeviceEffect::PartialDump),
+            Self::TimedOut { writing: true, .. } => Some(DeviceEffect::PartialDump),
             Self::CpuException { .. } | Self::Internal(_) => None,
             _ => Some(DeviceEffect::NothingWritten),
         }
@@ -435,6 +490,26 @@ impl Failure {
                 "CPU exception {vector} ({name}) at RIP {rip:#x}; the capture stopped"
             ),
             Self::Internal(detail) => write!(f, "internal error: {detail}"),
+            Self::TimedOut {
+                elapsed_us,
+                limit_s,
+                writing,
+            } => {
+                write!(
+                    f,
+                    "the capture ran past its time limit: {}.{:03} s since minicap started, limit {limit_s} s (minicap.timeout=)",
+                    elapsed_us / 1_000_000,
+                    (elapsed_us / 1000) % 1000
+                )?;
+                if *writing {
+                    f.write_str("; no further write was started, what the device confirmed is kept")?;
+                }
+                Ok(())
+            }
+            Self::UnsavedDumpPresent { device, held } => write!(
+                f,
+                "dump device {device} holds {held}, not yet saved: it is kept; copy it off with `minicap save DEVICE` (the next crash is then captured), or boot the capture kernel with minicap.overwrite=any to replace it"
+            ),
         }
     }
 }

@@ -26,9 +26,12 @@ extern crate alloc;
 mod failure;
 pub mod kdump_plan;
 pub mod memory;
+pub mod overwrite;
 pub mod profile;
 pub mod text;
+pub mod time_limit;
 pub mod triage;
 pub mod writer;
 
-pub use failure::{Detail, DeviceEffect, DeviceName, Failure, ResultLine, WriteStep};
+pub use failure::{Detail, DeviceEffect, DeviceName, Failure, HeldDump, ResultLine, WriteStep};
+pub use time_limit::TimeLimit;

@@ -41,7 +41,7 @@ use crate::failure::{DeviceName, WriteStep};
 use crate::memory::SkippedRanges;
 use crate::profile::{Phase, Profile};
 use crate::text::FixedString;
-use crate::Failure;
+use crate::{Failure, TimeLimit};
 use alloc::collections::VecDeque;
 use core::fmt;
 use minicap_chunksum::{FeedError, TABLE_BLOCK_LEN};
@@ -106,6 +106,21 @@ pub trait WriterEnv {
     fn now_us(&mut self) -> u64;
     /// Print one console line (it goes into the log too).
     fn say(&mut self, line: fmt::Arguments<'_>);
+    /// The bound on the whole capture on the [`WriterEnv::now_us`] clock
+    /// (`minicap.timeout=`), `None` for none.
+    fn time_limit(&self) -> Option<TimeLimit>;
+}
+
+/// `Ok` while the whole capture is within its time limit, else [`Failure::TimedOut`]:
+/// checked before each new piece of the dump, never in the middle of one.
+fn within_time_limit<E: WriterEnv>(env: &mut E) -> Result<(), Failure> {
+    match env.time_limit() {
+        Some(limit) => {
+            let now = env.now_us();
+            limit.check(now, true)
+        }
+        None => Ok(()),
+    }
 }
 
 /// Whether minicap can write a device with logical blocks of `block_size`
@@ -199,7 +214,13 @@ pub fn write_dump<D: BlockDevice, E: WriterEnv>(
     match vmcore.write(dump.layout, prefix) {
         Ok(verified) => Ok(verified),
         Err(failure) => {
-            vmcore.complete_all_ignoring_errors();
+            let drained = vmcore.complete_all_ignoring_errors();
+            if drained && matches!(failure, Failure::TimedOut { .. }) {
+                // The time limit stops between pieces: every piece counted was written
+                // without error and hashed, so the failed header (which follows a flush)
+                // claims them all, not only the last checkpoint's.
+                vmcore.header.written = vmcore.progress.done;
+            }
             let Vmcore {
                 device,
                 env,
@@ -667,6 +688,7 @@ impl<D: BlockDevice, E: WriterEnv> Vmcore<'_, D, E> {
                 };
                 done += len;
                 self.advance(len)?;
+                within_time_limit(self.env)?;
             }
         }
 
@@ -733,11 +755,13 @@ impl<D: BlockDevice, E: WriterEnv> Vmcore<'_, D, E> {
     }
 
     /// After a failure: let the device finish what it was given, so that
-    /// the failed header can follow.
-    fn complete_all_ignoring_errors(&mut self) {
+    /// the failed header can follow. Returns whether every write succeeded.
+    fn complete_all_ignoring_errors(&mut self) -> bool {
+        let mut all_ok = true;
         while !self.in_flight.is_empty() {
-            let _ = self.complete_oldest();
+            all_ok &= self.complete_oldest().is_ok();
         }
+        all_ok
     }
 
     /// If `addr` is in a skipped range, that range's end.

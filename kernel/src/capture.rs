@@ -7,6 +7,9 @@
 //!    the vmcore layout, the destination: the dump disk (found, identified, big
 //!    enough) or, with `minicap.target=serial` (or `minicap.fallback=serial` when
 //!    no disk is found), the serial line;
+//!    A disk holding a dump `minicap save` has not copied off is not written
+//!    (`minicap.overwrite=any` replaces it); the bound on the whole capture
+//!    (`minicap.timeout=`) is fixed once the destination is known;
 //! 4. **write**: on a disk, the minicap header ("writing"), the dump, progress,
 //!    the header ("complete", with the chunk table or the SHA-256
 //!    `minicap.verify=` asks for); on the serial line, the framed stream (start,
@@ -37,13 +40,17 @@ use crate::writer::{
 use crate::{fault, finish, memory, say, target};
 use core::ops::Range;
 use minicap_acpi::AcpiInfo;
-use minicap_bootinfo::cmdline::{Compress, DumpFormat, Fallback, MinicapOptions, Transport};
+use minicap_bootinfo::cmdline::{
+    Compress, DumpFormat, Fallback, MinicapOptions, Overwrite, Transport,
+};
 use minicap_capture::kdump_plan::{self, FilterPlan, LevelChoice, PlannedFilter};
+use minicap_capture::overwrite::{target_use, TargetUse};
 use minicap_capture::profile::{Phase, Profile};
 use minicap_capture::triage::{last_lines, render_triage};
 use minicap_capture::writer::{
     write_filtered_elf_dump, ElfFilterOptions, FilteredElf, FilteredElfDump, WriterEnv as _,
 };
+use minicap_capture::TimeLimit;
 use minicap_drivers::BlockDevice;
 use minicap_dumpheader::{
     self as dumpheader, DeviceIdHex, DumpHeader, DumpState, Verification, DUMP_OFFSET,
@@ -231,7 +238,12 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
     let destination = choose_destination(&machine, &candidates, &options, &core, &layout)?;
 
     // ---- write ----
-    let mut env = KernelEnv { clock };
+    let time_limit = time_limit(&options, &destination, &core);
+    if let Some(limit) = time_limit {
+        // Planning may have used up the time already: then nothing is written.
+        limit.check(clock.now_us(), false)?;
+    }
+    let mut env = KernelEnv { clock, time_limit };
     let started = tsc::now_us();
     let (device, bytes, check) = match destination {
         Destination::Disk(target) => write_to_disk(
@@ -247,6 +259,36 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
         device,
         check,
     })
+}
+
+/// The bound on the whole capture `minicap.timeout=` sets for `destination`, said on the
+/// console.
+fn time_limit(
+    options: &MinicapOptions,
+    destination: &Destination<'_>,
+    core: &CoreHeaders,
+) -> Option<TimeLimit> {
+    let transport = match destination {
+        Destination::Disk(_) => Transport::Disk,
+        Destination::Serial(_) => Transport::Serial,
+    };
+    let ram = core.total_load_bytes();
+    match options.timeout.seconds_for(transport, ram) {
+        Some(seconds) => {
+            say!(
+                "time limit: the whole capture stops {seconds} s after minicap started (minicap.timeout={})",
+                options.timeout
+            );
+            Some(TimeLimit { seconds })
+        }
+        None => {
+            say!(
+                "time limit: none (minicap.timeout={}); every device operation still has its deadline",
+                options.timeout
+            );
+            None
+        }
+    }
 }
 
 /// Where the dump goes.
@@ -318,6 +360,7 @@ fn find_disk<'m>(
         DumpFormat::Kdump => KDUMP_LEAST_BYTES,
     };
     let target = target::find(machine, candidates, options.device)?;
+    keep_unsaved_dump(&target, options.overwrite)?;
     let required = dumpheader::required_capacity(least_dump);
     if target.device.capacity() < required {
         return Err(Failure::DeviceTooSmall {
@@ -327,6 +370,18 @@ fn find_disk<'m>(
         });
     }
     Ok(target)
+}
+
+/// Refuses a target that holds a dump `minicap save` has not copied off, unless
+/// `minicap.overwrite=any` (`minicap_capture::overwrite`), which is said.
+fn keep_unsaved_dump(target: &target::Target<'_>, overwrite: Overwrite) -> Result<(), Failure> {
+    if let TargetUse::Replace(held) = target_use(&target.header, &target.name, overwrite)? {
+        say!(
+            "warning: {} holds {held}, never saved: replaced (minicap.overwrite=any)",
+            target.name.as_str()
+        );
+    }
+    Ok(())
 }
 
 /// VMCOREINFO's `CRASHTIME` (seconds since 1970), 0 if absent.
@@ -348,11 +403,16 @@ fn write_to_disk(
 ) -> Result<(DeviceName, u64, Check), Failure> {
     let transport = Transport::Disk;
     let device = &mut target.device;
-    if target.header.state != DumpState::Empty {
+    if target.header.state != DumpState::Empty && !target.header.holds_unsaved_dump() {
         say!(
-            "note: the device held a {} dump (crash time {}); it is replaced",
+            "note: the device held a {} dump (crash time {}, {}); it is replaced",
             target.header.state.as_str(),
-            target.header.crash_time
+            target.header.crash_time,
+            if target.header.is_saved() {
+                "saved by minicap save"
+            } else {
+                "no dump data"
+            }
         );
     }
     say!(
@@ -793,7 +853,7 @@ fn report_options(options: &MinicapOptions) {
     };
     let transport = options.transport();
     say!(
-        "options: target={} fallback={} serial={} format={} dump_level={} compress={} after={} verify={} device={}",
+        "options: target={} fallback={} serial={} format={} dump_level={} compress={} after={} verify={} timeout={} overwrite={} device={}",
         match transport {
             Transport::Disk => options.target.as_str(),
             Transport::Serial => "serial",
@@ -805,6 +865,8 @@ fn report_options(options: &MinicapOptions) {
         options.compress,
         options.after,
         options.verify,
+        options.timeout,
+        options.overwrite,
         device.as_str()
     );
 }

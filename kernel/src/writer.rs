@@ -12,12 +12,15 @@ pub use minicap_capture::writer::{
     write_dump, write_kdump_dump, Dump, KdumpDump, StreamTarget, Triage, Verified,
 };
 use minicap_capture::writer::{ByteOutput, DmaBuffer, WriterEnv};
+use minicap_capture::TimeLimit;
 use minicap_physmem::PAGE_BYTES;
 
 /// The machine as the writer sees it.
 pub struct KernelEnv {
     /// The clock: the TSC in microseconds since entry.
     pub clock: Clock,
+    /// The bound on the whole capture (`minicap.timeout=`), on `clock`.
+    pub time_limit: Option<TimeLimit>,
 }
 
 /// The TSC in microseconds since `minicap_main` was entered (the TSC's own
@@ -76,6 +79,10 @@ impl WriterEnv for KernelEnv {
 
     fn say(&mut self, line: fmt::Arguments<'_>) {
         console::line(line);
+    }
+
+    fn time_limit(&self) -> Option<TimeLimit> {
+        self.time_limit
     }
 }
 

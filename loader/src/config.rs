@@ -8,7 +8,7 @@
 //!
 //! | key | becomes |
 //! |---|---|
-//! | `MINICAP_DEVICE`, `MINICAP_TARGET`, `MINICAP_FALLBACK`, `MINICAP_SERIAL`, `MINICAP_FORMAT`, `MINICAP_COMPRESS`, `MINICAP_DUMP_LEVEL`, `MINICAP_VERIFY`, `MINICAP_AFTER` | the option `minicap.<lower-case name>=value` of the capture kernel's command line |
+//! | `MINICAP_DEVICE`, `MINICAP_TARGET`, `MINICAP_FALLBACK`, `MINICAP_SERIAL`, `MINICAP_FORMAT`, `MINICAP_COMPRESS`, `MINICAP_DUMP_LEVEL`, `MINICAP_VERIFY`, `MINICAP_AFTER`, `MINICAP_TIMEOUT`, `MINICAP_OVERWRITE` | the option `minicap.<lower-case name>=value` of the capture kernel's command line |
 //! | `MINICAP_APPEND` | more of that command line, appended after the options above |
 //! | `MINICAP_IMAGE`, `MINICAP_PURGATORY` | the files `--image` and `--purgatory` name |
 //!
@@ -38,6 +38,8 @@ const OPTION_KEYS: &[(&str, &str)] = &[
     ("MINICAP_DUMP_LEVEL", "dump_level"),
     ("MINICAP_VERIFY", "verify"),
     ("MINICAP_AFTER", "after"),
+    ("MINICAP_TIMEOUT", "timeout"),
+    ("MINICAP_OVERWRITE", "overwrite"),
 ];
 
 /// The keys naming more options, and files.
@@ -347,6 +349,18 @@ mod tests {
     }
 
     #[test]
+    fn the_time_limit_and_overwrite_keys() {
+        let config = parse("MINICAP_TIMEOUT=900\nMINICAP_OVERWRITE=any\n").unwrap();
+        assert_eq!(config.options, "minicap.timeout=900 minicap.overwrite=any");
+        let opts = MinicapOptions::parse(&config.options, |w| panic!("{w}")).unwrap();
+        assert_eq!(
+            opts.timeout,
+            minicap_bootinfo::cmdline::Timeout::Seconds(900)
+        );
+        assert_eq!(opts.overwrite, minicap_bootinfo::cmdline::Overwrite::Any);
+    }
+
+    #[test]
     fn the_last_assignment_wins_and_empty_means_default() {
         let config = parse("MINICAP_FORMAT=kdump\nMINICAP_VERIFY=none\nMINICAP_FORMAT=\n").unwrap();
         assert_eq!(config.options, "minicap.verify=none");
@@ -369,6 +383,8 @@ mod tests {
         assert!(error("MINICAP_SERIAL=0x400").contains("COM1 to COM4"));
         assert!(error("MINICAP_TARGET=usb").contains("any, virtio-blk, nvme, ahci, serial"));
         assert!(error("MINICAP_COMPRESS=\"lzo zlib\"").contains("must be one word"));
+        assert!(error("MINICAP_TIMEOUT=10s").contains("auto, none, or whole seconds"));
+        assert!(error("MINICAP_OVERWRITE=yes").contains("saved, any"));
         assert!(error("MINICAP_APPEND=\"minicap.formt=kdump\"")
             .starts_with("/etc/minicap.conf:1: MINICAP_APPEND: "));
         assert!(error("MINICAP_APPEND=\"elfcorehdr=0x1000\"").contains("elfcorehdr"));

@@ -128,6 +128,8 @@ fn unsaved_dump(sector: &[u8; HEADER_LEN]) -> Option<String> {
     match DumpHeader::decode(sector) {
         Err(HeaderError::NotMinicap) => None,
         Err(e) => Some(format!("a damaged or unknown minicap header ({e})")),
+        // `minicap save` copied it off and marked it.
+        Ok(h) if h.is_saved() => None,
         Ok(h) => match h.state {
             DumpState::Empty => None,
             DumpState::Failed if h.written == 0 => None,

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use minicap_dumpheader::{
-    chunk_count, DeviceIdHex, DumpFormat, DumpHeader, DumpState, FailureCode, Verification,
-    LAYOUT_VERSION,
+    chunk_count, DeviceIdHex, DumpFormat, DumpHeader, DumpState, FailureCode, UtcTime,
+    Verification, LAYOUT_VERSION,
 };
 use serde::Serialize;
 
@@ -72,6 +72,9 @@ fn print_text(path: &Path, dev: &Device, h: &DumpHeader) {
     println!("written:     {}", size(h.written));
     println!("capacity:    {}", size(h.capacity));
     println!("crash time:  {}", crash_time(h.crash_time));
+    if h.state != DumpState::Empty {
+        println!("saved:       {}", describe_saved(h));
+    }
     print_verification(dev, h);
     println!("writer:      {}", or_dash(&h.writer));
     println!("osrelease:   {}", or_dash(&h.osrelease));
@@ -197,6 +200,7 @@ struct InfoJson {
     compression: &'static str,
     pages_ram: u64,
     pages_dumped: u64,
+    saved_time: i64,
 }
 
 impl InfoJson {
@@ -228,7 +232,24 @@ impl InfoJson {
             compression: h.compression.as_str(),
             pages_ram: h.pages_ram,
             pages_dumped: h.pages_dumped,
+            saved_time: h.saved_time,
         }
+    }
+}
+
+/// Whether `minicap save` copied the dump off, and what that means for the next capture.
+pub fn describe_saved(h: &DumpHeader) -> String {
+    if h.is_saved() {
+        format!(
+            "yes, by minicap save at {}: the next crash may be captured over it",
+            UtcTime(h.saved_time)
+        )
+    } else if h.holds_unsaved_dump() {
+        "no: the capture kernel keeps this dump and writes nothing to the device until \
+         `minicap save` copies it off (or minicap.overwrite=any)"
+            .to_owned()
+    } else {
+        "no dump data to save: the next crash is captured over it".to_owned()
     }
 }
 

@@ -1,8 +1,14 @@
-//! `minicap save`: copying a dump off its device.
+//! `minicap save`: copying a dump off its device, then marking it saved.
+//!
+//! Once the copy is written and its check passed (or, for a partial dump, once the part
+//! that exists is copied), the header's `saved_time` is set: the capture kernel keeps a dump
+//! that was never saved instead of writing the next crash over it, so marking it is what
+//! frees the device for the next capture. Only that field changes; `minicap format` clears it.
 
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 use minicap_dumpheader::{
@@ -213,7 +219,41 @@ pub fn save(path: &Path, out_path: &Path, partial: bool) -> Result<()> {
     println!("osrelease:  {}", escape::field(&h.osrelease));
     println!("crash time: {}", crash_time(h.crash_time));
     println!("format:     {}", h.format);
-    check.finish(&h, &out_shown.to_string())
+    check.finish(&h, &out_shown.to_string())?;
+    if h.is_saved() {
+        return Ok(());
+    }
+    drop(dev);
+    match mark_saved(path, &h) {
+        Ok(()) => println!("marked saved on {shown}: the next crash may be captured over it"),
+        Err(e) => eprintln!(
+            "minicap: warning: the dump could not be marked saved on {shown} ({e:#}): the \
+             capture kernel keeps it and writes nothing there until it is marked (run \
+             `minicap save` again with write access) or the device is formatted"
+        ),
+    }
+    Ok(())
+}
+
+/// Sets the header's `saved_time` to now, if the header is still `seen` (nothing wrote the
+/// device since it was read), and makes it durable.
+fn mark_saved(path: &Path, seen: &DumpHeader) -> Result<()> {
+    let dev = Device::open(path, true)?;
+    let mut h = dev.header(path)?;
+    ensure!(
+        h == *seen,
+        "the header changed while the dump was being copied"
+    );
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is before 1970")?;
+    // A clock at 0 would read as "not saved".
+    h.saved_time = i64::try_from(now.as_secs()).unwrap_or(i64::MAX).max(1);
+    dev.file
+        .write_all_at(&h.encode(), 0)
+        .context("cannot write the header")?;
+    dev.file.sync_all().context("cannot flush the header")?;
+    Ok(())
 }
 
 /// Creating OUT truncates it: if OUT is the device itself (an image file), that would destroy

@@ -250,7 +250,8 @@ fn format_missing_device() {
 fn save_complete_dump() {
     let (dev, out) = device_and_output("save-ok");
     let data = dump_data(300_000);
-    complete_dump(&dev, 4 * MIB, &data);
+    let complete_header = complete_dump(&dev, 4 * MIB, &data);
+    assert!(info_text(&dev).contains("saved:       no: the capture kernel keeps this dump"));
     let before = fs::read(&dev).unwrap();
     let o = minicap(&[Path::new("save"), &dev, &out]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -260,16 +261,89 @@ fn save_complete_dump() {
     assert!(s.contains("6.8.0-minicap-test"), "{s}");
     assert!(s.contains("300000 bytes"), "{s}");
     assert!(s.contains("2023-11-14 22:13:20 UTC"), "{s}");
+    assert!(s.contains("marked saved on"), "{s}");
+    // Save changes one field, the header's saved time; nothing else on the device.
+    let after = fs::read(&dev).unwrap();
+    let saved = header_of(&dev);
+    assert!(saved.is_saved() && !saved.holds_unsaved_dump());
+    let mut unmarked = saved.clone();
+    unmarked.saved_time = 0;
+    assert_eq!(unmarked, complete_header);
     assert_eq!(
-        fs::read(&dev).unwrap(),
-        before,
-        "save must not modify the device"
+        after[HEADER_LEN..],
+        before[HEADER_LEN..],
+        "save must not modify the dump"
     );
+    assert!(info_text(&dev).contains("saved:       yes, by minicap save at"));
 
-    // Saving again overwrites OUT with the same bytes.
+    // Saving again overwrites OUT with the same bytes, and leaves the mark as it was.
     fs::write(&out, b"old junk that is longer than nothing").unwrap();
     assert!(minicap(&[Path::new("save"), &dev, &out]).status.success());
     assert_eq!(fs::read(&out).unwrap(), data);
+    assert_eq!(fs::read(&dev).unwrap(), after);
+
+    // A saved dump may be formatted without --force; formatting clears the mark.
+    let o = run("format", &dev);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!header_of(&dev).is_saved());
+}
+
+#[test]
+fn a_failed_check_leaves_the_dump_unsaved() {
+    let (dev, out) = device_and_output("save-bad-unmarked");
+    let data = dump_data(8192);
+    let mut sha = sha256(&data);
+    sha[0] ^= 1;
+    crafted(&dev, 3 * MIB, &data, DumpState::Complete, 8192, sha);
+    let before = fs::read(&dev).unwrap();
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(fs::read(&dev).unwrap(), before, "not marked saved");
+}
+
+#[test]
+fn a_partial_dump_saved_with_partial_is_marked() {
+    let (dev, out) = device_and_output("save-partial-marked");
+    let data = dump_data(100_000);
+    crafted(&dev, 3 * MIB, &data, DumpState::Failed, 40_960, [0; 32]);
+    assert!(header_of(&dev).holds_unsaved_dump());
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        !header_of(&dev).is_saved(),
+        "refused without --partial: not saved"
+    );
+    let o = minicap(&[Path::new("save"), &dev, &out, Path::new("--partial")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let h = header_of(&dev);
+    assert!(h.is_saved() && !h.holds_unsaved_dump());
+    assert_eq!(
+        (h.state, h.written),
+        (DumpState::Failed, 40_960),
+        "only the mark changed"
+    );
+}
+
+#[test]
+fn a_read_only_device_is_saved_with_a_warning() {
+    let (dev, out) = device_and_output("save-read-only");
+    let data = dump_data(4096);
+    complete_dump(&dev, 3 * MIB, &data);
+    let mut perms = fs::metadata(&dev).unwrap().permissions();
+    perms.set_readonly(true);
+    fs::set_permissions(&dev, perms).unwrap();
+    let o = minicap(&[Path::new("save"), &dev, &out]);
+    // Root ignores the permission bits: the mark is then written.
+    if header_of(&dev).is_saved() {
+        return;
+    }
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(&out).unwrap(), data);
+    assert!(
+        stderr(&o).contains("could not be marked saved"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -581,6 +655,7 @@ fn info_json_has_the_documented_schema() {
         "compression",
         "pages_ram",
         "pages_dumped",
+        "saved_time",
     ];
     let mut sorted = keys.clone();
     sorted.sort_unstable();
@@ -854,6 +929,8 @@ fn device_strings_are_escaped_on_the_terminal() {
     );
     assert!(stdout(&o).contains(&format!("message:   disk on fire{shown}")));
 
+    // Saving marked the dump saved; unmarked, format refuses it again, naming it.
+    edit_header(&dev, |h| h.saved_time = 0);
     let o = run("format", &dev);
     assert_eq!(o.status.code(), Some(1));
     clean(&o);

@@ -15,7 +15,7 @@ from .common import PAGE_SIZE, HarnessError, log, run, tail
 from .console import (IOMMU_TAKEOVER, MAX_REQUEST_BYTES, check_write_failure, parse_write_failure,
                       planned_dump_length)
 from .device_info import DeviceInfo, read_device_info
-from .disks import DUMP_OFFSET, same_bytes
+from .disks import DUMP_OFFSET, UNSAVED_DUMP_BYTES, UNSAVED_OSRELEASE, same_bytes
 from .elf import KERNEL_TEXT_START, NT_PRSTATUS, PT_LOAD, PT_NOTE, kernel_offset, parse_notes, read_phdrs, vmcore_end
 from .iomem import expected_dump_ranges, fmt_ranges, iomem_section, merge_ranges, parse_iomem, subtract_ranges
 from .kernel import GuestKernel, ensure_debug_vmlinux
@@ -230,7 +230,14 @@ def check_device_error(res: Results, args, out: Path, disk: Path, message: str, 
     else:
         ok, detail = False, f"written {h.written} of {h.dump_length}; no failed write offset to compare with"
     res.add("header: written = last 10 % checkpoint", ok, detail)
+    check_partial_save(res, args, out, disk, h, serial, version, info)
 
+
+def check_partial_save(res: Results, args, out: Path, disk: Path, h: DeviceInfo, serial: list[str], version: str,
+                       info: dict) -> None:
+    """A failed capture's partial dump, as its `header` describes it: `minicap info`, `minicap
+    save` refusing without --partial, `minicap save --partial` (exactly `written` bytes, the
+    image's), its ELF headers, notes and pattern pages."""
     p = run([args.tool, "info", disk])
     (out / "info.log").write_text(p.stdout)
     want = ["state:       failed", f"written:     {h.written} bytes", f"message:     {h.message}"]
@@ -295,6 +302,64 @@ def check_device_error(res: Results, args, out: Path, disk: Path, message: str, 
             + ("".join(f"\n{x}" for x in problems[:10]))
             + ("" if intact or problems
                else "\nno pattern page within the saved part (raise --fail-at-percent)"))  # fmt: skip
+
+
+TIME_LIMIT_RE = re.compile(r"ran past its time limit: (\d+)\.(\d{3}) s since minicap started, limit (\d+) s "
+                           r"\(minicap\.timeout=\); no further write was started, what the device confirmed is kept$")
+
+
+def check_time_limit_message(message: str, limit: int | None) -> tuple[bool, str]:
+    """The RESULT message of a capture stopped by minicap.timeout=: elapsed and limit, the
+    elapsed time at least the limit."""
+    m = TIME_LIMIT_RE.search(message)
+    if m is None:
+        return False, f"not the time-limit message: {message!r}"
+    elapsed_ms = int(m.group(1)) * 1000 + int(m.group(2))
+    said = int(m.group(3))
+    ok = said == limit and elapsed_ms >= said * 1000
+    return ok, f"elapsed {elapsed_ms / 1000:.3f} s, limit {said} s (asked for {limit} s)"
+
+
+def check_time_limit(res: Results, args, out: Path, disk: Path, message: str, header: DeviceInfo | None,
+                     serial: list[str], version: str, limit: int | None, info: dict) -> None:
+    """After a capture stopped by its time limit: the RESULT's elapsed and limit, the
+    header (failed, code timeout, the RESULT message, part of the dump written: every byte
+    written, not only up to a checkpoint), then the partial dump as after a device error."""
+    ok, detail = check_time_limit_message(message, limit)
+    res.add("RESULT: elapsed and limit", ok, detail)
+    if header is None:
+        return
+    h = header
+    planned = planned_dump_length(serial)
+    bad = []
+    if (h.state, h.failure_code) != ("failed", "timeout"):
+        bad.append(f"state {h.state}, failure_code {h.failure_code} (want failed, timeout)")
+    if h.message != message:
+        bad.append(f"message {h.message!r} is not the RESULT message {message!r}")
+    if h.format != "elf-vmcore" or h.dump_offset != DUMP_OFFSET:
+        bad.append(f"format {h.format}, dump offset {h.dump_offset:#x} (want elf-vmcore, {DUMP_OFFSET:#x})")
+    if planned is None or h.dump_length != planned:
+        bad.append(f"dump_length {h.dump_length}, the console planned {planned}")
+    if not 0 < h.written < h.dump_length:
+        bad.append(f"written {h.written} of {h.dump_length}: the limit did not stop the dump part way")
+    if h.saved_time != 0:
+        bad.append(f"saved_time {h.saved_time} before any save")
+    info["written_at_the_limit"] = h.written
+    res.add("header: failed, timeout, part of the dump", not bad,
+            f"state {h.state}, failure_code {h.failure_code}, written {h.written} of {h.dump_length}"
+            + "".join(f"\n{b}" for b in bad))  # fmt: skip
+    check_partial_save(res, args, out, disk, h, serial, version, info)
+
+
+def check_unsaved_kept(res: Results, message: str) -> None:
+    """The RESULT of a capture onto a disk holding a dump never saved names that dump (from its
+    header: kernel, crash time) and how to free the disk."""
+    want = [f"holds a complete dump of kernel {UNSAVED_OSRELEASE} that crashed at 2023-11-14 22:13:20 UTC",
+            f"{UNSAVED_DUMP_BYTES} of {UNSAVED_DUMP_BYTES} bytes", "not yet saved: it is kept",
+            "minicap save DEVICE", "minicap.overwrite=any", "nothing was written"]  # fmt: skip
+    missing = [w for w in want if w not in message]
+    res.add("RESULT names the kept dump and the way out", not missing,
+            message if not missing else f"missing {missing} in {message!r}")
 
 
 def check_checkpoint(written: int, dump_length: int, failed_at: int) -> tuple[bool, str]:

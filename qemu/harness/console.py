@@ -27,7 +27,7 @@ FAILURE_CODES = (
     "bad-boot-params", "bad-option", "no-elfcorehdr", "bad-elfcorehdr", "bad-core-headers", "bad-memory-map",
     "crash-memory-too-small", "memory-not-mappable", "bad-layout", "iommu", "no-device", "no-prepared-device",
     "device-id-mismatch", "ambiguous-device", "device-too-small", "unsupported-block-size", "device-error",
-    "cpu-exception", "internal",
+    "cpu-exception", "internal", "timeout", "unsaved-dump",
 )  # fmt: skip
 
 

@@ -44,6 +44,7 @@ class DeviceInfo:
     compression: str
     pages_ram: int
     pages_dumped: int
+    saved_time: int
 
 
 def parse_device_info(text: str) -> DeviceInfo:

@@ -7,6 +7,8 @@ import hashlib
 import os
 import random
 import re
+import struct
+import zlib
 from pathlib import Path
 
 from .common import MIB, PAGE_SIZE, HarnessError, run
@@ -44,6 +46,45 @@ def make_formatted_disk(tool: str, path: Path, size: int) -> tuple[str, str]:
     if not m:
         raise HarnessError(f"`{tool} format` printed no minicap.device=...:\n{p.stdout}")
     return m.group(1), p.stdout
+
+
+# The "unsaved dump" a disk holds before the crash (make_unsaved_dump_disk): what its header
+# says, so that the checks can find it in minicap's refusal.
+UNSAVED_OSRELEASE = "6.1.0-first-crash-amd64"
+UNSAVED_CRASH_TIME = 1_700_000_000  # 2023-11-14 22:13:20 UTC
+UNSAVED_DUMP_BYTES = MIB
+
+
+def make_unsaved_dump_disk(tool: str, path: Path, size: int, saved: bool = False) -> tuple[str, str]:
+    """A disk prepared with `minicap format` that then holds a complete ELF dump nobody has
+    saved (as an earlier crash would leave it): UNSAVED_DUMP_BYTES of data at DUMP_OFFSET and
+    a header saying complete, not saved. The header's base fields are set at their offsets
+    (formats/dumpheader: state 32, format 36, dump_length 48, written 56, crash_time 72,
+    osrelease 144, verify 476) and its CRC-32 (bytes 0..508, at 508) recomputed; the
+    extension, which holds saved_time (0: not saved), is the formatter's. With `saved`, the
+    dump is marked as `minicap save` marks it: saved_time (byte 712) set, the extension's
+    CRC-32 (bytes 512..1020, at 1020) recomputed. Returns (device id, the tool's output)."""
+    device_id, text = make_formatted_disk(tool, path, size)
+    with open(path, "r+b") as f:
+        header = bytearray(f.read(1024))
+        struct.pack_into("<II", header, 32, 2, 1)  # complete, elf-vmcore
+        struct.pack_into("<QQ", header, 48, UNSAVED_DUMP_BYTES, UNSAVED_DUMP_BYTES)
+        struct.pack_into("<q", header, 72, UNSAVED_CRASH_TIME)
+        header[144:208] = UNSAVED_OSRELEASE.encode().ljust(64, b"\0")
+        struct.pack_into("<I", header, 476, 1)  # verify none: the data is not what a capture wrote
+        struct.pack_into("<I", header, 508, zlib.crc32(bytes(header[:508])))
+        if saved:
+            struct.pack_into("<q", header, 712, UNSAVED_CRASH_TIME + 3600)
+            struct.pack_into("<I", header, 1020, zlib.crc32(bytes(header[512:1020])))
+        f.seek(0)
+        f.write(header)
+        f.seek(DUMP_OFFSET)
+        f.write(random.Random(UNSAVED_CRASH_TIME).randbytes(UNSAVED_DUMP_BYTES))
+    p = run([tool, "info", path])
+    want = "saved:       yes" if saved else "saved:       no"
+    if p.returncode != 0 or "state:       complete" not in p.stdout or want not in p.stdout:
+        raise HarnessError(f"the dump disk {path} does not read as complete with {want!r}:\n{p.stdout}")
+    return device_id, text + p.stdout
 
 
 def fingerprint(path: Path, block: int = MIB) -> tuple[str, list[bytes]]:

@@ -13,13 +13,15 @@ from pathlib import Path
 
 from . import scenarios as sc
 from .checks import (Results, check_complete_header, check_crash, check_device_error, check_filtered_elf, check_gdb,
-                     check_iommu_takeover, check_kdump, check_serial_stream, check_stored_log, check_triage,
-                     check_triage_text, check_vmcore_tools, read_header)  # fmt: skip
+                     check_iommu_takeover, check_kdump, check_serial_stream, check_stored_log, check_time_limit,
+                     check_triage, check_triage_text, check_unsaved_kept, check_vmcore_tools,
+                     read_header)  # fmt: skip
 from .common import MIB, QEMU_DIR, HarnessError, log, parse_size, run, tail
 from .console import (CRASH_MARKERS, KDUMP_RESULT_RE, RESULT_MARKER, check_busy_writes, check_candidates,
                       check_device_reports, parse_result_line)  # fmt: skip
 from .disks import (blkdebug_config, compare_fingerprints, fingerprint, inject_offset, make_blank_disk,
-                    make_formatted_disk, make_random_disk, other_device_id, sparse_copy)  # fmt: skip
+                    make_formatted_disk, make_random_disk, make_unsaved_dump_disk, other_device_id,
+                    sparse_copy)  # fmt: skip
 from .elf import vmcore_end
 from .initramfs import BusyDisk, MinicapLoad, build_initramfs, guest_disk_name
 from .kernel import ensure_kernel
@@ -134,6 +136,9 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         size = parse_size(d.size or args.disk_size)
         if d.content == sc.FORMATTED:
             ids[d.image], text = make_formatted_disk(args.tool, img, size)
+            format_logs.append(text)
+        elif d.content in (sc.UNSAVED, sc.SAVED):
+            ids[d.image], text = make_unsaved_dump_disk(args.tool, img, size, saved=d.content == sc.SAVED)
             format_logs.append(text)
         elif d.content == sc.RANDOM:
             make_random_disk(img, size)
@@ -320,6 +325,12 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         header = read_header(res, args, target, info)
         check_device_error(res, args, out, target, parsed.message if parsed else "", parsed.code if parsed else None,
                            header, injected, texts, k.version, info)  # fmt: skip
+    if sc.TIME_LIMIT in s.checks and result:
+        header = read_header(res, args, target, info)
+        check_time_limit(res, args, out, target, parsed.message if parsed else "", header, texts, k.version,
+                         sc.time_limit(s), info)  # fmt: skip
+    if sc.UNSAVED_KEPT in s.checks and result:
+        check_unsaved_kept(res, parsed.message if parsed else "")
     if sc.STORED_LOG in s.checks and result:
         check_stored_log(res, args, out, target, serial, STORED_LOG_WANT["success" if s.failure is None else "failure"])
     target_props = {sc.NVME: args.nvme_props, sc.VIRTIO: args.blk_props}.get(target_bus, "")

@@ -16,7 +16,9 @@ from .kernel import CLOUD, FLAVOURS, GENERIC
 FORMATTED = "formatted"  # a sparse image prepared with `minicap format`
 RANDOM = "random"  # random bytes: not a minicap device
 BLANK = "blank"  # a sparse image of zeros (the linux-kdump reference dd's its vmcore onto it)
-CONTENTS = (FORMATTED, RANDOM, BLANK)
+UNSAVED = "unsaved"  # formatted, then a complete dump nobody saved (disks.make_unsaved_dump_disk)
+SAVED = "saved"  # the same dump, marked saved as `minicap save` marks it
+CONTENTS = (FORMATTED, RANDOM, BLANK, UNSAVED, SAVED)
 
 # How a disk is attached.
 VIRTIO = "virtio"  # a virtio-blk-pci function (--virtio mode, --blk-props)
@@ -86,8 +88,11 @@ CANDIDATES = "candidates"  # the PCI scan's report: a "not a candidate (minicap.
 #                            function of a kind T leaves out, and the candidates line naming the others
 SERIAL_STREAM = "serial-stream"  # the dump streamed on COM2 (a file): `minicap receive` rebuilds it, makedumpfile -R
 #                                  of its flattened copy is the same file; KDUMP and TRIAGE then check what it received
+TIME_LIMIT = "time-limit"  # the RESULT's elapsed and limit, the failed header (code timeout, every written byte
+#                            claimed), save refuses, save --partial, the partial dump (as DEVICE_ERROR's)
+UNSAVED_KEPT = "unsaved-kept"  # the RESULT names the dump the target held (kernel, crash time) and `minicap save`
 CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE, ELF_FILTERED,
-          CANDIDATES, SERIAL_STREAM)  # fmt: skip
+          CANDIDATES, SERIAL_STREAM, TIME_LIMIT, UNSAVED_KEPT)  # fmt: skip
 # The UART the serial rows stream on: COM2, QEMU's second -serial.
 SERIAL_STREAM_PORT = "0x2f8"
 
@@ -216,6 +221,16 @@ def kdump_settings(s: Scenario) -> tuple[int, str]:
     return level, codec
 
 
+def time_limit(s: Scenario) -> int | None:
+    """The seconds a scenario's minicap.timeout= gives (None without one, or auto/none)."""
+    limit = None
+    for a in s.capture_append:
+        if a.startswith("minicap.timeout="):
+            value = a.split("=", 1)[1]
+            limit = int(value) if value.isdigit() else None
+    return limit
+
+
 def busy_capture(name: str, about: str, bus: str, **kw) -> Scenario:
     """A full capture onto a disk of `bus` that the crashed kernel was
     writing to at the moment of the crash; every check of a good dump."""
@@ -334,6 +349,22 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("device-error", "the dump disk fails one write at ~45 %: failure, header failed, save --partial",
              disks=(decoy(), dump_disk(fails_write=True)), failure="device-error",
              checks=frozenset({LEFT_ALONE, DEVICE_ERROR, STORED_LOG, TRIAGE}), pattern=True),
+    # The whole capture has a bound (minicap.timeout=): 2 s from minicap's entry stops the 1 GiB
+    # ELF dump (about 6 s under TCG, its first write at ~0.2 s) part way; what was written is kept.
+    Scenario("capture-timeout", "minicap.timeout=2: the capture stops mid-dump, failure timeout, header failed "
+             "with every written byte, save --partial", disks=(decoy(), dump_disk()), failure="timeout",
+             checks=frozenset({LEFT_ALONE, TIME_LIMIT, STORED_LOG, TRIAGE}), pattern=True,
+             capture_append=("minicap.timeout=2",)),
+    # The target holds a complete dump that `minicap save` never copied off (the first crash of a
+    # crash loop): minicap keeps it, writes nothing, and says what it holds.
+    Scenario("unsaved-dump", "the dump disk holds a complete dump never saved: kept byte for byte, failure "
+             "unsaved-dump naming it", disks=(Disk("dump.img", "dump disk", UNSAVED, guarded=True, target=True),),
+             failure="unsaved-dump", checks=frozenset({UNSAVED_KEPT})),
+    # The counterpart: the same dump marked saved is captured over (on demand; the decision
+    # itself is host tested in minicap-capture's overwrite module).
+    replace(capture("saved-dump-replaced", "the dump disk holds a complete dump marked saved: a full capture "
+                    "replaces it", disks=(decoy(), Disk("dump.img", "dump disk", SAVED, target=True))),
+            in_suite=False),
     # The bad inputs again on NVMe and AHCI. In the suite, two runs fold the
     # unformatted and wrong-id cases of both kinds together: the failure is
     # the mismatch (a prepared disk was found, with another id), and each
@@ -442,8 +473,9 @@ def problems(s: Scenario) -> list[str]:
         out.append("more than one target disk")
     target = targets[0] if targets else None
     linux = s.capture_kernel == "linux"
-    if s.device_option in (DEVICE_TARGET, DEVICE_OTHER) and not linux and (target is None or
-                                                                           target.content != FORMATTED):  # fmt: skip
+    # An UNSAVED disk is a formatted one (with a dump on it): it has an id too.
+    if s.device_option in (DEVICE_TARGET, DEVICE_OTHER) and not linux and (
+            target is None or target.content not in (FORMATTED, UNSAVED, SAVED)):  # fmt: skip
         out.append(f"device_option {s.device_option} needs a formatted target disk")
     if linux and (target is None or target.content != BLANK or s.failure is not None):
         out.append("the linux reference needs a blank target disk and expects success")

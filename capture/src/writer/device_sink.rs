@@ -21,8 +21,8 @@
 //!   the last checkpoint are already safe.
 
 use super::{
-    hasher_bug, mib_per_s_x10, record_failure, start_write_timed, wait_timed, Integrity,
-    RecordStep, Records, Verified, WriterEnv, CHECKPOINT_PERCENT,
+    hasher_bug, mib_per_s_x10, record_failure, start_write_timed, wait_timed, within_time_limit,
+    Integrity, RecordStep, Records, Verified, WriterEnv, CHECKPOINT_PERCENT,
 };
 use crate::failure::{DeviceName, WriteStep};
 use crate::profile::{Phase, Profile};
@@ -116,6 +116,7 @@ impl<D: BlockDevice, E: WriterEnv> Sink for DeviceSink<'_, '_, D, E> {
     type Error = Failure;
 
     fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Failure> {
+        within_time_limit(self.env)?;
         self.checkpoint_if_due()?;
         let end = offset.saturating_add(bytes.len() as u64);
         if end > self.capacity {
@@ -317,8 +318,13 @@ impl<'a, 'r, D: BlockDevice, E: WriterEnv> DeviceSink<'a, 'r, D, E> {
     }
 
     /// After a failure: lets the device finish what it was given, then writes the header
-    /// "failed" (`written` still the last checkpoint). Returns the failure.
+    /// "failed" (`written` still the last checkpoint; after the time limit, which stops
+    /// between writes, everything handed to the device if it all went well, as a checkpoint
+    /// would claim). Returns the failure.
     pub(super) fn fail(mut self, failure: Failure) -> Failure {
+        if matches!(failure, Failure::TimedOut { .. }) && self.sync().is_ok() {
+            self.header.written = self.high_water;
+        }
         while !self.in_flight.is_empty() {
             let _ = self.complete_oldest();
         }

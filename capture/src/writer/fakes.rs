@@ -99,6 +99,8 @@ pub struct Env {
     pub phys: Shared,
     pub log: String,
     pub clock: u64,
+    /// The whole capture's bound on `clock`.
+    pub time_limit: Option<crate::TimeLimit>,
 }
 
 /// The triage text the tests store first, and what the device must hold at the triage area.
@@ -111,6 +113,7 @@ impl Env {
             phys: phys.clone(),
             log: String::from("minicap: starting\n"),
             clock: 0,
+            time_limit: None,
         }
     }
 
@@ -149,6 +152,9 @@ impl WriterEnv for Env {
     }
     fn say(&mut self, line: core::fmt::Arguments<'_>) {
         self.log.push_str(&format!("minicap: {line}\n"));
+    }
+    fn time_limit(&self) -> Option<crate::TimeLimit> {
+        self.time_limit
     }
 }
 

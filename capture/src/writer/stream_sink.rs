@@ -100,6 +100,7 @@ impl<O: ByteOutput, E: WriterEnv> Sink for StreamSink<'_, O, E> {
     type Error = Failure;
 
     fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Failure> {
+        super::within_time_limit(self.env)?;
         self.report_progress_if_due();
         let mut at = offset;
         for piece in bytes.chunks(DATA_BYTES) {

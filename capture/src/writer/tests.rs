@@ -99,6 +99,8 @@ struct FakeEnv {
     mapped_end: u64,
     /// Bytes of old memory the CPU read.
     old_bytes_read: u64,
+    /// The whole capture's bound on `clock`.
+    time_limit: Option<TimeLimit>,
 }
 
 impl WriterEnv for FakeEnv {
@@ -130,6 +132,9 @@ impl WriterEnv for FakeEnv {
     }
     fn say(&mut self, line: fmt::Arguments<'_>) {
         self.log.push_str(&format!("minicap: {line}\n"));
+    }
+    fn time_limit(&self) -> Option<TimeLimit> {
+        self.time_limit
     }
 }
 
@@ -173,6 +178,8 @@ struct FakeDevice {
     /// What the table entries must be (the chunks of the expected vmcore).
     expected_chunks: Vec<u64>,
     headers_checked: usize,
+    /// What each header written claimed (`written`), in order.
+    claims: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -211,6 +218,7 @@ impl FakeDevice {
             durable_table: vec![0xee; TABLE_AREA],
             expected_chunks: Vec::new(),
             headers_checked: 0,
+            claims: Vec::new(),
         }
     }
 
@@ -259,6 +267,7 @@ impl FakeDevice {
     fn check_header(&mut self) {
         self.headers_checked += 1;
         let h = self.header();
+        self.claims.push(h.written);
         let first = usize::try_from(DUMP_OFFSET).unwrap() / SECTOR;
         let claimed = usize::try_from(h.written).unwrap().div_ceil(SECTOR);
         assert!(
@@ -453,6 +462,10 @@ struct Setup {
     skipped: SkippedRanges,
     buffers_left: usize,
     mapped_end: u64,
+    /// The bound on the whole capture, and the clock's start (so that the bound passes after
+    /// a chosen number of device operations: each moves the clock by 100 us).
+    time_limit: Option<TimeLimit>,
+    clock_start: u64,
 }
 
 impl Setup {
@@ -465,6 +478,8 @@ impl Setup {
             skipped: SkippedRanges::new(),
             buffers_left: usize::MAX,
             mapped_end: u64::MAX,
+            time_limit: None,
+            clock_start: 0,
         }
     }
 }
@@ -509,7 +524,7 @@ struct Run {
 
 fn run(setup: &Setup) -> Run {
     let phys = Phys::new();
-    let clock = Clock::default();
+    let clock = Clock::new(Cell::new(setup.clock_start));
     let core = core_headers();
     let layout = plan_vmcore(&core).unwrap();
     let expected = expected_vmcore(&phys.borrow(), &core, &layout, &setup.skipped);
@@ -526,6 +541,7 @@ fn run(setup: &Setup) -> Run {
         buffers_left: setup.buffers_left,
         mapped_end: setup.mapped_end,
         old_bytes_read: 0,
+        time_limit: setup.time_limit,
     };
     let mut header = new_header(&layout);
     let name = DeviceName::display("fake 00:02.0");
@@ -956,6 +972,90 @@ fn after_any_failed_operation_the_header_tells_the_truth() {
             }
         }
     }
+}
+
+#[test]
+fn the_time_limit_stops_between_pieces_and_keeps_every_written_byte() {
+    let limit = TimeLimit { seconds: 1 };
+    let clean = run(&Setup::new(Verification::Xxh64Chunks, 4));
+    let total = clean.expected.len() as u64;
+    let clean_ops = clean.device.ops.len() as u64;
+    let (mut partial, mut timed_out, mut finished) = (0, 0, 0);
+    for verify in [Verification::Xxh64Chunks, Verification::Sha256] {
+        for depth in [1, 4] {
+            // The bound passes after `ops` device operations.
+            for ops in (4..clean_ops).step_by(7) {
+                let mut setup = Setup::new(verify, depth);
+                setup.time_limit = Some(limit);
+                setup.clock_start = limit.limit_us() - ops * 100;
+                let r = run(&setup);
+                let what = format!("{verify:?}, depth {depth}, limit after {ops} operations");
+                let Err(failure) = r.result.as_ref() else {
+                    // The bound passed after the last piece was submitted: the capture
+                    // finishes (the final flush and header are not new dump data).
+                    assert_verifiable(&r);
+                    finished += 1;
+                    continue;
+                };
+                assert_eq!(failure.code(), FailureCode::Timeout, "{what}: {failure}");
+                assert_eq!(failure.effect(), Some(DeviceEffect::PartialDump));
+                assert!(
+                    failure.to_string().contains("limit 1 s (minicap.timeout=)"),
+                    "{failure}"
+                );
+                // Every header the device got was checked against what it made durable;
+                // the last one says failed, timeout, and claims every dump byte written.
+                let h = r.device.header();
+                assert_eq!(h.state, DumpState::Failed, "{what}");
+                assert_eq!(h.failure_code, FailureCode::Timeout, "{what}");
+                assert!(h.written < total, "{what}");
+                let dump_writes_end = r
+                    .device
+                    .ops
+                    .iter()
+                    .filter_map(|op| match *op {
+                        Op::Write { offset, len } if offset >= DUMP_OFFSET => {
+                            Some(offset + len - DUMP_OFFSET)
+                        }
+                        _ => None,
+                    })
+                    .max()
+                    .unwrap_or(0);
+                assert_eq!(
+                    h.written, dump_writes_end,
+                    "{what}: the header claims exactly the dump bytes written"
+                );
+                let n = usize::try_from(h.written).unwrap();
+                assert_eq!(dump_area(&r.device, n), &r.expected[..n], "{what}");
+                assert!(
+                    log_on_disk(&r.device, &h).contains("ran past its time limit"),
+                    "{what}"
+                );
+                timed_out += 1;
+                // Past the last checkpoint: more than any earlier header claimed.
+                let claims = &r.device.claims;
+                if claims[..claims.len() - 1].iter().all(|&c| c < h.written) {
+                    partial += 1;
+                }
+            }
+        }
+    }
+    assert!(timed_out > 20 && finished > 0, "{timed_out} {finished}");
+    assert!(
+        partial > 0,
+        "no run kept more than its last checkpoint: the sweep does not test that"
+    );
+}
+
+#[test]
+fn no_time_limit_and_a_distant_one_change_nothing() {
+    let clean = run(&Setup::new(Verification::Xxh64Chunks, 4));
+    let mut setup = Setup::new(Verification::Xxh64Chunks, 4);
+    setup.time_limit = Some(TimeLimit { seconds: 3600 });
+    let bounded = run(&setup);
+    assert_verifiable(&bounded);
+    assert_eq!(bounded.device.ops, clean.device.ops);
+    assert_eq!(bounded.device.disk, clean.device.disk);
 }
 
 #[test]

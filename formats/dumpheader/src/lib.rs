@@ -39,11 +39,22 @@
 //! | 536..544 | `pages_ram` (u64) |
 //! | 544..552 | `pages_dumped` (u64) |
 //! | 552..712 | `level_note`, NUL-padded text |
-//! | 712..1020 | reserved, zero |
+//! | 712..720 | `saved_time` (i64, seconds since 1970; 0: not saved) |
+//! | 720..1020 | reserved, zero |
 //! | 1020..1024 | CRC-32 of bytes 512..1020 |
 //!
 //! An extension of all zeros (an older writer) decodes as "no triage, dump level 0 of 0, no
-//! compression"; any other extension must carry the magic and a matching CRC.
+//! compression, not saved"; any other extension must carry the magic and a matching CRC.
+//!
+//! # Saved or not
+//!
+//! `minicap save` sets `saved_time` once it has copied the dump off the device and its check
+//! passed; `minicap format` writes a fresh header, which clears it; a capture writes a new
+//! header with it clear. The capture kernel keeps a dump that holds data
+//! ([`DumpHeader::holds_unsaved_dump`]) instead of writing over it, unless told to: the first
+//! crash of a crash loop is the most informative one, and must not be replaced by the next
+//! before anyone saved it. Older readers ignore the field (it was reserved), older writers
+//! leave it zero: "not saved", the safe reading.
 //!
 //! # Integrity check
 //!
@@ -169,6 +180,7 @@ const OFF_LEVEL: usize = 529;
 const OFF_PAGES_RAM: usize = 536;
 const OFF_PAGES_DUMPED: usize = 544;
 const OFF_LEVEL_NOTE: usize = 552;
+const OFF_SAVED_TIME: usize = 712;
 const OFF_EXT_CRC: usize = 1020;
 
 /// Length of [`DumpHeader::level_note`].
@@ -455,10 +467,16 @@ pub enum FailureCode {
     CpuException,
     /// minicap itself panicked (a bug).
     Internal,
+    /// The whole capture ran past its time limit (`minicap.timeout=`): writing stopped, what
+    /// was written is kept.
+    Timeout,
+    /// The device holds a dump nobody has saved yet: it is kept, nothing was written
+    /// (`minicap.overwrite=any` replaces it).
+    UnsavedDumpPresent,
 }
 
 impl FailureCode {
-    const ALL: [FailureCode; 20] = [
+    const ALL: [FailureCode; 22] = [
         Self::None,
         Self::BadBootParams,
         Self::BadOption,
@@ -479,6 +497,8 @@ impl FailureCode {
         Self::DeviceError,
         Self::CpuException,
         Self::Internal,
+        Self::Timeout,
+        Self::UnsavedDumpPresent,
     ];
 
     /// The value stored on the device.
@@ -504,6 +524,8 @@ impl FailureCode {
             Self::DeviceError => 17,
             Self::CpuException => 18,
             Self::Internal => 19,
+            Self::Timeout => 20,
+            Self::UnsavedDumpPresent => 21,
         }
     }
 
@@ -535,6 +557,8 @@ impl FailureCode {
             Self::DeviceError => "device-error",
             Self::CpuException => "cpu-exception",
             Self::Internal => "internal",
+            Self::Timeout => "timeout",
+            Self::UnsavedDumpPresent => "unsaved-dump",
         }
     }
 
@@ -726,6 +750,9 @@ pub struct DumpHeader {
     /// where a frame in both the direct-map and the kernel-text PT_LOAD counts twice; 0 for
     /// a whole ELF vmcore).
     pub pages_dumped: u64,
+    /// When `minicap save` copied the dump off the device (seconds since 1970), 0 if it has
+    /// not: see [`DumpHeader::holds_unsaved_dump`].
+    pub saved_time: i64,
 }
 
 impl DumpHeader {
@@ -758,6 +785,7 @@ impl DumpHeader {
             level_note: [0; LEVEL_NOTE_LEN],
             pages_ram: 0,
             pages_dumped: 0,
+            saved_time: 0,
         };
         set_text(&mut h.writer, writer);
         h
@@ -815,6 +843,7 @@ impl DumpHeader {
         put(&mut b, OFF_PAGES_RAM, &self.pages_ram.to_le_bytes());
         put(&mut b, OFF_PAGES_DUMPED, &self.pages_dumped.to_le_bytes());
         put(&mut b, OFF_LEVEL_NOTE, &self.level_note);
+        put(&mut b, OFF_SAVED_TIME, &self.saved_time.to_le_bytes());
         let crc = crc32(&b[BASE_LEN..OFF_EXT_CRC]);
         put(&mut b, OFF_EXT_CRC, &crc.to_le_bytes());
         b
@@ -888,6 +917,7 @@ impl DumpHeader {
             level_note: ext.level_note,
             pages_ram: ext.pages_ram,
             pages_dumped: ext.pages_dumped,
+            saved_time: ext.saved_time,
         };
         h.validate()?;
         Ok(h)
@@ -1028,6 +1058,19 @@ impl DumpHeader {
     pub fn level_note(&self) -> &str {
         text(&self.level_note)
     }
+
+    /// Whether the device holds dump data (a capture confirmed at least one byte of it:
+    /// complete, partial or failed part way) that `minicap save` has not copied off yet.
+    /// A capture that failed before its first confirmed byte left no dump (its triage text
+    /// alone is not one): nothing to keep.
+    pub fn holds_unsaved_dump(&self) -> bool {
+        self.state != DumpState::Empty && self.written > 0 && self.saved_time == 0
+    }
+
+    /// Whether `minicap save` copied this header's dump off the device.
+    pub fn is_saved(&self) -> bool {
+        self.saved_time != 0
+    }
 }
 
 /// The fields of the header extension (bytes 512..1024), decoded.
@@ -1039,6 +1082,7 @@ struct Extension {
     level_note: [u8; LEVEL_NOTE_LEN],
     pages_ram: u64,
     pages_dumped: u64,
+    saved_time: i64,
 }
 
 impl Extension {
@@ -1054,6 +1098,7 @@ impl Extension {
                 level_note: [0; LEVEL_NOTE_LEN],
                 pages_ram: 0,
                 pages_dumped: 0,
+                saved_time: 0,
             });
         }
         if get::<8>(b, OFF_EXT_MAGIC) != EXTENSION_MAGIC {
@@ -1076,6 +1121,7 @@ impl Extension {
             level_note: get(b, OFF_LEVEL_NOTE),
             pages_ram: u64_at(b, OFF_PAGES_RAM),
             pages_dumped: u64_at(b, OFF_PAGES_DUMPED),
+            saved_time: i64::from_le_bytes(get(b, OFF_SAVED_TIME)),
         })
     }
 }

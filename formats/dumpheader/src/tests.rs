@@ -241,7 +241,11 @@ fn failure_codes_are_unique_and_stable() {
     assert_eq!(FailureCode::None.to_raw(), 0);
     assert_eq!(FailureCode::DeviceTooSmall.to_raw(), 15);
     assert_eq!(FailureCode::Internal.to_raw(), 19);
-    assert_eq!(FailureCode::from_raw(20), None);
+    assert_eq!(FailureCode::Timeout.to_raw(), 20);
+    assert_eq!(FailureCode::Timeout.as_str(), "timeout");
+    assert_eq!(FailureCode::UnsavedDumpPresent.to_raw(), 21);
+    assert_eq!(FailureCode::UnsavedDumpPresent.as_str(), "unsaved-dump");
+    assert_eq!(FailureCode::from_raw(22), None);
 }
 
 // The log area sits inside the reserved first MiB, page aligned.
@@ -809,4 +813,54 @@ fn level_note_is_text_of_160_bytes() {
     h.set_level_note("short");
     assert_eq!(h.level_note(), "short");
     assert_eq!(&h.level_note[..6], b"short\0");
+}
+
+#[test]
+fn saved_time_round_trips_at_its_offset() {
+    let mut h = kdump();
+    h.saved_time = 1_790_000_000;
+    let b = h.encode();
+    assert_eq!(b[712..720], 1_790_000_000i64.to_le_bytes());
+    assert!(b[720..1020].iter().all(|&x| x == 0));
+    let back = DumpHeader::decode(&b).unwrap();
+    assert_eq!(back.saved_time, 1_790_000_000);
+    assert!(back.is_saved());
+    assert_eq!(back, h);
+}
+
+#[test]
+fn headers_before_the_saved_field_read_as_not_saved() {
+    // An older writer: extension all zero, or an extension whose reserved bytes are zero.
+    let mut b = complete().encode();
+    b[512..].fill(0);
+    assert_eq!(DumpHeader::decode(&b).unwrap().saved_time, 0);
+    let b = kdump().encode();
+    let h = DumpHeader::decode(&b).unwrap();
+    assert!(!h.is_saved());
+    assert!(h.holds_unsaved_dump());
+}
+
+#[test]
+fn which_headers_hold_an_unsaved_dump() {
+    let mut h = complete();
+    assert!(h.holds_unsaved_dump(), "complete, not saved");
+    h.saved_time = 1;
+    assert!(!h.holds_unsaved_dump(), "complete and saved");
+    // A partial dump (the capture stopped part way) is a dump too.
+    for state in [DumpState::Writing, DumpState::Failed] {
+        let mut h = complete();
+        h.state = state;
+        h.written = 4 << 20;
+        assert!(h.holds_unsaved_dump(), "{state}");
+        // A capture that confirmed no byte of the dump left nothing to keep.
+        h.written = 0;
+        h.triage_length = 4096;
+        assert!(!h.holds_unsaved_dump(), "{state} with nothing written");
+    }
+    let empty = DumpHeader::new_empty(ID, 64 << 20, "minicap-format 0.1.0");
+    assert!(!empty.holds_unsaved_dump());
+    assert!(
+        !empty.is_saved(),
+        "a freshly formatted header is not marked saved"
+    );
 }

@@ -7,12 +7,15 @@
 //! (through `/dev/<name>`) and refuses when disks could be read and none is the prepared
 //! one. Disks it cannot read (no permission, no device node) are not proof of anything:
 //! when no disk at all could be read it only warns.
+//!
+//! The prepared disk may still hold a dump nobody saved: the capture kernel keeps such a dump
+//! and writes nothing there (unless `minicap.overwrite=any`), so `load` says so now.
 
 use std::fmt;
 
 #[cfg(test)]
 use minicap_dumpheader::HEADER_LEN;
-use minicap_dumpheader::{DeviceIdHex, DumpHeader};
+use minicap_dumpheader::{DeviceIdHex, DumpHeader, DumpState, UtcTime};
 
 use super::sysfs::SystemFiles;
 use crate::device::Device;
@@ -25,7 +28,12 @@ const NOT_DUMP_DISKS: [&str; 8] = ["loop", "ram", "zram", "dm-", "md", "sr", "fd
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DumpDeviceCheck {
     /// The prepared disk (the first in `/sys/block` order).
-    Found { disk: String, id: [u8; 16] },
+    Found {
+        disk: String,
+        id: [u8; 16],
+        /// The dump it holds that `minicap save` has not copied off, if any.
+        unsaved: Option<UnsavedDump>,
+    },
     /// Disks were read; none is prepared with the id asked for (or at all).
     Missing {
         wanted: Option<[u8; 16]>,
@@ -35,6 +43,27 @@ pub enum DumpDeviceCheck {
     },
     /// No disk could be read: nothing can be said.
     Unknown { unreadable: Vec<String> },
+}
+
+/// A dump on the prepared disk that was never saved, as its header describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsavedDump {
+    state: DumpState,
+    crash_time: i64,
+    osrelease: String,
+    written: u64,
+}
+
+impl UnsavedDump {
+    /// The unsaved dump `header` describes, if it holds one.
+    fn of(header: &DumpHeader) -> Option<Self> {
+        header.holds_unsaved_dump().then(|| Self {
+            state: header.state,
+            crash_time: header.crash_time,
+            osrelease: crate::escape::field(&header.osrelease),
+            written: header.written,
+        })
+    }
 }
 
 /// Reads the header of every whole disk under `files`' `sys/block` and `dev`.
@@ -57,7 +86,8 @@ pub fn check_dump_device(files: &SystemFiles, wanted: Option<[u8; 16]>) -> DumpD
         if let Some(header) = bytes.and_then(|b| DumpHeader::decode(&b).ok()) {
             let id = header.device_id;
             if wanted.is_none_or(|w| w == id) {
-                return DumpDeviceCheck::Found { disk, id };
+                let unsaved = UnsavedDump::of(&header);
+                return DumpDeviceCheck::Found { disk, id, unsaved };
             }
             others.push((disk.clone(), id));
         }
@@ -77,11 +107,36 @@ pub fn check_dump_device(files: &SystemFiles, wanted: Option<[u8; 16]>) -> DumpD
 impl fmt::Display for DumpDeviceCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Found { disk, id } => write!(
-                f,
-                "dump device: /dev/{disk} (prepared, id {})",
-                DeviceIdHex(id)
-            ),
+            Self::Found { disk, id, unsaved } => {
+                write!(
+                    f,
+                    "dump device: /dev/{disk} (prepared, id {})",
+                    DeviceIdHex(id)
+                )?;
+                if let Some(u) = unsaved {
+                    write!(
+                        f,
+                        "; warning: it holds a {} dump ({} bytes) of kernel {}",
+                        u.state,
+                        u.written,
+                        if u.osrelease.is_empty() {
+                            "?"
+                        } else {
+                            &u.osrelease
+                        }
+                    )?;
+                    if u.crash_time != 0 {
+                        write!(f, " that crashed at {}", UtcTime(u.crash_time))?;
+                    }
+                    write!(
+                        f,
+                        " that was never saved: the capture kernel keeps it and will not \
+                         capture the next crash there (unless minicap.overwrite=any); copy it \
+                         off first with `minicap save /dev/{disk} FILE`"
+                    )?;
+                }
+                Ok(())
+            }
             Self::Missing {
                 wanted,
                 read,
@@ -143,16 +198,68 @@ mod tests {
             check_dump_device(&root.files(), Some(ID)),
             DumpDeviceCheck::Found {
                 disk: "vdc".into(),
-                id: ID
+                id: ID,
+                unsaved: None
             }
         );
         assert_eq!(
             check_dump_device(&root.files(), None),
             DumpDeviceCheck::Found {
                 disk: "vdb".into(),
-                id: OTHER
+                id: OTHER,
+                unsaved: None
             }
         );
+    }
+
+    /// Rewrites the header of `/dev/<name>` with `edit` applied.
+    fn edit_header(root: &TestRoot, name: &str, edit: impl FnOnce(&mut DumpHeader)) {
+        let path = root.files().path(&format!("dev/{name}"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mut header = DumpHeader::decode(&bytes).unwrap();
+        edit(&mut header);
+        bytes[..HEADER_LEN].copy_from_slice(&header.encode());
+        root.write_bytes(&format!("dev/{name}"), &bytes);
+    }
+
+    #[test]
+    fn warns_of_an_unsaved_dump_on_the_disk() {
+        let root = TestRoot::empty();
+        disk(&root, "vda", Some(ID));
+        edit_header(&root, "vda", |h| {
+            h.state = DumpState::Complete;
+            h.format = minicap_dumpheader::DumpFormat::ElfVmcore;
+            h.dump_length = 8 << 20;
+            h.written = 8 << 20;
+            h.crash_time = 1_700_000_000;
+            h.set_osrelease("6.1.0-57-cloud-amd64");
+        });
+        let check = check_dump_device(&root.files(), Some(ID));
+        let text = check.to_string();
+        assert!(
+            matches!(
+                &check,
+                DumpDeviceCheck::Found {
+                    unsaved: Some(_),
+                    ..
+                }
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("holds a complete dump (8388608 bytes) of kernel 6.1.0-57-cloud-amd64")
+                && text.contains("2023-11-14 22:13:20 UTC")
+                && text.contains("minicap save /dev/vda FILE"),
+            "{text}"
+        );
+        // Once saved, nothing to say.
+        edit_header(&root, "vda", |h| h.saved_time = 1_700_000_100);
+        let check = check_dump_device(&root.files(), Some(ID));
+        assert!(
+            matches!(&check, DumpDeviceCheck::Found { unsaved: None, .. }),
+            "{check}"
+        );
+        assert!(!check.to_string().contains("warning"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::system::read_state_and_iomem;
 use crate::device::Device;
 use crate::escape;
 use crate::fmt_util::{crash_time, size};
-use crate::info::describe_state;
+use crate::info::{describe_saved, describe_state};
 
 /// Who loaded the crash kernel: the kernel's flag combined with minicap's load record.
 #[derive(Debug)]
@@ -148,6 +148,7 @@ pub fn status(files: &SystemFiles, device: Option<&Path>) -> Result<()> {
             size(header.written),
             size(header.dump_length)
         );
+        println!("  saved:      {}", describe_saved(&header));
         if header.failure_code != FailureCode::None {
             println!("  failure:    {}", header.failure_code);
         }

@@ -8,6 +8,7 @@ use crate::writer::fakes::{
     phys, Device, DropFrames, Env, OldRam, VecSink, OLD_BASE, OLD_PAGES, TRIAGE_TEXT,
 };
 use crate::writer::write_kdump_dump;
+use crate::TimeLimit;
 use minicap_dumpheader::{DumpFormat, DumpState, FailureCode, DUMP_OFFSET, TRIAGE_OFFSET};
 use minicap_elfcore::LoadSegment;
 use minicap_kdumpfile::Utsname;
@@ -76,6 +77,18 @@ fn run<F: FrameFilter>(
     filter: F,
     setup: impl FnOnce(&mut Device),
 ) -> Run {
+    run_in(depth, compress, verify, filter, setup, |_| {})
+}
+
+/// [`run`], with `env_setup` applied to the environment first (its clock, its time limit).
+fn run_in<F: FrameFilter>(
+    depth: usize,
+    compress: Compress,
+    verify: Verification,
+    filter: F,
+    setup: impl FnOnce(&mut Device),
+    env_setup: impl FnOnce(&mut Env),
+) -> Run {
     let phys = phys();
     let mem = OldRam(phys.clone());
     let loads = loads();
@@ -83,6 +96,7 @@ fn run<F: FrameFilter>(
     let mut device = Device::new(&phys, depth);
     setup(&mut device);
     let mut env = Env::new(&phys);
+    env_setup(&mut env);
     let triage = env.triage();
     let mut header = DumpHeader::new_empty([7; 16], device.capacity(), "minicap test");
     header.format = DumpFormat::KdumpCompressed;
@@ -252,4 +266,60 @@ fn a_failed_write_is_reported_and_the_checkpoint_kept() {
     assert!(h.written <= 1200 << 10);
     assert_eq!(h.triage_length as usize, TRIAGE_TEXT.len());
     assert!(r.env.log.contains("% of memory:"), "{}", r.env.log);
+}
+
+#[test]
+fn the_time_limit_stops_the_file_and_keeps_what_was_written() {
+    let clean = run(
+        4,
+        Compress::None,
+        Verification::Xxh64Chunks,
+        KeepAll,
+        |_| {},
+    );
+    let file_len = clean.result.as_ref().unwrap().stats.file_len;
+    // The fake clock moves 10 us per reading: the bound passes half way through the run.
+    let limit = TimeLimit { seconds: 1 };
+    let start = limit.limit_us() - clean.env.clock / 2;
+    let r = run_in(
+        4,
+        Compress::None,
+        Verification::Xxh64Chunks,
+        KeepAll,
+        |_| {},
+        |env| {
+            env.clock = start;
+            env.time_limit = Some(limit);
+        },
+    );
+    let failure = r.result.unwrap_err();
+    assert_eq!(failure.code(), FailureCode::Timeout, "{failure}");
+    let h = r.device.header();
+    assert_eq!(h.state, DumpState::Failed);
+    assert_eq!(h.failure_code, FailureCode::Timeout);
+    assert!(
+        h.message_str().contains("time limit"),
+        "{}",
+        h.message_str()
+    );
+    assert_eq!(h.triage_length as usize, TRIAGE_TEXT.len());
+    assert!(
+        h.written > 0 && h.written < file_len,
+        "{} of {file_len}",
+        h.written
+    );
+    // The page data written before the stop is the clean run's (the file's header blocks,
+    // written last, are not final yet: compare from the first data page on).
+    let data_start = 64 << 10;
+    if h.written > data_start {
+        let n = usize::try_from(h.written).unwrap();
+        let d = usize::try_from(data_start).unwrap();
+        let clean_file = clean.device.dump(file_len);
+        assert_eq!(&r.device.dump(h.written)[d..n], &clean_file[d..n]);
+    }
+    assert!(
+        r.env.log.contains("ran past its time limit"),
+        "{}",
+        r.env.log
+    );
 }

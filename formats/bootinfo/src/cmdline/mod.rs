@@ -15,8 +15,8 @@ mod options;
 pub use elfcorehdr::{elfcorehdr, ElfCoreHdrArg, ElfCoreHdrError};
 pub use memparse::{memparse, MemparseError};
 pub use options::{
-    AfterDump, Compress, DumpFormat, DumpTarget, Fallback, MinicapOptions, OptionError,
-    SerialPortBase, Transport, Verify, Warning, MAX_DUMP_LEVEL, OPTION_PREFIX,
+    AfterDump, Compress, DumpFormat, DumpTarget, Fallback, MinicapOptions, OptionError, Overwrite,
+    SerialPortBase, Timeout, Transport, Verify, Warning, MAX_DUMP_LEVEL, OPTION_PREFIX,
 };
 
 /// The command line as text: the bytes up to the first NUL (or all of them), which must be

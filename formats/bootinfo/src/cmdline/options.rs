@@ -131,6 +131,82 @@ pub enum Verify {
     None,
 }
 
+/// Which dumps already on the target a capture may write over (`minicap.overwrite=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overwrite {
+    /// Only a dump `minicap save` has copied off (`saved`); an unsaved one is kept and
+    /// nothing is written: the first crash of a crash loop is the one to keep.
+    #[default]
+    Saved,
+    /// Any dump, saved or not (`any`).
+    Any,
+}
+
+/// The upper bound on the whole capture, from minicap's entry (`minicap.timeout=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Timeout {
+    /// A generous bound from the size of the dump on a disk (`auto`): see
+    /// [`Timeout::AUTO_BASE_SECONDS`] and [`Timeout::AUTO_MIB_PER_SECOND`]. None on the serial
+    /// line, whose speed (about 11 KiB/s) makes any bound from the size either too tight or
+    /// useless, and whose receiver watches the stream as it comes.
+    #[default]
+    Auto,
+    /// No bound (`none`): only the per-operation deadlines.
+    None,
+    /// This many seconds (`1` to [`Timeout::MAX_SECONDS`]).
+    Seconds(u32),
+}
+
+impl Timeout {
+    /// Most seconds `minicap.timeout=` accepts: 30 days.
+    pub const MAX_SECONDS: u32 = 30 * 24 * 3600;
+    /// The `auto` bound's fixed part: ten minutes for everything but the writing (device
+    /// discovery and resets, planning, the final checks).
+    pub const AUTO_BASE_SECONDS: u64 = 600;
+    /// The `auto` bound's rate: the dump's RAM written at 4 MiB/s. Every disk minicap drives
+    /// writes far faster, so a healthy capture never meets the bound; a capture that stalls
+    /// does, instead of keeping a server down for good.
+    pub const AUTO_MIB_PER_SECOND: u64 = 4;
+
+    /// The bound in seconds for a dump of `ram_bytes` of memory on `transport`; `None` for no
+    /// bound.
+    pub fn seconds_for(self, transport: Transport, ram_bytes: u64) -> Option<u64> {
+        match self {
+            Self::Auto if transport == Transport::Serial => None,
+            Self::Auto => Some(
+                Self::AUTO_BASE_SECONDS
+                    .saturating_add((ram_bytes >> 20) / Self::AUTO_MIB_PER_SECOND),
+            ),
+            Self::None => None,
+            Self::Seconds(s) => Some(u64::from(s)),
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "none" => Some(Self::None),
+            // Digits only: no sign, no unit, no leading zero tricks beyond what u32 parses.
+            _ if s.bytes().all(|b| b.is_ascii_digit()) => s
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=Self::MAX_SECONDS).contains(n))
+                .map(Self::Seconds),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::None => f.write_str("none"),
+            Self::Seconds(s) => write!(f, "{s}"),
+        }
+    }
+}
+
 /// A value <-> variant table; the single source for parsing, naming and the error message.
 trait Named: Sized + Copy + PartialEq + 'static {
     const NAMES: &'static [(&'static str, Self)];
@@ -187,6 +263,11 @@ impl Named for AfterDump {
     const ACCEPTED: &'static str = "reboot, halt, poweroff";
 }
 
+impl Named for Overwrite {
+    const NAMES: &'static [(&'static str, Self)] = &[("saved", Self::Saved), ("any", Self::Any)];
+    const ACCEPTED: &'static str = "saved, any";
+}
+
 impl Named for Verify {
     const NAMES: &'static [(&'static str, Self)] = &[
         ("chunks", Self::Chunks),
@@ -213,11 +294,12 @@ macro_rules! impl_as_str_display {
     )*};
 }
 
-impl_as_str_display!(DumpTarget, Fallback, DumpFormat, Compress, AfterDump, Verify);
+impl_as_str_display!(DumpTarget, Fallback, DumpFormat, Compress, AfterDump, Verify, Overwrite);
 
 /// What `minicap.target=` accepts: the disk kinds, and the serial stream.
 const TARGET_ACCEPTED: &str = "any, virtio-blk, nvme, ahci, serial";
 const SERIAL_ACCEPTED: &str = "0x3f8, 0x2f8, 0x3e8 or 0x2e8 (COM1 to COM4)";
+const TIMEOUT_ACCEPTED: &str = "auto, none, or whole seconds from 1 to 2592000 (30 days)";
 
 /// Something on the command line that was ignored but may be a typo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,6 +379,10 @@ pub struct MinicapOptions {
     /// `minicap.device=<32 hex digits>`: the id `minicap format` wrote into the dump device's
     /// header. The kernel writes only to a device whose header carries this id.
     pub device: Option<[u8; 16]>,
+    /// `minicap.timeout=`, default `auto`: the bound on the whole capture.
+    pub timeout: Timeout,
+    /// `minicap.overwrite=`, default `saved`: whether an unsaved dump on the target is kept.
+    pub overwrite: Overwrite,
 }
 
 const DEVICE_ACCEPTED: &str = "32 hex digits (the id printed by `minicap format`)";
@@ -381,6 +467,10 @@ impl MinicapOptions {
                     opts.dump_level = Some(level);
                 }
                 "verify" => opts.verify = named(p.key, p.value)?,
+                "overwrite" => opts.overwrite = named(p.key, p.value)?,
+                "timeout" => {
+                    opts.timeout = value_of(p.key, p.value, TIMEOUT_ACCEPTED, Timeout::parse)?;
+                }
                 "device" => {
                     let id = p.value.and_then(parse_hex16).ok_or(OptionError {
                         key: p.key,
@@ -461,6 +551,93 @@ mod tests {
         assert_eq!(d.after, AfterDump::Reboot);
         assert_eq!(d.verify, Verify::Chunks);
         assert_eq!(d.device, None);
+        assert_eq!(d.timeout, Timeout::Auto);
+        assert_eq!(d.overwrite, Overwrite::Saved);
+    }
+
+    #[test]
+    fn timeout_values() {
+        for (text, want) in [
+            ("auto", Timeout::Auto),
+            ("none", Timeout::None),
+            ("1", Timeout::Seconds(1)),
+            ("90", Timeout::Seconds(90)),
+            ("2592000", Timeout::Seconds(2_592_000)),
+        ] {
+            let o = parse(&format!("minicap.timeout={text}")).0.unwrap();
+            assert_eq!(o.timeout, want, "{text}");
+            assert_eq!(want.to_string(), text);
+        }
+        for bad in [
+            "0",
+            "-5",
+            "+5",
+            "2592001",
+            "4294967296",
+            "10s",
+            "1.5",
+            "",
+            "AUTO",
+        ] {
+            let cl = format!("minicap.timeout={bad}");
+            let e = parse(&cl).0.unwrap_err();
+            assert_eq!(e.key, "minicap.timeout", "{bad}");
+            assert_eq!(e.accepted, TIMEOUT_ACCEPTED, "{bad}");
+        }
+        assert!(parse("minicap.timeout").0.is_err());
+        assert_eq!(
+            parse("minicap.timeout=5 minicap.timeout=none")
+                .0
+                .unwrap()
+                .timeout,
+            Timeout::None
+        );
+    }
+
+    #[test]
+    fn timeout_bounds() {
+        // auto: ten minutes plus the RAM at 4 MiB/s.
+        let disk = Transport::Disk;
+        assert_eq!(Timeout::Auto.seconds_for(disk, 0), Some(600));
+        assert_eq!(Timeout::Auto.seconds_for(disk, 1 << 30), Some(600 + 256));
+        assert_eq!(
+            Timeout::Auto.seconds_for(disk, 64 << 30),
+            Some(600 + 16_384)
+        );
+        assert_eq!(
+            Timeout::Auto.seconds_for(disk, u64::MAX),
+            Some(600 + (u64::MAX >> 22))
+        );
+        assert_eq!(Timeout::None.seconds_for(disk, 1 << 30), None);
+        assert_eq!(Timeout::Seconds(7).seconds_for(disk, 1 << 40), Some(7));
+        // The serial line: no automatic bound; an explicit one still holds.
+        assert_eq!(Timeout::Auto.seconds_for(Transport::Serial, 1 << 30), None);
+        assert_eq!(
+            Timeout::Seconds(7).seconds_for(Transport::Serial, 1 << 30),
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn overwrite_values() {
+        assert_eq!(
+            parse("minicap.overwrite=any").0.unwrap().overwrite,
+            Overwrite::Any
+        );
+        assert_eq!(
+            parse("minicap.overwrite=any minicap.overwrite=saved")
+                .0
+                .unwrap()
+                .overwrite,
+            Overwrite::Saved
+        );
+        assert_eq!(Overwrite::Any.to_string(), "any");
+        for bad in ["unsaved", "yes", "", "ANY"] {
+            let cl = format!("minicap.overwrite={bad}");
+            let e = parse(&cl).0.unwrap_err();
+            assert_eq!(e.key, "minicap.overwrite");
+            assert_eq!(e.accepted, "saved, any");
+        }
     }
 
     #[test]
@@ -483,6 +660,8 @@ mod tests {
                 after: AfterDump::Poweroff,
                 verify: Verify::Sha256,
                 device: Some(ID_BYTES),
+                timeout: Timeout::Auto,
+                overwrite: Overwrite::Saved,
             }
         );
         assert!(w.is_empty());
