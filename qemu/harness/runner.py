@@ -58,6 +58,21 @@ def check_purgatory_refusal(res: Results, texts: list[str], crash, segment: int)
     res.add("minicap never started", not started, started[0].strip() if started else "no minicap line")
 
 
+def check_console_lines(res: Results, texts: list[str], patterns: tuple[str, ...]) -> None:
+    """Each of `patterns` (Scenario.console_lines) matches some console line from its start."""
+    for pattern in patterns:
+        hit = next((t.strip() for t in texts if re.match(pattern, t.strip())), None)
+        res.add(f"console says /{pattern}/", hit is not None, hit or "no console line matches")
+
+
+def check_skipped_recorded(res: Results, header, ranges: list[tuple[int, int]]) -> None:
+    """The header counts the PT_LOAD ranges the dump skipped (zeros in their place)."""
+    want = (len(ranges), sum(end - start for start, end in ranges))
+    got = (header.skipped_ranges, header.skipped_bytes)
+    res.add("header: skipped ranges recorded", got == want,
+            f"{got[0]} range(s), {got[1]} bytes skipped" + ("" if got == want else f", want {want[0]}, {want[1]}"))
+
+
 def out_dir(args, s: sc.Scenario) -> Path:
     return Path(args.out) if args.out else QEMU_DIR / "out" / s.name
 
@@ -194,7 +209,8 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         exit_grace = PURGATORY_HALT_WAIT_S
     minicap_load = None
     if s.loader == sc.LOADER_MINICAP:
-        minicap_load = MinicapLoad(Path(args.tool), Path(args.purgatory), s.corrupt_digest)
+        minicap_load = MinicapLoad(Path(args.tool), Path(args.purgatory), s.corrupt_digest, s.corrupt_core_headers,
+                                   s.omit_elfcorehdr)  # fmt: skip
     info["capture_append"] = append
     busy = None
     if s.busy and target is not None:
@@ -290,6 +306,8 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
                                                           else "killed")
             + (("\nqemu stderr: " + tail(r.stderr, 5)) if r.stderr.strip() else ""),
         )  # fmt: skip
+
+    check_console_lines(res, texts, s.console_lines)
 
     if sc.LEFT_ALONE in s.checks:
         if s.device_option == sc.DEVICE_OTHER:
@@ -390,6 +408,8 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
             check_complete_header(res, header, parsed.message if parsed else "",
                                   vmcore.stat().st_size if vmcore.is_file() else None, k.version,
                                   "kdump-compressed" if sc.KDUMP in s.checks else "elf-vmcore")  # fmt: skip
+            if "load-outside-ram" in s.corrupt_core_headers:
+                check_skipped_recorded(res, header, [sc.OUTSIDE_RAM_PAGE])
     if sc.VMCORE in s.checks:
         if vmcore.is_file():
             info["vmcore_bytes"] = vmcore.stat().st_size
