@@ -58,11 +58,11 @@ def check_purgatory_refusal(res: Results, texts: list[str], crash, segment: int)
     res.add("minicap never started", not started, started[0].strip() if started else "no minicap line")
 
 
-def check_console_lines(res: Results, texts: list[str], patterns: tuple[str, ...]) -> None:
-    """Each of `patterns` (Scenario.console_lines) matches some console line from its start."""
-    for pattern in patterns:
+def check_console_lines(res: Results, texts: list[str], patterns: tuple[str, ...], where: str = "console") -> None:
+    """Each of `patterns` (Scenario.console_lines) matches some line of `texts` from its start."""
+    for i, pattern in enumerate(patterns):
         hit = next((t.strip() for t in texts if re.match(pattern, t.strip())), None)
-        res.add(f"console says /{pattern}/", hit is not None, hit or "no console line matches")
+        res.add(f"{where} line {i + 1} of {len(patterns)}", hit is not None, hit or f"no line matches /{pattern}/")
 
 
 def check_skipped_recorded(res: Results, header, ranges: list[tuple[int, int]]) -> None:
@@ -340,6 +340,10 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
                            header, injected, texts, k.version, info)  # fmt: skip
     if sc.STORED_LOG in s.checks and result:
         check_stored_log(res, args, out, target, serial, STORED_LOG_WANT["success" if s.failure is None else "failure"])
+        stored = out / "stored.log"
+        # What the console said about bad input is on the device too.
+        check_console_lines(res, stored.read_text(errors="replace").splitlines() if stored.is_file() else [],
+                            s.console_lines, "stored log")  # fmt: skip
     target_props = {sc.NVME: args.nvme_props, sc.VIRTIO: args.blk_props}.get(target_bus, "")
     block = re.search(r"logical_block_size=(\d+)", target_props or "")
     if block and int(block.group(1)) != 512 and result:

@@ -248,7 +248,8 @@ def corrupt(name: str, about: str, defects: tuple[str, ...], code: str, console_
     """`minicap load --test-corrupt-core-headers=...`: minicap must refuse with `code`, say
     `console_lines`, and leave the guarded dump disk byte-identical."""
     return Scenario(name, about, disks=(dump_disk(guarded=True),), failure=code, loader=LOADER_MINICAP,
-                    corrupt_core_headers=defects, console_lines=console_lines, **kw)  # fmt: skip
+                    corrupt_core_headers=defects, console_lines=console_lines, options=Options(disk_size="64M"),
+                    **kw)  # fmt: skip
 
 
 AHCI_PORTS = 6  # the q35 machine's ICH9 AHCI HBA: buses ide.0 to ide.5
@@ -450,6 +451,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                                  r"written$",), in_suite=False),
     Scenario("no-elfcorehdr", "`minicap load --test-omit-elfcorehdr`: failure no-elfcorehdr, disk unchanged",
              disks=(dump_disk(guarded=True),), failure="no-elfcorehdr", loader=LOADER_MINICAP, omit_elfcorehdr=True,
+             options=Options(disk_size="64M"),
              console_lines=(r"minicap: RESULT: failure \[no-elfcorehdr\]: no elfcorehdr= on the command line: "
                             r"minicap was not loaded as a crash kernel.*; nothing was written$",), in_suite=False),
     Scenario("unknown-option", "minicap.colour=blue on the capture command line: warned about, the dump completes",
