@@ -950,8 +950,9 @@ class BadInputTests(unittest.TestCase):
         options = scenarios.lookup("bad-options").console_lines
         said = ["minicap: warning: ignoring unknown option minicap.colour",
                 "minicap: RESULT: failure [bad-option]: bad minicap option: invalid value \"bogus\" for "
-                "minicap.format: accepted values: elf, kdump; nothing was written"]  # fmt: skip
-        self.assertEqual(verdicts(said, options), [True, True])
+                "minicap.format: accepted values: elf, kdump; nothing was written", "minicap: powering off"]  # fmt: skip
+        self.assertEqual(verdicts(said, options), [True, True, True])
+        self.assertEqual(verdicts(said[:2] + ["minicap: rebooting"], options), [True, True, False])
 
     def test_skipped_ranges_in_the_header(self):
         from types import SimpleNamespace

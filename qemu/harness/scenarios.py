@@ -435,13 +435,16 @@ SCENARIOS: tuple[Scenario, ...] = (
                             r"header\)$")),
     # kexec-tools passes any option: minicap warns about an unknown minicap.* key and goes on
     # (the dump matters more than strictness; `minicap load` and /etc/minicap.conf refuse
-    # unknown keys up front), but refuses a known key with a bad value.
-    bad_input("bad-options", "minicap.colour=blue (unknown: warned about) and minicap.format=bogus: failure "
-              "bad-option naming the value, disk unchanged", "bad-option", (dump_disk(guarded=True),),
-              capture_append=("minicap.colour=blue", "minicap.format=bogus"),
+    # unknown keys up front), but refuses a known key with a bad value, and still takes the
+    # minicap.after= action given (poweroff here, not the default reboot).
+    bad_input("bad-options", "minicap.colour=blue (unknown: warned about), minicap.format=bogus and "
+              "minicap.after=poweroff: failure bad-option naming the value, powered off, disk unchanged", "bad-option",
+              (dump_disk(guarded=True),), capture_append=("minicap.colour=blue", "minicap.format=bogus",
+                                                          "minicap.after=poweroff"),
               console_lines=(r"minicap: warning: ignoring unknown option minicap\.colour$",
                              r"minicap: RESULT: failure \[bad-option\]: bad minicap option: invalid value "
-                             r"\"bogus\" for minicap\.format: accepted values: .*; nothing was written$")),
+                             r"\"bogus\" for minicap\.format: accepted values: .*; nothing was written$",
+                             r"minicap: powering off$")),
     corrupt("corrupt-bad-magic", "ELF magic 7f 42 41 44: failure naming it, disk unchanged", ("bad-magic",),
             "bad-core-headers", (r"minicap: RESULT: failure \[bad-core-headers\]: .*: ELF core headers: bad magic "
                                  r"7f 42 41 44 \(expected 7f 45 4c 46\); nothing was written$",), in_suite=False),
