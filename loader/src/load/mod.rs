@@ -413,3 +413,22 @@ fn describe(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_options;
+
+    /// The capture kernel only warns about an unknown `minicap.*` key (an older kernel must
+    /// still dump under a newer configuration); the loader catches the typo before any crash.
+    #[test]
+    fn unknown_options_are_refused_before_the_crash() {
+        let e =
+            check_options("minicap.device=00112233445566778899aabbccddeeff minicap.colour=blue")
+                .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ignoring unknown option minicap.colour (a typo? minicap would ignore it)"
+        );
+        assert!(check_options("minicap.after=halt console=ttyS0").is_ok());
+    }
+}
