@@ -38,8 +38,8 @@ pub enum CoreHeaderDefect {
     OverlappingLoads,
     /// An extra PT_LOAD over the first IO-APIC's registers.
     LoadOutsideRam,
-    /// The first PT_NOTE (CPU 0's `crash_notes`) is 64 bytes long: its NT_PRSTATUS note
-    /// (368 bytes) runs past it.
+    /// The first PT_NOTE (CPU 0's 368-byte `crash_notes` buffer) is 64 bytes long: the
+    /// NT_PRSTATUS note CPU 0 saves there at the crash (356 bytes) runs past it.
     NotePastSegment,
 }
 
