@@ -871,10 +871,12 @@ SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-ahci",
          "capture-iommu-identity", "capture-nvme-iommu", "capture-amd-iommu", "unformatted-disk", "wrong-id",
          "bad-elfcorehdr", "other-target-kind", "ambiguous", "device-error",
          "capture-timeout", "unsaved-dump", "no-ahci-disk",
-         "nvme-unformatted-ahci-wrong-id", "ahci-unformatted-nvme-wrong-id", "busy-virtio", "load-minicap", "load-bad-digest"]
+         "nvme-unformatted-ahci-wrong-id", "ahci-unformatted-nvme-wrong-id", "busy-virtio", "load-minicap", "load-bad-digest",
+         "corrupt-overlapping-loads", "corrupt-outside-ram-note", "bad-options"]
 # The runs left out of the suite (on demand: `e2e.py --scenario NAME`).
-ON_DEMAND = ["saved-dump-replaced", "no-nvme-disk", "nvme-unformatted", "ahci-unformatted", "nvme-wrong-id", "ahci-wrong-id", "busy-nvme",
-             "busy-ahci", "linux-kdump"]
+ON_DEMAND = ["saved-dump-replaced", "no-nvme-disk", "nvme-unformatted", "ahci-unformatted", "nvme-wrong-id", "ahci-wrong-id",
+             "busy-nvme", "busy-ahci", "linux-kdump", "corrupt-bad-magic", "corrupt-absurd-phnum", "no-elfcorehdr",
+             "unknown-option"]
 # The failure code each failure scenario must see.
 CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",
          "wrong-id": "device-id-mismatch", "ambiguous": "ambiguous-device", "bad-elfcorehdr": "bad-elfcorehdr",
@@ -883,7 +885,10 @@ CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-
          "no-nvme-disk": "no-device", "nvme-unformatted": "no-prepared-device",
          "ahci-unformatted": "no-prepared-device",
          "nvme-wrong-id": "device-id-mismatch", "ahci-wrong-id": "device-id-mismatch",
-         "capture-timeout": "timeout", "unsaved-dump": "unsaved-dump"}  # fmt: skip
+         "capture-timeout": "timeout", "unsaved-dump": "unsaved-dump",
+         "corrupt-overlapping-loads": "bad-core-headers", "bad-options": "bad-option",
+         "corrupt-bad-magic": "bad-core-headers", "corrupt-absurd-phnum": "bad-core-headers",
+         "no-elfcorehdr": "no-elfcorehdr"}  # fmt: skip
 
 
 REFUSAL = ("minicap purgatory: segment 0 at 0x3d000000, 716800 bytes: SHA-256 mismatch, not starting the "
@@ -925,6 +930,90 @@ class MinicapLoadTests(unittest.TestCase):
         self.assertIn("minicap load --image /minicap.elf --corrupt-digest 0 "
                       "--append='minicap.device=ab minicap.after=reboot'", init)  # fmt: skip
         self.assertNotIn("kexec -p", init)
+
+
+class BadInputTests(unittest.TestCase):
+    """The rows that damage what the capture kernel receives, and their checks."""
+
+    def test_the_load_command_carries_the_damage(self):
+        tool = Path(sys.executable)
+        with tempfile.TemporaryDirectory() as d:
+            image, purgatory = Path(d, "minicap.elf"), Path(d, "purgatory.elf")
+            image.write_bytes(b"image")
+            purgatory.write_bytes(b"purgatory")
+            s = scenarios.lookup("corrupt-outside-ram-note")
+            load = initramfs.MinicapLoad(tool, purgatory, s.corrupt_digest, s.corrupt_core_headers, s.omit_elfcorehdr)
+            raw = __import__("gzip").decompress(initramfs.build_initramfs(
+                None, "minicap.after=reboot", minicap=image, minicap_load=load))  # fmt: skip
+            init = raw[raw.index(b"#!/bin/busybox sh"):].decode(errors="replace")
+            self.assertIn("\nminicap load --image /minicap.elf --test-corrupt-core-headers=load-outside-ram,"
+                          "note-past-segment --append=minicap.after=reboot\n", init)  # fmt: skip
+            load = initramfs.MinicapLoad(tool, purgatory, omit_elfcorehdr=True)
+            raw = __import__("gzip").decompress(initramfs.build_initramfs(
+                None, "minicap.after=reboot", minicap=image, minicap_load=load))  # fmt: skip
+            self.assertIn(b"minicap load --image /minicap.elf --test-omit-elfcorehdr --append=", raw)
+
+    def test_every_defect_has_a_row(self):
+        made = {d for s in scenarios.SCENARIOS for d in s.corrupt_core_headers}
+        self.assertEqual(made, set(scenarios.CORE_HEADER_DEFECTS))
+        self.assertEqual(sum(s.omit_elfcorehdr for s in scenarios.SCENARIOS), 1)
+        # At most three of these rows in the suite (CI's budget).
+        bad_input = [s.name for s in scenarios.SCENARIOS if s.in_suite and s.console_lines]
+        self.assertEqual(bad_input, ["corrupt-overlapping-loads", "corrupt-outside-ram-note", "bad-options"])
+
+    def test_damage_needs_minicap_load_and_known_defects(self):
+        from dataclasses import replace
+
+        base = scenarios.lookup("corrupt-bad-magic")
+        self.assertEqual(scenarios.problems(base), [])
+        self.assertTrue(scenarios.problems(replace(base, loader=scenarios.LOADER_KEXEC)))
+        self.assertTrue(scenarios.problems(replace(base, corrupt_core_headers=("bad-magik",))))
+        self.assertTrue(scenarios.problems(replace(base, console_lines=("(unclosed",))))
+
+    def test_console_lines_must_match_exactly(self):
+        overlap = scenarios.lookup("corrupt-overlapping-loads").console_lines
+        line = ("minicap: RESULT: failure [bad-core-headers]: ELF core headers at elfcorehdr=0x3efff000 are unusable: "
+                "ELF core headers: PT_LOAD #6 (0x1e800000-0x1f7da000) overlaps PT_LOAD #5 (0x100000-0x3cf00000): the "
+                "same memory described twice; nothing was written")  # fmt: skip
+
+        def verdicts(texts, patterns=overlap):
+            res = checks.Results()
+            with contextlib.redirect_stdout(io.StringIO()):
+                runner.check_console_lines(res, texts, patterns)
+            return [c.ok for c in res.checks]
+
+        self.assertEqual(verdicts(["minicap: capture kernel starting", line + "\r"]), [True])
+        self.assertEqual(verdicts([line.replace("PT_LOAD #5", "PT_NOTE #5")]), [False])
+        self.assertEqual(verdicts([line.replace("; nothing was written", "")]), [False])
+        self.assertEqual(verdicts(["[ 1.0] " + line]), [False])  # minicap's own line, not an echo
+        note = scenarios.lookup("corrupt-outside-ram-note").console_lines
+        said = ["minicap: warning: PT_NOTE #0: note at offset 0x0 (n_namesz 0x5, n_descsz 0x150) exceeds p_memsz, "
+                "dropped",
+                "minicap: warning: PT_LOAD range 0xfec00000-0xfec01000 (4 KiB) is not memory in the memory map "
+                "(device registers or firmware-reserved): not read, zeros in the dump",
+                "minicap: warning: 1 PT_LOAD range(s), 4096 bytes, skipped (recorded in the dump header)"]  # fmt: skip
+        self.assertEqual(verdicts(said, note), [True, True, True])
+        self.assertEqual(verdicts(said[1:], note), [False, True, True])
+        options = scenarios.lookup("bad-options").console_lines
+        said = ["minicap: warning: ignoring unknown option minicap.colour",
+                "minicap: RESULT: failure [bad-option]: bad minicap option: invalid value \"bogus\" for "
+                "minicap.format: accepted values: elf, kdump; nothing was written", "minicap: powering off"]  # fmt: skip
+        self.assertEqual(verdicts(said, options), [True, True, True])
+        self.assertEqual(verdicts(said[:2] + ["minicap: rebooting"], options), [True, True, False])
+
+    def test_skipped_ranges_in_the_header(self):
+        from types import SimpleNamespace
+
+        def verdict(ranges, nbytes):
+            res = checks.Results()
+            with contextlib.redirect_stdout(io.StringIO()):
+                runner.check_skipped_recorded(res, SimpleNamespace(skipped_ranges=ranges, skipped_bytes=nbytes),
+                                              [scenarios.OUTSIDE_RAM_PAGE])  # fmt: skip
+            return res.checks[0].ok
+
+        self.assertTrue(verdict(1, 4096))
+        self.assertFalse(verdict(0, 0))
+        self.assertFalse(verdict(2, 8192))
 
 
 class ScenarioTableTests(unittest.TestCase):

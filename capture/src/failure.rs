@@ -398,7 +398,7 @@ impl Failure {
             }
             Self::BadOption(detail) => write!(f, "bad minicap option: {detail}"),
             Self::NoElfcorehdr => f.write_str(
-                "no elfcorehdr= on the command line: load minicap with `kexec -p minicap.elf --args-linux` so that the ELF core headers are prepared",
+                "no elfcorehdr= on the command line: minicap was not loaded as a crash kernel, so there are no ELF core headers to dump from (load it with `minicap load`, or `kexec -p minicap.elf --args-linux`)",
             ),
             Self::BadElfcorehdr(detail) => write!(f, "{detail}"),
             Self::ElfcorehdrOutOfRange { addr, size } => write!(

@@ -41,7 +41,7 @@ use crate::{fault, finish, memory, say, target};
 use core::ops::Range;
 use minicap_acpi::AcpiInfo;
 use minicap_bootinfo::cmdline::{
-    Compress, DumpFormat, Fallback, MinicapOptions, Overwrite, Transport,
+    params, AfterDump, Compress, DumpFormat, Fallback, MinicapOptions, Overwrite, Transport,
 };
 use minicap_capture::kdump_plan::{self, FilterPlan, LevelChoice, PlannedFilter};
 use minicap_capture::overwrite::{target_use, TargetUse};
@@ -135,7 +135,9 @@ fn capture(boot_params: u64, clock: Clock, profile: &mut Profile) -> Result<Summ
     finish::RSDP_HINT.call_once(|| handoff.acpi_rsdp);
     say!("command line: {}", handoff.cmdline());
     report_memory_map(&handoff);
-    let options = handoff.options()?;
+    let options = handoff
+        .options()
+        .inspect_err(|_| fault::set_after(after_despite_bad_options(handoff.cmdline())))?;
     fault::set_after(options.after);
     report_options(&options);
     let core_arg = handoff.elfcorehdr()?;
@@ -843,6 +845,21 @@ fn report_skipped(skipped: &SkippedRanges) {
             skipped.total()
         );
     }
+}
+
+/// The `minicap.after=` action when another `minicap.*` option is bad and the capture stops:
+/// the action the user configured is still taken (the last valid `minicap.after=`, as when all
+/// options parse), not the default. Each one is read by the options parser alone.
+fn after_despite_bad_options(cmdline: &str) -> AfterDump {
+    params(cmdline)
+        .filter(|p| p.key == "minicap.after")
+        .filter_map(|p| {
+            // "minicap.after=poweroff" is 22 bytes; a longer value is invalid anyway.
+            let alone = FixedString::<32>::display(p);
+            MinicapOptions::parse(alone.as_str(), |_| {}).ok()
+        })
+        .last()
+        .map_or(AfterDump::default(), |o| o.after)
 }
 
 fn report_options(options: &MinicapOptions) {

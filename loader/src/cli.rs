@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::load::corrupt::CoreHeaderDefect;
+
 /// Exit status of a command that ran but failed or refused (usage errors exit with 2, from
 /// clap).
 pub const EXIT_FAILURE: u8 = 1;
@@ -154,6 +156,14 @@ pub enum Command {
         /// excluded), so that the purgatory refuses to start minicap.
         #[arg(long, value_name = "N", hide = true)]
         corrupt_digest: Option<usize>,
+        /// Test only: damage the ELF core headers after building them, one defect per KIND
+        /// (comma-separated for several): bad-magic, absurd-phnum, overlapping-loads,
+        /// load-outside-ram, note-past-segment.
+        #[arg(long, value_name = "KIND", value_delimiter = ',', hide = true)]
+        test_corrupt_core_headers: Vec<CoreHeaderDefect>,
+        /// Test only: leave elfcorehdr= off minicap's command line.
+        #[arg(long, hide = true)]
+        test_omit_elfcorehdr: bool,
         /// Read /proc and /sys under this directory instead of / (recorded systems, tests).
         #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
         root: PathBuf,
@@ -319,6 +329,8 @@ mod tests {
                 config: None,
                 dry_run: true,
                 corrupt_digest: None,
+                test_corrupt_core_headers: Vec::new(),
+                test_omit_elfcorehdr: false,
                 root: "/".into(),
             }
         );
@@ -340,6 +352,30 @@ mod tests {
                 config: Some("c".into()),
                 dry_run: false,
                 corrupt_digest: Some(2),
+                test_corrupt_core_headers: Vec::new(),
+                test_omit_elfcorehdr: false,
+                root: "/".into(),
+            }
+        );
+        assert_eq!(
+            parse(&[
+                "load",
+                "--test-corrupt-core-headers=load-outside-ram,note-past-segment",
+                "--test-omit-elfcorehdr",
+            ])
+            .unwrap(),
+            Command::Load {
+                image: None,
+                purgatory: None,
+                append: None,
+                config: None,
+                dry_run: false,
+                corrupt_digest: None,
+                test_corrupt_core_headers: vec![
+                    CoreHeaderDefect::LoadOutsideRam,
+                    CoreHeaderDefect::NotePastSegment
+                ],
+                test_omit_elfcorehdr: true,
                 root: "/".into(),
             }
         );
@@ -366,6 +402,7 @@ mod tests {
             &["recommend", "--dry-run"],
             &["unload", "--dry-run"],
             &["load", "--corrupt-digest", "x"],
+            &["load", "--test-corrupt-core-headers=bad-magik"],
         ] {
             assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
         }

@@ -50,6 +50,8 @@ fn main() -> ExitCode {
             config,
             dry_run,
             corrupt_digest,
+            test_corrupt_core_headers,
+            test_omit_elfcorehdr,
             root,
         } => Config::read(config.as_deref())
             .map_err(anyhow::Error::from)
@@ -65,6 +67,10 @@ fn main() -> ExitCode {
                         config: chosen.config.as_deref(),
                         dry_run,
                         corrupt_digest,
+                        test_damage: &load::corrupt::TestDamage {
+                            core_headers: test_corrupt_core_headers,
+                            omit_elfcorehdr: test_omit_elfcorehdr,
+                        },
                         recorded: root != std::path::Path::new("/"),
                     },
                 )

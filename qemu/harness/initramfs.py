@@ -309,7 +309,8 @@ class CrashPoint:
 @dataclass(frozen=True)
 class MinicapLoad:
     """`minicap load` in place of kexec: the host tool, the purgatory beside the
-    image, and the test-only --corrupt-digest. `cargo xtask build` makes the tool
+    image, and the test-only --corrupt-digest, --test-corrupt-core-headers and
+    --test-omit-elfcorehdr. `cargo xtask build` makes the tool
     static (glibc's libc.a, +crt-static), so it goes in alone, as it would into a
     bare busybox initramfs; a dynamic build (plain `cargo build`) still works,
     carried with the libraries ldd lists."""
@@ -317,6 +318,8 @@ class MinicapLoad:
     tool: Path
     purgatory: Path
     corrupt_digest: int | None = None
+    corrupt_core_headers: tuple[str, ...] = ()  # --test-corrupt-core-headers=KIND,...
+    omit_elfcorehdr: bool = False  # --test-omit-elfcorehdr
 
 
 PT_INTERP = 3
@@ -348,6 +351,10 @@ def minicap_load_block(c: Cpio, load: MinicapLoad, capture_append: str) -> str:
         c.host_file("sbin/minicap", load.tool)
     c.host_file("purgatory.elf", load.purgatory, 0o644)
     corrupt = "" if load.corrupt_digest is None else f" --corrupt-digest {load.corrupt_digest}"
+    if load.corrupt_core_headers:
+        corrupt += f" --test-corrupt-core-headers={','.join(load.corrupt_core_headers)}"
+    if load.omit_elfcorehdr:
+        corrupt += " --test-omit-elfcorehdr"
     return f"minicap load --image /minicap.elf{corrupt} --append={shell_quote(capture_append)}"
 
 

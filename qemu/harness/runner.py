@@ -60,6 +60,21 @@ def check_purgatory_refusal(res: Results, texts: list[str], crash, segment: int)
     res.add("minicap never started", not started, started[0].strip() if started else "no minicap line")
 
 
+def check_console_lines(res: Results, texts: list[str], patterns: tuple[str, ...], where: str = "console") -> None:
+    """Each of `patterns` (Scenario.console_lines) matches some line of `texts` from its start."""
+    for i, pattern in enumerate(patterns):
+        hit = next((t.strip() for t in texts if re.match(pattern, t.strip())), None)
+        res.add(f"{where} line {i + 1} of {len(patterns)}", hit is not None, hit or f"no line matches /{pattern}/")
+
+
+def check_skipped_recorded(res: Results, header, ranges: list[tuple[int, int]]) -> None:
+    """The header counts the PT_LOAD ranges the dump skipped (zeros in their place)."""
+    want = (len(ranges), sum(end - start for start, end in ranges))
+    got = (header.skipped_ranges, header.skipped_bytes)
+    res.add("header: skipped ranges recorded", got == want,
+            f"{got[0]} range(s), {got[1]} bytes skipped" + ("" if got == want else f", want {want[0]}, {want[1]}"))
+
+
 def out_dir(args, s: sc.Scenario) -> Path:
     return Path(args.out) if args.out else QEMU_DIR / "out" / s.name
 
@@ -199,7 +214,8 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         exit_grace = PURGATORY_HALT_WAIT_S
     minicap_load = None
     if s.loader == sc.LOADER_MINICAP:
-        minicap_load = MinicapLoad(Path(args.tool), Path(args.purgatory), s.corrupt_digest)
+        minicap_load = MinicapLoad(Path(args.tool), Path(args.purgatory), s.corrupt_digest, s.corrupt_core_headers,
+                                   s.omit_elfcorehdr)  # fmt: skip
     info["capture_append"] = append
     busy = None
     if s.busy and target is not None:
@@ -296,6 +312,8 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
             + (("\nqemu stderr: " + tail(r.stderr, 5)) if r.stderr.strip() else ""),
         )  # fmt: skip
 
+    check_console_lines(res, texts, s.console_lines)
+
     if sc.LEFT_ALONE in s.checks:
         if s.device_option == sc.DEVICE_OTHER:
             ok, detail = check_device_reports(texts, unformatted=random_disks, mismatch=(target_id, wanted_id))
@@ -333,6 +351,10 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         check_unsaved_kept(res, parsed.message if parsed else "")
     if sc.STORED_LOG in s.checks and result:
         check_stored_log(res, args, out, target, serial, STORED_LOG_WANT["success" if s.failure is None else "failure"])
+        stored = out / "stored.log"
+        # What the console said about bad input is on the device too.
+        check_console_lines(res, stored.read_text(errors="replace").splitlines() if stored.is_file() else [],
+                            s.console_lines, "stored log")  # fmt: skip
     target_props = {sc.NVME: args.nvme_props, sc.VIRTIO: args.blk_props}.get(target_bus, "")
     block = re.search(r"logical_block_size=(\d+)", target_props or "")
     if block and int(block.group(1)) != 512 and result:
@@ -401,6 +423,8 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
             check_complete_header(res, header, parsed.message if parsed else "",
                                   vmcore.stat().st_size if vmcore.is_file() else None, k.version,
                                   "kdump-compressed" if sc.KDUMP in s.checks else "elf-vmcore")  # fmt: skip
+            if "load-outside-ram" in s.corrupt_core_headers:
+                check_skipped_recorded(res, header, [sc.OUTSIDE_RAM_PAGE])
     if sc.VMCORE in s.checks:
         if vmcore.is_file():
             info["vmcore_bytes"] = vmcore.stat().st_size

@@ -27,6 +27,33 @@ fn every_failure_before_the_device_says_nothing_was_written() {
 }
 
 #[test]
+fn corrupt_core_headers_name_the_defect() {
+    let f = Failure::BadCoreHeaders {
+        addr: 0x3eff_f000,
+        error: ElfCoreError::OverlappingLoads {
+            first: 5,
+            first_range: (0x10_0000, 0x3cf0_0000),
+            second: 7,
+            second_range: (0x1e80_0000, 0x1f7d_a000),
+        },
+    };
+    assert_eq!(f.code(), FailureCode::BadCoreHeaders);
+    assert_eq!(
+        ResultLine(&f).to_string(),
+        "RESULT: failure [bad-core-headers]: ELF core headers at elfcorehdr=0x3efff000 are \
+         unusable: ELF core headers: PT_LOAD #7 (0x1e800000-0x1f7da000) overlaps PT_LOAD #5 \
+         (0x100000-0x3cf00000): the same memory described twice; nothing was written"
+    );
+    let f = Failure::NoElfcorehdr;
+    assert_eq!(f.code(), FailureCode::NoElfcorehdr);
+    assert!(
+        text(&f).contains("not loaded as a crash kernel"),
+        "{}",
+        text(&f)
+    );
+}
+
+#[test]
 fn exact_texts_and_codes() {
     let f = Failure::CrashMemoryTooSmall {
         largest: 983_040,

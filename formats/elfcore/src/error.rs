@@ -65,6 +65,19 @@ pub enum ElfCoreError {
     },
     /// No PT_LOAD with a non-zero size: there is no memory to dump.
     NoLoadSegments,
+    /// Two PT_LOADs of the same kind (both RAM through the direct map, or both the kernel
+    /// text mapping) describe overlapping physical memory: no loader builds that, so the
+    /// table is corrupt and which PT_LOAD is right cannot be told.
+    OverlappingLoads {
+        /// Index of the first program header (the lower index).
+        first: usize,
+        /// Its `[p_paddr, p_paddr + p_memsz)`.
+        first_range: (u64, u64),
+        /// Index of the other program header.
+        second: usize,
+        /// Its `[p_paddr, p_paddr + p_memsz)`.
+        second_range: (u64, u64),
+    },
     /// A PT_NOTE's `p_memsz` exceeds [`crate::MAX_NOTE_SEGMENT_SIZE`].
     NoteSegmentTooLarge {
         /// Index of the program header.
@@ -174,6 +187,16 @@ impl fmt::Display for ElfCoreError {
             Self::NoLoadSegments => write!(
                 f,
                 "ELF core headers: no PT_LOAD with a non-zero size, nothing to dump"
+            ),
+            Self::OverlappingLoads {
+                first,
+                first_range,
+                second,
+                second_range,
+            } => write!(
+                f,
+                "ELF core headers: PT_LOAD #{second} ({:#x}-{:#x}) overlaps PT_LOAD #{first} ({:#x}-{:#x}): the same memory described twice",
+                second_range.0, second_range.1, first_range.0, first_range.1
             ),
             Self::NoteSegmentTooLarge { phdr, memsz } => write!(
                 f,

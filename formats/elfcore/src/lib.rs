@@ -34,6 +34,7 @@ mod elf64;
 mod error;
 pub mod le;
 mod notes;
+mod overlap;
 mod parse;
 mod phdr;
 mod plan;
@@ -53,6 +54,7 @@ pub use elf64::{
 };
 pub use error::{CoreWarning, ElfCoreError};
 pub use minicap_physmem::{PhysMem, PhysMemError};
+pub use overlap::KERNEL_TEXT_MAP;
 pub use parse::{for_each_load_range, parse_core_headers};
 pub use phdr::{Phdr, PHDR_LEN};
 pub use plan::{plan_vmcore, DataChunk, VmcoreLayout};

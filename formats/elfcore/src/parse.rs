@@ -9,6 +9,7 @@ use minicap_physmem::PhysMem;
 
 use crate::elf64::{FileHeader, EHDR_LEN};
 use crate::notes::walk;
+use crate::overlap::check_no_overlap;
 use crate::phdr::Phdr;
 use crate::{
     page_round_up, to_u64, CoreHeaders, CoreWarning, ElfCoreError, LoadSegment, PrStatus,
@@ -17,17 +18,6 @@ use crate::{
     PHDR_SIZE, PN_XNUM, PT_LOAD, PT_NOTE,
 };
 
-/// Reads and validates the ELF core headers at physical address `addr` (the `elfcorehdr=`
-/// address), reads every PT_NOTE buffer and merges the notes like `/proc/vmcore`.
-///
-/// Fatal problems (unreadable or malformed ELF header or program headers, impossible segment
-/// addresses, no PT_LOAD) are errors. Note trouble is not fatal: an empty or all-zero note
-/// buffer, a note exceeding its buffer, an unreadable note buffer, a missing VMCOREINFO or
-/// NT_PRSTATUS are recorded in [`CoreHeaders::warnings`] and parsing goes on, so that the memory
-/// can still be dumped.
-///
-/// Program header types other than PT_LOAD and PT_NOTE are ignored, and so are PT_LOADs with
-/// `p_memsz == 0` (with a warning).
 /// What the ELF header says about the program header table.
 struct TableInfo {
     header_size: u64,
@@ -147,8 +137,10 @@ pub fn for_each_load_range<M: PhysMem + ?Sized>(
 /// address), reads every PT_NOTE buffer and merges the notes like `/proc/vmcore`.
 ///
 /// Fatal problems (unreadable or malformed ELF header or program headers, impossible segment
-/// addresses, no PT_LOAD) are errors. Note trouble is not fatal: an empty or all-zero note
-/// buffer, a note exceeding its buffer, an unreadable note buffer, a missing VMCOREINFO or
+/// addresses, no PT_LOAD, two PT_LOADs describing the same memory: see
+/// [`crate::KERNEL_TEXT_MAP`]) are errors. Note trouble is not fatal: an empty or all-zero note
+/// buffer, a note exceeding its buffer (dropped with the rest of its buffer, as `/proc/vmcore`
+/// does: an offline CPU's `crash_notes` may hold garbage, and the memory is still worth dumping), an unreadable note buffer, a missing VMCOREINFO or
 /// NT_PRSTATUS are recorded in [`CoreHeaders::warnings`] and parsing goes on, so that the memory
 /// can still be dumped.
 ///
@@ -188,10 +180,12 @@ pub fn parse_core_headers<M: PhysMem + ?Sized>(
     // corrupt table of thousands of 1 MiB PT_NOTEs would have the capture read gigabytes
     // before giving up.
     let mut note_bytes_read: u64 = 0;
+    // The program header index of each entry of `out.loads`, for errors.
+    let mut load_phdrs = Vec::new();
     // Every chunk is 56 bytes long, so `read` decodes each and the indices stay right.
     for (i, ph) in table.chunks_exact(56).filter_map(Phdr::read).enumerate() {
         match ph.p_type {
-            PT_LOAD => add_load(&mut out, i, &ph)?,
+            PT_LOAD => add_load(&mut out, &mut load_phdrs, i, &ph)?,
             PT_NOTE => {
                 note_bytes_read = note_bytes_read.saturating_add(ph.p_memsz);
                 if note_bytes_read > MAX_NOTE_BYTES_READ {
@@ -209,6 +203,7 @@ pub fn parse_core_headers<M: PhysMem + ?Sized>(
     if out.loads.is_empty() {
         return Err(ElfCoreError::NoLoadSegments);
     }
+    check_no_overlap(&out.loads, &load_phdrs)?;
     if out.vmcoreinfo.is_none() {
         out.warnings.push(CoreWarning::NoVmcoreinfo);
     }
@@ -218,7 +213,13 @@ pub fn parse_core_headers<M: PhysMem + ?Sized>(
     Ok(out)
 }
 
-fn add_load(out: &mut CoreHeaders, phdr: usize, ph: &Phdr) -> Result<(), ElfCoreError> {
+/// Adds the PT_LOAD to `out.loads`, and its index to `load_phdrs`, if it has a size.
+fn add_load(
+    out: &mut CoreHeaders,
+    load_phdrs: &mut Vec<usize>,
+    phdr: usize,
+    ph: &Phdr,
+) -> Result<(), ElfCoreError> {
     if ph.p_memsz == 0 {
         out.warnings.push(CoreWarning::EmptyLoadSegment { phdr });
         return Ok(());
@@ -252,6 +253,7 @@ fn add_load(out: &mut CoreHeaders, phdr: usize, ph: &Phdr) -> Result<(), ElfCore
         source: ph.p_offset,
         flags: ph.p_flags,
     });
+    load_phdrs.push(phdr);
     Ok(())
 }
 

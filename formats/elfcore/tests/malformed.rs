@@ -499,6 +499,24 @@ fn short_prstatus_and_duplicate_vmcoreinfo() {
 }
 
 #[test]
+fn overlapping_ram_loads_are_refused_kernel_text_is_not() {
+    // The kernel-text PT_LOAD over the RAM one is what both builders emit.
+    let text = Ph::load(0x10_0000, 0xffff_ffff_8100_0000, 0x1000, 0x10_0000);
+    assert!(parse_phdrs(&[Ph::note(NOTE, 368), text, one_load()]).is_ok());
+    // A second RAM PT_LOAD inside the first: the index of each in the program header table.
+    let inside = Ph::load(0x18_0000, 0xffff_8880_0018_0000, 0x1000, 0x18_0000);
+    assert_eq!(
+        parse_phdrs(&[Ph::note(NOTE, 368), text, one_load(), inside]),
+        Err(ElfCoreError::OverlappingLoads {
+            first: 2,
+            first_range: (0x10_0000, 0x20_0000),
+            second: 3,
+            second_range: (0x18_0000, 0x18_1000),
+        })
+    );
+}
+
+#[test]
 fn odd_loads_only_warn() {
     let mut empty = one_load();
     empty.memsz = 0;

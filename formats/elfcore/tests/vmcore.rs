@@ -366,12 +366,14 @@ fn random_layouts_point_every_load_at_its_data() {
             phdrs.push(Ph::note(0x7100_0000, 4132));
         }
         let nload = 1 + rng.u64(..6);
-        for _ in 0..nload {
-            let source = rng.u64(..1 << 32);
-            let paddr = if rng.u64(..3) == 0 {
+        for slot in 0..nload {
+            // Each PT_LOAD in its own 256 MiB slot: no two describe the same memory.
+            let slot_base = slot << 28;
+            let paddr = slot_base + rng.u64(..1 << 20);
+            let source = if rng.u64(..3) == 0 {
                 rng.u64(..1 << 32)
             } else {
-                source
+                paddr
             };
             let memsz = 1 + rng.u64(..3 * 4096 + 100);
             let p = Ph::load(paddr, PAGE_OFFSET.wrapping_add(paddr), memsz, source);

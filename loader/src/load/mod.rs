@@ -6,8 +6,14 @@
 //! (`--dry-run`), or placing minicap's purgatory with those digests ([`purgatory`]) and
 //! calling `kexec_load(2)` with `KEXEC_ON_CRASH` ([`kexec`]). `minicap unload` is the same call
 //! with no segments.
+//!
+//! For the end-to-end tests only, two hidden options damage what the capture kernel receives,
+//! after the headers are built and before the purgatory's digests are taken ([`corrupt`]):
+//! `--test-corrupt-core-headers=KIND[,KIND...]` (`bad-magic`, `absurd-phnum`,
+//! `overlapping-loads`, `load-outside-ram`, `note-past-segment`) and `--test-omit-elfcorehdr`.
 
 mod bootparams;
+pub mod corrupt;
 mod dump_device;
 mod elf_file;
 mod image;
@@ -63,6 +69,8 @@ pub struct LoadRequest<'a> {
     pub dry_run: bool,
     /// Fault injection: store a wrong digest for this segment (the purgatory must refuse).
     pub corrupt_digest: Option<usize>,
+    /// Fault injection: damage the core headers or the command line ([`corrupt`]).
+    pub test_damage: &'a corrupt::TestDamage,
     /// `/proc` and `/sys` are a recorded system (`--root`), not this one: plan, never load.
     pub recorded: bool,
 }
@@ -74,7 +82,10 @@ pub fn load(files: &SystemFiles, request: &LoadRequest<'_>) -> Result<()> {
     check_options(append).context(request.options_source.to_owned())?;
     let (image, image_sha256) = read_image(image_path)?;
     let system = read_crash_system(files)?;
-    let (plan, headers) = plan_for(&system, &image, append)?;
+    let (mut plan, headers) = plan_for(&system, &image, append)?;
+    for line in corrupt::apply(&mut plan, request.test_damage)? {
+        println!("warning: {line}");
+    }
     let lockdown = read_lockdown(files)?.map(|mode| {
         format!(
             "the kernel is locked down ({mode}): it refuses kexec_load (EPERM); loading under \
@@ -401,4 +412,23 @@ fn describe(
         line(row);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_options;
+
+    /// The capture kernel only warns about an unknown `minicap.*` key (an older kernel must
+    /// still dump under a newer configuration); the loader catches the typo before any crash.
+    #[test]
+    fn unknown_options_are_refused_before_the_crash() {
+        let e =
+            check_options("minicap.device=00112233445566778899aabbccddeeff minicap.colour=blue")
+                .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "ignoring unknown option minicap.colour (a typo? minicap would ignore it)"
+        );
+        assert!(check_options("minicap.after=halt console=ttyS0").is_ok());
+    }
 }
