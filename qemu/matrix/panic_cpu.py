@@ -1,7 +1,10 @@
 """Which CPU panicked, read two ways from one capture, which must agree:
 from the dump's log as makedumpfile prints it (the first `CPU: <n> PID:`
-line, dump_stack()'s or show_regs()'s header, after the crash's own
-message) and from minicap's triage text (its `panic cpu:` line, from the
+line, dump_stack()'s or show_regs()'s header, after the last oops header
+`[#1]` for an oops, after the last `Kernel panic - not syncing` for the
+others: only the CPU that won die_lock or panic_cpu prints those, while
+the crash's own message, `kernel BUG at` say, can come from both of two
+CPUs crashing at once) and from minicap's triage text (its `panic cpu:` line, from the
 log's last crash record matched against the CPUs' NT_PRSTATUS notes,
 capture/src/triage/panic_cpu.rs). The log's CPU must also be one the
 module crashed on, except for an NMI-ended hang: QEMU's `nmi` reaches
@@ -23,11 +26,11 @@ TRIAGE_PANIC_CPU_RE = re.compile(r"^panic cpu:\s+(.*)$", re.M)
 TRIAGE_CPU_RE = re.compile(r"^cpu (\d+)\b")
 
 
-def log_panic_cpu(dmesg: str, message: str) -> int | None:
-    """The CPU of the first stack header after the last line holding `message`
-    (the crash's own message), or None."""
+def log_panic_cpu(dmesg: str, anchor: str) -> int | None:
+    """The CPU of the first stack header after the last line holding `anchor`
+    (the oops header's count or the panic line), or None."""
     lines = dmesg.splitlines()
-    last = max((i for i, l in enumerate(lines) if message in l), default=None)
+    last = max((i for i, l in enumerate(lines) if anchor in l), default=None)
     if last is None:
         return None
     for l in lines[last:]:
@@ -53,7 +56,8 @@ def check_panic_cpu(res: Results, out: Path, cell: cl.Cell) -> dict:
     if not dmesg.is_file() or not triage.is_file():
         res.add("triage names the panic CPU", False, f"no {dmesg.name} or {triage.name} to compare")
         return {}
-    in_log = log_panic_cpu(dmesg.read_text(errors="replace"), cell.type.message)
+    anchor = cl.OOPS_COUNT if cell.type.oops else cl.PANIC_LINE
+    in_log = log_panic_cpu(dmesg.read_text(errors="replace"), anchor)
     by_triage, said = triage_panic_cpu(triage.read_text(errors="replace"))
     expected_cpu = cell.type.needs_nmi or in_log in cell.crash_cpus
     ok = in_log is not None and by_triage == in_log and expected_cpu
