@@ -96,7 +96,7 @@ def run_cell(base: argparse.Namespace, cell: cl.Cell, out_base: Path, crash_bt: 
         module = ensure_module(k)
         a, s = cell_args(base, cell, module, out)
         keep = a.keep
-        a.keep = a.keep or crash_bt  # the vmcore outlives the harness's checks for crash's
+        a.keep = a.keep or crash_bt  # crash reads the vmcore after the harness, which deletes it unless kept
         if cell.type.needs_nmi:
             marker = cell.announcements()[0].encode()
             with NmiButton(out / "serial.log", out / "monitor.sock", marker) as button:
