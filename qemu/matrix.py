@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The crash matrix (qemu/matrix/): `python3 qemu/matrix.py [--full | --fast] [--variant V] [--type T]
-[--context C]`, plus any option of qemu/e2e.py (--minicap, --tool, --kernel-version, --keep, -v)."""
+[--context C] [--crash-bt]`, plus any option of qemu/e2e.py (--minicap, --tool, --kernel-version, --keep, -v)."""
 
 import sys
 from pathlib import Path

@@ -10,7 +10,8 @@
  *
  * Everything happens from the module's init, on the CPU insmod runs on
  * (pin it with `taskset -c N insmod ...`); the deferred contexts are armed
- * on that same CPU. Before the crash one line is printed,
+ * on that same CPU (twocpu: and on other_cpu). Before the crash one line is
+ * printed (twocpu: one on each CPU),
  *
  *   crashpoint: <type> in <context> on CPU <n>
  *
@@ -40,10 +41,23 @@
  *   work      a work item on the system workqueue (a kworker, process context)
  *   hardirq   an hrtimer in HRTIMER_MODE_REL_HARD: its callback runs in the
  *             timer interrupt itself, with interrupts off
+ *   twocpu    two CPUs at the same moment: insmod's CPU and other_cpu= (by
+ *             default the first other online CPU), each running a kthread
+ *             bound to it ("crashpoint/<n>") that waits, preemption off, at a
+ *             start line until the other has arrived too; then both crash the
+ *             same way, each printing its own "crashpoint: <type> in twocpu on
+ *             CPU <n>". Linux lets one CPU through: panic() takes panic_cpu
+ *             and the loser stops in panic_smp_self_stop(); an oops takes
+ *             die_lock in oops_begin() and the loser spins there. The winner's
+ *             crash_kexec() then stops the loser with the crash NMI
+ *             (crash_smp_send_stop()), which saves its registers where it
+ *             spins. Before the kthreads start one line names both CPUs:
+ *             "crashpoint: arming <type> in twocpu on CPU <n> and CPU <m>".
  *
  * softhang needs interrupts on, so it is refused in irqsoff and hardirq
- * (there it would be a hard hang); the refusal is a line starting
- * "crashpoint: refused" and insmod failing with EINVAL.
+ * (there it would be a hard hang); twocpu needs a second online CPU. A
+ * refusal is a line starting "crashpoint: refused" and insmod failing with
+ * EINVAL.
  */
 #include <linux/module.h>
 #include <linux/kernel.h>
@@ -56,6 +70,11 @@
 #include <linux/smp.h>
 #include <linux/string.h>
 #include <linux/compiler.h>
+#include <linux/kthread.h>
+#include <linux/atomic.h>
+#include <linux/ktime.h>
+#include <linux/cpumask.h>
+#include <linux/err.h>
 
 MODULE_DESCRIPTION("Crash the kernel in a chosen way from a chosen context (dump tests)");
 MODULE_LICENSE("Dual MIT/GPL");
@@ -66,7 +85,11 @@ MODULE_PARM_DESC(type, "panic, bug, null, divide, gpf, overflow, smash, hardhang
 
 static char *context = "process";
 module_param(context, charp, 0444);
-MODULE_PARM_DESC(context, "process, irqsoff, timer, tasklet, work, hardirq");
+MODULE_PARM_DESC(context, "process, irqsoff, timer, tasklet, work, hardirq, twocpu");
+
+static int other_cpu = -1;
+module_param(other_cpu, int, 0444);
+MODULE_PARM_DESC(other_cpu, "twocpu: the second CPU (default -1: the first online CPU other than insmod's)");
 
 enum crash_type { PANIC, BUG_ON_PURPOSE, NULL_DEREF, DIVIDE, GPF, OVERFLOW, SMASH, HARDHANG, SOFTHANG };
 
@@ -76,11 +99,11 @@ static const char *const type_names[] = {
 	[SOFTHANG] = "softhang",
 };
 
-enum crash_context { PROCESS, IRQSOFF, TIMER, TASKLET, WORK, HARDIRQ };
+enum crash_context { PROCESS, IRQSOFF, TIMER, TASKLET, WORK, HARDIRQ, TWOCPU };
 
 static const char *const context_names[] = {
 	[PROCESS] = "process", [IRQSOFF] = "irqsoff", [TIMER] = "timer", [TASKLET] = "tasklet",
-	[WORK] = "work", [HARDIRQ] = "hardirq",
+	[WORK] = "work", [HARDIRQ] = "hardirq", [TWOCPU] = "twocpu",
 };
 
 static enum crash_type chosen_type;
@@ -232,6 +255,59 @@ static enum hrtimer_restart hrtimer_fn(struct hrtimer *t)
 	return HRTIMER_NORESTART;
 }
 
+/*
+ * twocpu: the start line. Each kthread counts itself in and spins until the
+ * count says both are there, so the last to arrive releases both; nothing
+ * else has to run on either CPU in between (insmod's own CPU is one of the
+ * two, and a spinning kthread with preemption off would keep a releaser
+ * there from ever running). A CPU still alone after TWOCPU_WAIT_NS crashes
+ * anyway and says so: the run then lacks the other CPU's line and fails.
+ */
+#define TWOCPU_THREADS 2
+#define TWOCPU_WAIT_NS (10 * NSEC_PER_SEC)
+
+static atomic_t twocpu_arrived = ATOMIC_INIT(0);
+
+static int twocpu_fn(void *unused)
+{
+	ktime_t deadline = ktime_add_ns(ktime_get(), TWOCPU_WAIT_NS);
+
+	preempt_disable();
+	atomic_inc(&twocpu_arrived);
+	while (atomic_read(&twocpu_arrived) < TWOCPU_THREADS) {
+		if (ktime_after(ktime_get(), deadline)) {
+			pr_emerg("crashpoint: CPU %d alone at the start line after %llu s: crashing alone\n",
+				 raw_smp_processor_id(), (unsigned long long)(TWOCPU_WAIT_NS / NSEC_PER_SEC));
+			break;
+		}
+		cpu_relax();
+	}
+	crash_now();
+	preempt_enable();
+	return 0;
+}
+
+/* The kthreads for insmod's CPU `here` and `there`; the remote one is woken
+ * first, since waking the local one may switch to it at once, and it then
+ * keeps this CPU until the crash. */
+static int arm_twocpu(int here, int there)
+{
+	struct task_struct *local, *remote;
+
+	remote = kthread_create_on_cpu(twocpu_fn, NULL, there, "crashpoint/%u");
+	if (IS_ERR(remote))
+		return PTR_ERR(remote);
+	local = kthread_create_on_cpu(twocpu_fn, NULL, here, "crashpoint/%u");
+	if (IS_ERR(local)) {
+		kthread_stop(remote);
+		return PTR_ERR(local);
+	}
+	pr_info("crashpoint: arming %s in twocpu on CPU %d and CPU %d\n", type, here, there);
+	wake_up_process(remote);
+	wake_up_process(local);
+	return 0;
+}
+
 static int lookup(const char *name, const char *const *names, size_t count)
 {
 	size_t i;
@@ -259,6 +335,18 @@ static int __init crashpoint_init(void)
 	}
 	chosen_type = t;
 	chosen_context = c;
+	if (c == TWOCPU) {
+		/* Sleeps (kthread creation): no get_cpu() here; taskset keeps insmod on its CPU. */
+		cpu = raw_smp_processor_id();
+		if (other_cpu < 0)
+			other_cpu = cpumask_any_but(cpu_online_mask, cpu);
+		if (other_cpu >= nr_cpu_ids || other_cpu == cpu || !cpu_online(other_cpu)) {
+			pr_err("crashpoint: refused: twocpu needs a second online CPU (insmod on CPU %d, other_cpu %d)\n",
+			       cpu, other_cpu);
+			return -EINVAL;
+		}
+		return arm_twocpu(cpu, other_cpu);
+	}
 	cpu = get_cpu();
 	pr_info("crashpoint: arming %s in %s on CPU %d\n", type, context, cpu);
 	switch (chosen_context) {
@@ -290,6 +378,8 @@ static int __init crashpoint_init(void)
 		crash_hrtimer.function = hrtimer_fn;
 		hrtimer_start(&crash_hrtimer, ms_to_ktime(1), HRTIMER_MODE_REL_PINNED_HARD);
 		break;
+	case TWOCPU:
+		break; /* armed above */
 	}
 	put_cpu();
 	/* The crash comes from the armed context; the module stays loaded (no exit function) so its code does. */

@@ -108,11 +108,12 @@ BUSY_WRITERS_RE = re.compile(r"^BUSY-WRITERS (\d+) (/dev/\S+)")
 BUSY_INFLIGHT_RE = re.compile(r"^BUSY-INFLIGHT (/dev/\S+) reads (\d+) writes (\d+) sectors-written (\d+)")
 
 
-def check_busy_writes(lines: list[str]) -> tuple[bool, str]:
+def check_busy_writes(lines: list[str], markers: tuple[str, ...] = CRASH_MARKERS) -> tuple[bool, str]:
     """The first kernel's writers were running, had written, and had writes
     in flight on the dump disk when it crashed: a BUSY-WRITERS line, then
     a BUSY-INFLIGHT line with writes > 0 and sectors written > 0, and the
-    crash right after it (no other line of the guest's init between)."""
+    crash (a line with one of `markers`) right after it (no other line of
+    the guest's init between)."""
     started = inflight = None
     for i, l in enumerate(lines):
         if started is None and (m := BUSY_WRITERS_RE.search(l)):
@@ -127,7 +128,7 @@ def check_busy_writes(lines: list[str]) -> tuple[bool, str]:
         return False, f"{started.group(0)}, then no BUSY-INFLIGHT line"
     i, m = inflight
     disk, writes, sectors = m.group(1), int(m.group(3)), int(m.group(4))
-    crash = next((j for j in range(i + 1, len(lines)) if any(c in lines[j] for c in CRASH_MARKERS)), None)
+    crash = next((j for j in range(i + 1, len(lines)) if any(c in lines[j] for c in markers)), None)
     between = [l for l in lines[i + 1 : crash] if l.startswith(("E2E-", "BUSY-", "PATTERN-"))] if crash else []
     ok = disk == started.group(2) and writes > 0 and sectors > 0 and crash is not None and not between
     detail = f"{started.group(1)} writers on {started.group(2)}; at the crash: {m.group(0)}"

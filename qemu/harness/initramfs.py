@@ -191,9 +191,9 @@ sleep {BUSY_SETTLE_S}
 """
 
 
-def busy_crash(busy: BusyDisk) -> str:
-    """The crash of a busy run: as INIT_CRASH, but only once a write is in
-    flight, reading /sys with builtins only."""
+def busy_wait_inflight(busy: BusyDisk) -> str:
+    """The lines of a busy run before its crash: wait until a write is in
+    flight, reading /sys with builtins only, and say so."""
     sysfs = f"/sys/block/{busy.device}"
     return f"""
 echo "E2E-CRASHING $(cat /proc/uptime)"
@@ -201,7 +201,12 @@ n=0
 while read r w < {sysfs}/inflight && [ "$w" -eq 0 ] && [ $n -lt {BUSY_WAIT_TRIES} ]; do n=$((n+1)); done
 read rio rmerge rsect rticks wio wmerge wsect rest < {sysfs}/stat
 echo "BUSY-INFLIGHT /dev/{busy.device} reads $r writes $w sectors-written $wsect"
-echo c > /proc/sysrq-trigger
+"""
+
+
+def busy_crash(busy: BusyDisk) -> str:
+    """The crash of a busy run: as INIT_CRASH, but only once a write is in flight."""
+    return busy_wait_inflight(busy) + """echo c > /proc/sysrq-trigger
 echo "E2E-STILL-ALIVE"
 poweroff -f
 """
@@ -303,7 +308,7 @@ class CrashPoint:
     replaces INIT_CRASH. qemu/matrix/ builds these."""
 
     files: tuple[tuple[str, Path], ...]
-    command: str
+    command: str  # in a busy run, what follows busy_wait_inflight (no E2E-/BUSY- line before the crash)
 
 
 @dataclass(frozen=True)
@@ -370,7 +375,8 @@ def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None
     `busy` it then starts writing to that disk and crashes while writes are
     in flight (busy_block, busy_crash). With `minicap_load` the host tool
     loads minicap (`minicap load`) and the initramfs has no kexec binary.
-    With `crash_point` its command crashes the guest instead of the sysrq."""
+    With `crash_point` its command crashes the guest instead of the sysrq
+    (in a busy run, once a write is in flight)."""
     c = Cpio()
     add_busybox(c)
     if minicap_load is None:
@@ -396,13 +402,15 @@ def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None
     if pattern is not None:
         c.executable_with_libs("pattern", pattern)
         init += INIT_PATTERN.format(mib=pattern_mib, seed=f"{seed:016x}")
+    if crash_point is not None:
+        for name, path in crash_point.files:
+            c.host_file(name, path, 0o644)
     if busy is not None:
         for m in busy.modules:
             c.host_file(f"modules/{m.name}", m, 0o644)
-        init += busy_block(busy) + busy_crash(busy)
+        init += busy_block(busy)
+        init += busy_crash(busy) if crash_point is None else busy_wait_inflight(busy) + crash_point.command
     elif crash_point is not None:
-        for name, path in crash_point.files:
-            c.host_file(name, path, 0o644)
         init += crash_point.command
     else:
         init += INIT_CRASH

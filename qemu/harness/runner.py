@@ -278,7 +278,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         res.add("pattern ready in guest", ready is not None, ready.text.strip() if ready else "no PATTERN-READY")
 
     if busy is not None:
-        ok, detail = check_busy_writes(texts)
+        ok, detail = check_busy_writes(texts, tuple(markers))
         res.add("writes in flight at the crash", ok, detail)
 
     want = "success" if s.failure is None else f"failure [{s.failure}]"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness import scenarios as sc
 from harness.kernel import CLOUD, GENERIC
 
 
@@ -18,6 +19,9 @@ class CrashType:
     guest_append: str = ""  # what the first kernel needs for this crash to end in a panic
     needs_nmi: bool = False  # only an NMI from outside ends it (QEMU's monitor `nmi`)
     needs_irqs: bool = False  # cannot happen with interrupts off (irqsoff, hardirq)
+    # The module's function the crashing CPU is in when it dies (crashpoint.c): what `crash`'s
+    # backtrace of the panic task must show, as a frame or as the exception frame's RIP.
+    function: str = "crash_now"
     # An oops (die()) with panic_on_oops goes straight to the crash kernel from oops_end(),
     # before the panic() that would print "Kernel panic": its log ends with the oops, whose
     # header carries the oops count, "[#1]". The others call panic() themselves.
@@ -28,14 +32,17 @@ class CrashType:
 TYPES = (
     CrashType("panic", "panic()", "Kernel panic - not syncing: crashpoint: panic"),
     CrashType("bug", "BUG() (oops)", "kernel BUG at", oops=True),
-    CrashType("null", "NULL dereference", "BUG: kernel NULL pointer dereference", oops=True),
-    CrashType("divide", "divide error", "divide error", oops=True),
-    CrashType("gpf", "general protection", "general protection fault", oops=True),
-    CrashType("overflow", "stack overflow (guard page)", "stack guard page", oops=True),
-    CrashType("smash", "stack corrupted (canary)", "stack-protector: Kernel stack is corrupted"),
-    CrashType("hardhang", "hang, irqs off + NMI", "NMI: Not continuing", "unknown_nmi_panic=1", needs_nmi=True),
+    CrashType("null", "NULL dereference", "BUG: kernel NULL pointer dereference", oops=True, function="crash_null"),
+    CrashType("divide", "divide error", "divide error", oops=True, function="crash_divide"),
+    CrashType("gpf", "general protection", "general protection fault", oops=True, function="crash_gpf"),
+    CrashType("overflow", "stack overflow (guard page)", "stack guard page", oops=True, function="recurse"),
+    CrashType("smash", "stack corrupted (canary)", "stack-protector: Kernel stack is corrupted",
+              function="crash_smash"),
+    CrashType("hardhang", "hang, irqs off + NMI", "NMI: Not continuing", "unknown_nmi_panic=1", needs_nmi=True,
+              function="hang_irqs_off"),
     # watchdog_thresh=5: a soft lockup after 10 s of not scheduling (the default, 20 s, only costs time).
-    CrashType("softhang", "soft lockup", "soft lockup", "softlockup_panic=1 watchdog_thresh=5", needs_irqs=True),
+    CrashType("softhang", "soft lockup", "soft lockup", "softlockup_panic=1 watchdog_thresh=5", needs_irqs=True,
+              function="hang_preempt_off"),
 )
 TYPE_BY_NAME = {t.name: t for t in TYPES}
 PANIC_LINE = "Kernel panic - not syncing"
@@ -49,8 +56,12 @@ CONTEXTS = {
     "tasklet": "tasklet",
     "work": "workqueue",
     "hardirq": "hardirq",
+    "twocpu": "two CPUs at once",
 }
 IRQS_OFF_CONTEXTS = ("irqsoff", "hardirq")
+# Two kthreads, on the cell's crash CPU and on TWOCPU_OTHER (the boot CPU), crash at the same moment.
+TWOCPU = "twocpu"
+TWOCPU_OTHER = 0
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,13 @@ class Variant:
     guest_append: str = ""
     kernel: str = CLOUD
     expect_line: str = ""  # a line the crashed kernel's log must hold to show the variant took effect
+    # The harness scenario each cell runs as (its disks and checks); a busy one has the
+    # first kernel writing to the dump disk when it crashes.
+    scenario: str = "capture-modern"
+
+    @property
+    def busy(self) -> bool:
+        return sc.lookup(self.scenario).busy
 
     @property
     def crash_cpu(self) -> int:
@@ -87,18 +105,31 @@ VARIANTS = (
     Variant("iommu", "intel-iommu, guest translating", iommu="intel-iommu,intremap=off",
             guest_append="intel_iommu=on iommu=nopt"),
     Variant("generic", "Debian's generic kernel instead of the cloud one", kernel=GENERIC),
+    # The harness's busy-virtio writers: 4 loops of 1 MiB O_DIRECT writes into the dump area through
+    # Linux's virtio-blk driver; the crash-point module is loaded once /sys/block/vdb/inflight shows
+    # a write in flight.
+    Variant("busy", "2 CPUs, crash on CPU 1, the dump disk (virtio-blk) under O_DIRECT write load at the crash",
+            scenario="busy-virtio"),
 )
 VARIANT_BY_NAME = {v.name: v for v in VARIANTS}
 BASE = VARIANTS[0]
 
 # The fast subset (the CI's): one crash from process context, one from a
-# softirq, and a hard hang ended by an NMI.
-FAST = (("panic", "process"), ("null", "timer"), ("hardhang", "irqsoff"))
+# softirq, a hard hang ended by an NMI, and an oops on two CPUs at once.
+FAST = (("panic", "process"), ("null", "timer"), ("hardhang", "irqsoff"), ("null", TWOCPU))
 
 
-def applies(t: CrashType, context: str) -> bool:
-    """False where the crash cannot happen: a soft lockup with interrupts off is a hard hang."""
-    return not (t.needs_irqs and context in IRQS_OFF_CONTEXTS)
+def impossible(t: CrashType, context: str, v: Variant) -> str | None:
+    """Why the crash cannot happen there (the table's `-` and its note), or None."""
+    if t.needs_irqs and context in IRQS_OFF_CONTEXTS:
+        return "a soft lockup needs interrupts on: with them off it is the hard hang"
+    if context == TWOCPU and v.smp < 2:
+        return "two CPUs at once needs two CPUs"
+    return None
+
+
+def applies(t: CrashType, context: str, v: Variant) -> bool:
+    return impossible(t, context, v) is None
 
 
 @dataclass(frozen=True)
@@ -111,14 +142,25 @@ class Cell:
     def name(self) -> str:
         return f"{self.type.name}-{self.context}-{self.variant.name}"
 
-    def announcement(self) -> str:
-        """The line the module prints right before the crash (type, context, CPU)."""
-        return f"crashpoint: {self.type.name} in {self.context} on CPU {self.variant.crash_cpu}"
+    @property
+    def crash_cpus(self) -> tuple[int, ...]:
+        """The CPUs the module crashes on: the last, and for twocpu the boot CPU too."""
+        cpu = self.variant.crash_cpu
+        return (cpu, TWOCPU_OTHER) if self.context == TWOCPU else (cpu,)
+
+    def announcements(self) -> list[str]:
+        """The lines the module prints right before the crash (type, context, CPU), one per CPU."""
+        return [f"crashpoint: {self.type.name} in {self.context} on CPU {n}" for n in self.crash_cpus]
 
     def dmesg_lines(self) -> list[str]:
-        """What the dump's log must hold: the module's announcement, the crash's own
-        message, and the oops header's count or the panic."""
-        lines = [self.announcement(), self.type.message, OOPS_COUNT if self.type.oops else PANIC_LINE]
+        """What the dump's log must hold: for twocpu the line naming both CPUs, the
+        module's announcement on each CPU, the crash's own message, and the oops
+        header's count or the panic."""
+        armed = []
+        if self.context == TWOCPU:
+            here, there = self.crash_cpus
+            armed = [f"crashpoint: arming {self.type.name} in {TWOCPU} on CPU {here} and CPU {there}"]
+        lines = armed + self.announcements() + [self.type.message, OOPS_COUNT if self.type.oops else PANIC_LINE]
         return lines + ([self.variant.expect_line] if self.variant.expect_line else [])
 
 
@@ -131,6 +173,6 @@ def cells(variants, types=None, contexts=None, fast: bool = False) -> list[Cell]
                     continue
                 if fast and (t.name, c) not in FAST:
                     continue
-                if applies(t, c):
+                if applies(t, c, v):
                     out.append(Cell(t, c, v))
     return out

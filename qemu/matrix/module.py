@@ -5,8 +5,10 @@ Makefile and headers, and `linux-kbuild-<major.minor>`, the scripts and
 objtool), found with `apt-cache depends`, fetched with `apt-get download`
 and unpacked with `dpkg-deb -x` into qemu/cache/headers-<version>/ (never
 installed). The flavour's Makefile includes the common one by its absolute
-/usr/src path, which is rewritten to the unpacked copy. The built module is
-cached in qemu/cache/crashpoint/<version>-<digest of the sources>/."""
+/usr/src path, which is rewritten to a path relative to the Makefile itself
+(the cache is shared by every worktree: an absolute path there would name
+the worktree that unpacked it). The built module is cached in
+qemu/cache/crashpoint/<version>-<digest of the sources>/."""
 
 from __future__ import annotations
 
@@ -37,11 +39,28 @@ def header_packages(version: str) -> list[str]:
     return [top] + deps
 
 
+# `include /usr/src/linux-headers-<abi>-common/Makefile`, or that path under any
+# directory (an earlier unpacked copy's absolute rewrite).
+COMMON_INCLUDE_RE = re.compile(r"^include \S*?/usr/src/(linux-headers-[^/\s]+)/Makefile$", re.M)
+# make's directory of the Makefile being read (the flavour's, with `make -C <tree>`).
+THIS_MAKEFILE_DIR = "$(dir $(lastword $(MAKEFILE_LIST)))"
+
+
+def relative_common_include(makefile_text: str) -> str:
+    """The flavour Makefile with its include of the common headers' Makefile made
+    relative to its own directory (the two are siblings under usr/src)."""
+    return COMMON_INCLUDE_RE.sub(lambda m: f"include {THIS_MAKEFILE_DIR}../{m.group(1)}/Makefile", makefile_text)
+
+
 def ensure_headers(version: str) -> Path:
     """The unpacked headers tree for `version` (the directory to `make -C`)."""
     root = CACHE / f"headers-{version}"
     tree = root / "usr" / "src" / f"linux-headers-{version}"
     if (tree / ".config").is_file():
+        makefile = tree / "Makefile"
+        text = makefile.read_text()
+        if relative_common_include(text) != text:  # unpacked by an older version of this code
+            makefile.write_text(relative_common_include(text))
         return tree
     tmp = CACHE / f".headers-{version}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -54,8 +73,7 @@ def ensure_headers(version: str) -> Path:
     makefile = tmp / "usr" / "src" / f"linux-headers-{version}" / "Makefile"
     if not makefile.is_file():
         raise HarnessError(f"{makefile} missing after unpacking the headers")
-    # The include names the final directory (`tmp` is renamed to `root` below).
-    makefile.write_text(re.sub(r"^include /usr/src/", f"include {root}/usr/src/", makefile.read_text(), flags=re.M))
+    makefile.write_text(relative_common_include(makefile.read_text()))
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     return tree

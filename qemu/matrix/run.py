@@ -1,8 +1,11 @@
 """Runs the matrix: each cell is a capture-modern run of the harness (decoy
-disk, dump disk, memory pattern, every check of that scenario) whose
-crash is the crash-point module's instead of the sysrq, on the cell's
-machine variant; then the table, O for a dump verified by every check, X
-with the first failed check, - where the crash cannot happen."""
+disk, dump disk, memory pattern, every check of that scenario; busy-virtio
+for the busy variant) whose crash is the crash-point module's instead of
+the sysrq, on the cell's machine variant, plus the check that the triage
+text names the CPU that panicked (panic_cpu.py) and, with --crash-bt,
+`crash`'s backtrace (backtrace.py); then the table, O for a dump verified
+by every check, X with the first failed check, - (with its reason) where
+the crash cannot happen."""
 
 from __future__ import annotations
 
@@ -22,10 +25,11 @@ from harness.kernel import ensure_kernel
 from harness.runner import run_scenario
 
 from . import cells as cl
+from .backtrace import check_backtrace
 from .module import ensure_module
 from .nmi import NmiButton, monitor_args
+from .panic_cpu import check_panic_cpu
 
-BASE_SCENARIO = "capture-modern"
 GUEST_MODULE = "/crashpoint.ko"
 # How long a crashed-but-not-yet-panicked guest may take: the soft-lockup
 # watchdog needs 10 s, the rest less than one.
@@ -34,12 +38,17 @@ CELL_TIMEOUT_S = 240.0
 
 
 def crash_command(cell: cl.Cell) -> str:
-    """The first kernel's /init lines that crash it: insmod pinned to the cell's CPU."""
+    """The first kernel's /init lines that crash it: insmod pinned to the cell's CPU
+    (twocpu: naming the other CPU too). In a busy run the harness has printed
+    E2E-CRASHING already and waited for a write in flight: insmod comes at once."""
     t, c, cpu = cell.type.name, cell.context, cell.variant.crash_cpu
-    return f"""
+    other = f" other_cpu={cl.TWOCPU_OTHER}" if c == cl.TWOCPU else ""
+    cpus = " and ".join(map(str, cell.crash_cpus))
+    start = "" if cell.variant.busy else f"""
 echo "E2E-CRASHING $(cat /proc/uptime)"
-echo "CRASHPOINT {t} {c} CPU {cpu}"
-taskset -c {cpu} insmod {GUEST_MODULE} type={t} context={c}
+echo "CRASHPOINT {t} {c} CPU {cpus}"
+"""
+    return start + f"""taskset -c {cpu} insmod {GUEST_MODULE} type={t} context={c}{other}
 echo "CRASHPOINT-INSMOD-RETURNED $?"
 sleep {SETTLE_S}
 echo "E2E-STILL-ALIVE"
@@ -49,7 +58,7 @@ poweroff -f
 
 def cell_args(base: argparse.Namespace, cell: cl.Cell, module: Path, out: Path) -> tuple[argparse.Namespace, sc.Scenario]:
     v = cell.variant
-    s0 = sc.lookup(BASE_SCENARIO)
+    s0 = sc.lookup(v.scenario)
     append = " ".join(a for a in (s0.options.guest_append, v.guest_append, cell.type.guest_append) if a)
     opts = dataclasses.replace(s0.options, cpu=v.cpu or s0.options.cpu, memory=v.memory or s0.options.memory,
                                iommu=v.iommu or s0.options.iommu, guest_append=append or None)  # fmt: skip
@@ -63,7 +72,7 @@ def cell_args(base: argparse.Namespace, cell: cl.Cell, module: Path, out: Path) 
     a.crash_lines = cell.dmesg_lines()
     # The crash's time is the module's announcement, printed just before it: a hang's panic
     # comes seconds later, and one in NMI context never reaches the console.
-    a.crash_markers = (cell.announcement(),)
+    a.crash_markers = tuple(cell.announcements())
     if cell.type.needs_nmi:
         a.qemu_extra = list(a.qemu_extra) + monitor_args(out / "monitor.sock")
     return a, s
@@ -76,7 +85,7 @@ def short_reason(failed) -> str:
     return f"{c.name}: {first}"[:160]
 
 
-def run_cell(base: argparse.Namespace, cell: cl.Cell, out_base: Path) -> dict:
+def run_cell(base: argparse.Namespace, cell: cl.Cell, out_base: Path, crash_bt: bool = False) -> dict:
     out = out_base / cell.name
     out.mkdir(parents=True, exist_ok=True)
     (out / "serial.log").unlink(missing_ok=True)
@@ -86,8 +95,10 @@ def run_cell(base: argparse.Namespace, cell: cl.Cell, out_base: Path) -> dict:
         k = ensure_kernel(base.kernel_version, cell.variant.kernel)
         module = ensure_module(k)
         a, s = cell_args(base, cell, module, out)
+        keep = a.keep
+        a.keep = a.keep or crash_bt  # crash reads the vmcore after the harness, which deletes it unless kept
         if cell.type.needs_nmi:
-            marker = cell.announcement().encode()
+            marker = cell.announcements()[0].encode()
             with NmiButton(out / "serial.log", out / "monitor.sock", marker) as button:
                 res, info = run_scenario(a, s)
             info["nmi_sent"] = button.sent is not None
@@ -95,6 +106,18 @@ def run_cell(base: argparse.Namespace, cell: cl.Cell, out_base: Path) -> dict:
                 res.add("NMI from the monitor", False, button.error)
         else:
             res, info = run_scenario(a, s)
+        if (out / "triage.txt").is_file():
+            record["panic_cpu"] = check_panic_cpu(res, out, cell)
+        vmcore = out / "vmcore"
+        if crash_bt:
+            if vmcore.is_file():
+                check_backtrace(res, out, vmcore, k, cell)
+            else:
+                res.add(f"crash bt through {cell.type.function}", False, "no vmcore")
+            if res.ok and not keep:
+                for d in info.get("disks", []):
+                    (out / d["image"]).unlink(missing_ok=True)
+                vmcore.unlink(missing_ok=True)
         failed = [c for c in res.checks if not c.ok]
         record.update(ok=res.ok, reason=short_reason(failed) if failed else "",
                       checks=[c.__dict__ for c in res.checks], times=info.get("times", {}),
@@ -109,11 +132,13 @@ def run_cell(base: argparse.Namespace, cell: cl.Cell, out_base: Path) -> dict:
 
 
 def table(records: list[dict], variant: cl.Variant) -> list[str]:
-    """One Markdown table per variant: crash types down, contexts across."""
+    """One Markdown table per variant: crash types down, contexts across; X and -
+    with numbered notes (the first failed check, the reason it cannot happen)."""
     by = {(r["type"], r["context"]): r for r in records if r["variant"] == variant.name}
     if not by:
         return []
     notes: list[str] = []
+    reasons: list[str] = []  # why a crash cannot happen, one note for each reason
     lines = [f"**{variant.name}**: {variant.about}", "",
              "| crash type | " + " | ".join(cl.CONTEXTS.values()) + " |",
              "|---|" + "---|" * len(cl.CONTEXTS)]  # fmt: skip
@@ -121,8 +146,11 @@ def table(records: list[dict], variant: cl.Variant) -> list[str]:
         row = []
         for c in cl.CONTEXTS:
             r = by.get((t.name, c))
-            if not cl.applies(t, c):
-                row.append("-")
+            why = cl.impossible(t, c, variant)
+            if why is not None:
+                if why not in reasons:
+                    reasons.append(why)
+                row.append(f"-{reasons.index(why) + 1}")
             elif r is None:
                 row.append(" ")
             elif r["ok"]:
@@ -132,6 +160,7 @@ def table(records: list[dict], variant: cl.Variant) -> list[str]:
                 row.append(f"X{len(notes)}")
         lines.append(f"| {t.label} | " + " | ".join(row) + " |")
     lines += [""] + [f"X{i + 1}: {n}" for i, n in enumerate(notes)]
+    lines += [f"-{i + 1}: {n}" for i, n in enumerate(reasons)]
     return lines
 
 
@@ -164,6 +193,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--context", action="append", choices=list(cl.CONTEXTS), help="only these contexts")
     ap.add_argument("--out", default=str(QEMU_DIR / "out" / "matrix"))
     ap.add_argument("--list", action="store_true", help="list the cells and exit")
+    ap.add_argument("--crash-bt", action="store_true",
+                    help="also `crash` with the -dbg vmlinux (about 280 MB once): bt (bt -a for twocpu) must "
+                         "go through the crash type's function")  # fmt: skip
     a, rest = ap.parse_known_args(argv)
     # The harness's own options (--minicap, --tool, --pattern, --kernel-version, --keep, -v, ...) pass through.
     a.harness = cli.parse_args(rest + ["--timeout", str(CELL_TIMEOUT_S)] if "--timeout" not in rest else rest)
@@ -184,7 +216,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
     for i, cell in enumerate(todo):
         print(f"===== matrix {i + 1}/{len(todo)}: {cell.name} =====", flush=True)
-        r = run_cell(a.harness, cell, out)
+        r = run_cell(a.harness, cell, out, a.crash_bt)
         records.append(r)
         print(f"matrix: {cell.name}: {'O' if r['ok'] else 'X ' + r['reason']} ({r['wall_s']} s)", flush=True)
         (out / "matrix.json").write_text(json.dumps({"command": command, "records": records}, indent=2) + "\n")
