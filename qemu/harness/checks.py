@@ -50,12 +50,15 @@ class Results:
         return bool(self.checks) and all(c.ok for c in self.checks)
 
 
-def check_layout(res: Results, vmcore: Path, serial: list[str]) -> None:
+def check_layout(res: Results, vmcore: Path, serial: list[str], low_1m_excluded: bool = False) -> None:
+    """The dump's RAM PT_LOADs are the crashed kernel's System RAM less the crash region (and less
+    the first MiB when `low_1m_excluded`: kexec_file_load's core headers leave it out)."""
+    name = "PT_LOADs = System RAM - Crash kernel" + (" - first MiB" if low_1m_excluded else "")
     iomem = parse_iomem(iomem_section(serial))
     if not iomem:
-        res.add("PT_LOADs = System RAM - Crash kernel", False, "no IOMEM-BEGIN..IOMEM-END in the serial log")
+        res.add(name, False, "no IOMEM-BEGIN..IOMEM-END in the serial log")
         return
-    expected = expected_dump_ranges(iomem)
+    expected = expected_dump_ranges(iomem, low_1m_excluded)
     crash = [e for e in iomem if e.name.startswith("Crash kernel")]
     with open(vmcore, "rb") as f:
         ph = read_phdrs(f)
@@ -79,7 +82,7 @@ def check_layout(res: Results, vmcore: Path, serial: list[str]) -> None:
         detail += f" (merged from {len(raw)} adjacent segments)"
     if short:
         detail += f"\nnote: {len(short)} PT_LOADs have p_filesz < p_memsz (excluded pages)"
-    res.add("PT_LOADs = System RAM - Crash kernel", ok, detail)
+    res.add(name, ok, detail)
 
 
 def check_notes(res: Results, vmcore: Path, smp: int, version: str) -> None:
@@ -120,7 +123,8 @@ def check_notes(res: Results, vmcore: Path, smp: int, version: str) -> None:
     res.add("notes: PRSTATUS per CPU + VMCOREINFO", ok, detail)
 
 
-def check_vmcore_tools(res: Results, args, out: Path, vmcore: Path, k: GuestKernel, version: str) -> None:
+def check_vmcore_tools(res: Results, args, out: Path, vmcore: Path, k: GuestKernel, version: str,
+                       low_1m_excluded: bool = False) -> None:
     run_dump_dmesg(res, out, vmcore, "ELF", getattr(args, "crash_lines", None))
     pv = run([args.pattern, "verify", vmcore, out / "serial.log"])
     (out / "pattern-verify.log").write_text(pv.stdout)
@@ -131,7 +135,8 @@ def check_vmcore_tools(res: Results, args, out: Path, vmcore: Path, k: GuestKern
         (summary[-1] if summary else f"exit {pv.returncode}")
         + ("" if pv.returncode == 0 else "\n" + tail(pv.stdout, 12)),
     )
-    check_layout(res, vmcore, [l for l in (out / "serial.log").read_text(errors="replace").splitlines()])
+    check_layout(res, vmcore, [l for l in (out / "serial.log").read_text(errors="replace").splitlines()],
+                 low_1m_excluded)
     check_notes(res, vmcore, args.smp, version)
     if args.with_crash:
         vmlinux = check_crash(res, out, vmcore, k)

@@ -35,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     names = sorted(set(sc.BY_NAME) | set(sc.ALIASES))
     ap = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minicap", default=str(REPO / "target/minicap.elf"), help="capture kernel ELF")
+    ap.add_argument("--bzimage", default=str(REPO / "target/minicap.bzImage"),
+                    help="capture kernel bzImage (the rows that load it: load-kexec-*, load-minicap-file, ...)")
     ap.add_argument("--tool", default=str(REPO / "target/release/minicap"), help="host tool `minicap`")
     ap.add_argument("--pattern", default=str(REPO / "target/release/minicap-pattern"), help="minicap-pattern binary")
     ap.add_argument("--purgatory", default=str(REPO / "target/purgatory.elf"),

@@ -31,6 +31,24 @@ FAILURE_CODES = (
 )  # fmt: skip
 
 
+# A kernel warning or bug report in the log: WARN()'s "cut here" banner and its "WARNING: CPU: N
+# PID: N at FILE" line, BUG() and oopses. The crash itself prints a backtrace, so only the lines
+# before it count (kernel_warnings).
+KERNEL_WARNING_RE = re.compile(r"-{12}\[ cut here \]-{12}|\bWARNING: CPU: \d+|\bBUG: |\bOops: |\bKernel BUG at ")
+
+
+def kernel_warnings(lines: list[str], markers: tuple[str, ...] = CRASH_MARKERS) -> list[str]:
+    """The lines before the first crash marker that report a kernel warning, each with the
+    line after it (WARN()'s message follows its banner), stripped."""
+    out = []
+    for i, line in enumerate(lines):
+        if any(m in line for m in markers):
+            break
+        if KERNEL_WARNING_RE.search(line):
+            out.append(" / ".join(t.strip() for t in lines[i : i + 2]))
+    return out
+
+
 @dataclass(frozen=True)
 class ResultLine:
     verdict: str  # "success" or "failure"

@@ -325,6 +325,8 @@ class MinicapLoad:
     corrupt_digest: int | None = None
     corrupt_core_headers: tuple[str, ...] = ()  # --test-corrupt-core-headers=KIND,...
     omit_elfcorehdr: bool = False  # --test-omit-elfcorehdr
+    image: str = "/minicap.elf"  # --image: the ELF, or a bzImage that ImageLoad puts in
+    syscall: str | None = None  # --syscall auto|file|load (None: not given)
 
 
 PT_INTERP = 3
@@ -360,13 +362,38 @@ def minicap_load_block(c: Cpio, load: MinicapLoad, capture_append: str) -> str:
         corrupt += f" --test-corrupt-core-headers={','.join(load.corrupt_core_headers)}"
     if load.omit_elfcorehdr:
         corrupt += " --test-omit-elfcorehdr"
-    return f"minicap load --image /minicap.elf{corrupt} --append={shell_quote(capture_append)}"
+    syscall = "" if load.syscall is None else f" --syscall {load.syscall}"
+    return f"minicap load --image {load.image}{syscall}{corrupt} --append={shell_quote(capture_append)}"
+
+
+@dataclass(frozen=True)
+class ImageLoad:
+    """minicap's bzImage in the initramfs beside /minicap.elf: `files` (guest name -> host file:
+    the bzImage as /minicap.bzImage, a signed copy as /minicap-signed.bzImage) and `loaded`, the
+    one the first kernel loads; kexec-tools loads it with kexec_file_load when `kexec_file`."""
+
+    files: tuple[tuple[str, Path], ...]
+    loaded: str  # a guest path, /minicap.bzImage or /minicap-signed.bzImage
+    kexec_file: bool = False
+
+
+def kexec_command(image: str, capture_append: str, kexec_args: str = "", kexec_file: bool = False) -> str:
+    """kexec-tools' crash load of `image` (a guest path). The ELF takes --kexec-args (by default
+    --args-linux: minicap.elf is not a Linux vmlinux); a bzImage needs none: `kexec -p` loads it
+    with kexec-tools' bzImage loader and kexec_load, `kexec -s -p` hands the file to the kernel
+    (kexec_file_load), which parses it and checks its signature where it must."""
+    if image.endswith(".elf"):
+        if kexec_file:
+            raise HarnessError("kexec_file_load takes a bzImage, not minicap.elf")
+        return f"kexec -p {image} {kexec_args} --append={shell_quote(capture_append)}"
+    return f"kexec {'-s ' if kexec_file else ''}-p {image} --append={shell_quote(capture_append)}"
 
 
 def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None, kexec_args: str = "",
                     pattern: Path | None = None, pattern_mib: int = 64, seed: int = 0,
                     kdump_writer: str = "dd", busy: BusyDisk | None = None,
-                    minicap_load: MinicapLoad | None = None, crash_point: CrashPoint | None = None) -> bytes:
+                    minicap_load: MinicapLoad | None = None, crash_point: CrashPoint | None = None,
+                    image_load: ImageLoad | None = None, before_load: str = "") -> bytes:
     """The crashing guest's initramfs. With `minicap` its init loads that
     capture kernel with `kexec -p <minicap> <kexec_args>`; without, the
     guest's own kernel with a kdump initramfs whose init writes the vmcore
@@ -376,12 +403,20 @@ def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None
     in flight (busy_block, busy_crash). With `minicap_load` the host tool
     loads minicap (`minicap load`) and the initramfs has no kexec binary.
     With `crash_point` its command crashes the guest instead of the sysrq
-    (in a busy run, once a write is in flight)."""
+    (in a busy run, once a write is in flight). With `image_load` the bzImage
+    (and its signed copy) go in too and the load takes the one it names.
+    `before_load` (shell lines) runs just before the load: the Secure Boot
+    runs' lockdown probe and refusals (secureboot.init_block)."""
     c = Cpio()
     add_busybox(c)
     if minicap_load is None:
         c.executable_with_libs("sbin/kexec", Path(shutil.which("kexec") or "/sbin/kexec"))
     init = INIT_HEAD
+    if image_load is not None:
+        if minicap is None:
+            raise HarnessError("a bzImage load needs minicap")
+        for name, path in image_load.files:
+            c.host_file(name.lstrip("/"), path, 0o644)
     if minicap is not None and minicap_load is not None:
         c.host_file("minicap.elf", minicap, 0o644)
         kcmd = minicap_load_block(c, minicap_load, capture_append)
@@ -394,7 +429,11 @@ def build_initramfs(k: GuestKernel, capture_append: str, *, minicap: Path | None
         )
     else:
         c.host_file("minicap.elf", minicap, 0o644)
-        kcmd = f"kexec -p /minicap.elf {kexec_args} --append={shell_quote(capture_append)}"
+        if image_load is None:
+            kcmd = kexec_command("/minicap.elf", capture_append, kexec_args)
+        else:
+            kcmd = kexec_command(image_load.loaded, capture_append, kexec_file=image_load.kexec_file)
+    init += before_load
     init += kexec_block(kcmd)
     if minicap_load is not None:
         # What an operator would check: "loaded by minicap load", from the load record.

@@ -65,11 +65,18 @@ def subtract_ranges(ranges, holes) -> list[tuple[int, int]]:
     return out
 
 
-def expected_dump_ranges(iomem: list[IomemEntry]) -> list[tuple[int, int]]:
-    """Top-level System RAM minus the Crash kernel reservation(s), half-open."""
+# The first MiB, which Linux's kexec_file_load leaves out of the core headers it builds
+# (arch/x86/kernel/crash.c elf_header_exclude_ranges(): "Exclude the low 1M because it is
+# always reserved"); kexec-tools and `minicap load` describe the RAM in it.
+LOW_1M = (0, 1 << 20)
+
+
+def expected_dump_ranges(iomem: list[IomemEntry], low_1m_excluded: bool = False) -> list[tuple[int, int]]:
+    """Top-level System RAM minus the Crash kernel reservation(s), half-open; without the
+    first MiB when the kernel built the core headers (kexec_file_load)."""
     ram = [(e.start, e.end + 1) for e in iomem if e.depth == 0 and e.name == "System RAM"]
     crash = [(e.start, e.end + 1) for e in iomem if e.name.startswith("Crash kernel")]
-    return subtract_ranges(ram, crash)
+    return subtract_ranges(ram, crash + ([LOW_1M] if low_1m_excluded else []))
 
 
 def fmt_ranges(rs) -> str:

@@ -140,7 +140,8 @@ def run_qemu(cmd: list[str], serial_log: Path, timeout: float, echo: bool, resul
 
 def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
                  blkdebug: dict[Path, Path] | None = None, nvme: frozenset[Path] = frozenset(),
-                 ahci: frozenset[Path] = frozenset()) -> list[str]:
+                 ahci: frozenset[Path] = frozenset(), vmlinuz: Path | None = None,
+                 firmware: tuple[list[str], str] | None = None) -> list[str]:
     """The QEMU command line; `disks` become devices in PCI slots 1, 2, ...
     in that order (so minicap's PCI scan meets them in that order): an NVMe
     controller with the disk as namespace 1 for those in `nvme`, an ATA disk
@@ -149,14 +150,16 @@ def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
     `ahci`, else a virtio-blk device. A disk with an entry in `blkdebug` (image -> rule
     file) is attached through QEMU's blkdebug driver with those rules,
     without request merging, and I/O errors are reported to the guest
-    (werror=report, rerror=report)."""
+    (werror=report, rerror=report). `vmlinuz` replaces the guest kernel's own
+    (the signed copy of a Secure Boot run); `firmware` (secureboot.firmware_options:
+    QEMU options and machine properties) boots through OVMF instead of SeaBIOS."""
     append = (
         f"console=ttyS0 crashkernel={args.crashkernel} panic=0 oops=panic loglevel=7 "
         f"printk.time=1 {args.guest_append}"
     ).strip()
     cmd = [
         args.qemu,
-        "-machine", "q35,accel=tcg",
+        "-machine", "q35,accel=tcg" + (f",{firmware[1]}" if firmware and firmware[1] else ""),
         "-cpu", args.cpu,
         "-m", str(args.memory),
         "-smp", str(args.smp),
@@ -164,7 +167,7 @@ def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
         "-serial", "stdio",
         "-net", "none",
         "-no-reboot",
-        "-kernel", str(k.vmlinuz),
+        "-kernel", str(vmlinuz or k.vmlinuz),
         "-initrd", str(initrd),
         "-append", append,
     ]  # fmt: skip
@@ -202,6 +205,8 @@ def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
         else:
             device = f"virtio-blk-pci,drive=disk{i},addr={args.disk_slot + i:#x},{virtio}{merging}"
         cmd += ["-drive", drive, "-device", device]
+    if firmware:
+        cmd += firmware[0]
     if args.qemu_debug:
         cmd += ["-d", "guest_errors,cpu_reset,unimp", "-D", str(Path(args.out_dir) / "qemu-debug.log")]
     return cmd + args.qemu_extra

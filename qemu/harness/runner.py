@@ -18,15 +18,17 @@ from .checks import (Results, check_complete_header, check_crash, check_device_e
                      read_header)  # fmt: skip
 from .common import MIB, QEMU_DIR, HarnessError, log, parse_size, run, tail
 from .console import (CRASH_MARKERS, KDUMP_RESULT_RE, RESULT_MARKER, check_busy_writes, check_candidates,
-                      check_device_reports, parse_result_line)  # fmt: skip
+                      check_device_reports, kernel_warnings, parse_result_line)  # fmt: skip
 from .disks import (blkdebug_config, compare_fingerprints, fingerprint, inject_offset, make_blank_disk,
                     make_formatted_disk, make_random_disk, make_unsaved_dump_disk, other_device_id,
                     sparse_copy)  # fmt: skip
 from .elf import vmcore_end
-from .initramfs import BusyDisk, MinicapLoad, build_initramfs, guest_disk_name
+from .initramfs import BusyDisk, ImageLoad, MinicapLoad, build_initramfs, guest_disk_name, shell_quote
 from .kernel import ensure_kernel
 from .modules import load_order
 from .qemu import check_qemu_version, qemu_command, run_qemu
+from .secureboot import (check_lockdown, check_refusals, find_ovmf, firmware_options, init_block, lockdown_mode,
+                         make_throwaway_key, sbverify, sign, snakeoil_key)  # fmt: skip
 
 KDUMP_APPEND = "console=ttyS0 irqpoll nr_cpus=1 reset_devices panic=0 loglevel=7 printk.time=1"
 # The lines `minicap log` must hold after a capture, by outcome.
@@ -40,7 +42,11 @@ BUSY_DRIVERS = {sc.VIRTIO: ("virtio_pci", "virtio_blk"), sc.NVME: ("nvme",), sc.
 OUTPUT_FILES = ("serial.log", "vmcore", "dmesg.txt", "crash.txt", "pattern-verify.log", "qemu.stderr",
                 "partial.vmcore", "blkdebug.cfg", "info.log", "save.log", "save-partial.log", "stored.log",
                 "format.log", "gdb.txt", "makedumpfile.log", "triage.txt", "stream.bin", "receive.log",
-                "vmcore.flat", "vmcore.triage", "vmcore.log", "vmcore.console")  # fmt: skip
+                "vmcore.flat", "vmcore.triage", "vmcore.log", "vmcore.console", "minicap-signed.bzImage",
+                "vmlinuz-signed", "OVMF_VARS.fd", "throwaway.key", "throwaway.pem", "snakeoil.key")  # fmt: skip
+# The guest paths of minicap's bzImage and of its signed copy (Scenario.signed_by).
+GUEST_BZIMAGE = "/minicap.bzImage"
+GUEST_SIGNED_BZIMAGE = "/minicap-signed.bzImage"
 
 
 # What minicap's purgatory prints when a segment's SHA-256 differs from the stored one
@@ -75,6 +81,56 @@ def check_skipped_recorded(res: Results, header, ranges: list[tuple[int, int]]) 
             f"{got[0]} range(s), {got[1]} bytes skipped" + ("" if got == want else f", want {want[0]}, {want[1]}"))
 
 
+def check_load_lines(res: Results, texts: list[str], patterns: tuple[str, ...]) -> None:
+    """Each of `patterns` (Scenario.load_lines) is found in some line before the crash."""
+    before = texts[: next((i for i, t in enumerate(texts) if any(m in t for m in CRASH_MARKERS)), len(texts))]
+    for i, pattern in enumerate(patterns):
+        hit = next((t.strip() for t in before if re.search(pattern, t)), None)
+        res.add(f"loader line {i + 1} of {len(patterns)}", hit is not None, hit or f"no line matches /{pattern}/")
+
+
+def check_no_kernel_warning(res: Results, texts: list[str], markers: tuple[str, ...]) -> None:
+    warned = kernel_warnings(texts, markers)
+    res.add("no kernel warning before the crash", not warned,
+            f"{len(warned)}: {warned[0]}" if warned else "no WARNING/BUG/cut here line")  # fmt: skip
+
+
+def prepare_image_load(res: Results, args, s: sc.Scenario, out: Path) -> ImageLoad | None:
+    """A bzImage row's files: the bzImage and, signed_by set, a copy signed with sbsign (a key
+    made now, or the snakeoil key) that `sbverify --cert` must pass, where the unsigned one fails."""
+    if s.image != sc.IMAGE_BZIMAGE:
+        return None
+    bzimage = Path(args.bzimage)
+    files = [(GUEST_BZIMAGE, bzimage)]
+    if s.signed_by is None:
+        return ImageLoad(tuple(files), GUEST_BZIMAGE, s.kexec_file)
+    if s.signed_by == sc.SIGN_THROWAWAY:
+        key, cert = make_throwaway_key(out)
+    else:
+        ovmf = find_ovmf()
+        key, cert = snakeoil_key(ovmf, out), ovmf.cert
+    signed = out / GUEST_SIGNED_BZIMAGE.lstrip("/")
+    sign(bzimage, key, cert, signed)
+    ok, detail = sbverify(signed, cert)
+    res.add(f"sbverify --cert ({s.signed_by}): signed bzImage passes", ok, detail)
+    ok, detail = sbverify(bzimage, cert)
+    res.add(f"sbverify --cert ({s.signed_by}): unsigned bzImage fails", not ok, detail)
+    return ImageLoad(tuple(files + [(GUEST_SIGNED_BZIMAGE, signed)]), GUEST_SIGNED_BZIMAGE, s.kexec_file)
+
+
+def prepare_secure_boot(res: Results, k, out: Path) -> tuple[Path, tuple[list[str], str]]:
+    """The snakeoil-signed copy of the guest's vmlinuz (Debian's own signature stripped) and the
+    OVMF options with a fresh copy of the snakeoil variable store."""
+    ovmf = find_ovmf()
+    vars_copy = out / "OVMF_VARS.fd"
+    shutil.copyfile(ovmf.vars, vars_copy)
+    vmlinuz = out / "vmlinuz-signed"
+    sign(k.vmlinuz, snakeoil_key(ovmf, out), ovmf.cert, vmlinuz)
+    ok, detail = sbverify(vmlinuz, ovmf.cert)
+    res.add("sbverify --cert (snakeoil): signed vmlinuz passes", ok, detail)
+    return vmlinuz, firmware_options(ovmf, vars_copy)
+
+
 def out_dir(args, s: sc.Scenario) -> Path:
     return Path(args.out) if args.out else QEMU_DIR / "out" / s.name
 
@@ -91,6 +147,8 @@ def needed_files(args, s: sc.Scenario) -> list[str]:
             needs.append("tool")
         if s.loader == sc.LOADER_MINICAP:
             needs.append("purgatory")
+        if s.image == sc.IMAGE_BZIMAGE:
+            needs.append("bzimage")
     if s.pattern:
         needs.append("pattern")
     return needs
@@ -128,7 +186,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         if not vmcore.is_file() or not (out / "serial.log").is_file():
             raise HarnessError(f"--recheck needs {vmcore} and {out / 'serial.log'} from a run with --keep")
         info["vmcore_bytes"] = vmcore.stat().st_size
-        check_vmcore_tools(res, args, out, vmcore, k, k.version)
+        check_vmcore_tools(res, args, out, vmcore, k, k.version, sc.kernel_builds_core_headers(s))
         return res, info
 
     # Disk images, attached in table order (PCI slots 1, 2, ...); `guarded`
@@ -212,10 +270,13 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         # (to see that minicap does not start anyway) QEMU is stopped.
         result_re = PURGATORY_REFUSAL_RE
         exit_grace = PURGATORY_HALT_WAIT_S
+    image_load = prepare_image_load(res, args, s, out)
+    vmlinuz, firmware = prepare_secure_boot(res, k, out) if s.secure_boot else (None, None)
     minicap_load = None
     if s.loader == sc.LOADER_MINICAP:
         minicap_load = MinicapLoad(Path(args.tool), Path(args.purgatory), s.corrupt_digest, s.corrupt_core_headers,
-                                   s.omit_elfcorehdr)  # fmt: skip
+                                   s.omit_elfcorehdr, image_load.loaded if image_load else "/minicap.elf",
+                                   s.minicap_syscall)  # fmt: skip
     info["capture_append"] = append
     busy = None
     if s.busy and target is not None:
@@ -229,10 +290,11 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     initrd.write_bytes(build_initramfs(
         k, append, minicap=None if linux else Path(args.minicap), kexec_args=args.kexec_args,
         pattern=Path(args.pattern) if s.pattern else None, pattern_mib=args.pattern_mib, seed=seed,
-        busy=busy, minicap_load=minicap_load, crash_point=getattr(args, "crash_point", None)))  # fmt: skip
+        busy=busy, minicap_load=minicap_load, crash_point=getattr(args, "crash_point", None), image_load=image_load,
+        before_load=init_block(s.refusals, append, shell_quote) if s.secure_boot else ""))  # fmt: skip
     log(f"initramfs {initrd} ({initrd.stat().st_size // 1024} KiB), seed {seed:016x}")
 
-    cmd = qemu_command(args, k, initrd, attached, blkdebug, frozenset(nvme), frozenset(ahci))
+    cmd = qemu_command(args, k, initrd, attached, blkdebug, frozenset(nvme), frozenset(ahci), vmlinuz, firmware)
     stream = out / "stream.bin"
     if sc.SERIAL_STREAM in s.checks:
         # The second -serial is COM2 (minicap.serial=0x2f8): the stream, into a file.
@@ -313,6 +375,13 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         )  # fmt: skip
 
     check_console_lines(res, texts, s.console_lines)
+    check_load_lines(res, texts, s.load_lines)
+    if s.secure_boot:
+        check_lockdown(res, texts)
+        info["lockdown"] = lockdown_mode(texts)
+        info["refusals"] = check_refusals(res, texts, s.refusals)
+    if sc.NO_KERNEL_WARNING in s.checks:
+        check_no_kernel_warning(res, texts, tuple(markers))
 
     if sc.LEFT_ALONE in s.checks:
         if s.device_option == sc.DEVICE_OTHER:
@@ -428,7 +497,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     if sc.VMCORE in s.checks:
         if vmcore.is_file():
             info["vmcore_bytes"] = vmcore.stat().st_size
-            check_vmcore_tools(res, args, out, vmcore, k, k.version)
+            check_vmcore_tools(res, args, out, vmcore, k, k.version, sc.kernel_builds_core_headers(s))
         else:
             res.add("vmcore checks", False, "no vmcore to check")
 
@@ -449,6 +518,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
             + ("unchanged" if not diff else f"{len(diff)} bytes changed in {diff[0]:#x}..{diff[-1]:#x}"))  # fmt: skip
 
     if res.ok and not args.keep:
-        for img in attached + [out / "vmcore", out / "partial.vmcore", stream, out / "vmcore.flat"]:
+        for img in attached + [out / "vmcore", out / "partial.vmcore", stream, out / "vmcore.flat",
+                               out / "vmlinuz-signed"]:  # fmt: skip
             img.unlink(missing_ok=True)
     return res, info

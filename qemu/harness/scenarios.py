@@ -91,8 +91,9 @@ SERIAL_STREAM = "serial-stream"  # the dump streamed on COM2 (a file): `minicap 
 TIME_LIMIT = "time-limit"  # the RESULT's elapsed and limit, the failed header (code timeout, every written byte
 #                            claimed), save refuses, save --partial, the partial dump (as DEVICE_ERROR's)
 UNSAVED_KEPT = "unsaved-kept"  # the RESULT names the dump the target held (kernel, crash time) and `minicap save`
+NO_KERNEL_WARNING = "no-kernel-warning"  # the first kernel printed no WARNING/BUG/cut-here block before the crash
 CHECKS = (LEFT_ALONE, STORED_LOG, VMCORE, HEADER_COMPLETE, DEVICE_ERROR, DATA_AREA_ZERO, KDUMP, TRIAGE, ELF_FILTERED,
-          CANDIDATES, SERIAL_STREAM, TIME_LIMIT, UNSAVED_KEPT)  # fmt: skip
+          CANDIDATES, SERIAL_STREAM, TIME_LIMIT, UNSAVED_KEPT, NO_KERNEL_WARNING)  # fmt: skip
 # The UART the serial rows stream on: COM2, QEMU's second -serial.
 SERIAL_STREAM_PORT = "0x2f8"
 
@@ -100,6 +101,20 @@ SERIAL_STREAM_PORT = "0x2f8"
 LOADER_KEXEC = "kexec"
 LOADER_MINICAP = "minicap"
 LOADERS = (LOADER_KEXEC, LOADER_MINICAP)
+
+# The image the first kernel loads (Scenario.image): target/minicap.elf (--minicap) or
+# target/minicap.bzImage (--bzimage), a Linux boot-protocol bzImage that is also a PE/COFF file.
+IMAGE_ELF = "elf"
+IMAGE_BZIMAGE = "bzimage"
+IMAGES = (IMAGE_ELF, IMAGE_BZIMAGE)
+
+# Who signs the bzImage on the host with sbsign before the run (Scenario.signed_by).
+SIGN_THROWAWAY = "throwaway"  # a key and certificate made for the run (openssl req -x509), checked by sbverify
+SIGN_SNAKEOIL = "snakeoil"  # Debian ovmf's PkKek-1-snakeoil key, in the db of OVMF_VARS_4M.snakeoil.fd
+SIGNERS = (SIGN_THROWAWAY, SIGN_SNAKEOIL)
+
+# `minicap load --syscall` (Scenario.minicap_syscall): auto (the tool's default), file or load.
+MINICAP_SYSCALLS = ("auto", "file", "load")
 
 # minicap.device= on the capture command line.
 DEVICE_TARGET = "target"  # the target disk's id
@@ -114,6 +129,18 @@ BAD_ELFCOREHDR = "elfcorehdr=12junk"
 CORE_HEADER_DEFECTS = ("bad-magic", "absurd-phnum", "overlapping-loads", "load-outside-ram", "note-past-segment")
 # What `load-outside-ram` adds: a PT_LOAD over the first IO-APIC's registers, one page.
 OUTSIDE_RAM_PAGE = (0xFEC00000, 0xFEC01000)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A load the locked-down first kernel must refuse: `command` (with {append} for the capture
+    command line, shell-quoted) must exit non-zero, print a line matching `output`, and leave no
+    crash kernel loaded."""
+
+    label: str  # a word or two, as in the REFUSAL-<label> console lines: no spaces
+    command: str
+    output: str  # a regular expression searched in the command's output
+    kernel_says: str = ""  # a regular expression some kernel line printed during the command must match
 
 
 @dataclass(frozen=True)
@@ -148,6 +175,26 @@ class Scenario:
     # Regular expressions, each of which some line of minicap's console must match (searched
     # from the start of the line, "minicap: " included): what the console must say exactly.
     console_lines: tuple[str, ...] = ()
+    # What the first kernel loads: IMAGE_ELF or IMAGE_BZIMAGE. With LOADER_KEXEC and a bzImage,
+    # `kexec -p /minicap.bzImage` (kexec-tools' bzImage loader, kexec_load) or, with kexec_file,
+    # `kexec -s -p` (kexec_file_load: the kernel parses the bzImage, checks its signature where it
+    # must, and builds the core headers and its own purgatory). With LOADER_MINICAP,
+    # `minicap load --image /minicap.bzImage` (or the signed copy).
+    image: str = IMAGE_ELF
+    kexec_file: bool = False
+    # The bzImage is loaded as a copy signed with sbsign by SIGN_THROWAWAY or SIGN_SNAKEOIL, as
+    # /minicap-signed.bzImage (the unsigned one stays in the initramfs as /minicap.bzImage).
+    signed_by: str | None = None
+    # Boot the first kernel through OVMF with Secure Boot on and the snakeoil keys enrolled, its
+    # vmlinuz signed with the snakeoil key: the kernel locks itself down. Before the load, /init
+    # reads the lockdown state and runs each of `refusals`, which must fail (secure_boot_refusals).
+    secure_boot: bool = False
+    refusals: tuple[Refusal, ...] = ()
+    # LOADER_MINICAP only: `minicap load --syscall VALUE` (None: no --syscall, the tool's default).
+    minicap_syscall: str | None = None
+    # Regular expressions, each of which some line of the first kernel's console must contain
+    # (searched anywhere in the line): what the loader must say.
+    load_lines: tuple[str, ...] = ()
 
 
 def decoy(bus: str = VIRTIO) -> Disk:
@@ -265,6 +312,54 @@ def corrupt(name: str, about: str, defects: tuple[str, ...], code: str, console_
     return Scenario(name, about, disks=(dump_disk(guarded=True),), failure=code, loader=LOADER_MINICAP,
                     corrupt_core_headers=defects, console_lines=console_lines, options=Options(disk_size="64M"),
                     **kw)  # fmt: skip
+
+
+def file_capture(name: str, about: str, **kw) -> Scenario:
+    """A full capture of minicap loaded from its bzImage (Scenario.image), checked like
+    capture-modern, and the first kernel printed no warning on the way (its kexec_file_load
+    parses minicap's setup header: a header that overflows boot_params.hdr warns)."""
+    return replace(capture(name, about), image=IMAGE_BZIMAGE, checks=CAPTURE_CHECKS | {NO_KERNEL_WARNING}, **kw)
+
+
+# What the locked-down first kernel must refuse, and how the refusal reads. kexec-tools prints
+# `kexec_load failed: <strerror>` / `kexec_file_load failed: <strerror>`. Measured on Debian's
+# 6.1 cloud kernel under OVMF Secure Boot: kexec_load fails with EACCES, from IMA's Secure Boot
+# policy before lockdown is asked ("ima: impossible to appraise a kernel image without a file
+# descriptor; try using kexec_file_load syscall."; lockdown alone would say EPERM); kexec_file_load
+# of the unsigned bzImage with ENODATA, from the PE signature check that Secure Boot makes
+# mandatory ("kexec_file: Enforced kernel signature verification failed (-61)."); a signature
+# by an untrusted key would give EKEYREJECTED or ENOKEY. The errno seen is recorded in the
+# run's JSON (`refusals`).
+KEXEC_LOAD_REFUSED = r"kexec_load failed: (Permission denied|Operation not permitted)"
+KEXEC_LOAD_KERNEL_REASON = (r"ima: impossible to appraise a kernel image without a file descriptor"
+                            r"|Lockdown: .*kexec of unsigned images is restricted")  # fmt: skip
+SIGNATURE_ERRNO_TEXTS = ("No data available", "Key was rejected by service", "Required key not available",
+                         "Bad message", "Operation not permitted")  # fmt: skip
+SIGNATURE_ERRNO_NAMES = ("ENODATA", "EKEYREJECTED", "ENOKEY", "EBADMSG", "EPERM")
+KEXEC_FILE_REFUSED = "kexec_file_load failed: (" + "|".join(SIGNATURE_ERRNO_TEXTS) + ")"
+KEXEC_FILE_KERNEL_REASON = (r"kexec_file: Enforced kernel signature verification failed \(-\d+\)"
+                            r"|Lockdown: .*kexec of unsigned images is restricted")  # fmt: skip
+KEXEC_REFUSALS = (
+    Refusal("kexec-load-elf", "kexec -p /minicap.elf --args-linux --append={append}", KEXEC_LOAD_REFUSED,
+            KEXEC_LOAD_KERNEL_REASON),
+    Refusal("kexec-file-unsigned", "kexec -s -p /minicap.bzImage --append={append}", KEXEC_FILE_REFUSED,
+            KEXEC_FILE_KERNEL_REASON),
+)  # fmt: skip
+# `minicap load` says why instead (the loader's README section "Loading under Secure Boot"): the
+# ELF needs kexec_load, so use the signed bzImage; the unsigned bzImage is not trusted (no
+# fallback to kexec_load), with the errno.
+MINICAP_REFUSALS = (
+    Refusal("minicap-load-elf", "minicap load --image /minicap.elf --append={append}", r"bzImage"),
+    Refusal("minicap-load-unsigned", "minicap load --image /minicap.bzImage --append={append}",
+            r"(?i)sign.*(" + "|".join(SIGNATURE_ERRNO_NAMES + SIGNATURE_ERRNO_TEXTS) + ")",
+            KEXEC_FILE_KERNEL_REASON),
+)  # fmt: skip
+
+
+def file_loaded_line(path: str, signed: bool) -> str:
+    """What `minicap load` prints after a kexec_file_load of `path` (a regular expression)."""
+    return (rf"loaded minicap as the crash kernel with kexec_file_load: {re.escape(path)} \(\d+ bytes, "
+            rf"{'signed' if signed else 'unsigned'}\), command line: minicap\.device=")  # fmt: skip
 
 
 AHCI_PORTS = 6  # the q35 machine's ICH9 AHCI HBA: buses ide.0 to ide.5
@@ -439,6 +534,35 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("load-bad-digest", "`minicap load --corrupt-digest 0`: the purgatory refuses, minicap never starts, "
              "the dump disk is unchanged", disks=(dump_disk(guarded=True),), loader=LOADER_MINICAP,
              corrupt_digest=0),
+    # minicap's bzImage (target/minicap.bzImage, also a PE/COFF file): loaded with kexec_file_load
+    # (`kexec -s -p`; the kernel builds the core headers and its own purgatory) as a copy signed
+    # with a key made for the run (sbverify --cert checks it on the host first), and with
+    # kexec-tools' bzImage loader and kexec_load (`kexec -p`); then the same through OVMF with
+    # Secure Boot on: the first kernel locks itself down and takes only the snakeoil-signed copy;
+    # and `minicap load --image /minicap.bzImage` (kexec_file_load first). Every capture checked
+    # like capture-modern, and no kernel warning on the way.
+    file_capture("load-kexec-file-signed", "full capture, `kexec -s -p` (kexec_file_load) of the bzImage signed "
+                 "with a throwaway key (sbverify checked)", kexec_file=True, signed_by=SIGN_THROWAWAY),
+    file_capture("load-kexec-bzimage", "full capture, `kexec -p` of the bzImage (kexec-tools' bzImage loader, "
+                 "kexec_load)"),
+    file_capture("secure-boot-lockdown", "OVMF Secure Boot, snakeoil-signed vmlinuz, lockdown: kexec_load and the "
+                 "unsigned bzImage refused, the snakeoil-signed bzImage loads (kexec -s -p); full capture",
+                 kexec_file=True, signed_by=SIGN_SNAKEOIL, secure_boot=True, refusals=KEXEC_REFUSALS),
+    file_capture("load-minicap-file", "full capture, `minicap load --image /minicap.bzImage`: kexec_file_load",
+                 loader=LOADER_MINICAP, load_lines=(file_loaded_line("/minicap.bzImage", False),)),
+    file_capture("load-kexec-file", "full capture, `kexec -s -p` (kexec_file_load) of the unsigned bzImage",
+                 kexec_file=True, in_suite=False),
+    file_capture("secure-boot-minicap-load", "OVMF Secure Boot, lockdown: `minicap load` refuses the ELF and the "
+                 "unsigned bzImage, loads the snakeoil-signed one with kexec_file_load; full capture",
+                 loader=LOADER_MINICAP, signed_by=SIGN_SNAKEOIL, secure_boot=True, refusals=MINICAP_REFUSALS,
+                 load_lines=(file_loaded_line("/minicap-signed.bzImage", True),), in_suite=False),
+    # No guest condition makes kexec_file_load unusable while kexec_load still works (lockdown,
+    # kexec_load_disabled and IMA appraisal close both, or kexec_load first): the fallback's
+    # second half is run by asking for kexec_load of the bzImage's payload with --syscall load.
+    file_capture("load-minicap-fallback", "full capture, `minicap load --syscall load --image /minicap.bzImage`: "
+                 "the bzImage's payload with kexec_load and minicap's purgatory", loader=LOADER_MINICAP,
+                 minicap_syscall="load", load_lines=(r"loaded minicap as the crash kernel: \d+ segments",),
+                 in_suite=False),
     Scenario("linux-kdump", "reference without minicap: the guest's own kernel dd's /proc/vmcore to the disk",
              disks=(Disk("dump.img", "dump disk", BLANK, target=True),), checks=frozenset({VMCORE}),
              options=Options(crashkernel="256M"), pattern=True, capture_kernel="linux", in_suite=False),
@@ -522,11 +646,12 @@ def problems(s: Scenario) -> list[str]:
         out.append("corrupt_core_headers and omit_elfcorehdr need loader minicap")
     if unknown := [d for d in s.corrupt_core_headers if d not in CORE_HEADER_DEFECTS]:
         out.append(f"unknown core header defects {unknown}")
-    for pattern in s.console_lines:
+    for pattern in s.console_lines + s.load_lines + tuple(p for r in s.refusals for p in (r.output, r.kernel_says)):
         try:
             re.compile(pattern)
         except re.error as e:
             out.append(f"console line {pattern!r}: {e}")
+    out += load_problems(s)
     if s.capture_kernel not in ("minicap", "linux"):
         out.append(f"capture_kernel {s.capture_kernel!r}")
     if s.options.virtio is not None and s.options.virtio not in VIRTIO_MODES:
@@ -598,6 +723,54 @@ def problems(s: Scenario) -> list[str]:
         out.append("busy on AHCI needs guest_kernel GENERIC (the cloud kernel has no AHCI driver)")
     if target is not None and target.guarded and (target.fails_write or set(s.checks) & success_only):
         out.append("a guarded target cannot be written to")
+    return out
+
+
+def kernel_builds_core_headers(s: Scenario) -> bool:
+    """Whether the first kernel loads minicap with kexec_file_load, which builds the ELF core
+    headers itself (leaving out the first MiB, iomem.LOW_1M): `kexec -s -p`, and `minicap load`
+    of a bzImage unless told to use kexec_load (--syscall load) or a test option needs it."""
+    if s.image != IMAGE_BZIMAGE or s.capture_kernel != "minicap":
+        return False
+    if s.loader == LOADER_KEXEC:
+        return s.kexec_file
+    test_options = s.corrupt_digest is not None or bool(s.corrupt_core_headers) or s.omit_elfcorehdr
+    return s.minicap_syscall != "load" and not test_options
+
+
+def load_problems(s: Scenario) -> list[str]:
+    """What is wrong with the way a row loads minicap (image, signature, Secure Boot)."""
+    out = []
+    bzimage = s.image == IMAGE_BZIMAGE
+    if s.image not in IMAGES:
+        out.append(f"image {s.image!r}")
+    if s.kexec_file and (not bzimage or s.loader != LOADER_KEXEC):
+        out.append("kexec_file (kexec -s -p) loads a bzImage with kexec-tools")
+    if s.signed_by is not None and (s.signed_by not in SIGNERS or not bzimage):
+        out.append(f"signed_by {s.signed_by!r}: sbsign signs the bzImage, by one of {SIGNERS}")
+    if s.secure_boot:
+        if s.signed_by != SIGN_SNAKEOIL:
+            out.append("under Secure Boot only the snakeoil key is trusted: signed_by snakeoil")
+        if s.loader == LOADER_KEXEC and not s.kexec_file:
+            out.append("lockdown refuses kexec_load: a Secure Boot row loads with kexec -s")
+        if s.capture_kernel != "minicap":
+            out.append("a Secure Boot row captures with minicap")
+    if s.refusals and not s.secure_boot:
+        out.append("refusals are what lockdown refuses: they need secure_boot")
+    labels = [r.label for r in s.refusals]
+    if len(set(labels)) != len(labels) or any(not re.fullmatch(r"[a-z0-9-]+", label) for label in labels):
+        out.append("refusal labels are distinct lower-case words joined by -")
+    for r in s.refusals:
+        try:
+            r.command.format(append="x")
+        except (KeyError, IndexError, ValueError) as e:
+            out.append(f"refusal {r.label}: command {r.command!r}: {e}")
+        if r.command.split()[0] != ("minicap" if s.loader == LOADER_MINICAP else "kexec"):
+            out.append(f"refusal {r.label}: the initramfs of loader {s.loader} has no {r.command.split()[0]}")
+    if s.minicap_syscall is not None and (s.loader != LOADER_MINICAP or s.minicap_syscall not in MINICAP_SYSCALLS):
+        out.append(f"minicap_syscall {s.minicap_syscall!r}: `minicap load --syscall` takes {MINICAP_SYSCALLS}")
+    if s.load_lines and s.capture_kernel != "minicap":
+        out.append("load_lines are what minicap's loader says")
     return out
 
 
