@@ -44,9 +44,14 @@ fi
 # guest kernel's headers package (unpacked, not installed): that needs the
 # compiler the kernel was built with (gcc-12 for Debian 12's 6.1 kernels, as
 # the headers' linux-compiler-gcc-12-x86 dependency says), make, and libelf1
-# for the packaged objtool.
+# for the packaged objtool. The signed-image and Secure Boot runs sign
+# minicap.bzImage and the guest's vmlinuz with sbsign (sbsigntool), make a
+# throwaway key with openssl, and boot through ovmf's Secure Boot firmware
+# with its snakeoil keys enrolled (OVMF_CODE_4M.secboot.fd,
+# OVMF_VARS_4M.snakeoil.fd, PkKek-1-snakeoil.key/.pem).
 $SUDO apt-get install -y --no-install-recommends "${align[@]}" \
     qemu-system-x86 kexec-tools makedumpfile crash gdb busybox-static cpio \
-    dpkg-dev ca-certificates python3 gzip gcc-12 make libelf1
+    dpkg-dev ca-certificates python3 gzip gcc-12 make libelf1 \
+    openssl sbsigntool ovmf
 
 qemu-system-x86_64 --version | head -1

@@ -17,10 +17,11 @@ import zlib
 from pathlib import Path
 
 TOOL = Path(__file__).resolve().parent.parent / "target/release/minicap"
+BZIMAGE = Path(__file__).resolve().parent.parent / "target/minicap.bzImage"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (checks, cli, common, console, device_info, disks, elf, initramfs, iomem, kdumpfile,  # noqa: E402
-                     kernel, pattern, qemu, runner, scenarios)  # fmt: skip
+                     kernel, pattern, qemu, runner, scenarios, secureboot)  # fmt: skip
 
 
 def resolved(argv):
@@ -872,10 +873,12 @@ SUITE = ["capture-modern", "capture-legacy-4kn", "capture-nvme", "capture-ahci",
          "bad-elfcorehdr", "other-target-kind", "ambiguous", "device-error",
          "capture-timeout", "unsaved-dump", "no-ahci-disk",
          "nvme-unformatted-ahci-wrong-id", "ahci-unformatted-nvme-wrong-id", "busy-virtio", "load-minicap", "load-bad-digest",
+         "load-kexec-file-signed", "load-kexec-bzimage", "secure-boot-lockdown", "load-minicap-file",
          "corrupt-overlapping-loads", "corrupt-outside-ram-note", "bad-options"]
 # The runs left out of the suite (on demand: `e2e.py --scenario NAME`).
 ON_DEMAND = ["saved-dump-replaced", "no-nvme-disk", "nvme-unformatted", "ahci-unformatted", "nvme-wrong-id", "ahci-wrong-id",
-             "busy-nvme", "busy-ahci", "linux-kdump", "corrupt-bad-magic", "corrupt-absurd-phnum", "no-elfcorehdr",
+             "busy-nvme", "busy-ahci", "load-kexec-file", "secure-boot-minicap-load", "load-minicap-fallback",
+             "linux-kdump", "corrupt-bad-magic", "corrupt-absurd-phnum", "no-elfcorehdr",
              "unknown-option"]
 # The failure code each failure scenario must see.
 CODES = {"no-disk": "no-device", "small-disk": "device-too-small", "unformatted-disk": "no-prepared-device",
@@ -1209,6 +1212,236 @@ class ScenarioTableTests(unittest.TestCase):
         self.assertEqual(lines[0], "  no-disk           boot->crash   3.610 s  crash->RESULT   0.080 s"
                                    "  crash->exit       -  ")  # fmt: skip
         self.assertIn("boot->crash       -  ", lines[1])
+
+
+class FileLoadTests(unittest.TestCase):
+    """The bzImage rows: kexec_file_load, signed images, Secure Boot (qemu/harness/secureboot.py)."""
+
+    APPEND = "minicap.device=ab minicap.after=reboot"
+
+    def test_kexec_command_strings(self):
+        cmd = initramfs.kexec_command
+        self.assertEqual(cmd("/minicap.elf", self.APPEND, "--args-linux"),
+                         "kexec -p /minicap.elf --args-linux --append='minicap.device=ab minicap.after=reboot'")
+        self.assertEqual(cmd("/minicap.bzImage", self.APPEND, "--args-linux"),
+                         "kexec -p /minicap.bzImage --append='minicap.device=ab minicap.after=reboot'")
+        self.assertEqual(cmd("/minicap-signed.bzImage", self.APPEND, kexec_file=True),
+                         "kexec -s -p /minicap-signed.bzImage --append='minicap.device=ab minicap.after=reboot'")
+        with self.assertRaises(common.HarnessError):
+            cmd("/minicap.elf", self.APPEND, kexec_file=True)  # kexec_file_load takes no ELF
+
+    def test_minicap_load_of_the_bzimage(self):
+        tool = Path(sys.executable)
+        with tempfile.TemporaryDirectory() as d:
+            purgatory = Path(d, "purgatory.elf")
+            purgatory.write_bytes(b"p")
+            c = initramfs.Cpio()
+            line = initramfs.minicap_load_block(c, initramfs.MinicapLoad(tool, purgatory, image="/minicap.bzImage",
+                                                                         syscall="load"), self.APPEND)  # fmt: skip
+        self.assertEqual(line, "minicap load --image /minicap.bzImage --syscall load "
+                               "--append='minicap.device=ab minicap.after=reboot'")  # fmt: skip
+
+    def test_the_initramfs_carries_the_bzimages_and_the_probe(self):
+        with tempfile.TemporaryDirectory() as d:
+            elf, bz, signed = Path(d, "minicap.elf"), Path(d, "bz"), Path(d, "signed")
+            for p in (elf, bz, signed):
+                p.write_bytes(p.name.encode())
+            load = initramfs.ImageLoad((("/minicap.bzImage", bz), ("/minicap-signed.bzImage", signed)),
+                                       "/minicap-signed.bzImage", kexec_file=True)  # fmt: skip
+            probe = secureboot.init_block(scenarios.KEXEC_REFUSALS, self.APPEND, initramfs.shell_quote)
+            raw = __import__("gzip").decompress(initramfs.build_initramfs(
+                None, self.APPEND, minicap=elf, image_load=load, before_load=probe))  # fmt: skip
+        for name in (b"minicap.bzImage\0", b"minicap-signed.bzImage\0", b"minicap.elf\0", b"sbin/kexec\0"):
+            self.assertIn(name, raw)
+        init = raw[raw.index(b"#!/bin/busybox sh"):].decode(errors="replace")
+        load_at = init.index("KEXEC-CMD: kexec -s -p /minicap-signed.bzImage --append=")
+        # The probe runs first: the lockdown state, then each refusal with its exit status.
+        self.assertLess(init.index("mount -t securityfs"), init.index("REFUSAL-CMD kexec-load-elf"))
+        self.assertLess(init.index("REFUSAL-CMD kexec-file-untrusted"), load_at)
+        self.assertIn("kexec -p /minicap.elf --args-linux --append='minicap.device=ab minicap.after=reboot' "
+                      ">/tmp/refusal.out 2>&1", init)  # fmt: skip
+
+    REFUSED = [
+        "LOCKDOWN: none [integrity] confidentiality",
+        "REFUSAL-CMD kexec-load-elf: kexec -p /minicap.elf --args-linux --append='x'",
+        "[    1.972607] ima: impossible to appraise a kernel image without a file descriptor; try using "
+        "kexec_file_load syscall.",
+        "REFUSAL-kexec-load-elf rc=255 loaded=0: kexec_load failed: Permission denied entry       = 0x380b8760 ",
+        "REFUSAL-CMD kexec-file-unsigned: kexec -s -p /minicap.bzImage --append='x'",
+        "[    2.053854] kexec_file: Enforced kernel signature verification failed (-61).",
+        "REFUSAL-kexec-file-unsigned rc=255 loaded=0: kexec_file_load failed: No data available ",
+        "REFUSAL-CMD kexec-file-untrusted: kexec -s -p /minicap-untrusted.bzImage --append='x'",
+        "[    2.153854] kexec_file: Enforced kernel signature verification failed (-126).",
+        "REFUSAL-kexec-file-untrusted rc=255 loaded=0: kexec_file_load failed: Required key not available ",
+    ]
+
+    def refusals(self, lines):
+        res = checks.Results()
+        with contextlib.redirect_stdout(io.StringIO()):
+            seen = secureboot.check_refusals(res, lines, scenarios.KEXEC_REFUSALS)
+        return [c.ok for c in res.checks], seen
+
+    def test_refusals_recorded(self):
+        oks, seen = self.refusals(self.REFUSED)
+        self.assertEqual(oks, [True] * 6)
+        self.assertEqual(seen["kexec-load-elf"]["said"], "kexec_load failed: Permission denied")
+        self.assertIn("(-61)", seen["kexec-file-unsigned"]["kernel"])
+        self.assertEqual(seen["kexec-file-untrusted"]["said"], "kexec_file_load failed: Required key not available")
+
+    def test_a_load_that_went_through_is_no_refusal(self):
+        lines = list(self.REFUSED)
+        lines[6] = "REFUSAL-kexec-file-unsigned rc=0 loaded=1: "
+        self.assertEqual(self.refusals(lines)[0], [True, True, False, True, True, True])
+        lines = list(self.REFUSED)
+        lines[3] = "REFUSAL-kexec-load-elf rc=255 loaded=0: kexec_load failed: Invalid argument"  # not lockdown
+        self.assertEqual(self.refusals(lines)[0], [False, True, True, True, True, True])
+        lines = list(self.REFUSED)
+        del lines[5]  # the kernel gave no reason while it ran
+        self.assertEqual(self.refusals(lines)[0], [True, True, True, False, True, True])
+        self.assertEqual(self.refusals(self.REFUSED[:4])[0], [True, True, False, False])  # never ran
+
+    def test_lockdown(self):
+        boot = ["[    0.000000] Kernel is locked down from EFI Secure Boot; see man kernel_lockdown.7",
+                "[    0.000000] secureboot: Secure boot enabled"]  # fmt: skip
+
+        def verdicts(lines):
+            res = checks.Results()
+            with contextlib.redirect_stdout(io.StringIO()):
+                secureboot.check_lockdown(res, lines)
+            return [c.ok for c in res.checks]
+
+        self.assertEqual(verdicts(boot + self.REFUSED[:1]), [True, True, True])
+        self.assertEqual(verdicts(boot + ["LOCKDOWN: [none] integrity confidentiality"]), [True, True, False])
+        self.assertEqual(verdicts(["[    0.000000] secureboot: Secure boot disabled", self.REFUSED[0]]),
+                         [False, False, True])  # fmt: skip
+        self.assertEqual(secureboot.lockdown_mode(["LOCKDOWN: none integrity [confidentiality]"]), "confidentiality")
+        self.assertIsNone(secureboot.lockdown_mode(["LOCKDOWN: cat: can't open"]))
+
+    def test_ovmf_discovery(self):
+        with tempfile.TemporaryDirectory() as d:
+            a, b = Path(d, "OVMF"), Path(d, "ovmf")
+            a.mkdir()
+            b.mkdir()
+            with self.assertRaises(common.HarnessError) as e:
+                secureboot.find_ovmf((a, b))
+            self.assertIn("OVMF_CODE_4M.secboot.fd, OVMF_VARS_4M.snakeoil.fd, PkKek-1-snakeoil.key", str(e.exception))
+            self.assertIn("ovmf", str(e.exception))
+            for name in ("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.snakeoil.fd"):
+                (a / name).write_bytes(b"fw")
+            for name in ("PkKek-1-snakeoil.key", "PkKek-1-snakeoil.pem", "OVMF_VARS_4M.snakeoil.fd"):
+                (b / name).write_bytes(b"k")
+            found = secureboot.find_ovmf((a, b))
+            self.assertEqual((found.code, found.vars, found.key, found.cert),
+                             (a / "OVMF_CODE_4M.secboot.fd", a / "OVMF_VARS_4M.snakeoil.fd",
+                              b / "PkKek-1-snakeoil.key", b / "PkKek-1-snakeoil.pem"))  # fmt: skip
+
+    def test_qemu_boots_through_the_firmware(self):
+        args = resolved(["--scenario", "secure-boot-lockdown"])
+        args.out_dir = "/tmp"
+        ovmf = secureboot.Ovmf(Path("/fw/CODE.fd"), Path("/fw/VARS.fd"), Path("/k"), Path("/c"))
+        k = kernel.GuestKernel("6.1.0-57-cloud-amd64", Path("/cache/k"))
+        cmd = qemu.qemu_command(args, k, Path("/i.gz"), [], vmlinuz=Path("/out/vmlinuz-signed"),
+                                firmware=secureboot.firmware_options(ovmf, Path("/out/OVMF_VARS.fd")))  # fmt: skip
+        self.assertEqual(cmd[cmd.index("-machine") + 1], "q35,accel=tcg,smm=on")
+        self.assertEqual(cmd[cmd.index("-kernel") + 1], "/out/vmlinuz-signed")
+        text = " ".join(cmd)
+        self.assertIn("-global driver=cfi.pflash01,property=secure,value=on", text)
+        self.assertIn("-drive if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd", text)
+        self.assertIn("-drive if=pflash,format=raw,unit=1,file=/out/OVMF_VARS.fd", text)
+        plain = qemu.qemu_command(args, k, Path("/i.gz"), [])
+        self.assertEqual(plain[plain.index("-machine") + 1], "q35,accel=tcg")
+        self.assertNotIn("pflash", " ".join(plain))
+        self.assertEqual(plain[plain.index("-kernel") + 1], str(k.vmlinuz))
+
+    def test_kernel_warnings_before_the_crash(self):
+        log = ["KEXEC-CMD: kexec -s -p /minicap.bzImage", "[    2.62] ------------[ cut here ]------------",
+               "[    2.62] memcpy: detected field-spanning write (size 127) of single field \"&params->hdr\"",
+               "[    2.62] WARNING: CPU: 1 PID: 92 at arch/x86/kernel/kexec-bzimage64.c:490 bzImage64_load+0x55a",
+               "KEXEC-LOADED"]  # fmt: skip
+        crash = ["[    3.87] sysrq: Trigger a crash", "[    3.87] Kernel panic - not syncing: sysrq triggered crash",
+                 "[    3.87] WARNING: CPU: 0 PID: 1 at whatever", "[    3.87] BUG: after the crash"]  # fmt: skip
+        warned = console.kernel_warnings(log + crash)
+        self.assertEqual(len(warned), 2)
+        self.assertIn("memcpy: detected field-spanning write", warned[0])
+        self.assertEqual(console.kernel_warnings(log[:1] + log[-1:] + crash), [])  # the crash's own trace is fine
+        self.assertEqual(console.kernel_warnings(["[ 1.0] BUG: kernel NULL pointer dereference"]),
+                         ["[ 1.0] BUG: kernel NULL pointer dereference"])  # fmt: skip
+
+    def test_kexec_file_load_leaves_out_the_first_mib(self):
+        entries = iomem.parse_iomem(IOMEM.splitlines())
+        self.assertEqual(iomem.expected_dump_ranges(entries, low_1m_excluded=True),
+                         [(0x100000, 0x20000000), (0x22000000, 0x3FFDD000), (0x100000000, 0x140000000)])
+        self.assertEqual(iomem.expected_dump_ranges(entries)[0], (0x1000, 0x9FC00))
+        who = {s.name: scenarios.kernel_builds_core_headers(s) for s in scenarios.SCENARIOS}
+        self.assertEqual(sorted(n for n, yes in who.items() if yes),
+                         ["load-kexec-file", "load-kexec-file-signed", "load-minicap-file", "secure-boot-lockdown",
+                          "secure-boot-minicap-load"])  # fmt: skip
+
+    def test_rows(self):
+        get = scenarios.lookup
+        for name in ("load-kexec-file-signed", "load-kexec-bzimage", "secure-boot-lockdown", "load-minicap-file",
+                     "load-kexec-file", "secure-boot-minicap-load", "load-minicap-fallback"):  # fmt: skip
+            s = get(name)
+            self.assertEqual(s.checks, scenarios.CAPTURE_CHECKS | {"no-kernel-warning"}, name)
+            self.assertEqual((s.image, s.failure, s.pattern), ("bzimage", None, True), name)
+        self.assertEqual([(get(n).loader, get(n).kexec_file, get(n).signed_by, get(n).secure_boot)
+                          for n in ("load-kexec-file-signed", "load-kexec-bzimage", "secure-boot-lockdown",
+                                    "secure-boot-minicap-load")],
+                         [("kexec", True, "throwaway", False), ("kexec", False, None, False),
+                          ("kexec", True, "snakeoil", True), ("minicap", False, "snakeoil", True)])  # fmt: skip
+        self.assertEqual([r.label for r in get("secure-boot-lockdown").refusals],
+                         ["kexec-load-elf", "kexec-file-unsigned", "kexec-file-untrusted"])  # fmt: skip
+        self.assertEqual(get("load-minicap-fallback").minicap_syscall, "load")
+        line = get("load-minicap-file").load_lines[0]
+        self.assertTrue(re.search(line, "loaded minicap as the crash kernel with kexec_file_load: /minicap.bzImage "
+                                        "(552960 bytes, unsigned), command line: minicap.device=ab minicap.after=reboot"))
+        self.assertFalse(re.search(line, "loaded minicap as the crash kernel: 5 segments in 0x3d000000-0x3effffff"))
+        self.assertFalse(re.search(get("secure-boot-minicap-load").load_lines[0],
+                                   "loaded minicap as the crash kernel with kexec_file_load: /minicap-signed.bzImage "
+                                   "(552960 bytes, unsigned), command line: minicap.device=ab"))  # fmt: skip
+
+    def test_bad_load_rows(self):
+        from dataclasses import replace
+
+        base = scenarios.lookup("secure-boot-lockdown")
+        elf = scenarios.lookup("capture-modern")
+        for bad in [replace(elf, kexec_file=True), replace(elf, signed_by="throwaway"),
+                    replace(base, signed_by="throwaway"), replace(base, kexec_file=False),
+                    replace(base, image="vmlinux"), replace(scenarios.lookup("load-kexec-file"), refusals=base.refusals),
+                    replace(base, refusals=base.refusals[:1] * 2),
+                    replace(base, refusals=(scenarios.Refusal("Bad Label", "kexec -p x", "y"),)),
+                    replace(base, refusals=(scenarios.Refusal("x", "kexec {nope}", "y"),)),
+                    replace(base, refusals=(scenarios.Refusal("x", "minicap load", "y"),)),
+                    replace(base, refusals=(scenarios.Refusal("x", "kexec -p", "(unclosed"),)),
+                    replace(scenarios.lookup("load-minicap-fallback"), minicap_syscall="both"),
+                    replace(scenarios.lookup("load-kexec-bzimage"), minicap_syscall="load"),
+                    replace(scenarios.lookup("load-minicap-file"), load_lines=("(",))]:  # fmt: skip
+            self.assertNotEqual(scenarios.problems(bad), [], bad)
+
+    def test_binaries_the_rows_need(self):
+        def need(name):
+            return runner.needed_files(resolved(["--scenario", name]), scenarios.lookup(name))
+
+        self.assertEqual(need("load-kexec-file-signed"), ["minicap", "tool", "bzimage", "pattern"])
+        self.assertEqual(need("load-minicap-file"), ["minicap", "tool", "purgatory", "bzimage", "pattern"])
+        self.assertTrue(resolved([]).bzimage.endswith("target/minicap.bzImage"))
+
+    @unittest.skipUnless(all(map(__import__("shutil").which, ("openssl", "sbsign", "sbverify", "sbattach")))
+                         and BZIMAGE.is_file(), "needs openssl, sbsigntool and target/minicap.bzImage")  # fmt: skip
+    def test_sign_with_a_throwaway_key(self):
+        with tempfile.TemporaryDirectory() as d, contextlib.redirect_stdout(io.StringIO()):
+            out = Path(d)
+            key, cert = secureboot.make_throwaway_key(out)
+            signed = out / "signed.bzImage"
+            secureboot.sign(BZIMAGE, key, cert, signed)
+            self.assertEqual(secureboot.signatures(signed), 1)
+            self.assertEqual(secureboot.sbverify(signed, cert)[0], True)
+            self.assertEqual(secureboot.sbverify(BZIMAGE, cert)[0], False)
+            again = out / "again.bzImage"  # a signed input: its signature is replaced, not added to
+            (out / "2").mkdir()
+            secureboot.sign(signed, *secureboot.make_throwaway_key(out / "2"), again)
+            self.assertEqual(secureboot.signatures(again), 1)
+            self.assertEqual(secureboot.sbverify(again, cert)[0], False)
 
 
 class SuiteTests(unittest.TestCase):

@@ -43,10 +43,13 @@ OUTPUT_FILES = ("serial.log", "vmcore", "dmesg.txt", "crash.txt", "pattern-verif
                 "partial.vmcore", "blkdebug.cfg", "info.log", "save.log", "save-partial.log", "stored.log",
                 "format.log", "gdb.txt", "makedumpfile.log", "triage.txt", "stream.bin", "receive.log",
                 "vmcore.flat", "vmcore.triage", "vmcore.log", "vmcore.console", "minicap-signed.bzImage",
-                "vmlinuz-signed", "OVMF_VARS.fd", "throwaway.key", "throwaway.pem", "snakeoil.key")  # fmt: skip
-# The guest paths of minicap's bzImage and of its signed copy (Scenario.signed_by).
+                "vmlinuz-signed", "OVMF_VARS.fd", "throwaway.key", "throwaway.pem", "snakeoil.key",
+                "minicap-untrusted.bzImage")  # fmt: skip
+# The guest paths of minicap's bzImage, of its signed copy (Scenario.signed_by) and, in a Secure
+# Boot run, of a copy signed by a throwaway key no keyring trusts.
 GUEST_BZIMAGE = "/minicap.bzImage"
 GUEST_SIGNED_BZIMAGE = "/minicap-signed.bzImage"
+GUEST_UNTRUSTED_BZIMAGE = "/minicap-untrusted.bzImage"
 
 
 # What minicap's purgatory prints when a segment's SHA-256 differs from the stored one
@@ -92,7 +95,8 @@ def check_load_lines(res: Results, texts: list[str], patterns: tuple[str, ...]) 
 def check_no_kernel_warning(res: Results, texts: list[str], markers: tuple[str, ...]) -> None:
     warned = kernel_warnings(texts, markers)
     res.add("no kernel warning before the crash", not warned,
-            f"{len(warned)}: {warned[0]}" if warned else "no WARNING/BUG/cut here line")  # fmt: skip
+            f"{len(warned)} warning line(s), the first: {warned[0]}" if warned
+            else "no WARNING/BUG/cut here line")  # fmt: skip
 
 
 def prepare_image_load(res: Results, args, s: sc.Scenario, out: Path) -> ImageLoad | None:
@@ -102,6 +106,11 @@ def prepare_image_load(res: Results, args, s: sc.Scenario, out: Path) -> ImageLo
         return None
     bzimage = Path(args.bzimage)
     files = [(GUEST_BZIMAGE, bzimage)]
+    if s.secure_boot:
+        key, cert = make_throwaway_key(out)
+        untrusted = out / GUEST_UNTRUSTED_BZIMAGE.lstrip("/")
+        sign(bzimage, key, cert, untrusted)
+        files.append((GUEST_UNTRUSTED_BZIMAGE, untrusted))
     if s.signed_by is None:
         return ImageLoad(tuple(files), GUEST_BZIMAGE, s.kexec_file)
     if s.signed_by == sc.SIGN_THROWAWAY:

@@ -187,7 +187,8 @@ class Scenario:
     signed_by: str | None = None
     # Boot the first kernel through OVMF with Secure Boot on and the snakeoil keys enrolled, its
     # vmlinuz signed with the snakeoil key: the kernel locks itself down. Before the load, /init
-    # reads the lockdown state and runs each of `refusals`, which must fail (secure_boot_refusals).
+    # reads the lockdown state and runs each of `refusals`, which must fail (secureboot.init_block);
+    # the initramfs also holds /minicap-untrusted.bzImage, signed by a throwaway key.
     secure_boot: bool = False
     refusals: tuple[Refusal, ...] = ()
     # LOADER_MINICAP only: `minicap load --syscall VALUE` (None: no --syscall, the tool's default).
@@ -327,9 +328,9 @@ def file_capture(name: str, about: str, **kw) -> Scenario:
 # policy before lockdown is asked ("ima: impossible to appraise a kernel image without a file
 # descriptor; try using kexec_file_load syscall."; lockdown alone would say EPERM); kexec_file_load
 # of the unsigned bzImage with ENODATA, from the PE signature check that Secure Boot makes
-# mandatory ("kexec_file: Enforced kernel signature verification failed (-61)."); a signature
-# by an untrusted key would give EKEYREJECTED or ENOKEY. The errno seen is recorded in the
-# run's JSON (`refusals`).
+# mandatory ("kexec_file: Enforced kernel signature verification failed (-61)."), and of a copy
+# signed by a key no keyring holds with ENOKEY (-126); other kernels may say EKEYREJECTED,
+# EBADMSG or, lockdown deciding, EPERM. The errno seen is recorded in the run's JSON (`refusals`).
 KEXEC_LOAD_REFUSED = r"kexec_load failed: (Permission denied|Operation not permitted)"
 KEXEC_LOAD_KERNEL_REASON = (r"ima: impossible to appraise a kernel image without a file descriptor"
                             r"|Lockdown: .*kexec of unsigned images is restricted")  # fmt: skip
@@ -343,6 +344,9 @@ KEXEC_REFUSALS = (
     Refusal("kexec-load-elf", "kexec -p /minicap.elf --args-linux --append={append}", KEXEC_LOAD_REFUSED,
             KEXEC_LOAD_KERNEL_REASON),
     Refusal("kexec-file-unsigned", "kexec -s -p /minicap.bzImage --append={append}", KEXEC_FILE_REFUSED,
+            KEXEC_FILE_KERNEL_REASON),
+    # Signed, by a key made for the run that no keyring holds: a signature alone is not enough.
+    Refusal("kexec-file-untrusted", "kexec -s -p /minicap-untrusted.bzImage --append={append}", KEXEC_FILE_REFUSED,
             KEXEC_FILE_KERNEL_REASON),
 )  # fmt: skip
 # `minicap load` says why instead (the loader's README section "Loading under Secure Boot"): the

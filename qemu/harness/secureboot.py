@@ -131,7 +131,7 @@ def sbverify(image: Path, cert: Path) -> tuple[bool, str]:
 
 LOCKDOWN_PREFIX = "LOCKDOWN: "
 REFUSAL_PREFIX = "REFUSAL-"
-REFUSAL_RE = re.compile(r"REFUSAL-(?P<label>[a-z0-9-]+) rc=(?P<rc>\d+) loaded=(?P<loaded>\S*): (?P<output>.*)$")
+REFUSAL_RE = re.compile(r"REFUSAL-(?P<label>[a-z0-9-]+) rc=(?P<rc>\d+) loaded=(?P<loaded>\S*):(?: (?P<output>.*))?$")
 # What Linux prints at boot when the firmware says Secure Boot is on (arch/x86/kernel/setup.c,
 # "secureboot: Secure boot enabled") and when that locks it down (Debian's lockdown patch:
 # "Kernel is locked down from EFI Secure Boot; see man kernel_lockdown.7").
@@ -184,10 +184,11 @@ def check_refusals(res, texts: list[str], refusals) -> dict[str, dict[str, str]]
         end = next((i for i, t in enumerate(texts) if (m := REFUSAL_RE.match(t.strip())) and m["label"] == r.label),
                    None)  # fmt: skip
         if start is None or end is None or end < start:
-            res.add(f"refused: {r.label}", False, f"no REFUSAL-CMD {r.label} line followed by {REFUSAL_PREFIX}{r.label}")
+            res.add(f"refused: {r.label}", False,
+                    f"no REFUSAL-CMD {r.label} line followed by {REFUSAL_PREFIX}{r.label}")  # fmt: skip
             continue
         m = REFUSAL_RE.match(texts[end].strip())
-        output = m.group("output").strip()
+        output = (m.group("output") or "").strip()
         said = re.search(r.output, output)
         reason = next((t.strip() for t in texts[start + 1 : end] if r.kernel_says and re.search(r.kernel_says, t)), "")
         seen[r.label] = {"said": said.group(0) if said else output[:REFUSAL_DETAIL_CHARS], "kernel": reason}
