@@ -48,10 +48,11 @@ fi
 # minicap.bzImage and the guest's vmlinuz with sbsign (sbsigntool), make a
 # throwaway key with openssl, and boot through ovmf's Secure Boot firmware
 # with its snakeoil keys enrolled (OVMF_CODE_4M.secboot.fd,
-# OVMF_VARS_4M.snakeoil.fd, PkKek-1-snakeoil.key/.pem).
+# OVMF_VARS_4M.snakeoil.fd, PkKek-1-snakeoil.key/.pem); load-minicap-fallback
+# builds qemu/nofileload static with gcc, which needs glibc's libc.a (libc6-dev).
 $SUDO apt-get install -y --no-install-recommends "${align[@]}" \
     qemu-system-x86 kexec-tools makedumpfile crash gdb busybox-static cpio \
     dpkg-dev ca-certificates python3 gzip gcc-12 make libelf1 \
-    openssl sbsigntool ovmf
+    openssl sbsigntool ovmf libc6-dev
 
 qemu-system-x86_64 --version | head -1

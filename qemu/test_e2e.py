@@ -1391,7 +1391,17 @@ class FileLoadTests(unittest.TestCase):
                           ("kexec", True, "snakeoil", True), ("minicap", False, "snakeoil", True)])  # fmt: skip
         self.assertEqual([r.label for r in get("secure-boot-lockdown").refusals],
                          ["kexec-load-elf", "kexec-file-unsigned", "kexec-file-untrusted"])  # fmt: skip
-        self.assertEqual(get("load-minicap-fallback").minicap_syscall, "load")
+        s = get("load-minicap-fallback")
+        self.assertEqual((s.minicap_syscall, s.no_kexec_file, scenarios.kernel_builds_core_headers(s)),
+                         (None, True, False))
+        self.assertTrue(re.search(s.load_lines[1], "warning: kexec_file_load: ENOSYS (Function not implemented); "
+                                                   "falling back to kexec_load"))  # fmt: skip
+        self.assertEqual([r.label for r in get("secure-boot-minicap-load").refusals],
+                         ["minicap-load-elf", "minicap-load-unsigned", "minicap-load-untrusted"])
+        unsigned = get("secure-boot-minicap-load").refusals[1].output
+        self.assertTrue(re.search(unsigned, "Error: kexec_file_load: ENODATA (No data available): the image is not "
+                                            "signed: the kernel requires a signed image it trusts. Sign ..."))
+        self.assertFalse(re.search(unsigned, "warning: kexec_file_load: ENOEXEC (Exec format error); falling back"))
         line = get("load-minicap-file").load_lines[0]
         self.assertTrue(re.search(line, "loaded minicap as the crash kernel with kexec_file_load: /minicap.bzImage "
                                         "(552960 bytes, unsigned), command line: minicap.device=ab minicap.after=reboot"))
@@ -1415,8 +1425,24 @@ class FileLoadTests(unittest.TestCase):
                     replace(base, refusals=(scenarios.Refusal("x", "kexec -p", "(unclosed"),)),
                     replace(scenarios.lookup("load-minicap-fallback"), minicap_syscall="both"),
                     replace(scenarios.lookup("load-kexec-bzimage"), minicap_syscall="load"),
-                    replace(scenarios.lookup("load-minicap-file"), load_lines=("(",))]:  # fmt: skip
+                    replace(scenarios.lookup("load-minicap-file"), load_lines=("(",)),
+                    replace(scenarios.lookup("load-kexec-file"), no_kexec_file=True),
+                    replace(scenarios.lookup("load-minicap-fallback"), minicap_syscall="file"),
+                    replace(scenarios.lookup("secure-boot-minicap-load"), no_kexec_file=True)]:  # fmt: skip
             self.assertNotEqual(scenarios.problems(bad), [], bad)
+
+    @unittest.skipUnless(__import__("shutil").which("gcc"), "needs gcc")
+    def test_nofileload_builds_and_goes_in_before_minicap(self):
+        with tempfile.TemporaryDirectory() as d, contextlib.redirect_stdout(io.StringIO()):
+            binary = initramfs.build_nofileload(Path(d))
+            self.assertFalse(initramfs.needs_interpreter(binary))  # static: the initramfs has no libc
+            purgatory = Path(d, "purgatory.elf")
+            purgatory.write_bytes(b"p")
+            c = initramfs.Cpio()
+            load = initramfs.MinicapLoad(Path(sys.executable), purgatory, image="/minicap.bzImage", nofileload=binary)
+            line = initramfs.minicap_load_block(c, load, self.APPEND)
+        self.assertEqual(line, "nofileload minicap load --image /minicap.bzImage "
+                               "--append='minicap.device=ab minicap.after=reboot'")  # fmt: skip
 
     def test_binaries_the_rows_need(self):
         def need(name):

@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import HarnessError, run
+from .common import QEMU_DIR, HarnessError, run
 from .kernel import GuestKernel
 
 
@@ -327,6 +327,7 @@ class MinicapLoad:
     omit_elfcorehdr: bool = False  # --test-omit-elfcorehdr
     image: str = "/minicap.elf"  # --image: the ELF, or a bzImage that ImageLoad puts in
     syscall: str | None = None  # --syscall auto|file|load (None: not given)
+    nofileload: Path | None = None  # qemu/nofileload built (build_nofileload): the load runs under it
 
 
 PT_INTERP = 3
@@ -363,7 +364,26 @@ def minicap_load_block(c: Cpio, load: MinicapLoad, capture_append: str) -> str:
     if load.omit_elfcorehdr:
         corrupt += " --test-omit-elfcorehdr"
     syscall = "" if load.syscall is None else f" --syscall {load.syscall}"
-    return f"minicap load --image {load.image}{syscall}{corrupt} --append={shell_quote(capture_append)}"
+    wrapper = ""
+    if load.nofileload is not None:
+        c.host_file("sbin/nofileload", load.nofileload)
+        wrapper = "nofileload "
+    return f"{wrapper}minicap load --image {load.image}{syscall}{corrupt} --append={shell_quote(capture_append)}"
+
+
+NOFILELOAD_SOURCE = QEMU_DIR / "nofileload" / "nofileload.c"
+
+
+def build_nofileload(out: Path) -> Path:
+    """qemu/nofileload/nofileload.c compiled static (the initramfs has no C library) into `out`."""
+    cc = shutil.which("gcc") or shutil.which("gcc-12")
+    if cc is None:
+        raise HarnessError("gcc not found: it builds qemu/nofileload for load-minicap-fallback (qemu/install-deps.sh)")
+    binary = out / "nofileload"
+    p = run([cc, "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", binary, NOFILELOAD_SOURCE])
+    if p.returncode != 0:
+        raise HarnessError(f"building {NOFILELOAD_SOURCE} failed (a static glibc: libc6-dev):\n{p.stdout}")
+    return binary
 
 
 @dataclass(frozen=True)

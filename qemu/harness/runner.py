@@ -23,7 +23,8 @@ from .disks import (blkdebug_config, compare_fingerprints, fingerprint, inject_o
                     make_formatted_disk, make_random_disk, make_unsaved_dump_disk, other_device_id,
                     sparse_copy)  # fmt: skip
 from .elf import vmcore_end
-from .initramfs import BusyDisk, ImageLoad, MinicapLoad, build_initramfs, guest_disk_name, shell_quote
+from .initramfs import (BusyDisk, ImageLoad, MinicapLoad, build_initramfs, build_nofileload, guest_disk_name,
+                        shell_quote)  # fmt: skip
 from .kernel import ensure_kernel
 from .modules import load_order
 from .qemu import check_qemu_version, qemu_command, run_qemu
@@ -44,7 +45,7 @@ OUTPUT_FILES = ("serial.log", "vmcore", "dmesg.txt", "crash.txt", "pattern-verif
                 "format.log", "gdb.txt", "makedumpfile.log", "triage.txt", "stream.bin", "receive.log",
                 "vmcore.flat", "vmcore.triage", "vmcore.log", "vmcore.console", "minicap-signed.bzImage",
                 "vmlinuz-signed", "OVMF_VARS.fd", "throwaway.key", "throwaway.pem", "snakeoil.key",
-                "minicap-untrusted.bzImage")  # fmt: skip
+                "minicap-untrusted.bzImage", "nofileload")  # fmt: skip
 # The guest paths of minicap's bzImage, of its signed copy (Scenario.signed_by) and, in a Secure
 # Boot run, of a copy signed by a throwaway key no keyring trusts.
 GUEST_BZIMAGE = "/minicap.bzImage"
@@ -285,7 +286,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     if s.loader == sc.LOADER_MINICAP:
         minicap_load = MinicapLoad(Path(args.tool), Path(args.purgatory), s.corrupt_digest, s.corrupt_core_headers,
                                    s.omit_elfcorehdr, image_load.loaded if image_load else "/minicap.elf",
-                                   s.minicap_syscall)  # fmt: skip
+                                   s.minicap_syscall, build_nofileload(out) if s.no_kexec_file else None)  # fmt: skip
     info["capture_append"] = append
     busy = None
     if s.busy and target is not None:

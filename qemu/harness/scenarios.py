@@ -193,6 +193,9 @@ class Scenario:
     refusals: tuple[Refusal, ...] = ()
     # LOADER_MINICAP only: `minicap load --syscall VALUE` (None: no --syscall, the tool's default).
     minicap_syscall: str | None = None
+    # LOADER_MINICAP only: `minicap load` runs under qemu/nofileload (a seccomp filter): its
+    # kexec_file_load fails with ENOSYS as on a kernel without CONFIG_KEXEC_FILE, kexec_load works.
+    no_kexec_file: bool = False
     # Regular expressions, each of which some line of the first kernel's console must contain
     # (searched anywhere in the line): what the loader must say.
     load_lines: tuple[str, ...] = ()
@@ -353,10 +356,14 @@ KEXEC_REFUSALS = (
 # ELF needs kexec_load, so use the signed bzImage; the unsigned bzImage is not trusted (no
 # fallback to kexec_load), with the errno.
 MINICAP_REFUSALS = (
-    Refusal("minicap-load-elf", "minicap load --image /minicap.elf --append={append}", r"bzImage"),
+    Refusal("minicap-load-elf", "minicap load --image /minicap.elf --append={append}",
+            r"locked down \((integrity|confidentiality)\).* signed bzImage"),
     Refusal("minicap-load-unsigned", "minicap load --image /minicap.bzImage --append={append}",
-            r"(?i)sign.*(" + "|".join(SIGNATURE_ERRNO_NAMES + SIGNATURE_ERRNO_TEXTS) + ")",
-            KEXEC_FILE_KERNEL_REASON),
+            r"kexec_file_load: (" + "|".join(SIGNATURE_ERRNO_NAMES) + r") \([^)]*\): .*the kernel requires a "
+            r"signed image it trusts", KEXEC_FILE_KERNEL_REASON),
+    Refusal("minicap-load-untrusted", "minicap load --image /minicap-untrusted.bzImage --append={append}",
+            r"kexec_file_load: (" + "|".join(SIGNATURE_ERRNO_NAMES) + r") \([^)]*\): .*the kernel requires a "
+            r"signed image it trusts", KEXEC_FILE_KERNEL_REASON),
 )  # fmt: skip
 
 
@@ -560,13 +567,17 @@ SCENARIOS: tuple[Scenario, ...] = (
                  "unsigned bzImage, loads the snakeoil-signed one with kexec_file_load; full capture",
                  loader=LOADER_MINICAP, signed_by=SIGN_SNAKEOIL, secure_boot=True, refusals=MINICAP_REFUSALS,
                  load_lines=(file_loaded_line("/minicap-signed.bzImage", True),), in_suite=False),
-    # No guest condition makes kexec_file_load unusable while kexec_load still works (lockdown,
-    # kexec_load_disabled and IMA appraisal close both, or kexec_load first): the fallback's
-    # second half is run by asking for kexec_load of the bzImage's payload with --syscall load.
-    file_capture("load-minicap-fallback", "full capture, `minicap load --syscall load --image /minicap.bzImage`: "
-                 "the bzImage's payload with kexec_load and minicap's purgatory", loader=LOADER_MINICAP,
-                 minicap_syscall="load", load_lines=(r"loaded minicap as the crash kernel: \d+ segments",),
-                 in_suite=False),
+    # A first kernel without kexec_file_load: lockdown, kexec_load_disabled and IMA appraisal
+    # close both calls (or kexec_load first), so the one call is taken away with a seccomp filter
+    # (qemu/nofileload): ENOSYS, as from a kernel built without CONFIG_KEXEC_FILE. `minicap load`
+    # must say so and load the bzImage's payload with kexec_load and its own purgatory.
+    file_capture("load-minicap-fallback", "full capture, `minicap load --image /minicap.bzImage` where "
+                 "kexec_file_load fails with ENOSYS (seccomp): the fallback to kexec_load", loader=LOADER_MINICAP,
+                 no_kexec_file=True,
+                 load_lines=(r"nofileload: kexec_file_load now fails with ENOSYS; running minicap$",
+                             r"warning: kexec_file_load: ENOSYS \(Function not implemented\); falling back to "
+                             r"kexec_load$",
+                             r"loaded minicap as the crash kernel: \d+ segments"), in_suite=False),
     Scenario("linux-kdump", "reference without minicap: the guest's own kernel dd's /proc/vmcore to the disk",
              disks=(Disk("dump.img", "dump disk", BLANK, target=True),), checks=frozenset({VMCORE}),
              options=Options(crashkernel="256M"), pattern=True, capture_kernel="linux", in_suite=False),
@@ -739,7 +750,7 @@ def kernel_builds_core_headers(s: Scenario) -> bool:
     if s.loader == LOADER_KEXEC:
         return s.kexec_file
     test_options = s.corrupt_digest is not None or bool(s.corrupt_core_headers) or s.omit_elfcorehdr
-    return s.minicap_syscall != "load" and not test_options
+    return s.minicap_syscall != "load" and not test_options and not s.no_kexec_file
 
 
 def load_problems(s: Scenario) -> list[str]:
@@ -773,6 +784,8 @@ def load_problems(s: Scenario) -> list[str]:
             out.append(f"refusal {r.label}: the initramfs of loader {s.loader} has no {r.command.split()[0]}")
     if s.minicap_syscall is not None and (s.loader != LOADER_MINICAP or s.minicap_syscall not in MINICAP_SYSCALLS):
         out.append(f"minicap_syscall {s.minicap_syscall!r}: `minicap load --syscall` takes {MINICAP_SYSCALLS}")
+    if s.no_kexec_file and (s.loader != LOADER_MINICAP or s.minicap_syscall == "file" or s.secure_boot):
+        out.append("no_kexec_file: `minicap load` falling back to kexec_load (not --syscall file, not locked down)")
     if s.load_lines and s.capture_kernel != "minicap":
         out.append("load_lines are what minicap's loader says")
     return out
