@@ -1372,7 +1372,7 @@ class FileLoadTests(unittest.TestCase):
         self.assertEqual(iomem.expected_dump_ranges(entries, low_1m_excluded=True),
                          [(0x100000, 0x20000000), (0x22000000, 0x3FFDD000), (0x100000000, 0x140000000)])
         self.assertEqual(iomem.expected_dump_ranges(entries)[0], (0x1000, 0x9FC00))
-        who = {s.name: scenarios.kernel_builds_core_headers(s) for s in scenarios.SCENARIOS}
+        who = {s.name: scenarios.loads_with_kexec_file(s) for s in scenarios.SCENARIOS}
         self.assertEqual(sorted(n for n, yes in who.items() if yes),
                          ["load-kexec-file", "load-kexec-file-signed", "load-minicap-file", "secure-boot-lockdown",
                           "secure-boot-minicap-load"])  # fmt: skip
@@ -1392,7 +1392,7 @@ class FileLoadTests(unittest.TestCase):
         self.assertEqual([r.label for r in get("secure-boot-lockdown").refusals],
                          ["kexec-load-elf", "kexec-file-unsigned", "kexec-file-untrusted"])  # fmt: skip
         s = get("load-minicap-fallback")
-        self.assertEqual((s.minicap_syscall, s.no_kexec_file, scenarios.kernel_builds_core_headers(s)),
+        self.assertEqual((s.minicap_syscall, s.no_kexec_file, scenarios.loads_with_kexec_file(s)),
                          (None, True, False))
         self.assertTrue(re.search(s.load_lines[1], "warning: kexec_file_load: ENOSYS (Function not implemented); "
                                                    "falling back to kexec_load"))  # fmt: skip

@@ -196,7 +196,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         if not vmcore.is_file() or not (out / "serial.log").is_file():
             raise HarnessError(f"--recheck needs {vmcore} and {out / 'serial.log'} from a run with --keep")
         info["vmcore_bytes"] = vmcore.stat().st_size
-        check_vmcore_tools(res, args, out, vmcore, k, k.version, sc.kernel_builds_core_headers(s))
+        check_vmcore_tools(res, args, out, vmcore, k, k.version, sc.loads_with_kexec_file(s))
         return res, info
 
     # Disk images, attached in table order (PCI slots 1, 2, ...); `guarded`
@@ -340,9 +340,13 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     kl = r.first(lambda t: t.startswith("KEXEC-LOADED") or t.startswith("KEXEC-FAILED"))
     loaded_by = "minicap load" if s.loader == sc.LOADER_MINICAP else "kexec -p load"
     res.add(loaded_by, bool(kl and kl.text.startswith("KEXEC-LOADED")), kl.text if kl else "no KEXEC-* line")
-    if s.loader == sc.LOADER_MINICAP and not refusal:
+    checked = r.first(lambda t: "minicap purgatory:" in t)
+    if s.loader == sc.LOADER_MINICAP and sc.loads_with_kexec_file(s):
+        # kexec_file_load: the kernel placed its own purgatory; minicap's must not have run.
+        res.add("the kernel's purgatory, not minicap's (kexec_file_load)", checked is None,
+                checked.text.strip() if checked else "no 'minicap purgatory:' line")  # fmt: skip
+    elif s.loader == sc.LOADER_MINICAP and not refusal:
         # minicap's purgatory ran (not some other loader's) and checked every segment.
-        checked = r.first(lambda t: "minicap purgatory:" in t)
         res.add("purgatory checked the segments", bool(checked and "match their SHA-256" in checked.text),
                 checked.text.strip() if checked else "no 'minicap purgatory:' line")  # fmt: skip
     res.add("crash triggered", crash is not None, crash.text.strip() if crash else "no sysrq/panic line")
@@ -507,7 +511,7 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
     if sc.VMCORE in s.checks:
         if vmcore.is_file():
             info["vmcore_bytes"] = vmcore.stat().st_size
-            check_vmcore_tools(res, args, out, vmcore, k, k.version, sc.kernel_builds_core_headers(s))
+            check_vmcore_tools(res, args, out, vmcore, k, k.version, sc.loads_with_kexec_file(s))
         else:
             res.add("vmcore checks", False, "no vmcore to check")
 

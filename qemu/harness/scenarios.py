@@ -741,10 +741,11 @@ def problems(s: Scenario) -> list[str]:
     return out
 
 
-def kernel_builds_core_headers(s: Scenario) -> bool:
+def loads_with_kexec_file(s: Scenario) -> bool:
     """Whether the first kernel loads minicap with kexec_file_load, which builds the ELF core
-    headers itself (leaving out the first MiB, iomem.LOW_1M): `kexec -s -p`, and `minicap load`
-    of a bzImage unless told to use kexec_load (--syscall load) or a test option needs it."""
+    headers itself (leaving out the first MiB, iomem.LOW_1M) and places its own purgatory:
+    `kexec -s -p`, and `minicap load` of a bzImage unless told to use kexec_load (--syscall
+    load), a test option needs it, or the call fails (no_kexec_file: the fallback)."""
     if s.image != IMAGE_BZIMAGE or s.capture_kernel != "minicap":
         return False
     if s.loader == LOADER_KEXEC:
