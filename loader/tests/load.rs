@@ -638,8 +638,21 @@ fn syscall_file_needs_a_bzimage_and_nothing_of_kexec_load() {
         "{out}"
     );
     assert!(!out.contains("segments"), "{out}");
-    // auto reads /proc/kcore for the fallback's plan.
+    // auto plans the fallback too, which needs /proc/kcore: a warning only, since the
+    // kernel may well take the file.
     let o = minicap_with_image(&tree, &bz, &["load", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(
+            "warning: the kexec_load fallback cannot be planned: cannot read /proc/kcore"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("crash region   0x3d000000-0x3effffff"));
+    // --syscall load needs it.
+    let o = minicap_with_image(&tree, &bz, &["load", "--dry-run", "--syscall", "load"]);
+    assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("cannot read /proc/kcore"),
         "{}",

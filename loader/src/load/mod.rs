@@ -189,28 +189,33 @@ fn dry_run(
     route: &std::result::Result<Route, String>,
     dump_device: Option<&str>,
 ) -> Result<()> {
-    let kexec_load_plan = match route {
-        Ok(Route::File { fallback: false }) => false,
-        Ok(_) => true,
+    // Whether the kexec_load plan is shown, and whether failing to make it fails the dry run
+    // (kexec_load is the route) or is a warning (only the fallback's plan is missing).
+    let (kexec_load_plan, plan_required) = match route {
+        Ok(Route::File { fallback: false }) => (false, false),
+        Ok(Route::File { fallback: true }) => (true, false),
+        Ok(Route::Load) => (true, true),
         // Show what the refused call would have loaded.
-        Err(_) => image.kind == ImageKind::Elf,
+        Err(_) => (image.kind == ImageKind::Elf, true),
     };
     let mut warnings = Vec::new();
-    if kexec_load_plan {
-        let system = read_crash_system(files)?;
-        let (mut plan, headers) = plan_for(&system, &image.image, request.append)?;
-        for line in corrupt::apply(&mut plan, request.test_damage)? {
-            println!("warning: {line}");
-        }
-        let placed = place_purgatory(request, &plan).map(|(segment, entry, _)| (segment, entry));
-        print!(
-            "{}",
-            describe(request.image, image, &system, &headers, &plan, &placed)
-        );
-        if let Err(e) = &placed {
-            warnings.push(format!("{e:#}"));
+    let planned = if kexec_load_plan {
+        match dry_run_plan(files, request, image) {
+            Ok((text, warning)) => {
+                print!("{text}");
+                warnings.extend(warning);
+                true
+            }
+            Err(e) if !plan_required => {
+                warnings.push(format!("the kexec_load fallback cannot be planned: {e:#}"));
+                false
+            }
+            Err(e) => return Err(e),
         }
     } else {
+        false
+    };
+    if !planned {
         let (state, _, region) = read_crash_region(files)?;
         println!(
             "crash region   {:#x}-{:#x}, {}; crash kernel loaded now: {}",
@@ -252,6 +257,31 @@ fn dry_run(
     }
     println!("dry run: nothing was loaded");
     Ok(())
+}
+
+/// The `kexec_load` plan as the dry run prints it, and a warning when the purgatory cannot
+/// be placed (the plan is shown with its slot).
+fn dry_run_plan(
+    files: &SystemFiles,
+    request: &LoadRequest<'_>,
+    image: &ImageFile,
+) -> Result<(String, Option<String>)> {
+    let system = read_crash_system(files)?;
+    let (mut plan, headers) = plan_for(&system, &image.image, request.append)?;
+    let mut text = String::new();
+    for line in corrupt::apply(&mut plan, request.test_damage)? {
+        text.push_str(&format!("warning: {line}\n"));
+    }
+    let placed = place_purgatory(request, &plan).map(|(segment, entry, _)| (segment, entry));
+    text.push_str(&describe(
+        request.image,
+        image,
+        &system,
+        &headers,
+        &plan,
+        &placed,
+    ));
+    Ok((text, placed.err().map(|e| format!("{e:#}"))))
 }
 
 /// Which call `minicap load` would make, and why.
