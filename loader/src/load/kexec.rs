@@ -140,13 +140,39 @@ pub fn load_crash_kernel(entry: u64, segments: &[Segment]) -> Result<(), KexecEr
 /// `kexec_file_load` with `KEXEC_FILE_UNLOAD` first, since a locked-down kernel refuses
 /// `kexec_load` even with no segments; `kexec_load` with no segments on a kernel without
 /// `kexec_file_load` (ENOSYS).
-pub fn unload_crash_kernel() -> Result<(), KexecError> {
+pub fn unload_crash_kernel() -> Result<(), UnloadError> {
     let file = kexec_file_load(None, &[], KEXEC_FILE_UNLOAD | KEXEC_FILE_ON_CRASH);
     if file == -ENOSYS {
-        return classify(kexec_load(0, &[]), String::new);
+        return classify(kexec_load(0, &[]), String::new).map_err(|error| UnloadError {
+            call: "kexec_load",
+            error,
+        });
     }
-    classify(file, String::new)
+    classify(file, String::new).map_err(|error| UnloadError {
+        call: "kexec_file_load",
+        error,
+    })
 }
+
+/// An unload refused, by the call that refused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnloadError {
+    /// `kexec_file_load` or `kexec_load`.
+    pub call: &'static str,
+    /// Why.
+    pub error: KexecError,
+}
+
+impl fmt::Display for UnloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The messages start with "kexec_load:"; name the call that was made.
+        let text = self.error.to_string();
+        let text = text.strip_prefix("kexec_load").unwrap_or(&text);
+        write!(f, "unloading with {}{text}", self.call)
+    }
+}
+
+impl std::error::Error for UnloadError {}
 
 /// Loads the bzImage open as `image` as the crash kernel with `kexec_file_load`, minicap's
 /// options as the command line: `Err(errno)` (positive) when the kernel refuses; what that
@@ -316,6 +342,19 @@ mod tests {
         assert!(
             KexecError::Refused.to_string().contains("locked down"),
             "lockdown named"
+        );
+    }
+
+    #[test]
+    fn an_unload_error_names_the_call_made() {
+        let e = UnloadError {
+            call: "kexec_file_load",
+            error: KexecError::Busy(String::new()),
+        };
+        assert!(
+            e.to_string()
+                .starts_with("unloading with kexec_file_load: busy"),
+            "{e}"
         );
     }
 
