@@ -227,8 +227,9 @@ pub fn after_file_refusal(
             // kexec_load_disabled was read as 0 before the call: what is left is a lockdown
             // securityfs does not show.
             None => signature(
-                "refused although running as root (the kernel is locked down, or \
-                 /proc/sys/kernel/kexec_load_disabled was set meanwhile)",
+                "refused although running as root: the kernel is most likely locked down \
+                 (not shown: /sys/kernel/security/lockdown is absent; mount securityfs to see \
+                 it), or /proc/sys/kernel/kexec_load_disabled was set meanwhile",
             ),
         },
         errno::EBUSY => AfterRefusal::Fail(format!(
@@ -365,6 +366,7 @@ mod tests {
         assert!(matches!(
             after_file_refusal(1, true, None, true),
             AfterRefusal::Fail(e) if e.contains("requires a signed image")
+                && e.contains("most likely locked down (not shown")
         ));
         // EPERM as a user: root, not a signature.
         let AfterRefusal::Fail(e) = after_file_refusal(1, true, None, false) else {
