@@ -62,9 +62,11 @@ pub const OFF_INIT_SIZE: usize = 0x260;
 pub const OFF_HANDOVER_OFFSET: usize = 0x264;
 /// u32 `kernel_info_offset` (protocol 2.15), relative to the payload start.
 pub const OFF_KERNEL_INFO_OFFSET: usize = 0x268;
-/// End of the setup header as this builder declares it (through `kernel_info_offset`, padded to
-/// 0x270). kexec-tools copies at most 0x7f header bytes, exactly up to here.
-pub const SETUP_HEADER_END: usize = 0x270;
+/// End of the setup header as this builder declares it: just after `kernel_info_offset`, where
+/// Linux's own header ends (its byte 0x201 is 0x6a). The in-kernel bzImage64 loader copies
+/// `0x202 + byte 0x201 - 0x1f1` bytes into `boot_params.hdr`, a 123-byte field: one byte more
+/// and every kexec_file_load of the image warns "memcpy: detected field-spanning write".
+pub const SETUP_HEADER_END: usize = 0x26c;
 /// Largest header loaders could be told to copy: `boot_params.hdr` ends at 0x290, where
 /// `edd_mbr_sig_buffer` starts.
 pub const SETUP_HEADER_LIMIT: usize = 0x290;

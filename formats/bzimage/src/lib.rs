@@ -18,13 +18,13 @@
 //! 0x0f8  section table: .setup (file 0x200, 0x200 bytes, RVA 0x1000)
 //!                       .text  (file 0x400, the payload, RVA 0x2000, virtual size = memsz)
 //! 0x1f1  Linux setup header (boot protocol 2.15), inside the PE headers so the signature covers it:
-//!        setup_sects 1, boot_flag 0xAA55, a short jump at 0x200 whose displacement makes the
-//!        header 0x7f bytes long (to 0x270), "HdrS", loadflags LOADED_HIGH,
+//!        setup_sects 1, boot_flag 0xAA55, a short jump at 0x200 whose displacement (0x6a) makes
+//!        the header 0x7b bytes long (to 0x26c, Linux's `struct setup_header`), "HdrS", loadflags LOADED_HIGH,
 //!        kernel_alignment 4 KiB, relocatable_kernel 1, min_alignment 12,
 //!        xloadflags XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G | XLF_5LEVEL,
 //!        cmdline_size 2048, pref_address 1 MiB, init_size (below), handover_offset 0 (no EFI
 //!        handover), kernel_info_offset 0x10, no payload_offset/length (nothing is compressed)
-//! 0x270  cli; hlt; jmp back: where the jump at 0x200 goes (a real-mode boot). No real-mode entry.
+//! 0x26c  cli; hlt; jmp back: where the jump at 0x200 goes (a real-mode boot). No real-mode entry.
 //! 0x280  the PE entry point: return EFI_UNSUPPORTED. minicap is not an EFI application; firmware
 //!        that starts the file gets an error back instead of running the payload without the
 //!        boot_params and crash state it needs.
