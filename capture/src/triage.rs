@@ -16,7 +16,8 @@
 //! **The panic CPU.** The kernel tags every log record with its caller: a task id, or a CPU
 //! number when printed outside task context (`printk_info.caller_id`, bit 31). The task that
 //! wrote the log's last record announcing the crash (`Kernel panic - not syncing`, `Oops`,
-//! `BUG:` or `sysrq: Trigger a crash`) is the one that crashed, and its pid is the `pr_pid`
+//! `BUG:`, `sysrq: Trigger a crash`, or an oops header `divide error: 0000 [#1]`) is the one
+//! that crashed, and its pid is the `pr_pid`
 //! that `crash_save_cpu()` stored for the CPU it ran on. A CPU caller names the CPU directly
 //! (the notes are in CPU order, as kexec-tools and `kexec_file` build them, so CPU n is note n
 //! when every CPU saved its registers). When no record or no single CPU matches, the heading

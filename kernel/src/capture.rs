@@ -87,6 +87,7 @@ pub fn run(boot_params: u64, load_base: u64) -> ! {
     // printing is caught instead of resetting the machine.
     serial::init();
     cpu::take_over();
+    crate::console::begin();
     say!("minicap {VERSION}: crash-dump capture kernel starting (image at {load_base:#x})");
     let clock = tsc::calibrate();
     say!(

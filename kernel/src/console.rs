@@ -66,6 +66,14 @@ impl Write for Serial {
     }
 }
 
+/// End whatever line the crashed kernel left unfinished on the console: another CPU stopped by
+/// the crash NMI may have been mid-line, and minicap's first line would otherwise continue it
+/// (and no longer start with "minicap: "). Not recorded in the stored log, which holds only
+/// minicap's own lines.
+pub fn begin() {
+    serial::write_bytes(b"\n");
+}
+
 /// Print one prefixed line.
 pub fn line(args: fmt::Arguments<'_>) {
     let mut out = Serial;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::load::corrupt::CoreHeaderDefect;
+use crate::load::SyscallChoice;
 
 /// Exit status of a command that ran but failed or refused (usage errors exit with 2, from
 /// clap).
@@ -122,23 +123,32 @@ pub enum Command {
     // Crash-kernel loading (issue 10): `load`, `recommend`, `status`.
     /// Load minicap as the crash kernel, without kexec-tools.
     ///
-    /// Reads the crash region and RAM from /proc/iomem, each CPU's crash_notes and VMCOREINFO
-    /// from /sys, the kernel text mapping from /proc/kcore; builds the ELF core headers as
-    /// kexec-tools does, places the image, boot_params, command line and headers in the crash
-    /// region, computes each segment's SHA-256, stores the digests in minicap's purgatory and
-    /// loads everything with kexec_load(2) (KEXEC_ON_CRASH). After a panic the purgatory
-    /// checks every segment and starts minicap only if all match. --dry-run prints the plan.
+    /// With a bzImage (minicap.bzImage, signed by sbsign or not) and --syscall auto, first
+    /// kexec_file_load(2) (KEXEC_FILE_ON_CRASH): the kernel reads the file, checks its
+    /// signature when it must (lockdown, Secure Boot), and builds the core headers and
+    /// boot_params itself, with the options as the command line. When the kernel lacks that
+    /// call or cannot take the image, and is not locked down, minicap falls back to
+    /// kexec_load(2): it reads the crash region and RAM from /proc/iomem, each CPU's
+    /// crash_notes and VMCOREINFO from /sys, the kernel text mapping from /proc/kcore; builds
+    /// the ELF core headers as kexec-tools does, places the image (an ELF's PT_LOADs or the
+    /// bzImage's payload), boot_params, command line and headers in the crash region,
+    /// computes each segment's SHA-256, stores the digests in minicap's purgatory and loads
+    /// everything with KEXEC_ON_CRASH. After a panic the purgatory checks every segment and
+    /// starts minicap only if all match. A refused signature never falls back. --dry-run
+    /// prints the plan.
     #[command(
         after_help = "Exit status: 0 loaded (or the dry run succeeded), 1 refused or failed, \
                       2 usage error."
     )]
     Load {
-        /// The minicap image (built by `cargo xtask build` as target/minicap.elf); default:
-        /// MINICAP_IMAGE of the configuration, else /usr/lib/minicap/minicap.elf.
+        /// The minicap image, an ELF or a bzImage, signed or not (`cargo xtask build` writes
+        /// target/minicap.elf and target/minicap.bzImage); default: MINICAP_IMAGE of the
+        /// configuration, else /usr/lib/minicap/minicap.bzImage if it exists, else
+        /// /usr/lib/minicap/minicap.elf.
         #[arg(long, value_name = "PATH")]
         image: Option<PathBuf>,
-        /// The purgatory (target/purgatory.elf); default: MINICAP_PURGATORY of the
-        /// configuration, else purgatory.elf next to the image.
+        /// The purgatory for kexec_load (target/purgatory.elf); default: MINICAP_PURGATORY of
+        /// the configuration, else purgatory.elf next to the image.
         #[arg(long, value_name = "PATH")]
         purgatory: Option<PathBuf>,
         /// Options for minicap, e.g. "minicap.device=<id> minicap.format=kdump"; replaces
@@ -149,6 +159,11 @@ pub enum Command {
         /// /etc/minicap.conf if it exists.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// The system call: auto (kexec_file_load with a bzImage, kexec_load when the kernel
+        /// cannot take it or with an ELF), file (kexec_file_load only) or load (kexec_load
+        /// only); default: MINICAP_SYSCALL of the configuration, else auto.
+        #[arg(long, value_name = "SYSCALL", value_enum)]
+        syscall: Option<SyscallChoice>,
         /// Print what would be loaded, load nothing.
         #[arg(long)]
         dry_run: bool,
@@ -168,7 +183,10 @@ pub enum Command {
         #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
         root: PathBuf,
     },
-    /// Unload the crash kernel (whoever loaded it): kexec_load with no segments.
+    /// Unload the crash kernel (whoever loaded it, with either system call).
+    ///
+    /// kexec_file_load with KEXEC_FILE_UNLOAD (which a locked-down kernel allows), or
+    /// kexec_load with no segments on a kernel without kexec_file_load.
     ///
     /// Also removes /run/minicap/loaded, the record minicap load leaves for minicap status.
     #[command(
@@ -186,7 +204,7 @@ pub enum Command {
                       2 usage error."
     )]
     Recommend {
-        /// The minicap image; default: as for load.
+        /// The minicap image (ELF or bzImage); default: as for load.
         #[arg(long, value_name = "PATH")]
         image: Option<PathBuf>,
         /// The options minicap will be loaded with (format, verify, dump level); default: the
@@ -327,6 +345,7 @@ mod tests {
                 purgatory: None,
                 append: Some("minicap.device=ab -x".into()),
                 config: None,
+                syscall: None,
                 dry_run: true,
                 corrupt_digest: None,
                 test_corrupt_core_headers: Vec::new(),
@@ -350,6 +369,7 @@ mod tests {
                 purgatory: Some("p.elf".into()),
                 append: None,
                 config: Some("c".into()),
+                syscall: None,
                 dry_run: false,
                 corrupt_digest: Some(2),
                 test_corrupt_core_headers: Vec::new(),
@@ -369,6 +389,7 @@ mod tests {
                 purgatory: None,
                 append: None,
                 config: None,
+                syscall: None,
                 dry_run: false,
                 corrupt_digest: None,
                 test_corrupt_core_headers: vec![
@@ -379,6 +400,19 @@ mod tests {
                 root: "/".into(),
             }
         );
+        for (word, choice) in [
+            ("auto", SyscallChoice::Auto),
+            ("file", SyscallChoice::File),
+            ("load", SyscallChoice::Load),
+        ] {
+            let Command::Load { syscall, image, .. } =
+                parse(&["load", "--syscall", word, "--image", "/minicap.bzImage"]).unwrap()
+            else {
+                panic!("not load")
+            };
+            assert_eq!(syscall, Some(choice), "{word}");
+            assert_eq!(image, Some("/minicap.bzImage".into()));
+        }
         assert_eq!(parse(&["unload"]).unwrap(), Command::Unload);
         assert_eq!(
             parse(&["recommend", "--image", "m.elf"]).unwrap(),
@@ -403,6 +437,8 @@ mod tests {
             &["unload", "--dry-run"],
             &["load", "--corrupt-digest", "x"],
             &["load", "--test-corrupt-core-headers=bad-magik"],
+            &["load", "--syscall", "kexec"],
+            &["load", "--syscall"],
         ] {
             assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
         }

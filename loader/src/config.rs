@@ -11,18 +11,21 @@
 //! | `MINICAP_DEVICE`, `MINICAP_TARGET`, `MINICAP_FALLBACK`, `MINICAP_SERIAL`, `MINICAP_FORMAT`, `MINICAP_COMPRESS`, `MINICAP_DUMP_LEVEL`, `MINICAP_VERIFY`, `MINICAP_AFTER`, `MINICAP_TIMEOUT`, `MINICAP_OVERWRITE` | the option `minicap.<lower-case name>=value` of the capture kernel's command line |
 //! | `MINICAP_APPEND` | more of that command line, appended after the options above |
 //! | `MINICAP_IMAGE`, `MINICAP_PURGATORY` | the files `--image` and `--purgatory` name |
+//! | `MINICAP_SYSCALL` | `--syscall`: `auto`, `file` (kexec_file_load) or `load` (kexec_load) |
 //!
 //! Every option value is checked by the capture kernel's own parser
 //! (`minicap_bootinfo::cmdline::MinicapOptions::parse`), so the file accepts exactly what the
 //! capture kernel accepts and an error names the accepted values the kernel would. Errors name
 //! the file and line. The command line overrides the file: `--append` replaces all of the
-//! options, `--image` and `--purgatory` their key.
+//! options, `--image`, `--purgatory` and `--syscall` their key.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use minicap_bootinfo::cmdline::{MinicapOptions, OPTION_PREFIX};
+
+use crate::load::SyscallChoice;
 
 /// Where `minicap load` and `minicap recommend` read their configuration without `--config`.
 pub const DEFAULT_CONFIG: &str = "/etc/minicap.conf";
@@ -46,6 +49,7 @@ const OPTION_KEYS: &[(&str, &str)] = &[
 const APPEND_KEY: &str = "MINICAP_APPEND";
 const IMAGE_KEY: &str = "MINICAP_IMAGE";
 const PURGATORY_KEY: &str = "MINICAP_PURGATORY";
+const SYSCALL_KEY: &str = "MINICAP_SYSCALL";
 
 /// The settings a configuration file gives.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,6 +60,8 @@ pub struct Config {
     pub image: Option<PathBuf>,
     /// `MINICAP_PURGATORY`.
     pub purgatory: Option<PathBuf>,
+    /// `MINICAP_SYSCALL`.
+    pub syscall: Option<SyscallChoice>,
     /// The option keys' `minicap.name=value` words, in file order, then `MINICAP_APPEND`.
     pub options: String,
 }
@@ -136,7 +142,7 @@ impl std::error::Error for ConfigError {}
 
 fn known_keys() -> String {
     let mut keys: Vec<&str> = OPTION_KEYS.iter().map(|(k, _)| *k).collect();
-    keys.extend([APPEND_KEY, IMAGE_KEY, PURGATORY_KEY]);
+    keys.extend([APPEND_KEY, IMAGE_KEY, PURGATORY_KEY, SYSCALL_KEY]);
     keys.join(", ")
 }
 
@@ -191,6 +197,18 @@ impl Config {
                 }
                 IMAGE_KEY => config.image = (!value.is_empty()).then(|| value.into()),
                 PURGATORY_KEY => config.purgatory = (!value.is_empty()).then(|| value.into()),
+                SYSCALL_KEY if value.is_empty() => config.syscall = None,
+                SYSCALL_KEY => {
+                    config.syscall = Some(SyscallChoice::from_word(&value).ok_or_else(|| {
+                        error(LineProblem::BadValue(
+                            SYSCALL_KEY,
+                            format!(
+                                "invalid value \"{value}\": accepted values: {}",
+                                SyscallChoice::WORDS
+                            ),
+                        ))
+                    })?);
+                }
                 _ => return Err(error(LineProblem::UnknownKey(key.to_owned()))),
             }
         }
@@ -219,16 +237,21 @@ pub struct Resolved {
     pub options_source: String,
     /// The configuration file read, if any.
     pub config: Option<PathBuf>,
+    /// The system call choice.
+    pub syscall: SyscallChoice,
 }
 
 impl Config {
-    /// Applies the command line's `--image`, `--purgatory` and `--append` over this file:
-    /// `--append` replaces every option the file gives.
+    /// Applies the command line's `--image`, `--purgatory`, `--append` and `--syscall` over
+    /// this file: `--append` replaces every option the file gives. Without an image named,
+    /// the installed bzImage if there is one, else the installed ELF
+    /// ([`crate::load::default_image`]).
     pub fn resolve(
         self,
         image: Option<PathBuf>,
         purgatory: Option<PathBuf>,
         append: Option<String>,
+        syscall: Option<SyscallChoice>,
     ) -> Resolved {
         let (options, options_source) = match (append, &self.path) {
             (Some(append), _) => (append, "--append".to_owned()),
@@ -238,11 +261,12 @@ impl Config {
         Resolved {
             image: image
                 .or(self.image)
-                .unwrap_or_else(|| crate::load::DEFAULT_IMAGE.into()),
+                .unwrap_or_else(|| crate::load::default_image(Path::exists)),
             purgatory: purgatory.or(self.purgatory),
             options,
             options_source,
             config: self.path,
+            syscall: syscall.or(self.syscall).unwrap_or_default(),
         }
     }
 }
@@ -400,7 +424,7 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.ends_with("MINICAP_APPEND, MINICAP_IMAGE, MINICAP_PURGATORY"),
+            e.ends_with("MINICAP_APPEND, MINICAP_IMAGE, MINICAP_PURGATORY, MINICAP_SYSCALL"),
             "{e}"
         );
         for (text, what) in [
@@ -425,7 +449,7 @@ mod tests {
             parse("MINICAP_FORMAT=kdump\nMINICAP_IMAGE=/f/minicap.elf\nMINICAP_PURGATORY=/f/p.elf")
                 .unwrap()
         };
-        let from_file = file().resolve(None, None, None);
+        let from_file = file().resolve(None, None, None, None);
         assert_eq!(from_file.image, PathBuf::from("/f/minicap.elf"));
         assert_eq!(from_file.purgatory, Some("/f/p.elf".into()));
         assert_eq!(from_file.options, "minicap.format=kdump");
@@ -434,17 +458,43 @@ mod tests {
             Some("/c/m.elf".into()),
             Some("/c/p.elf".into()),
             Some("minicap.after=halt".into()),
+            Some(SyscallChoice::Load),
         );
         assert_eq!(overridden.image, PathBuf::from("/c/m.elf"));
         assert_eq!(overridden.purgatory, Some("/c/p.elf".into()));
         assert_eq!(overridden.options, "minicap.after=halt");
         assert_eq!(overridden.options_source, "--append");
         assert_eq!(overridden.config, Some("/etc/minicap.conf".into()));
-        let none = Config::default().resolve(None, None, None);
-        assert_eq!(none.image, PathBuf::from(crate::load::DEFAULT_IMAGE));
+        assert_eq!(overridden.syscall, SyscallChoice::Load);
+        let none = Config::default().resolve(None, None, None, None);
+        assert_eq!(none.image, crate::load::default_image(Path::exists));
+        assert_eq!(none.syscall, SyscallChoice::Auto);
         assert_eq!(
             (none.purgatory, none.options, none.config),
             (None, String::new(), None)
+        );
+    }
+
+    #[test]
+    fn the_syscall_key() {
+        let config = parse("MINICAP_SYSCALL=file\n").unwrap();
+        assert_eq!(config.syscall, Some(SyscallChoice::File));
+        assert_eq!(config.options, "");
+        let resolved = config.clone().resolve(None, None, None, None);
+        assert_eq!(resolved.syscall, SyscallChoice::File);
+        // --syscall wins over the file.
+        let resolved = config.resolve(None, None, None, Some(SyscallChoice::Auto));
+        assert_eq!(resolved.syscall, SyscallChoice::Auto);
+        assert_eq!(
+            parse("MINICAP_SYSCALL=load\nMINICAP_SYSCALL=\n")
+                .unwrap()
+                .syscall,
+            None
+        );
+        assert_eq!(
+            error("MINICAP_SYSCALL=kexec"),
+            "/etc/minicap.conf:1: MINICAP_SYSCALL: invalid value \"kexec\": accepted values: \
+             auto, file, load"
         );
     }
 

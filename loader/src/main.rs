@@ -48,6 +48,7 @@ fn main() -> ExitCode {
             purgatory,
             append,
             config,
+            syscall,
             dry_run,
             corrupt_digest,
             test_corrupt_core_headers,
@@ -56,7 +57,7 @@ fn main() -> ExitCode {
         } => Config::read(config.as_deref())
             .map_err(anyhow::Error::from)
             .and_then(|file| {
-                let chosen = file.resolve(image, purgatory, append);
+                let chosen = file.resolve(image, purgatory, append, syscall);
                 load::load(
                     &SystemFiles::under(root.clone()),
                     &load::LoadRequest {
@@ -65,6 +66,7 @@ fn main() -> ExitCode {
                         append: &chosen.options,
                         options_source: &chosen.options_source,
                         config: chosen.config.as_deref(),
+                        syscall: chosen.syscall,
                         dry_run,
                         corrupt_digest,
                         test_damage: &load::corrupt::TestDamage {
@@ -84,7 +86,7 @@ fn main() -> ExitCode {
         } => Config::read(config.as_deref())
             .map_err(anyhow::Error::from)
             .and_then(|file| {
-                let chosen = file.resolve(image, None, append);
+                let chosen = file.resolve(image, None, append, None);
                 load::recommend(&SystemFiles::under(root), &chosen.image, &chosen.options)
             }),
         Command::Status { device, root } => {

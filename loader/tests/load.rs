@@ -520,3 +520,232 @@ fn a_load_checks_that_the_dump_device_is_there() {
         stdout(&o)
     );
 }
+
+/// [`image`] with minicap's head: `kernel_info` at 0x10 of its PT_LOAD (file offset 0x1000).
+fn elf_with_kernel_info() -> Vec<u8> {
+    use minicap_bzimage::layout::{KERNEL_INFO_MAGIC, KERNEL_INFO_OFFSET};
+    let mut elf = image();
+    let at = 0x1000 + KERNEL_INFO_OFFSET;
+    elf[at..at + 4].copy_from_slice(&KERNEL_INFO_MAGIC);
+    elf
+}
+
+/// [`elf_with_kernel_info`]'s PT_LOAD as minicap.bzImage: the same flat image.
+fn bzimage() -> Vec<u8> {
+    minicap_bzimage::build(&minicap_bzimage::ImageSource {
+        payload: &elf_with_kernel_info()[0x1000..],
+        memsz: 0x3_0000,
+        version: "minicap test",
+    })
+    .unwrap()
+}
+
+fn minicap_with_image(tree: &Tree, image: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_minicap"))
+        .args(args)
+        .arg("--root")
+        .arg(&tree.root)
+        .arg("--image")
+        .arg(image)
+        .output()
+        .expect("run minicap")
+}
+
+/// The image segment's line of a dry run, without the digest's neighbours changing it.
+fn image_segment(out: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with("  0x") && l.contains("minicap image"))
+        .unwrap_or_else(|| panic!("no image segment in\n{out}"))
+        .to_owned()
+}
+
+/// A bzImage: auto would try kexec_file_load with the options as the command line, and the
+/// kexec_load fallback places the bzImage's payload exactly where and as minicap.elf's
+/// PT_LOAD goes (same digest).
+#[test]
+fn a_bzimage_dry_run_shows_both_calls() {
+    let tree = tree("bzimage", GUEST_IOMEM, 2, 32 << 20, 0xff4a_7686_c000_0000);
+    let bz = tree.root.parent().unwrap().join("minicap.bzImage");
+    fs::write(&bz, bzimage()).unwrap();
+    fs::write(&tree.image, elf_with_kernel_info()).unwrap();
+    let args = ["load", "--dry-run", "--append", DEVICE_OPTION];
+    let o = minicap_with_image(&tree, &bz, &args);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains(
+            "syscall        kexec_file_load first (bzImage, unsigned; --syscall auto), then \
+             kexec_load"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "file load      kexec_file_load(KEXEC_FILE_ON_CRASH | KEXEC_FILE_NO_INITRAMFS), \
+             command line: {DEVICE_OPTION} (the kernel adds elfcorehdr=)"
+        )),
+        "{out}"
+    );
+    assert!(out.contains(": bzImage, unsigned, "), "{out}");
+    let elf = minicap(&tree, &args);
+    assert!(elf.status.success(), "{}", stderr(&elf));
+    assert!(stdout(&elf).contains(
+        "syscall        kexec_load (ELF; --syscall auto: kexec_file_load takes only a bzImage)"
+    ));
+    assert!(!stdout(&elf).contains("file load"));
+    assert_eq!(image_segment(&out), image_segment(&stdout(&elf)));
+
+    // --syscall load: the same plan, no file load.
+    let o = minicap_with_image(&tree, &bz, &[&args[..], &["--syscall", "load"]].concat());
+    assert!(stdout(&o).contains("syscall        kexec_load (bzImage, unsigned; --syscall load)"));
+    // A test option selects kexec_load under auto.
+    let o = minicap_with_image(
+        &tree,
+        &bz,
+        &[&args[..], &["--test-omit-elfcorehdr"]].concat(),
+    );
+    assert!(
+        stdout(&o).contains("kexec_load (bzImage, unsigned; --syscall auto: the test options"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// `--syscall file` needs no kernel description (/proc/kcore): the kernel builds it.
+#[test]
+fn syscall_file_needs_a_bzimage_and_nothing_of_kexec_load() {
+    let tree = tree("file-only", GUEST_IOMEM, 2, 32 << 20, 0xff4a_7686_c000_0000);
+    let bz = tree.root.parent().unwrap().join("minicap.bzImage");
+    fs::write(&bz, bzimage()).unwrap();
+    fs::remove_file(tree.root.join("proc/kcore")).unwrap();
+    let file = [
+        "load",
+        "--dry-run",
+        "--syscall",
+        "file",
+        "--append",
+        DEVICE_OPTION,
+    ];
+    let o = minicap_with_image(&tree, &bz, &file);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains("crash region   0x3d000000-0x3effffff, 33554432 bytes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("syscall        kexec_file_load only (bzImage, unsigned; --syscall file)"),
+        "{out}"
+    );
+    assert!(!out.contains("segments"), "{out}");
+    // auto plans the fallback too, which needs /proc/kcore: a warning only, since the
+    // kernel may well take the file.
+    let o = minicap_with_image(&tree, &bz, &["load", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(
+            "warning: the kexec_load fallback cannot be planned: cannot read /proc/kcore"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("crash region   0x3d000000-0x3effffff"));
+    // --syscall load needs it.
+    let o = minicap_with_image(&tree, &bz, &["load", "--dry-run", "--syscall", "load"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot read /proc/kcore"),
+        "{}",
+        stderr(&o)
+    );
+
+    // An ELF cannot go through kexec_file_load (a dry run warns, a load fails).
+    write(&tree.root, "proc/kcore", &kcore(0xff4a_7686_c000_0000));
+    let o = minicap(&tree, &file[..4]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("syscall        none (file): nothing can be loaded"));
+    assert!(
+        stdout(&o).contains("takes only a bzImage on x86_64"),
+        "{}",
+        stdout(&o)
+    );
+    let o = minicap(&tree, &["load", "--syscall", "file"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("takes only a bzImage on x86_64"),
+        "{}",
+        stderr(&o)
+    );
+    // The test options damage minicap's own plan: kexec_load only.
+    let o = minicap_with_image(
+        &tree,
+        &bz,
+        &["load", "--syscall", "file", "--corrupt-digest", "0"],
+    );
+    assert!(
+        stderr(&o).contains("not with --syscall file"),
+        "{}",
+        stderr(&o)
+    );
+    // A recorded system is never loaded, whichever call.
+    let o = minicap_with_image(&tree, &bz, &["load", "--syscall", "file"]);
+    assert!(
+        stderr(&o).contains("--root reads a recorded system"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn lockdown_with_each_kind_of_image() {
+    let tree = tree("lockdown", GUEST_IOMEM, 2, 32 << 20, 0xff4a_7686_c000_0000);
+    let bz = tree.root.parent().unwrap().join("minicap.bzImage");
+    fs::write(&bz, bzimage()).unwrap();
+    write(
+        &tree.root,
+        "sys/kernel/security/lockdown",
+        b"none [integrity] confidentiality\n",
+    );
+    let o = minicap_with_image(&tree, &bz, &["load", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(
+            "kexec_file_load only (bzImage, unsigned; --syscall auto; locked down: kexec_load \
+             would be refused)"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    // The ELF: use the signed bzImage.
+    let o = minicap(&tree, &["load"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("locked down (integrity): it refuses kexec_load")
+            && e.contains("use the signed bzImage"),
+        "{e}"
+    );
+    let o = minicap_with_image(&tree, &bz, &["load", "--syscall", "load"]);
+    assert!(
+        stderr(&o).contains("use --syscall auto or file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn an_image_that_is_neither_is_named() {
+    let tree = tree("neither", GUEST_IOMEM, 2, 32 << 20, 0xff4a_7686_c000_0000);
+    let other = tree.root.parent().unwrap().join("initrd.img");
+    fs::write(&other, vec![0x1f; 8192]).unwrap();
+    let o = minicap_with_image(&tree, &other, &["load", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(
+            "{} is not a minicap image: not an ELF file (no \\x7fELF magic) and not a bzImage",
+            other.display()
+        )),
+        "{e}"
+    );
+}

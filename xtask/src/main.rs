@@ -243,8 +243,9 @@ fn test(extra: &[String]) -> Result<(), String> {
         .args(e2e_args(&image))
         .args(extra);
     run(&mut cmd)?;
-    // The crash matrix's fast subset (3 crashes: a panic from process context, a NULL
-    // dereference in a timer softirq, a hard hang with interrupts off ended by an NMI).
+    // The crash matrix's fast subset (4 crashes: a panic from process context, a NULL
+    // dereference in a timer softirq, a hard hang with interrupts off ended by an NMI, and a
+    // NULL dereference on two CPUs at once).
     run(Command::new("python3")
         .arg("qemu/matrix.py")
         .arg("--fast")

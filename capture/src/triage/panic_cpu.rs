@@ -17,11 +17,33 @@ pub const PANIC_MARKERS: [&str; 4] = [
 /// `printk_info.caller_id` bit 31: the low bits are a CPU number, not a task id.
 const CALLER_IS_CPU: u32 = 0x8000_0000;
 
-/// The first of [`PANIC_MARKERS`] that `text` contains.
+/// How [`crash_marker`] names a record that holds a die header (see [`has_die_header`]).
+pub const DIE_HEADER: &str = "<trap>: <code> [#<n>]";
+
+/// The first of [`PANIC_MARKERS`] that `text` contains, else [`DIE_HEADER`] if it holds one.
 pub(super) fn crash_marker(text: &[u8]) -> Option<&'static str> {
     PANIC_MARKERS
         .into_iter()
         .find(|m| text.windows(m.len()).any(|window| window == m.as_bytes()))
+        .or_else(|| has_die_header(text).then_some(DIE_HEADER))
+}
+
+/// Whether `text` holds the header `die()` prints for every oops, `"%s: %04lx [#%d]"`
+/// (`divide error: 0000 [#1]`, `general protection fault, ...: 0000 [#1]`, `invalid opcode:
+/// 0000 [#1]` after a `BUG()`). Only the first oops of a crash says "Oops"; these say nothing
+/// else a marker would match, and with `panic_on_oops` the crash kernel runs before any "Kernel
+/// panic" line. The header is printed under `die_lock`, so with two CPUs oopsing at once only
+/// the CPU that goes on to the crash kernel prints it (the `kernel BUG at` line before it is
+/// printed by both, which is why that line is not a marker).
+fn has_die_header(text: &[u8]) -> bool {
+    const TAIL: &[u8] = b" [#";
+    // ": " + 4 hex digits + " [#" + a digit.
+    text.windows(2 + 4 + TAIL.len() + 1).any(|w| {
+        w.starts_with(b": ")
+            && w[2..6].iter().all(u8::is_ascii_hexdigit)
+            && &w[6..9] == TAIL
+            && w[9].is_ascii_digit()
+    })
 }
 
 /// The outcome of looking for the panic CPU; its `Display` is the heading's `panic cpu:` line.
@@ -120,7 +142,7 @@ impl fmt::Display for PanicCpu {
             Self::NoLog => f.write_str("not identified (no kernel log)"),
             Self::NoCrashRecord => f.write_str(
                 "not identified (no log record says \"Kernel panic\", \"Oops\", \"BUG:\" or \
-                 \"sysrq: Trigger a crash\")",
+                 \"sysrq: Trigger a crash\", nor holds an oops header \"<trap>: <code> [#<n>]\")",
             ),
             Self::NoCaller { marker } => write!(
                 f,
@@ -172,6 +194,26 @@ mod tests {
         assert_eq!(crash_marker(b"x BUG: kernel NULL pointer"), Some("BUG:"));
         assert_eq!(crash_marker(b"Oops: 0002 [#1] SMP"), Some("Oops"));
         assert_eq!(crash_marker(b"BUG without colon, oops lower case"), None);
+        // die()'s header without "Oops": the trap's name, the error code, the oops count.
+        for header in [
+            &b"divide error: 0000 [#1] PREEMPT SMP NOPTI"[..],
+            b"general protection fault, probably for non-canonical address 0xdead: 0000 [#1] SMP",
+            b"invalid opcode: 0000 [#2] PREEMPT SMP NOPTI",
+            b"stack segment: 0000 [#1]",
+        ] {
+            assert_eq!(crash_marker(header), Some(DIE_HEADER), "{header:?}");
+        }
+        // BUG()'s own line comes from both CPUs when two hit it: not a marker.
+        assert_eq!(crash_marker(b"kernel BUG at drivers/x.c:12!"), None);
+        for near_miss in [
+            &b"error: 0000 [x1]"[..],
+            b"error: 00g0 [#1]",
+            b"error: 000 [#1]",
+            b"error: 0000 [#",
+            b"error 0000 [#1]",
+        ] {
+            assert_eq!(crash_marker(near_miss), None, "{near_miss:?}");
+        }
         assert_eq!(crash_marker(b""), None);
     }
 

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use minicap_bzimage::BzImage;
 use minicap_elfcore::{ET_DYN, PT_LOAD};
 use minicap_physmem::{page_ceil, page_floor, PAGE_SIZE};
 
@@ -118,6 +119,25 @@ impl Image {
             align,
             pieces: merge_into_pieces(&loads),
         })
+    }
+
+    /// The payload of a bzImage as `kexec_load` places it: one piece at link address 0 (the
+    /// payload is minicap's flat image, the PT_LOAD of minicap.elf linked at 0), zero-filled
+    /// to `PAGE_ALIGN(init_size)` (the .bss, and a signature appended after the file bytes
+    /// lands there: minicap zeroes its .bss before use), entered at payload + 0x200 with
+    /// `%rsi` = `boot_params`. This is what kexec-tools' bzImage64 loader does with the file.
+    pub fn from_bzimage(bz: &BzImage<'_>) -> Self {
+        let mut bytes = bz.payload.to_vec();
+        // `BzImage::parse` checked that the payload fits in `load_size`.
+        bytes.resize(usize::try_from(bz.load_size()).unwrap_or(bytes.len()), 0);
+        Self {
+            entry: bz.entry_offset(),
+            align: u64::from(bz.kernel_alignment).max(PAGE_SIZE),
+            pieces: vec![ImagePiece {
+                link_addr: 0,
+                bytes,
+            }],
+        }
     }
 
     /// Bytes from the first piece's start to the last piece's end.

@@ -1,11 +1,18 @@
-//! `minicap load`: load minicap as the crash kernel without kexec-tools (issue 10).
+//! `minicap load`: load minicap as the crash kernel without kexec-tools (issues 10 and 12).
 //!
-//! Reading the running system ([`system`]: `/proc/iomem`, the kexec and CPU sysfs files,
+//! The image is minicap.elf or minicap.bzImage, signed or not ([`image_file`]); the system
+//! call is chosen by [`route`]: with a bzImage, `kexec_file_load(2)` first (the kernel reads
+//! the file, checks its signature when it must, and builds the core headers, boot_params and
+//! its purgatory), falling back to `kexec_load(2)` when the kernel lacks it or cannot take
+//! the image and is not locked down; a refused signature never falls back.
+//!
+//! For `kexec_load`: reading the running system ([`system`]: `/proc/iomem`, the kexec and CPU sysfs files,
 //! `/proc/kcore`), building the ELF core headers (`minicap_elfcore::build_core_headers`),
 //! placing the segments with their SHA-256 digests ([`plan`]), printing all of it
 //! (`--dry-run`), or placing minicap's purgatory with those digests ([`purgatory`]) and
-//! calling `kexec_load(2)` with `KEXEC_ON_CRASH` ([`kexec`]). `minicap unload` is the same call
-//! with no segments.
+//! calling `kexec_load(2)` with `KEXEC_ON_CRASH` ([`kexec`]). With a bzImage the fallback
+//! loads the bzImage's payload (see [`image::Image::from_bzimage`] and [`load`] for why not
+//! minicap.elf next to it). `minicap unload` unloads through either call.
 //!
 //! For the end-to-end tests only, two hidden options damage what the capture kernel receives,
 //! after the headers are built and before the purgatory's digests are taken ([`corrupt`]):
@@ -17,12 +24,14 @@ pub mod corrupt;
 mod dump_device;
 mod elf_file;
 mod image;
+mod image_file;
 pub mod iomem;
 mod kcore;
 mod kexec;
 pub mod plan;
 mod purgatory;
 mod recommend;
+mod route;
 mod state;
 mod status;
 pub mod sysfs;
@@ -39,12 +48,29 @@ use minicap_elfcore::{build_core_headers, CoreHeaderSpec, NoteBuffer};
 use crate::fmt_util::{size, Hex};
 use dump_device::{check_dump_device, DumpDeviceCheck};
 use image::Image;
+use image_file::{ImageFile, ImageKind};
 use plan::{plan_load, LoadPlan, PlanInput};
+use route::{after_file_refusal, AfterRefusal, Route, Syscall};
 use sysfs::{read_lockdown, SystemFiles};
-use system::{read_crash_system, CrashSystem};
+use system::{read_crash_region, read_crash_system, CrashSystem};
 
-/// Where `minicap load` looks for the image without `--image`.
+pub use route::SyscallChoice;
+
+/// Where `minicap load` looks for the ELF image without `--image` and without
+/// [`DEFAULT_BZIMAGE`].
 pub const DEFAULT_IMAGE: &str = "/usr/lib/minicap/minicap.elf";
+/// Where `minicap load` looks first for the image without `--image`: the bzImage loads
+/// through either system call (and, signed, under Secure Boot).
+pub const DEFAULT_BZIMAGE: &str = "/usr/lib/minicap/minicap.bzImage";
+
+/// The default image: [`DEFAULT_BZIMAGE`] if `exists` says so, else [`DEFAULT_IMAGE`].
+pub fn default_image(exists: impl Fn(&Path) -> bool) -> PathBuf {
+    if exists(Path::new(DEFAULT_BZIMAGE)) {
+        DEFAULT_BZIMAGE.into()
+    } else {
+        DEFAULT_IMAGE.into()
+    }
+}
 
 /// The purgatory's file name, looked up next to the image without `--purgatory`.
 pub const PURGATORY_FILE: &str = "purgatory.elf";
@@ -65,6 +91,8 @@ pub struct LoadRequest<'a> {
     pub options_source: &'a str,
     /// The configuration file read, if any (kept in the load record).
     pub config: Option<&'a Path>,
+    /// `--syscall`.
+    pub syscall: SyscallChoice,
     /// Print, load nothing.
     pub dry_run: bool,
     /// Fault injection: store a wrong digest for this segment (the purgatory must refuse).
@@ -75,51 +103,238 @@ pub struct LoadRequest<'a> {
     pub recorded: bool,
 }
 
-/// `minicap load [--image PATH] [--append OPTIONS] [--dry-run]`, reading `/proc` and `/sys`
-/// from `files`.
+/// `minicap load [--image PATH] [--append OPTIONS] [--syscall S] [--dry-run]`, reading `/proc`
+/// and `/sys` from `files`.
+///
+/// With a bzImage, the `kexec_load` fallback loads the bzImage's own payload (what kexec-tools'
+/// bzImage64 loader does), not a minicap.elf next to it: the payload is the same flat image
+/// (tested against the built pair), the file named is the one loaded and recorded (an ELF
+/// beside it could be another build, or absent where only the bzImage was installed), and the
+/// purgatory then checks exactly the bytes whose SHA-256 the load record keeps.
 pub fn load(files: &SystemFiles, request: &LoadRequest<'_>) -> Result<()> {
-    let (image_path, append, dry_run) = (request.image, request.append, request.dry_run);
-    check_options(append).context(request.options_source.to_owned())?;
-    let (image, image_sha256) = read_image(image_path)?;
+    check_options(request.append).context(request.options_source.to_owned())?;
+    let (image, image_file) = ImageFile::open(request.image)?;
+    let lockdown = read_lockdown(files)?;
+    let damage = request.test_damage;
+    let test_only = request.corrupt_digest.is_some()
+        || !damage.core_headers.is_empty()
+        || damage.omit_elfcorehdr;
+    let route = route::route(image.kind, request.syscall, lockdown.as_deref(), test_only);
+    let dump_device = dump_device_line(files, request.append)?;
+    if request.dry_run {
+        return dry_run(files, request, &image, &route, dump_device.as_deref());
+    }
+    let route = route.map_err(anyhow::Error::msg)?;
+    if request.recorded {
+        bail!(
+            "--root reads a recorded system: its plan cannot be loaded into this kernel \
+             (use --dry-run)"
+        );
+    }
+    if let Route::File { fallback } = route {
+        let (_, _, region) = read_crash_region(files)?;
+        match kexec::file_load_crash_kernel(&image_file, request.append) {
+            Ok(()) => {
+                println!(
+                    "loaded minicap as the crash kernel with kexec_file_load: {} ({} bytes, {}), \
+                     command line: {}",
+                    request.image.display(),
+                    image.len(),
+                    image.kind.signature(),
+                    shown(request.append)
+                );
+                println!("{}", options_line(request));
+                record(
+                    files,
+                    request,
+                    &image,
+                    Syscall::KexecFileLoad,
+                    None,
+                    &region,
+                );
+                if let Some(line) = &dump_device {
+                    println!("{line}");
+                }
+                return Ok(());
+            }
+            Err(errno) => match after_file_refusal(
+                errno,
+                fallback,
+                lockdown.as_deref(),
+                kexec::running_as_root(),
+            ) {
+                AfterRefusal::FallBack(warning) => println!("warning: {warning}"),
+                AfterRefusal::Fail(message) => bail!("{message}"),
+            },
+        }
+    }
     let system = read_crash_system(files)?;
-    let (mut plan, headers) = plan_for(&system, &image, append)?;
-    for line in corrupt::apply(&mut plan, request.test_damage)? {
+    let (mut plan, _) = plan_for(&system, &image.image, request.append)?;
+    for line in corrupt::apply(&mut plan, damage)? {
         println!("warning: {line}");
     }
-    let lockdown = read_lockdown(files)?.map(|mode| {
-        format!(
-            "the kernel is locked down ({mode}): it refuses kexec_load (EPERM); loading under \
-             lockdown needs kexec_file_load and a signed bzImage, which minicap does not have"
-        )
-    });
-    let dump_device = dump_device_line(files, append)?;
-    if !dry_run {
-        if let Some(lockdown) = lockdown {
-            bail!("{lockdown}");
-        }
-        load_for_real(files, request, &plan, image_sha256)?;
-        if let Some(line) = &dump_device {
-            println!("{line}");
-        }
-        return Ok(());
-    }
-    let placed = place_purgatory(request, &plan).map(|(segment, entry, _)| (segment, entry));
-    print!(
-        "{}",
-        describe(image_path, &image, &system, &headers, &plan, &placed)
-    );
-    println!("{}", options_line(request));
-    if let Err(e) = &placed {
-        println!("warning: {e:#}");
-    }
-    if let Some(lockdown) = lockdown {
-        println!("warning: {lockdown}");
-    }
+    load_for_real(files, request, &image, &plan)?;
     if let Some(line) = &dump_device {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `--dry-run`: the route, the file-load command line, and the `kexec_load` plan when that call
+/// may be used.
+fn dry_run(
+    files: &SystemFiles,
+    request: &LoadRequest<'_>,
+    image: &ImageFile,
+    route: &std::result::Result<Route, String>,
+    dump_device: Option<&str>,
+) -> Result<()> {
+    // Whether the kexec_load plan is shown, and whether failing to make it fails the dry run
+    // (kexec_load is the route) or is a warning (only the fallback's plan is missing).
+    let (kexec_load_plan, plan_required) = match route {
+        Ok(Route::File { fallback: false }) => (false, false),
+        Ok(Route::File { fallback: true }) => (true, false),
+        Ok(Route::Load) => (true, true),
+        // Show what the refused call would have loaded.
+        Err(_) => (image.kind == ImageKind::Elf, true),
+    };
+    let mut warnings = Vec::new();
+    let planned = if kexec_load_plan {
+        match dry_run_plan(files, request, image) {
+            Ok((text, warning)) => {
+                print!("{text}");
+                warnings.extend(warning);
+                true
+            }
+            Err(e) if !plan_required => {
+                warnings.push(format!("the kexec_load fallback cannot be planned: {e:#}"));
+                false
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        false
+    };
+    if !planned {
+        let (state, _, region) = read_crash_region(files)?;
+        println!(
+            "crash region   {:#x}-{:#x}, {}; crash kernel loaded now: {}",
+            region.start,
+            region.end - 1,
+            size(region.end - region.start),
+            if state.crash_loaded { "yes" } else { "no" }
+        );
+        println!(
+            "image          {}: {}, {} bytes",
+            request.image.display(),
+            image.kind,
+            image.len()
+        );
+    }
+    println!("{}", options_line(request));
+    match route {
+        Ok(route) => println!("{}", route_line(route, image.kind, request.syscall)),
+        Err(e) => {
+            println!(
+                "syscall        none ({}): nothing can be loaded",
+                request.syscall
+            );
+            warnings.push(e.clone());
+        }
+    }
+    if let (Ok(Route::File { .. }) | Err(_), ImageKind::BzImage { .. }) = (route, image.kind) {
+        println!(
+            "file load      kexec_file_load(KEXEC_FILE_ON_CRASH | KEXEC_FILE_NO_INITRAMFS), \
+             command line: {} (the kernel adds elfcorehdr=)",
+            shown(request.append)
+        );
+    }
+    for warning in warnings {
+        println!("warning: {warning}");
+    }
+    if let Some(line) = dump_device {
         println!("{line}");
     }
     println!("dry run: nothing was loaded");
     Ok(())
+}
+
+/// The `kexec_load` plan as the dry run prints it, and a warning when the purgatory cannot
+/// be placed (the plan is shown with its slot).
+fn dry_run_plan(
+    files: &SystemFiles,
+    request: &LoadRequest<'_>,
+    image: &ImageFile,
+) -> Result<(String, Option<String>)> {
+    let system = read_crash_system(files)?;
+    let (mut plan, headers) = plan_for(&system, &image.image, request.append)?;
+    let mut text = String::new();
+    for line in corrupt::apply(&mut plan, request.test_damage)? {
+        text.push_str(&format!("warning: {line}\n"));
+    }
+    let placed = place_purgatory(request, &plan).map(|(segment, entry, _)| (segment, entry));
+    text.push_str(&describe(
+        request.image,
+        image,
+        &system,
+        &headers,
+        &plan,
+        &placed,
+    ));
+    Ok((text, placed.err().map(|e| format!("{e:#}"))))
+}
+
+/// Which call `minicap load` would make, and why.
+fn route_line(route: &Route, kind: ImageKind, choice: SyscallChoice) -> String {
+    match route {
+        Route::File { fallback: true } => format!(
+            "syscall        kexec_file_load first ({kind}; --syscall {choice}), then kexec_load \
+             with the plan above if the kernel lacks it or cannot take the image"
+        ),
+        Route::File { fallback: false } => format!(
+            "syscall        kexec_file_load only ({kind}; --syscall {choice}{})",
+            if choice == SyscallChoice::Auto {
+                "; locked down: kexec_load would be refused"
+            } else {
+                ""
+            }
+        ),
+        Route::Load => format!(
+            "syscall        kexec_load ({kind}; --syscall {choice}{})",
+            match (choice, kind) {
+                (SyscallChoice::Auto, ImageKind::Elf) => ": kexec_file_load takes only a bzImage",
+                (SyscallChoice::Auto, _) => ": the test options need minicap's own plan",
+                _ => "",
+            }
+        ),
+    }
+}
+
+/// Leaves the load record; a failure is only a warning (the crash kernel is loaded either way:
+/// without the record, status blames another loader).
+fn record(
+    files: &SystemFiles,
+    request: &LoadRequest<'_>,
+    image: &ImageFile,
+    syscall: Syscall,
+    purgatory: Option<PathBuf>,
+    region: &std::ops::Range<u64>,
+) {
+    let record = state::LoadRecord {
+        image: request.image.to_owned(),
+        image_sha256: image.sha256.clone(),
+        syscall,
+        image_kind: image.kind.to_string(),
+        purgatory,
+        config: request.config.map(Path::to_owned),
+        options: request.append.to_owned(),
+        region_start: region.start,
+        region_end: region.end,
+        loaded_at: now(),
+    };
+    if let Err(e) = state::write(files, &record) {
+        println!("warning: {e:#}: minicap status will not know minicap loaded it");
+    }
 }
 
 /// What the disks say about the dump device the capture will look for: a line to print,
@@ -146,15 +361,9 @@ fn dump_device_line(files: &SystemFiles, append: &str) -> Result<Option<String>>
 fn load_for_real(
     files: &SystemFiles,
     request: &LoadRequest<'_>,
+    image: &ImageFile,
     plan: &LoadPlan,
-    image_sha256: String,
 ) -> Result<()> {
-    if request.recorded {
-        bail!(
-            "--root reads a recorded system: its plan cannot be loaded into this kernel \
-             (use --dry-run)"
-        );
-    }
     let (segment, entry, purgatory_path) = place_purgatory(request, plan)?;
     let mut segments = plan.segments.clone();
     segments.push(segment);
@@ -162,41 +371,46 @@ fn load_for_real(
     plan::check_kexec_rules(&segments, None, &plan.region)?;
     kexec::load_crash_kernel(entry, &segments)?;
     println!(
-        "loaded minicap as the crash kernel: {} segments in {:#x}-{:#x}, purgatory entry {entry:#x}",
+        "loaded minicap as the crash kernel: {} segments in {:#x}-{:#x}, purgatory entry \
+         {entry:#x} (with kexec_load: {}, {})",
         segments.len(),
         plan.region.start,
-        plan.region.end - 1
+        plan.region.end - 1,
+        request.image.display(),
+        image.kind
     );
     println!("{}", options_line(request));
     print!("{}", kexec::describe_segments(&segments));
-    let record = state::LoadRecord {
-        image: request.image.to_owned(),
-        image_sha256,
-        purgatory: purgatory_path,
-        config: request.config.map(Path::to_owned),
-        options: request.append.to_owned(),
-        region_start: plan.region.start,
-        region_end: plan.region.end,
-        loaded_at: now(),
-    };
-    // The crash kernel is loaded either way: without the record, status blames another loader.
-    if let Err(e) = state::write(files, &record) {
-        println!("warning: {e:#}: minicap status will not know minicap loaded it");
-    }
+    record(
+        files,
+        request,
+        image,
+        Syscall::KexecLoad,
+        Some(purgatory_path),
+        &plan.region,
+    );
     if let Some(n) = request.corrupt_digest {
         println!("warning: segment {n}'s digest was stored wrong on purpose: the purgatory will refuse to start minicap");
     }
     Ok(())
 }
 
-/// The options for minicap and where they came from.
-fn options_line(request: &LoadRequest<'_>) -> String {
-    let options = if request.append.is_empty() {
+/// The options as a command line to show: "(none)" when empty.
+fn shown(options: &str) -> &str {
+    if options.is_empty() {
         "(none)"
     } else {
-        request.append
-    };
-    format!("options        {options} (from {})", request.options_source)
+        options
+    }
+}
+
+/// The options for minicap and where they came from.
+fn options_line(request: &LoadRequest<'_>) -> String {
+    format!(
+        "options        {} (from {})",
+        shown(request.append),
+        request.options_source
+    )
 }
 
 /// Seconds since the epoch.
@@ -247,17 +461,9 @@ pub fn unload(files: &SystemFiles) -> Result<()> {
     Ok(())
 }
 
-/// Reads and parses the image file; also returns the file's SHA-256 (for the load record).
-pub fn read_image(path: &Path) -> Result<(Image, String)> {
-    let bytes = std::fs::read(path).with_context(|| {
-        format!(
-            "cannot read the minicap image {} (give it with --image)",
-            path.display()
-        )
-    })?;
-    let image = Image::parse(&bytes)
-        .with_context(|| format!("{} is not a minicap image", path.display()))?;
-    Ok((image, state::sha256_hex(&bytes)))
+/// Reads and recognises the image file (ELF or bzImage).
+pub fn read_image(path: &Path) -> Result<ImageFile> {
+    ImageFile::read(path)
 }
 
 /// Options for minicap (`--append`, the configuration file): the `minicap.` options must be
@@ -302,12 +508,13 @@ pub fn plan_for(system: &CrashSystem, image: &Image, append: &str) -> Result<(Lo
 /// The dry run's report.
 fn describe(
     image_path: &Path,
-    image: &Image,
+    file: &ImageFile,
     system: &CrashSystem,
     headers: &[u8],
     plan: &LoadPlan,
     purgatory: &Result<(plan::Segment, u64)>,
 ) -> String {
+    let image = &file.image;
     let mut out = String::new();
     let mut line = |s: String| {
         out.push_str(&s);
@@ -326,8 +533,9 @@ fn describe(
         }
     ));
     line(format!(
-        "image          {}: {} in {} piece(s), entry {:#x}",
+        "image          {}: {}, {} in {} piece(s), entry {:#x}",
         image_path.display(),
+        file.kind,
         size(image.span()),
         image.pieces.len(),
         plan.entry

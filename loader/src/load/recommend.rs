@@ -144,7 +144,7 @@ pub fn budget(image: &Image, machine: &Machine, options: &MinicapOptions) -> Bud
 /// `minicap recommend [--image PATH] [--append OPTIONS]`.
 pub fn recommend(files: &SystemFiles, image_path: &Path, append: &str) -> Result<()> {
     let options = MinicapOptions::parse(append, |_| {}).map_err(|e| anyhow!("--append: {e}"))?;
-    let (image, _) = read_image(image_path)?;
+    let image = read_image(image_path)?.image;
     let iomem = read_iomem(files)?;
     // Sizing works on a kernel without kexec support too; the comparison then says so.
     let reserved = files.read_optional(KEXEC_CRASH_SIZE)?;

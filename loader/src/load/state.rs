@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::route::Syscall;
 use super::sysfs::SystemFiles;
 use crate::fmt_util::Hex;
 
@@ -30,8 +31,16 @@ pub struct LoadRecord {
     pub image: PathBuf,
     /// SHA-256 of the image file when it was loaded (lower-case hex).
     pub image_sha256: String,
-    /// The purgatory file.
-    pub purgatory: PathBuf,
+    /// The system call that loaded it; records written before the field existed were all
+    /// `kexec_load`'s.
+    #[serde(default = "kexec_load")]
+    pub syscall: Syscall,
+    /// The image's kind as loaded: "ELF", "bzImage, signed" or "bzImage, unsigned" (empty in
+    /// older records).
+    #[serde(default)]
+    pub image_kind: String,
+    /// minicap's purgatory file (`None`: loaded by `kexec_file_load`, the kernel's purgatory).
+    pub purgatory: Option<PathBuf>,
     /// The configuration file read, if any.
     pub config: Option<PathBuf>,
     /// The options given to minicap (`--append` or the configuration's).
@@ -42,6 +51,10 @@ pub struct LoadRecord {
     pub region_end: u64,
     /// The load's time, seconds since the epoch (UTC).
     pub loaded_at: i64,
+}
+
+fn kexec_load() -> Syscall {
+    Syscall::KexecLoad
 }
 
 impl LoadRecord {
@@ -125,7 +138,9 @@ pub mod tests {
         LoadRecord {
             image: "/usr/lib/minicap/minicap.elf".into(),
             image_sha256: sha256_hex(b"image"),
-            purgatory: "/usr/lib/minicap/purgatory.elf".into(),
+            syscall: Syscall::KexecLoad,
+            image_kind: "ELF".into(),
+            purgatory: Some("/usr/lib/minicap/purgatory.elf".into()),
             config: Some("/etc/minicap.conf".into()),
             options: "minicap.format=kdump".into(),
             region_start: 0x2d00_0000,
@@ -144,6 +159,40 @@ pub mod tests {
         assert_eq!(read(&root.files()).unwrap(), None);
         // Removing twice is fine: unload after another tool's unload.
         remove(&root.files()).unwrap();
+    }
+
+    #[test]
+    fn a_file_load_record_round_trips() {
+        let root = TestRoot::empty();
+        let file_load = LoadRecord {
+            image: "/usr/lib/minicap/minicap.bzImage".into(),
+            syscall: Syscall::KexecFileLoad,
+            image_kind: "bzImage, signed".into(),
+            purgatory: None,
+            ..record()
+        };
+        write(&root.files(), &file_load).unwrap();
+        let text = std::fs::read_to_string(root.files().path(LOAD_RECORD)).unwrap();
+        assert!(text.contains("\"syscall\": \"kexec_file_load\""), "{text}");
+        assert!(text.contains("\"purgatory\": null"), "{text}");
+        assert_eq!(read(&root.files()).unwrap(), Some(file_load));
+    }
+
+    /// A record from before the syscall was kept (a tool upgraded since the load): that
+    /// minicap only had kexec_load.
+    #[test]
+    fn an_older_record_was_kexec_load() {
+        let root = TestRoot::empty();
+        root.write(
+            LOAD_RECORD,
+            r#"{"image": "/usr/lib/minicap/minicap.elf", "image_sha256": "00",
+                "purgatory": "/usr/lib/minicap/purgatory.elf", "config": null,
+                "options": "", "region_start": 1, "region_end": 2, "loaded_at": 3}"#,
+        );
+        let r = read(&root.files()).unwrap().unwrap();
+        assert_eq!(r.syscall, Syscall::KexecLoad);
+        assert_eq!(r.purgatory, Some("/usr/lib/minicap/purgatory.elf".into()));
+        assert_eq!(r.image_kind, "");
     }
 
     #[test]

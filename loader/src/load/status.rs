@@ -114,7 +114,16 @@ fn describe_record(line: &mut impl FnMut(String), r: &LoadRecord) {
         r.image.display(),
         r.image_sha256
     ));
-    line(format!("  purgatory:  {}", r.purgatory.display()));
+    let kind = if r.image_kind.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", r.image_kind)
+    };
+    line(format!("  syscall:    {}{kind}", r.syscall));
+    line(match &r.purgatory {
+        Some(p) => format!("  purgatory:  {}", p.display()),
+        None => "  purgatory:  the kernel's (kexec_file_load)".to_owned(),
+    });
     line(format!(
         "  options:    {}{}",
         if r.options.is_empty() {
@@ -162,6 +171,7 @@ pub fn status(files: &SystemFiles, device: Option<&Path>) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::route::Syscall;
     use super::super::state::tests::record;
     use super::super::sysfs::{read_crash_state, KEXEC_CRASH_LOADED};
     use super::super::system::read_state_and_iomem;
@@ -212,10 +222,29 @@ mod tests {
             text.contains("  options:    minicap.format=kdump (configuration /etc/minicap.conf)"),
             "{text}"
         );
+        assert!(text.contains("\n  syscall:    kexec_load, ELF\n"), "{text}");
         assert!(!text.contains("warning"), "{text}");
         // The image replaced after the load: the loaded one is not the file any more.
         root.write("minicap.elf", "newer image");
         assert!(report(&root, true, Some(&r)).contains("CHANGED since"));
+    }
+
+    #[test]
+    fn a_file_load_shows_the_syscall_and_no_purgatory() {
+        let root = TestRoot::guest_2cpu();
+        let r = LoadRecord {
+            syscall: Syscall::KexecFileLoad,
+            image_kind: "bzImage, signed".into(),
+            purgatory: None,
+            ..guest_record(&root)
+        };
+        let text = report(&root, true, Some(&r));
+        assert!(
+            text.contains(
+                "\n  syscall:    kexec_file_load, bzImage, signed\n  purgatory:  the kernel's"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

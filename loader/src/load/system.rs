@@ -113,9 +113,12 @@ pub fn read_state_and_iomem(files: &SystemFiles) -> Result<(CrashState, Iomem), 
     Ok((read_crash_state(files)?, read_iomem(files)?))
 }
 
-/// Reads everything a load needs, checking in the order a user can fix things: kexec support,
-/// the reservation, `kexec_load_disabled`, then the crashed kernel's description.
-pub fn read_crash_system(files: &SystemFiles) -> Result<CrashSystem, SystemError> {
+/// What either system call needs checked first, in the order a user can fix things: kexec
+/// support, the reservation, `kexec_load_disabled` (which stops `kexec_file_load` too). The
+/// state, `/proc/iomem` and the crash region.
+pub fn read_crash_region(
+    files: &SystemFiles,
+) -> Result<(CrashState, Iomem, Range<u64>), SystemError> {
     let (state, iomem) = read_state_and_iomem(files)?;
     let region = iomem
         .load_region()
@@ -124,6 +127,13 @@ pub fn read_crash_system(files: &SystemFiles) -> Result<CrashSystem, SystemError
     if state.load_disabled == Some(true) {
         return Err(SystemError::LoadDisabled);
     }
+    Ok((state, iomem, region))
+}
+
+/// Reads everything a `kexec_load` needs: [`read_crash_region`], then the crashed kernel's
+/// description.
+pub fn read_crash_system(files: &SystemFiles) -> Result<CrashSystem, SystemError> {
+    let (state, iomem, region) = read_crash_region(files)?;
     let cpu_notes = read_cpu_notes(files)?;
     let vmcoreinfo = read_vmcoreinfo(files)?;
     let code = iomem.kernel_code().ok_or(SystemError::NoKernelCode)?;
