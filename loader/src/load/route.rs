@@ -101,8 +101,8 @@ pub fn route(
     let locked = |why: &str| {
         lockdown.map(|mode| {
             format!(
-                "the kernel is locked down ({mode}): it refuses kexec_load (EPERM) and loads \
-                 only a signed bzImage through kexec_file_load; {why} ({SECURE_BOOT})"
+                "the kernel is locked down ({mode}): it refuses kexec_load (EPERM from lockdown, \
+                 or EACCES when IMA appraisal refuses first) and loads only a signed bzImage through kexec_file_load; {why} ({SECURE_BOOT})"
             )
         })
     };
