@@ -836,7 +836,7 @@ class LimitsTests(unittest.TestCase):
         self.assertFalse(checks.check_time_limit_message(TIMED_OUT, 3)[0])
         self.assertFalse(checks.check_time_limit_message(TIMED_OUT.replace("2.004", "1.999"), 2)[0])
         self.assertFalse(checks.check_time_limit_message(WRITE_FAILURE, 2)[0])
-        self.assertEqual(scenarios.time_limit(scenarios.lookup("capture-timeout")), 2)
+        self.assertEqual(scenarios.time_limit(scenarios.lookup("capture-timeout")), 1)
         self.assertIsNone(scenarios.time_limit(scenarios.lookup("capture-modern")))
 
     def test_unsaved_kept(self):

@@ -480,10 +480,14 @@ SCENARIOS: tuple[Scenario, ...] = (
              checks=frozenset({LEFT_ALONE, DEVICE_ERROR, STORED_LOG, TRIAGE}), pattern=True),
     # The whole capture has a bound (minicap.timeout=): 2 s from minicap's entry stops the 1 GiB
     # ELF dump (about 6 s under TCG, its first write at ~0.2 s) part way; what was written is kept.
-    Scenario("capture-timeout", "minicap.timeout=2: the capture stops mid-dump, failure timeout, header failed "
+    # The limit must fall well inside the dump on any host: the 1 GiB dump took 1.7 s on an idle
+    # machine (604 MiB/s, the fastest seen), and with a 2 s limit a quiet CI machine finished it
+    # in time. With 1 s the dump stops after at most ~0.55 GiB at that rate, and the pattern
+    # (pfn 0x3800 up, 56-120 MiB) is inside the written part down to ~150 MiB/s.
+    Scenario("capture-timeout", "minicap.timeout=1: the capture stops mid-dump, failure timeout, header failed "
              "with every written byte, save --partial", disks=(decoy(), dump_disk()), failure="timeout",
              checks=frozenset({LEFT_ALONE, TIME_LIMIT, STORED_LOG, TRIAGE}), pattern=True,
-             capture_append=("minicap.timeout=2",)),
+             capture_append=("minicap.timeout=1",)),
     # The target holds a complete dump that `minicap save` never copied off (the first crash of a
     # crash loop): minicap keeps it, writes nothing, and says what it holds.
     Scenario("unsaved-dump", "the dump disk holds a complete dump never saved: kept byte for byte, failure "
