@@ -283,6 +283,22 @@ class BadInputTests(unittest.TestCase):
         self.assertIn("file=/a.img,format=raw,if=none,id=disk0", cmd)
         self.assertNotIn("-drive", qemu.qemu_command(args, k, Path("/i"), []))
 
+    def test_qemu_throttled_disk(self):
+        k = kernel.GuestKernel("v", Path("/k"))
+        args = resolved(["--scenario", "capture-timeout"])
+        cmd = qemu.qemu_command(args, k, Path("/i"), [Path("/decoy.img"), Path("/dump.img")],
+                                write_bps={Path("/dump.img"): scenarios.TIMEOUT_DISK_BPS})  # fmt: skip
+        drives = [cmd[i + 1] for i, c in enumerate(cmd) if c == "-drive"]
+        self.assertEqual(drives, ["file=/decoy.img,format=raw,if=none,id=disk0",
+                                  "file=/dump.img,format=raw,if=none,id=disk1,throttling.bps-write=268435456"])  # fmt: skip
+        # The row throttles its dump disk only, slowly enough that the 1 GiB dump outlasts the
+        # limit twice over.
+        row = scenarios.lookup("capture-timeout")
+        target = next(d for d in row.disks if d.target)
+        self.assertEqual(target.write_bps, scenarios.TIMEOUT_DISK_BPS)
+        self.assertTrue(all(d.write_bps is None for d in row.disks if not d.target))
+        self.assertGreaterEqual((1 << 30) / target.write_bps, 2 * scenarios.time_limit(row))
+
     def test_qemu_nvme_disks(self):
         k = kernel.GuestKernel("v", Path("/k"))
         args = resolved(["--scenario", "capture-nvme"])
@@ -836,7 +852,7 @@ class LimitsTests(unittest.TestCase):
         self.assertFalse(checks.check_time_limit_message(TIMED_OUT, 3)[0])
         self.assertFalse(checks.check_time_limit_message(TIMED_OUT.replace("2.004", "1.999"), 2)[0])
         self.assertFalse(checks.check_time_limit_message(WRITE_FAILURE, 2)[0])
-        self.assertEqual(scenarios.time_limit(scenarios.lookup("capture-timeout")), 1)
+        self.assertEqual(scenarios.time_limit(scenarios.lookup("capture-timeout")), 2)
         self.assertIsNone(scenarios.time_limit(scenarios.lookup("capture-modern")))
 
     def test_unsaved_kept(self):

@@ -141,7 +141,8 @@ def run_qemu(cmd: list[str], serial_log: Path, timeout: float, echo: bool, resul
 def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
                  blkdebug: dict[Path, Path] | None = None, nvme: frozenset[Path] = frozenset(),
                  ahci: frozenset[Path] = frozenset(), vmlinuz: Path | None = None,
-                 firmware: tuple[list[str], str] | None = None) -> list[str]:
+                 firmware: tuple[list[str], str] | None = None,
+                 write_bps: dict[Path, int] | None = None) -> list[str]:
     """The QEMU command line; `disks` become devices in PCI slots 1, 2, ...
     in that order (so minicap's PCI scan meets them in that order): an NVMe
     controller with the disk as namespace 1 for those in `nvme`, an ATA disk
@@ -152,7 +153,8 @@ def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
     without request merging, and I/O errors are reported to the guest
     (werror=report, rerror=report). `vmlinuz` replaces the guest kernel's own
     (the signed copy of a Secure Boot run); `firmware` (secureboot.firmware_options:
-    QEMU options and machine properties) boots through OVMF instead of SeaBIOS."""
+    QEMU options and machine properties) boots through OVMF instead of SeaBIOS. A disk
+    with an entry in `write_bps` has its writes throttled to that many bytes per second."""
     append = (
         f"console=ttyS0 crashkernel={args.crashkernel} panic=0 oops=panic loglevel=7 "
         f"printk.time=1 {args.guest_append}"
@@ -188,6 +190,8 @@ def qemu_command(args, k: GuestKernel, initrd: Path, disks: list[Path],
         drive = (f"driver=blkdebug,config={rules},image.driver=file,image.filename={disk},"
                  f"if=none,id=disk{i},werror=report,rerror=report" if rules
                  else f"file={disk},format=raw,if=none,id=disk{i}")  # fmt: skip
+        if disk in (write_bps or {}):
+            drive += f",throttling.bps-write={write_bps[disk]}"
         # QEMU merges adjacent requests in flight into one and fails every
         # one of them when the merged request fails: the error would be
         # reported for the oldest, which need not hold the injected byte.

@@ -304,7 +304,9 @@ def run_scenario(args, s: sc.Scenario) -> tuple[Results, dict]:
         before_load=init_block(s.refusals, append, shell_quote) if s.secure_boot else ""))  # fmt: skip
     log(f"initramfs {initrd} ({initrd.stat().st_size // 1024} KiB), seed {seed:016x}")
 
-    cmd = qemu_command(args, k, initrd, attached, blkdebug, frozenset(nvme), frozenset(ahci), vmlinuz, firmware)
+    throttled = {img: d.write_bps for d in s.disks if d.write_bps for img in attached if img.name == d.image}
+    cmd = qemu_command(args, k, initrd, attached, blkdebug, frozenset(nvme), frozenset(ahci), vmlinuz, firmware,
+                       throttled)
     stream = out / "stream.bin"
     if sc.SERIAL_STREAM in s.checks:
         # The second -serial is COM2 (minicap.serial=0x2f8): the stream, into a file.

@@ -43,6 +43,9 @@ class Disk:
     decoy: bool = False  # left out with --no-decoy
     fails_write: bool = False  # attached through QEMU's blkdebug, which fails one write (--fail-at-percent)
     bus: str = VIRTIO  # VIRTIO, NVME or AHCI
+    # QEMU throttles this disk's writes to this many bytes per second (throttling.bps-write=):
+    # a dump that takes at least a known time on any host (capture-timeout). None: no limit.
+    write_bps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,9 @@ DEVICE_NONE = "none"  # no minicap.device=
 DEVICE_OPTIONS = (DEVICE_TARGET, DEVICE_OTHER, DEVICE_NONE)
 
 BAD_ELFCOREHDR = "elfcorehdr=12junk"
+
+# capture-timeout's dump disk write limit: 256 MiB/s.
+TIMEOUT_DISK_BPS = 256 << 20
 
 # `minicap load --test-corrupt-core-headers=KIND`: the defects it makes in the ELF core headers
 # (loader/src/load/corrupt.rs), after building them and before the purgatory's digests.
@@ -480,14 +486,16 @@ SCENARIOS: tuple[Scenario, ...] = (
              checks=frozenset({LEFT_ALONE, DEVICE_ERROR, STORED_LOG, TRIAGE}), pattern=True),
     # The whole capture has a bound (minicap.timeout=): 2 s from minicap's entry stops the 1 GiB
     # ELF dump (about 6 s under TCG, its first write at ~0.2 s) part way; what was written is kept.
-    # The limit must fall well inside the dump on any host: the 1 GiB dump took 1.7 s on an idle
-    # machine (604 MiB/s, the fastest seen), and with a 2 s limit a quiet CI machine finished it
-    # in time. With 1 s the dump stops after at most ~0.55 GiB at that rate, and the pattern
-    # (pfn 0x3800 up, 56-120 MiB) is inside the written part down to ~150 MiB/s.
-    Scenario("capture-timeout", "minicap.timeout=1: the capture stops mid-dump, failure timeout, header failed "
-             "with every written byte, save --partial", disks=(decoy(), dump_disk()), failure="timeout",
+    # The limit must fall well inside the dump on any host: unthrottled, an idle CI machine wrote
+    # 97 % of the 1 GiB dump within a 1 s limit (and all of it within 2 s). QEMU throttles the
+    # dump disk to 256 MiB/s, so the whole dump takes 4 s or more anywhere and a 2 s limit stops
+    # it after at most ~0.5 GiB; the pattern (pfn 0x3800 up, 56-120 MiB) is inside the written
+    # part down to ~70 MiB/s.
+    Scenario("capture-timeout", "minicap.timeout=2, dump disk throttled to 256 MiB/s: the capture stops mid-dump, "
+             "failure timeout, header failed with every written byte, save --partial",
+             disks=(decoy(), replace(dump_disk(), write_bps=TIMEOUT_DISK_BPS)), failure="timeout",
              checks=frozenset({LEFT_ALONE, TIME_LIMIT, STORED_LOG, TRIAGE}), pattern=True,
-             capture_append=("minicap.timeout=1",)),
+             capture_append=("minicap.timeout=2",)),
     # The target holds a complete dump that `minicap save` never copied off (the first crash of a
     # crash loop): minicap keeps it, writes nothing, and says what it holds.
     Scenario("unsaved-dump", "the dump disk holds a complete dump never saved: kept byte for byte, failure "
