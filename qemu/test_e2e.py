@@ -378,7 +378,7 @@ def module_object(modinfo: dict[str, str]) -> bytes:
 BUSY_LOG = ["BUSY-LOAD virtio_ring.ko virtio.ko virtio_blk.ko",
             "BUSY-WRITERS 4 /dev/vdb at MiB 64 128 192 256 7.91 4.12",
             "E2E-CRASHING 10.02 6.31",
-            "BUSY-INFLIGHT /dev/vdb reads 0 writes 1 sectors-written 378880",
+            "[    4.976049] BUSY-INFLIGHT /dev/vdb reads 0 writes 1 sectors-written 378880",
             "[    8.823198] sysrq: Trigger a crash",
             "[    8.823500] Kernel panic - not syncing: sysrq triggered crash"]  # fmt: skip
 
@@ -429,7 +429,7 @@ class BusyTests(unittest.TestCase):
         tail = crash[crash.index("n=0") : crash.index("echo c > /proc/sysrq-trigger")]
         self.assertIsNone(re.search(r"\$\((?!\()|`", tail))  # no command substitution ($((...)) is arithmetic)
         self.assertIn("read r w < /sys/block/sda/inflight", tail)
-        self.assertIn('echo "BUSY-INFLIGHT /dev/sda reads $r writes $w sectors-written $wsect"', tail)
+        self.assertIn('echo "BUSY-INFLIGHT /dev/sda reads $r writes $w sectors-written $wsect" > /dev/kmsg', tail)
         self.assertIn('echo "BUSY-LOAD (built in)"', initramfs.busy_block(initramfs.BusyDisk("nvme0n1", ())))
 
     def test_flavour_version(self):

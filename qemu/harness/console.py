@@ -123,7 +123,10 @@ def check_candidates(lines: list[str], target: str, left_out: list[str], candida
 # has issued and not yet seen complete) and /sys/block/<disk>/stat's
 # sectors written.
 BUSY_WRITERS_RE = re.compile(r"^BUSY-WRITERS (\d+) (/dev/\S+)")
-BUSY_INFLIGHT_RE = re.compile(r"^BUSY-INFLIGHT (/dev/\S+) reads (\d+) writes (\d+) sectors-written (\d+)")
+# BUSY-INFLIGHT goes through /dev/kmsg: printk's timestamp comes first.
+BUSY_INFLIGHT_RE = re.compile(
+    r"^(?:\[\s*\d+\.\d+\] )?BUSY-INFLIGHT (/dev/\S+) reads (\d+) writes (\d+) sectors-written (\d+)"
+)
 
 
 def check_busy_writes(lines: list[str], markers: tuple[str, ...] = CRASH_MARKERS) -> tuple[bool, str]:

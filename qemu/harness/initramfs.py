@@ -193,14 +193,16 @@ sleep {BUSY_SETTLE_S}
 
 def busy_wait_inflight(busy: BusyDisk) -> str:
     """The lines of a busy run before its crash: wait until a write is in
-    flight, reading /sys with builtins only, and say so."""
+    flight, reading /sys with builtins only, and say so through the kernel's
+    log: printk reaches the console before the crash's own lines, whereas the
+    tty's output is sent later and was seen cut in two by the panic's."""
     sysfs = f"/sys/block/{busy.device}"
     return f"""
 echo "E2E-CRASHING $(cat /proc/uptime)"
 n=0
 while read r w < {sysfs}/inflight && [ "$w" -eq 0 ] && [ $n -lt {BUSY_WAIT_TRIES} ]; do n=$((n+1)); done
 read rio rmerge rsect rticks wio wmerge wsect rest < {sysfs}/stat
-echo "BUSY-INFLIGHT /dev/{busy.device} reads $r writes $w sectors-written $wsect"
+echo "BUSY-INFLIGHT /dev/{busy.device} reads $r writes $w sectors-written $wsect" > /dev/kmsg
 """
 
 
