@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness.common import HarnessError  # noqa: E402
 from harness.kernel import GENERIC  # noqa: E402
 from harness.checks import Results  # noqa: E402
+from harness import newer_qemu  # noqa: E402
 from harness.initramfs import BusyDisk, CrashPoint, build_initramfs  # noqa: E402
 from matrix import backtrace, module, panic_cpu, run  # noqa: E402
 from matrix import cells as cl  # noqa: E402
@@ -149,6 +150,80 @@ class CellRun(unittest.TestCase):
     def test_shown_command(self):
         self.assertEqual(run.shown_command(["--fast", "--minicap", "/a/m.elf", "--tool=/b", "--variant", "1cpu"]),
                          "python3 qemu/matrix.py --fast --variant 1cpu")  # fmt: skip
+
+
+class NewerQemu(unittest.TestCase):
+    """The x2apic variant's QEMU (harness/newer_qemu.py): the probe, the dependency plan, the wrapper."""
+
+    def fake_qemu(self, d: str, body: str) -> str:
+        q = Path(d) / "qemu"
+        q.write_text("#!/bin/sh\n" + body)
+        q.chmod(0o755)
+        return str(q)
+
+    def test_probe(self):
+        with tempfile.TemporaryDirectory() as d:
+            warns = f'echo "q: warning: {newer_qemu.NO_TCG_X2APIC} [bit 21]" >&2\ncat >/dev/null\n'
+            ok, why = newer_qemu.tcg_has_x2apic(self.fake_qemu(d, warns))
+            self.assertFalse(ok)
+            self.assertIn("CPUID.01H:ECX.x2apic", why)
+            self.assertEqual(newer_qemu.tcg_has_x2apic(self.fake_qemu(d, "cat >/dev/null\n")), (True, ""))
+            ok, why = newer_qemu.tcg_has_x2apic(self.fake_qemu(d, "echo 'unsupported machine' >&2\nexit 1\n"))
+            self.assertFalse(ok)
+            self.assertIn("exit 1", why)
+            self.assertFalse(newer_qemu.tcg_has_x2apic(d + "/absent")[0])
+
+    def test_parse_depends(self):
+        self.assertEqual(newer_qemu.parse_depends("libc6 (>= 2.34), seabios (>> 1.16.3-1~), ipxe-qemu, "
+                                                  "libfoo1:amd64 | libbar2 (= 1)"),
+                         [("libc6", ">=", "2.34"), ("seabios", ">>", "1.16.3-1~"), ("ipxe-qemu", None, None),
+                          ("libfoo1", None, None)])  # fmt: skip
+
+    def test_plan_takes_what_the_machine_lacks(self):
+        deps = {"qemu-system-x86": [("libc6", ">=", "2.34"), ("seabios", ">>", "1.16.3-1~"), ("libnew1", None, None),
+                                    ("qemu-system-common", "=", "1:10.0")],
+                "qemu-system-common": [], "qemu-system-data": [], "libnew1": [("libnewer2", ">=", "2")],
+                "libnewer2": [], "seabios": []}  # fmt: skip
+        avail = {"qemu-system-x86": ["1:10.0", "1:7.2"], "seabios": ["1.16.3-2~bpo12+1", "1.16.2-1"],
+                 "libnew1": ["1.0"], "libnewer2": ["2.1", "1.9"]}  # fmt: skip
+        installed = {"libc6": "2.36-9", "seabios": "1.16.2-1", "qemu-system-common": "1:7.2"}
+        with mock.patch.object(newer_qemu, "available", lambda p: avail.get(p, [])), \
+                mock.patch.object(newer_qemu, "depends_of", lambda p, v: deps[p]), \
+                mock.patch.object(newer_qemu, "installed_version", installed.get):  # fmt: skip
+            got = newer_qemu.plan("bookworm")
+        self.assertEqual(got, {"qemu-system-x86": "1:10.0", "qemu-system-common": "1:10.0",
+                               "qemu-system-data": "1:10.0", "seabios": "1.16.3-2~bpo12+1", "libnew1": "1.0",
+                               "libnewer2": "2.1"})  # fmt: skip
+        avail["seabios"] = ["1.16.2-1"]
+        with mock.patch.object(newer_qemu, "available", lambda p: avail.get(p, [])), \
+                mock.patch.object(newer_qemu, "depends_of", lambda p, v: deps[p]), \
+                mock.patch.object(newer_qemu, "installed_version", installed.get):  # fmt: skip
+            with self.assertRaisesRegex(HarnessError, r"needs seabios \(>> 1.16.3-1~\)"):
+                newer_qemu.plan("bookworm")
+
+    def test_wrapper(self):
+        w = newer_qemu.wrapper_text(Path("/c/qemu-10/root"), libraries=False)
+        self.assertIn('exec "/c/qemu-10/root/usr/bin/qemu-system-x86_64" -L "/c/qemu-10/root/usr/share/qemu" '
+                      '-L "/c/qemu-10/root/usr/share/seabios" "$@"', w)  # fmt: skip
+        self.assertIn("QEMU_MODULE_DIR=", w)
+        self.assertNotIn("LD_LIBRARY_PATH", w)
+        self.assertIn("LD_LIBRARY_PATH=", newer_qemu.wrapper_text(Path("/r"), libraries=True))
+
+    def test_x2apic_variant(self):
+        v = cl.VARIANT_BY_NAME["x2apic"]
+        self.assertTrue(v.needs_tcg_x2apic)
+        self.assertFalse(any(w.needs_tcg_x2apic for w in cl.VARIANTS if w is not v))
+        line = ("minicap: interrupts: 8259 remapped and masked (0xff/0xff); local APIC id 3 x2APIC (not the BSP: the "
+                "crash happened on another CPU), LVTs 0..=5 masked; 1 IO-APIC(s), 24 entries masked")  # fmt: skip
+        for text, ok in ((line, True), (line.replace("x2APIC", "xAPIC"), False), ("", False)):
+            res = Results()
+            with tempfile.TemporaryDirectory() as d:
+                (Path(d) / "serial.log").write_text("[ 1.0] x2apic enabled\n" + text + "\n")
+                run.check_minicap_console(res, Path(d) / "serial.log", v)
+            self.assertEqual(res.ok, ok, text)
+        res = Results()
+        run.check_minicap_console(res, Path("/nonexistent"), cl.BASE)
+        self.assertEqual(res.checks, [])
 
 
 class PanicCpu(unittest.TestCase):

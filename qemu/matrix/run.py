@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 import time
 import traceback
@@ -22,6 +23,7 @@ from harness import scenarios as sc
 from harness.common import QEMU_DIR, HarnessError
 from harness.initramfs import CrashPoint
 from harness.kernel import ensure_kernel
+from harness.newer_qemu import qemu_with_tcg_x2apic
 from harness.runner import run_scenario
 
 from . import cells as cl
@@ -78,6 +80,16 @@ def cell_args(base: argparse.Namespace, cell: cl.Cell, module: Path, out: Path) 
     return a, s
 
 
+def check_minicap_console(res, serial_log: Path, v: cl.Variant) -> None:
+    """The variant's line in minicap's console output (Variant.minicap_console), if it has one."""
+    if not v.minicap_console:
+        return
+    text = serial_log.read_text(errors="replace") if serial_log.is_file() else ""
+    m = re.search(v.minicap_console, text)
+    res.add(f"minicap's console: /{v.minicap_console}/", m is not None,
+            m.group(0) if m else f"no such line in {serial_log.name}")  # fmt: skip
+
+
 def short_reason(failed) -> str:
     """The first failed check's name and the first line of its detail."""
     c = failed[0]
@@ -95,6 +107,8 @@ def run_cell(base: argparse.Namespace, cell: cl.Cell, out_base: Path, crash_bt: 
         k = ensure_kernel(base.kernel_version, cell.variant.kernel)
         module = ensure_module(k)
         a, s = cell_args(base, cell, module, out)
+        if cell.variant.needs_tcg_x2apic:
+            a.qemu = qemu_with_tcg_x2apic(a.qemu)
         keep = a.keep
         a.keep = a.keep or crash_bt  # crash reads the vmcore after the harness, which deletes it unless kept
         if cell.type.needs_nmi:
@@ -106,6 +120,7 @@ def run_cell(base: argparse.Namespace, cell: cl.Cell, out_base: Path, crash_bt: 
                 res.add("NMI from the monitor", False, button.error)
         else:
             res, info = run_scenario(a, s)
+        check_minicap_console(res, out / "serial.log", cell.variant)
         if (out / "triage.txt").is_file():
             record["panic_cpu"] = check_panic_cpu(res, out, cell)
         vmcore = out / "vmcore"
