@@ -173,33 +173,21 @@ class NewerQemu(unittest.TestCase):
             self.assertIn("exit 1", why)
             self.assertFalse(newer_qemu.tcg_has_x2apic(d + "/absent")[0])
 
-    def test_parse_depends(self):
-        self.assertEqual(newer_qemu.parse_depends("libc6 (>= 2.34), seabios (>> 1.16.3-1~), ipxe-qemu, "
-                                                  "libfoo1:amd64 | libbar2 (= 1)"),
-                         [("libc6", ">=", "2.34"), ("seabios", ">>", "1.16.3-1~"), ("ipxe-qemu", None, None),
-                          ("libfoo1", None, None)])  # fmt: skip
-
-    def test_plan_takes_what_the_machine_lacks(self):
-        deps = {"qemu-system-x86": [("libc6", ">=", "2.34"), ("seabios", ">>", "1.16.3-1~"), ("libnew1", None, None),
-                                    ("qemu-system-common", "=", "1:10.0")],
-                "qemu-system-common": [], "qemu-system-data": [], "libnew1": [("libnewer2", ">=", "2")],
-                "libnewer2": [], "seabios": []}  # fmt: skip
-        avail = {"qemu-system-x86": ["1:10.0", "1:7.2"], "seabios": ["1.16.3-2~bpo12+1", "1.16.2-1"],
-                 "libnew1": ["1.0"], "libnewer2": ["2.1", "1.9"]}  # fmt: skip
-        installed = {"libc6": "2.36-9", "seabios": "1.16.2-1", "qemu-system-common": "1:7.2"}
-        with mock.patch.object(newer_qemu, "available", lambda p: avail.get(p, [])), \
-                mock.patch.object(newer_qemu, "depends_of", lambda p, v: deps[p]), \
-                mock.patch.object(newer_qemu, "installed_version", installed.get):  # fmt: skip
-            got = newer_qemu.plan("bookworm")
-        self.assertEqual(got, {"qemu-system-x86": "1:10.0", "qemu-system-common": "1:10.0",
-                               "qemu-system-data": "1:10.0", "seabios": "1.16.3-2~bpo12+1", "libnew1": "1.0",
-                               "libnewer2": "2.1"})  # fmt: skip
-        avail["seabios"] = ["1.16.2-1"]
-        with mock.patch.object(newer_qemu, "available", lambda p: avail.get(p, [])), \
-                mock.patch.object(newer_qemu, "depends_of", lambda p, v: deps[p]), \
-                mock.patch.object(newer_qemu, "installed_version", installed.get):  # fmt: skip
-            with self.assertRaisesRegex(HarnessError, r"needs seabios \(>> 1.16.3-1~\)"):
-                newer_qemu.plan("bookworm")
+    def test_download_needs_the_qemu_package(self):
+        with tempfile.TemporaryDirectory() as d, mock.patch.object(newer_qemu, "APT_DIR", Path(d)):
+            debs = Path(d) / "cache" / "archives"
+            debs.mkdir(parents=True)
+            (debs / "stale_1_all.deb").write_text("")
+            calls = []
+            with mock.patch.object(newer_qemu, "apt", lambda *a: calls.append(a) or ""):
+                with self.assertRaisesRegex(HarnessError, "no qemu-system-x86 from bookworm-backports"):
+                    newer_qemu.download("bookworm")
+                self.assertFalse((debs / "stale_1_all.deb").exists())  # a previous attempt's files go first
+                self.assertEqual(calls, [("apt-get", "install", "--download-only", "-y", "--no-install-recommends",
+                                          "-t", "bookworm-backports", "qemu-system-x86")])  # fmt: skip
+            fetched = debs / "qemu-system-x86_1%3a10.0.2_amd64.deb"
+            with mock.patch.object(newer_qemu, "apt", lambda *a: fetched.write_text("")):
+                self.assertEqual(newer_qemu.download("bookworm"), debs)
 
     def test_wrapper(self):
         w = newer_qemu.wrapper_text(Path("/c/qemu-10/root"), libraries=False)

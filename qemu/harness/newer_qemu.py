@@ -5,9 +5,9 @@ QEMU's TCG emulates x2APIC from 9.0 on; Debian 12's qemu-system-x86 is
 enters x2APIC mode. Where the system's QEMU lacks it, the harness takes
 qemu-system-x86 from the release's backports suite (`<codename>-backports`,
 10.0 on 2026-12-03): `apt-get download` through a private package index
-in the cache (the system's apt sources and state are left alone), unpacked
-with `dpkg-deb -x` into qemu/cache/qemu-<version>/ (never installed),
-together with any library it needs that the machine lacks. A wrapper
+in the cache (the system's apt sources and state are left alone; apt
+resolves what the machine lacks against its dpkg status), unpacked with
+`dpkg-deb -x` into qemu/cache/qemu-<version>/ (never installed). A wrapper
 script runs it with its own firmware (`-L`) and module directory. Every
 other scenario keeps the system's QEMU."""
 
@@ -25,13 +25,10 @@ from .kernel import CACHE, cache_lock
 
 MIRROR = os.environ.get("MINICAP_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-PACKAGES = ("qemu-system-x86", "qemu-system-common", "qemu-system-data")
 # What QEMU prints when TCG cannot give the guest the flag (target/i386/cpu.c).
 NO_TCG_X2APIC = "TCG doesn't support requested feature: CPUID.01H:ECX.x2apic"
 APT_DIR = CACHE / "apt-backports"
 WRAPPER = "qemu-system-x86_64"
-# Unmet dependencies are fetched too, and theirs: a bound so a broken index cannot loop.
-MAX_DEPENDENCY_ROUNDS = 5
 
 
 def tcg_has_x2apic(qemu: str) -> tuple[bool, str]:
@@ -67,8 +64,8 @@ def apt_options() -> list[str]:
             "-o", "Dir::State::Status=/var/lib/dpkg/status", "-o", "Debug::NoLocking=1"]  # fmt: skip
 
 
-def apt(tool: str, *args: str, cwd: Path | None = None):
-    p = run([tool, *apt_options(), *args], cwd=cwd)
+def apt(tool: str, *args: str) -> str:
+    p = run([tool, *apt_options(), *args])
     if p.returncode != 0:
         raise HarnessError(f"`{tool} {' '.join(args)}` (private index {APT_DIR}) failed "
                            f"(exit {p.returncode}):\n{tail(p.stdout, 8)}")  # fmt: skip
@@ -84,76 +81,26 @@ def update_index(release: str) -> None:
     apt("apt-get", "update")
 
 
-def newer(a: str, op: str, b: str) -> bool:
-    return run(["dpkg", "--compare-versions", a, op, b]).returncode == 0
+def download(release: str) -> Path:
+    """The newest qemu-system-x86 of the backports suite and whatever it needs that the machine
+    lacks, as apt resolves it against the system's dpkg status: `apt-get install --download-only`
+    into the private cache (nothing is installed). Returns the directory of the .debs."""
+    debs = APT_DIR / "cache" / "archives"
+    for old in debs.glob("*.deb"):
+        old.unlink()
+    log(f"apt-get install --download-only -t {release}-backports qemu-system-x86 (private index)")
+    apt("apt-get", "install", "--download-only", "-y", "--no-install-recommends", "-t", f"{release}-backports",
+        "qemu-system-x86")  # fmt: skip
+    if not any(debs.glob("qemu-system-x86_*.deb")):
+        raise HarnessError(f"apt fetched no qemu-system-x86 from {release}-backports ({MIRROR})")
+    return debs
 
 
-def installed_version(pkg: str) -> str | None:
-    p = run(["dpkg-query", "-W", "-f", "${Status}\t${Version}", pkg])
-    status, _, version = p.stdout.partition("\t")
-    return version if p.returncode == 0 and status.endswith(" installed") else None
-
-
-def available(pkg: str) -> list[str]:
-    """Versions in the private index, newest first (`apt-cache madison`)."""
-    p = run(["apt-cache", *apt_options(), "madison", pkg])
-    versions = [line.split("|")[1].strip() for line in p.stdout.splitlines() if line.count("|") >= 2]
-    return sorted(set(versions), key=functools.cmp_to_key(lambda a, b: 1 if newer(a, "gt", b) else -1), reverse=True)
-
-
-def parse_depends(field: str) -> list[tuple[str, str | None, str | None]]:
-    """`libc6 (>= 2.34), seabios (>> 1.16.3-1~), a | b` -> [(name, op, version)]:
-    the first alternative of each, without the architecture qualifier."""
-    out = []
-    for dep in filter(None, (d.strip() for d in field.split(","))):
-        first = dep.split("|")[0].strip()
-        m = re.fullmatch(r"([a-z0-9.+-]+)(?::\S+)?\s*(?:\(\s*([<>=]+)\s*([^)\s]+)\s*\))?", first)
-        if m:
-            out.append((m.group(1), m.group(2), m.group(3)))
-    return out
-
-
-def depends_of(pkg: str, version: str) -> list[tuple[str, str | None, str | None]]:
-    text = apt("apt-cache", "show", f"{pkg}={version}")
-    first = text.split("\n\n")[0]
-    fields = [m.group(1) for m in re.finditer(r"(?m)^(?:Pre-)?Depends: (.*)$", first)]
-    return [d for f in fields for d in parse_depends(f)]
-
-
-def satisfies(version: str | None, op: str | None, want: str | None) -> bool:
-    if version is None:
-        return False
-    if op is None:
-        return True
-    return newer(version, {">>": "gt", "<<": "lt", ">=": "ge", "<=": "le", "=": "eq"}[op], want)
-
-
-def plan(release: str) -> dict[str, str]:
-    """package -> version to unpack: the newest qemu-system-x86 of the backports suite,
-    its QEMU siblings at the same version, and every dependency the machine does not
-    already satisfy (at the newest version that does)."""
-    versions = available("qemu-system-x86")
-    if not versions:
-        raise HarnessError(f"qemu-system-x86 is not in {release}-backports or {release} ({MIRROR})")
-    chosen = {pkg: versions[0] for pkg in PACKAGES}
-    todo = list(PACKAGES)
-    for _ in range(MAX_DEPENDENCY_ROUNDS):
-        nxt = []
-        for pkg in todo:
-            for name, op, want in depends_of(pkg, chosen[pkg]):
-                if name in chosen or satisfies(installed_version(name), op, want):
-                    continue
-                fits = [v for v in available(name) if satisfies(v, op, want)]
-                if not fits:
-                    raise HarnessError(f"{pkg} {chosen[pkg]} needs {name} ({op} {want}), which neither the "
-                                       f"machine nor {release}[-backports] has")  # fmt: skip
-                chosen[name] = fits[0]
-                nxt.append(name)
-        if not nxt:
-            return chosen
-        todo = nxt
-    raise HarnessError(f"the dependencies of qemu-system-x86 {versions[0]} did not settle in "
-                       f"{MAX_DEPENDENCY_ROUNDS} rounds: {sorted(chosen)}")  # fmt: skip
+def deb_version(deb: Path) -> str:
+    p = run(["dpkg-deb", "-f", deb, "Version"])
+    if p.returncode != 0:
+        raise HarnessError(f"dpkg-deb -f {deb.name} Version failed:\n{tail(p.stdout, 3)}")
+    return p.stdout.strip()
 
 
 def wrapper_text(root: Path, libraries: bool) -> str:
@@ -163,12 +110,7 @@ def wrapper_text(root: Path, libraries: bool) -> str:
             f'exec "{root}/usr/bin/qemu-system-x86_64" -L "{root}/usr/share/qemu" -L "{root}/usr/share/seabios" "$@"\n')
 
 
-def unpack(chosen: dict[str, str], dest: Path) -> None:
-    debs = APT_DIR / "debs"
-    shutil.rmtree(debs, ignore_errors=True)
-    debs.mkdir(parents=True)
-    log("apt-get download " + " ".join(f"{p}={v}" for p, v in sorted(chosen.items())))
-    apt("apt-get", "download", *(f"{p}={v}" for p, v in sorted(chosen.items())), cwd=debs)
+def unpack(debs: Path, dest: Path) -> None:
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "root").mkdir(parents=True)
@@ -184,7 +126,6 @@ def unpack(chosen: dict[str, str], dest: Path) -> None:
     script.chmod(0o755)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
-    shutil.rmtree(debs, ignore_errors=True)
 
 
 def missing_libraries(qemu: Path) -> list[str]:
@@ -214,17 +155,19 @@ def qemu_with_tcg_x2apic(system_qemu: str) -> str:
                 return str(q)
         release = codename()
         update_index(release)
-        chosen = plan(release)
-        dest = CACHE / f"qemu-{chosen['qemu-system-x86'].split(':')[-1]}"
-        unpack(chosen, dest)
+        debs = download(release)
+        version = deb_version(next(debs.glob("qemu-system-x86_*.deb")))
+        dest = CACHE / f"qemu-{version.split(':')[-1]}"
+        unpack(debs, dest)
+        packages = sorted(d.name.split("_")[0] for d in debs.glob("*.deb"))
         q = dest / WRAPPER
         lost = missing_libraries(q)
         if lost:
             raise HarnessError(f"the unpacked QEMU in {dest} lacks libraries: {', '.join(lost)}")
         ok2, why2 = tcg_has_x2apic(str(q))
         if not ok2:
-            raise HarnessError(f"the backports QEMU {chosen['qemu-system-x86']} has no TCG x2APIC either: {why2}")
-        shutil.rmtree(APT_DIR, ignore_errors=True)  # the index is only needed to fetch
-        log(f"{why}; using qemu-system-x86 {chosen['qemu-system-x86']} from {release}-backports, "
-            f"unpacked in {dest} ({len(chosen)} packages, not installed)")
+            raise HarnessError(f"the backports QEMU {version} has no TCG x2APIC either: {why2}")
+        shutil.rmtree(APT_DIR, ignore_errors=True)  # the index and the .debs are only needed to fetch
+        log(f"{why}; using qemu-system-x86 {version} from {release}-backports, unpacked in {dest} "
+            f"({', '.join(packages)}; not installed)")
         return str(q)
